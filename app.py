@@ -1,0 +1,25 @@
+"""Entry point: patch first, then build and serve the app (python app.py)."""
+import os
+
+if os.environ.get("RILL_ASYNC_MODE", "eventlet") == "eventlet":
+    import eventlet
+
+    eventlet.monkey_patch()
+
+import logging  # noqa: E402
+
+
+def main(providers=()) -> None:
+    from backend import create_app
+    from backend.extensions import socketio
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(providers=providers)
+    settings = app.config["RILL"]
+    print(f"Rill on http://{settings.host}:{settings.port} ({settings.async_mode})", flush=True)
+    socketio.run(app, host=settings.host, port=settings.port, log_output=False,
+                 allow_unsafe_werkzeug=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Rill: a streaming chat server. create_app() assembles it; app.py serves it."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from flask import Flask
+
+__version__ = "0.1.0"
+
+
+@dataclass
+class Services:
+    """What routes and transports share, kept in app.extensions["rill"]."""
+
+    settings: object
+    engine: object
+    models: object
+    sessions: object
+    started: float = field(default_factory=time.monotonic)
+    turns: dict = field(default_factory=dict)  # running turns by id, for cancellation
+
+
+def create_app(settings=None, providers=()) -> Flask:
+    """`providers` adds providers beside the local model (tests register a scripted one)."""
+    from .api import chat, sessions, status
+    from .config import Settings
+    from .errors import register_error_handlers
+    from .extensions import socketio
+    from .providers.engine import Engine
+    from .providers.local import LocalProvider
+    from .providers.registry import ModelRegistry
+    from .sessions.memory import MemorySessionStore
+
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, static_folder="../static", template_folder="../templates")
+    app.config["RILL"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+
+    engine = Engine()
+    models = ModelRegistry(settings.model)
+    local = LocalProvider(settings.model_path, settings.cache_dir, settings.dtype,
+                          settings.context_tokens, settings.torch_threads)
+    for provider in (local, *providers):
+        models.add(provider)
+        engine.add(provider)
+    app.extensions["rill"] = Services(
+        settings=settings,
+        engine=engine,
+        models=models,
+        sessions=MemorySessionStore(settings.session_ttl_seconds, settings.max_sessions,
+                                    settings.max_session_messages),
+    )
+
+    register_error_handlers(app)
+    for bp in (chat.bp, sessions.bp, status.bp):
+        app.register_blueprint(bp)
+    socketio.init_app(app, async_mode=settings.async_mode)
+    return app

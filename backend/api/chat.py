@@ -1,0 +1,38 @@
+"""Chat routes: POST /api/chat/stream (SSE), POST /api/chat (JSON), cancelling a turn."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from ..chat.turn import start_turn
+from ..errors import ApiError
+from ..schemas import ChatRequest, json_body, parse
+from ..transports.sse import sse_response
+
+bp = Blueprint("chat", __name__, url_prefix="/api/chat")
+
+
+def services():
+    return current_app.extensions["rill"]
+
+
+@bp.post("/stream")
+def chat_stream():
+    turn = start_turn(services(), parse(ChatRequest, json_body()))
+    return sse_response(turn.events(), {"X-Session-Id": turn.session_id})
+
+
+@bp.post("")
+def chat():
+    turn = start_turn(services(), parse(ChatRequest, json_body()))
+    response = jsonify(turn.collect())
+    response.headers["X-Session-Id"] = turn.session_id
+    return response
+
+
+@bp.post("/turns/<turn_id>/cancel")
+def cancel_turn(turn_id: str):
+    turn = services().turns.get(turn_id)
+    if turn is None:
+        raise ApiError(404, "turn_not_found", f"no running turn {turn_id!r}")
+    turn.cancel()
+    return jsonify({"turn_id": turn_id, "cancelled": True}), 202

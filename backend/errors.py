@@ -1,0 +1,55 @@
+"""Errors and their one JSON shape.
+
+ApiError            a request we refuse: carries an HTTP status, a type and a message
+ProviderError       (providers/base.py) a model or upstream failed; ends a stream with `error`
+
+Every HTTP error, ours or Flask's, leaves as {"error": {"type": ..., "message": ...}}.
+"""
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, type: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.type = type
+        self.message = message
+
+
+HTTP_ERROR_TYPES = {
+    400: "invalid_request_error",
+    404: "not_found_error",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limit_error",
+}
+
+
+def error_body(type: str, message: str) -> dict:
+    return {"error": {"type": type, "message": message}}
+
+
+def error_response(status: int, type: str, message: str):
+    return jsonify(error_body(type, message)), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(err: ApiError):
+        return error_response(err.status, err.type, err.message)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException):
+        message = err.description or err.name
+        if err.code == 413:
+            message = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        return error_response(err.code or 500, HTTP_ERROR_TYPES.get(err.code, "http_error"), message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        app.logger.exception("unhandled error")
+        return error_response(500, "server_error", "internal server error; see the server log")

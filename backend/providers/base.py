@@ -1,0 +1,61 @@
+"""The provider contract: given messages and options, yield text pieces, then one Finish.
+
+A provider's `stream` is plain blocking code; the engine runs it in an OS thread and checks
+nothing itself, so `stream` must look at `cancel` before each step and stop promptly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # system | user | assistant
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: str  # stop | length | cancelled
+    prompt_tokens: int
+    completion_tokens: int
+    extra: dict = field(default_factory=dict)
+
+
+class ProviderError(Exception):
+    """A model or upstream failure, reported to the client as an `error` event."""
+
+    def __init__(self, message: str, type: str = "provider_error", status: int = 502):
+        super().__init__(message)
+        self.message = message
+        self.type = type
+        self.status = status
+
+
+class CancelToken(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class Provider(Protocol):
+    name: str
+    serial: bool  # True: one stream at a time (a local model); False: run streams side by side
+
+    def models(self) -> list[dict]:
+        """[{"id": "<name>", "state": "loading|ready|error", ...}]"""
+
+    def load(self) -> None:
+        """Slow preparation, run once on the engine's thread before the first stream."""
+
+    def stream(
+        self, model: str, messages: list[ChatMessage], options: GenerationOptions, cancel: CancelToken
+    ) -> Iterator[str | Finish]:
+        """Yield text pieces as they are produced, then exactly one Finish."""

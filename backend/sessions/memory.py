@@ -1,0 +1,99 @@
+"""In-memory chat sessions: a dict behind one lock, with TTL expiry and size caps.
+
+When `max_sessions` is reached the least recently used session is evicted; a session keeps at
+most `max_messages` messages, dropping the oldest. A turn's user message and reply are appended
+together, so concurrent turns on one session never interleave.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from datetime import datetime, timezone
+
+
+def now_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class MemorySessionStore:
+    def __init__(self, ttl_seconds: float = 86400, max_sessions: int = 10000, max_messages: int = 500,
+                 clock=time.time):
+        self.ttl = ttl_seconds
+        self.max_sessions = max_sessions
+        self.max_messages = max_messages
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._sessions: OrderedDict[str, dict] = OrderedDict()  # least recently used first
+
+    def _expire(self, now: float) -> None:
+        while self._sessions:
+            oldest = next(iter(self._sessions.values()))
+            if now - oldest["updated"] < self.ttl:
+                break
+            del self._sessions[oldest["id"]]
+
+    def _live(self, session_id: str, now: float) -> dict | None:
+        self._expire(now)
+        return self._sessions.get(session_id)
+
+    def create(self, user: str = "anonymous") -> dict:
+        now = self.clock()
+        session = {"id": uuid.uuid4().hex, "user": user, "created": now, "updated": now, "messages": []}
+        with self._lock:
+            self._expire(now)
+            while len(self._sessions) >= self.max_sessions:
+                self._sessions.popitem(last=False)
+            self._sessions[session["id"]] = session
+        return self._public(session)
+
+    def exists(self, session_id: str) -> bool:
+        with self._lock:
+            return self._live(session_id, self.clock()) is not None
+
+    def get(self, session_id: str) -> dict | None:
+        with self._lock:
+            session = self._live(session_id, self.clock())
+            return self._public(session, with_messages=True) if session else None
+
+    def history(self, session_id: str) -> list[dict]:
+        """The session's messages, oldest first (empty for an unknown session)."""
+        with self._lock:
+            session = self._live(session_id, self.clock())
+            return [dict(m) for m in session["messages"]] if session else []
+
+    def list(self) -> list[dict]:
+        with self._lock:
+            self._expire(self.clock())
+            return [self._public(s) for s in reversed(self._sessions.values())]
+
+    def delete(self, session_id: str) -> bool:
+        with self._lock:
+            return self._sessions.pop(session_id, None) is not None
+
+    def append(self, session_id: str, *messages: dict) -> bool:
+        """Append messages as one block; False if the session is gone."""
+        now = self.clock()
+        with self._lock:
+            session = self._live(session_id, now)
+            if session is None:
+                return False
+            for message in messages:
+                session["messages"].append({"created_at": now_iso(now), **message})
+            del session["messages"][: max(0, len(session["messages"]) - self.max_messages)]
+            session["updated"] = now
+            self._sessions.move_to_end(session_id)
+            return True
+
+    def _public(self, session: dict, with_messages: bool = False) -> dict:
+        view = {
+            "id": session["id"],
+            "created_at": now_iso(session["created"]),
+            "updated_at": now_iso(session["updated"]),
+            "expires_at": now_iso(session["updated"] + self.ttl),
+            "message_count": len(session["messages"]),
+        }
+        if with_messages:
+            view["messages"] = [dict(m) for m in session["messages"]]
+        return view
