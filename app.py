@@ -17,8 +17,12 @@ def main(providers=()) -> None:
     app = create_app(providers=providers)
     settings = app.config["RILL"]
     print(f"Rill on http://{settings.host}:{settings.port} ({settings.async_mode})", flush=True)
-    socketio.run(app, host=settings.host, port=settings.port, log_output=False,
-                 allow_unsafe_werkzeug=True)
+    options = {"allow_unsafe_werkzeug": True}  # threading mode: Werkzeug's server, threaded
+    if settings.async_mode == "eventlet":
+        # eventlet's WSGI server holds output back until 4096 bytes; SSE needs every write sent.
+        # (The per-request environ switch does not work: Flask-SocketIO copies the environ.)
+        options = {"minimum_chunk_size": 0}
+    socketio.run(app, host=settings.host, port=settings.port, log_output=False, **options)
 
 
 if __name__ == "__main__":

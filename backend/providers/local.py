@@ -245,7 +245,7 @@ class Sampler:
             return int(logits.argmax())
         probs = torch.softmax(logits.float() / self.temperature, dim=-1)
         if self.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True)
+            sorted_probs, order = probs.sort(descending=True, stable=True)  # ties as argmax breaks them
             keep = sorted_probs.cumsum(-1) - sorted_probs < self.top_p
             probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
         return int(torch.multinomial(probs, 1, generator=self.generator))

@@ -1,11 +1,13 @@
-"""The app's SSE wire format: one encoder, and the response that flushes each event."""
+"""The app's SSE wire format: one encoder, and the streaming response around it.
+
+Flushing each event as it is written is the server's job: see app.py."""
 from __future__ import annotations
 
 import contextlib
 import json
 from typing import Iterator
 
-from flask import Response, request
+from flask import Response
 
 from ..chat.events import StreamEvent
 
@@ -26,6 +28,4 @@ def sse_response(events: Iterator[StreamEvent], headers: dict | None = None) -> 
             for event in events:
                 yield encode(event)
 
-    # eventlet's WSGI server holds output back until 4096 bytes unless told otherwise.
-    request.environ["eventlet.minimum_write_chunk_size"] = 0
     return Response(body(), mimetype="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})

@@ -1,0 +1,220 @@
+"""The real server (both async modes) with the real model, driven over loopback."""
+import json
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.sse import SSEStream
+
+pytestmark = pytest.mark.slow
+
+GREEDY = {"temperature": 0, "max_tokens": 24}
+
+
+def stream(server, **body):
+    s = SSEStream(f"{server.url}/api/chat/stream", body)
+    try:
+        return s, list(s)
+    finally:
+        s.close()
+
+
+def test_stream_wire_format_and_headers(server):
+    s, events = stream(server, message="Say hello.", **GREEDY)
+    assert s.response.status == 200
+    assert s.headers["Content-Type"].startswith("text/event-stream")
+    assert s.headers["Cache-Control"] == "no-cache" and s.headers["X-Accel-Buffering"] == "no"
+    kinds = [e.type for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and set(kinds[1:-1]) == {"token"}
+    assert [e.id for e in events] == [str(i) for i in range(len(events))]
+    start, done = events[0].json(), events[-1].json()
+    assert start["session_id"] == s.headers["X-Session-Id"] and start["model"] == "local/smollm2-135m-instruct"
+    tokens = [e.json() for e in events[1:-1]]
+    assert [t["count"] for t in tokens] == list(range(1, len(tokens) + 1))
+    assert done["done"] is True and done["finish_reason"] in ("stop", "length")
+    assert done["tokens"] == done["usage"]["completion_tokens"] >= len(tokens) > 1
+    assert done["usage"]["prompt_tokens"] > 5
+    assert 0 < done["ttft_ms"] <= done["duration_ms"] and done["tokens_per_second"] > 0
+
+
+def test_tokens_arrive_spread_in_time(server):
+    _, events = stream(server, message="Write a poem about the sea.", temperature=0, max_tokens=48)
+    tokens = [e for e in events if e.type == "token"]
+    assert len(tokens) >= 20
+    spread = tokens[-1].arrived - tokens[0].arrived
+    arrivals = sorted({round(e.arrived, 4) for e in tokens})
+    # Buffered output would land in one or two reads; a live stream lands in many.
+    assert len(arrivals) >= len(tokens) // 2, arrivals
+    assert spread > 0.1
+    assert events[-1].arrived >= tokens[-1].arrived
+
+
+def test_greedy_stream_equals_non_stream(server):
+    body = {"message": "List two fruits.", **GREEDY}
+    _, events = stream(server, **body)
+    streamed = "".join(e.json()["token"] for e in events if e.type == "token")
+    response = requests.post(f"{server.url}/api/chat", json=body, timeout=60)
+    assert response.status_code == 200
+    reply = response.json()
+    assert reply["reply"] == streamed and streamed
+    assert reply["session_id"] == response.headers["X-Session-Id"]
+    assert reply["tokens"] == events[-1].json()["tokens"]
+    assert set(reply) >= {"turn_id", "model", "finish_reason", "ttft_ms", "duration_ms", "tokens_per_second", "usage"}
+
+
+def test_session_history_is_used_and_recorded(server):
+    _, events = stream(server, message="My name is Zorblat.", **GREEDY)
+    sid = events[0].json()["session_id"]
+    first_prompt = events[-1].json()["usage"]["prompt_tokens"]
+    _, events = stream(server, message="What is my name?", session_id=sid, **GREEDY)
+    assert events[0].json()["session_id"] == sid
+    assert events[-1].json()["usage"]["prompt_tokens"] > first_prompt + 5  # history went in
+    session = requests.get(f"{server.url}/api/chat/sessions/{sid}", timeout=10).json()
+    assert [m["role"] for m in session["messages"]] == ["user", "assistant"] * 2
+    assert session["messages"][2]["content"] == "What is my name?"
+    reply = session["messages"][3]
+    assert reply["status"] == "complete" and reply["tokens"] == events[-1].json()["tokens"]
+    assert reply["content"] == "".join(e.json()["token"] for e in events if e.type == "token")
+    assert sid in [s["id"] for s in requests.get(f"{server.url}/api/chat/sessions", timeout=10).json()["sessions"]]
+    assert requests.delete(f"{server.url}/api/chat/sessions/{sid}", timeout=10).status_code == 204
+    assert requests.get(f"{server.url}/api/chat/sessions/{sid}", timeout=10).status_code == 404
+    created = requests.post(f"{server.url}/api/chat/sessions", timeout=10)
+    assert created.status_code == 201 and created.json()["message_count"] == 0
+
+
+def test_disconnect_cancels_the_turn_and_frees_the_engine(server):
+    s = SSEStream(f"{server.url}/api/chat/stream",
+                  {"message": "Write a very long story about a river.", "temperature": 0, "max_tokens": 2000})
+    seen = []
+    for event in s:
+        seen.append(event)
+        if len([e for e in seen if e.type == "token"]) == 5:
+            break
+    s.close()
+    sid = seen[0].json()["session_id"]
+    health = server.wait_idle(timeout=10)
+    assert health["active_turns"] == 0 and not health["engine"]["local"]["busy"]
+    reply = requests.get(f"{server.url}/api/chat/sessions/{sid}", timeout=10).json()["messages"][-1]
+    assert reply["status"] == "cancelled"
+    assert reply["content"].startswith("".join(e.json()["token"] for e in seen if e.type == "token"))
+    # The next request is served now, not after 2000 tokens of an abandoned story.
+    started = time.perf_counter()
+    _, events = stream(server, message="Hi", temperature=0, max_tokens=4)
+    assert events[-1].type == "done"
+    assert time.perf_counter() - started < 10
+
+
+def test_cancel_endpoint_stops_a_running_turn(server):
+    s = SSEStream(f"{server.url}/api/chat/stream",
+                  {"message": "Count to one thousand.", "temperature": 0, "max_tokens": 2000})
+    events = iter(s)
+    start = next(events).json()
+    next(events)
+    r = requests.post(f"{server.url}/api/chat/turns/{start['turn_id']}/cancel", timeout=10)
+    assert r.status_code == 202
+    rest = list(events)
+    s.close()
+    assert rest[-1].type == "done" and rest[-1].json()["finish_reason"] == "cancelled"
+    assert rest[-1].json()["tokens"] < 2000
+    missing = requests.post(f"{server.url}/api/chat/turns/{start['turn_id']}/cancel", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "turn_not_found"
+
+
+def test_concurrent_requests_all_complete_in_turn(server):
+    results = {}
+
+    def ask(i):
+        _, events = stream(server, message=f"Say the number {i}.", temperature=0, max_tokens=12)
+        results[i] = events
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == [0, 1, 2, 3]
+    assert all(events[-1].type == "done" and events[-1].json()["tokens"] > 0 for events in results.values())
+
+
+def test_failure_mid_stream_ends_with_error_and_server_keeps_serving(server):
+    _, events = stream(server, message="x", model="scripted/fail")
+    assert [e.type for e in events] == ["start", "token", "token", "token", "error"]
+    error = events[-1].json()["error"]
+    assert error["type"] == "model_error" and "scripted failure" in error["message"]
+    r = requests.post(f"{server.url}/api/chat", json={"message": "x", "model": "scripted/fail"}, timeout=30)
+    assert r.status_code == 502 and r.json()["error"]["type"] == "model_error"
+    _, events = stream(server, message="Hi", **GREEDY)
+    assert events[-1].type == "done"
+
+
+def test_keepalive_comments_while_waiting_for_tokens(server):
+    s, events = stream(server, message="x", model="scripted/slow")
+    assert [e.type for e in events] == ["start", "token", "token", "done"]
+    assert s.decoder.comments.count(" ping") >= 2
+
+
+def test_scripted_echo_pieces_arrive_exactly(server):
+    _, events = stream(server, message="one two  three", model="scripted/echo")
+    assert [e.json()["token"] for e in events if e.type == "token"] == ["one ", "two ", "three "]
+
+
+LONG = "x" * 16001
+
+BAD_INPUT = [
+    # (description, body or raw bytes, content type, status, error type, words in message)
+    ("invalid JSON", b"{not json", "application/json", 400, "invalid_request_error", "not valid JSON"),
+    ("array body", b"[1, 2]", "application/json", 400, "invalid_request_error", "JSON object"),
+    ("missing message", {}, None, 400, "invalid_request_error", "message: Field required"),
+    ("empty message", {"message": "   "}, None, 400, "invalid_request_error", "must not be empty"),
+    ("message not a string", {"message": 42}, None, 400, "invalid_request_error", "message"),
+    ("oversize message", {"message": LONG}, None, 400, "invalid_request_error", "limit is 16000"),
+    ("temperature too high", {"message": "hi", "temperature": 3}, None, 400, "invalid_request_error", "temperature"),
+    ("temperature as string", {"message": "hi", "temperature": "0.5"}, None, 400, "invalid_request_error", "temperature"),
+    ("top_p zero", {"message": "hi", "top_p": 0}, None, 400, "invalid_request_error", "top_p"),
+    ("max_tokens zero", {"message": "hi", "max_tokens": 0}, None, 400, "invalid_request_error", "max_tokens"),
+    ("max_tokens too large", {"message": "hi", "max_tokens": 10**6}, None, 400, "invalid_request_error", "at most"),
+    ("max_tokens bool", {"message": "hi", "max_tokens": True}, None, 400, "invalid_request_error", "max_tokens"),
+    ("unknown field", {"message": "hi", "temprature": 0}, None, 400, "invalid_request_error", "temprature: unknown field"),
+    ("bad session id", {"message": "hi", "session_id": "../etc"}, None, 400, "invalid_request_error", "session_id"),
+    ("unknown session", {"message": "hi", "session_id": "nope"}, None, 404, "session_not_found", "nope"),
+    ("unknown model", {"message": "hi", "model": "local/gpt-9"}, None, 404, "model_not_found", "local/smollm2"),
+    ("wrong content type", b"message=hi", "application/x-www-form-urlencoded", 415, "unsupported_media_type", "application/json"),
+    ("no content type", b'{"message": "hi"}', "", 415, "unsupported_media_type", "application/json"),
+    ("oversize body", b'{"message": "' + b"x" * 1_100_000 + b'"}', "application/json", 413, "request_too_large", "larger than"),
+]
+
+
+@pytest.mark.parametrize("path", ["/api/chat/stream", "/api/chat"])
+@pytest.mark.parametrize("case", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_gets_a_clear_4xx(server, path, case):
+    _, body, content_type, status, kind, words = case
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": content_type or "application/json"} if content_type != "" else {}
+    r = requests.post(server.url + path, data=data, headers=headers, timeout=30)
+    assert r.status_code == status, r.text
+    assert r.headers["Content-Type"].startswith("application/json")
+    error = r.json()["error"]
+    assert error["type"] == kind and words in error["message"], error
+
+
+@pytest.mark.parametrize("method,path,status", [
+    ("GET", "/api/chat/sessions/unknown", 404),
+    ("DELETE", "/api/chat/sessions/unknown", 404),
+    ("GET", "/api/chat/stream", 405),
+    ("GET", "/no/such/route", 404),
+])
+def test_http_errors_share_the_json_shape(server, method, path, status):
+    r = requests.request(method, server.url + path, timeout=10)
+    assert r.status_code == status and set(r.json()["error"]) == {"type", "message"}
+
+
+def test_health_and_models(server):
+    health = server.health()
+    assert health["status"] == "ok" and health["model"]["state"] == "ready"
+    assert health["async_mode"] == server.mode and health["uptime_s"] >= 0 and health["version"]
+    models = requests.get(f"{server.url}/api/models", timeout=10).json()
+    assert models["default"] == "local/smollm2-135m-instruct"
+    ids = [m["id"] for p in models["providers"] for m in p["models"]]
+    assert "local/smollm2-135m-instruct" in ids

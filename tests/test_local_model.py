@@ -1,0 +1,102 @@
+"""The local provider on the real model, in-process: decoding, sampling, window, cancellation."""
+import threading
+
+import pytest
+
+from backend.config import Settings
+from backend.providers.base import ChatMessage, Finish, GenerationOptions
+from backend.providers.local import IncrementalDecoder, LocalProvider
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local():
+    settings = Settings.from_env()
+    provider = LocalProvider(cache_dir=settings.cache_dir, context_tokens=512)
+    provider.load()
+    assert provider.state == "ready", provider.error
+    return provider
+
+
+def run(provider, messages, cancel=None, **options):
+    items = list(provider.stream("m", messages, GenerationOptions(**options), cancel or threading.Event()))
+    assert isinstance(items[-1], Finish)
+    return "".join(items[:-1]), items[-1]
+
+
+USER = [ChatMessage("user", "Name three colors.")]
+
+
+def test_incremental_decoder_matches_full_decode_with_multibyte_text(local):
+    text = "Rivers 🌊 flow — naïve café, 漢字 and emoji 👩‍👩‍👧 end."
+    ids = local.tokenizer.encode(text, add_special_tokens=False)
+    decoder = IncrementalDecoder(local.tokenizer)
+    pieces = [decoder.push(i) for i in ids]
+    assert "".join(pieces) == local.tokenizer.decode(ids) == text
+    assert all("\ufffd" not in p for p in pieces)
+    assert sum(1 for p in pieces if p) > 10  # pieces, not one lump
+
+
+def test_greedy_is_deterministic_and_honours_max_tokens(local):
+    first, finish = run(local, USER, temperature=0, max_tokens=12)
+    second, _ = run(local, USER, temperature=0, max_tokens=12)
+    assert first == second and first.strip()
+    assert finish.completion_tokens <= 12
+    assert finish.reason in ("stop", "length")
+    if finish.reason == "length":
+        assert finish.completion_tokens == 12
+
+
+def test_tiny_top_p_is_greedy_and_seeds_repeat(local):
+    greedy, _ = run(local, USER, temperature=0, max_tokens=10)
+    nucleus, _ = run(local, USER, temperature=1.0, top_p=1e-6, max_tokens=10, seed=1)
+    assert nucleus == greedy
+    a, _ = run(local, USER, temperature=1.5, max_tokens=16, seed=42)
+    b, _ = run(local, USER, temperature=1.5, max_tokens=16, seed=42)
+    assert a == b
+
+
+def test_history_reaches_the_model(local):
+    convo = [ChatMessage("user", "My name is Zorblat."), ChatMessage("assistant", "Nice to meet you, Zorblat!"),
+             ChatMessage("user", "Repeat my name.")]
+    prompt = local.tokenizer.decode(local.encode_prompt(convo, 16))
+    assert "Zorblat" in prompt and prompt.index("My name") < prompt.index("Repeat my name")
+
+
+def test_context_window_drops_oldest_turns_and_keeps_system(local):
+    filler = "word " * 60
+    convo = [ChatMessage("system", "SYSTEM-RULE")]
+    for i in range(12):
+        convo += [ChatMessage("user", f"Q{i} {filler}"), ChatMessage("assistant", f"A{i} {filler}")]
+    convo.append(ChatMessage("user", "LAST-QUESTION"))
+    ids = local.encode_prompt(convo, 64)
+    prompt = local.tokenizer.decode(ids)
+    assert len(ids) <= 512 - 64
+    assert "SYSTEM-RULE" in prompt and "LAST-QUESTION" in prompt
+    assert "Q0 " not in prompt and "Q11 " in prompt
+
+
+def test_prompt_too_long_for_the_window_is_a_clear_error(local):
+    from backend.providers.base import ProviderError
+
+    with pytest.raises(ProviderError, match="context") as err:
+        local.encode_prompt([ChatMessage("user", "word " * 2000)], 64)
+    assert err.value.status == 400
+
+
+def test_cancel_stops_within_one_decode_step(local):
+    cancel = threading.Event()
+    stream = local.stream("m", [ChatMessage("user", "Write a long story about a river.")],
+                          GenerationOptions(max_tokens=200, temperature=0), cancel)
+    pieces = []
+    for item in stream:
+        if isinstance(item, str):
+            pieces.append(item)
+            if len(pieces) == 5:
+                cancel.set()
+        else:
+            finish = item
+    assert finish.reason == "cancelled"
+    assert len(pieces) == 5
+    assert finish.completion_tokens <= 6  # the token decoded after the last piece at most

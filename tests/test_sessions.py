@@ -1,0 +1,78 @@
+import threading
+
+from backend.sessions.memory import MemorySessionStore
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_create_get_list_delete():
+    store = MemorySessionStore()
+    a, b = store.create(), store.create()
+    assert store.append(a["id"], {"role": "user", "content": "hi", "tokens": 3})
+    got = store.get(a["id"])
+    assert got["messages"][0]["role"] == "user" and got["messages"][0]["tokens"] == 3
+    assert got["messages"][0]["created_at"].endswith("Z")
+    assert [s["id"] for s in store.list()] == [a["id"], b["id"]]  # most recently used first
+    assert store.delete(b["id"]) and not store.delete(b["id"])
+    assert store.get(b["id"]) is None and not store.append(b["id"], {"role": "user", "content": "x"})
+
+
+def test_ttl_expires_idle_sessions_only():
+    clock = Clock()
+    store = MemorySessionStore(ttl_seconds=60, clock=clock)
+    idle, active = store.create(), store.create()
+    clock.now += 50
+    store.append(active["id"], {"role": "user", "content": "still here"})
+    clock.now += 20
+    assert not store.exists(idle["id"])
+    assert store.exists(active["id"])
+
+
+def test_session_cap_evicts_least_recently_used():
+    store = MemorySessionStore(max_sessions=2)
+    first, second = store.create(), store.create()
+    store.append(first["id"], {"role": "user", "content": "touch"})
+    third = store.create()
+    assert store.exists(first["id"]) and store.exists(third["id"])
+    assert not store.exists(second["id"])
+
+
+def test_message_cap_drops_oldest():
+    store = MemorySessionStore(max_messages=3)
+    sid = store.create()["id"]
+    for i in range(5):
+        store.append(sid, {"role": "user", "content": str(i)})
+    assert [m["content"] for m in store.history(sid)] == ["2", "3", "4"]
+
+
+def test_concurrent_appends_lose_and_interleave_nothing():
+    store = MemorySessionStore(max_messages=100_000)
+    sid = store.create()["id"]
+    threads, per_thread = 16, 200
+    barrier = threading.Barrier(threads)
+
+    def worker(t):
+        barrier.wait()
+        for i in range(per_thread):
+            store.append(sid, {"role": "user", "content": f"{t}:{i}"},
+                         {"role": "assistant", "content": f"{t}:{i}"})
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    messages = store.history(sid)
+    assert len(messages) == threads * per_thread * 2
+    pairs = list(zip(messages[::2], messages[1::2]))
+    assert all(u["role"] == "user" and a["role"] == "assistant" and u["content"] == a["content"]
+               for u, a in pairs)
+    for t in range(threads):  # each writer's exchanges are all there, in its order
+        assert [u["content"] for u, _ in pairs if u["content"].startswith(f"{t}:")] == [
+            f"{t}:{i}" for i in range(per_thread)]
