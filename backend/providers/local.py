@@ -139,17 +139,18 @@ class LocalProvider:
     def models(self) -> list[dict]:
         entry = {"id": self.model_name, "state": self.state}
         if self.state == "ready":
-            entry.update(dtype=str(self.model.dtype).removeprefix("torch."), context_tokens=self.context_tokens)
+            entry.update(dtype=str(self.model.dtype).removeprefix("torch."), context_tokens=self.context_tokens,
+                         load_seconds=round(self.load_seconds, 2))
         if self.error:
             entry["error"] = self.error
         return [entry]
 
     def load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         started = time.perf_counter()
         try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
             if self.torch_threads:
                 torch.set_num_threads(self.torch_threads)
             source = self.source or wheel_gguf_path()
