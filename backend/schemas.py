@@ -12,6 +12,16 @@ from .errors import ApiError
 SessionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
+def checked_text(value: str, limit: int) -> str:
+    if len(value) > limit:
+        raise ValueError(f"is {len(value)} characters; the limit is {limit}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains invalid Unicode (an unpaired surrogate)")
+    return value
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -29,18 +39,12 @@ class ChatRequest(BaseModel):
     def _message(cls, value: str, info: ValidationInfo) -> str:
         if not value.strip():
             raise ValueError("must not be empty")
-        limit = info.context["settings"].max_message_chars
-        if len(value) > limit:
-            raise ValueError(f"is {len(value)} characters; the limit is {limit}")
-        return value
+        return checked_text(value, info.context["settings"].max_message_chars)
 
     @field_validator("system")
     @classmethod
     def _system(cls, value: str | None, info: ValidationInfo) -> str | None:
-        limit = info.context["settings"].max_system_chars
-        if value is not None and len(value) > limit:
-            raise ValueError(f"is {len(value)} characters; the limit is {limit}")
-        return value
+        return None if value is None else checked_text(value, info.context["settings"].max_system_chars)
 
     @field_validator("max_tokens")
     @classmethod

@@ -170,6 +170,8 @@ BAD_INPUT = [
     ("empty message", {"message": "   "}, None, 400, "invalid_request_error", "must not be empty"),
     ("message not a string", {"message": 42}, None, 400, "invalid_request_error", "message"),
     ("oversize message", {"message": LONG}, None, 400, "invalid_request_error", "limit is 16000"),
+    ("lone surrogate", b'{"message": "hi \\ud800"}', "application/json", 400, "invalid_request_error", "surrogate"),
+    ("oversize system", {"message": "hi", "system": "s" * 8001}, None, 400, "invalid_request_error", "system: "),
     ("temperature too high", {"message": "hi", "temperature": 3}, None, 400, "invalid_request_error", "temperature"),
     ("temperature as string", {"message": "hi", "temperature": "0.5"}, None, 400, "invalid_request_error", "temperature"),
     ("top_p zero", {"message": "hi", "top_p": 0}, None, 400, "invalid_request_error", "top_p"),
