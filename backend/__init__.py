@@ -31,6 +31,7 @@ def create_app(settings=None, providers=()) -> Flask:
     from .providers.local import LocalProvider
     from .providers.registry import ModelRegistry
     from .sessions.memory import MemorySessionStore
+    from .transports import socketio as socketio_transport
 
     settings = settings or Settings.from_env()
     app = Flask(__name__, static_folder="../static", template_folder="../templates")
@@ -56,5 +57,6 @@ def create_app(settings=None, providers=()) -> Flask:
     register_error_handlers(app)
     for bp in (chat.bp, sessions.bp, status.bp):
         app.register_blueprint(bp)
-    socketio.init_app(app, async_mode=settings.async_mode)
+    socketio.init_app(app, async_mode=settings.async_mode, max_http_buffer_size=settings.max_body_bytes)
+    socketio_transport.register(socketio)
     return app

@@ -1,0 +1,66 @@
+"""Socket.IO transport: `chat_stream` and `chat_cancel` in, `chat_*` events out to that client only.
+
+One turn at a time per connection: a second `chat_stream` while one runs is refused with
+`chat_error` type `turn_in_progress`. A client that disconnects cancels its running turn.
+"""
+from __future__ import annotations
+
+from flask import current_app, request
+
+from ..chat.turn import Turn, start_turn
+from ..errors import ApiError, error_body
+from ..schemas import ChatRequest, parse
+
+OUT = {"start": "chat_start", "token": "chat_token", "done": "chat_complete", "error": "chat_error"}
+
+
+def register(socketio) -> None:
+    running: dict[str, Turn] = {}  # connection sid -> its turn
+
+    def refuse(type: str, message: str) -> dict:
+        """Refuse a request: no turn runs for it, so turn_id is null."""
+        body = {"turn_id": None, **error_body(type, message)}
+        socketio.emit("chat_error", body, to=request.sid)
+        return body
+
+    def pump(turn: Turn, sid: str) -> None:
+        """Emit each event as the model produces it; runs as a background task."""
+        try:
+            for event in turn.events():
+                if event.kind != "ping":
+                    socketio.emit(OUT[event.kind], {"turn_id": turn.id, **event.data}, to=sid)
+                    socketio.sleep(0)  # let the server send it now, not in a burst at the end
+        finally:
+            if running.get(sid) is turn:
+                del running[sid]
+
+    @socketio.on("chat_stream")
+    def chat_stream(data=None):
+        if not isinstance(data, dict):
+            return refuse("invalid_request_error", "payload must be an object with a `message` field, "
+                                                   f"not {type(data).__name__}")
+        if request.sid in running:
+            return refuse("turn_in_progress", f"turn {running[request.sid].id} is still streaming on this "
+                                              "connection; wait for chat_complete or send chat_cancel first")
+        try:
+            turn = start_turn(current_app.extensions["rill"], parse(ChatRequest, data))
+        except ApiError as err:
+            return refuse(err.type, err.message)
+        running[request.sid] = turn
+        socketio.start_background_task(pump, turn, request.sid)
+        return {"turn_id": turn.id, "session_id": turn.session_id}
+
+    @socketio.on("chat_cancel")
+    def chat_cancel(data=None):
+        turn_id = data.get("turn_id") if isinstance(data, dict) else None
+        turn = running.get(request.sid)
+        if not isinstance(turn_id, str) or turn is None or turn.id != turn_id:
+            return refuse("turn_not_found", f"no running turn {turn_id!r} on this connection")
+        turn.cancel()
+        return {"turn_id": turn_id, "cancelled": True}
+
+    @socketio.on("disconnect")
+    def disconnect(*_):
+        turn = running.get(request.sid)
+        if turn:
+            turn.cancel()
