@@ -31,6 +31,7 @@ def create_app(settings=None, providers=()) -> Flask:
     from .providers.local import LocalProvider
     from .providers.registry import ModelRegistry
     from .sessions.memory import MemorySessionStore
+    from .transports import anthropic_api, openai_api
     from .transports import socketio as socketio_transport
 
     settings = settings or Settings.from_env()
@@ -55,7 +56,7 @@ def create_app(settings=None, providers=()) -> Flask:
     )
 
     register_error_handlers(app)
-    for bp in (chat.bp, sessions.bp, status.bp):
+    for bp in (chat.bp, sessions.bp, status.bp, openai_api.bp, anthropic_api.bp):
         app.register_blueprint(bp)
     socketio.init_app(app, async_mode=settings.async_mode, max_http_buffer_size=settings.max_body_bytes)
     socketio_transport.register(socketio)

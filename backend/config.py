@@ -26,6 +26,14 @@ class Settings:
     max_sessions: int = 10000
     max_session_messages: int = 500
     keepalive_seconds: float = 15.0
+    # Upstream providers. A provider without its key stays listed and says which variable to set.
+    openai_base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible server: vLLM, Ollama, llama.cpp
+    openai_api_key: str = ""
+    openai_models: str = ""  # comma-separated names to list; any `openai/<name>` is passed on anyway
+    gemini_base_url: str = ""  # empty = Google's default endpoint
+    gemini_api_key: str = ""
+    gemini_models: str = "gemini-2.5-flash"
+    upstream_timeout_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Settings":

@@ -2,24 +2,32 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 from flask import current_app, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .errors import ApiError
 
 SessionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-def checked_text(value: str, limit: int) -> str:
-    if len(value) > limit:
-        raise ValueError(f"is {len(value)} characters; the limit is {limit}")
+def valid_unicode(value: str) -> str:
+    """JSON can carry unpaired surrogates; no tokenizer can."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("contains invalid Unicode (an unpaired surrogate)")
     return value
+
+
+Text = Annotated[str, AfterValidator(valid_unicode)]
+
+
+def checked_text(value: str, limit: int) -> str:
+    if len(value) > limit:
+        raise ValueError(f"is {len(value)} characters; the limit is {limit}")
+    return valid_unicode(value)
 
 
 class ChatRequest(BaseModel):
@@ -33,6 +41,7 @@ class ChatRequest(BaseModel):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+    return_hidden_states: bool = False
 
     @field_validator("message")
     @classmethod
@@ -87,3 +96,78 @@ def parse(model: type[BaseModel], body: dict) -> BaseModel:
         return model.model_validate(body, context={"settings": current_app.config["RILL"]})
     except ValidationError as exc:
         raise ApiError(400, "invalid_request_error", describe(exc))
+
+
+# --- /v1: the OpenAI- and Anthropic-compatible APIs. Unknown fields are ignored there, as the
+# official SDKs send options we do not use; known ones are checked as strictly as above.
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["text"]
+    text: Text
+
+
+Content = Text | list[TextPart]
+
+
+def content_text(content: Content | None) -> str:
+    if content is None:
+        return ""
+    return content if isinstance(content, str) else "".join(p.text for p in content)
+
+
+class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Content | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    include_usage: bool = False
+
+
+class OpenAIChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: Annotated[str, Field(min_length=1, max_length=200)]
+    messages: Annotated[list[OpenAIMessage], Field(min_length=1)]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    n: Annotated[int, Field(ge=1, le=1)] = 1
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+    return_hidden_states: bool = False
+
+
+class AnthropicMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    role: Literal["user", "assistant"]
+    content: Content
+
+
+class AnthropicRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: Annotated[str, Field(min_length=1, max_length=200)]
+    max_tokens: Annotated[int, Field(ge=1)]
+    messages: Annotated[list[AnthropicMessage], Field(min_length=1)]
+    system: Content | None = None
+    stream: bool = False
+    temperature: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    stop_sequences: Annotated[list[str], Field(max_length=8)] = []
+    return_hidden_states: bool = False
+
+
+def checked_tokens(value: int | None, settings) -> int:
+    """max_tokens within the server's cap, or the default when absent."""
+    if value is None:
+        return settings.default_max_tokens
+    if value > settings.max_tokens_cap:
+        raise ApiError(400, "invalid_request_error", f"max_tokens: must be at most {settings.max_tokens_cap}")
+    return value

@@ -42,7 +42,7 @@ def run_raw(provider: LocalProvider, max_tokens: int) -> dict:
     for item in provider.stream("m", [ChatMessage("user", PROMPT)], options, threading.Event()):
         if isinstance(item, Finish):
             finish = item
-        else:
+        elif isinstance(item, str):
             times.append(time.perf_counter())
     return measure(times, started, finish.completion_tokens)
 

@@ -16,6 +16,10 @@ sleep = eventlet.patcher.original("time").sleep  # this runs in a real OS thread
 class ScriptedProvider:
     name = "scripted"
     serial = False
+    passthrough = False
+
+    def unavailable(self):
+        return None
 
     def models(self):
         return [{"id": m, "state": "ready"} for m in ("echo", "fail", "slow")]

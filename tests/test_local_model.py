@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from backend.config import Settings
-from backend.providers.base import ChatMessage, Finish, GenerationOptions
+from backend.providers.base import ChatMessage, Finish, GenerationOptions, Prompt
 from backend.providers.local import IncrementalDecoder, LocalProvider
 
 pytestmark = pytest.mark.slow
@@ -21,8 +21,9 @@ def local():
 
 def run(provider, messages, cancel=None, **options):
     items = list(provider.stream("m", messages, GenerationOptions(**options), cancel or threading.Event()))
-    assert isinstance(items[-1], Finish)
-    return "".join(items[:-1]), items[-1]
+    assert isinstance(items[0], Prompt) and isinstance(items[-1], Finish)
+    assert items[0].tokens == items[-1].prompt_tokens
+    return "".join(items[1:-1]), items[-1]
 
 
 USER = [ChatMessage("user", "Name three colors.")]
@@ -91,6 +92,8 @@ def test_cancel_stops_within_one_decode_step(local):
                           GenerationOptions(max_tokens=200, temperature=0), cancel)
     pieces = []
     for item in stream:
+        if isinstance(item, Prompt):
+            continue
         if isinstance(item, str):
             pieces.append(item)
             if len(pieces) == 5:
@@ -100,3 +103,44 @@ def test_cancel_stops_within_one_decode_step(local):
     assert finish.reason == "cancelled"
     assert len(pieces) == 5
     assert finish.completion_tokens <= 6  # the token decoded after the last piece at most
+
+
+def test_hidden_state_is_the_final_layer_output_behind_the_last_token(local):
+    text, finish = run(local, USER, temperature=0, max_tokens=6, hidden_states=True)
+    hidden = finish.extra["hidden_states"]
+    config = local.model.config
+    assert hidden["layer"] == config.num_hidden_layers and hidden["dimension"] == config.hidden_size
+    assert len(hidden["values"]) == config.hidden_size
+    import torch
+
+    vector = torch.tensor(hidden["values"], dtype=local.model.dtype)
+    logits = local.model.lm_head(vector)
+    assert int(logits.argmax()) == hidden["token_id"]  # greedy: it is what picked the last token
+    ids = local.tokenizer.encode(text, add_special_tokens=False)
+    assert ids[-1] == hidden["token_id"] or local.tokenizer.decode(ids).endswith(
+        local.tokenizer.decode([hidden["token_id"]]))
+
+
+def test_no_hidden_state_unless_asked(local):
+    _, finish = run(local, USER, temperature=0, max_tokens=3)
+    assert "hidden_states" not in finish.extra
+
+
+def test_stop_sequence_cuts_the_reply(local):
+    full, _ = run(local, USER, temperature=0, max_tokens=24)
+    cut_at = full.index(" ", 3)
+    stop = full[cut_at:cut_at + 3]
+    text, finish = run(local, USER, temperature=0, max_tokens=24, stop=(stop,))
+    assert finish.reason == "stop_sequence" and text == full[:full.index(stop)]
+
+
+def test_stop_matcher_holds_back_a_partial_match():
+    from backend.providers.local import StopMatcher
+
+    m = StopMatcher(("END",))
+    assert m.push("abc E") == ("abc ", False)
+    assert m.push("N") == ("", False)
+    assert m.push("x") == ("ENx", False)
+    assert m.push("yyEND zz") == ("yy", True)
+    m = StopMatcher(("\n\n",))
+    assert m.push("a\n") == ("a", False) and m.flush() == "\n"

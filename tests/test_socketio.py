@@ -101,7 +101,7 @@ def test_cancel_stops_the_model_and_saves_the_partial_reply(server, client):
     assert done[1] == "chat_complete" and done[2]["finish_reason"] == "cancelled"
     assert done[2]["tokens"] < 2000
     health = server.wait_idle()
-    assert not health["engine"]["local"]["busy"]
+    assert not any(e["busy"] for e in health["engine"].values())
     reply = saved_reply(server, ack["session_id"])
     assert reply["status"] == "cancelled"
     assert reply["content"] == "".join(e[2]["token"] for e in events if e[1] == "chat_token")
@@ -113,7 +113,7 @@ def test_disconnect_cancels_the_turn_and_frees_the_engine(server):
     c.tokens(ack["turn_id"], 3)
     c.close()
     health = server.wait_idle(timeout=10)
-    assert health["active_turns"] == 0 and not health["engine"]["local"]["busy"]
+    assert health["active_turns"] == 0 and not any(e["busy"] for e in health["engine"].values())
     assert saved_reply(server, ack["session_id"])["status"] == "cancelled"
     after = ChatClient(server.url)
     try:

@@ -24,7 +24,10 @@ def chat_stream():
 @bp.post("")
 def chat():
     turn = start_turn(services(), parse(ChatRequest, json_body()))
-    response = jsonify(turn.collect())
+    reply, done = turn.collect()
+    stats = {k: v for k, v in done.items() if k != "done"}
+    response = jsonify({"session_id": turn.session_id, "turn_id": turn.id, "model": turn.model,
+                        "reply": reply, **stats})
     response.headers["X-Session-Id"] = turn.session_id
     return response
 

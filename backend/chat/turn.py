@@ -12,14 +12,15 @@ import uuid
 from typing import Iterator
 
 from ..errors import ApiError
-from ..providers.base import ChatMessage, Finish, GenerationOptions, ProviderError
+from ..providers.base import ChatMessage, Finish, GenerationOptions, Prompt, ProviderError
 from ..providers.engine import END, Empty, Job
 from ..schemas import ChatRequest
 from .events import StreamEvent
 
 
 def start_turn(services, req: ChatRequest, user: str = "anonymous") -> "Turn":
-    """Check everything that can be refused with a 4xx before any byte of the stream is sent."""
+    """A turn of a session (the app's routes). Everything that can be refused with a 4xx is
+    checked here, before any byte of a stream is sent."""
     provider, model_id = services.models.resolve(req.model)
     if req.session_id is None:
         session_id = services.sessions.create(user)["id"]
@@ -37,20 +38,28 @@ def start_turn(services, req: ChatRequest, user: str = "anonymous") -> "Turn":
         temperature=req.temperature,
         top_p=req.top_p,
         seed=req.seed,
+        hidden_states=req.return_hidden_states,
     )
     job = Job(provider, model_id, messages, options)
-    return Turn(services, session_id, f"{provider.name}/{model_id}", req.message, job)
+    return Turn(services, job, session_id, req.message)
+
+
+def start_stateless_turn(services, model: str, messages: list[ChatMessage], options: GenerationOptions) -> "Turn":
+    """A turn whose whole conversation comes with the request (the /v1 APIs): nothing is saved."""
+    provider, model_id = services.models.resolve(model)
+    return Turn(services, Job(provider, model_id, messages, options))
 
 
 class Turn:
-    def __init__(self, services, session_id: str, model: str, message: str, job: Job):
+    def __init__(self, services, job: Job, session_id: str | None = None, message: str = ""):
         self.services = services
-        self.session_id = session_id
-        self.model = model
-        self.message = message
         self.job = job
+        self.session_id = session_id
+        self.message = message
+        self.model = f"{job.provider.name}/{job.model}"
         self.id = uuid.uuid4().hex
         self.created = time.perf_counter()
+        self.prompt_tokens: int | None = None  # known once the provider reports it
         self.error: ProviderError | None = None
 
     def cancel(self) -> None:
@@ -74,12 +83,15 @@ class Turn:
                 except Empty:
                     yield StreamEvent("ping", {}, self.id, -1)
                     continue
-                if isinstance(item, str):
+                if isinstance(item, Prompt):
+                    self.prompt_tokens = item.tokens
+                elif isinstance(item, str):
                     first_at = first_at or time.perf_counter()
                     pieces.append(item)
                     yield event("token", {"token": item, "count": len(pieces)})
                 elif isinstance(item, Finish):
                     finish = item
+                    self.prompt_tokens = item.prompt_tokens
                     status = "cancelled" if item.reason == "cancelled" else "complete"
                     yield event("done", self._stats(finish, first_at))
                     return
@@ -93,12 +105,13 @@ class Turn:
         finally:
             self.job.cancel.set()  # a no-op when finished; stops the model when the client left
             self.services.turns.pop(self.id, None)
-            self.services.sessions.append(
-                self.session_id,
-                {"role": "user", "content": self.message, "tokens": finish and finish.prompt_tokens},
-                {"role": "assistant", "content": "".join(pieces), "tokens": finish and finish.completion_tokens,
-                 "status": status, "model": self.model, "turn_id": self.id},
-            )
+            if self.session_id:
+                self.services.sessions.append(
+                    self.session_id,
+                    {"role": "user", "content": self.message, "tokens": finish and finish.prompt_tokens},
+                    {"role": "assistant", "content": "".join(pieces), "tokens": finish and finish.completion_tokens,
+                     "status": status, "model": self.model, "turn_id": self.id},
+                )
 
     def _stats(self, finish: Finish, first_at: float | None) -> dict:
         now = time.perf_counter()
@@ -115,8 +128,8 @@ class Turn:
             **finish.extra,
         }
 
-    def collect(self) -> dict:
-        """Run the turn to the end and return the reply with the `done` stats (non-streaming)."""
+    def collect(self) -> tuple[str, dict]:
+        """Run the turn to the end (non-streaming): the reply and the `done` event's data."""
         pieces = []
         for ev in self.events():
             if ev.kind == "token":
@@ -124,7 +137,5 @@ class Turn:
             elif ev.kind == "error":
                 raise ApiError(self.error.status, ev.data["error"]["type"], ev.data["error"]["message"])
             elif ev.kind == "done":
-                stats = {k: v for k, v in ev.data.items() if k != "done"}
-                return {"session_id": self.session_id, "turn_id": self.id, "model": self.model,
-                        "reply": "".join(pieces), **stats}
+                return "".join(pieces), ev.data
         raise ApiError(502, "model_error", "the turn ended without a reply")

@@ -21,11 +21,20 @@ class GenerationOptions:
     temperature: float = 0.7
     top_p: float = 1.0
     seed: int | None = None
+    stop: tuple[str, ...] = ()  # end the reply before any of these strings
+    hidden_states: bool = False  # put the last token's final-layer hidden state in Finish.extra
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Yielded once before the first piece by providers that know the prompt's size up front."""
+
+    tokens: int
 
 
 @dataclass(frozen=True)
 class Finish:
-    reason: str  # stop | length | cancelled
+    reason: str  # stop | length | cancelled | stop_sequence
     prompt_tokens: int
     completion_tokens: int
     extra: dict = field(default_factory=dict)
@@ -46,16 +55,20 @@ class CancelToken(Protocol):
 
 
 class Provider(Protocol):
-    name: str
+    name: str  # the prefix of its model names: `name/model`
     serial: bool  # True: one stream at a time (a local model); False: run streams side by side
+    passthrough: bool  # True: any `name/model` is sent on (an upstream knows its own models)
 
     def models(self) -> list[dict]:
         """[{"id": "<name>", "state": "loading|ready|error", ...}]"""
+
+    def unavailable(self) -> str | None:
+        """Why requests cannot be served at all (say, a missing API key), or None."""
 
     def load(self) -> None:
         """Slow preparation, run once on the engine's thread before the first stream."""
 
     def stream(
         self, model: str, messages: list[ChatMessage], options: GenerationOptions, cancel: CancelToken
-    ) -> Iterator[str | Finish]:
+    ) -> Iterator[str | Prompt | Finish]:
         """Yield text pieces as they are produced, then exactly one Finish."""

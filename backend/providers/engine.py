@@ -140,17 +140,17 @@ class _SerialWorker:
 
 class Engine:
     def __init__(self):
-        self._workers: dict[str, _SerialWorker] = {}
+        self._workers: dict[int, _SerialWorker] = {}  # by id(provider)
 
     def add(self, provider: Provider) -> None:
         """Start a serial provider's worker (which loads it first); others load in a thread."""
         if provider.serial:
-            self._workers[provider.name] = _SerialWorker(provider)
+            self._workers[id(provider)] = _SerialWorker(provider)
         else:
             real_threading.Thread(target=provider.load, daemon=True).start()
 
     def submit(self, job: Job) -> Job:
-        worker = self._workers.get(job.provider.name)
+        worker = self._workers.get(id(job.provider))
         if worker:
             worker.queue.put(job)
         else:
@@ -158,6 +158,8 @@ class Engine:
         return job
 
     def status(self) -> dict:
+        """Serial workers by `provider/model`: is one running, how many wait."""
         return {
-            name: {"busy": w.busy, "queued": w.queue.qsize()} for name, w in self._workers.items()
+            f"{w.provider.name}/{w.provider.models()[0]['id']}": {"busy": w.busy, "queued": w.queue.qsize()}
+            for w in self._workers.values()
         }

@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Iterator
 
-from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
+from .base import CancelToken, ChatMessage, Finish, GenerationOptions, Prompt, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class IncrementalDecoder:
 class LocalProvider:
     name = "local"
     serial = True
+    passthrough = False
 
     def __init__(self, model_path: str = "", cache_dir: str = ".cache/rill", dtype: str = "auto",
                  context_tokens: int = 8192, torch_threads: int = 0):
@@ -144,6 +145,9 @@ class LocalProvider:
         if self.error:
             entry["error"] = self.error
         return [entry]
+
+    def unavailable(self) -> str | None:
+        return None  # a model that failed to load answers with a 503 that says why
 
     def load(self) -> None:
         import torch
@@ -194,16 +198,18 @@ class LocalProvider:
             turns = turns[2:] if len(turns) > 2 and turns[0].role == "user" else turns[1:]
 
     def stream(self, model: str, messages: list[ChatMessage], options: GenerationOptions,
-               cancel: CancelToken) -> Iterator[str | Finish]:
+               cancel: CancelToken) -> Iterator[str | Prompt | Finish]:
         if self.state != "ready":
             raise ProviderError(f"local model is not available: {self.error or self.state}",
                                 type="model_unavailable", status=503)
         import torch
 
         prompt = self.encode_prompt(messages, options.max_tokens)
+        yield Prompt(len(prompt))
         decoder = IncrementalDecoder(self.tokenizer)
+        stops = StopMatcher(options.stop)
         sampler = Sampler(options)
-        produced, reason = 0, "length"
+        produced, reason, hidden = 0, "length", None
         with torch.inference_mode():
             step_input = torch.tensor([prompt])
             cache = None
@@ -211,18 +217,64 @@ class LocalProvider:
                 if cancel.is_set():
                     reason = "cancelled"
                     break
-                out = self.model(input_ids=step_input, past_key_values=cache, use_cache=True)
+                out = self.model(input_ids=step_input, past_key_values=cache, use_cache=True,
+                                 output_hidden_states=options.hidden_states)
                 cache = out.past_key_values
                 token_id = sampler.pick(out.logits[0, -1])
                 if token_id in self.stop_ids:
                     reason = "stop"
                     break
                 produced += 1
-                piece = decoder.push(token_id)
+                if options.hidden_states:
+                    hidden = (token_id, out.hidden_states[-1][0, -1])
+                piece, stopped = stops.push(decoder.push(token_id))
                 if piece:
                     yield piece
+                if stopped:
+                    reason = "stop_sequence"
+                    break
                 step_input = torch.tensor([[token_id]])
-        yield Finish(reason, prompt_tokens=len(prompt), completion_tokens=produced)
+        if reason != "stop_sequence" and (rest := stops.flush()):
+            yield rest
+        extra = {"hidden_states": self._hidden_payload(*hidden)} if hidden else {}
+        if stops.matched:
+            extra["stop_sequence"] = stops.matched
+        yield Finish(reason, prompt_tokens=len(prompt), completion_tokens=produced, extra=extra)
+
+    def _hidden_payload(self, token_id: int, vector) -> dict:
+        """The final layer's output at the position that produced the last token."""
+        return {
+            "layer": self.model.config.num_hidden_layers,
+            "dimension": int(vector.shape[-1]),
+            "token_id": token_id,
+            "values": vector.float().tolist(),
+        }
+
+
+class StopMatcher:
+    """Cuts the reply before a stop string, holding back text that may be the start of one."""
+
+    def __init__(self, stops: tuple[str, ...]):
+        self.stops = [s for s in stops if s]
+        self.held = ""
+        self.matched: str | None = None
+
+    def push(self, piece: str) -> tuple[str, bool]:
+        """(text safe to send now, whether a stop string was reached)"""
+        self.held += piece
+        hits = sorted((self.held.index(s), s) for s in self.stops if s in self.held)
+        if hits:
+            (at, self.matched), = hits[:1]
+            out, self.held = self.held[:at], ""
+            return out, True
+        keep = max((k for s in self.stops for k in range(1, min(len(s), len(self.held) + 1))
+                    if self.held.endswith(s[:k])), default=0)
+        out, self.held = self.held[: len(self.held) - keep], self.held[len(self.held) - keep :]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.held = self.held, ""
+        return out
 
 
 class Sampler:

@@ -8,32 +8,44 @@ from .base import Provider
 class ModelRegistry:
     def __init__(self, default: str):
         self.default = default
-        self.providers: dict[str, Provider] = {}
+        self.providers: list[Provider] = []
 
     def add(self, provider: Provider) -> None:
-        self.providers[provider.name] = provider
+        self.providers.append(provider)
 
     def names(self) -> list[str]:
-        return [f"{p.name}/{m['id']}" for p in self.providers.values() for m in p.models()]
+        return [f"{p.name}/{m['id']}" for p in self.providers for m in p.models()]
 
-    def resolve(self, name: str | None) -> tuple[Provider, str]:
+    def find(self, name: str | None) -> tuple[Provider, str] | None:
         name = name or self.default
         prefix, _, model = name.partition("/")
-        if model and prefix in self.providers:
-            candidates = [(self.providers[prefix], model)]
-        else:  # a bare model name: whichever provider has it
-            candidates = [(p, name) for p in self.providers.values()]
-        for provider, model_id in candidates:
-            if any(m["id"] == model_id for m in provider.models()):
-                return provider, model_id
-        raise ApiError(404, "model_not_found",
-                       f"unknown model {name!r}; available: {', '.join(self.names()) or 'none'}")
+        for provider in self.providers:
+            if any(m["id"] == model for m in provider.models()) and provider.name == prefix:
+                return provider, model
+        for provider in self.providers:
+            if provider.name == prefix and model and provider.passthrough:
+                return provider, model
+        for provider in self.providers:  # a bare model name: whichever provider has it
+            if any(m["id"] == name for m in provider.models()):
+                return provider, name
+        return None
+
+    def resolve(self, name: str | None) -> tuple[Provider, str]:
+        found = self.find(name)
+        if found is None:
+            raise ApiError(404, "model_not_found",
+                           f"unknown model {name or self.default!r}; available: {', '.join(self.names()) or 'none'}")
+        reason = found[0].unavailable()
+        if reason:
+            raise ApiError(400, "provider_not_configured", reason)
+        return found
 
     def listing(self) -> dict:
         return {
             "default": self.default,
             "providers": [
-                {"name": p.name, "models": [{**m, "id": f"{p.name}/{m['id']}"} for m in p.models()]}
-                for p in self.providers.values()
+                {"name": p.name, "available": p.unavailable() is None,
+                 "models": [{**m, "id": f"{p.name}/{m['id']}"} for m in p.models()]}
+                for p in self.providers
             ],
         }

@@ -1,31 +1,42 @@
-"""The app's SSE wire format: one encoder, and the streaming response around it.
+"""The SSE encoder every streaming route uses, and the streaming response around it.
 
-Flushing each event as it is written is the server's job: see app.py."""
+Flushing each event as it is written is the server's job: see app.py.
+"""
 from __future__ import annotations
 
 import contextlib
 import json
-from typing import Iterator
+from typing import Callable, Iterator
 
 from flask import Response
 
 from ..chat.events import StreamEvent
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+PING = b": ping\n\n"
+
+
+def format_event(data: dict | str, event: str | None = None, id: int | None = None) -> bytes:
+    """One SSE event: optional `id` and `event` lines and one `data` line (JSON has no raw newline)."""
+    if not isinstance(data, str):
+        data = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    head = (f"id: {id}\n" if id is not None else "") + (f"event: {event}\n" if event else "")
+    return f"{head}data: {data}\n\n".encode()
 
 
 def encode(event: StreamEvent) -> bytes:
-    """`id`, `event` and one `data` line (JSON never contains a raw newline)."""
+    """The app's own format: every event named and numbered."""
     if event.kind == "ping":
-        return b": ping\n\n"
-    data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+        return PING
+    return format_event(event.data, event.kind, event.seq)
 
 
-def sse_response(events: Iterator[StreamEvent], headers: dict | None = None) -> Response:
+def sse_response(events: Iterator[StreamEvent], encoder: Callable[[StreamEvent], bytes] = encode,
+                 headers: dict | None = None) -> Response:
     def body():
         with contextlib.closing(events):  # a client that leaves closes us, and so the turn
             for event in events:
-                yield encode(event)
+                if chunk := encoder(event):
+                    yield chunk
 
     return Response(body(), mimetype="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})

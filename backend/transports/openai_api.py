@@ -1,0 +1,120 @@
+"""OpenAI-compatible API: POST /v1/chat/completions (stream and not), GET /v1/models.
+
+Errors: {"error": {"message", "type", "param", "code"}}, before the stream with an HTTP status,
+mid-stream as a bare `data:` event (the openai SDK raises on it). No `id:` lines and no data-less
+events here: the SDK json-decodes every event.
+"""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .. import __version__
+from ..chat.events import StreamEvent
+from ..chat.turn import Turn, start_stateless_turn
+from ..errors import ApiError
+from ..providers.base import ChatMessage, GenerationOptions
+from ..schemas import OpenAIChatRequest, checked_tokens, content_text, json_body, parse
+from .sse import PING, format_event, sse_response
+
+bp = Blueprint("openai_api", __name__, url_prefix="/v1")
+
+FINGERPRINT = f"rill-{__version__}"
+FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "cancelled": "stop"}
+
+
+def openai_error(status: int, code: str, message: str) -> dict:
+    kind = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}.get(
+        status, "invalid_request_error" if status < 500 else "server_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+@bp.errorhandler(ApiError)
+def _api_error(err: ApiError):
+    return jsonify(openai_error(err.status, err.type, err.message)), err.status
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(err: HTTPException):
+    return jsonify(openai_error(err.code, err.name.lower().replace(" ", "_"), err.description)), err.code
+
+
+def to_options(req: OpenAIChatRequest) -> GenerationOptions:
+    stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
+    return GenerationOptions(
+        max_tokens=checked_tokens(req.max_completion_tokens or req.max_tokens, current_app.config["RILL"]),
+        temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=stop,
+        hidden_states=req.return_hidden_states,
+    )
+
+
+def usage(done: dict) -> dict:
+    prompt, completion = done["usage"]["prompt_tokens"], done["usage"]["completion_tokens"]
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def extras(done: dict) -> dict:
+    return {"hidden_states": done["hidden_states"]} if "hidden_states" in done else {}
+
+
+class ChunkEncoder:
+    """Maps the turn's events to chat.completion.chunk events."""
+
+    def __init__(self, turn: Turn, include_usage: bool):
+        self.turn = turn
+        self.include_usage = include_usage
+        self.base = {"id": f"chatcmpl-{turn.id}", "object": "chat.completion.chunk",
+                     "created": int(time.time()), "model": turn.model, "system_fingerprint": FINGERPRINT}
+
+    def chunk(self, delta: dict, finish_reason: str | None = None, **extra) -> bytes:
+        body = {**self.base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                          "finish_reason": finish_reason}], **extra}
+        if self.include_usage:
+            body["usage"] = None
+        return format_event(body)
+
+    def __call__(self, event: StreamEvent) -> bytes:
+        if event.kind == "start":
+            return self.chunk({"role": "assistant", "content": ""})
+        if event.kind == "token":
+            return self.chunk({"content": event.data["token"]})
+        if event.kind == "done":
+            done = event.data
+            out = self.chunk({}, FINISH[done["finish_reason"]], **extras(done))
+            if self.include_usage:
+                out += format_event({**self.base, "choices": [], "usage": usage(done)})
+            return out + b"data: [DONE]\n\n"
+        if event.kind == "error":
+            error = self.turn.error
+            return format_event(openai_error(error.status, error.type, error.message))
+        return PING
+
+
+@bp.post("/chat/completions")
+def chat_completions():
+    req = parse(OpenAIChatRequest, json_body())
+    messages = [ChatMessage("system" if m.role == "developer" else m.role, content_text(m.content))
+                for m in req.messages]
+    turn = start_stateless_turn(current_app.extensions["rill"], req.model, messages, to_options(req))
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return sse_response(turn.events(), ChunkEncoder(turn, include_usage))
+    text, done = turn.collect()
+    return jsonify({
+        "id": f"chatcmpl-{turn.id}", "object": "chat.completion", "created": int(time.time()),
+        "model": turn.model, "system_fingerprint": FINGERPRINT,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                     "finish_reason": FINISH[done["finish_reason"]]}],
+        "usage": usage(done), **extras(done),
+    })
+
+
+@bp.get("/models")
+def models():
+    listing = current_app.extensions["rill"].models.listing()
+    created = int(time.time())
+    return jsonify({"object": "list", "data": [
+        {"id": m["id"], "object": "model", "created": created, "owned_by": p["name"]}
+        for p in listing["providers"] for m in p["models"]]})
