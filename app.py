@@ -21,7 +21,7 @@ def main(providers=()) -> None:
     if settings.async_mode == "eventlet":
         # eventlet's WSGI server holds output back until 4096 bytes; SSE needs every write sent.
         # (The per-request environ switch does not work: Flask-SocketIO copies the environ.)
-        options = {"minimum_chunk_size": 0}
+        options = {"minimum_chunk_size": 0, "debug": False}  # debug=True would send tracebacks to clients
     socketio.run(app, host=settings.host, port=settings.port, log_output=False, **options)
 
 

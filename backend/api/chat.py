@@ -18,7 +18,7 @@ def services():
 @bp.post("/stream")
 def chat_stream():
     turn = start_turn(services(), parse(ChatRequest, json_body()))
-    return sse_response(turn.events(), {"X-Session-Id": turn.session_id})
+    return sse_response(turn.events(), headers={"X-Session-Id": turn.session_id})
 
 
 @bp.post("")
