@@ -24,6 +24,7 @@ class Services:
 def create_app(settings=None, providers=()) -> Flask:
     """`providers` adds providers beside the local model (tests register a scripted one)."""
     from .api import chat, sessions, status
+    from .api import models as models_api
     from .config import Settings
     from .errors import register_error_handlers
     from .extensions import socketio
@@ -56,7 +57,7 @@ def create_app(settings=None, providers=()) -> Flask:
     )
 
     register_error_handlers(app)
-    for bp in (chat.bp, sessions.bp, status.bp, openai_api.bp, anthropic_api.bp):
+    for bp in (chat.bp, sessions.bp, status.bp, models_api.bp, openai_api.bp, anthropic_api.bp):
         app.register_blueprint(bp)
     socketio.init_app(app, async_mode=settings.async_mode, max_http_buffer_size=settings.max_body_bytes)
     socketio_transport.register(socketio)

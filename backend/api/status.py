@@ -1,4 +1,4 @@
-"""GET /health and GET /api/models."""
+"""GET /health."""
 from __future__ import annotations
 
 import time
@@ -13,8 +13,9 @@ bp = Blueprint("status", __name__)
 @bp.get("/health")
 def health():
     rill = current_app.extensions["rill"]
-    provider, _ = rill.models.resolve(None)
-    model = provider.models()[0]
+    provider, model_id = rill.models.find(None) or (None, None)
+    model = next((m for m in provider.models() if m["id"] == model_id), {"state": "ready"}) if provider else \
+        {"state": "error", "error": f"the default model {rill.models.default!r} is not known"}
     return jsonify({
         "status": "ok" if model["state"] == "ready" else model["state"],
         "version": __version__,
@@ -24,8 +25,3 @@ def health():
         "engine": rill.engine.status(),
         "active_turns": len(rill.turns),
     })
-
-
-@bp.get("/api/models")
-def models():
-    return jsonify(current_app.extensions["rill"].models.listing())

@@ -1,0 +1,56 @@
+"""Loading another local model while the server keeps serving."""
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from backend.config import Settings
+from tests.sse import SSEStream
+
+pytestmark = pytest.mark.slow
+
+
+def converted_model_dir() -> Path:
+    path = Path(Settings.from_env().cache_dir) / "models" / "smollm2-135m-instruct"
+    assert (path / "config.json").exists(), "run `make model` first"
+    return path
+
+
+def test_load_a_second_model_while_serving(server, tmp_path):
+    copy = tmp_path / "smollm-copy"
+    copy.symlink_to(converted_model_dir())
+    s = SSEStream(f"{server.url}/api/chat/stream", {"message": "Tell a story.", "temperature": 0, "max_tokens": 60})
+    events = iter(s)
+    assert next(events).type == "start"
+    r = requests.post(f"{server.url}/api/models/load", json={"path": str(copy)}, timeout=10)
+    assert r.status_code == 202 and r.json() == {"id": "local/smollm-copy", "state": "loading"}
+    assert [e.type for e in events][-1] == "done"  # the running stream was not disturbed
+    s.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        listing = requests.get(f"{server.url}/api/models", timeout=10).json()
+        state = {m["id"]: m["state"] for p in listing["providers"] for m in p["models"]}
+        if state.get("local/smollm-copy") != "loading":
+            break
+        time.sleep(0.2)
+    assert state["local/smollm-copy"] == "ready" and state["local/smollm2-135m-instruct"] == "ready"
+    body = {"message": "Name a color.", "temperature": 0, "max_tokens": 8}
+    same = [requests.post(f"{server.url}/api/chat", json={**body, "model": m}, timeout=60).json()
+            for m in ("local/smollm-copy", "local/smollm2-135m-instruct")]
+    assert same[0]["model"] == "local/smollm-copy"
+    assert same[0]["reply"] == same[1]["reply"]  # the same weights give the same greedy reply
+    again = requests.post(f"{server.url}/api/models/load", json={"path": str(copy)}, timeout=10)
+    assert again.status_code == 409 and again.json()["error"]["type"] == "model_exists"
+
+
+@pytest.mark.parametrize("body,words", [
+    ({"path": "/no/such/model"}, "does not exist"),
+    ({"path": "/etc/hostname"}, "not a .gguf file"),
+    ({"path": "/tmp"}, "without config.json"),
+    ({}, "path: Field required"),
+    ({"path": 7}, "path"),
+])
+def test_bad_model_paths_are_clear_400s(server, body, words):
+    r = requests.post(f"{server.url}/api/models/load", json=body, timeout=10)
+    assert r.status_code == 400 and words in r.json()["error"]["message"]
