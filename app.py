@@ -16,6 +16,7 @@ def main(providers=()) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(providers=providers)
     settings = app.config["RILL"]
+    app.extensions["rill"].engine.start()  # load models now, not at the first request
     print(f"Rill on http://{settings.host}:{settings.port} ({settings.async_mode})", flush=True)
     options = {"allow_unsafe_werkzeug": True}  # threading mode: Werkzeug's server, threaded
     if settings.async_mode == "eventlet":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from flask import Flask
+from flask import Flask, g, request
 
 __version__ = "0.1.0"
 
@@ -17,20 +17,24 @@ class Services:
     engine: object
     models: object
     sessions: object
+    auth: object
     started: float = field(default_factory=time.monotonic)
     turns: dict = field(default_factory=dict)  # running turns by id, for cancellation
 
 
 def create_app(settings=None, providers=()) -> Flask:
     """`providers` adds providers beside the local model (tests register a scripted one)."""
-    from .api import chat, sessions, status
+    from . import auth
+    from .api import chat, sessions, status, ui
     from .api import models as models_api
     from .config import Settings
     from .errors import register_error_handlers
-    from .extensions import socketio
+    from .extensions import limiter, socketio
     from .providers.engine import Engine
+    from .providers.gemini import GeminiProvider
     from .providers.local import LocalProvider
     from .providers.registry import ModelRegistry
+    from .security import allowed_origins, secure
     from .sessions.memory import MemorySessionStore
     from .transports import anthropic_api, openai_api
     from .transports import socketio as socketio_transport
@@ -39,13 +43,14 @@ def create_app(settings=None, providers=()) -> Flask:
     app = Flask(__name__, static_folder="../static", template_folder="../templates")
     app.config["RILL"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["RATELIMIT_STORAGE_URI"] = settings.rate_limit_storage
     app.json.sort_keys = False
 
     engine = Engine()
     models = ModelRegistry(settings.model)
     local = LocalProvider(settings.model_path, settings.cache_dir, settings.dtype,
                           settings.context_tokens, settings.torch_threads)
-    for provider in (local, *providers):
+    for provider in (local, GeminiProvider(settings), *providers):
         models.add(provider)
         engine.add(provider)
     app.extensions["rill"] = Services(
@@ -54,11 +59,24 @@ def create_app(settings=None, providers=()) -> Flask:
         models=models,
         sessions=MemorySessionStore(settings.session_ttl_seconds, settings.max_sessions,
                                     settings.max_session_messages),
+        auth=auth.Auth(settings),
     )
 
     register_error_handlers(app)
-    for bp in (chat.bp, sessions.bp, status.bp, models_api.bp, openai_api.bp, anthropic_api.bp):
+    protected = (chat.bp, sessions.bp, models_api.bp, openai_api.bp, anthropic_api.bp)
+    for bp in (*protected, status.bp, auth.cli, ui.bp):
         app.register_blueprint(bp)
-    socketio.init_app(app, async_mode=settings.async_mode, max_http_buffer_size=settings.max_body_bytes)
+
+    @app.before_request
+    def _identify():
+        """g.user for every route; a 401 on protected ones when auth is on and the token is bad."""
+        g.user = auth.ANONYMOUS
+        if request.blueprint in {bp.name for bp in protected}:
+            g.user = app.extensions["rill"].auth.user_for_request()
+
+    limiter.init_app(app)
+    secure(app)
+    socketio.init_app(app, async_mode=settings.async_mode, max_http_buffer_size=settings.max_body_bytes,
+                      cors_allowed_origins=allowed_origins(settings) or None)
     socketio_transport.register(socketio)
     return app

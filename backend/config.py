@@ -34,6 +34,19 @@ class Settings:
     gemini_api_key: str = ""
     gemini_models: str = "gemini-2.5-flash"
     upstream_timeout_seconds: float = 60.0
+    # Auth: on when a secret (HS256) or a public key (RS256: PEM text or a file path) is set.
+    jwt_secret: str = ""
+    jwt_public_key: str = ""
+    jwt_private_key: str = ""  # lets the CLI mint RS256 tokens
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    jwt_leeway_seconds: float = 30.0
+    # Limits that protect the server.
+    rate_limit: str = "30 per minute"  # per user (per address when anonymous), all chat routes together
+    rate_limit_storage: str = "memory://"  # or redis://host:port
+    max_concurrent_turns: int = 4  # per user
+    max_history_messages: int = 200  # messages sent to the model (session history or a /v1 request)
+    cors_origins: str = ""  # comma-separated origins allowed to call the API from other sites
 
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Settings":

@@ -29,6 +29,17 @@ HTTP_ERROR_TYPES = {
 }
 
 
+def http_error_message(err: HTTPException) -> str:
+    """What Flask's own errors say, made specific where the default text is vague."""
+    from flask import current_app
+
+    if err.code == 413:
+        return f"request body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes"
+    if err.code == 429:
+        return f"rate limit exceeded ({err.description}); retry after the Retry-After header's seconds"
+    return err.description or err.name
+
+
 def error_body(type: str, message: str) -> dict:
     return {"error": {"type": type, "message": message}}
 
@@ -44,10 +55,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
-        message = err.description or err.name
-        if err.code == 413:
-            message = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
-        return error_response(err.code or 500, HTTP_ERROR_TYPES.get(err.code, "http_error"), message)
+        return error_response(err.code or 500, HTTP_ERROR_TYPES.get(err.code, "http_error"), http_error_message(err))
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

@@ -1,4 +1,12 @@
 """Extensions created unbound and bound to the app in create_app()."""
+from flask import current_app
+from flask_limiter import Limiter
 from flask_socketio import SocketIO
 
+from .auth import rate_limit_key
+
 socketio = SocketIO()
+limiter = Limiter(key_func=rate_limit_key, headers_enabled=True)
+
+CHAT_SCOPE = "chat"  # one budget for every route that starts a turn, Socket.IO included
+chat_limit = limiter.shared_limit(lambda: current_app.config["RILL"].rate_limit, scope=CHAT_SCOPE)

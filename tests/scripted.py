@@ -2,15 +2,60 @@
 
 It never stands in for the real model: integration tests of generation use the local model.
 Model ids: `echo` (the last user message, word by word), `fail` (three pieces, then an
-exception), `slow` (waits 1.5 s before each of two pieces, so keep-alives are sent).
+exception), `slow` (waits 1.5 s before each of two pieces, so keep-alives are sent), `xss`
+(hostile Markdown and HTML, cut into pieces mid-tag, for the browser tests), `long` (N pieces
+of Markdown, N the first number in the message, 400 by default, for the UI benchmark).
 """
 from __future__ import annotations
+
+import itertools
+import re
 
 import eventlet.patcher
 
 from backend.providers.base import Finish
 
 sleep = eventlet.patcher.original("time").sleep  # this runs in a real OS thread
+
+# Everything a page must show as text or drop: none of it may run, load or navigate.
+XSS = """Hostile reply <script>window.__xss = 'script'; alert('script')</script>
+
+<img src=x onerror="window.__xss = 'img'; alert('img')">
+
+[click me](javascript:window.__xss='link';alert('link')) and [mixed case](JaVaScRiPt:alert('case'))
+and [entity](&#106;avascript:alert('entity')) and [data](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)
+
+<svg onload="window.__xss = 'svg'; alert('svg')"><circle r="9"></circle></svg>
+
+<a href="javascript:alert('raw')" onclick="alert('click')">raw anchor</a>
+<iframe src="javascript:alert('iframe')"></iframe>
+<details open ontoggle="window.__xss = 'details'">details</details>
+
+![image](x" onerror="alert('md-img'))
+
+<div style="position:fixed;inset:0">overlay</div><form action="javascript:alert('form')"><button>go</button></form>
+
+```html
+<script>alert('in a code block')</script>
+```
+
+A safe [link](https://example.com/ok) stays.
+"""
+
+LONG_BLOCKS = [
+    "## Section {n}\n\n",
+    "Rivers **carry** water, `sediment` and *stories* to the sea; every bend is a small delta of time.\n\n",
+    "- a first item with a [link](https://example.com/{n})\n- a second item\n- a third item\n\n",
+    "```python\ndef flow(n):\n    return n * {n}  # doubled downstream\n```\n\n",
+    "> A quoted line about rivers, number {n}.\n\n",
+]
+
+
+def long_pieces(count: int) -> list[str]:
+    """`count` word-sized pieces of Markdown: headings, paragraphs, lists, code, quotes."""
+    blocks = (block.format(n=n) for n in itertools.count() for block in LONG_BLOCKS)
+    words = (word for block in blocks for word in re.findall(r"\s*\S+\s*", block))
+    return list(itertools.islice(words, count))
 
 
 class ScriptedProvider:
@@ -22,7 +67,7 @@ class ScriptedProvider:
         return None
 
     def models(self):
-        return [{"id": m, "state": "ready"} for m in ("echo", "fail", "slow")]
+        return [{"id": m, "state": "ready"} for m in ("echo", "fail", "slow", "xss", "long")]
 
     def load(self):
         pass
@@ -32,6 +77,11 @@ class ScriptedProvider:
             pieces = [w + " " for w in messages[-1].content.split()]
         elif model == "slow":
             pieces = ["slow ", "reply"]
+        elif model == "xss":
+            pieces = [XSS[i:i + 7] for i in range(0, len(XSS), 7)]  # cut through tags and attributes
+        elif model == "long":
+            number = re.search(r"\d+", messages[-1].content)
+            pieces = long_pieces(min(int(number.group()) if number else 400, 20000))
         else:
             pieces = ["about ", "to ", "fail "]
         for n, piece in enumerate(pieces):
@@ -40,6 +90,8 @@ class ScriptedProvider:
                 return
             if model == "slow":
                 sleep(1.5)
+            elif model in ("xss", "long"):
+                sleep(0.002)  # fast, but spread over many reads and frames
             yield piece
         if model == "fail":
             raise RuntimeError("scripted failure in the middle of a reply")

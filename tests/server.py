@@ -46,6 +46,8 @@ def start_server(mode: str, log_dir: Path, entry: str = "tests.serve", **env) ->
     log = log_dir / f"server-{mode}-{port}.log"
     environment = {**os.environ, "RILL_PORT": str(port), "RILL_ASYNC_MODE": mode,
                    "RILL_KEEPALIVE_SECONDS": "0.5", "PYTHONUNBUFFERED": "1",
+                   # generous limits for functional tests; the limit tests set their own
+                   "RILL_RATE_LIMIT": "100000 per minute", "RILL_MAX_CONCURRENT_TURNS": "16",
                    **{k: str(v) for k, v in env.items()}}
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", entry], cwd=ROOT, env=environment,

@@ -76,3 +76,13 @@ def test_concurrent_appends_lose_and_interleave_nothing():
     for t in range(threads):  # each writer's exchanges are all there, in its order
         assert [u["content"] for u, _ in pairs if u["content"].startswith(f"{t}:")] == [
             f"{t}:{i}" for i in range(per_thread)]
+
+
+def test_sessions_belong_to_their_user():
+    store = MemorySessionStore()
+    alice = store.create("alice")["id"]
+    assert store.get(alice, "bob") is None and not store.exists(alice, "bob")
+    assert not store.append(alice, {"role": "user", "content": "x"}, user="bob")
+    assert not store.delete(alice, "bob") and store.exists(alice, "alice")
+    assert store.list("bob") == [] and [s["id"] for s in store.list("alice")] == [alice]
+    assert store.history(alice, "bob") == []

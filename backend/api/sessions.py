@@ -1,11 +1,11 @@
 """Session endpoints under /api/chat/sessions."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, g, jsonify
 
 from ..errors import ApiError
 
-bp = Blueprint("sessions", __name__, url_prefix="/api/chat/sessions")
+bp = Blueprint("sessions", __name__, url_prefix="/api/chat/sessions")  # g.user: see create_app
 
 
 def store():
@@ -18,17 +18,17 @@ def not_found(session_id: str) -> ApiError:
 
 @bp.post("")
 def create():
-    return jsonify(store().create()), 201
+    return jsonify(store().create(g.user)), 201
 
 
 @bp.get("")
 def index():
-    return jsonify({"sessions": store().list()})
+    return jsonify({"sessions": store().list(g.user)})
 
 
 @bp.get("/<session_id>")
 def show(session_id: str):
-    session = store().get(session_id)
+    session = store().get(session_id, g.user)
     if session is None:
         raise not_found(session_id)
     return jsonify(session)
@@ -36,6 +36,6 @@ def show(session_id: str):
 
 @bp.delete("/<session_id>")
 def delete(session_id: str):
-    if not store().delete(session_id):
+    if not store().delete(session_id, g.user):
         raise not_found(session_id)
     return "", 204

@@ -22,16 +22,17 @@ def start_turn(services, req: ChatRequest, user: str = "anonymous") -> "Turn":
     """A turn of a session (the app's routes). Everything that can be refused with a 4xx is
     checked here, before any byte of a stream is sent."""
     provider, model_id = services.models.resolve(req.model)
+    check_concurrency(services, user)
     if req.session_id is None:
         session_id = services.sessions.create(user)["id"]
-    elif services.sessions.exists(req.session_id):
+    elif services.sessions.exists(req.session_id, user):
         session_id = req.session_id
     else:
         raise ApiError(404, "session_not_found", f"no session {req.session_id!r} (it may have expired)")
+    history = [m for m in services.sessions.history(session_id, user) if m["content"]]
     messages = [ChatMessage("system", req.system)] if req.system else []
-    for m in services.sessions.history(session_id):
-        if m["content"]:
-            messages.append(ChatMessage(m["role"], m["content"]))
+    messages += [ChatMessage(m["role"], m["content"])
+                 for m in history[-services.settings.max_history_messages:]]
     messages.append(ChatMessage("user", req.message))
     options = GenerationOptions(
         max_tokens=req.max_tokens or services.settings.default_max_tokens,
@@ -41,19 +42,36 @@ def start_turn(services, req: ChatRequest, user: str = "anonymous") -> "Turn":
         hidden_states=req.return_hidden_states,
     )
     job = Job(provider, model_id, messages, options)
-    return Turn(services, job, session_id, req.message)
+    return Turn(services, job, user, session_id, req.message)
 
 
-def start_stateless_turn(services, model: str, messages: list[ChatMessage], options: GenerationOptions) -> "Turn":
+def start_stateless_turn(services, model: str, messages: list[ChatMessage], options: GenerationOptions,
+                         user: str = "anonymous") -> "Turn":
     """A turn whose whole conversation comes with the request (the /v1 APIs): nothing is saved."""
     provider, model_id = services.models.resolve(model)
-    return Turn(services, Job(provider, model_id, messages, options))
+    limit = services.settings.max_history_messages
+    if len(messages) > limit + 1:
+        raise ApiError(400, "invalid_request_error", f"messages: {len(messages)} messages; the limit is {limit + 1}")
+    check_concurrency(services, user)
+    return Turn(services, Job(provider, model_id, messages, options), user)
+
+
+def check_concurrency(services, user: str) -> None:
+    limit = services.settings.max_concurrent_turns
+    if sum(1 for t in list(services.turns.values()) if t.user == user) >= limit:
+        raise ApiError(429, "too_many_turns",
+                       f"{limit} replies are already running for you; wait for one to finish or cancel it")
 
 
 class Turn:
-    def __init__(self, services, job: Job, session_id: str | None = None, message: str = ""):
+    """Registered as running from creation until release(): the route must make sure release()
+    runs even if events() never starts (Flask's response.call_on_close does)."""
+
+    def __init__(self, services, job: Job, user: str = "anonymous", session_id: str | None = None,
+                 message: str = ""):
         self.services = services
         self.job = job
+        self.user = user
         self.session_id = session_id
         self.message = message
         self.model = f"{job.provider.name}/{job.model}"
@@ -61,9 +79,15 @@ class Turn:
         self.created = time.perf_counter()
         self.prompt_tokens: int | None = None  # known once the provider reports it
         self.error: ProviderError | None = None
+        services.turns[self.id] = self
 
     def cancel(self) -> None:
         self.job.cancel.set()
+
+    def release(self) -> None:
+        """The turn is over (or was never consumed): stop the model, free the user's slot."""
+        self.job.cancel.set()
+        self.services.turns.pop(self.id, None)
 
     def events(self) -> Iterator[StreamEvent]:
         seq = itertools.count()
@@ -73,7 +97,6 @@ class Turn:
         first_at = None
         status = "cancelled"  # until the provider says otherwise: the client may leave at any yield
         finish: Finish | None = None
-        self.services.turns[self.id] = self
         self.services.engine.submit(self.job)
         try:
             yield event("start", {"session_id": self.session_id, "turn_id": self.id, "model": self.model})
@@ -103,14 +126,14 @@ class Turn:
                     yield event("error", {"error": {"type": item.type, "message": item.message}})
                     return
         finally:
-            self.job.cancel.set()  # a no-op when finished; stops the model when the client left
-            self.services.turns.pop(self.id, None)
+            self.release()  # stops the model when the client left; a no-op when finished
             if self.session_id:
                 self.services.sessions.append(
                     self.session_id,
                     {"role": "user", "content": self.message, "tokens": finish and finish.prompt_tokens},
                     {"role": "assistant", "content": "".join(pieces), "tokens": finish and finish.completion_tokens,
                      "status": status, "model": self.model, "turn_id": self.id},
+                    user=self.user,
                 )
 
     def _stats(self, finish: Finish, first_at: float | None) -> dict:

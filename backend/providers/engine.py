@@ -125,7 +125,6 @@ class _SerialWorker:
         self.queue = real_queue.SimpleQueue()
         self.busy = False
         self.thread = real_threading.Thread(target=self._loop, name=f"rill-{provider.name}", daemon=True)
-        self.thread.start()
 
     def _loop(self) -> None:
         self.provider.load()
@@ -139,17 +138,37 @@ class _SerialWorker:
 
 
 class Engine:
+    """Started by the server (or by the first job), not by create_app: a CLI command that builds
+    the app must not load models."""
+
     def __init__(self):
         self._workers: dict[int, _SerialWorker] = {}  # by id(provider)
+        self._loaders: list[Provider] = []
+        self._started = False
 
     def add(self, provider: Provider) -> None:
-        """Start a serial provider's worker (which loads it first); others load in a thread."""
+        """A serial provider gets a worker, which loads it first; others load in a thread."""
         if provider.serial:
             self._workers[id(provider)] = _SerialWorker(provider)
+        else:
+            self._loaders.append(provider)
+        if self._started:
+            self._start(provider)
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            for provider in [w.provider for w in self._workers.values()] + self._loaders:
+                self._start(provider)
+
+    def _start(self, provider: Provider) -> None:
+        if provider.serial:
+            self._workers[id(provider)].thread.start()
         else:
             real_threading.Thread(target=provider.load, daemon=True).start()
 
     def submit(self, job: Job) -> Job:
+        self.start()
         worker = self._workers.get(id(job.provider))
         if worker:
             worker.queue.put(job)

@@ -1,5 +1,6 @@
 """In-memory chat sessions: a dict behind one lock, with TTL expiry and size caps.
 
+Each session belongs to the user who created it: for anyone else it does not exist.
 When `max_sessions` is reached the least recently used session is evicted; a session keeps at
 most `max_messages` messages, dropping the oldest. A turn's user message and reply are appended
 together, so concurrent turns on one session never interleave.
@@ -34,9 +35,10 @@ class MemorySessionStore:
                 break
             del self._sessions[oldest["id"]]
 
-    def _live(self, session_id: str, now: float) -> dict | None:
+    def _live(self, session_id: str, user: str, now: float) -> dict | None:
         self._expire(now)
-        return self._sessions.get(session_id)
+        session = self._sessions.get(session_id)
+        return session if session and session["user"] == user else None
 
     def create(self, user: str = "anonymous") -> dict:
         now = self.clock()
@@ -48,35 +50,38 @@ class MemorySessionStore:
             self._sessions[session["id"]] = session
         return self._public(session)
 
-    def exists(self, session_id: str) -> bool:
+    def exists(self, session_id: str, user: str = "anonymous") -> bool:
         with self._lock:
-            return self._live(session_id, self.clock()) is not None
+            return self._live(session_id, user, self.clock()) is not None
 
-    def get(self, session_id: str) -> dict | None:
+    def get(self, session_id: str, user: str = "anonymous") -> dict | None:
         with self._lock:
-            session = self._live(session_id, self.clock())
+            session = self._live(session_id, user, self.clock())
             return self._public(session, with_messages=True) if session else None
 
-    def history(self, session_id: str) -> list[dict]:
+    def history(self, session_id: str, user: str = "anonymous") -> list[dict]:
         """The session's messages, oldest first (empty for an unknown session)."""
         with self._lock:
-            session = self._live(session_id, self.clock())
+            session = self._live(session_id, user, self.clock())
             return [dict(m) for m in session["messages"]] if session else []
 
-    def list(self) -> list[dict]:
+    def list(self, user: str = "anonymous") -> list[dict]:
         with self._lock:
             self._expire(self.clock())
-            return [self._public(s) for s in reversed(self._sessions.values())]
+            return [self._public(s) for s in reversed(self._sessions.values()) if s["user"] == user]
 
-    def delete(self, session_id: str) -> bool:
+    def delete(self, session_id: str, user: str = "anonymous") -> bool:
         with self._lock:
-            return self._sessions.pop(session_id, None) is not None
+            if self._live(session_id, user, self.clock()) is None:
+                return False
+            del self._sessions[session_id]
+            return True
 
-    def append(self, session_id: str, *messages: dict) -> bool:
+    def append(self, session_id: str, *messages: dict, user: str = "anonymous") -> bool:
         """Append messages as one block; False if the session is gone."""
         now = self.clock()
         with self._lock:
-            session = self._live(session_id, now)
+            session = self._live(session_id, user, now)
             if session is None:
                 return False
             for message in messages:

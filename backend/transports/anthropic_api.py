@@ -7,12 +7,13 @@ content_block_stop, message_delta, message_stop; failures as `event: error`.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from ..chat.events import StreamEvent
 from ..chat.turn import Turn, start_stateless_turn
-from ..errors import ApiError
+from ..errors import ApiError, http_error_message
+from ..extensions import chat_limit
 from ..providers.base import ChatMessage, GenerationOptions
 from ..schemas import AnthropicRequest, checked_tokens, content_text, json_body, parse
 from .sse import PING, format_event, sse_response
@@ -35,7 +36,7 @@ def _api_error(err: ApiError):
 
 @bp.errorhandler(HTTPException)
 def _http_error(err: HTTPException):
-    return jsonify(anthropic_error(err.code, err.description)), err.code
+    return jsonify(anthropic_error(err.code, http_error_message(err))), err.code
 
 
 def message_object(turn: Turn, text: str | None, done: dict | None) -> dict:
@@ -90,6 +91,7 @@ class EventEncoder:
 
 
 @bp.post("/messages")
+@chat_limit
 def messages():
     req = parse(AnthropicRequest, json_body())
     chat = [ChatMessage("system", content_text(req.system))] if req.system else []
@@ -99,9 +101,9 @@ def messages():
         temperature=req.temperature, top_p=req.top_p, stop=tuple(req.stop_sequences),
         hidden_states=req.return_hidden_states,
     )
-    turn = start_stateless_turn(current_app.extensions["rill"], req.model, chat, options)
+    turn = start_stateless_turn(current_app.extensions["rill"], req.model, chat, options, g.user)
     if req.stream:
-        return sse_response(turn.events(), EventEncoder(turn))
+        return sse_response(turn, EventEncoder(turn))
     text, done = turn.collect()
     body = message_object(turn, text, done)
     if "hidden_states" in done:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
 from ..chat.events import StreamEvent
 from ..chat.turn import Turn, start_stateless_turn
-from ..errors import ApiError
+from ..errors import ApiError, http_error_message
+from ..extensions import chat_limit
 from ..providers.base import ChatMessage, GenerationOptions
 from ..schemas import OpenAIChatRequest, checked_tokens, content_text, json_body, parse
 from .sse import PING, format_event, sse_response
@@ -38,7 +39,7 @@ def _api_error(err: ApiError):
 
 @bp.errorhandler(HTTPException)
 def _http_error(err: HTTPException):
-    return jsonify(openai_error(err.code, err.name.lower().replace(" ", "_"), err.description)), err.code
+    return jsonify(openai_error(err.code, err.name.lower().replace(" ", "_"), http_error_message(err))), err.code
 
 
 def to_options(req: OpenAIChatRequest) -> GenerationOptions:
@@ -93,14 +94,16 @@ class ChunkEncoder:
 
 
 @bp.post("/chat/completions")
+@chat_limit
 def chat_completions():
     req = parse(OpenAIChatRequest, json_body())
     messages = [ChatMessage("system" if m.role == "developer" else m.role, content_text(m.content))
                 for m in req.messages]
-    turn = start_stateless_turn(current_app.extensions["rill"], req.model, messages, to_options(req))
+    turn = start_stateless_turn(current_app.extensions["rill"], req.model, messages, to_options(req),
+                                 g.user)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return sse_response(turn.events(), ChunkEncoder(turn, include_usage))
+        return sse_response(turn, ChunkEncoder(turn, include_usage))
     text, done = turn.collect()
     return jsonify({
         "id": f"chatcmpl-{turn.id}", "object": "chat.completion", "created": int(time.time()),

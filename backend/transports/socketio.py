@@ -2,13 +2,21 @@
 
 One turn at a time per connection: a second `chat_stream` while one runs is refused with
 `chat_error` type `turn_in_progress`. A client that disconnects cancels its running turn.
+Flask's before_request hooks do not run for Socket.IO events, so the token is checked at
+connect and the rate limit is hit here, on the same budget as the HTTP chat routes.
 """
 from __future__ import annotations
 
-from flask import current_app, request
+import time
 
+from flask import current_app, request
+from flask_socketio import ConnectionRefusedError
+from limits import parse as parse_limit
+
+from ..auth import ANONYMOUS, limit_key
 from ..chat.turn import Turn, start_turn
 from ..errors import ApiError, error_body
+from ..extensions import CHAT_SCOPE, limiter
 from ..schemas import ChatRequest, parse
 
 OUT = {"start": "chat_start", "token": "chat_token", "done": "chat_complete", "error": "chat_error"}
@@ -16,12 +24,37 @@ OUT = {"start": "chat_start", "token": "chat_token", "done": "chat_complete", "e
 
 def register(socketio) -> None:
     running: dict[str, Turn] = {}  # connection sid -> its turn
+    users: dict[str, str] = {}  # connection sid -> who connected
 
-    def refuse(type: str, message: str) -> dict:
+    def refuse(type: str, message: str, **extra) -> dict:
         """Refuse a request: no turn runs for it, so turn_id is null."""
         body = {"turn_id": None, **error_body(type, message)}
+        body["error"].update(extra)
         socketio.emit("chat_error", body, to=request.sid)
         return body
+
+    def seconds_until_allowed(user: str) -> int:
+        """0 when the chat rate limit lets this request through (and counts it)."""
+        item = parse_limit(current_app.config["RILL"].rate_limit)
+        key = limit_key(user)
+        if limiter.limiter.hit(item, key, CHAT_SCOPE):
+            return 0
+        reset, _ = limiter.limiter.get_window_stats(item, key, CHAT_SCOPE)
+        return max(1, int(reset - time.time()) + 1)
+
+    @socketio.on("connect")
+    def connect(payload=None):
+        auth = current_app.extensions["rill"].auth
+        if not auth.enabled:
+            users[request.sid] = ANONYMOUS
+            return
+        token = payload.get("token") if isinstance(payload, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ConnectionRefusedError("missing token: connect with auth {\"token\": \"<token>\"}")
+        try:
+            users[request.sid] = auth.verify(token)
+        except ApiError as err:
+            raise ConnectionRefusedError(err.message)
 
     def pump(turn: Turn, sid: str) -> None:
         """Emit each event as the model produces it; runs as a background task."""
@@ -42,8 +75,13 @@ def register(socketio) -> None:
         if request.sid in running:
             return refuse("turn_in_progress", f"turn {running[request.sid].id} is still streaming on this "
                                               "connection; wait for chat_complete or send chat_cancel first")
+        user = users.get(request.sid, ANONYMOUS)
+        wait = seconds_until_allowed(user)
+        if wait:
+            return refuse("rate_limit_error", f"rate limit exceeded ({current_app.config['RILL'].rate_limit}); "
+                                              f"retry in {wait} s", retry_after=wait)
         try:
-            turn = start_turn(current_app.extensions["rill"], parse(ChatRequest, data))
+            turn = start_turn(current_app.extensions["rill"], parse(ChatRequest, data), user)
         except ApiError as err:
             return refuse(err.type, err.message)
         running[request.sid] = turn
@@ -61,6 +99,7 @@ def register(socketio) -> None:
 
     @socketio.on("disconnect")
     def disconnect(*_):
+        users.pop(request.sid, None)
         turn = running.get(request.sid)
         if turn:
             turn.cancel()

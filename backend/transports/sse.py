@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Callable, Iterator
+from typing import Callable
 
 from flask import Response
 
@@ -31,12 +31,17 @@ def encode(event: StreamEvent) -> bytes:
     return format_event(event.data, event.kind, event.seq)
 
 
-def sse_response(events: Iterator[StreamEvent], encoder: Callable[[StreamEvent], bytes] = encode,
-                 headers: dict | None = None) -> Response:
+def sse_response(turn, encoder: Callable[[StreamEvent], bytes] = encode, headers: dict | None = None) -> Response:
+    """Stream a turn. A client that leaves closes the body, and so the turn; release() also runs
+    when the server drops the response before its first byte."""
+    events = turn.events()
+
     def body():
-        with contextlib.closing(events):  # a client that leaves closes us, and so the turn
+        with contextlib.closing(events):
             for event in events:
                 if chunk := encoder(event):
                     yield chunk
 
-    return Response(body(), mimetype="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
+    response = Response(body(), mimetype="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
+    response.call_on_close(turn.release)
+    return response

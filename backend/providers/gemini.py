@@ -1,0 +1,176 @@
+"""Google Gemini through the google-genai SDK: `gemini/<model>`, any model name passed on.
+
+Why the SDK runs on the server's hub under eventlet: the engine runs each stream in a real OS
+thread, but after monkey-patching every lock that pydantic and httpx create is a green lock, and a
+green lock contended by two OS threads hangs the waiter for good ("Cannot switch to a different
+thread"). Two concurrent Gemini streams deadlocked on pydantic's model-rebuild lock in the first
+tests. So under eventlet `stream` only translates the request into plain dicts; the SDK call runs
+as a green thread on the server's hub (handed over through the engine's Channel) and the pieces
+come back through a real queue, which the OS thread may block on. I/O on the hub is what eventlet
+is for: green sockets yield, so /health answers while streams run. In threading mode nothing is
+green and the SDK runs in the engine's thread directly.
+
+The SDK is imported and the client built in __init__ (only when a key is set): that happens in
+create_app, on the main thread before the server serves, not in the hub's way later. The API
+version is pinned to v1beta, the one Gemini's REST docs describe (google-genai 3.x defaults to v1),
+and retries are off so a failure reaches the client at once instead of after ~15 s of backoff.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterator
+
+import eventlet.patcher
+
+from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
+from .engine import Channel, green
+
+log = logging.getLogger(__name__)
+real_queue = eventlet.patcher.original("queue")
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
+API_VERSION = "v1beta"
+REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}  # anything else (SAFETY, ...) ends as "stop"
+DONE = object()
+
+
+class _OnHub:
+    """Runs functions as green threads on the hub of the thread that made it (the server's);
+    `submit` may be called from any OS thread."""
+
+    def __init__(self):
+        import eventlet
+
+        self.inbox = Channel()
+        eventlet.spawn(self._serve)
+
+    def _serve(self) -> None:
+        import eventlet
+
+        while True:
+            eventlet.spawn(self.inbox.get())
+
+    def submit(self, fn) -> None:
+        self.inbox.put(fn)
+
+
+def build_request(model: str, messages: list[ChatMessage], options: GenerationOptions) -> dict:
+    """generate_content_stream's arguments as plain dicts (no SDK objects outside the hub)."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system")
+    contents = [{"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
+                for m in messages if m.role != "system"]
+    config = {"temperature": options.temperature, "top_p": options.top_p,
+              "max_output_tokens": options.max_tokens,
+              "automatic_function_calling": {"disable": True}}  # one plain request, no tool loop
+    if system:
+        config["system_instruction"] = system
+    if options.stop:
+        config["stop_sequences"] = list(options.stop)
+    if options.seed is not None:
+        config["seed"] = options.seed
+    return {"model": model, "contents": contents, "config": config}
+
+
+class GeminiProvider:
+    name = "gemini"
+    serial = False
+    passthrough = True
+
+    def __init__(self, settings):
+        self.base_url = settings.gemini_base_url or DEFAULT_BASE_URL
+        self.timeout = settings.upstream_timeout_seconds
+        self.model_ids = [m.strip() for m in settings.gemini_models.split(",") if m.strip()]
+        self.client = None
+        self.hub = None
+        if settings.gemini_api_key:
+            from google import genai
+            from google.genai import types
+
+            self.client = genai.Client(vertexai=False, api_key=settings.gemini_api_key, http_options=types.HttpOptions(
+                base_url=self.base_url, api_version=API_VERSION, timeout=int(self.timeout * 1000),
+                retry_options=types.HttpRetryOptions(attempts=1)))
+            self.hub = None
+
+    def models(self) -> list[dict]:
+        return [{"id": m, "state": "ready"} for m in self.model_ids]
+
+    def unavailable(self) -> str | None:
+        return None if self.client else "the gemini provider needs an API key: set RILL_GEMINI_API_KEY"
+
+    def load(self) -> None:
+        pass
+
+    def stream(self, model: str, messages: list[ChatMessage], options: GenerationOptions,
+               cancel: CancelToken) -> Iterator[str | Finish]:
+        request = build_request(model, messages, options)
+        if self.hub is None:
+            yield from self._generate(request, cancel)
+            return
+        out = real_queue.SimpleQueue()
+
+        def relay():  # on the hub
+            try:
+                for item in self._generate(request, cancel):
+                    out.put(item)
+            except Exception as exc:
+                out.put(exc)
+            finally:
+                out.put(DONE)
+
+        self.hub.submit(relay)
+        while (item := out.get()) is not DONE:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def _generate(self, request: dict, cancel: CancelToken) -> Iterator[str | Finish]:
+        from google.genai import errors
+
+        if cancel.is_set():
+            yield Finish("cancelled", 0, 0)
+            return
+        reason = usage = blocked = None
+        chunks = self.client.models.generate_content_stream(**request)
+        try:
+            for chunk in chunks:
+                usage = chunk.usage_metadata or usage
+                if chunk.prompt_feedback and chunk.prompt_feedback.block_reason:
+                    blocked = chunk.prompt_feedback.block_reason
+                if cancel.is_set():
+                    reason = "cancelled"
+                    break
+                if chunk.candidates and chunk.candidates[0].finish_reason:
+                    finish = chunk.candidates[0].finish_reason
+                    reason = REASONS.get(str(getattr(finish, "value", finish)), "stop")
+                if chunk.text:
+                    yield chunk.text
+        except errors.APIError as exc:
+            status = f"{exc.code} {exc.status}" if exc.status else f"{exc.code}"
+            raise ProviderError(f"Gemini answered HTTP {status}: {exc.message}", type="upstream_error",
+                                status=502) from exc
+        except Exception as exc:
+            message = self._describe(exc)
+            if message is None:
+                raise
+            raise ProviderError(message, type="upstream_error", status=502) from exc
+        finally:
+            chunks.close()  # on cancel this drops the HTTP connection, which stops the upstream
+        if reason is None:
+            why = f"Gemini blocked the prompt ({getattr(blocked, 'value', blocked)})" if blocked else \
+                "the Gemini stream ended without a finish reason"
+            raise ProviderError(why, type="upstream_error", status=502)
+        yield Finish(reason, getattr(usage, "prompt_token_count", None) or 0,
+                     getattr(usage, "candidates_token_count", None) or 0)
+
+    def _describe(self, exc: Exception) -> str | None:
+        """A clear message for transport failures (httpx or httpx2, whichever the SDK uses)."""
+        kinds = {c.__name__ for c in type(exc).__mro__}
+        if "TimeoutException" in kinds:
+            return f"Gemini at {self.base_url} did not answer within {self.timeout:g} s ({type(exc).__name__})"
+        if "ConnectError" in kinds:
+            return f"cannot connect to Gemini at {self.base_url}: {exc}"
+        if "HTTPError" in kinds:
+            return f"the Gemini stream broke: {type(exc).__name__}: {exc}"
+        if isinstance(exc, ValueError):  # the SDK's UnknownApiResponseError, pydantic's ValidationError
+            return f"Gemini sent an answer that could not be read: {exc}"
+        return None

@@ -1,0 +1,41 @@
+"""Response headers that protect the UI, and CORS (closed unless origins are configured)."""
+from __future__ import annotations
+
+from flask import Flask
+from flask_cors import CORS
+
+CSP = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",  # no inline script, no eval
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def allowed_origins(settings) -> list[str]:
+    return [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+
+
+def secure(app: Flask) -> None:
+    @app.after_request
+    def _headers(response):
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    origins = allowed_origins(app.config["RILL"])
+    if origins:
+        CORS(app, origins=origins, expose_headers=["X-Session-Id", "Retry-After"],
+             allow_headers=["Content-Type", "Authorization", "x-api-key", "anthropic-version"])

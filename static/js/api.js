@@ -1,0 +1,224 @@
+// The server's HTTP API: JSON requests, the SSE chat stream, and the SSE parser it uses.
+//
+// A streaming transport (this module's streamChat, socket.js's SocketTransport.stream, and
+// chatOnce for non-streamed replies) is called as `transport(request, handlers)`, where handlers
+// are {start({session_id, turn_id, model}), token(text), done(stats), error(ApiError)}, and
+// returns {stop(), finished}. After stop() no handler is called again; `finished` resolves when
+// the turn is over either way.
+
+export class ApiError extends Error {
+  constructor(type, message, status = 0) {
+    super(message);
+    this.type = type;
+    this.status = status;
+  }
+}
+
+export const NETWORK_ERROR = "network_error";
+
+function networkError() {
+  return new ApiError(NETWORK_ERROR, "Could not reach the server. Check that Rill is running, then retry.");
+}
+
+// An HTTP error response as an ApiError, whatever its body.
+async function errorFrom(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // not JSON: a proxy's error page, say
+  }
+  const error = body && body.error;
+  if (error && typeof error.message === "string") return new ApiError(error.type || "error", error.message, response.status);
+  return new ApiError("http_error", `The server answered ${response.status} ${response.statusText}.`.trim(), response.status);
+}
+
+async function post(path, body, signal) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      signal,
+    });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw networkError();
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response;
+}
+
+export async function getModels() {
+  let response;
+  try {
+    response = await fetch("/api/models", { headers: { Accept: "application/json" } });
+  } catch {
+    throw networkError();
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return response.json();
+}
+
+// Best effort: the turn may already have ended, and an aborted stream cancels it anyway.
+export function cancelTurn(turnId) {
+  return fetch(`/api/chat/turns/${encodeURIComponent(turnId)}/cancel`, { method: "POST", keepalive: true })
+    .catch(() => {});
+}
+
+// Server-Sent Events per the WHATWG HTML standard (9.2.6): lines end with CR, LF or CRLF;
+// `data` lines join with "\n"; lines starting with ":" are comments; a blank line dispatches;
+// an event still open when the stream ends is dropped. Feed it decoded text in any pieces.
+export class SSEParser {
+  constructor() {
+    this.line = "";         // the unfinished line carried over from the last piece
+    this.skipLF = false;    // the last piece ended with CR: a leading LF belongs to it
+    this.data = "";
+    this.type = "";
+    this.lastEventId = "";
+    this.comments = [];
+  }
+
+  push(text) {
+    const events = [];
+    if (this.skipLF && text.startsWith("\n")) text = text.slice(1);
+    this.skipLF = false;
+    const lines = /\r\n|\r|\n/g;
+    let start = 0;
+    let match;
+    while ((match = lines.exec(text)) !== null) {
+      const line = this.line + text.slice(start, match.index);
+      this.line = "";
+      start = lines.lastIndex;
+      if (match[0] === "\r" && start === text.length) this.skipLF = true;
+      const event = this.processLine(line);
+      if (event) events.push(event);
+    }
+    this.line += text.slice(start);
+    return events;
+  }
+
+  processLine(line) {
+    if (line === "") return this.dispatch();
+    if (line.startsWith(":")) {
+      this.comments.push(line.slice(1));
+      return null;
+    }
+    const colon = line.indexOf(":");
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "data") this.data += value + "\n";
+    else if (field === "event") this.type = value;
+    else if (field === "id" && !value.includes("\0")) this.lastEventId = value;
+    // `retry` only matters to EventSource's reconnection; other fields are ignored.
+    return null;
+  }
+
+  dispatch() {
+    const { data, type } = this;
+    this.data = "";
+    this.type = "";
+    if (data === "") return null;
+    return { type: type || "message", data: data.slice(0, -1), id: this.lastEventId };
+  }
+}
+
+// The events of an SSE response body, as they arrive.
+export async function* readEvents(body, signal) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder("utf-8");
+  const parser = new SSEParser();
+  try {
+    while (!signal?.aborted) {
+      const { value, done } = await reader.read();
+      if (done) {
+        // Complete a character split across the last two reads; an unfinished event is dropped.
+        yield* parser.push(decoder.decode());
+        return;
+      }
+      yield* parser.push(decoder.decode(value, { stream: true }));
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+// POST /api/chat/stream. Stopping aborts the request (the server cancels the turn when the
+// client leaves) and also cancels the turn by id, in case a proxy keeps the upstream open.
+export function streamChat(request, handlers) {
+  const controller = new AbortController();
+  let turnId = null;
+  let stopped = false;
+
+  async function run() {
+    let ended = false;
+    try {
+      const response = await post("/api/chat/stream", request, controller.signal);
+      for await (const event of readEvents(response.body, controller.signal)) {
+        if (stopped) return;
+        const data = JSON.parse(event.data);
+        if (event.type === "start") {
+          turnId = data.turn_id;
+          handlers.start(data);
+        } else if (event.type === "token") {
+          handlers.token(data.token);
+        } else if (event.type === "done") {
+          ended = true;
+          handlers.done(data);
+        } else if (event.type === "error") {
+          ended = true;
+          handlers.error(new ApiError(data.error.type, data.error.message));
+        }
+      }
+      if (!ended && !stopped) handlers.error(new ApiError("connection_lost", "The connection closed before the reply finished."));
+    } catch (err) {
+      if (stopped) return;
+      if (err instanceof ApiError) handlers.error(err);
+      else if (err instanceof SyntaxError) handlers.error(new ApiError("bad_response", "The server sent an event that is not valid JSON."));
+      else handlers.error(new ApiError("connection_lost", "The connection was lost before the reply finished."));
+    }
+  }
+
+  const finished = run();
+  return {
+    finished,
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      if (turnId) cancelTurn(turnId);
+      controller.abort();
+    },
+  };
+}
+
+// POST /api/chat: the whole reply at once, behind the same interface. Stopping abandons the
+// request; the server only learns of it when it tries to answer.
+export function chatOnce(request, handlers) {
+  const controller = new AbortController();
+  let stopped = false;
+
+  async function run() {
+    try {
+      const response = await post("/api/chat", request, controller.signal);
+      const { reply, session_id, turn_id, model, ...stats } = await response.json();
+      if (stopped) return;
+      handlers.start({ session_id, turn_id, model });
+      if (reply) handlers.token(reply);
+      handlers.done({ done: true, ...stats });
+    } catch (err) {
+      if (stopped) return;
+      handlers.error(err instanceof ApiError ? err : networkError());
+    }
+  }
+
+  const finished = run();
+  return {
+    finished,
+    stop() {
+      stopped = true;
+      controller.abort();
+    },
+  };
+}

@@ -1,0 +1,140 @@
+// The chats: the list, the open one and its messages, kept in memory and written through to
+// the store. A failed write is reported through onError and the chat goes on in memory.
+import { EXPORT_FORMAT, newId, parseExport } from "./store.js";
+
+const TITLE_CHARS = 60;
+
+export function titleFrom(text) {
+  const line = text.trim().split("\n")[0].trim();
+  return line.length > TITLE_CHARS ? `${line.slice(0, TITLE_CHARS - 1).trimEnd()}…` : line || "New chat";
+}
+
+const now = () => new Date().toISOString();
+
+export class Threads {
+  constructor(store, onError) {
+    this.store = store;            // null when the browser gives no storage
+    this.onError = onError;
+    this.list = [];                // newest first
+    this.current = null;           // null: a new chat not yet started
+    this.messages = [];            // the current chat's, in order
+    this.loaded = new Map();       // thread id -> its messages, once read
+  }
+
+  async load() {
+    if (!this.store) return;
+    this.list = await this.store.threads();
+  }
+
+  write(operation) {
+    if (!this.store) return Promise.resolve();
+    return operation(this.store).catch((err) => this.onError(err.message));
+  }
+
+  async messagesOf(id) {
+    if (!this.loaded.has(id)) this.loaded.set(id, this.store ? await this.store.messages(id) : []);
+    return this.loaded.get(id);
+  }
+
+  async select(id) {
+    const thread = this.list.find((t) => t.id === id);
+    if (!thread) return;
+    this.messages = await this.messagesOf(id);
+    this.current = thread;
+  }
+
+  startNew() {
+    this.current = null;
+    this.messages = [];
+  }
+
+  // The open chat, created (titled after its first message) if there is none yet.
+  ensureCurrent(firstText) {
+    if (this.current) return this.current;
+    const thread = { id: newId(), title: titleFrom(firstText), createdAt: now(), updatedAt: now(), sessionId: null };
+    this.list.unshift(thread);
+    this.loaded.set(thread.id, []);
+    this.current = thread;
+    this.messages = this.loaded.get(thread.id);
+    this.write((s) => s.putThread(thread));
+    return thread;
+  }
+
+  saveThread(thread = this.current) {
+    thread.updatedAt = now();
+    this.list.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
+    return this.write((s) => s.putThread(thread));
+  }
+
+  addMessage(fields) {
+    const thread = this.current;
+    const last = this.messages.at(-1);
+    const message = { id: newId(), threadId: thread.id, seq: last ? last.seq + 1 : 0, createdAt: now(), ...fields };
+    this.messages.push(message);
+    this.saveMessage(message);
+    this.saveThread(thread);
+    return message;
+  }
+
+  saveMessage(message) {
+    return this.write((s) => s.putMessage({ ...message }));
+  }
+
+  removeMessages(messages) {
+    const ids = new Set(messages.map((m) => m.id));
+    const kept = this.messages.filter((m) => !ids.has(m.id));
+    this.messages.splice(0, this.messages.length, ...kept);
+    return this.write((s) => s.deleteMessages([...ids]));
+  }
+
+  rename(id, title) {
+    const thread = this.list.find((t) => t.id === id);
+    if (!thread) return;
+    thread.title = title.slice(0, 200);
+    return this.saveThread(thread);
+  }
+
+  remove(id) {
+    this.list = this.list.filter((t) => t.id !== id);
+    this.loaded.delete(id);
+    if (this.current?.id === id) this.startNew();
+    return this.write((s) => s.deleteThread(id));
+  }
+
+  // The threads whose title or text contains `query`; all of them for an empty query.
+  async search(query) {
+    if (!query) return this.list;
+    let hits;
+    if (this.store) {
+      hits = await this.store.search(query);
+    } else {
+      const needle = query.toLowerCase();
+      hits = new Set(this.list.filter((t) => t.title.toLowerCase().includes(needle) ||
+        (this.loaded.get(t.id) || []).some((m) => m.content.toLowerCase().includes(needle))).map((t) => t.id));
+    }
+    return this.list.filter((t) => hits.has(t.id));
+  }
+
+  async exportThreads(ids = null) {
+    if (this.store) return this.store.exportThreads(ids);
+    const threads = this.list.filter((t) => !ids || ids.includes(t.id))
+      .map((t) => ({ ...t, messages: this.loaded.get(t.id) || [] }));
+    return { format: EXPORT_FORMAT, version: 1, exportedAt: now(), threads };
+  }
+
+  // Returns how many threads came in; throws an Error that says what is wrong with the file.
+  async importThreads(data) {
+    if (!this.store) {
+      for (const { messages, ...thread } of parseExport(data)) {
+        thread.id = newId();
+        this.list.push(thread);
+        this.loaded.set(thread.id, messages.map((m) => ({ ...m, id: newId(), threadId: thread.id })));
+      }
+      this.list.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
+      return data.threads.length;
+    }
+    const count = await this.store.importThreads(data);
+    this.list = await this.store.threads();
+    return count;
+  }
+}

@@ -1,0 +1,200 @@
+"""The Gemini provider against a loopback fake of Gemini's REST API (tests/fake_gemini.py),
+through the real server in both async modes. No request leaves the machine."""
+import time
+import uuid
+
+import pytest
+import requests
+
+from backend import create_app
+from backend.config import Settings
+from backend.providers.base import ChatMessage, GenerationOptions
+from backend.providers.gemini import build_request
+from tests.fake_gemini import DELAY, KEY, FakeGemini, fake_gemini
+from tests.server import free_port, start_server, stop_server
+from tests.sse import SSEStream, decode_all
+
+pytestmark = pytest.mark.slow
+
+NO_LOCAL_MODEL = "/nonexistent/model.gguf"  # the local provider fails at once instead of loading
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with fake_gemini() as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["eventlet", "threading"])
+def server(request, fake, tmp_path_factory):
+    srv = start_server(request.param, tmp_path_factory.mktemp("logs"), entry="app",
+                       RILL_GEMINI_BASE_URL=fake.url, RILL_GEMINI_API_KEY=KEY, RILL_MODEL="gemini/gemini-fake",
+                       RILL_GEMINI_MODELS="gemini-fake,gemini-2.5-flash", RILL_MODEL_PATH=NO_LOCAL_MODEL,
+                       RILL_UPSTREAM_TIMEOUT_SECONDS=10, RILL_RATE_LIMIT="1000 per minute",
+                       RILL_MAX_CONCURRENT_TURNS=16)
+    deadline = time.monotonic() + 30  # let the local provider give up (it imports torch) so timings are clean
+    while time.monotonic() < deadline and any(
+            m.get("state") == "loading" for p in requests.get(f"{srv.url}/api/models", timeout=10).json()["providers"]
+            for m in p["models"]):
+        time.sleep(0.1)
+    yield srv
+    stop_server(srv)
+
+
+def chat(server, **body):
+    s = SSEStream(f"{server.url}/api/chat/stream", body, timeout=15)
+    try:
+        return list(s)
+    finally:
+        s.close()
+
+
+def sent(fake: FakeGemini, marker: str) -> dict:
+    """The request the fake received whose last turn contains `marker`."""
+    return next(r for r in reversed(fake.requests)
+                if marker in r["body"].get("contents", [{}])[-1].get("parts", [{}])[0].get("text", ""))
+
+
+def tokens(events):
+    return [e.json()["token"] for e in events if e.type == "token"]
+
+
+def test_request_translation():
+    messages = [ChatMessage("system", "Be terse."), ChatMessage("system", "Use French."), ChatMessage("user", "hi"),
+                ChatMessage("assistant", "salut"), ChatMessage("user", "again")]
+    req = build_request("m", messages, GenerationOptions(max_tokens=7, temperature=0.2, top_p=0.9, seed=5, stop=("END",)))
+    assert req["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}, {"role": "model", "parts": [{"text": "salut"}]},
+                               {"role": "user", "parts": [{"text": "again"}]}]
+    assert req["config"]["system_instruction"] == "Be terse.\n\nUse French."
+    assert {k: req["config"][k] for k in ("temperature", "top_p", "max_output_tokens", "seed", "stop_sequences")} == \
+        {"temperature": 0.2, "top_p": 0.9, "max_output_tokens": 7, "seed": 5, "stop_sequences": ["END"]}
+    plain = build_request("m", [ChatMessage("user", "x")], GenerationOptions())["config"]
+    assert not {"seed", "stop_sequences", "system_instruction"} & set(plain)
+
+
+def test_tokens_stream_in_pieces_with_usage(server, fake):
+    marker = uuid.uuid4().hex[:8]
+    events = chat(server, message=f"alpha beta gamma delta {marker}", system="Be terse.", model="gemini/gemini-fake",
+                  temperature=0.3, top_p=0.8, max_tokens=50)
+    assert [e.type for e in events] == ["start"] + ["token"] * 6 + ["done"]
+    assert events[0].json()["model"] == "gemini/gemini-fake"
+    assert tokens(events) == ["[Be terse.] ", "alpha ", "beta ", "gamma ", "delta ", f"{marker} "]
+    arrivals = [e.arrived for e in events if e.type == "token"]
+    assert len(set(arrivals)) >= 4 and arrivals[-1] - arrivals[0] >= 2 * DELAY  # one by one, not buffered
+    done = events[-1].json()
+    assert done["finish_reason"] == "stop" and done["tokens"] == 6
+    assert done["usage"] == {"prompt_tokens": 7, "completion_tokens": 6}  # the fake counts words
+    req = sent(fake, marker)
+    assert req["path"] == "/v1beta/models/gemini-fake:streamGenerateContent" and req["query"] == {"alt": ["sse"]}
+    assert req["headers"]["x-goog-api-key"] == KEY
+    assert req["body"]["systemInstruction"]["parts"] == [{"text": "Be terse."}]
+    assert req["body"]["generationConfig"] == {"temperature": 0.3, "topP": 0.8, "maxOutputTokens": 50}
+
+
+def test_max_tokens_ends_with_length(server):
+    events = chat(server, message="one two three four five", model="gemini/gemini-2.5-flash", max_tokens=3)
+    assert tokens(events) == ["one ", "two ", "three "]
+    done = events[-1].json()
+    assert done["finish_reason"] == "length" and done["usage"]["completion_tokens"] == 3
+
+
+def test_history_and_system_reach_gemini(server, fake):
+    first = chat(server, message="My name is Zorblat.", model="gemini/gemini-fake")
+    sid = first[0].json()["session_id"]
+    marker = uuid.uuid4().hex[:8]
+    second = chat(server, message=f"What is my name? {marker}", session_id=sid, system="Answer briefly.",
+                  model="gemini/gemini-fake")
+    assert second[-1].type == "done"
+    body = sent(fake, marker)["body"]
+    assert body["contents"] == [
+        {"role": "user", "parts": [{"text": "My name is Zorblat."}]},
+        {"role": "model", "parts": [{"text": "".join(tokens(first))}]},
+        {"role": "user", "parts": [{"text": f"What is my name? {marker}"}]},
+    ]
+    assert body["systemInstruction"]["parts"] == [{"text": "Answer briefly."}]
+
+
+def test_upstream_error_ends_the_stream_with_its_message(server):
+    events = chat(server, message="hi", model="gemini/gemini-nope")
+    assert [e.type for e in events] == ["start", "error"]
+    error = events[-1].json()["error"]
+    assert error["type"] == "upstream_error"
+    assert "404 NOT_FOUND" in error["message"] and "models/gemini-nope is not found" in error["message"]
+
+
+def test_broken_stream_is_an_error_after_the_pieces(server):
+    events = chat(server, message="a b c d e", model="gemini/gemini-broken")
+    assert [e.type for e in events] == ["start", "token", "token", "error"]
+    assert "stream broke" in events[-1].json()["error"]["message"]
+
+
+def test_cancel_stops_the_upstream_request(server, fake):
+    s = SSEStream(f"{server.url}/api/chat/stream", {"message": "go", "model": "gemini/gemini-long"}, timeout=15)
+    events = iter(s)
+    start = next(events).json()
+    assert next(events).type == "token"
+    assert requests.post(f"{server.url}/api/chat/turns/{start['turn_id']}/cancel", timeout=10).status_code == 202
+    rest = list(events)
+    s.close()
+    assert rest[-1].type == "done" and rest[-1].json()["finish_reason"] == "cancelled"
+    assert len(tokens(rest)) < 20
+    record = next(r for r in reversed(fake.requests) if r["path"].endswith("gemini-long:streamGenerateContent"))
+    deadline = time.monotonic() + 3
+    while record["client_left"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert record["client_left"] is True  # the connection was dropped, not read to the end
+
+
+def test_concurrent_streams_and_health_stay_live(server):
+    """Four streams at once (two OS threads contending for a green lock would hang here) while
+    /health answers quickly."""
+    streams = [SSEStream(f"{server.url}/api/chat/stream", {"message": "go", "model": "gemini/gemini-long"}, timeout=10)
+               for _ in range(4)]
+    try:
+        iters = [iter(s) for s in streams]
+        for it in iters:
+            assert next(it).type == "start" and next(it).type == "token"
+        for _ in range(5):
+            started = time.perf_counter()
+            assert requests.get(f"{server.url}/health", timeout=5).json()["status"] == "ok"
+            assert time.perf_counter() - started < 0.5
+        for it in iters:  # all still flowing
+            assert [next(it).type for _ in range(3)] == ["token"] * 3
+    finally:
+        for s in streams:
+            s.close()
+    assert server.wait_idle(timeout=10)["active_turns"] == 0
+
+
+# In-process apps (threading mode) for the configurations that need no running fake.
+
+def app_with(**settings):
+    return create_app(Settings(async_mode="threading", model_path=NO_LOCAL_MODEL, **settings)).test_client()
+
+
+def test_without_a_key_requests_are_refused_with_the_variable_to_set():
+    r = app_with(gemini_api_key="").post("/api/chat/stream", json={"message": "hi", "model": "gemini/gemini-2.5-flash"})
+    assert r.status_code == 400
+    error = r.get_json()["error"]
+    assert error["type"] == "provider_not_configured" and "RILL_GEMINI_API_KEY" in error["message"]
+
+
+def test_connection_refused_is_a_clean_error_event():
+    port = free_port()
+    client = app_with(gemini_api_key=KEY, gemini_base_url=f"http://127.0.0.1:{port}")
+    started = time.perf_counter()
+    r = client.post("/api/chat/stream", json={"message": "hi", "model": "gemini/gemini-2.5-flash"})
+    events = decode_all(r.get_data())
+    assert time.perf_counter() - started < 5  # no retries
+    assert [e.type for e in events] == ["start", "error"]
+    error = events[-1].json()["error"]
+    assert error["type"] == "upstream_error"
+    assert f"cannot connect to Gemini at http://127.0.0.1:{port}" in error["message"]
+    assert "refused" in error["message"].lower()
+
+
+def test_a_bad_key_is_reported_with_geminis_message(fake):
+    client = app_with(gemini_api_key="not-the-key", gemini_base_url=fake.url)
+    events = decode_all(client.post("/api/chat/stream", json={"message": "hi", "model": "gemini/gemini-fake"}).get_data())
+    assert [e.type for e in events] == ["start", "error"]
+    assert "400 INVALID_ARGUMENT: API key not valid" in events[-1].json()["error"]["message"]
