@@ -1,12 +1,23 @@
-"""Entry point: patch first, then build and serve the app (python app.py)."""
+"""Entry point: `python app.py` patches first, then builds and serves the app.
+
+`flask --app app rill token alice` uses create_app() below: no patching, no server, no model.
+"""
+import logging
 import os
 
-if os.environ.get("RILL_ASYNC_MODE", "eventlet") == "eventlet":
-    import eventlet
 
-    eventlet.monkey_patch()
+def patch() -> None:
+    """eventlet must patch the standard library before anything else imports it."""
+    if os.environ.get("RILL_ASYNC_MODE", "eventlet") == "eventlet":
+        import eventlet
 
-import logging  # noqa: E402
+        eventlet.monkey_patch()
+
+
+def create_app():
+    from backend import create_app as factory
+
+    return factory()
 
 
 def main(providers=()) -> None:
@@ -27,4 +38,5 @@ def main(providers=()) -> None:
 
 
 if __name__ == "__main__":
+    patch()
     main()

@@ -1,7 +1,9 @@
 """Run the real server with the scripted provider added: python -m tests.serve."""
-import app  # noqa: I001  (first: it monkey-patches under eventlet)
+import app
 
-from tests.scripted import ScriptedProvider
+app.patch()  # before anything else imports the standard library's networking
+
+from tests.scripted import ScriptedProvider  # noqa: E402
 
 if __name__ == "__main__":
     app.main(providers=[ScriptedProvider()])
