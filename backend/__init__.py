@@ -24,7 +24,7 @@ class Services:
 
 def create_app(settings=None, providers=()) -> Flask:
     """`providers` adds providers beside the local model (tests register a scripted one)."""
-    from . import auth
+    from . import auth, openapi
     from .api import chat, sessions, status, ui
     from .api import models as models_api
     from .config import Settings
@@ -64,7 +64,7 @@ def create_app(settings=None, providers=()) -> Flask:
 
     register_error_handlers(app)
     protected = (chat.bp, sessions.bp, models_api.bp, openai_api.bp, anthropic_api.bp)
-    for bp in (*protected, status.bp, auth.cli, ui.bp):
+    for bp in (*protected, status.bp, openapi.bp, auth.cli, ui.bp):
         app.register_blueprint(bp)
 
     @app.before_request

@@ -144,3 +144,11 @@ def test_stop_matcher_holds_back_a_partial_match():
     assert m.push("yyEND zz") == ("yy", True)
     m = StopMatcher(("\n\n",))
     assert m.push("a\n") == ("a", False) and m.flush() == "\n"
+
+
+def test_a_vanishing_temperature_is_greedy_not_a_crash(local):
+    greedy, _ = run(local, USER, temperature=0, max_tokens=6)
+    tiny, _ = run(local, USER, temperature=2.2250738585e-313, max_tokens=6)  # found by the fuzzer
+    assert tiny == greedy
+    nucleus, _ = run(local, USER, temperature=1.0, top_p=2.2250738585e-313, max_tokens=6)  # this one too
+    assert nucleus == greedy

@@ -294,12 +294,13 @@ class Sampler:
     def pick(self, logits) -> int:
         import torch
 
-        if self.temperature == 0:
+        if self.temperature < 1e-4:  # 0, or so close that logits / temperature overflows
             return int(logits.argmax())
         probs = torch.softmax(logits.float() / self.temperature, dim=-1)
         if self.top_p < 1.0:
             sorted_probs, order = probs.sort(descending=True, stable=True)  # ties as argmax breaks them
             keep = sorted_probs.cumsum(-1) - sorted_probs < self.top_p
+            keep[0] = True  # the likeliest token always stays, however small top_p is
             probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
         return int(torch.multinomial(probs, 1, generator=self.generator))
 
