@@ -60,7 +60,6 @@ def long_pieces(count: int) -> list[str]:
 
 class ScriptedProvider:
     name = "scripted"
-    serial = False
     passthrough = False
 
     def unavailable(self):

@@ -5,7 +5,8 @@ import pytest
 
 from backend.config import Settings
 from backend.providers.base import ChatMessage, Finish, GenerationOptions, Prompt
-from backend.providers.local import IncrementalDecoder, LocalProvider
+from backend.providers.decoding import IncrementalDecoder
+from backend.providers.local import LocalProvider
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +136,7 @@ def test_stop_sequence_cuts_the_reply(local):
 
 
 def test_stop_matcher_holds_back_a_partial_match():
-    from backend.providers.local import StopMatcher
+    from backend.providers.decoding import StopMatcher
 
     m = StopMatcher(("END",))
     assert m.push("abc E") == ("abc ", False)

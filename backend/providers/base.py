@@ -56,7 +56,6 @@ class CancelToken(Protocol):
 
 class Provider(Protocol):
     name: str  # the prefix of its model names: `name/model`
-    serial: bool  # True: one stream at a time (a local model); False: run streams side by side
     passthrough: bool  # True: any `name/model` is sent on (an upstream knows its own models)
 
     def models(self) -> list[dict]:
@@ -66,9 +65,14 @@ class Provider(Protocol):
         """Why requests cannot be served at all (say, a missing API key), or None."""
 
     def load(self) -> None:
-        """Slow preparation, run once on the engine's thread before the first stream."""
+        """Slow preparation, run once in its own thread when the server starts."""
 
     def stream(
         self, model: str, messages: list[ChatMessage], options: GenerationOptions, cancel: CancelToken
     ) -> Iterator[str | Prompt | Finish]:
-        """Yield text pieces as they are produced, then exactly one Finish."""
+        """Yield text pieces as they are produced, then exactly one Finish.
+
+        Optional instead: `serve(jobs)`, a loop that takes engine.Job objects from a queue and
+        feeds each job's channel itself (Prompt, pieces, Finish or ProviderError, then END):
+        the local model does so to batch its turns.
+        """

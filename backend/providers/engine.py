@@ -3,8 +3,8 @@
 Under eventlet, a plain threading.Thread or queue.Queue is green after monkey-patching: a model
 forward pass inside one would freeze every client. So workers are original OS threads, and
 their output crosses back through a Channel, the one place that knows which async mode runs.
-A serial provider (the local model) gets one worker with a FIFO queue, so waiting turns are
-served in arrival order; other providers get a thread per stream.
+A provider with a serve() method (the local model) gets one worker thread and a FIFO queue and
+schedules its turns itself (batching them); other providers get a thread per stream.
 """
 from __future__ import annotations
 
@@ -119,66 +119,50 @@ def run_job(job: Job) -> None:
         job.channel.put(END)
 
 
-class _SerialWorker:
-    def __init__(self, provider: Provider):
-        self.provider = provider
-        self.queue = real_queue.SimpleQueue()
-        self.busy = False
-        self.thread = real_threading.Thread(target=self._loop, name=f"rill-{provider.name}", daemon=True)
-
-    def _loop(self) -> None:
-        self.provider.load()
-        while True:
-            job = self.queue.get()
-            self.busy = True
-            try:
-                run_job(job)
-            finally:
-                self.busy = False
-
-
 class Engine:
     """Started by the server (or by the first job), not by create_app: a CLI command that builds
     the app must not load models."""
 
     def __init__(self):
-        self._workers: dict[int, _SerialWorker] = {}  # by id(provider)
-        self._loaders: list[Provider] = []
+        self._queues: dict[int, object] = {}  # by id(provider), for providers that serve()
+        self._providers: list[Provider] = []
         self._started = False
 
     def add(self, provider: Provider) -> None:
-        """A serial provider gets a worker, which loads it first; others load in a thread."""
-        if provider.serial:
-            self._workers[id(provider)] = _SerialWorker(provider)
-        else:
-            self._loaders.append(provider)
+        self._providers.append(provider)
+        if hasattr(provider, "serve"):
+            self._queues[id(provider)] = real_queue.SimpleQueue()
         if self._started:
             self._start(provider)
 
     def start(self) -> None:
         if not self._started:
             self._started = True
-            for provider in [w.provider for w in self._workers.values()] + self._loaders:
+            for provider in self._providers:
                 self._start(provider)
 
     def _start(self, provider: Provider) -> None:
-        if provider.serial:
-            self._workers[id(provider)].thread.start()
-        else:
-            real_threading.Thread(target=provider.load, daemon=True).start()
+        """A provider that serves its own queue gets one worker: load, then serve forever."""
+        queue = self._queues.get(id(provider))
+        target = (lambda: (provider.load(), provider.serve(queue))) if queue else provider.load
+        real_threading.Thread(target=target, name=f"rill-{provider.name}", daemon=True).start()
 
     def submit(self, job: Job) -> Job:
         self.start()
-        worker = self._workers.get(id(job.provider))
-        if worker:
-            worker.queue.put(job)
+        queue = self._queues.get(id(job.provider))
+        if queue is not None:
+            queue.put(job)
         else:
             real_threading.Thread(target=run_job, args=(job,), daemon=True).start()
         return job
 
     def status(self) -> dict:
-        """Serial workers by `provider/model`: is one running, how many wait."""
-        return {
-            f"{w.provider.name}/{w.provider.models()[0]['id']}": {"busy": w.busy, "queued": w.queue.qsize()}
-            for w in self._workers.values()
-        }
+        """Self-serving providers by `provider/model`: rows running, turns waiting."""
+        status = {}
+        for provider in self._providers:
+            if id(provider) in self._queues:
+                running = provider.running
+                queued = self._queues[id(provider)].qsize() + provider.waiting
+                status[f"{provider.name}/{provider.models()[0]['id']}"] = {
+                    "busy": running > 0, "running": running, "queued": queued}
+        return status

@@ -1,14 +1,15 @@
 """Google Gemini through the google-genai SDK: `gemini/<model>`, any model name passed on.
 
 Why the SDK runs on the server's hub under eventlet: the engine runs each stream in a real OS
-thread, but after monkey-patching every lock that pydantic and httpx create is a green lock, and a
-green lock contended by two OS threads hangs the waiter for good ("Cannot switch to a different
-thread"). Two concurrent Gemini streams deadlocked on pydantic's model-rebuild lock in the first
-tests. So under eventlet `stream` only translates the request into plain dicts; the SDK call runs
-as a green thread on the server's hub (handed over through the engine's Channel) and the pieces
-come back through a real queue, which the OS thread may block on. I/O on the hub is what eventlet
-is for: green sockets yield, so /health answers while streams run. In threading mode nothing is
-green and the SDK runs in the engine's thread directly.
+thread, but after monkey-patching every lock that pydantic and httpx2 create is a green lock, and
+a green lock contended by two OS threads hangs the waiter for good ("greenlet.error: Cannot switch
+to a different thread"). Measured: 8 streams started at once from OS threads all hung on
+pydantic's model-rebuild lock; one at a time worked, so only concurrency shows it. So under
+eventlet `stream` only turns the request into plain dicts; the SDK call runs as a green thread on
+the server's hub (handed over through the engine's Channel) and the pieces come back through a
+real queue, which the OS thread may block on. I/O on the hub is what eventlet is for: green
+sockets yield, so /health answers while streams run. In threading mode nothing is green and the
+SDK runs in the engine's thread directly.
 
 The SDK is imported and the client built in __init__ (only when a key is set): that happens in
 create_app, on the main thread before the server serves, not in the hub's way later. The API
@@ -73,7 +74,6 @@ def build_request(model: str, messages: list[ChatMessage], options: GenerationOp
 
 class GeminiProvider:
     name = "gemini"
-    serial = False
     passthrough = True
 
     def __init__(self, settings):
@@ -89,7 +89,7 @@ class GeminiProvider:
             self.client = genai.Client(vertexai=False, api_key=settings.gemini_api_key, http_options=types.HttpOptions(
                 base_url=self.base_url, api_version=API_VERSION, timeout=int(self.timeout * 1000),
                 retry_options=types.HttpRetryOptions(attempts=1)))
-            self.hub = None
+            self.hub = _OnHub() if green() else None
 
     def models(self) -> list[dict]:
         return [{"id": m, "state": "ready"} for m in self.model_ids]

@@ -6,6 +6,7 @@ the model's KV cache so every step can look at the cancel flag.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import shutil
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .base import CancelToken, ChatMessage, Finish, GenerationOptions, Prompt, ProviderError
+from .engine import END
 
 log = logging.getLogger(__name__)
 
@@ -92,33 +94,19 @@ def prepare_model_dir(source: Path, cache_dir: Path, name: str) -> Path:
     return target
 
 
-class IncrementalDecoder:
-    """Turns token ids into text pieces, holding back bytes of an unfinished character."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self.prefix = 0  # start of the window decoded for context
-        self.read = 0  # end of what has been emitted
-
-    def push(self, token_id: int) -> str:
-        self.ids.append(token_id)
-        decode = self.tokenizer.decode
-        before = decode(self.ids[self.prefix : self.read], skip_special_tokens=True)
-        after = decode(self.ids[self.prefix :], skip_special_tokens=True)
-        if after.endswith("\ufffd") or len(after) <= len(before):
-            return ""
-        self.prefix, self.read = self.read, len(self.ids)
-        return after[len(before) :]
+class _Cancelled(Exception):
+    pass
 
 
 class LocalProvider:
+    """Serves its turns itself (serve()), batched, on the engine's worker thread."""
+
     name = "local"
-    serial = True
     passthrough = False
 
     def __init__(self, model_path: str = "", cache_dir: str = ".cache/rill", dtype: str = "auto",
-                 context_tokens: int = 8192, torch_threads: int = 0):
+                 context_tokens: int = 8192, torch_threads: int = 0, max_batch: int = 16,
+                 admit_tokens: int = 1024):
         self.source = Path(model_path) if model_path else None
         self.model_name = self._name_for(self.source)
         self.cache_dir = Path(cache_dir)
@@ -130,6 +118,10 @@ class LocalProvider:
         self.load_seconds: float | None = None
         self.model = None
         self.tokenizer = None
+        self.max_batch = max_batch  # rows decoded together
+        self.admit_tokens = admit_tokens  # prompt tokens prefilled between two decode steps
+        self.running = 0  # rows in the batch now
+        self.waiting = 0  # turns queued for a place in it
 
     @staticmethod
     def _name_for(source: Path | None) -> str:
@@ -169,6 +161,7 @@ class LocalProvider:
             eos = self.model.generation_config.eos_token_id
             eos = eos if isinstance(eos, list) else [eos]
             self.stop_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
+            self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.stop_ids)
         except Exception as exc:
             self.state, self.error = "error", str(exc)
             log.exception("loading the local model failed")
@@ -197,51 +190,7 @@ class LocalProvider:
                 )
             turns = turns[2:] if len(turns) > 2 and turns[0].role == "user" else turns[1:]
 
-    def stream(self, model: str, messages: list[ChatMessage], options: GenerationOptions,
-               cancel: CancelToken) -> Iterator[str | Prompt | Finish]:
-        if self.state != "ready":
-            raise ProviderError(f"local model is not available: {self.error or self.state}",
-                                type="model_unavailable", status=503)
-        import torch
-
-        prompt = self.encode_prompt(messages, options.max_tokens)
-        yield Prompt(len(prompt))
-        decoder = IncrementalDecoder(self.tokenizer)
-        stops = StopMatcher(options.stop)
-        sampler = Sampler(options)
-        produced, reason, hidden = 0, "length", None
-        with torch.inference_mode():
-            step_input = torch.tensor([prompt])
-            cache = None
-            while produced < options.max_tokens:
-                if cancel.is_set():
-                    reason = "cancelled"
-                    break
-                out = self.model(input_ids=step_input, past_key_values=cache, use_cache=True,
-                                 output_hidden_states=options.hidden_states)
-                cache = out.past_key_values
-                token_id = sampler.pick(out.logits[0, -1])
-                if token_id in self.stop_ids:
-                    reason = "stop"
-                    break
-                produced += 1
-                if options.hidden_states:
-                    hidden = (token_id, out.hidden_states[-1][0, -1])
-                piece, stopped = stops.push(decoder.push(token_id))
-                if piece:
-                    yield piece
-                if stopped:
-                    reason = "stop_sequence"
-                    break
-                step_input = torch.tensor([[token_id]])
-        if reason != "stop_sequence" and (rest := stops.flush()):
-            yield rest
-        extra = {"hidden_states": self._hidden_payload(*hidden)} if hidden else {}
-        if stops.matched:
-            extra["stop_sequence"] = stops.matched
-        yield Finish(reason, prompt_tokens=len(prompt), completion_tokens=produced, extra=extra)
-
-    def _hidden_payload(self, token_id: int, vector) -> dict:
+    def hidden_payload(self, token_id: int, vector) -> dict:
         """The final layer's output at the position that produced the last token."""
         return {
             "layer": self.model.config.num_hidden_layers,
@@ -250,59 +199,82 @@ class LocalProvider:
             "values": vector.float().tolist(),
         }
 
+    def _check_ready(self) -> None:
+        if self.state != "ready":
+            raise ProviderError(f"local model is not available: {self.error or self.state}",
+                                type="model_unavailable", status=503)
 
-class StopMatcher:
-    """Cuts the reply before a stop string, holding back text that may be the start of one."""
+    def stream(self, model: str, messages: list[ChatMessage], options: GenerationOptions,
+               cancel: CancelToken) -> Iterator[str | Prompt | Finish]:
+        """One turn alone, in this thread: a batch of one (the raw engine the benchmark measures)."""
+        from .batching import Batch, Row
 
-    def __init__(self, stops: tuple[str, ...]):
-        self.stops = [s for s in stops if s]
-        self.held = ""
-        self.matched: str | None = None
+        self._check_ready()
+        out = collections.deque()
+        row = Row(self, messages, options, cancel, out.append)
+        batch = Batch(self.model, self.pad_id)
+        batch.admit([row])
+        while True:
+            while out:
+                yield out.popleft()
+            if row.done:
+                return
+            if cancel.is_set():
+                row.finish("cancelled")
+                continue
+            batch.step()
 
-    def push(self, piece: str) -> tuple[str, bool]:
-        """(text safe to send now, whether a stop string was reached)"""
-        self.held += piece
-        hits = sorted((self.held.index(s), s) for s in self.stops if s in self.held)
-        if hits:
-            (at, self.matched), = hits[:1]
-            out, self.held = self.held[:at], ""
-            return out, True
-        keep = max((k for s in self.stops for k in range(1, min(len(s), len(self.held) + 1))
-                    if self.held.endswith(s[:k])), default=0)
-        out, self.held = self.held[: len(self.held) - keep], self.held[len(self.held) - keep :]
-        return out, False
+    def serve(self, jobs) -> None:
+        """The engine's worker loop: admit waiting jobs between decode steps, forever."""
+        from .batching import Batch, Row
 
-    def flush(self) -> str:
-        out, self.held = self.held, ""
-        return out
-
-
-class Sampler:
-    """Greedy at temperature 0, otherwise temperature + nucleus (top_p) sampling."""
-
-    def __init__(self, options: GenerationOptions):
-        import torch
-
-        self.temperature = options.temperature
-        self.top_p = options.top_p
-        self.generator = torch.Generator()
-        if options.seed is not None:
-            self.generator.manual_seed(options.seed)
-        else:
-            self.generator.seed()
-
-    def pick(self, logits) -> int:
-        import torch
-
-        if self.temperature < 1e-4:  # 0, or so close that logits / temperature overflows
-            return int(logits.argmax())
-        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
-        if self.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True, stable=True)  # ties as argmax breaks them
-            keep = sorted_probs.cumsum(-1) - sorted_probs < self.top_p
-            keep[0] = True  # the likeliest token always stays, however small top_p is
-            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
-        return int(torch.multinomial(probs, 1, generator=self.generator))
+        batch = Batch(self.model, self.pad_id) if self.state == "ready" else None
+        waiting = collections.deque()
+        while True:
+            if not self.running and not waiting:
+                waiting.append(jobs.get())  # idle: block until work arrives
+            while not jobs.empty():
+                waiting.append(jobs.get_nowait())
+            self.waiting = len(waiting)
+            newcomers, budget = [], self.admit_tokens
+            while waiting and self.running + len(newcomers) < self.max_batch and budget > 0:
+                job = waiting.popleft()
+                try:
+                    self._check_ready()
+                    if job.cancel.is_set():
+                        raise _Cancelled
+                    row = Row(self, job.messages, job.options, job.cancel, job.channel.put)
+                except _Cancelled:
+                    job.channel.put(Finish("cancelled", 0, 0))
+                    job.channel.put(END)
+                    continue
+                except ProviderError as exc:
+                    job.channel.put(exc)
+                    job.channel.put(END)
+                    continue
+                row.job = job
+                budget -= len(row.prompt)
+                newcomers.append(row)
+            try:
+                if newcomers:
+                    batch.admit(newcomers)
+                for row in batch.rows:
+                    if not row.done and row.cancel.is_set():
+                        row.finish("cancelled")
+                for row in batch.drop_done():
+                    row.job.channel.put(END)
+                if batch.rows:
+                    batch.step()
+                    for row in batch.drop_done():
+                        row.job.channel.put(END)
+            except Exception as exc:  # the model itself failed: every row in this batch ends
+                log.exception("batched decode step failed")
+                for row in {*batch.rows, *newcomers}:
+                    if not row.done:
+                        row.fail(ProviderError(f"local model failed: {exc}", type="model_error"))
+                    row.job.channel.put(END)
+                batch = Batch(self.model, self.pad_id)
+            self.running = len(batch.rows)
 
 
 def main() -> None:

@@ -1,0 +1,76 @@
+"""Turning logits into text, one row at a time: sampling, detokenizing, stop strings."""
+from __future__ import annotations
+
+import torch
+
+from .base import GenerationOptions
+
+
+class IncrementalDecoder:
+    """Turns token ids into text pieces, holding back bytes of an unfinished character."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix = 0  # start of the window decoded for context
+        self.read = 0  # end of what has been emitted
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        decode = self.tokenizer.decode
+        before = decode(self.ids[self.prefix : self.read], skip_special_tokens=True)
+        after = decode(self.ids[self.prefix :], skip_special_tokens=True)
+        if after.endswith("\ufffd") or len(after) <= len(before):
+            return ""
+        self.prefix, self.read = self.read, len(self.ids)
+        return after[len(before) :]
+
+
+class StopMatcher:
+    """Cuts the reply before a stop string, holding back text that may be the start of one."""
+
+    def __init__(self, stops: tuple[str, ...]):
+        self.stops = [s for s in stops if s]
+        self.held = ""
+        self.matched: str | None = None
+
+    def push(self, piece: str) -> tuple[str, bool]:
+        """(text safe to send now, whether a stop string was reached)"""
+        self.held += piece
+        hits = sorted((self.held.index(s), s) for s in self.stops if s in self.held)
+        if hits:
+            (at, self.matched), = hits[:1]
+            out, self.held = self.held[:at], ""
+            return out, True
+        keep = max((k for s in self.stops for k in range(1, min(len(s), len(self.held) + 1))
+                    if self.held.endswith(s[:k])), default=0)
+        out, self.held = self.held[: len(self.held) - keep], self.held[len(self.held) - keep :]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.held = self.held, ""
+        return out
+
+
+class Sampler:
+    """Greedy at temperature 0, otherwise temperature + nucleus (top_p) sampling."""
+
+    def __init__(self, options: GenerationOptions):
+        self.temperature = options.temperature
+        self.top_p = options.top_p
+        self.generator = torch.Generator()
+        if options.seed is not None:
+            self.generator.manual_seed(options.seed)
+        else:
+            self.generator.seed()
+
+    def pick(self, logits) -> int:
+        if self.temperature < 1e-4:  # 0, or so close that logits / temperature overflows
+            return int(logits.argmax())
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            sorted_probs, order = probs.sort(descending=True, stable=True)  # ties as argmax breaks them
+            keep = sorted_probs.cumsum(-1) - sorted_probs < self.top_p
+            keep[0] = True  # the likeliest token always stays, however small top_p is
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        return int(torch.multinomial(probs, 1, generator=self.generator))

@@ -1,0 +1,173 @@
+"""An OpenAI-compatible upstream (OpenAI, vLLM, Ollama, a llama.cpp server) through the openai SDK.
+
+Why the SDK runs on the eventlet hub: under eventlet the process is monkey-patched, so every lock
+the SDK's stack creates at import (pydantic's model-rebuild lock, httpcore's pool lock, ...) is a
+green lock. The engine runs `stream` in a real OS thread, one per stream; green sockets work
+there (each OS thread gets its own hub), but a green lock contended by two OS threads parks the
+waiter on one hub and wakes it from another: "greenlet.error: Cannot switch to a different
+thread", and the stream hangs for good. Measured: 48 threads streaming at once hung every time
+on the first requests (pydantic's lock) and now and then later (fresh client per thread too).
+So in eventlet mode the SDK work runs as a green thread on the server's own hub, where green
+locks and sockets are what eventlet expects, and the OS thread only relays its output through
+a real queue (the Gemini provider does the same). In threading mode the SDK runs in the thread.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import eventlet.patcher
+
+from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
+from .engine import Channel, green
+
+real_queue = eventlet.patcher.original("queue")
+
+FINISH = {"stop": "stop", "length": "length"}  # anything else (content_filter, tool_calls) ends as stop
+_END = object()
+
+
+class _OnHub:
+    """Spawns functions as green threads on the hub of the thread that built it (the server's);
+    `submit` may be called from any OS thread: the engine's Channel carries them over."""
+
+    def __init__(self):
+        import eventlet
+
+        self.inbox = Channel()
+        eventlet.spawn(self._serve)
+
+    def _serve(self) -> None:
+        import eventlet
+
+        while True:
+            eventlet.spawn(self.inbox.get())
+
+    def submit(self, fn) -> None:
+        self.inbox.put(fn)
+
+
+def describe(exc: BaseException) -> str:
+    """The root cause in words; an OSError by its strerror, which eventlet's green sockets leave
+    as a bare "ECONNREFUSED" where plain sockets say "Connection refused"."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    cause = exc.__cause__ or exc
+    return str(cause) or type(cause).__name__
+
+
+class OpenAIProvider:
+    name = "openai"
+    serial = False
+    passthrough = True  # the upstream knows its own models; any `openai/<name>` is sent on
+
+    def __init__(self, settings):
+        self.base_url = settings.openai_base_url
+        self.api_key = settings.openai_api_key
+        self.timeout = settings.upstream_timeout_seconds
+        self.listed = [n.strip() for n in settings.openai_models.split(",") if n.strip()]
+        self.client = None
+        if self.api_key:  # the SDK (0.3 s to import) and one client, so connections are reused
+            import openai
+
+            self.client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
+                                        max_retries=0)  # a retry would hide the failure for seconds
+        self.hub = None  # EXPERIMENT
+
+    def models(self) -> list[dict]:
+        return [{"id": name, "state": "ready"} for name in self.listed]
+
+    def unavailable(self) -> str | None:
+        if not self.api_key:
+            return ("openai/... needs an API key: set RILL_OPENAI_API_KEY "
+                    "(and RILL_OPENAI_BASE_URL for a server other than OpenAI)")
+        return None
+
+    def load(self) -> None:
+        pass  # nothing to prepare: the upstream is asked only when a request comes
+
+    def stream(self, model: str, messages: list[ChatMessage], options: GenerationOptions,
+               cancel: CancelToken) -> Iterator[str | Finish]:
+        if self.hub is None:
+            yield from self._generate(model, messages, options, cancel)
+            return
+        results = real_queue.SimpleQueue()  # put() never blocks, so the green side may call it
+
+        def pump():
+            try:
+                for item in self._generate(model, messages, options, cancel):
+                    results.put(item)
+            except Exception as exc:  # re-raised below, in the engine's thread
+                results.put(exc)
+            finally:
+                results.put(_END)
+
+        self.hub.submit(pump)
+        while (item := results.get()) is not _END:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def _generate(self, model, messages, options, cancel) -> Iterator[str | Finish]:
+        import httpx2
+        import openai
+
+        request = dict(model=model, messages=[{"role": m.role, "content": m.content} for m in messages],
+                       stream=True, stream_options={"include_usage": True}, max_tokens=options.max_tokens,
+                       temperature=options.temperature, top_p=options.top_p)
+        if options.seed is not None:
+            request["seed"] = options.seed
+        if options.stop:
+            request["stop"] = list(options.stop)
+        pieces, reason, usage, answered = 0, None, None, False
+        if cancel.is_set():
+            yield Finish("cancelled", 0, 0)
+            return
+        try:
+            response = self.client.chat.completions.create(**request)
+            answered = True
+            with response:
+                for chunk in response:
+                    if cancel.is_set():
+                        response.close()
+                        yield Finish("cancelled", usage.prompt_tokens if usage else 0, pieces)
+                        return
+                    usage = chunk.usage or usage
+                    for choice in chunk.choices:
+                        if choice.delta and choice.delta.content:
+                            pieces += 1
+                            yield choice.delta.content
+                        reason = choice.finish_reason or reason
+        except (openai.OpenAIError, httpx2.HTTPError, OSError) as exc:
+            raise self._failure(exc, pieces, answered) from exc
+        if reason is None:  # a close-delimited body cut short ends quietly, without an error
+            raise ProviderError(f"the upstream stream broke off after {pieces} pieces: it ended without a "
+                                f"finish_reason", type="upstream_error", status=502)
+        yield Finish(FINISH.get(reason, "stop"), usage.prompt_tokens if usage else 0,
+                     usage.completion_tokens if usage else 0)
+
+    def _failure(self, exc: Exception, pieces: int, answered: bool) -> ProviderError:
+        """One clear sentence per way an upstream fails; `answered`: the response had begun."""
+        import httpx2
+        import openai
+
+        why = describe(exc)
+        if isinstance(exc, openai.APIStatusError):
+            body = exc.body if isinstance(exc.body, dict) else {}
+            message = f"upstream returned HTTP {exc.status_code}: {body.get('message') or exc.message}"
+            if exc.status_code in (401, 403):
+                message += " (check the key in RILL_OPENAI_API_KEY)"
+        elif isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
+            message = (f"the upstream stream broke off after {pieces} pieces: nothing arrived for "
+                       f"{self.timeout:g} s" if answered else f"the upstream did not answer within {self.timeout:g} s")
+        elif isinstance(exc, (openai.APIConnectionError, httpx2.TransportError, OSError)):
+            message = (f"the upstream stream broke off after {pieces} pieces: {why}" if answered
+                       else f"cannot reach the upstream at {self.base_url}: {why}")
+        elif isinstance(exc, openai.APIError):  # an error event inside a 200 stream
+            message = f"the upstream reported an error after {pieces} pieces: {exc.message}"
+        else:
+            message = f"the upstream request failed: {why}"
+        return ProviderError(message, type="upstream_error", status=502)
