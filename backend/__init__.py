@@ -33,6 +33,7 @@ def create_app(settings=None, providers=()) -> Flask:
     from .providers.engine import Engine
     from .providers.gemini import GeminiProvider
     from .providers.local import LocalProvider
+    from .providers.openai import OpenAIProvider
     from .providers.registry import ModelRegistry
     from .security import allowed_origins, secure
     from .sessions.memory import MemorySessionStore
@@ -49,8 +50,8 @@ def create_app(settings=None, providers=()) -> Flask:
     engine = Engine()
     models = ModelRegistry(settings.model)
     local = LocalProvider(settings.model_path, settings.cache_dir, settings.dtype,
-                          settings.context_tokens, settings.torch_threads)
-    for provider in (local, GeminiProvider(settings), *providers):
+                          settings.context_tokens, settings.torch_threads, settings.max_batch)
+    for provider in (local, OpenAIProvider(settings), GeminiProvider(settings), *providers):
         models.add(provider)
         engine.add(provider)
     app.extensions["rill"] = Services(

@@ -16,6 +16,7 @@ class Settings:
     cache_dir: str = str(Path.home() / ".cache" / "rill")
     dtype: str = "auto"  # auto | bfloat16 | float32
     torch_threads: int = 0  # 0 = torch's default (one per core)
+    max_batch: int = 16  # local model: turns decoded together; more wait in arrival order
     context_tokens: int = 8192  # capped by the model's own window
     default_max_tokens: int = 512
     max_tokens_cap: int = 4096

@@ -11,6 +11,7 @@ maxOutputTokens cuts it short with MAX_TOKENS; `usageMetadata` counts words. Mod
   gemini-fake, gemini-2.5-flash   the echo above
   gemini-long                     200 pieces (to cancel); records whether the client went away
   gemini-broken                   two pieces, then the connection is cut mid-body
+  gemini-stall                    one piece, then STALL seconds of silence before the rest
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from urllib.parse import parse_qs, urlsplit
 
 KEY = "fake-gemini-key"
 DELAY = 0.03
+STALL = 2.0
 ECHO_MODELS = {"gemini-fake", "gemini-2.5-flash"}
-MODELS = ECHO_MODELS | {"gemini-long", "gemini-broken"}
+MODELS = ECHO_MODELS | {"gemini-long", "gemini-broken", "gemini-stall"}
 PREFIX, SUFFIX = "/v1beta/models/", ":streamGenerateContent"
 
 
@@ -101,7 +103,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             for n, piece in enumerate(pieces):
                 if n:
-                    time.sleep(DELAY)
+                    time.sleep(STALL if model == "gemini-stall" and n == 1 else DELAY)
                 event = {"candidates": [{"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}],
                          "modelVersion": model}
                 if n == len(pieces) - 1:

@@ -1,5 +1,6 @@
 """The Gemini provider against a loopback fake of Gemini's REST API (tests/fake_gemini.py),
 through the real server in both async modes. No request leaves the machine."""
+import threading
 import time
 import uuid
 
@@ -70,6 +71,43 @@ def test_request_translation():
         {"temperature": 0.2, "top_p": 0.9, "max_output_tokens": 7, "seed": 5, "stop_sequences": ["END"]}
     plain = build_request("m", [ChatMessage("user", "x")], GenerationOptions())["config"]
     assert not {"seed", "stop_sequences", "system_instruction"} & set(plain)
+
+
+def test_concurrent_streams_and_health_stay_live(server):
+    """Six streams at once, as the server's first Gemini requests (first use is when pydantic
+    rebuilds models under a lock: OS threads contending for it under eventlet hang for good),
+    while /health answers quickly. With a deadline: a stuck stream still gets keep-alive pings."""
+    streams = [SSEStream(f"{server.url}/api/chat/stream", {"message": "go", "model": "gemini/gemini-long"}, timeout=10)
+               for _ in range(6)]
+    seen, health = [[] for _ in streams], []
+
+    def read(s, out):
+        for event in s:
+            out.append(event.type)
+            if len(out) == 6:
+                return
+
+    def probe():
+        for _ in range(5):
+            started = time.perf_counter()
+            requests.get(f"{server.url}/health", timeout=5).raise_for_status()
+            health.append(time.perf_counter() - started)
+            time.sleep(0.02)
+
+    workers = [threading.Thread(target=read, args=pair, daemon=True) for pair in zip(streams, seen)]
+    workers.append(threading.Thread(target=probe, daemon=True))
+    try:
+        for w in workers:
+            w.start()
+        deadline = time.monotonic() + 15
+        for w in workers:
+            w.join(timeout=max(0, deadline - time.monotonic()))
+    finally:
+        for s in streams:
+            s.close()
+    assert seen == [["start"] + ["token"] * 5] * 6, seen
+    assert len(health) == 5 and max(health) < 0.5, health
+    assert server.wait_idle(timeout=10)["active_turns"] == 0
 
 
 def test_tokens_stream_in_pieces_with_usage(server, fake):
@@ -145,27 +183,6 @@ def test_cancel_stops_the_upstream_request(server, fake):
     assert record["client_left"] is True  # the connection was dropped, not read to the end
 
 
-def test_concurrent_streams_and_health_stay_live(server):
-    """Four streams at once (two OS threads contending for a green lock would hang here) while
-    /health answers quickly."""
-    streams = [SSEStream(f"{server.url}/api/chat/stream", {"message": "go", "model": "gemini/gemini-long"}, timeout=10)
-               for _ in range(4)]
-    try:
-        iters = [iter(s) for s in streams]
-        for it in iters:
-            assert next(it).type == "start" and next(it).type == "token"
-        for _ in range(5):
-            started = time.perf_counter()
-            assert requests.get(f"{server.url}/health", timeout=5).json()["status"] == "ok"
-            assert time.perf_counter() - started < 0.5
-        for it in iters:  # all still flowing
-            assert [next(it).type for _ in range(3)] == ["token"] * 3
-    finally:
-        for s in streams:
-            s.close()
-    assert server.wait_idle(timeout=10)["active_turns"] == 0
-
-
 # In-process apps (threading mode) for the configurations that need no running fake.
 
 def app_with(**settings):
@@ -198,3 +215,10 @@ def test_a_bad_key_is_reported_with_geminis_message(fake):
     events = decode_all(client.post("/api/chat/stream", json={"message": "hi", "model": "gemini/gemini-fake"}).get_data())
     assert [e.type for e in events] == ["start", "error"]
     assert "400 INVALID_ARGUMENT: API key not valid" in events[-1].json()["error"]["message"]
+
+
+def test_a_stalled_stream_times_out_cleanly(fake):
+    client = app_with(gemini_api_key=KEY, gemini_base_url=fake.url, upstream_timeout_seconds=0.5)
+    events = decode_all(client.post("/api/chat/stream", json={"message": "a b c", "model": "gemini/gemini-stall"}).get_data())
+    assert [e.type for e in events] == ["start", "token", "error"]
+    assert "did not answer within 0.5 s (ReadTimeout)" in events[-1].json()["error"]["message"]

@@ -37,7 +37,7 @@ def load():
     rill = current_app.extensions["rill"]
     settings = rill.settings
     provider = LocalProvider(str(path.absolute()), settings.cache_dir, settings.dtype, settings.context_tokens,
-                             settings.torch_threads)
+                             settings.torch_threads, settings.max_batch)
     model_id = f"local/{provider.model_name}"
     if rill.models.find(model_id):
         raise ApiError(409, "model_exists", f"{model_id} is already loaded")

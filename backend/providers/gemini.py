@@ -13,12 +13,13 @@ SDK runs in the engine's thread directly.
 
 The SDK is imported and the client built in __init__ (only when a key is set): that happens in
 create_app, on the main thread before the server serves, not in the hub's way later. The API
-version is pinned to v1beta, the one Gemini's REST docs describe (google-genai 3.x defaults to v1),
-and retries are off so a failure reaches the client at once instead of after ~15 s of backoff.
+version is pinned to v1beta, the one Gemini's REST docs describe (google-genai 3.4 defaults to v1).
+Retries are pinned off (attempts=1) so a failure reaches the client at once: the SDK's retry
+options, once given, default to 5 attempts over ~15 s. Cancellation is checked per chunk, so a
+stalled upstream is let go at its next chunk or at the read timeout.
 """
 from __future__ import annotations
 
-import logging
 from typing import Iterator
 
 import eventlet.patcher
@@ -26,7 +27,6 @@ import eventlet.patcher
 from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
 from .engine import Channel, green
 
-log = logging.getLogger(__name__)
 real_queue = eventlet.patcher.original("queue")
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
