@@ -10,6 +10,10 @@ on the first requests (pydantic's lock) and now and then later (fresh client per
 So in eventlet mode the SDK work runs as a green thread on the server's own hub, where green
 locks and sockets are what eventlet expects, and the OS thread only relays its output through
 a real queue (the Gemini provider does the same). In threading mode the SDK runs in the thread.
+tests/test_openai_upstream.py's burst test hangs without this (2 runs in 3), passes with it.
+
+Cancellation is checked between chunks, so an upstream that is silent (a long prefill) notices
+a cancel only when its next chunk comes or the timeout (RILL_UPSTREAM_TIMEOUT_SECONDS) ends it.
 """
 from __future__ import annotations
 
@@ -50,11 +54,11 @@ class _OnHub:
 def describe(exc: BaseException) -> str:
     """The root cause in words; an OSError by its strerror, which eventlet's green sockets leave
     as a bare "ECONNREFUSED" where plain sockets say "Connection refused"."""
-    seen = exc
-    while seen is not None:
+    seen, depth = exc, 0
+    while seen is not None and depth < 10:  # a chain may loop
         if isinstance(seen, OSError) and seen.errno:
             return os.strerror(seen.errno)
-        seen = seen.__cause__ or seen.__context__
+        seen, depth = seen.__cause__ or seen.__context__, depth + 1
     cause = exc.__cause__ or exc
     return str(cause) or type(cause).__name__
 
@@ -75,7 +79,7 @@ class OpenAIProvider:
 
             self.client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
                                         max_retries=0)  # a retry would hide the failure for seconds
-        self.hub = None  # EXPERIMENT
+        self.hub = _OnHub() if self.client and green() else None  # built on the main thread: its hub serves
 
     def models(self) -> list[dict]:
         return [{"id": name, "state": "ready"} for name in self.listed]
@@ -115,6 +119,9 @@ class OpenAIProvider:
         import httpx2
         import openai
 
+        if cancel.is_set():
+            yield Finish("cancelled", 0, 0)
+            return
         request = dict(model=model, messages=[{"role": m.role, "content": m.content} for m in messages],
                        stream=True, stream_options={"include_usage": True}, max_tokens=options.max_tokens,
                        temperature=options.temperature, top_p=options.top_p)
@@ -123,9 +130,6 @@ class OpenAIProvider:
         if options.stop:
             request["stop"] = list(options.stop)
         pieces, reason, usage, answered = 0, None, None, False
-        if cancel.is_set():
-            yield Finish("cancelled", 0, 0)
-            return
         try:
             response = self.client.chat.completions.create(**request)
             answered = True
