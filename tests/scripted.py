@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import itertools
 import re
-
-import eventlet.patcher
+from time import sleep  # green under eventlet, where the engine runs this as a green thread
 
 from backend.providers.base import Finish
-
-sleep = eventlet.patcher.original("time").sleep  # this runs in a real OS thread
 
 # Everything a page must show as text or drop: none of it may run, load or navigate.
 XSS = """Hostile reply <script>window.__xss = 'script'; alert('script')</script>

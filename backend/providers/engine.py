@@ -4,7 +4,11 @@ Under eventlet, a plain threading.Thread or queue.Queue is green after monkey-pa
 forward pass inside one would freeze every client. So workers are original OS threads, and
 their output crosses back through a Channel, the one place that knows which async mode runs.
 A provider with a serve() method (the local model) gets one worker thread and a FIFO queue and
-schedules its turns itself (batching them); other providers get a thread per stream.
+schedules its turns itself (batching them). Other providers wait on upstream servers, not on the
+CPU: under eventlet their streams run as green threads on the server's hub, because after
+patching every lock their SDKs create is green, and a green lock contended by two OS threads
+hangs the waiter for good ("Cannot switch to a different thread": seen with 8 concurrent
+openai and google-genai streams). In threading mode they get a thread per stream.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ log = logging.getLogger(__name__)
 real_threading = eventlet.patcher.original("threading")
 real_queue = eventlet.patcher.original("queue")
 real_time = eventlet.patcher.original("time")
+real_os = eventlet.patcher.original("os")  # green os.write refuses two greenlets on one fd
 
 Empty = real_queue.Empty  # eventlet.queue raises this same class
 
@@ -31,21 +36,26 @@ def green() -> bool:
 
 
 class _GreenWaker:
-    """Hands items from OS threads to green queues: one pipe wakes one dispatcher greenlet."""
+    """Hands items from OS threads to green queues: one pipe wakes one dispatcher greenlet.
+    Items put on the hub's own thread (by a green producer) go straight in."""
 
     def __init__(self):
         import eventlet
 
+        self.hub_thread = real_threading.get_ident()
         self.pending = collections.deque()
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
         eventlet.spawn(self._dispatch)
 
-    def deliver(self, green_queue, item) -> None:  # called from any OS thread
+    def deliver(self, green_queue, item) -> None:  # called from any thread
+        if real_threading.get_ident() == self.hub_thread:
+            green_queue.put(item)
+            return
         self.pending.append((green_queue, item))
         try:
-            os.write(self.write_fd, b".")
+            real_os.write(self.write_fd, b".")
         except BlockingIOError:
             pass  # the pipe is full of wake-ups already
 
@@ -55,7 +65,7 @@ class _GreenWaker:
         while True:
             trampoline(self.read_fd, read=True)
             try:
-                os.read(self.read_fd, 65536)
+                real_os.read(self.read_fd, 65536)
             except BlockingIOError:
                 pass
             while self.pending:
@@ -152,6 +162,10 @@ class Engine:
         queue = self._queues.get(id(job.provider))
         if queue is not None:
             queue.put(job)
+        elif green():
+            import eventlet
+
+            eventlet.spawn(run_job, job)
         else:
             real_threading.Thread(target=run_job, args=(job,), daemon=True).start()
         return job

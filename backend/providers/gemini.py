@@ -1,62 +1,26 @@
 """Google Gemini through the google-genai SDK: `gemini/<model>`, any model name passed on.
 
-Why the SDK runs on the server's hub under eventlet: the engine runs each stream in a real OS
-thread, but after monkey-patching every lock that pydantic and httpx2 create is a green lock, and
-a green lock contended by two OS threads hangs the waiter for good ("greenlet.error: Cannot switch
-to a different thread"). Measured: 8 streams started at once from OS threads all hung on
-pydantic's model-rebuild lock; one at a time worked, so only concurrency shows it. So under
-eventlet `stream` only turns the request into plain dicts; the SDK call runs as a green thread on
-the server's hub (handed over through the engine's Channel) and the pieces come back through a
-real queue, which the OS thread may block on. I/O on the hub is what eventlet is for: green
-sockets yield, so /health answers while streams run. In threading mode nothing is green and the
-SDK runs in the engine's thread directly.
-
-The SDK is imported and the client built in __init__ (only when a key is set): that happens in
-create_app, on the main thread before the server serves, not in the hub's way later. The API
-version is pinned to v1beta, the one Gemini's REST docs describe (google-genai 3.4 defaults to v1).
-Retries are pinned off (attempts=1) so a failure reaches the client at once: the SDK's retry
-options, once given, default to 5 attempts over ~15 s. Cancellation is checked per chunk, so a
-stalled upstream is let go at its next chunk or at the read timeout.
+The engine runs `stream` as a green thread under eventlet (see engine.py for why not an OS
+thread). The SDK is imported and the client built in __init__ (only when a key is set), in
+create_app, before the server serves. The API version is pinned to v1beta, the one Gemini's REST
+docs describe (google-genai 3.4 defaults to v1). Retries are pinned off (attempts=1) so a failure
+reaches the client at once: the SDK's retry options, once given, default to 5 attempts over
+~15 s. Cancellation is checked per chunk, so a stalled upstream is let go at its next chunk or at
+the read timeout.
 """
 from __future__ import annotations
 
 from typing import Iterator
 
-import eventlet.patcher
-
 from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
-from .engine import Channel, green
-
-real_queue = eventlet.patcher.original("queue")
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 API_VERSION = "v1beta"
 REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}  # anything else (SAFETY, ...) ends as "stop"
-DONE = object()
-
-
-class _OnHub:
-    """Runs functions as green threads on the hub of the thread that made it (the server's);
-    `submit` may be called from any OS thread."""
-
-    def __init__(self):
-        import eventlet
-
-        self.inbox = Channel()
-        eventlet.spawn(self._serve)
-
-    def _serve(self) -> None:
-        import eventlet
-
-        while True:
-            eventlet.spawn(self.inbox.get())
-
-    def submit(self, fn) -> None:
-        self.inbox.put(fn)
 
 
 def build_request(model: str, messages: list[ChatMessage], options: GenerationOptions) -> dict:
-    """generate_content_stream's arguments as plain dicts (no SDK objects outside the hub)."""
+    """generate_content_stream's arguments as plain dicts."""
     system = "\n\n".join(m.content for m in messages if m.role == "system")
     contents = [{"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
                 for m in messages if m.role != "system"]
@@ -81,7 +45,6 @@ class GeminiProvider:
         self.timeout = settings.upstream_timeout_seconds
         self.model_ids = [m.strip() for m in settings.gemini_models.split(",") if m.strip()]
         self.client = None
-        self.hub = None
         if settings.gemini_api_key:
             from google import genai
             from google.genai import types
@@ -89,7 +52,6 @@ class GeminiProvider:
             self.client = genai.Client(vertexai=False, api_key=settings.gemini_api_key, http_options=types.HttpOptions(
                 base_url=self.base_url, api_version=API_VERSION, timeout=int(self.timeout * 1000),
                 retry_options=types.HttpRetryOptions(attempts=1)))
-            self.hub = _OnHub() if green() else None
 
     def models(self) -> list[dict]:
         return [{"id": m, "state": "ready"} for m in self.model_ids]
@@ -102,26 +64,7 @@ class GeminiProvider:
 
     def stream(self, model: str, messages: list[ChatMessage], options: GenerationOptions,
                cancel: CancelToken) -> Iterator[str | Finish]:
-        request = build_request(model, messages, options)
-        if self.hub is None:
-            yield from self._generate(request, cancel)
-            return
-        out = real_queue.SimpleQueue()
-
-        def relay():  # on the hub
-            try:
-                for item in self._generate(request, cancel):
-                    out.put(item)
-            except Exception as exc:
-                out.put(exc)
-            finally:
-                out.put(DONE)
-
-        self.hub.submit(relay)
-        while (item := out.get()) is not DONE:
-            if isinstance(item, Exception):
-                raise item
-            yield item
+        yield from self._generate(build_request(model, messages, options), cancel)
 
     def _generate(self, request: dict, cancel: CancelToken) -> Iterator[str | Finish]:
         from google.genai import errors

@@ -1,54 +1,18 @@
 """An OpenAI-compatible upstream (OpenAI, vLLM, Ollama, a llama.cpp server) through the openai SDK.
 
-Why the SDK runs on the eventlet hub: under eventlet the process is monkey-patched, so every lock
-the SDK's stack creates at import (pydantic's model-rebuild lock, httpcore's pool lock, ...) is a
-green lock. The engine runs `stream` in a real OS thread, one per stream; green sockets work
-there (each OS thread gets its own hub), but a green lock contended by two OS threads parks the
-waiter on one hub and wakes it from another: "greenlet.error: Cannot switch to a different
-thread", and the stream hangs for good. Measured: 48 threads streaming at once hung every time
-on the first requests (pydantic's lock) and now and then later (fresh client per thread too).
-So in eventlet mode the SDK work runs as a green thread on the server's own hub, where green
-locks and sockets are what eventlet expects, and the OS thread only relays its output through
-a real queue (the Gemini provider does the same). In threading mode the SDK runs in the thread.
-tests/test_openai_upstream.py's burst test hangs without this (2 runs in 3), passes with it.
-
-Cancellation is checked between chunks, so an upstream that is silent (a long prefill) notices
-a cancel only when its next chunk comes or the timeout (RILL_UPSTREAM_TIMEOUT_SECONDS) ends it.
+The engine runs `stream` as a green thread under eventlet (see engine.py for why not an OS
+thread). Cancellation is checked between chunks, so an upstream that is silent (a long prefill)
+notices a cancel only when its next chunk comes or the timeout (RILL_UPSTREAM_TIMEOUT_SECONDS)
+ends it.
 """
 from __future__ import annotations
 
 import os
 from typing import Iterator
 
-import eventlet.patcher
-
 from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
-from .engine import Channel, green
-
-real_queue = eventlet.patcher.original("queue")
 
 FINISH = {"stop": "stop", "length": "length"}  # anything else (content_filter, tool_calls) ends as stop
-_END = object()
-
-
-class _OnHub:
-    """Spawns functions as green threads on the hub of the thread that built it (the server's);
-    `submit` may be called from any OS thread: the engine's Channel carries them over."""
-
-    def __init__(self):
-        import eventlet
-
-        self.inbox = Channel()
-        eventlet.spawn(self._serve)
-
-    def _serve(self) -> None:
-        import eventlet
-
-        while True:
-            eventlet.spawn(self.inbox.get())
-
-    def submit(self, fn) -> None:
-        self.inbox.put(fn)
 
 
 def describe(exc: BaseException) -> str:
@@ -65,7 +29,6 @@ def describe(exc: BaseException) -> str:
 
 class OpenAIProvider:
     name = "openai"
-    serial = False
     passthrough = True  # the upstream knows its own models; any `openai/<name>` is sent on
 
     def __init__(self, settings):
@@ -79,7 +42,6 @@ class OpenAIProvider:
 
             self.client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
                                         max_retries=0)  # a retry would hide the failure for seconds
-        self.hub = _OnHub() if self.client and green() else None  # built on the main thread: its hub serves
 
     def models(self) -> list[dict]:
         return [{"id": name, "state": "ready"} for name in self.listed]
@@ -95,27 +57,6 @@ class OpenAIProvider:
 
     def stream(self, model: str, messages: list[ChatMessage], options: GenerationOptions,
                cancel: CancelToken) -> Iterator[str | Finish]:
-        if self.hub is None:
-            yield from self._generate(model, messages, options, cancel)
-            return
-        results = real_queue.SimpleQueue()  # put() never blocks, so the green side may call it
-
-        def pump():
-            try:
-                for item in self._generate(model, messages, options, cancel):
-                    results.put(item)
-            except Exception as exc:  # re-raised below, in the engine's thread
-                results.put(exc)
-            finally:
-                results.put(_END)
-
-        self.hub.submit(pump)
-        while (item := results.get()) is not _END:
-            if isinstance(item, Exception):
-                raise item
-            yield item
-
-    def _generate(self, model, messages, options, cancel) -> Iterator[str | Finish]:
         import httpx2
         import openai
 
