@@ -4,7 +4,8 @@ It never stands in for the real model: integration tests of generation use the l
 Model ids: `echo` (the last user message, word by word), `fail` (three pieces, then an
 exception), `slow` (waits 1.5 s before each of two pieces, so keep-alives are sent), `xss`
 (hostile Markdown and HTML, cut into pieces mid-tag, for the browser tests), `long` (N pieces
-of Markdown, N the first number in the message, 400 by default, for the UI benchmark).
+of Markdown, N the first number in the message, 400 by default, for the UI benchmark), `hold`
+(no pieces until cancelled: an idle open stream, for the memory benchmark).
 """
 from __future__ import annotations
 
@@ -63,12 +64,17 @@ class ScriptedProvider:
         return None
 
     def models(self):
-        return [{"id": m, "state": "ready"} for m in ("echo", "fail", "slow", "xss", "long")]
+        return [{"id": m, "state": "ready"} for m in ("echo", "fail", "slow", "xss", "long", "hold")]
 
     def load(self):
         pass
 
     def stream(self, model, messages, options, cancel):
+        if model == "hold":  # an open stream with nothing to say until cancelled (memory bench)
+            while not cancel.is_set():
+                sleep(1.0)
+            yield Finish("cancelled", 1, 0)
+            return
         if model == "echo":
             pieces = [w + " " for w in messages[-1].content.split()]
         elif model == "slow":
