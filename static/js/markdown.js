@@ -56,36 +56,36 @@ export function renderMarkdown(text) {
 // so the work per render does not grow with the length of the reply.
 export class StreamingMarkdown {
   constructor() {
-    this.source = "";     // with line endings made LF, as marked's lexer would
-    this.settledAt = 0;   // where the blocks not yet final start
-    this.pendingCR = false;
+    this.final = [];        // the source of the blocks already handed out as final
+    this.tail = "";         // the rest, with line endings made LF as marked's lexer would
+    this.pendingCR = false; // a CR that ended the last piece: its LF may come with the next
   }
 
   append(text) {
     if (this.pendingCR) text = "\r" + text;
-    this.pendingCR = text.endsWith("\r"); // its LF may come with the next piece
+    this.pendingCR = text.endsWith("\r");
     if (this.pendingCR) text = text.slice(0, -1);
-    this.source += text.replace(/\r\n?/g, "\n");
+    this.tail += text.replace(/\r\n?/g, "\n");
   }
 
   get text() {
-    return this.source + (this.pendingCR ? "\n" : "");
+    return this.final.join("") + this.tail + (this.pendingCR ? "\n" : "");
   }
 
   // {settled: HTML of the blocks that became final since the last call (append it once),
   //  live: HTML of the rest (replace the previous live HTML with it)}.
   render() {
-    const tail = this.text.slice(this.settledAt);
-    const tokens = marked.lexer(tail);
+    const tokens = marked.lexer(this.tail);
     let last = tokens.length - 1;
     while (last > 0 && tokens[last].type === "space") last--;
     let settled = "";
     if (last > 0) {
       const done = tokens.slice(0, last);
       const raw = done.map((t) => t.raw).join("");
-      if (tail.startsWith(raw)) { // marked keeps `raw` exact; if that ever changes, settle nothing
+      if (this.tail.startsWith(raw)) { // marked keeps `raw` exact; if that ever changes, settle nothing
         settled = sanitize(marked.parser(done));
-        this.settledAt += raw.length;
+        this.final.push(raw);
+        this.tail = this.tail.slice(raw.length);
         tokens.splice(0, last);
       }
     }

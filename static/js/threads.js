@@ -60,9 +60,12 @@ export class Threads {
     return thread;
   }
 
-  saveThread(thread = this.current) {
-    thread.updatedAt = now();
-    this.list.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
+  // `touch`: the chat had activity, so it moves to the top of the list.
+  saveThread(thread = this.current, { touch = true } = {}) {
+    if (touch) {
+      thread.updatedAt = now();
+      this.list.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
+    }
     return this.write((s) => s.putThread(thread));
   }
 
@@ -91,7 +94,7 @@ export class Threads {
     const thread = this.list.find((t) => t.id === id);
     if (!thread) return;
     thread.title = title.slice(0, 200);
-    return this.saveThread(thread);
+    return this.saveThread(thread, { touch: false });
   }
 
   remove(id) {

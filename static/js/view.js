@@ -43,7 +43,7 @@ function formatMs(ms) {
   return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
 }
 
-export function formatStats(stats) {
+function formatStats(stats) {
   if (!stats) return "";
   const parts = [];
   if (stats.tokens != null) parts.push(`${stats.tokens} ${stats.tokens === 1 ? "token" : "tokens"}`);
@@ -122,6 +122,7 @@ class ReplyView {
       return;
     }
     this.item.classList.remove("is-waiting", "is-streaming");
+    this.item.removeAttribute("aria-busy");
     this.item.classList.toggle("is-stopped", message.status === "stopped");
     this.view.fillStats(this.item, message);
     this.view.followStream();
@@ -168,6 +169,10 @@ export class View {
     });
     el.prompt.addEventListener("input", () => this.fitPrompt());
     el.stop.addEventListener("click", () => this.emit("stop"));
+    document.querySelector(".skip-link").addEventListener("click", (event) => {
+      event.preventDefault();
+      this.focusPrompt();
+    });
     document.addEventListener("keydown", (event) => {
       if (event.key !== "Escape" || event.defaultPrevented || document.querySelector("dialog[open]")) return;
       if (el.sidebar.classList.contains("open")) this.closeSidebar();
@@ -281,6 +286,7 @@ export class View {
 
   fillMessage(item, message) {
     item.classList.remove("is-waiting", "is-streaming", "is-stopped", "is-error");
+    item.removeAttribute("aria-busy");
     const body = item.querySelector(".body");
     const stats = item.querySelector(".stats");
     if (message.role === "user") {
@@ -321,6 +327,7 @@ export class View {
   beginReply(message) {
     const item = this.messageItem({ ...message, content: "" });
     item.classList.add("is-waiting", "is-streaming");
+    item.setAttribute("aria-busy", "true");
     this.el.empty.hidden = true;
     this.el.messages.append(item);
     this.scrollToEnd();
@@ -476,11 +483,9 @@ export class View {
       if (save && value && value !== title) this.emit("renameThread", item.dataset.id, value);
     };
     input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter") finish(true);
-      if (event.key === "Escape") {
-        event.preventDefault();
-        finish(false);
-      }
+      if (event.key !== "Enter" && event.key !== "Escape") return;
+      event.preventDefault(); // or the key would go on to press the button focus returns to
+      finish(event.key === "Enter");
     });
     input.addEventListener("blur", () => finish(true));
   }
@@ -518,8 +523,11 @@ export class View {
     const options = [new Option(models.default ? `Server default (${models.default})` : "Server default", "")];
     for (const provider of models.providers || []) {
       for (const model of provider.models || []) {
-        const state = model.state && model.state !== "ready" ? ` (${model.state})` : "";
-        options.push(new Option(model.id + state, model.id));
+        const state = provider.available === false ? " (not configured)"
+          : model.state && model.state !== "ready" ? ` (${model.state})` : "";
+        const option = new Option(model.id + state, model.id);
+        option.disabled = provider.available === false;
+        options.push(option);
       }
     }
     if (settings.model && !options.some((o) => o.value === settings.model)) {
@@ -567,6 +575,8 @@ export class View {
 
   // kind: info | warning | error. Sticky notices stay until closed.
   notice(text, { kind = "info", sticky = false } = {}) {
+    const shown = [...this.el.notices.children].some((n) => n.firstChild.textContent === text);
+    if (shown) return; // a failing store fails every write: say it once
     const box = document.createElement("div");
     box.className = `notice ${kind}`;
     box.setAttribute("role", kind === "error" ? "alert" : "status");

@@ -1,0 +1,125 @@
+"""Browser tests: the real server (real model plus the scripted provider) in headless Chromium.
+
+Debian's Chromium is used (`make browser` installs it): Playwright's own browser download is
+not. Each test gets a fresh browser context, so its own empty IndexedDB and localStorage.
+"""
+import json
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from e2e.browser import launch
+from tests.server import ROOT, start_server, stop_server
+
+ARTIFACTS = ROOT / "test-artifacts"
+TIMEOUT_MS = 30_000  # generous: the real model is slower when the machine is busy; passing tests wait less
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+# Runs in every page before its own scripts: records what must never happen.
+WATCH = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI));
+"""
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    if not (ROOT / "static" / "vendor" / "marked.esm.js").exists():
+        pytest.fail("static/vendor is empty: run `make vendor` (npm ci, then copies the browser builds)", pytrace=False)
+    srv = start_server("eventlet", tmp_path_factory.mktemp("logs"))
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    with sync_playwright() as playwright:
+        try:
+            browser = launch(playwright)
+        except RuntimeError as err:
+            pytest.fail(str(err), pytrace=False)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts():
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+class Page:
+    """A Playwright page on the app, plus what the tests check on every page."""
+
+    def __init__(self, page, server):
+        self.page = page
+        self.server = server
+        self.dialogs = []
+        self.errors = []
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.add_init_script(WATCH)
+
+    def open(self, **settings):
+        """Loads the app with these settings (settings.js names) saved, as if chosen earlier."""
+        if settings:
+            saved = json.dumps(json.dumps(settings))
+            self.page.add_init_script(f"localStorage.getItem('rill.settings') ?? localStorage.setItem('rill.settings', {saved})")
+        self.reload()
+
+    def reload(self):
+        response = self.page.goto(self.server.url + "/")
+        # The UI is written for a strict policy: no inline script or style, no eval. A test
+        # page that broke it would record violations (checked after each test).
+        policy = response.headers.get("content-security-policy", "")
+        assert "script-src 'self'" in policy and "style-src 'self'" in policy, policy
+        self.page.wait_for_selector("html[data-ready]")
+
+    def send(self, text):
+        self.page.fill("#prompt", text)
+        self.page.press("#prompt", "Enter")
+
+    def wait_reply_done(self, timeout=120_000):
+        self.page.wait_for_selector("#stop", state="hidden", timeout=timeout)
+        self.page.wait_for_selector(".from-assistant:not(.is-streaming)", timeout=timeout)
+
+    def last_reply(self):
+        return self.page.locator(".from-assistant").last
+
+    def idb_threads(self):
+        """The threads as IndexedDB holds them."""
+        return self.page.evaluate("""async () => {
+            const { openStore } = await import("/static/js/store.js");
+            return (await openStore()).threads();
+        }""")
+
+
+@pytest.fixture
+def open_app(browser, server):
+    """Makes app pages, each in its own context (its own storage); checks each at the end."""
+    made = []
+
+    def make(width=1200, height=800, **context_options):
+        context = browser.new_context(viewport={"width": width, "height": height}, base_url=server.url,
+                                      accept_downloads=True, **context_options)
+        context.set_default_timeout(TIMEOUT_MS)
+        wrapped = Page(context.new_page(), server)
+        made.append((context, wrapped))
+        return wrapped
+
+    yield make
+    for context, wrapped in made:
+        try:
+            page = wrapped.page
+            assert wrapped.errors == [], f"uncaught errors in the page: {wrapped.errors}"
+            assert wrapped.dialogs == [], f"the page opened dialogs: {wrapped.dialogs}"
+            if not page.is_closed() and page.url.startswith(server.url):
+                assert page.evaluate("window.__cspViolations") == [], "Content-Security-Policy violations"
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def app(open_app):
+    return open_app()

@@ -1,0 +1,153 @@
+// What the user does outside a reply: opening, renaming, deleting, searching, exporting and
+// importing chats, and changing settings. Replies themselves are turns.js's.
+import { getModels } from "./api.js";
+import { saveSettings } from "./settings.js";
+
+function exportName(title) {
+  const slug = title.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 40);
+  return `rill-${slug || "chat"}.json`;
+}
+
+export class Controller {
+  constructor({ view, threads, turns, settings }) {
+    this.view = view;
+    this.threads = threads;
+    this.turns = turns;
+    this.settings = settings;
+    this.query = "";
+    this.models = null;
+  }
+
+  async start() {
+    try {
+      await this.threads.load();
+    } catch (err) {
+      this.error(err.message);
+    }
+    if (this.threads.list.length) await this.selectThread(this.threads.list[0].id);
+    else this.newThread();
+    this.loadModels();
+  }
+
+  async loadModels() {
+    try {
+      this.models = await getModels();
+    } catch {
+      this.models = null; // the server may be starting; a send says so if it is still down
+    }
+    this.view.showModel(this.settings.model || this.models?.default || "");
+  }
+
+  error(message) {
+    this.view.notice(message, { kind: "error", sticky: true });
+  }
+
+  async renderThreads() {
+    try {
+      const threads = await this.threads.search(this.query);
+      this.view.renderThreads(threads, this.threads.current?.id, { searching: Boolean(this.query) });
+    } catch (err) {
+      this.error(err.message);
+    }
+  }
+
+  async selectThread(id) {
+    this.turns.stop();
+    try {
+      await this.threads.select(id);
+    } catch (err) {
+      this.error(err.message);
+      return;
+    }
+    // A reply still marked streaming was cut off when the page closed.
+    for (const message of this.threads.messages) {
+      if (message.status === "streaming") {
+        message.status = "stopped";
+        this.threads.saveMessage(message);
+      }
+    }
+    this.view.showThread(this.threads.current, this.threads.messages);
+    this.turns.showActions();
+    this.renderThreads();
+  }
+
+  newThread() {
+    this.turns.stop();
+    this.threads.startNew();
+    this.view.showThread(null, []);
+    this.renderThreads();
+    this.view.focusPrompt();
+  }
+
+  async renameThread(id, title) {
+    await this.threads.rename(id, title);
+    if (this.threads.current?.id === id) this.view.setThreadTitle(title);
+    this.renderThreads();
+  }
+
+  async deleteThread(id) {
+    const open = this.threads.current?.id === id;
+    if (open) this.turns.stop();
+    await this.threads.remove(id);
+    if (open) this.newThread();
+    else this.renderThreads();
+    this.view.announce("Chat deleted.");
+  }
+
+  search(query) {
+    this.query = query;
+    this.renderThreads();
+  }
+
+  messageText(id) {
+    return this.threads.messages.find((m) => m.id === id)?.content ?? null;
+  }
+
+  async exportThread(id) {
+    try {
+      const data = await this.threads.exportThreads([id]);
+      this.view.download(exportName(data.threads[0]?.title || "chat"), data);
+    } catch (err) {
+      this.error(`Export failed: ${err.message}`);
+    }
+  }
+
+  async exportAll() {
+    try {
+      const data = await this.threads.exportThreads();
+      this.view.download(`rill-chats-${new Date().toISOString().slice(0, 10)}.json`, data);
+    } catch (err) {
+      this.error(`Export failed: ${err.message}`);
+    }
+  }
+
+  async importFile(text) {
+    let data;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      this.error("That file is not JSON, so it cannot be a Rill export.");
+      return;
+    }
+    try {
+      const count = await this.threads.importThreads(data);
+      this.view.notice(`Imported ${count} ${count === 1 ? "chat" : "chats"}.`);
+      this.renderThreads();
+    } catch (err) {
+      this.error(`Import failed: ${err.message}`);
+    }
+  }
+
+  async openSettings() {
+    if (!this.models) await this.loadModels();
+    this.view.openSettings(this.settings, this.models || { providers: [] });
+  }
+
+  saveSettings(values) {
+    const { settings, error } = saveSettings(values);
+    Object.assign(this.settings, settings);
+    this.view.applyTheme(settings.theme);
+    this.view.showModel(settings.model || this.models?.default || "");
+    if (error) this.error(error);
+  }
+}
