@@ -220,3 +220,16 @@ def test_health_and_models(server):
     assert models["default"] == "local/smollm2-135m-instruct"
     ids = [m["id"] for p in models["providers"] for m in p["models"]]
     assert "local/smollm2-135m-instruct" in ids
+
+
+def test_the_reply_is_saved_before_done_goes_out(server):
+    s = SSEStream(f"{server.url}/api/chat/stream", {"message": "Hi", "temperature": 0, "max_tokens": 6})
+    events = []
+    for event in s:
+        events.append(event)
+        if event.type == "done":
+            break  # the body is not finished yet: the stream is still open
+    session = requests.get(f"{server.url}/api/chat/sessions/{events[0].json()['session_id']}", timeout=10).json()
+    s.close()
+    assert session["messages"][-1]["status"] == "complete"
+    assert session["messages"][-1]["content"] == "".join(e.json()["token"] for e in events if e.type == "token")

@@ -174,3 +174,10 @@ def test_cancel_of_an_unknown_turn_is_a_chat_error(server, client):
     ack = client.sio.call("chat_cancel", {"turn_id": "nope"}, timeout=10)
     assert ack["error"]["type"] == "turn_not_found"
     assert client.sio.connected
+
+
+def test_a_new_turn_may_start_as_soon_as_chat_complete_arrives(server, client):
+    for _ in range(3):
+        ack = client.ask(message="one two", model="scripted/echo")
+        assert "turn_id" in ack, ack  # never refused as turn_in_progress
+        client.wait_end(ack["turn_id"], timeout=30)

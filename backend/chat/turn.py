@@ -79,6 +79,7 @@ class Turn:
         self.created = time.perf_counter()
         self.prompt_tokens: int | None = None  # known once the provider reports it
         self.error: ProviderError | None = None
+        self.ended = False
         services.turns[self.id] = self
 
     def cancel(self) -> None:
@@ -95,8 +96,6 @@ class Turn:
         keepalive = self.services.settings.keepalive_seconds
         pieces: list[str] = []
         first_at = None
-        status = "cancelled"  # until the provider says otherwise: the client may leave at any yield
-        finish: Finish | None = None
         self.services.engine.submit(self.job)
         try:
             yield event("start", {"session_id": self.session_id, "turn_id": self.id, "model": self.model})
@@ -113,28 +112,35 @@ class Turn:
                     pieces.append(item)
                     yield event("token", {"token": item, "count": len(pieces)})
                 elif isinstance(item, Finish):
-                    finish = item
                     self.prompt_tokens = item.prompt_tokens
-                    status = "cancelled" if item.reason == "cancelled" else "complete"
-                    yield event("done", self._stats(finish, first_at))
+                    self._end(pieces, "cancelled" if item.reason == "cancelled" else "complete", item)
+                    yield event("done", self._stats(item, first_at))
                     return
                 else:
                     if item is END:
                         item = ProviderError("the model ended without finishing its reply", type="model_error")
                     self.error = item
-                    status = "error"
+                    self._end(pieces, "error", None)
                     yield event("error", {"error": {"type": item.type, "message": item.message}})
                     return
         finally:
-            self.release()  # stops the model when the client left; a no-op when finished
-            if self.session_id:
-                self.services.sessions.append(
-                    self.session_id,
-                    {"role": "user", "content": self.message, "tokens": finish and finish.prompt_tokens},
-                    {"role": "assistant", "content": "".join(pieces), "tokens": finish and finish.completion_tokens,
-                     "status": status, "model": self.model, "turn_id": self.id},
-                    user=self.user,
-                )
+            self._end(pieces, "cancelled", None)  # the client left: stop the model, keep the partial reply
+
+    def _end(self, pieces: list[str], status: str, finish: Finish | None) -> None:
+        """Save the exchange and free the turn, once, before the final event goes out: whoever
+        reads the session after `done` finds the reply there."""
+        if self.ended:
+            return
+        self.ended = True
+        self.release()
+        if self.session_id:
+            self.services.sessions.append(
+                self.session_id,
+                {"role": "user", "content": self.message, "tokens": finish and finish.prompt_tokens},
+                {"role": "assistant", "content": "".join(pieces), "tokens": finish and finish.completion_tokens,
+                 "status": status, "model": self.model, "turn_id": self.id},
+                user=self.user,
+            )
 
     def _stats(self, finish: Finish, first_at: float | None) -> dict:
         now = time.perf_counter()

@@ -60,6 +60,8 @@ def register(socketio) -> None:
         """Emit each event as the model produces it; runs as a background task."""
         try:
             for event in turn.events():
+                if event.final and running.get(sid) is turn:
+                    del running[sid]  # free before telling the client, who may ask again at once
                 if event.kind != "ping":
                     socketio.emit(OUT[event.kind], {"turn_id": turn.id, **event.data}, to=sid)
                     socketio.sleep(0)  # let the server send it now, not in a burst at the end
