@@ -16,6 +16,29 @@ export class ApiError extends Error {
 
 export const NETWORK_ERROR = "network_error";
 
+// The access token (Settings) for servers with auth on; sent on every request when set.
+let accessToken = "";
+
+export function setAccessToken(token) {
+  accessToken = token.trim();
+}
+
+export function getAccessToken() {
+  return accessToken;
+}
+
+function withAuth(headers = {}) {
+  return accessToken ? { ...headers, Authorization: `Bearer ${accessToken}` } : headers;
+}
+
+// A refused token, in words that say what to do about it.
+export function authError(serverMessage) {
+  const advice = accessToken
+    ? "The access token in Settings was refused; paste a new one there."
+    : "This server needs an access token; paste one in Settings.";
+  return new ApiError("authentication_error", `${advice} (Server: ${serverMessage})`, 401);
+}
+
 function networkError() {
   return new ApiError(NETWORK_ERROR, "Could not reach the server. Check that Rill is running, then retry.");
 }
@@ -29,6 +52,7 @@ async function errorFrom(response) {
     // not JSON: a proxy's error page, say
   }
   const error = body && body.error;
+  if (response.status === 401) return authError(error?.message || "unauthorized");
   if (error && typeof error.message === "string") return new ApiError(error.type || "error", error.message, response.status);
   return new ApiError("http_error", `The server answered ${response.status} ${response.statusText}.`.trim(), response.status);
 }
@@ -38,7 +62,7 @@ async function post(path, body, signal) {
   try {
     response = await fetch(path, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: withAuth({ "Content-Type": "application/json" }),
       body: JSON.stringify(body),
       signal,
     });
@@ -53,7 +77,7 @@ async function post(path, body, signal) {
 export async function getModels() {
   let response;
   try {
-    response = await fetch("/api/models", { headers: { Accept: "application/json" } });
+    response = await fetch("/api/models", { headers: withAuth({ Accept: "application/json" }) });
   } catch {
     throw networkError();
   }
@@ -63,13 +87,14 @@ export async function getModels() {
 
 // Best effort: the turn may already have ended, and an aborted stream cancels it anyway.
 export function cancelTurn(turnId) {
-  return fetch(`/api/chat/turns/${encodeURIComponent(turnId)}/cancel`, { method: "POST", keepalive: true })
+  return fetch(`/api/chat/turns/${encodeURIComponent(turnId)}/cancel`, { method: "POST", keepalive: true, headers: withAuth() })
     .catch(() => {});
 }
 
 // Best effort: a session nobody will continue, left to expire if this fails.
 export function deleteSession(sessionId) {
-  return fetch(`/api/chat/sessions/${encodeURIComponent(sessionId)}`, { method: "DELETE" }).catch(() => {});
+  return fetch(`/api/chat/sessions/${encodeURIComponent(sessionId)}`, { method: "DELETE", headers: withAuth() })
+    .catch(() => {});
 }
 
 // Server-Sent Events per the WHATWG HTML standard (9.2.6): lines end with CR, LF or CRLF;

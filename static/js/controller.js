@@ -1,6 +1,7 @@
 // What the user does outside a reply: opening, renaming, deleting, searching, exporting and
 // importing chats, and changing settings. Replies themselves are turns.js's.
 import { getModels } from "./api.js";
+import { setAccessToken } from "./api.js";
 import { saveSettings } from "./settings.js";
 
 function exportName(title) {
@@ -145,7 +146,13 @@ export class Controller {
 
   saveSettings(values) {
     const { settings, error } = saveSettings(values);
+    const newToken = settings.token !== this.settings.token;
     Object.assign(this.settings, settings);
+    if (newToken) {
+      setAccessToken(settings.token);
+      this.turns.tokenChanged();
+      this.models = null; // listed again with the new token
+    }
     this.view.applyTheme(settings.theme);
     this.view.showModel(settings.model || this.models?.default || "");
     if (error) this.error(error);

@@ -1,4 +1,5 @@
 // Wiring only: build the pieces and connect the view's events to them.
+import { setAccessToken } from "./api.js";
 import { Controller } from "./controller.js";
 import { loadSettings } from "./settings.js";
 import { openStore } from "./store.js";
@@ -11,6 +12,7 @@ const showError = (message) => view.notice(message, { kind: "error", sticky: tru
 
 const { settings, error: settingsError } = loadSettings();
 view.applyTheme(settings.theme); // first, so a dark page does not flash light while chats load
+setAccessToken(settings.token);
 if (settingsError) showError(settingsError);
 
 let store = null;

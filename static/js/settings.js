@@ -9,6 +9,7 @@ export const DEFAULTS = Object.freeze({
   temperature: 0.7,
   maxTokens: 512,
   theme: "system",    // system | light | dark
+  token: "",          // access token for a server with auth on
 });
 
 const CHOICES = { transport: ["sse", "socketio"], theme: ["system", "light", "dark"] };

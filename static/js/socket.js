@@ -2,7 +2,7 @@
 // The server runs one turn per connection, so a turn starts once the one before it has ended
 // there (a stopped turn ends within one decode step).
 import { io } from "../vendor/socket.io.esm.min.js";
-import { ApiError, NETWORK_ERROR } from "./api.js";
+import { ApiError, NETWORK_ERROR, authError, getAccessToken } from "./api.js";
 
 const CONNECT_TIMEOUT_MS = 5000;
 const ACK_TIMEOUT_MS = 15000;
@@ -23,7 +23,16 @@ function connected(socket) {
       else reject(new ApiError(NETWORK_ERROR, "Could not reach the server. Check that Rill is running, then retry."));
     };
     const onConnect = () => finish(true);
-    const onError = () => finish(false); // the socket goes on reconnecting for the next turn
+    // The server refusing the connection (a missing or bad token) is not a TransportError: no
+    // retry helps then. Otherwise the socket goes on reconnecting for the next turn.
+    const onError = (err) => (err && err.type !== "TransportError" && err.message !== "timeout"
+      ? refuse(err.message) : finish(false));
+    const refuse = (message) => {
+      clearTimeout(timer);
+      socket.off("connect", onConnect);
+      socket.off("connect_error", onError);
+      reject(authError(message));
+    };
     const timer = setTimeout(onError, CONNECT_TIMEOUT_MS);
     socket.on("connect", onConnect);
     socket.on("connect_error", onError);
@@ -79,7 +88,7 @@ export class SocketTransport {
 
   connection() {
     if (this.socket) return this.socket;
-    const socket = io({ autoConnect: false });
+    const socket = io({ autoConnect: false, auth: (send) => send({ token: getAccessToken() }) });
     const toCurrent = (handle) => (event) => {
       const turn = this.current;
       if (turn && (!event.turn_id || !turn.id || event.turn_id === turn.id)) handle(turn, event);
@@ -111,6 +120,7 @@ export class SocketTransport {
     await previousEnded;
     if (turn.stopped) return turn.end();
     const socket = this.connection();
+    if (!socket.active) socket.connect(); // a refused connection stays closed until asked again
     try {
       await connected(socket);
     } catch (err) {
@@ -148,5 +158,11 @@ export class SocketTransport {
 
   cancel(turn) {
     if (!turn.ended) this.socket.emit("chat_cancel", { turn_id: turn.id });
+  }
+
+  // A new token: the next turn opens a new connection with it.
+  reconnect() {
+    this.socket?.disconnect();
+    this.socket = null;
   }
 }

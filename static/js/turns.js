@@ -102,6 +102,10 @@ export class Turns {
     return streamChat;
   }
 
+  tokenChanged() {
+    this.socket?.reconnect();
+  }
+
   // false: not taken (a reply is still running), so the text stays in the box.
   send(text) {
     if (this.busy) return false;

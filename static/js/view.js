@@ -541,6 +541,7 @@ export class View {
     form.temperature.value = settings.temperature;
     form.maxTokens.value = settings.maxTokens;
     form.theme.value = settings.theme;
+    form.token.value = settings.token;
     this.showTemperature();
     this.el.settings.returnValue = "";
     this.el.settings.showModal();
@@ -561,6 +562,7 @@ export class View {
       temperature: Number(form.temperature.value),
       maxTokens: Number(form.maxTokens.value),
       theme: form.theme.value,
+      token: form.token.value,
     };
   }
 
