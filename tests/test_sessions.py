@@ -86,3 +86,15 @@ def test_sessions_belong_to_their_user():
     assert not store.delete(alice, "bob") and store.exists(alice, "alice")
     assert store.list("bob") == [] and [s["id"] for s in store.list("alice")] == [alice]
     assert store.history(alice, "bob") == []
+
+
+def test_rewind_forgets_a_turn_and_what_came_after():
+    store = MemorySessionStore()
+    sid = store.create()["id"]
+    for n in range(3):
+        store.append(sid, {"role": "user", "content": f"q{n}"},
+                     {"role": "assistant", "content": f"a{n}", "turn_id": f"t{n}"})
+    assert store.rewind(sid, "t1") == 4
+    assert [m["content"] for m in store.history(sid)] == ["q0", "a0"]
+    assert store.rewind(sid, "t1") is None and store.rewind("nope", "t0") is None
+    assert store.rewind(sid, "t0", user="bob") is None  # not bob's session

@@ -27,6 +27,8 @@ def start_turn(services, req: ChatRequest, user: str = "anonymous") -> "Turn":
         session_id = services.sessions.create(user)["id"]
     elif services.sessions.exists(req.session_id, user):
         session_id = req.session_id
+        if req.replace_turn:  # asked again: the model must not see the answer being replaced
+            services.sessions.rewind(session_id, req.replace_turn, user)
     else:
         raise ApiError(404, "session_not_found", f"no session {req.session_id!r} (it may have expired)")
     history = [m for m in services.sessions.history(session_id, user) if m["content"]]

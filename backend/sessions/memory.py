@@ -91,6 +91,21 @@ class MemorySessionStore:
             self._sessions.move_to_end(session_id)
             return True
 
+    def rewind(self, session_id: str, turn_id: str, user: str = "anonymous") -> int | None:
+        """Forget turn `turn_id` (its question and reply) and everything after it, so that it can
+        be asked again. The number of messages removed; None if the session or turn is unknown
+        (then there is nothing to forget)."""
+        with self._lock:
+            session = self._live(session_id, user, self.clock())
+            messages = session["messages"] if session else []
+            at = next((i for i, m in enumerate(messages) if m.get("turn_id") == turn_id), None)
+            if at is None:
+                return None
+            start = at - 1 if at > 0 and messages[at - 1]["role"] == "user" else at
+            removed = len(messages) - start
+            del messages[start:]
+            return removed
+
     def _public(self, session: dict, with_messages: bool = False) -> dict:
         view = {
             "id": session["id"],

@@ -91,11 +91,6 @@ export function cancelTurn(turnId) {
     .catch(() => {});
 }
 
-// Best effort: a session nobody will continue, left to expire if this fails.
-export function deleteSession(sessionId) {
-  return fetch(`/api/chat/sessions/${encodeURIComponent(sessionId)}`, { method: "DELETE", headers: withAuth() })
-    .catch(() => {});
-}
 
 // Server-Sent Events per the WHATWG HTML standard (9.2.6): lines end with CR, LF or CRLF;
 // `data` lines join with "\n"; lines starting with ":" are comments; a blank line dispatches;

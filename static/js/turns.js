@@ -1,5 +1,5 @@
 // Replies: asking, streaming into the view once per animation frame, stopping, and asking again.
-import { chatOnce, deleteSession, streamChat } from "./api.js";
+import { chatOnce, streamChat } from "./api.js";
 import { StreamingMarkdown } from "./markdown.js";
 import { requestOptions } from "./settings.js";
 import { SocketTransport } from "./socket.js";
@@ -118,13 +118,11 @@ export class Turns {
     return true;
   }
 
-  ask(question, { freshSession = false } = {}) {
+  // replaceTurn: the server turn this one asks again; the server forgets it (and what followed)
+  // first, so the model does not see the answer being replaced.
+  ask(question, replaceTurn = null) {
     const thread = this.threads.current;
     const settings = this.getSettings();
-    if (freshSession && thread.sessionId) {
-      deleteSession(thread.sessionId);
-      thread.sessionId = null;
-    }
     const message = this.threads.addMessage({
       role: "assistant", content: "", status: "streaming", model: settings.model || null, stats: null, turnId: null,
     });
@@ -134,12 +132,13 @@ export class Turns {
     this.view.showActions({});
     this.view.announce("Rill is replying.");
     this.onChange();
-    this.request(reply, question.content, settings, thread.sessionId);
+    this.request(reply, question.content, settings, thread.sessionId, replaceTurn);
   }
 
-  request(reply, text, settings, sessionId) {
+  request(reply, text, settings, sessionId, replaceTurn = null) {
     const request = { message: text, ...requestOptions(settings) };
     if (sessionId) request.session_id = sessionId;
+    if (sessionId && replaceTurn) request.replace_turn = replaceTurn;
     reply.handle = this.transport(settings)(request, {
       start: (event) => this.started(reply, event),
       token: (piece) => this.active === reply && reply.token(piece),
@@ -207,34 +206,25 @@ export class Turns {
     return question?.role === "user" ? [question, last] : [];
   }
 
-  // Asking again must not show the model the answer being replaced. The server cannot take
-  // an exchange out of a session, so when it has recorded one, a chat's first exchange is
-  // asked again in a new session; later ones stay in theirs (the old exchange stays in it).
-  freshSessionFor(question, reply) {
-    return Boolean(reply?.turnId) && this.threads.messages.indexOf(question) === 0;
-  }
-
   regenerate() {
     const [question, reply] = this.lastExchange();
     if (this.busy || !question) return;
-    const freshSession = this.freshSessionFor(question, reply);
     if (reply) {
       this.threads.removeMessages([reply]);
       this.view.removeMessage(reply.id);
     }
-    this.ask(question, { freshSession });
+    this.ask(question, reply?.turnId);
   }
 
   editLast(text) {
     const [question, reply] = this.lastExchange();
     if (this.busy || !question) return false;
-    const freshSession = this.freshSessionFor(question, reply);
     const old = [question, reply].filter(Boolean);
     this.threads.removeMessages(old);
     old.forEach((m) => this.view.removeMessage(m.id));
     const edited = this.threads.addMessage({ role: "user", content: text, status: "complete" });
     this.view.appendMessage(edited);
-    this.ask(edited, { freshSession });
+    this.ask(edited, reply?.turnId);
     return true;
   }
 
