@@ -28,6 +28,15 @@ class Server:
     def health(self) -> dict:
         return requests.get(f"{self.url}/health", timeout=10).json()
 
+    def time_health(self, count: int, gap: float, out: list) -> None:
+        """Append the seconds each of `count` /health requests took, `gap` s apart: run beside a
+        load, it shows whether the server stays responsive."""
+        for _ in range(count):
+            started = time.perf_counter()
+            requests.get(f"{self.url}/health", timeout=5).raise_for_status()
+            out.append(time.perf_counter() - started)
+            time.sleep(gap)
+
     def wait_idle(self, timeout: float = 10.0) -> dict:
         """Wait until no turn runs or waits; returns the last /health."""
         deadline = time.monotonic() + timeout

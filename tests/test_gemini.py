@@ -87,15 +87,8 @@ def test_concurrent_streams_and_health_stay_live(server):
             if len(out) == 6:
                 return
 
-    def probe():
-        for _ in range(5):
-            started = time.perf_counter()
-            requests.get(f"{server.url}/health", timeout=5).raise_for_status()
-            health.append(time.perf_counter() - started)
-            time.sleep(0.02)
-
     workers = [threading.Thread(target=read, args=pair, daemon=True) for pair in zip(streams, seen)]
-    workers.append(threading.Thread(target=probe, daemon=True))
+    workers.append(threading.Thread(target=server.time_health, args=(5, 0.02, health), daemon=True))
     try:
         for w in workers:
             w.start()

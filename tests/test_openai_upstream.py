@@ -228,15 +228,8 @@ def test_concurrent_streams_while_health_answers(rill, fake):
     def read(i):
         results[i] = chat(rill.faulty, timeout=30, message="go", model="openai/burst")[0]
 
-    def probe():
-        for _ in range(10):
-            started = time.perf_counter()
-            requests.get(f"{rill.faulty.url}/health", timeout=5).raise_for_status()
-            health.append(time.perf_counter() - started)
-            time.sleep(0.1)
-
     workers = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(BURST)]
-    workers.append(threading.Thread(target=probe, daemon=True))
+    workers.append(threading.Thread(target=rill.faulty.time_health, args=(10, 0.1, health), daemon=True))
     started = time.perf_counter()
     for w in workers:
         w.start()
