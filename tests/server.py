@@ -49,8 +49,9 @@ class Server:
             time.sleep(0.05)
 
 
-def start_server(mode: str, log_dir: Path, entry: str = "tests.serve", **env) -> Server:
-    """`entry` is the module to run: tests.serve (with the scripted provider) or app."""
+def start_server(mode: str, log_dir: Path, entry: str = "tests.serve", ready: str = "ok", **env) -> Server:
+    """`entry` is the module to run: tests.serve (with the scripted provider) or app; `ready`
+    the /health status to wait for (`error` for a model that cannot load)."""
     port = free_port()
     log = log_dir / f"server-{mode}-{port}.log"
     environment = {**os.environ, "RILL_PORT": str(port), "RILL_ASYNC_MODE": mode,
@@ -67,7 +68,7 @@ def start_server(mode: str, log_dir: Path, entry: str = "tests.serve", **env) ->
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if server.health()["status"] == "ok":
+            if server.health()["status"] == ready:
                 return server
         except requests.ConnectionError:
             pass

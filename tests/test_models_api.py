@@ -54,3 +54,23 @@ def test_load_a_second_model_while_serving(server, tmp_path):
 def test_bad_model_paths_are_clear_400s(server, body, words):
     r = requests.post(f"{server.url}/api/models/load", json=body, timeout=10)
     assert r.status_code == 400 and words in r.json()["error"]["message"]
+
+
+def test_a_model_that_cannot_load_says_why_and_the_server_serves_on(tmp_path):
+    from tests.server import start_server, stop_server
+
+    srv = start_server("eventlet", tmp_path, ready="error", RILL_MODEL_PATH="/no/such/model.gguf")
+    try:
+        health = srv.health()
+        assert "does not exist" in health["model"]["error"]
+        r = requests.post(f"{srv.url}/api/chat", json={"message": "hi"}, timeout=30)
+        assert r.status_code == 503 and r.json()["error"]["type"] == "model_unavailable"
+        assert "does not exist" in r.json()["error"]["message"]
+        s = SSEStream(f"{srv.url}/api/chat/stream", {"message": "hi"})
+        events = list(s)
+        s.close()
+        assert [e.type for e in events] == ["start", "error"]
+        echo = requests.post(f"{srv.url}/api/chat", json={"message": "still here", "model": "scripted/echo"}, timeout=30)
+        assert echo.json()["reply"] == "still here "
+    finally:
+        stop_server(srv)

@@ -1,4 +1,4 @@
-"""Runs provider streams in real OS threads and carries their output back to the server.
+"""Runs provider streams off the server's event loop and carries their output back to it.
 
 Under eventlet, a plain threading.Thread or queue.Queue is green after monkey-patching: a model
 forward pass inside one would freeze every client. So workers are original OS threads, and
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 real_threading = eventlet.patcher.original("threading")
 real_queue = eventlet.patcher.original("queue")
-real_time = eventlet.patcher.original("time")
 real_os = eventlet.patcher.original("os")  # green os.write refuses two greenlets on one fd
 
 Empty = real_queue.Empty  # eventlet.queue raises this same class
@@ -108,12 +107,10 @@ class Job:
     options: GenerationOptions
     channel: Channel = field(default_factory=Channel)
     cancel: object = field(default_factory=real_threading.Event)
-    started_at: float | None = None
 
 
 def run_job(job: Job) -> None:
     """Feed a provider's output into the job's channel; always ends with END."""
-    job.started_at = real_time.perf_counter()
     try:
         if job.cancel.is_set():
             job.channel.put(Finish("cancelled", 0, 0))
@@ -154,7 +151,7 @@ class Engine:
     def _start(self, provider: Provider) -> None:
         """A provider that serves its own queue gets one worker: load, then serve forever."""
         queue = self._queues.get(id(provider))
-        target = (lambda: (provider.load(), provider.serve(queue))) if queue else provider.load
+        target = (lambda: (provider.load(), provider.serve(queue))) if queue is not None else provider.load
         real_threading.Thread(target=target, name=f"rill-{provider.name}", daemon=True).start()
 
     def submit(self, job: Job) -> Job:

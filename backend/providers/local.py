@@ -94,10 +94,6 @@ def prepare_model_dir(source: Path, cache_dir: Path, name: str) -> Path:
     return target
 
 
-class _Cancelled(Exception):
-    pass
-
-
 class LocalProvider:
     """Serves its turns itself (serve()), batched, on the engine's worker thread."""
 
@@ -228,33 +224,32 @@ class LocalProvider:
         """The engine's worker loop: admit waiting jobs between decode steps, forever."""
         from .batching import Batch, Row
 
-        batch = Batch(self.model, self.pad_id) if self.state == "ready" else None
+        if self.state != "ready":  # it never loaded: every turn gets the reason
+            while True:
+                reply(jobs.get(), ProviderError(f"local model is not available: {self.error}",
+                                                type="model_unavailable", status=503))
+        batch = Batch(self.model, self.pad_id)
         waiting = collections.deque()
         while True:
-            if not self.running and not waiting:
+            if not batch.rows and not waiting:
                 waiting.append(jobs.get())  # idle: block until work arrives
             while not jobs.empty():
                 waiting.append(jobs.get_nowait())
-            self.waiting = len(waiting)
             newcomers, budget = [], self.admit_tokens
-            while waiting and self.running + len(newcomers) < self.max_batch and budget > 0:
+            while waiting and len(batch.rows) + len(newcomers) < self.max_batch and budget > 0:
                 job = waiting.popleft()
-                try:
-                    self._check_ready()
-                    if job.cancel.is_set():
-                        raise _Cancelled
-                    row = Row(self, job.messages, job.options, job.cancel, job.channel.put)
-                except _Cancelled:
-                    job.channel.put(Finish("cancelled", 0, 0))
-                    job.channel.put(END)
+                if job.cancel.is_set():
+                    reply(job, Finish("cancelled", 0, 0))
                     continue
+                try:
+                    row = Row(self, job.messages, job.options, job.cancel, job.channel.put)
                 except ProviderError as exc:
-                    job.channel.put(exc)
-                    job.channel.put(END)
+                    reply(job, exc)
                     continue
                 row.job = job
                 budget -= len(row.prompt)
                 newcomers.append(row)
+            self.waiting = len(waiting)
             try:
                 if newcomers:
                     batch.admit(newcomers)
@@ -270,11 +265,15 @@ class LocalProvider:
             except Exception as exc:  # the model itself failed: every row in this batch ends
                 log.exception("batched decode step failed")
                 for row in {*batch.rows, *newcomers}:
-                    if not row.done:
-                        row.fail(ProviderError(f"local model failed: {exc}", type="model_error"))
-                    row.job.channel.put(END)
+                    reply(row.job, ProviderError(f"local model failed: {exc}", type="model_error"))
                 batch = Batch(self.model, self.pad_id)
             self.running = len(batch.rows)
+
+
+def reply(job, item) -> None:
+    """A job's last word: its Finish or error, then END."""
+    job.channel.put(item)
+    job.channel.put(END)
 
 
 def main() -> None:
