@@ -1,6 +1,7 @@
 """Rill: a streaming chat server. create_app() assembles it; app.py serves it."""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ class Services:
     auth: object
     started: float = field(default_factory=time.monotonic)
     turns: dict = field(default_factory=dict)  # running turns by id, for cancellation
+    lock: object = field(default_factory=threading.Lock)  # green under eventlet, as it should be there
 
 
 def create_app(settings=None, providers=()) -> Flask:
@@ -35,7 +37,7 @@ def create_app(settings=None, providers=()) -> Flask:
     from .providers.local import LocalProvider
     from .providers.openai import OpenAIProvider
     from .providers.registry import ModelRegistry
-    from .security import allowed_origins, secure
+    from .security import secure, socketio_origins
     from .sessions.memory import MemorySessionStore
     from .transports import anthropic_api, openai_api
     from .transports import socketio as socketio_transport
@@ -59,7 +61,7 @@ def create_app(settings=None, providers=()) -> Flask:
         engine=engine,
         models=models,
         sessions=MemorySessionStore(settings.session_ttl_seconds, settings.max_sessions,
-                                    settings.max_session_messages),
+                                    settings.max_session_messages, settings.max_sessions_per_user),
         auth=auth.Auth(settings),
     )
 
@@ -72,12 +74,12 @@ def create_app(settings=None, providers=()) -> Flask:
     def _identify():
         """g.user for every route; a 401 on protected ones when auth is on and the token is bad."""
         g.user = auth.ANONYMOUS
-        if request.blueprint in {bp.name for bp in protected}:
+        if request.method != "OPTIONS" and request.blueprint in {bp.name for bp in protected}:  # preflights carry no token
             g.user = app.extensions["rill"].auth.user_for_request()
 
     limiter.init_app(app)
     secure(app)
     socketio.init_app(app, async_mode=settings.async_mode, max_http_buffer_size=settings.max_body_bytes,
-                      cors_allowed_origins=allowed_origins(settings) or None)
+                      cors_allowed_origins=socketio_origins(settings))
     socketio_transport.register(socketio)
     return app

@@ -48,6 +48,8 @@ class Settings:
     max_concurrent_turns: int = 4  # per user
     max_history_messages: int = 200  # messages sent to the model (session history or a /v1 request)
     cors_origins: str = ""  # comma-separated origins allowed to call the API from other sites
+    admin_users: str = ""  # comma-separated token subjects allowed to load models when auth is on
+    max_sessions_per_user: int = 1000  # past this, the user's least recently used session goes
 
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Settings":

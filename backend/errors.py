@@ -24,6 +24,7 @@ HTTP_ERROR_TYPES = {
     404: "not_found_error",
     405: "method_not_allowed",
     413: "request_too_large",
+    403: "permission_error",
     415: "unsupported_media_type",
     429: "rate_limit_error",
 }

@@ -28,6 +28,20 @@ def allowed_origins(settings) -> list[str]:
     return [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
 
 
+def socketio_origins(settings):
+    """Socket.IO's origin check: its own page always, plus the allow-list. (A list alone would
+    replace the same-origin default and lock out the app's own UI.)"""
+    origins = allowed_origins(settings)
+    if not origins:
+        return None  # python-engineio's default: same origin only
+
+    def allowed(origin, environ) -> bool:
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin in origins or origin == own
+
+    return allowed
+
+
 def secure(app: Flask) -> None:
     @app.after_request
     def _headers(response):

@@ -119,3 +119,19 @@ def test_a_failing_turn_does_not_take_the_batch_down(local, jobs):
     _, outcome = collect(bad_sampler)
     assert isinstance(outcome, (ProviderError, Finish))
     assert collect(submit(jobs, local, PROMPTS[4], temperature=0, max_tokens=20))[0] == expected
+
+
+def test_a_conversation_the_template_rejects_fails_alone(local, jobs, monkeypatch):
+    expected, _ = alone(local, PROMPTS[5], temperature=0, max_tokens=12)
+    real = local.encode_prompt
+
+    def picky(messages, max_tokens):  # like a template that raises on roles it does not take
+        if messages[-1].content == "reject me":
+            raise RuntimeError("Conversation roles must alternate")
+        return real(messages, max_tokens)
+
+    monkeypatch.setattr(local, "encode_prompt", picky)
+    rejected = submit(jobs, local, "reject me", temperature=0, max_tokens=12)
+    _, outcome = collect(rejected)
+    assert isinstance(outcome, ProviderError) and "alternate" in outcome.message and outcome.status == 400
+    assert collect(submit(jobs, local, PROMPTS[5], temperature=0, max_tokens=12))[0] == expected

@@ -48,6 +48,8 @@ def test_load_a_second_model_while_serving(server, tmp_path):
     ({"path": "/no/such/model"}, "does not exist"),
     ({"path": "/etc/hostname"}, "not a .gguf file"),
     ({"path": "/tmp"}, "without config.json"),
+    ({"path": "~nosuchuser/model"}, "cannot be used"),
+    ({"path": "/tmp/\u0000x"}, "does not exist"),
     ({}, "path: Field required"),
     ({"path": 7}, "path"),
 ])

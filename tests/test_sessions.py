@@ -98,3 +98,11 @@ def test_rewind_forgets_a_turn_and_what_came_after():
     assert [m["content"] for m in store.history(sid)] == ["q0", "a0"]
     assert store.rewind(sid, "t1") is None and store.rewind("nope", "t0") is None
     assert store.rewind(sid, "t0", user="bob") is None  # not bob's session
+
+
+def test_one_user_cannot_push_out_the_others_sessions():
+    store = MemorySessionStore(max_sessions=100, max_per_user=3)
+    bob = store.create("bob")["id"]
+    alice = [store.create("alice")["id"] for _ in range(10)]
+    assert store.exists(bob, "bob")
+    assert [s["id"] for s in store.list("alice")] == alice[-3:][::-1]

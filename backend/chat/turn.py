@@ -22,7 +22,14 @@ def start_turn(services, req: ChatRequest, user: str = "anonymous") -> "Turn":
     """A turn of a session (the app's routes). Everything that can be refused with a 4xx is
     checked here, before any byte of a stream is sent."""
     provider, model_id = services.models.resolve(req.model)
-    check_concurrency(services, user)
+    with services.lock:  # the concurrency check and the turn's registration go together
+        check_concurrency(services, user)
+        session_id, job = _session_job(services, req, user, provider, model_id)
+        return Turn(services, job, user, session_id, req.message)
+
+
+def _session_job(services, req: ChatRequest, user: str, provider, model_id: str) -> tuple[str, Job]:
+    """The session (created when the request names none) and the job: its history + the message."""
     if req.session_id is None:
         session_id = services.sessions.create(user)["id"]
     elif services.sessions.exists(req.session_id, user):
@@ -43,8 +50,7 @@ def start_turn(services, req: ChatRequest, user: str = "anonymous") -> "Turn":
         seed=req.seed,
         hidden_states=req.return_hidden_states,
     )
-    job = Job(provider, model_id, messages, options)
-    return Turn(services, job, user, session_id, req.message)
+    return session_id, Job(provider, model_id, messages, options)
 
 
 def start_stateless_turn(services, model: str, messages: list[ChatMessage], options: GenerationOptions,
@@ -54,8 +60,9 @@ def start_stateless_turn(services, model: str, messages: list[ChatMessage], opti
     limit = services.settings.max_history_messages
     if len(messages) > limit + 1:
         raise ApiError(400, "invalid_request_error", f"messages: {len(messages)} messages; the limit is {limit + 1}")
-    check_concurrency(services, user)
-    return Turn(services, Job(provider, model_id, messages, options), user)
+    with services.lock:
+        check_concurrency(services, user)
+        return Turn(services, Job(provider, model_id, messages, options), user)
 
 
 def check_concurrency(services, user: str) -> None:

@@ -246,6 +246,10 @@ class LocalProvider:
                 except ProviderError as exc:
                     reply(job, exc)
                     continue
+                except Exception as exc:  # e.g. a chat template that rejects these messages
+                    reply(job, ProviderError(f"the local model cannot take this conversation: {exc}",
+                                             type="invalid_request_error", status=400))
+                    continue
                 row.job = job
                 budget -= len(row.prompt)
                 newcomers.append(row)

@@ -1,7 +1,8 @@
 """In-memory chat sessions: a dict behind one lock, with TTL expiry and size caps.
 
 Each session belongs to the user who created it: for anyone else it does not exist.
-When `max_sessions` is reached the least recently used session is evicted; a session keeps at
+A user past `max_per_user` sessions loses their own least recently used one, so no one user can
+push the others' sessions out; past `max_sessions` in all, the least recently used goes. A session keeps at
 most `max_messages` messages, dropping the oldest. A turn's user message and reply are appended
 together, so concurrent turns on one session never interleave.
 """
@@ -20,9 +21,10 @@ def now_iso(ts: float) -> str:
 
 class MemorySessionStore:
     def __init__(self, ttl_seconds: float = 86400, max_sessions: int = 10000, max_messages: int = 500,
-                 clock=time.time):
+                 max_per_user: int = 1000, clock=time.time):
         self.ttl = ttl_seconds
         self.max_sessions = max_sessions
+        self.max_per_user = max_per_user
         self.max_messages = max_messages
         self.clock = clock
         self._lock = threading.Lock()
@@ -45,6 +47,9 @@ class MemorySessionStore:
         session = {"id": uuid.uuid4().hex, "user": user, "created": now, "updated": now, "messages": []}
         with self._lock:
             self._expire(now)
+            mine = [s["id"] for s in self._sessions.values() if s["user"] == user]
+            for old in mine[: max(0, len(mine) - self.max_per_user + 1)]:  # least recently used first
+                del self._sessions[old]
             while len(self._sessions) >= self.max_sessions:
                 self._sessions.popitem(last=False)
             self._sessions[session["id"]] = session

@@ -77,7 +77,9 @@ def register(socketio) -> None:
         if request.sid in running:
             return refuse("turn_in_progress", f"turn {running[request.sid].id} is still streaming on this "
                                               "connection; wait for chat_complete or send chat_cancel first")
-        user = users.get(request.sid, ANONYMOUS)
+        user = users.get(request.sid)
+        if user is None:  # the connection is gone, or was never let in
+            return refuse("authentication_error", "this connection is not signed in; connect again")
         wait = seconds_until_allowed(user)
         if wait:
             return refuse("rate_limit_error", f"rate limit exceeded ({current_app.config['RILL'].rate_limit}); "
