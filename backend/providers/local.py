@@ -224,10 +224,11 @@ class LocalProvider:
         """The engine's worker loop: admit waiting jobs between decode steps, forever."""
         from .batching import Batch, Row
 
-        if self.state != "ready":  # it never loaded: every turn gets the reason
+        try:
+            self._check_ready()
+        except ProviderError as never_loaded:  # every turn gets the reason
             while True:
-                reply(jobs.get(), ProviderError(f"local model is not available: {self.error}",
-                                                type="model_unavailable", status=503))
+                reply(jobs.get(), never_loaded)
         batch = Batch(self.model, self.pad_id)
         waiting = collections.deque()
         while True:
