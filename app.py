@@ -22,19 +22,14 @@ def create_app():
 
 def main(providers=()) -> None:
     from backend import create_app
-    from backend.extensions import socketio
+    from backend.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(providers=providers)
     settings = app.config["RILL"]
     app.extensions["rill"].engine.start()  # load models now, not at the first request
     print(f"Rill on http://{settings.host}:{settings.port} ({settings.async_mode})", flush=True)
-    options = {"allow_unsafe_werkzeug": True}  # threading mode: Werkzeug's server, threaded
-    if settings.async_mode == "eventlet":
-        # eventlet's WSGI server holds output back until 4096 bytes; SSE needs every write sent.
-        # (The per-request environ switch does not work: Flask-SocketIO copies the environ.)
-        options = {"minimum_chunk_size": 0, "debug": False}  # debug=True would send tracebacks to clients
-    socketio.run(app, host=settings.host, port=settings.port, log_output=False, **options)
+    serve(app)
 
 
 if __name__ == "__main__":

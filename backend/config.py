@@ -26,7 +26,11 @@ class Settings:
     session_ttl_seconds: int = 86400
     max_sessions: int = 10000
     max_session_messages: int = 500
-    keepalive_seconds: float = 15.0
+    keepalive_seconds: float = 15.0  # SSE `: ping` lines while the model is silent
+    # The HTTP server (backend/server.py).
+    http_idle_seconds: float = 10.0  # to send a whole request head, after connecting or the last reply
+    http_io_timeout_seconds: float = 60.0  # a read or write that makes no progress this long closes it
+    http_max_connections: int = 10000  # open at once; past it new ones get a 503 at once
     # Upstream providers. A provider without its key stays listed and says which variable to set.
     openai_base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible server: vLLM, Ollama, llama.cpp
     openai_api_key: str = ""
