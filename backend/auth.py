@@ -17,6 +17,8 @@ from flask import Blueprint, current_app, request
 from .errors import ApiError
 
 ANONYMOUS = "anonymous"
+MAX_USER_CHARS = 256  # a `sub` longer than this is not an identity (it would key limits and sessions)
+TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 def read_key(value: str) -> str:
@@ -61,7 +63,14 @@ class Auth:
             raise unauthorized("token signature is invalid")
         except jwt.InvalidTokenError as exc:
             raise unauthorized(f"token is malformed: {exc}")
-        return str(claims["sub"])
+        for name in TIME_CLAIMS:  # PyJWT would take "1999999999", a string, as a time
+            value = claims.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise unauthorized(f"token claim {name!r} must be a number (seconds since the epoch)")
+        user = claims["sub"]
+        if not isinstance(user, str) or not user.strip() or len(user) > MAX_USER_CHARS:
+            raise unauthorized(f"token 'sub' must be a non-empty string of at most {MAX_USER_CHARS} characters")
+        return user
 
     def mint(self, user: str, ttl_seconds: int) -> str:
         if not self.sign_key:

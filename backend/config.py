@@ -6,6 +6,20 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 
+def comma_list(value: str) -> list[str]:
+    """A comma-separated setting as its items, spaces around them and empty ones dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def convert(raw: str, kind: type):
+    if kind is bool:  # bool("false") is True
+        return BOOLEANS[raw.strip().lower()]
+    return kind(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -65,8 +79,8 @@ class Settings:
                 continue
             kind = type(f.default)
             try:
-                values[f.name] = kind(raw)
-            except ValueError:
+                values[f.name] = convert(raw, kind)
+            except (ValueError, KeyError):
                 raise SystemExit(f"RILL_{f.name.upper()}={raw!r} is not a valid {kind.__name__}")
         settings = cls(**values)
         return replace(settings, **overrides)

@@ -56,7 +56,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
-        return error_response(err.code or 500, HTTP_ERROR_TYPES.get(err.code, "http_error"), http_error_message(err))
+        response, status = error_response(err.code or 500, HTTP_ERROR_TYPES.get(err.code, "http_error"),
+                                          http_error_message(err))
+        for name, value in err.get_headers():  # e.g. a 405's Allow
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

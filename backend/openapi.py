@@ -15,7 +15,23 @@ REF = "#/components/schemas/{model}"
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "properties": {
     "type": {"type": "string"}, "message": {"type": "string"}}}}}
 ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
-SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+SSE_EVENTS = {
+    "start": {"session_id": "string", "turn_id": "string", "model": "string"},
+    "token": {"token": "string", "count": "integer"},
+    "done": {"done": "boolean", "tokens": "integer", "finish_reason": "string", "ttft_ms": "number",
+             "duration_ms": "number", "tokens_per_second": "number", "usage": "object"},
+    "error": {"error": "object"},
+}
+SSE = {"text/event-stream": {"schema": {
+    "type": "string",
+    "description": "A stream of Server-Sent Events: `id: <seq>`, `event: <name>` and one `data:` line of JSON "
+                   "per event, plus `: ping` comment lines. The events and their data are in x-events; "
+                   "STREAMING_API_DOCS.md has the whole format.",
+    "x-events": {name: {"type": "object", "properties": {k: {"type": t} for k, t in fields.items()}}
+                 for name, fields in SSE_EVENTS.items()},
+    "examples": ['id: 0\nevent: start\ndata: {"session_id":"s1","turn_id":"t1","model":"local/x"}\n\n'
+                 'id: 1\nevent: token\ndata: {"token":"Hi","count":1}\n\n'],
+}}}
 
 
 def body(model: type[BaseModel]) -> dict:
@@ -34,12 +50,30 @@ def path_param(name: str) -> list[dict]:
     return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
-def build(auth_enabled: bool) -> dict:
+def nullable_part(prop: dict) -> dict:
+    """The non-null branch of an `X | None` property (where the bounds are)."""
+    return next((p for p in prop.get("anyOf", []) if p.get("type") != "null"), prop)
+
+
+def server_bounds(schemas: dict, settings) -> None:
+    """The limits that come from settings, which the validators check at request time."""
+    chat = schemas["ChatRequest"]["properties"]
+    chat["message"]["maxLength"] = settings.max_message_chars
+    nullable_part(chat["system"])["maxLength"] = settings.max_system_chars
+    for name in ("ChatRequest", "OpenAIChatRequest", "AnthropicRequest"):
+        props = schemas[name]["properties"]
+        for field in ("max_tokens", "max_completion_tokens"):
+            if field in props:
+                nullable_part(props[field])["maximum"] = settings.max_tokens_cap
+
+
+def build(settings, auth_enabled: bool) -> dict:
     schemas = {"Error": ERROR}
     for model in (ChatRequest, OpenAIChatRequest, AnthropicRequest, LoadRequest):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    server_bounds(schemas, settings)
     chat_errors = (400, 401, 404, 413, 415, 429)
     paths = {
         "/api/chat/stream": {"post": {"summary": "Chat, streamed as SSE", "requestBody": body(ChatRequest),
@@ -61,7 +95,7 @@ def build(auth_enabled: bool) -> dict:
         "/api/models": {"get": {"summary": "Providers and models", "responses": responses(ANY_JSON, 401)}},
         "/api/models/load": {"post": {"summary": "Load another local model", "requestBody": body(LoadRequest),
                                       "responses": {"202": {"description": "loading"},
-                                                    **responses(ANY_JSON, 400, 401, 409)}}},
+                                                    **responses(ANY_JSON, 400, 401, 403, 409, 413, 415)}}},
         "/health": {"get": {"summary": "Health", "security": [], "responses": responses(ANY_JSON)}},
         "/v1/chat/completions": {"post": {"summary": "OpenAI-compatible chat", "requestBody": body(OpenAIChatRequest),
                                           "responses": responses({**ANY_JSON, **SSE}, *chat_errors)}},
@@ -79,4 +113,5 @@ def build(auth_enabled: bool) -> dict:
 
 @bp.get("/openapi.json")
 def openapi():
-    return jsonify(build(current_app.extensions["rill"].auth.enabled))
+    rill = current_app.extensions["rill"]
+    return jsonify(build(rill.settings, rill.auth.enabled))

@@ -5,7 +5,8 @@ import json
 from typing import Annotated, Literal
 
 from flask import current_app, request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from .errors import ApiError
 
@@ -24,6 +25,17 @@ def valid_unicode(value: str) -> str:
 Text = Annotated[str, AfterValidator(valid_unicode)]
 
 
+def integral(value):
+    """JSON Schema's integer includes 1.0; strict pydantic would refuse it."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(integral)]
+NON_BLANK = r"\S"  # in the document: a string with something other than spaces in it
+
+
 def checked_text(value: str, limit: int) -> str:
     if len(value) > limit:
         raise ValueError(f"is {len(value)} characters; the limit is {limit}")
@@ -31,25 +43,37 @@ def checked_text(value: str, limit: int) -> str:
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
+        {"message": "Hello!"},
+        {"message": "Write a haiku about rivers.", "system": "You are a poet.", "temperature": 0.2,
+         "max_tokens": 64, "top_p": 0.9, "seed": 7, "model": "local/smollm2-135m-instruct"},
+    ]})
 
-    message: str
+    message: Annotated[str, Field(min_length=1, pattern=NON_BLANK)]  # the validator says why, see below
     session_id: SessionId | None = None
     model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     system: str | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.7
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+    max_tokens: Annotated[Int, Field(ge=1)] | None = None
+    seed: Annotated[Int, Field(ge=0, le=2**63 - 1)] | None = None
     return_hidden_states: bool = False
     replace_turn: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
-    @field_validator("message")
+    @field_validator("message", mode="before")
     @classmethod
-    def _message(cls, value: str, info: ValidationInfo) -> str:
+    def _message(cls, value, info: ValidationInfo):
+        if not isinstance(value, str):
+            return value  # the type check says so
         if not value.strip():
             raise ValueError("must not be empty")
         return checked_text(value, info.context["settings"].max_message_chars)
+
+    @model_validator(mode="after")
+    def _replace_needs_session(self):
+        if self.replace_turn and not self.session_id:
+            raise ValueError("replace_turn needs the session_id of the session that holds that turn")
+        return self
 
     @field_validator("system")
     @classmethod
@@ -135,13 +159,13 @@ class OpenAIChatRequest(BaseModel):
     messages: Annotated[list[OpenAIMessage], Field(min_length=1)]
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Annotated[Int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[Int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
-    n: Annotated[int, Field(ge=1, le=1)] = 1
+    n: Annotated[Int, Field(ge=1, le=1)] = 1
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+    seed: Annotated[Int, Field(ge=0, le=2**63 - 1)] | None = None
     return_hidden_states: bool = False
 
 
@@ -155,7 +179,7 @@ class AnthropicRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     model: Annotated[str, Field(min_length=1, max_length=200)]
-    max_tokens: Annotated[int, Field(ge=1)]
+    max_tokens: Annotated[Int, Field(ge=1)]
     messages: Annotated[list[AnthropicMessage], Field(min_length=1)]
     system: Content | None = None
     stream: bool = False

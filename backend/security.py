@@ -4,6 +4,8 @@ from __future__ import annotations
 from flask import Flask
 from flask_cors import CORS
 
+from .config import comma_list
+
 CSP = "; ".join([
     "default-src 'self'",
     "script-src 'self'",  # no inline script, no eval
@@ -25,7 +27,7 @@ HEADERS = {
 
 
 def allowed_origins(settings) -> list[str]:
-    return [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    return comma_list(settings.cors_origins)
 
 
 def socketio_origins(settings):

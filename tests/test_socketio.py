@@ -145,6 +145,8 @@ BAD_PAYLOADS = [
     ("a string", "hello", "payload must be an object"),
     ("a list", ["hello"], "payload must be an object"),
     ("nothing", None, "payload must be an object"),
+    ("two arguments", ("a", "b"), "got 2 argument(s)"),
+    ("an object and more", ({"message": "hi"}, 1), "got 2 argument(s)"),
     ("missing message", {}, "message: Field required"),
     ("empty message", {"message": ""}, "must not be empty"),
     ("message a number", {"message": 5}, "message"),
@@ -173,6 +175,23 @@ def test_bad_payload_gets_chat_error_and_the_connection_stays_up(server, client,
 def test_cancel_of_an_unknown_turn_is_a_chat_error(server, client):
     ack = client.sio.call("chat_cancel", {"turn_id": "nope"}, timeout=10)
     assert ack["error"]["type"] == "turn_not_found"
+    assert client.sio.connected
+
+
+@pytest.mark.parametrize("event,args,kind", [
+    ("chat_cancel", ("a", "b"), "invalid_request_error"),
+    ("chat_cancel", (), "invalid_request_error"),
+    ("no_such_event", ({"x": 1},), "unknown_event"),
+])
+def test_malformed_frames_get_an_ack_a_chat_error_and_one_warning(server, client, event, args, kind):
+    before = server.log.read_text()
+    ack = client.sio.call(event, args if len(args) != 1 else args[0], timeout=10) if args else \
+        client.sio.call(event, timeout=10)
+    assert ack["error"]["type"] == kind
+    client.wait_for(lambda evs: any(e[1] == "chat_error" and e[2]["error"]["type"] == kind for e in evs), timeout=10)
+    time.sleep(0.2)
+    new = server.log.read_text()[len(before):]
+    assert new.count("WARNING") == 1 and "Traceback" not in new, new
     assert client.sio.connected
 
 

@@ -1,18 +1,21 @@
 """GET /api/models and POST /api/models/load (another local model, loaded while serving)."""
 from __future__ import annotations
 
-from pathlib import Path
-
+import logging
 import threading
+from pathlib import Path
 
 from flask import Blueprint, current_app, g, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..config import comma_list
 from ..errors import ApiError
 from ..providers.local import LocalProvider
 from ..schemas import json_body, parse
 
+log = logging.getLogger(__name__)
 bp = Blueprint("models", __name__, url_prefix="/api/models")
+GGUF_MAGIC = b"GGUF"
 _loading = threading.Lock()  # one check-then-add at a time, so a model is never added twice
 
 
@@ -30,7 +33,7 @@ def index():
 def load():
     rill = current_app.extensions["rill"]
     settings = rill.settings
-    if rill.auth.enabled and g.user not in settings.admin_users.split(","):
+    if rill.auth.enabled and g.user not in comma_list(settings.admin_users):
         raise ApiError(403, "permission_error", "loading models is for the users listed in RILL_ADMIN_USERS")
     req = parse(LoadRequest, json_body())
     path = checked_model_path(req.path)
@@ -41,21 +44,34 @@ def load():
         if rill.models.find(model_id):
             raise ApiError(409, "model_exists", f"{model_id} is already loaded")
         rill.models.add(provider)
-    rill.engine.add(provider)  # loads on its own thread; GET /api/models shows the state
+    # Loads on its own thread; GET /api/models shows the state. One that fails is removed again.
+    rill.engine.add(provider, on_load_failed=lambda failed: forget(rill.models, failed))
     return jsonify({"id": model_id, "state": provider.state}), 202
 
 
+def forget(models, provider) -> None:
+    log.warning("loading %s failed, so it is not listed: %s", provider.source, provider.error)
+    models.remove(provider)
+
+
 def checked_model_path(raw: str) -> Path:
-    """A GGUF file or a Hugging Face model directory, or a 400 saying what it is instead."""
+    """A regular GGUF file or a Hugging Face model directory, or a 400 saying what it is instead."""
     bad = lambda why: ApiError(400, "invalid_model_path", f"{raw!r} {why}")  # noqa: E731
     try:
         path = Path(raw).expanduser()
         if not path.exists():
             raise bad("does not exist on the server")
-        if path.is_file() and path.suffix.lower() != ".gguf":
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise bad("is a directory without config.json: not a Hugging Face model directory")
+        elif not path.is_file():
+            raise bad("is neither a regular file nor a directory")
+        elif path.suffix.lower() != ".gguf":
             raise bad("is a file but not a .gguf file")
-        if path.is_dir() and not (path / "config.json").is_file():
-            raise bad("is a directory without config.json: not a Hugging Face model directory")
+        else:
+            with path.open("rb") as f:
+                if f.read(4) != GGUF_MAGIC:
+                    raise bad("is not a GGUF file (it does not start with the GGUF header)")
     except (RuntimeError, OSError, ValueError) as exc:  # ~nobody, unreadable directories, NUL bytes
         raise bad(f"cannot be used: {exc}")
     return path

@@ -133,12 +133,17 @@ class Engine:
     def __init__(self):
         self._queues: dict[int, object] = {}  # by id(provider), for providers that serve()
         self._providers: list[Provider] = []
+        self._on_load_failed: dict[int, object] = {}
         self._started = False
 
-    def add(self, provider: Provider) -> None:
+    def add(self, provider: Provider, on_load_failed=None) -> None:
+        """`on_load_failed(provider)`, when given, is called if the provider cannot load; the
+        engine then forgets it and its worker ends (a model loaded while serving leaves nothing
+        behind). Without it a provider that cannot load stays, answering every turn with why."""
         self._providers.append(provider)
         if hasattr(provider, "serve"):
             self._queues[id(provider)] = real_queue.SimpleQueue()
+        self._on_load_failed[id(provider)] = on_load_failed
         if self._started:
             self._start(provider)
 
@@ -151,8 +156,28 @@ class Engine:
     def _start(self, provider: Provider) -> None:
         """A provider that serves its own queue gets one worker: load, then serve forever."""
         queue = self._queues.get(id(provider))
-        target = (lambda: (provider.load(), provider.serve(queue))) if queue is not None else provider.load
-        real_threading.Thread(target=target, name=f"rill-{provider.name}", daemon=True).start()
+
+        def work() -> None:
+            provider.load()
+            on_load_failed = self._on_load_failed.get(id(provider))
+            if getattr(provider, "state", "ready") == "error" and on_load_failed:
+                on_load_failed(provider)
+                self._forget(provider)
+            elif queue is not None:
+                provider.serve(queue)
+
+        real_threading.Thread(target=work, name=f"rill-{provider.name}", daemon=True).start()
+
+    def _forget(self, provider: Provider) -> None:
+        """Drop a provider that could not load; turns that queued for it meanwhile get the reason."""
+        self._providers.remove(provider)
+        self._on_load_failed.pop(id(provider), None)
+        queue = self._queues.pop(id(provider), None)
+        while queue is not None and not queue.empty():
+            job = queue.get_nowait()
+            job.channel.put(ProviderError(f"the model could not be loaded: {provider.error}",
+                                          type="model_unavailable", status=503))
+            job.channel.put(END)
 
     def submit(self, job: Job) -> Job:
         self.start()

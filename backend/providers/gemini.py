@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from ..config import comma_list
 from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
@@ -43,7 +44,7 @@ class GeminiProvider:
     def __init__(self, settings):
         self.base_url = settings.gemini_base_url or DEFAULT_BASE_URL
         self.timeout = settings.upstream_timeout_seconds
-        self.model_ids = [m.strip() for m in settings.gemini_models.split(",") if m.strip()]
+        self.model_ids = comma_list(settings.gemini_models)
         self.client = None
         if settings.gemini_api_key:
             from google import genai

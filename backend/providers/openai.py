@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
+from ..config import comma_list
 from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
 
 FINISH = {"stop": "stop", "length": "length"}  # anything else (content_filter, tool_calls) ends as stop
@@ -35,7 +36,7 @@ class OpenAIProvider:
         self.base_url = settings.openai_base_url
         self.api_key = settings.openai_api_key
         self.timeout = settings.upstream_timeout_seconds
-        self.listed = [n.strip() for n in settings.openai_models.split(",") if n.strip()]
+        self.listed = comma_list(settings.openai_models)
         self.client = None
         if self.api_key:  # the SDK (0.3 s to import) and one client, so connections are reused
             import openai

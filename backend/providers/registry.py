@@ -13,6 +13,9 @@ class ModelRegistry:
     def add(self, provider: Provider) -> None:
         self.providers.append(provider)
 
+    def remove(self, provider: Provider) -> None:
+        self.providers.remove(provider)
+
     def names(self) -> list[str]:
         return [f"{p.name}/{m['id']}" for p in self.providers for m in p.models()]
 

@@ -7,6 +7,7 @@ connect and the rate limit is hit here, on the same budget as the HTTP chat rout
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from flask import current_app, request
@@ -19,12 +20,22 @@ from ..errors import ApiError, error_body
 from ..extensions import CHAT_SCOPE, limiter
 from ..schemas import ChatRequest, parse
 
+log = logging.getLogger(__name__)
 OUT = {"start": "chat_start", "token": "chat_token", "done": "chat_complete", "error": "chat_error"}
 
 
 def register(socketio) -> None:
     running: dict[str, Turn] = {}  # connection sid -> its turn
     users: dict[str, str] = {}  # connection sid -> who connected
+
+    def malformed(event: str, args: tuple) -> dict | None:
+        """The refusal for a frame that is not one JSON object, or None when it is one."""
+        if len(args) == 1 and isinstance(args[0], dict):
+            return None
+        log.warning("malformed %s frame from %s: %d argument(s), first %s", event, request.sid, len(args),
+                    type(args[0]).__name__ if args else "none")
+        return refuse("invalid_request_error", f"{event} payload must be an object (one argument, e.g. "
+                                               f"{{\"turn_id\": \"...\"}}); got {len(args)} argument(s)")
 
     def refuse(type: str, message: str, **extra) -> dict:
         """Refuse a request: no turn runs for it, so turn_id is null."""
@@ -41,6 +52,24 @@ def register(socketio) -> None:
             return 0
         reset, _ = limiter.limiter.get_window_stats(item, key, CHAT_SCOPE)
         return max(1, int(reset - time.time()) + 1)
+
+    server = socketio.server
+    dispatch = server.eio.handlers["message"]
+
+    def guarded_dispatch(eio_sid, data):
+        """A packet python-socketio cannot decode (bad JSON, unknown type) gets chat_error and one
+        WARNING line, not a traceback at ERROR for every frame."""
+        try:
+            return dispatch(eio_sid, data)
+        except Exception as exc:
+            log.warning("malformed Socket.IO packet from %s: %s", eio_sid, exc)
+            sid = server.manager.sid_from_eio_sid(eio_sid, "/")
+            if sid:
+                body = {"turn_id": None, **error_body("invalid_request_error", "malformed Socket.IO packet: it "
+                                                      "does not decode to an event with a name and JSON arguments")}
+                server.emit("chat_error", body, to=sid)
+
+    server.eio.on("message", guarded_dispatch)
 
     @socketio.on("connect")
     def connect(payload=None):
@@ -70,10 +99,10 @@ def register(socketio) -> None:
                 del running[sid]
 
     @socketio.on("chat_stream")
-    def chat_stream(data=None):
-        if not isinstance(data, dict):
-            return refuse("invalid_request_error", "payload must be an object with a `message` field, "
-                                                   f"not {type(data).__name__}")
+    def chat_stream(*args):
+        if refusal := malformed("chat_stream", args):
+            return refusal
+        data = args[0]
         if request.sid in running:
             return refuse("turn_in_progress", f"turn {running[request.sid].id} is still streaming on this "
                                               "connection; wait for chat_complete or send chat_cancel first")
@@ -93,13 +122,25 @@ def register(socketio) -> None:
         return {"turn_id": turn.id, "session_id": turn.session_id}
 
     @socketio.on("chat_cancel")
-    def chat_cancel(data=None):
-        turn_id = data.get("turn_id") if isinstance(data, dict) else None
+    def chat_cancel(*args):
+        if refusal := malformed("chat_cancel", args):
+            return refusal
+        turn_id = args[0].get("turn_id")
         turn = running.get(request.sid)
         if not isinstance(turn_id, str) or turn is None or turn.id != turn_id:
             return refuse("turn_not_found", f"no running turn {turn_id!r} on this connection")
         turn.cancel()
         return {"turn_id": turn_id, "cancelled": True}
+
+    @socketio.on("*")
+    def unknown_event(event, *args):
+        log.warning("unknown Socket.IO event %r from %s", str(event)[:100], request.sid)
+        return refuse("unknown_event", f"unknown event {str(event)[:100]!r}: send chat_stream or chat_cancel")
+
+    @socketio.on_error_default
+    def failed(exc):
+        log.exception("Socket.IO handler failed")
+        return refuse("server_error", "internal server error; see the server log")
 
     @socketio.on("disconnect")
     def disconnect(*_):
