@@ -33,6 +33,16 @@ def integral(value):
 
 
 Int = Annotated[int, BeforeValidator(integral)]
+
+
+def within_cap(value: int, info: ValidationInfo) -> int:
+    limit = info.context["settings"].max_tokens_cap
+    if value > limit:
+        raise ValueError(f"must be at most {limit}")
+    return value
+
+
+MaxTokens = Annotated[Int, Field(ge=1), AfterValidator(within_cap)]  # the document adds the cap as maximum
 NON_BLANK = r"\S"  # in the document: a string with something other than spaces in it
 
 
@@ -47,6 +57,7 @@ class ChatRequest(BaseModel):
         {"message": "Hello!"},
         {"message": "Write a haiku about rivers.", "system": "You are a poet.", "temperature": 0.2,
          "max_tokens": 64, "top_p": 0.9, "seed": 7, "model": "local/smollm2-135m-instruct"},
+        {"message": "Again, shorter.", "session_id": "s-1", "replace_turn": "t-1"},  # regenerate
     ]})
 
     message: Annotated[str, Field(min_length=1, pattern=NON_BLANK)]  # the validator says why, see below
@@ -55,7 +66,7 @@ class ChatRequest(BaseModel):
     system: str | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.7
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
-    max_tokens: Annotated[Int, Field(ge=1)] | None = None
+    max_tokens: MaxTokens | None = None
     seed: Annotated[Int, Field(ge=0, le=2**63 - 1)] | None = None
     return_hidden_states: bool = False
     replace_turn: Annotated[str, Field(min_length=1, max_length=64)] | None = None
@@ -80,13 +91,6 @@ class ChatRequest(BaseModel):
     def _system(cls, value: str | None, info: ValidationInfo) -> str | None:
         return None if value is None else checked_text(value, info.context["settings"].max_system_chars)
 
-    @field_validator("max_tokens")
-    @classmethod
-    def _max_tokens(cls, value: int | None, info: ValidationInfo) -> int | None:
-        limit = info.context["settings"].max_tokens_cap
-        if value is not None and value > limit:
-            raise ValueError(f"must be at most {limit}")
-        return value
 
 
 def describe(error: ValidationError) -> str:
@@ -153,14 +157,19 @@ class StreamOptions(BaseModel):
 
 
 class OpenAIChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra={"examples": [
+        {"model": "local/smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hello!"}]},
+        {"model": "local/smollm2-135m-instruct", "stream": True, "stream_options": {"include_usage": True},
+         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+         "max_tokens": 32, "temperature": 0, "stop": ["\n\n"], "seed": 1},
+    ]})
 
     model: Annotated[str, Field(min_length=1, max_length=200)]
     messages: Annotated[list[OpenAIMessage], Field(min_length=1)]
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: Annotated[Int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[Int, Field(ge=1)] | None = None
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     n: Annotated[Int, Field(ge=1, le=1)] = 1
@@ -176,10 +185,14 @@ class AnthropicMessage(BaseModel):
 
 
 class AnthropicRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra={"examples": [
+        {"model": "local/smollm2-135m-instruct", "max_tokens": 64, "messages": [{"role": "user", "content": "Hello!"}]},
+        {"model": "local/smollm2-135m-instruct", "max_tokens": 64, "stream": True, "system": "Be brief.",
+         "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}], "stop_sequences": ["."]},
+    ]})
 
     model: Annotated[str, Field(min_length=1, max_length=200)]
-    max_tokens: Annotated[Int, Field(ge=1)]
+    max_tokens: MaxTokens
     messages: Annotated[list[AnthropicMessage], Field(min_length=1)]
     system: Content | None = None
     stream: bool = False
@@ -187,12 +200,3 @@ class AnthropicRequest(BaseModel):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     stop_sequences: Annotated[list[str], Field(max_length=8)] = []
     return_hidden_states: bool = False
-
-
-def checked_tokens(value: int | None, settings) -> int:
-    """max_tokens within the server's cap, or the default when absent."""
-    if value is None:
-        return settings.default_max_tokens
-    if value > settings.max_tokens_cap:
-        raise ApiError(400, "invalid_request_error", f"max_tokens: must be at most {settings.max_tokens_cap}")
-    return value

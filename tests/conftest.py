@@ -1,6 +1,34 @@
+"""Fixtures. Fast tier (the Flask tutorial's chain): make_app -> app -> client, in process, with
+the scripted provider. Slow tier: `server`, the real server with the real model."""
 import pytest
 
 from tests.server import start_server, stop_server
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """create_app with settings overrides, the scripted provider beside the local model."""
+    from backend import create_app
+    from backend.config import Settings
+    from tests.scripted import ScriptedProvider
+
+    def make(**overrides):
+        settings = Settings(**{"cache_dir": str(tmp_path / "cache"), "async_mode": "threading", **overrides})
+        app = create_app(settings, providers=[ScriptedProvider()])
+        app.config["TESTING"] = True
+        return app
+
+    return make
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
 
 
 @pytest.fixture(scope="session", params=["eventlet", "threading"])

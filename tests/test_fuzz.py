@@ -10,6 +10,7 @@ import socketio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backend.config import Settings
 from backend.openapi import build
 from tests.server import start_server, stop_server
 
@@ -34,7 +35,7 @@ def api_schema(fuzz_server):
     return schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
 
 
-OPERATIONS = [(path, method.upper()) for path, item in build(auth_enabled=False)["paths"].items() for method in item]
+OPERATIONS = [(path, method.upper()) for path, item in build(Settings(), auth_enabled=False)["paths"].items() for method in item]
 
 
 @pytest.mark.parametrize("path,method", OPERATIONS, ids=[f"{m} {p}" for p, m in OPERATIONS])

@@ -20,7 +20,8 @@ _loading = threading.Lock()  # one check-then-add at a time, so a model is never
 
 
 class LoadRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
+        {"path": "/srv/models/qwen2.5-0.5b-instruct-q4_k_m.gguf"}, {"path": "~/models/SmolLM2-360M-Instruct"}]})
     path: str = Field(min_length=1, max_length=4096)
 
 

@@ -15,7 +15,7 @@ from ..chat.turn import Turn, start_stateless_turn
 from ..errors import ApiError, http_error_message
 from ..extensions import chat_limit
 from ..providers.base import ChatMessage, GenerationOptions
-from ..schemas import AnthropicRequest, checked_tokens, content_text, json_body, parse
+from ..schemas import AnthropicRequest, content_text, json_body, parse
 from .sse import PING, format_event, sse_response
 
 bp = Blueprint("anthropic_api", __name__, url_prefix="/v1")
@@ -97,7 +97,7 @@ def messages():
     chat = [ChatMessage("system", content_text(req.system))] if req.system else []
     chat += [ChatMessage(m.role, content_text(m.content)) for m in req.messages]
     options = GenerationOptions(
-        max_tokens=checked_tokens(req.max_tokens, current_app.config["RILL"]),
+        max_tokens=req.max_tokens,
         temperature=req.temperature, top_p=req.top_p, stop=tuple(req.stop_sequences),
         hidden_states=req.return_hidden_states,
     )

@@ -17,7 +17,7 @@ from ..chat.turn import Turn, start_stateless_turn
 from ..errors import ApiError, http_error_message
 from ..extensions import chat_limit
 from ..providers.base import ChatMessage, GenerationOptions
-from ..schemas import OpenAIChatRequest, checked_tokens, content_text, json_body, parse
+from ..schemas import OpenAIChatRequest, content_text, json_body, parse
 from .sse import PING, format_event, sse_response
 
 bp = Blueprint("openai_api", __name__, url_prefix="/v1")
@@ -45,7 +45,8 @@ def _http_error(err: HTTPException):
 def to_options(req: OpenAIChatRequest) -> GenerationOptions:
     stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
     return GenerationOptions(
-        max_tokens=checked_tokens(req.max_completion_tokens or req.max_tokens, current_app.config["RILL"]),
+        max_tokens=(req.max_completion_tokens or req.max_tokens
+                    or current_app.config["RILL"].default_max_tokens),
         temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=stop,
         hidden_states=req.return_hidden_states,
     )
