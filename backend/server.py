@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # HTAB is allowed in field values
 DIGITS = re.compile(r"[0-9]+")
+MAX_REQUEST_LINE = 8192  # eventlet's own limit; Werkzeug's (http.server's) is 64 KiB
 RESERVED_DESCRIPTORS = 64  # for the model, logs, Redis and the listening socket
 
 
@@ -152,6 +153,9 @@ class StrictRequest:
             self.deadlines.unwatch(self.connection)
 
     def parse_request(self) -> bool:
+        if len(self.raw_requestline) > MAX_REQUEST_LINE:
+            self.send_error(414, f"the request line is longer than {MAX_REQUEST_LINE} bytes")
+            return False
         if len(self.raw_requestline.split()) != 3:  # http.server would wait for HTTP/0.9 headers
             self.send_error(400, "malformed request line: expected `METHOD target HTTP/1.1`")
             return False

@@ -96,11 +96,11 @@ def decode_all(raw: bytes) -> list[Event]:
 class SSEStream:
     """POST a JSON body and iterate the SSE events as they arrive (arrival time on each)."""
 
-    def __init__(self, url: str, body: dict, timeout: float = 120):
+    def __init__(self, url: str, body: dict, timeout: float = 120, headers: dict | None = None):
         parsed = urlparse(url)
         self.conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
         self.conn.request("POST", parsed.path, body=json.dumps(body),
-                          headers={"Content-Type": "application/json"})
+                          headers={"Content-Type": "application/json", **(headers or {})})
         self.response = self.conn.getresponse()
         self.decoder = SSEDecoder()
 

@@ -48,6 +48,7 @@ def test_load_a_second_model_while_serving(server, tmp_path):
     ({"path": "/no/such/model"}, "does not exist"),
     ({"path": "/etc/hostname"}, "not a .gguf file"),
     ({"path": "/tmp"}, "without config.json"),
+    ({"path": "/dev/null"}, "neither a regular file nor a directory"),
     ({"path": "~nosuchuser/model"}, "cannot be used"),
     ({"path": "/tmp/\u0000x"}, "does not exist"),
     ({}, "path: Field required"),
@@ -56,6 +57,32 @@ def test_load_a_second_model_while_serving(server, tmp_path):
 def test_bad_model_paths_are_clear_400s(server, body, words):
     r = requests.post(f"{server.url}/api/models/load", json=body, timeout=10)
     assert r.status_code == 400 and words in r.json()["error"]["message"]
+
+
+def test_bad_model_paths_also_include_fake_gguf_files(server, tmp_path):
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"not a gguf at all")
+    r = requests.post(f"{server.url}/api/models/load", json={"path": str(fake)}, timeout=10)
+    assert r.status_code == 400 and "GGUF header" in r.json()["error"]["message"]
+
+
+def test_a_model_that_fails_to_load_leaves_no_entry_behind(server, tmp_path):
+    broken = tmp_path / "broken-model.gguf"
+    broken.write_bytes(b"GGUF" + bytes(64))  # the right magic, then nothing a loader can use
+    r = requests.post(f"{server.url}/api/models/load", json={"path": str(broken)}, timeout=10)
+    assert r.status_code == 202 and r.json()["id"] == "local/broken-model"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        names = [m["id"] for p in requests.get(f"{server.url}/api/models", timeout=10).json()["providers"]
+                 for m in p["models"]]
+        if "local/broken-model" not in names:
+            break
+        time.sleep(0.2)
+    assert "local/broken-model" not in names
+    assert not any("broken-model" in key for key in server.health()["engine"])
+    assert "loading" in server.log.read_text() and "broken-model" in server.log.read_text()
+    again = requests.post(f"{server.url}/api/models/load", json={"path": str(broken)}, timeout=10)
+    assert again.status_code == 202  # not "already loaded": nothing was left behind
 
 
 def test_a_model_that_cannot_load_says_why_and_the_server_serves_on(tmp_path):
