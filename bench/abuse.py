@@ -70,13 +70,13 @@ def resources(server: Server) -> dict:
             "rss_mib": round(process.memory_info().rss / 2**20, 1)}
 
 
-def settle(server: Server, baseline: int, slack: int = 8, timeout: float = 15.0) -> int:
-    """Wait for the server's descriptors to come back near `baseline`; returns the last count."""
+def settle(server: Server, baseline: int, slack: int = 8, timeout: float = 15.0, what: str = "num_fds") -> int:
+    """Wait for the server's descriptors (or threads) to come back near `baseline`; returns the last count."""
     deadline = time.monotonic() + timeout
     while True:
-        fds = psutil.Process(server.process.pid).num_fds()
-        if fds <= baseline + slack or time.monotonic() > deadline:
-            return fds
+        count = getattr(psutil.Process(server.process.pid), what)()
+        if count <= baseline + slack or time.monotonic() > deadline:
+            return count
         time.sleep(0.25)
 
 
@@ -240,6 +240,19 @@ def broken_http(url: str, credential: str = "") -> Row:
 
 # --- floods -------------------------------------------------------------------------------------
 
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the other end has closed: what is left to read (the rest of a reply) ends in EOF."""
+    sock.settimeout(0.05)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
 def flood(server: Server, count: int, slow: bool, idle_seconds: float) -> Row:
     """`count` connections that each send one request and stay (idle) or send half a head (slow)."""
     row = Row(f"{'slow-header' if slow else 'idle keep-alive'} flood")
@@ -263,15 +276,7 @@ def flood(server: Server, count: int, slow: bool, idle_seconds: float) -> Row:
             row.hangs += 1
             row.notes.append(f"a fresh client was not answered: {exc}")
         time.sleep(idle_seconds + 1.5)
-        closed = 0
-        for sock in sockets:
-            sock.settimeout(0.05)
-            try:
-                closed += sock.recv(1) == b""
-            except socket.timeout:
-                pass
-            except OSError:
-                closed += 1
+        closed = sum(closed_by_peer(sock) for sock in sockets)
         row.hangs += count - closed
         row.notes.append(f"{closed} of {count} closed by the server")
     finally:
@@ -430,6 +435,7 @@ def main() -> None:
             started = time.perf_counter()
             rows = run_suite(server, open_server, args.scale)
             settle(server, before["fds"])
+            settle(server, before["threads"], what="num_threads")
             after = resources(server)
             print(table(rows, before, after))
             print(f"{sum(r.count for r in rows)} requests, connections and frames in "
