@@ -1,6 +1,27 @@
+"""The session store contract, run against every backend (fast tier)."""
 import threading
 
+import pytest
+
 from backend.sessions.memory import MemorySessionStore
+from backend.sessions.sqlite import SQLiteSessionStore
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request, tmp_path):
+    stores = []
+
+    def make(**options):
+        if request.param == "memory":
+            store = MemorySessionStore(**options)
+        else:
+            store = SQLiteSessionStore(tmp_path / f"sessions-{len(stores)}.db", **options)
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
 
 
 class Clock:
@@ -11,8 +32,8 @@ class Clock:
         return self.now
 
 
-def test_create_get_list_delete():
-    store = MemorySessionStore()
+def test_create_get_list_delete(make_store):
+    store = make_store()
     a, b = store.create(), store.create()
     assert store.append(a["id"], {"role": "user", "content": "hi", "tokens": 3})
     got = store.get(a["id"])
@@ -23,9 +44,9 @@ def test_create_get_list_delete():
     assert store.get(b["id"]) is None and not store.append(b["id"], {"role": "user", "content": "x"})
 
 
-def test_ttl_expires_idle_sessions_only():
+def test_ttl_expires_idle_sessions_only(make_store):
     clock = Clock()
-    store = MemorySessionStore(ttl_seconds=60, clock=clock)
+    store = make_store(ttl_seconds=60, clock=clock)
     idle, active = store.create(), store.create()
     clock.now += 50
     store.append(active["id"], {"role": "user", "content": "still here"})
@@ -34,8 +55,8 @@ def test_ttl_expires_idle_sessions_only():
     assert store.exists(active["id"])
 
 
-def test_session_cap_evicts_least_recently_used():
-    store = MemorySessionStore(max_sessions=2)
+def test_session_cap_evicts_least_recently_used(make_store):
+    store = make_store(max_sessions=2)
     first, second = store.create(), store.create()
     store.append(first["id"], {"role": "user", "content": "touch"})
     third = store.create()
@@ -43,16 +64,16 @@ def test_session_cap_evicts_least_recently_used():
     assert not store.exists(second["id"])
 
 
-def test_message_cap_drops_oldest():
-    store = MemorySessionStore(max_messages=3)
+def test_message_cap_drops_oldest(make_store):
+    store = make_store(max_messages=3)
     sid = store.create()["id"]
     for i in range(5):
         store.append(sid, {"role": "user", "content": str(i)})
     assert [m["content"] for m in store.history(sid)] == ["2", "3", "4"]
 
 
-def test_concurrent_appends_lose_and_interleave_nothing():
-    store = MemorySessionStore(max_messages=100_000)
+def test_concurrent_appends_lose_and_interleave_nothing(make_store):
+    store = make_store(max_messages=100_000)
     sid = store.create()["id"]
     threads, per_thread = 16, 200
     barrier = threading.Barrier(threads)
@@ -78,8 +99,8 @@ def test_concurrent_appends_lose_and_interleave_nothing():
             f"{t}:{i}" for i in range(per_thread)]
 
 
-def test_sessions_belong_to_their_user():
-    store = MemorySessionStore()
+def test_sessions_belong_to_their_user(make_store):
+    store = make_store()
     alice = store.create("alice")["id"]
     assert store.get(alice, "bob") is None and not store.exists(alice, "bob")
     assert not store.append(alice, {"role": "user", "content": "x"}, user="bob")
@@ -88,8 +109,8 @@ def test_sessions_belong_to_their_user():
     assert store.history(alice, "bob") == []
 
 
-def test_rewind_forgets_a_turn_and_what_came_after():
-    store = MemorySessionStore()
+def test_rewind_forgets_a_turn_and_what_came_after(make_store):
+    store = make_store()
     sid = store.create()["id"]
     for n in range(3):
         store.append(sid, {"role": "user", "content": f"q{n}"},
@@ -100,9 +121,30 @@ def test_rewind_forgets_a_turn_and_what_came_after():
     assert store.rewind(sid, "t0", user="bob") is None  # not bob's session
 
 
-def test_one_user_cannot_push_out_the_others_sessions():
-    store = MemorySessionStore(max_sessions=100, max_per_user=3)
+def test_one_user_cannot_push_out_the_others_sessions(make_store):
+    store = make_store(max_sessions=100, max_per_user=3)
     bob = store.create("bob")["id"]
     alice = [store.create("alice")["id"] for _ in range(10)]
     assert store.exists(bob, "bob")
     assert [s["id"] for s in store.list("alice")] == alice[-3:][::-1]
+
+
+def test_a_session_can_be_restored_from_the_clients_copy(make_store):
+    store = make_store(max_messages=3)
+    messages = [{"role": "user", "content": f"q{n}"} for n in range(5)]
+    sid = store.create("alice", messages)["id"]
+    assert [m["content"] for m in store.history(sid, "alice")] == ["q2", "q3", "q4"]
+    assert store.get(sid, "alice")["message_count"] == 3 and store.history(sid, "bob") == []
+
+
+def test_sqlite_sessions_survive_reopening(tmp_path):
+    path = tmp_path / "sessions.db"
+    store = SQLiteSessionStore(path)
+    sid = store.create("alice")["id"]
+    store.append(sid, {"role": "user", "content": "remember me"}, {"role": "assistant", "content": "I will"},
+                 user="alice")
+    store.close()
+    again = SQLiteSessionStore(path)
+    assert [m["content"] for m in again.history(sid, "alice")] == ["remember me", "I will"]
+    assert [s["id"] for s in again.list("alice")] == [sid]
+    again.close()

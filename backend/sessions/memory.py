@@ -42,9 +42,11 @@ class MemorySessionStore:
         session = self._sessions.get(session_id)
         return session if session and session["user"] == user else None
 
-    def create(self, user: str = "anonymous") -> dict:
+    def create(self, user: str = "anonymous", messages=()) -> dict:
+        """A new session; `messages` restores a conversation the client kept (its own copy)."""
         now = self.clock()
-        session = {"id": uuid.uuid4().hex, "user": user, "created": now, "updated": now, "messages": []}
+        session = {"id": uuid.uuid4().hex, "user": user, "created": now, "updated": now,
+                   "messages": [{"created_at": now_iso(now), **m} for m in messages][-self.max_messages:]}
         with self._lock:
             self._expire(now)
             mine = [s["id"] for s in self._sessions.values() if s["user"] == user]
@@ -110,6 +112,9 @@ class MemorySessionStore:
             removed = len(messages) - start
             del messages[start:]
             return removed
+
+    def close(self) -> None:
+        pass
 
     def _public(self, session: dict, with_messages: bool = False) -> dict:
         view = {

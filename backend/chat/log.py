@@ -1,0 +1,73 @@
+"""A turn's event log: append-only, numbered from 0, readable by any number of readers from any
+point while the turn runs and for a while after it ends.
+
+The writer is the turn's pump; readers are the connections following it (the request that
+started it, a reloaded page, a second tab, another transport). threading.Condition is green
+under eventlet and real otherwise, like the pump and the readers, so one wait works for both.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Iterator
+
+from .events import StreamEvent
+
+
+class TurnLog:
+    def __init__(self, turn_id: str):
+        self.turn_id = turn_id
+        self.events: list[StreamEvent] = []
+        self.changed = threading.Condition()
+        self.readers = 0
+        self.unread_since: float | None = time.monotonic()  # None while someone reads
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.events) and self.events[-1].final
+
+    @property
+    def last_seq(self) -> int:
+        return len(self.events) - 1
+
+    def append(self, kind: str, data: dict) -> StreamEvent:
+        with self.changed:
+            if self.closed:
+                raise RuntimeError(f"turn {self.turn_id} already ended")
+            event = StreamEvent(kind, data, self.turn_id, len(self.events))
+            self.events.append(event)
+            self.changed.notify_all()
+        return event
+
+    def follow(self, after: int = -1, keepalive: float = 15.0) -> Iterator[StreamEvent]:
+        """The events whose seq is greater than `after`, then the live ones until the final one;
+        a `ping` (seq of the last event sent) after `keepalive` seconds of silence."""
+        with self.changed:
+            self.readers += 1
+            self.unread_since = None
+        try:
+            next_seq = after + 1
+            while True:
+                with self.changed:
+                    if next_seq >= len(self.events) and not self.closed:
+                        self.changed.wait(keepalive)
+                    new = self.events[next_seq:]
+                    closed = self.closed
+                if not new:
+                    if closed:
+                        return
+                    yield StreamEvent("ping", {}, self.turn_id, next_seq - 1)
+                    continue
+                yield from new
+                next_seq = new[-1].seq + 1
+                if new[-1].final:
+                    return
+        finally:
+            with self.changed:
+                self.readers -= 1
+                if not self.readers:
+                    self.unread_since = time.monotonic()
+
+    def unread_for(self, now: float) -> float:
+        """Seconds since the last reader left (0 while someone reads)."""
+        return 0.0 if self.unread_since is None else now - self.unread_since
