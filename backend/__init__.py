@@ -1,27 +1,44 @@
 """Rill: a streaming chat server. create_app() assembles it; app.py serves it."""
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 __version__ = "0.1.0"
 
 
 @dataclass
 class Services:
-    """What routes and transports share, kept in app.extensions["rill"]."""
+    """What routes and transports share, kept in app.extensions["rill"]: see services()."""
 
     settings: object
     engine: object
     models: object
     sessions: object
     auth: object
+    turns: object
     started: float = field(default_factory=time.monotonic)
-    turns: dict = field(default_factory=dict)  # running turns by id, for cancellation
-    lock: object = field(default_factory=threading.Lock)  # green under eventlet, as it should be there
+
+
+def services() -> Services:
+    """The current app's services (the one typed way in for routes and transports)."""
+    return current_app.extensions["rill"]
+
+
+def open_sessions(settings):
+    from .sessions.memory import MemorySessionStore
+    from .sessions.sqlite import SQLiteSessionStore
+
+    limits = dict(ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions,
+                  max_messages=settings.max_session_messages, max_per_user=settings.max_sessions_per_user)
+    if settings.session_store == "memory":
+        return MemorySessionStore(**limits)
+    if settings.session_store == "sqlite":
+        return SQLiteSessionStore(Path(settings.data_dir).expanduser() / "sessions.db", **limits)
+    raise SystemExit(f"RILL_SESSION_STORE={settings.session_store!r}: use sqlite or memory")
 
 
 def create_app(settings=None, providers=()) -> Flask:
@@ -36,9 +53,9 @@ def create_app(settings=None, providers=()) -> Flask:
     from .providers.gemini import GeminiProvider
     from .providers.local import LocalProvider
     from .providers.openai import OpenAIProvider
+    from .chat.turn import Turns
     from .providers.registry import ModelRegistry
     from .security import secure, socketio_origins
-    from .sessions.memory import MemorySessionStore
     from .transports import anthropic_api, openai_api
     from .transports import socketio as socketio_transport
 
@@ -60,9 +77,9 @@ def create_app(settings=None, providers=()) -> Flask:
         settings=settings,
         engine=engine,
         models=models,
-        sessions=MemorySessionStore(settings.session_ttl_seconds, settings.max_sessions,
-                                    settings.max_session_messages, settings.max_sessions_per_user),
+        sessions=open_sessions(settings),
         auth=auth.Auth(settings),
+        turns=Turns(settings),
     )
 
     register_error_handlers(app)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import click
 import jwt
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
+
+from . import services
 
 from .errors import ApiError
 
@@ -101,7 +103,7 @@ def unauthorized(message: str) -> ApiError:
 
 
 def current_auth() -> Auth:
-    return current_app.extensions["rill"].auth
+    return services().auth
 
 
 def limit_key(user: str) -> str:

@@ -37,6 +37,11 @@ class Settings:
     max_message_chars: int = 16000
     max_system_chars: int = 8000
     max_body_bytes: int = 1_048_576
+    data_dir: str = str(Path.home() / ".local" / "share" / "rill")  # sessions.db lives here
+    session_store: str = "sqlite"  # or "memory" (lost on restart)
+    orphan_seconds: float = 120.0  # a running turn nobody has read for this long is cancelled
+    turn_retention_seconds: float = 600.0  # a finished turn's events stay readable this long
+    shutdown_grace_seconds: float = 10.0  # on SIGTERM, running turns get this long to stop and be saved
     session_ttl_seconds: int = 86400
     max_sessions: int = 10000
     max_session_messages: int = 500

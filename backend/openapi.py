@@ -2,11 +2,12 @@
 pydantic request models (the same ones that validate requests)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from pydantic import BaseModel
 
-from . import __version__
+from . import __version__, services
 from .api.models import LoadRequest
+from .api.sessions import SessionCreate
 from .schemas import AnthropicRequest, ChatRequest, OpenAIChatRequest
 
 bp = Blueprint("openapi", __name__)
@@ -69,7 +70,7 @@ def server_bounds(schemas: dict, settings) -> None:
 
 def build(settings, auth_enabled: bool) -> dict:
     schemas = {"Error": ERROR}
-    for model in (ChatRequest, OpenAIChatRequest, AnthropicRequest, LoadRequest):
+    for model in (ChatRequest, OpenAIChatRequest, AnthropicRequest, LoadRequest, SessionCreate):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -84,9 +85,20 @@ def build(settings, auth_enabled: bool) -> dict:
                                                       "parameters": path_param("turn_id"),
                                                       "responses": {"202": {"description": "cancelled"},
                                                                     **responses(ANY_JSON, 401, 404)}}},
+        "/api/chat/turns/{turn_id}/events": {"get": {
+            "summary": "A turn's events after Last-Event-ID (or ?after), then the live ones, as SSE",
+            "parameters": [*path_param("turn_id"),
+                           {"name": "after", "in": "query", "required": False,
+                            "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"}},
+                           {"name": "Last-Event-ID", "in": "header", "required": False,
+                            "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"}}],
+            "responses": {**responses(SSE, 400, 401, 404), "204": {"description": "the turn has ended and the "
+                                                                                  "client has every event"}}}},
         "/api/chat/sessions": {
             "get": {"summary": "List sessions", "responses": responses(ANY_JSON, 401)},
-            "post": {"summary": "Create a session", "responses": {"201": {"description": "created"}}}},
+            "post": {"summary": "Create a session, empty or restored from the client's copy of its messages",
+                     "requestBody": {**body(SessionCreate), "required": False},
+                     "responses": {"201": {"description": "created"}, **responses(ANY_JSON, 400, 401, 413, 415)}}},
         "/api/chat/sessions/{session_id}": {
             "get": {"summary": "A session with its messages", "parameters": path_param("session_id"),
                     "responses": responses(ANY_JSON, 401, 404)},
@@ -113,5 +125,5 @@ def build(settings, auth_enabled: bool) -> dict:
 
 @bp.get("/openapi.json")
 def openapi():
-    rill = current_app.extensions["rill"]
+    rill = services()
     return jsonify(build(rill.settings, rill.auth.enabled))

@@ -70,6 +70,8 @@ class ChatRequest(BaseModel):
     seed: Annotated[Int, Field(ge=0, le=2**63 - 1)] | None = None
     return_hidden_states: bool = False
     replace_turn: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    # Chosen by the client, so it can cancel or resume the turn before the first byte arrives.
+    turn_id: Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
 
     @field_validator("message", mode="before")
     @classmethod

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import resource
+import signal
 import socket
 import threading
 import time
@@ -265,9 +267,30 @@ def serve_threading(app, settings, cap: int) -> None:
     Server(settings.host, settings.port, app, handler=handler).serve_forever()
 
 
+def stop_gracefully(rill) -> None:
+    """SIGTERM or SIGINT: running turns end `interrupted` and are saved, the store is closed,
+    then the process exits (nothing is half-written: each save is one transaction)."""
+    log.warning("shutting down: saving running turns as interrupted")
+    rill.turns.interrupt_all(rill.settings.shutdown_grace_seconds)
+    rill.sessions.close()
+    logging.shutdown()
+    os._exit(0)
+
+
+def on_stop_signals(rill) -> None:
+    from .providers.engine import spawn
+
+    def handler(signum, frame):
+        spawn(stop_gracefully, rill)  # not in the handler: it waits, and must not block the loop
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
 def serve(app) -> None:
     """Serve `app` until the process ends, in the async mode its settings name."""
     settings = app.config["RILL"]
+    on_stop_signals(app.extensions["rill"])
     cap = connection_cap(settings.http_max_connections)
     log.info("serving on %s:%s (%s, at most %d connections)", settings.host, settings.port, settings.async_mode, cap)
     if settings.async_mode == "eventlet":

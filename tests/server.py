@@ -55,6 +55,7 @@ def start_server(mode: str, log_dir: Path, entry: str = "tests.serve", ready: st
     port = free_port()
     log = log_dir / f"server-{mode}-{port}.log"
     environment = {**os.environ, "RILL_PORT": str(port), "RILL_ASYNC_MODE": mode,
+                   "RILL_DATA_DIR": str(log_dir / f"data-{port}"),  # sessions.db: never the user's own
                    "RILL_KEEPALIVE_SECONDS": "0.5", "PYTHONUNBUFFERED": "1",
                    # generous limits for functional tests; the limit tests set their own
                    "RILL_RATE_LIMIT": "100000 per minute", "RILL_MAX_CONCURRENT_TURNS": "16",

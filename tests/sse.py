@@ -94,13 +94,18 @@ def decode_all(raw: bytes) -> list[Event]:
 
 
 class SSEStream:
-    """POST a JSON body and iterate the SSE events as they arrive (arrival time on each)."""
+    """Iterate the SSE events of a request as they arrive (arrival time on each)."""
 
-    def __init__(self, url: str, body: dict, timeout: float = 120, headers: dict | None = None):
+    def __init__(self, url: str, body: dict | None, timeout: float = 120, headers: dict | None = None):
+        """POST `body` as JSON, or GET when it is None (following a turn's events)."""
         parsed = urlparse(url)
         self.conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
-        self.conn.request("POST", parsed.path, body=json.dumps(body),
-                          headers={"Content-Type": "application/json", **(headers or {})})
+        target = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+        if body is None:
+            self.conn.request("GET", target, headers=headers or {})
+        else:
+            self.conn.request("POST", target, body=json.dumps(body),
+                              headers={"Content-Type": "application/json", **(headers or {})})
         self.response = self.conn.getresponse()
         self.decoder = SSEDecoder()
 

@@ -84,26 +84,25 @@ def test_session_history_is_used_and_recorded(server):
     assert created.status_code == 201 and created.json()["message_count"] == 0
 
 
-def test_disconnect_cancels_the_turn_and_frees_the_engine(server):
+def test_disconnect_only_detaches_the_turn_runs_on_and_is_saved(server):
     s = SSEStream(f"{server.url}/api/chat/stream",
-                  {"message": "Write a very long story about a river.", "temperature": 0, "max_tokens": 2000})
+                  {"message": "Write a story about a river.", "temperature": 0, "max_tokens": 40})
     seen = []
     for event in s:
         seen.append(event)
         if len([e for e in seen if e.type == "token"]) == 5:
             break
     s.close()
-    sid = seen[0].json()["session_id"]
-    health = server.wait_idle(timeout=10)
-    assert health["active_turns"] == 0 and not any(e["busy"] for e in health["engine"].values())
-    reply = requests.get(f"{server.url}/api/chat/sessions/{sid}", timeout=10).json()["messages"][-1]
-    assert reply["status"] == "cancelled"
+    start = seen[0].json()
+    health = server.wait_idle(timeout=60)
+    assert health["active_turns"] == 0
+    reply = requests.get(f"{server.url}/api/chat/sessions/{start['session_id']}", timeout=10).json()["messages"][-1]
+    assert reply["status"] == "complete" and reply["tokens"] == 40
     assert reply["content"].startswith("".join(e.json()["token"] for e in seen if e.type == "token"))
-    # The next request is served now, not after 2000 tokens of an abandoned story.
-    started = time.perf_counter()
-    _, events = stream(server, message="Hi", temperature=0, max_tokens=4)
-    assert events[-1].type == "done"
-    assert time.perf_counter() - started < 10
+    replay = SSEStream(f"{server.url}/api/chat/turns/{start['turn_id']}/events", None)
+    events = list(replay)
+    replay.close()
+    assert "".join(e.json()["token"] for e in events if e.type == "token") == reply["content"]
 
 
 def test_cancel_endpoint_stops_a_running_turn(server):
@@ -118,7 +117,10 @@ def test_cancel_endpoint_stops_a_running_turn(server):
     s.close()
     assert rest[-1].type == "done" and rest[-1].json()["finish_reason"] == "cancelled"
     assert rest[-1].json()["tokens"] < 2000
-    missing = requests.post(f"{server.url}/api/chat/turns/{start['turn_id']}/cancel", timeout=10)
+    again = requests.post(f"{server.url}/api/chat/turns/{start['turn_id']}/cancel", timeout=10)
+    assert again.status_code == 200 and again.json() == {"turn_id": start["turn_id"], "cancelled": False,
+                                                         "status": "cancelled"}
+    missing = requests.post(f"{server.url}/api/chat/turns/no-such-turn/cancel", timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "turn_not_found"
 
 

@@ -1,8 +1,15 @@
-"""Chat routes: POST /api/chat/stream (SSE), POST /api/chat (JSON), cancelling a turn."""
+"""Chat routes: start a turn (SSE or one JSON reply), follow a turn's events again, cancel it.
+
+A client that leaves an SSE stream only detaches: the turn goes on and is saved; it can be
+followed again from any event with GET /api/chat/turns/<id>/events. Stopping is explicit.
+"""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify
+import re
 
+from flask import Blueprint, g, jsonify, request
+
+from .. import services
 from ..chat.turn import start_turn
 from ..errors import ApiError
 from ..extensions import chat_limit
@@ -10,17 +17,18 @@ from ..schemas import ChatRequest, json_body, parse
 from ..transports.sse import sse_response
 
 bp = Blueprint("chat", __name__, url_prefix="/api/chat")
+SEQ = re.compile(r"[0-9]{1,9}")
 
 
-def services():
-    return current_app.extensions["rill"]
+def follow(turn, after: int = -1):
+    return sse_response(turn.log.follow(after, services().settings.keepalive_seconds),
+                        headers={"X-Session-Id": turn.session_id or "", "X-Turn-Id": turn.id})
 
 
 @bp.post("/stream")
 @chat_limit
 def chat_stream():
-    turn = start_turn(services(), parse(ChatRequest, json_body()), g.user)
-    return sse_response(turn, headers={"X-Session-Id": turn.session_id})
+    return follow(start_turn(services(), parse(ChatRequest, json_body()), g.user))
 
 
 @bp.post("")
@@ -35,10 +43,39 @@ def chat():
     return response
 
 
+def find_turn(turn_id: str):
+    turn = services().turns.get(turn_id, g.user)
+    if turn is None:
+        raise ApiError(404, "turn_not_found", f"no turn {turn_id!r}: unknown, expired, or not yours")
+    return turn
+
+
+def resume_point() -> int:
+    """The last seq the client has: Last-Event-ID (what EventSource sends) or ?after; -1 = none."""
+    header, query = request.headers.get("Last-Event-ID"), request.args.get("after")
+    for name, value in (("Last-Event-ID", header), ("after", query)):
+        if value is not None:
+            if not SEQ.fullmatch(value.strip()):
+                raise ApiError(400, "invalid_request_error",
+                               f"{name} must be the id (a non-negative integer) of the last event received, "
+                               f"not {value[:40]!r}")
+            return int(value)
+    return -1
+
+
+@bp.get("/turns/<turn_id>/events")
+def turn_events(turn_id: str):
+    after = resume_point()
+    turn = find_turn(turn_id)
+    if turn.log.closed and after >= turn.log.last_seq:
+        return "", 204  # nothing more will come: tells EventSource to stop reconnecting
+    return follow(turn, after)
+
+
 @bp.post("/turns/<turn_id>/cancel")
 def cancel_turn(turn_id: str):
-    turn = services().turns.get(turn_id)
-    if turn is None or turn.user != g.user:
-        raise ApiError(404, "turn_not_found", f"no running turn {turn_id!r}")
+    turn = find_turn(turn_id)
+    if not turn.running:
+        return jsonify({"turn_id": turn_id, "cancelled": False, "status": turn.status})
     turn.cancel()
     return jsonify({"turn_id": turn_id, "cancelled": True}), 202

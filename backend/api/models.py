@@ -5,7 +5,9 @@ import logging
 import threading
 from pathlib import Path
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, g, jsonify
+
+from .. import services
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import comma_list
@@ -27,12 +29,12 @@ class LoadRequest(BaseModel):
 
 @bp.get("")
 def index():
-    return jsonify(current_app.extensions["rill"].models.listing())
+    return jsonify(services().models.listing())
 
 
 @bp.post("/load")
 def load():
-    rill = current_app.extensions["rill"]
+    rill = services()
     settings = rill.settings
     if rill.auth.enabled and g.user not in comma_list(settings.admin_users):
         raise ApiError(403, "permission_error", "loading models is for the users listed in RILL_ADMIN_USERS")

@@ -1,15 +1,34 @@
 """Session endpoints under /api/chat/sessions."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify
+from typing import Annotated, Literal
 
+from flask import Blueprint, g, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import services
 from ..errors import ApiError
+from ..schemas import Text, json_body, parse
+
+
+class RestoredMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    role: Literal["user", "assistant"]
+    content: Text
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
+        {}, {"messages": [{"role": "user", "content": "Name a river."}, {"role": "assistant", "content": "The Rhine."}]},
+    ]})
+    messages: Annotated[list[RestoredMessage], Field(max_length=500)] = []
+
 
 bp = Blueprint("sessions", __name__, url_prefix="/api/chat/sessions")  # g.user: see create_app
 
 
 def store():
-    return current_app.extensions["rill"].sessions
+    return services().sessions
 
 
 def not_found(session_id: str) -> ApiError:
@@ -18,7 +37,12 @@ def not_found(session_id: str) -> ApiError:
 
 @bp.post("")
 def create():
-    return jsonify(store().create(g.user)), 201
+    """An empty session, or one restored from the client's own copy of a conversation (when the
+    server lost it: expired, or an older server), so the model keeps the context."""
+    restore = parse(SessionCreate, json_body()) if request.content_length or request.is_json else SessionCreate()
+    messages = [{"role": m.role, "content": m.content, "status": "complete", "restored": True}
+                for m in restore.messages]
+    return jsonify(store().create(g.user, messages)), 201
 
 
 @bp.get("")

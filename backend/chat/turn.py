@@ -1,31 +1,41 @@
-"""One chat turn: session history + message -> provider (in the engine) -> StreamEvents.
+"""A chat turn: history + message -> provider (in the engine) -> the turn's event log.
 
-The turn owns the whole life of a reply: it measures the timings, turns a disconnect (the
-consumer closing the generator) into cancellation, and saves the exchange to the session when
-the turn ends, also when it was cancelled or failed, marked as such.
+A turn lives on its own. Its pump reads the provider's output and appends events to the log,
+whoever reads it; the request that started it is only the first reader, and leaving only
+detaches. It ends complete, failed, cancelled (an explicit stop, or nobody read it for
+`orphan_seconds`), or interrupted (the server shut down), and saves the exchange to the session
+then, marked as such, before the final event goes out: whoever reads the session after `done`
+finds the reply there. Finished turns stay readable for `turn_retention_seconds`.
 """
 from __future__ import annotations
 
-import itertools
+import logging
+import threading
 import time
 import uuid
-from typing import Iterator
 
 from ..errors import ApiError
 from ..providers.base import ChatMessage, Finish, GenerationOptions, Prompt, ProviderError
-from ..providers.engine import END, Empty, Job
+from ..providers.engine import END, Job, spawn
 from ..schemas import ChatRequest
-from .events import StreamEvent
+from .log import TurnLog
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = ProviderError("the server shut down while the reply was being written; the partial reply is "
+                            "saved", type="interrupted", status=503)
 
 
 def start_turn(services, req: ChatRequest, user: str = "anonymous") -> "Turn":
     """A turn of a session (the app's routes). Everything that can be refused with a 4xx is
     checked here, before any byte of a stream is sent."""
     provider, model_id = services.models.resolve(req.model)
-    with services.lock:  # the concurrency check and the turn's registration go together
-        check_concurrency(services, user)
+    with services.turns.lock:  # the checks and the turn's registration go together
+        services.turns.check(user, req.turn_id)
         session_id, job = _session_job(services, req, user, provider, model_id)
-        return Turn(services, job, user, session_id, req.message)
+        turn = Turn(services, job, user, session_id, req.message, req.turn_id)
+        services.turns.add(turn)
+    return turn
 
 
 def _session_job(services, req: ChatRequest, user: str, provider, model_id: str) -> tuple[str, Job]:
@@ -60,99 +70,94 @@ def start_stateless_turn(services, model: str, messages: list[ChatMessage], opti
     limit = services.settings.max_history_messages
     if len(messages) > limit + 1:
         raise ApiError(400, "invalid_request_error", f"messages: {len(messages)} messages; the limit is {limit + 1}")
-    with services.lock:
-        check_concurrency(services, user)
-        return Turn(services, Job(provider, model_id, messages, options), user)
-
-
-def check_concurrency(services, user: str) -> None:
-    limit = services.settings.max_concurrent_turns
-    if sum(1 for t in list(services.turns.values()) if t.user == user) >= limit:
-        raise ApiError(429, "too_many_turns",
-                       f"{limit} replies are already running for you; wait for one to finish or cancel it")
+    with services.turns.lock:
+        services.turns.check(user)
+        turn = Turn(services, Job(provider, model_id, messages, options), user)
+        services.turns.add(turn)
+    return turn
 
 
 class Turn:
-    """Registered as running from creation until release(): the route must make sure release()
-    runs even if events() never starts (Flask's response.call_on_close does)."""
-
     def __init__(self, services, job: Job, user: str = "anonymous", session_id: str | None = None,
-                 message: str = ""):
+                 message: str = "", turn_id: str | None = None):
         self.services = services
         self.job = job
         self.user = user
         self.session_id = session_id
         self.message = message
         self.model = f"{job.provider.name}/{job.model}"
-        self.id = uuid.uuid4().hex
+        self.id = turn_id or uuid.uuid4().hex
+        self.log = TurnLog(self.id)
         self.created = time.perf_counter()
-        self.prompt_tokens: int | None = None  # known once the provider reports it
+        self.ended_at: float | None = None  # monotonic
+        self.status = "running"  # then complete | cancelled | error | interrupted
         self.error: ProviderError | None = None
-        self.ended = False
-        services.turns[self.id] = self
+        self.prompt_tokens: int | None = None  # known once the provider reports it
+        self.pieces: list[str] = []
+        self.first_at: float | None = None
+        self._ending = threading.Lock()
+        self._interrupted = False
+
+    @property
+    def running(self) -> bool:
+        return self.ended_at is None
 
     def cancel(self) -> None:
+        """Stop the model within one decode step; the turn ends `cancelled` with what it wrote."""
         self.job.cancel.set()
 
-    def release(self) -> None:
-        """The turn is over (or was never consumed): stop the model, free the user's slot."""
+    def interrupt(self) -> None:
+        self._interrupted = True
         self.job.cancel.set()
-        self.services.turns.pop(self.id, None)
 
-    def events(self) -> Iterator[StreamEvent]:
-        seq = itertools.count()
-        event = lambda kind, data: StreamEvent(kind, data, self.id, next(seq))  # noqa: E731
-        keepalive = self.services.settings.keepalive_seconds
-        pieces: list[str] = []
-        first_at = None
+    def run(self) -> None:
+        """The pump: the provider's output into the log, until the turn ends."""
         self.services.engine.submit(self.job)
-        try:
-            yield event("start", {"session_id": self.session_id, "turn_id": self.id, "model": self.model})
-            while True:
-                try:
-                    item = self.job.channel.get(timeout=keepalive)
-                except Empty:
-                    yield StreamEvent("ping", {}, self.id, -1)
-                    continue
-                if isinstance(item, Prompt):
-                    self.prompt_tokens = item.tokens
-                elif isinstance(item, str):
-                    first_at = first_at or time.perf_counter()
-                    pieces.append(item)
-                    yield event("token", {"token": item, "count": len(pieces)})
-                elif isinstance(item, Finish):
-                    self.prompt_tokens = item.prompt_tokens
-                    self._end(pieces, "cancelled" if item.reason == "cancelled" else "complete", item)
-                    yield event("done", self._stats(item, first_at))
-                    return
+        self.log.append("start", {"session_id": self.session_id, "turn_id": self.id, "model": self.model})
+        while self.running:
+            item = self.job.channel.get()
+            if isinstance(item, Prompt):
+                self.prompt_tokens = item.tokens
+            elif isinstance(item, str):
+                if self.running:
+                    self.first_at = self.first_at or time.perf_counter()
+                    self.pieces.append(item)
+                    self.log.append("token", {"token": item, "count": len(self.pieces)})
+            elif isinstance(item, Finish):
+                self.prompt_tokens = item.prompt_tokens
+                if self._interrupted:
+                    self.end("interrupted", INTERRUPTED)
                 else:
-                    if item is END:
-                        item = ProviderError("the model ended without finishing its reply", type="model_error")
-                    self.error = item
-                    self._end(pieces, "error", None)
-                    yield event("error", {"error": {"type": item.type, "message": item.message}})
-                    return
-        finally:
-            self._end(pieces, "cancelled", None)  # the client left: stop the model, keep the partial reply
+                    self.end("cancelled" if item.reason == "cancelled" else "complete", finish=item)
+            else:
+                if item is END:
+                    item = ProviderError("the model ended without finishing its reply", type="model_error")
+                self.end("error", item)
 
-    def _end(self, pieces: list[str], status: str, finish: Finish | None) -> None:
-        """Save the exchange and free the turn, once, before the final event goes out: whoever
-        reads the session after `done` finds the reply there."""
-        if self.ended:
-            return
-        self.ended = True
-        self.release()
-        if self.session_id:
-            self.services.sessions.append(
-                self.session_id,
-                {"role": "user", "content": self.message, "tokens": finish and finish.prompt_tokens},
-                {"role": "assistant", "content": "".join(pieces), "tokens": finish and finish.completion_tokens,
-                 "status": status, "model": self.model, "turn_id": self.id},
-                user=self.user,
-            )
+    def end(self, status: str, error: ProviderError | None = None, finish: Finish | None = None) -> None:
+        """Save the exchange, then write the final event; once, whoever calls first (the pump, or
+        a shutdown that cannot wait for the model)."""
+        with self._ending:
+            if not self.running:
+                return
+            self.status, self.error = status, error
+            if self.session_id:
+                self.services.sessions.append(
+                    self.session_id,
+                    {"role": "user", "content": self.message, "tokens": finish and finish.prompt_tokens},
+                    {"role": "assistant", "content": "".join(self.pieces), "tokens": finish and finish.completion_tokens,
+                     "status": status, "model": self.model, "turn_id": self.id},
+                    user=self.user,
+                )
+            self.ended_at = time.monotonic()  # the user's slot is free from here
+            if error:
+                self.log.append("error", {"error": {"type": error.type, "message": error.message}})
+            else:
+                self.log.append("done", self._stats(finish))
 
-    def _stats(self, finish: Finish, first_at: float | None) -> dict:
+    def _stats(self, finish: Finish) -> dict:
         now = time.perf_counter()
+        first_at = self.first_at
         decode_seconds = now - first_at if first_at else 0.0
         return {
             "done": True,
@@ -167,13 +172,73 @@ class Turn:
         }
 
     def collect(self) -> tuple[str, dict]:
-        """Run the turn to the end (non-streaming): the reply and the `done` event's data."""
-        pieces = []
-        for ev in self.events():
-            if ev.kind == "token":
-                pieces.append(ev.data["token"])
-            elif ev.kind == "error":
-                raise ApiError(self.error.status, ev.data["error"]["type"], ev.data["error"]["message"])
-            elif ev.kind == "done":
-                return "".join(pieces), ev.data
+        """Read the turn to its end (non-streaming): the reply and the `done` event's data."""
+        for event in self.log.follow(keepalive=self.services.settings.keepalive_seconds):
+            if event.kind == "error":
+                raise ApiError(self.error.status, event.data["error"]["type"], event.data["error"]["message"])
+            if event.kind == "done":
+                return "".join(self.pieces), event.data
         raise ApiError(502, "model_error", "the turn ended without a reply")
+
+
+class Turns:
+    """Running turns, and finished ones while they stay readable. A reaper cancels turns nobody
+    has read for `orphan_seconds` and forgets finished ones after `retention_seconds`."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.lock = threading.Lock()  # green under eventlet, as it should be there
+        self.by_id: dict[str, Turn] = {}
+        self._reaping = False
+
+    def running(self, user: str | None = None) -> list[Turn]:
+        return [t for t in list(self.by_id.values()) if t.running and (user is None or t.user == user)]
+
+    def check(self, user: str, turn_id: str | None = None) -> None:
+        """Call with `lock` held, then add() the turn under the same hold."""
+        limit = self.settings.max_concurrent_turns
+        if len(self.running(user)) >= limit:
+            raise ApiError(429, "too_many_turns",
+                           f"{limit} replies are already running for you; wait for one to finish or cancel it")
+        if turn_id is not None and turn_id in self.by_id:
+            raise ApiError(409, "turn_exists", f"turn {turn_id!r} already exists; choose another turn_id")
+
+    def add(self, turn: Turn) -> None:
+        self.by_id[turn.id] = turn
+        if not self._reaping:
+            self._reaping = True
+            spawn(self._reap_forever)
+        spawn(turn.run)
+
+    def get(self, turn_id: str, user: str) -> Turn | None:
+        """A running or retained turn of this user's; None for anyone else's."""
+        turn = self.by_id.get(turn_id)
+        return turn if turn is not None and turn.user == user else None
+
+    def reap(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for turn in list(self.by_id.values()):
+            if turn.running and turn.log.unread_for(now) >= self.settings.orphan_seconds:
+                log.info("turn %s had no reader for %.0f s: cancelled", turn.id, turn.log.unread_for(now))
+                turn.cancel()
+            elif not turn.running and now - turn.ended_at >= self.settings.turn_retention_seconds:
+                self.by_id.pop(turn.id, None)
+
+    def _reap_forever(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.settings.orphan_seconds / 4))
+            try:
+                self.reap()
+            except Exception:
+                log.exception("reaping turns failed")
+
+    def interrupt_all(self, grace_seconds: float) -> None:
+        """Shutting down: every running turn ends `interrupted`, saved with what it wrote."""
+        turns = self.running()
+        for turn in turns:
+            turn.interrupt()
+        deadline = time.monotonic() + grace_seconds
+        while any(t.running for t in turns) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for turn in turns:  # a model that did not stop in time: end it without waiting
+            turn.end("interrupted", INTERRUPTED)

@@ -96,6 +96,17 @@ class Channel:
         return self._queue.get(timeout=timeout)
 
 
+def spawn(function, *args) -> None:
+    """Run `function` beside the server: a green thread under eventlet, else an OS thread. Only
+    for code that waits (on channels, locks, sleeps), never for CPU-bound work."""
+    if green():
+        import eventlet
+
+        eventlet.spawn(function, *args)
+    else:
+        real_threading.Thread(target=function, args=args, daemon=True).start()
+
+
 END = object()  # the last item a job puts on its channel
 
 
@@ -184,12 +195,8 @@ class Engine:
         queue = self._queues.get(id(job.provider))
         if queue is not None:
             queue.put(job)
-        elif green():
-            import eventlet
-
-            eventlet.spawn(run_job, job)
         else:
-            real_threading.Thread(target=run_job, args=(job,), daemon=True).start()
+            spawn(run_job, job)
         return job
 
     def status(self) -> dict:

@@ -7,7 +7,9 @@ content_block_stop, message_delta, message_stop; failures as `event: error`.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, g, jsonify
+
+from .. import services
 from werkzeug.exceptions import HTTPException
 
 from ..chat.events import StreamEvent
@@ -101,9 +103,11 @@ def messages():
         temperature=req.temperature, top_p=req.top_p, stop=tuple(req.stop_sequences),
         hidden_states=req.return_hidden_states,
     )
-    turn = start_stateless_turn(current_app.extensions["rill"], req.model, chat, options, g.user)
+    turn = start_stateless_turn(services(), req.model, chat, options, g.user)
     if req.stream:
-        return sse_response(turn, EventEncoder(turn))
+        # An SDK client that closes the stream wants the reply stopped.
+        return sse_response(turn.log.follow(keepalive=services().settings.keepalive_seconds), EventEncoder(turn),
+                            on_close=turn.cancel)
     text, done = turn.collect()
     body = message_object(turn, text, done)
     if "hidden_states" in done:

@@ -11,7 +11,7 @@ import time
 from flask import Blueprint, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from .. import __version__
+from .. import __version__, services
 from ..chat.events import StreamEvent
 from ..chat.turn import Turn, start_stateless_turn
 from ..errors import ApiError, http_error_message
@@ -100,11 +100,13 @@ def chat_completions():
     req = parse(OpenAIChatRequest, json_body())
     messages = [ChatMessage("system" if m.role == "developer" else m.role, content_text(m.content))
                 for m in req.messages]
-    turn = start_stateless_turn(current_app.extensions["rill"], req.model, messages, to_options(req),
+    turn = start_stateless_turn(services(), req.model, messages, to_options(req),
                                  g.user)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return sse_response(turn, ChunkEncoder(turn, include_usage))
+        # An SDK client that closes the stream wants the reply stopped (what OpenAI's API does).
+        return sse_response(turn.log.follow(keepalive=services().settings.keepalive_seconds),
+                            ChunkEncoder(turn, include_usage), on_close=turn.cancel)
     text, done = turn.collect()
     return jsonify({
         "id": f"chatcmpl-{turn.id}", "object": "chat.completion", "created": int(time.time()),
@@ -117,7 +119,7 @@ def chat_completions():
 
 @bp.get("/models")
 def models():
-    listing = current_app.extensions["rill"].models.listing()
+    listing = services().models.listing()
     created = int(time.time())
     return jsonify({"object": "list", "data": [
         {"id": m["id"], "object": "model", "created": created, "owned_by": p["name"]}

@@ -1,7 +1,8 @@
-"""Socket.IO transport: `chat_stream` and `chat_cancel` in, `chat_*` events out to that client only.
+"""Socket.IO transport: `chat_stream`, `chat_resume` and `chat_cancel` in, `chat_*` events out
+to that client only, each with the turn's `seq`.
 
-One turn at a time per connection: a second `chat_stream` while one runs is refused with
-`chat_error` type `turn_in_progress`. A client that disconnects cancels its running turn.
+A connection follows the turns it starts or resumes (any of its user's); a client that
+disconnects only detaches, the turns go on. `chat_cancel` stops any running turn of the user's.
 Flask's before_request hooks do not run for Socket.IO events, so the token is checked at
 connect and the rate limit is hit here, on the same budget as the HTTP chat routes.
 """
@@ -11,6 +12,8 @@ import logging
 import time
 
 from flask import current_app, request
+
+from .. import services
 from flask_socketio import ConnectionRefusedError
 from limits import parse as parse_limit
 
@@ -25,7 +28,6 @@ OUT = {"start": "chat_start", "token": "chat_token", "done": "chat_complete", "e
 
 
 def register(socketio) -> None:
-    running: dict[str, Turn] = {}  # connection sid -> its turn
     users: dict[str, str] = {}  # connection sid -> who connected
 
     def malformed(event: str, args: tuple) -> dict | None:
@@ -73,7 +75,7 @@ def register(socketio) -> None:
 
     @socketio.on("connect")
     def connect(payload=None):
-        auth = current_app.extensions["rill"].auth
+        auth = services().auth
         if not auth.enabled:
             users[request.sid] = ANONYMOUS
             return
@@ -85,27 +87,32 @@ def register(socketio) -> None:
         except ApiError as err:
             raise ConnectionRefusedError(err.message)
 
-    def pump(turn: Turn, sid: str) -> None:
-        """Emit each event as the model produces it; runs as a background task."""
+    def follow(turn: Turn, sid: str, events) -> None:
+        """Emit a turn's events to one connection as they come, until the turn ends or the
+        connection goes; runs as a background task (no app context here)."""
         try:
-            for event in turn.events():
-                if event.final and running.get(sid) is turn:
-                    del running[sid]  # free before telling the client, who may ask again at once
+            for event in events:
+                if sid not in users:
+                    return  # disconnected: detach
                 if event.kind != "ping":
-                    socketio.emit(OUT[event.kind], {"turn_id": turn.id, **event.data}, to=sid)
+                    socketio.emit(OUT[event.kind], {"turn_id": turn.id, "seq": event.seq, **event.data}, to=sid)
                     socketio.sleep(0)  # let the server send it now, not in a burst at the end
         finally:
-            if running.get(sid) is turn:
-                del running[sid]
+            events.close()
+
+    def attach(turn: Turn, after: int) -> dict:
+        events = turn.log.follow(after, services().settings.keepalive_seconds)
+        socketio.start_background_task(follow, turn, request.sid, events)
+        return {"turn_id": turn.id, "session_id": turn.session_id}
+
+    def find(user: str, turn_id) -> Turn | None:
+        return services().turns.get(turn_id, user) if isinstance(turn_id, str) else None
 
     @socketio.on("chat_stream")
     def chat_stream(*args):
         if refusal := malformed("chat_stream", args):
             return refusal
         data = args[0]
-        if request.sid in running:
-            return refuse("turn_in_progress", f"turn {running[request.sid].id} is still streaming on this "
-                                              "connection; wait for chat_complete or send chat_cancel first")
         user = users.get(request.sid)
         if user is None:  # the connection is gone, or was never let in
             return refuse("authentication_error", "this connection is not signed in; connect again")
@@ -114,28 +121,41 @@ def register(socketio) -> None:
             return refuse("rate_limit_error", f"rate limit exceeded ({current_app.config['RILL'].rate_limit}); "
                                               f"retry in {wait} s", retry_after=wait)
         try:
-            turn = start_turn(current_app.extensions["rill"], parse(ChatRequest, data), user)
+            turn = start_turn(services(), parse(ChatRequest, data), user)
         except ApiError as err:
             return refuse(err.type, err.message)
-        running[request.sid] = turn
-        socketio.start_background_task(pump, turn, request.sid)
-        return {"turn_id": turn.id, "session_id": turn.session_id}
+        return attach(turn, -1)
+
+    @socketio.on("chat_resume")
+    def chat_resume(*args):
+        """{turn_id, after_seq}: the turn's events after that seq, then the live ones."""
+        if refusal := malformed("chat_resume", args):
+            return refusal
+        turn_id, after = args[0].get("turn_id"), args[0].get("after_seq", -1)
+        if isinstance(after, bool) or not isinstance(after, int) or after < -1:
+            return refuse("invalid_request_error", "after_seq must be the seq of the last event received "
+                                                   "(an integer, -1 for none)")
+        turn = find(users.get(request.sid), turn_id)
+        if turn is None:
+            return refuse("turn_not_found", f"no turn {turn_id!r}: unknown, expired, or not yours")
+        return attach(turn, after)
 
     @socketio.on("chat_cancel")
     def chat_cancel(*args):
         if refusal := malformed("chat_cancel", args):
             return refusal
         turn_id = args[0].get("turn_id")
-        turn = running.get(request.sid)
-        if not isinstance(turn_id, str) or turn is None or turn.id != turn_id:
-            return refuse("turn_not_found", f"no running turn {turn_id!r} on this connection")
+        turn = find(users.get(request.sid), turn_id)
+        if turn is None:
+            return refuse("turn_not_found", f"no turn {turn_id!r}: unknown, expired, or not yours")
+        cancelled = turn.running
         turn.cancel()
-        return {"turn_id": turn_id, "cancelled": True}
+        return {"turn_id": turn_id, "cancelled": cancelled}
 
     @socketio.on("*")
     def unknown_event(event, *args):
         log.warning("unknown Socket.IO event %r from %s", str(event)[:100], request.sid)
-        return refuse("unknown_event", f"unknown event {str(event)[:100]!r}: send chat_stream or chat_cancel")
+        return refuse("unknown_event", f"unknown event {str(event)[:100]!r}: send chat_stream, chat_resume or chat_cancel")
 
     @socketio.on_error_default
     def failed(exc):
@@ -144,7 +164,4 @@ def register(socketio) -> None:
 
     @socketio.on("disconnect")
     def disconnect(*_):
-        users.pop(request.sid, None)
-        turn = running.get(request.sid)
-        if turn:
-            turn.cancel()
+        users.pop(request.sid, None)  # its followers detach; the turns go on

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Callable
+from typing import Callable, Iterator
 
 from flask import Response
 
@@ -31,10 +31,10 @@ def encode(event: StreamEvent) -> bytes:
     return format_event(event.data, event.kind, event.seq)
 
 
-def sse_response(turn, encoder: Callable[[StreamEvent], bytes] = encode, headers: dict | None = None) -> Response:
-    """Stream a turn. A client that leaves closes the body, and so the turn; release() also runs
-    when the server drops the response before its first byte."""
-    events = turn.events()
+def sse_response(events: Iterator[StreamEvent], encoder: Callable[[StreamEvent], bytes] = encode,
+                 headers: dict | None = None, on_close: Callable[[], None] | None = None) -> Response:
+    """Stream events as they come. A client that leaves closes `events` (its reader detaches);
+    `on_close` runs then too, and also when the server drops the response before its first byte."""
 
     def body():
         with contextlib.closing(events):
@@ -43,5 +43,6 @@ def sse_response(turn, encoder: Callable[[StreamEvent], bytes] = encode, headers
                     yield chunk
 
     response = Response(body(), mimetype="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
-    response.call_on_close(turn.release)
+    if on_close:
+        response.call_on_close(on_close)
     return response
