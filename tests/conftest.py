@@ -13,7 +13,8 @@ def make_app(tmp_path):
     from tests.scripted import ScriptedProvider
 
     def make(**overrides):
-        settings = Settings(**{"cache_dir": str(tmp_path / "cache"), "async_mode": "threading", **overrides})
+        settings = Settings(**{"cache_dir": str(tmp_path / "cache"), "data_dir": str(tmp_path / "data"),
+                               "async_mode": "threading", **overrides})
         app = create_app(settings, providers=[ScriptedProvider()])
         app.config["TESTING"] = True
         return app

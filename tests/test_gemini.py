@@ -179,7 +179,8 @@ def test_cancel_stops_the_upstream_request(server, fake):
 # In-process apps (threading mode) for the configurations that need no running fake.
 
 def app_with(**settings):
-    return create_app(Settings(async_mode="threading", model_path=NO_LOCAL_MODEL, **settings)).test_client()
+    return create_app(Settings(async_mode="threading", model_path=NO_LOCAL_MODEL, session_store="memory",
+                               **settings)).test_client()
 
 
 def test_without_a_key_requests_are_refused_with_the_variable_to_set():

@@ -111,8 +111,8 @@ def chat_completions():
     return jsonify({
         "id": f"chatcmpl-{turn.id}", "object": "chat.completion", "created": int(time.time()),
         "model": turn.model, "system_fingerprint": FINGERPRINT,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                     "finish_reason": FINISH[done["finish_reason"]]}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                     "logprobs": None, "finish_reason": FINISH[done["finish_reason"]]}],
         "usage": usage(done), **extras(done),
     })
 
