@@ -2,9 +2,14 @@
 //
 // A streaming transport (this module's streamChat, socket.js's SocketTransport.stream, and
 // chatOnce for non-streamed replies) is called as `transport(request, handlers)`, where handlers
-// are {start({session_id, turn_id, model}), token(text), done(stats), error(ApiError)}, and
-// returns {stop(), finished}. After stop() no handler is called again; `finished` resolves when
-// the turn is over either way.
+// are {start({session_id, turn_id, model}), token(text, seq), done(stats), error(ApiError),
+// reconnecting(bool)}, and returns {stop(), finished}. The request carries its own `turn_id`, so
+// Stop works before the first byte. A turn outlives its connection on the server: a dropped
+// stream is followed again from the last event received (seq), so nothing is lost or doubled;
+// followTurn attaches to a turn already running (a reload, another tab). The
+// handle: {cancel(), detach(), finished}: cancel() stops the turn on the server (its final
+// event still arrives), detach() stops following it here (no handler is called again);
+// `finished` resolves when the turn is over either way.
 
 export class ApiError extends Error {
   constructor(type, message, status = 0) {
@@ -15,6 +20,12 @@ export class ApiError extends Error {
 }
 
 export const NETWORK_ERROR = "network_error";
+const RESUME_TRIES = 30;          // about a minute of reconnecting before giving up
+const RESUME_DELAYS_MS = [250, 500, 1000, 2000];
+
+export function newTurnId() {
+  return crypto.randomUUID();
+}
 
 // The access token (Settings) for servers with auth on; sent on every request when set.
 let accessToken = "";
@@ -85,7 +96,13 @@ export async function getModels() {
   return response.json();
 }
 
-// Best effort: the turn may already have ended, and an aborted stream cancels it anyway.
+// A session made from the browser's own copy of a chat the server no longer has.
+export async function restoreSession(messages) {
+  const response = await post("/api/chat/sessions", { messages });
+  return response.json();
+}
+
+// Best effort: the turn may already have ended.
 export function cancelTurn(turnId) {
   return fetch(`/api/chat/turns/${encodeURIComponent(turnId)}/cancel`, { method: "POST", keepalive: true, headers: withAuth() })
     .catch(() => {});
@@ -170,80 +187,127 @@ export async function* readEvents(body, signal) {
   }
 }
 
-// POST /api/chat/stream. Stopping aborts the request (the server cancels the turn when the
-// client leaves) and also cancels the turn by id, in case a proxy keeps the upstream open.
-export function streamChat(request, handlers) {
-  const controller = new AbortController();
-  let turnId = null;
-  let stopped = false;
-
-  async function run() {
-    let ended = false;
-    try {
-      const response = await post("/api/chat/stream", request, controller.signal);
-      for await (const event of readEvents(response.body, controller.signal)) {
-        if (stopped) return;
-        const data = JSON.parse(event.data);
-        if (event.type === "start") {
-          turnId = data.turn_id;
-          handlers.start(data);
-        } else if (event.type === "token") {
-          handlers.token(data.token);
-        } else if (event.type === "done") {
-          ended = true;
-          handlers.done(data);
-        } else if (event.type === "error") {
-          ended = true;
-          handlers.error(new ApiError(data.error.type, data.error.message));
-        }
-      }
-      if (!ended && !stopped) handlers.error(new ApiError("connection_lost", "The connection closed before the reply finished."));
-    } catch (err) {
-      if (stopped) return;
-      if (err instanceof ApiError) handlers.error(err);
-      else if (err instanceof SyntaxError) handlers.error(new ApiError("bad_response", "The server sent an event that is not valid JSON."));
-      else handlers.error(new ApiError("connection_lost", "The connection was lost before the reply finished."));
+// Dispatches one turn's SSE events to the handlers; returns true once the turn has ended.
+async function dispatch(response, state, handlers, signal) {
+  for await (const event of readEvents(response.body, signal)) {
+    if (state.stopped) return true;
+    const seq = Number(event.id);
+    if (Number.isInteger(seq) && seq <= state.lastSeq) continue; // had it already
+    if (Number.isInteger(seq)) state.lastSeq = seq;
+    const data = JSON.parse(event.data);
+    if (event.type === "start") {
+      state.turnId = data.turn_id;
+      handlers.start(data);
+    } else if (event.type === "token") {
+      handlers.token(data.token, seq);
+    } else if (event.type === "done") {
+      handlers.done(data);
+      return true;
+    } else if (event.type === "error") {
+      handlers.error(new ApiError(data.error.type, data.error.message));
+      return true;
     }
   }
+  return false;
+}
 
-  const finished = run();
+// Follows a turn from state.lastSeq until it ends, reconnecting while the network is away.
+async function follow(state, handlers, controller) {
+  for (let attempt = 0; attempt < RESUME_TRIES && !state.stopped; attempt++) {
+    if (attempt) {
+      handlers.reconnecting?.(true);
+      await new Promise((resolve) => setTimeout(resolve, RESUME_DELAYS_MS[Math.min(attempt - 1, RESUME_DELAYS_MS.length - 1)]));
+      if (state.stopped) return;
+    }
+    let response;
+    try {
+      response = await fetch(`/api/chat/turns/${encodeURIComponent(state.turnId)}/events`, {
+        headers: withAuth(state.lastSeq >= 0 ? { "Last-Event-ID": String(state.lastSeq) } : {}),
+        signal: controller.signal,
+      });
+    } catch (err) {
+      if (state.stopped) return;
+      continue; // offline for now
+    }
+    if (response.status === 204 || response.status === 404) {
+      return handlers.error(new ApiError("connection_lost", "The server no longer has this reply (it restarted, or the reply expired)."));
+    }
+    if (!response.ok) return handlers.error(await errorFrom(response));
+    handlers.reconnecting?.(false);
+    try {
+      if (await dispatch(response, state, handlers, controller.signal)) return;
+    } catch (err) {
+      if (state.stopped) return;
+      if (err instanceof SyntaxError) return handlers.error(new ApiError("bad_response", "The server sent an event that is not valid JSON."));
+    }
+  }
+  if (!state.stopped) handlers.error(new ApiError("connection_lost", "The connection was lost and the reply could not be followed again."));
+}
+
+// cancel(): stop the turn on the server (its final event still comes); detach(): stop
+// following it here (the turn goes on; no handler is called again).
+function controls(state, controller, finished) {
   return {
     finished,
-    stop() {
-      if (stopped) return;
-      stopped = true;
-      if (turnId) cancelTurn(turnId);
+    cancel() {
+      if (state.turnId) cancelTurn(state.turnId);
+    },
+    detach() {
+      if (state.stopped) return;
+      state.stopped = true;
       controller.abort();
     },
   };
 }
 
-// POST /api/chat: the whole reply at once, behind the same interface. Stopping abandons the
-// request; the server only learns of it when it tries to answer.
+// POST /api/chat/stream, then (if the connection drops before the end) the turn's events again.
+export function streamChat(request, handlers) {
+  const controller = new AbortController();
+  const state = { turnId: request.turn_id, lastSeq: -1, stopped: false };
+
+  async function run() {
+    try {
+      const response = await post("/api/chat/stream", request, controller.signal);
+      if (await dispatch(response, state, handlers, controller.signal)) return;
+    } catch (err) {
+      if (state.stopped) return;
+      if (err instanceof ApiError) return handlers.error(err); // refused: nothing runs on the server
+      if (err instanceof SyntaxError) return handlers.error(new ApiError("bad_response", "The server sent an event that is not valid JSON."));
+      // Otherwise the connection dropped mid-reply: the turn goes on, follow it again.
+    }
+    if (!state.stopped) await follow(state, handlers, controller);
+  }
+
+  return controls(state, controller, run());
+}
+
+// A turn already running on the server (after a reload, or started in another tab), from the
+// event after `lastSeq`.
+export function followTurn(turnId, lastSeq, handlers) {
+  const controller = new AbortController();
+  const state = { turnId, lastSeq, stopped: false };
+  return controls(state, controller, follow(state, handlers, controller));
+}
+
+// POST /api/chat: the whole reply at once, behind the same interface. Stopping cancels the turn
+// on the server by the id the request chose.
 export function chatOnce(request, handlers) {
   const controller = new AbortController();
-  let stopped = false;
+  const state = { turnId: request.turn_id, lastSeq: -1, stopped: false };
 
   async function run() {
     try {
       const response = await post("/api/chat", request, controller.signal);
       const { reply, session_id, turn_id, model, ...stats } = await response.json();
-      if (stopped) return;
+      if (state.stopped) return;
       handlers.start({ session_id, turn_id, model });
-      if (reply) handlers.token(reply);
+      if (reply) handlers.token(reply, null);
       handlers.done({ done: true, ...stats });
     } catch (err) {
-      if (stopped) return;
+      if (state.stopped) return;
       handlers.error(err instanceof ApiError ? err : networkError());
     }
   }
 
-  const finished = run();
-  return {
-    finished,
-    stop() {
-      stopped = true;
-      controller.abort();
-    },
-  };
+  return controls(state, controller, run());
 }

@@ -53,27 +53,44 @@ export class Controller {
   }
 
   async selectThread(id) {
-    this.turns.stop();
+    this.turns.detach();
     try {
       await this.threads.select(id);
     } catch (err) {
       this.error(err.message);
       return;
     }
-    // A reply still marked streaming was cut off when the page closed.
+    // A reply still streaming goes on on the server: follow it. One from before replies had
+    // turn ids was cut off when the page closed.
     for (const message of this.threads.messages) {
-      if (message.status === "streaming") {
+      if (message.status === "streaming" && (!message.turnId || message !== this.threads.messages.at(-1))) {
         message.status = "stopped";
         this.threads.saveMessage(message);
       }
     }
     this.view.showThread(this.threads.current, this.threads.messages);
     this.turns.showActions();
+    this.turns.followStreaming({ owner: true });
     this.renderThreads();
   }
 
+  // Another tab wrote to chat `id`: show it as it is now, and follow a reply it started.
+  async remoteChange(id) {
+    try {
+      await this.threads.refresh(id);
+    } catch (err) {
+      this.error(err.message);
+      return;
+    }
+    this.renderThreads();
+    if (this.threads.current?.id !== id || this.turns.busy) return;
+    this.view.showThread(this.threads.current, this.threads.messages);
+    this.turns.showActions();
+    this.turns.followStreaming({ owner: false });
+  }
+
   newThread() {
-    this.turns.stop();
+    this.turns.detach();
     this.threads.startNew();
     this.view.showThread(null, []);
     this.renderThreads();
@@ -88,7 +105,7 @@ export class Controller {
 
   async deleteThread(id) {
     const open = this.threads.current?.id === id;
-    if (open) this.turns.stop();
+    if (open) this.turns.abandon();
     await this.threads.remove(id);
     if (open) this.newThread();
     else this.renderThreads();

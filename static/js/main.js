@@ -31,6 +31,7 @@ const turns = new Turns({
   onNotice: (message) => view.notice(message, { kind: "warning", sticky: true }),
 });
 const controller = new Controller({ view, threads, turns, settings });
+threads.onRemoteChange = (threadId) => controller.remoteChange(threadId);
 
 view.on("send", (text) => turns.send(text));
 view.on("stop", () => turns.stop());

@@ -1,66 +1,56 @@
 // Socket.IO transport: the same turns as api.js's streamChat, over one shared connection.
-// The server runs one turn per connection, so a turn starts once the one before it has ended
-// there (a stopped turn ends within one decode step).
+// Every event carries its turn's id and seq: events are routed by turn and deduplicated by seq.
+// When the connection drops, Socket.IO reconnects and every turn still followed is resumed
+// (chat_resume) from the last seq it got.
 import { io } from "../vendor/socket.io.esm.min.js";
 import { ApiError, NETWORK_ERROR, authError, getAccessToken } from "./api.js";
 
 const CONNECT_TIMEOUT_MS = 5000;
 const ACK_TIMEOUT_MS = 15000;
-const ENDED_TIMEOUT_MS = 10000;  // never wait on a turn's end forever
-const BUSY_RETRIES = 8;
-
-const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const lost = (message) => new ApiError("connection_lost", message);
+const RECONNECT_GIVE_UP_MS = 60000;
 
 function connected(socket) {
   if (socket.connected) return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const finish = (ok) => {
+    const finish = (error) => {
       clearTimeout(timer);
       socket.off("connect", onConnect);
       socket.off("connect_error", onError);
-      if (ok) resolve();
-      else reject(new ApiError(NETWORK_ERROR, "Could not reach the server. Check that Rill is running, then retry."));
+      if (error) reject(error);
+      else resolve();
     };
-    const onConnect = () => finish(true);
+    const onConnect = () => finish(null);
     // The server refusing the connection (a missing or bad token) is not a TransportError: no
     // retry helps then. Otherwise the socket goes on reconnecting for the next turn.
-    const onError = (err) => (err && err.type !== "TransportError" && err.message !== "timeout"
-      ? refuse(err.message) : finish(false));
-    const refuse = (message) => {
-      clearTimeout(timer);
-      socket.off("connect", onConnect);
-      socket.off("connect_error", onError);
-      reject(authError(message));
-    };
+    const onError = (err) => finish(err && err.type !== "TransportError" && err.message !== "timeout"
+      ? authError(err.message)
+      : new ApiError(NETWORK_ERROR, "Could not reach the server. Check that Rill is running, then retry."));
     const timer = setTimeout(onError, CONNECT_TIMEOUT_MS);
     socket.on("connect", onConnect);
     socket.on("connect_error", onError);
   });
 }
 
-// One turn as this client sees it; nothing reaches the handlers once it is stopped or ended.
+// One turn as this client follows it; nothing reaches the handlers once it is stopped or ended.
 class SocketTurn {
-  constructor(request, handlers) {
-    this.request = request;
+  constructor(id, lastSeq, handlers) {
+    this.id = id;
+    this.lastSeq = lastSeq;
     this.handlers = handlers;
-    this.id = null;
-    this.started = false;
     this.stopped = false;
     this.ended = false;
-    this.serverEnded = new Promise((resolve) => { this.resolveEnded = resolve; });
+    this.sent = false;       // the server has it: resume it after a reconnect
+    this.cancelAsked = false;
+    this.ends = new Promise((resolve) => { this.resolveEnded = resolve; });
   }
 
-  // From the ack or chat_start, whichever comes first.
-  start(event) {
-    this.id = event.turn_id;
-    if (this.started || this.stopped) return;
-    this.started = true;
-    this.handlers.start(event);
-  }
-
-  token(text) {
-    if (!this.stopped && !this.ended) this.handlers.token(text);
+  event(name, event) {
+    if (this.ended || this.stopped || !Number.isInteger(event.seq) || event.seq <= this.lastSeq) return;
+    this.lastSeq = event.seq;
+    if (name === "chat_start") this.handlers.start(event);
+    else if (name === "chat_token") this.handlers.token(event.token, event.seq);
+    else if (name === "chat_complete") this.end(() => this.handlers.done(event));
+    else if (name === "chat_error") this.end(() => this.handlers.error(new ApiError(event.error.type, event.error.message)));
   }
 
   end(report = () => {}) {
@@ -69,95 +59,103 @@ class SocketTurn {
     this.resolveEnded();
     if (!this.stopped) report();
   }
-
-  done(event) {
-    this.end(() => this.handlers.done(event));
-  }
-
-  fail(error) {
-    this.end(() => this.handlers.error(error));
-  }
 }
 
 export class SocketTransport {
   constructor() {
     this.socket = null;
-    this.current = null;                  // the turn the server's events are about
-    this.previousEnded = Promise.resolve();
+    this.turns = new Map();  // turn id -> SocketTurn, while followed
+    this.lostTimer = 0;
   }
 
   connection() {
     if (this.socket) return this.socket;
     const socket = io({ autoConnect: false, auth: (send) => send({ token: getAccessToken() }) });
-    const toCurrent = (handle) => (event) => {
-      const turn = this.current;
-      if (turn && (!event.turn_id || !turn.id || event.turn_id === turn.id)) handle(turn, event);
-    };
-    socket.on("chat_start", toCurrent((turn, event) => {
-      turn.start(event);
-      if (turn.stopped) this.cancel(turn);
-    }));
-    socket.on("chat_token", toCurrent((turn, event) => turn.token(event.token)));
-    socket.on("chat_complete", toCurrent((turn, event) => turn.done(event)));
-    socket.on("chat_error", (event) => {
-      // A refused request (turn_id null) has the same error in its ack: handled there.
-      if (event.turn_id) toCurrent((turn) => turn.fail(new ApiError(event.error.type, event.error.message)))(event);
+    for (const name of ["chat_start", "chat_token", "chat_complete", "chat_error"]) {
+      socket.on(name, (event) => event.turn_id && this.turns.get(event.turn_id)?.event(name, event));
+    }
+    socket.on("disconnect", () => {
+      for (const turn of this.turns.values()) turn.handlers.reconnecting?.(true);
+      clearTimeout(this.lostTimer);
+      this.lostTimer = setTimeout(() => this.giveUp(), RECONNECT_GIVE_UP_MS);
     });
-    socket.on("disconnect", () => this.current?.fail(lost("The connection was lost before the reply finished.")));
+    socket.on("connect", () => {
+      clearTimeout(this.lostTimer);
+      for (const turn of this.turns.values()) {
+        if (!turn.sent) continue;
+        turn.handlers.reconnecting?.(false);
+        this.resume(socket, turn);
+      }
+    });
     socket.connect();
     this.socket = socket;
     return socket;
   }
 
+  giveUp() {
+    for (const turn of [...this.turns.values()]) {
+      turn.end(() => turn.handlers.error(new ApiError("connection_lost", "The connection was lost and the reply could not be followed again.")));
+      this.turns.delete(turn.id);
+    }
+  }
+
   stream(request, handlers) {
-    const turn = new SocketTurn(request, handlers);
-    const previousEnded = this.previousEnded;
-    this.previousEnded = Promise.race([turn.serverEnded, delay(ENDED_TIMEOUT_MS)]);
-    return { finished: this.run(turn, previousEnded), stop: () => this.stop(turn) };
+    return this.run(new SocketTurn(request.turn_id, -1, handlers), (socket) => this.ask(socket, "chat_stream", request));
   }
 
-  async run(turn, previousEnded) {
-    await previousEnded;
-    if (turn.stopped) return turn.end();
-    const socket = this.connection();
-    if (!socket.active) socket.connect(); // a refused connection stays closed until asked again
-    try {
-      await connected(socket);
-    } catch (err) {
-      return turn.fail(err);
-    }
-    if (turn.stopped) return turn.end();
-    this.current = turn;
-    const ack = await this.ask(socket, turn.request);
-    if (ack.error) return turn.fail(new ApiError(ack.error.type, ack.error.message));
-    turn.start({ turn_id: ack.turn_id, session_id: ack.session_id, model: null });
-    if (turn.stopped) this.cancel(turn);
-    await turn.serverEnded;
+  follow(turnId, lastSeq, handlers) {
+    return this.run(new SocketTurn(turnId, lastSeq, handlers), (socket) => this.resume(socket, this.turns.get(turnId)));
   }
 
-  // chat_stream; asked again for a moment if the server is still winding the last turn down.
-  async ask(socket, request) {
-    for (let attempt = 1; ; attempt++) {
-      let ack;
+  run(turn, send) {
+    this.turns.set(turn.id, turn);
+    const finished = (async () => {
+      const socket = this.connection();
+      if (!socket.active) socket.connect(); // a refused connection stays closed until asked again
       try {
-        ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("chat_stream", request);
-      } catch {
-        return { error: { type: "connection_lost", message: "The server did not answer the request." } };
+        await connected(socket);
+      } catch (err) {
+        turn.end(() => turn.handlers.error(err));
       }
-      if (ack.error?.type !== "turn_in_progress" || attempt === BUSY_RETRIES) return ack;
-      await delay(100 * attempt);
+      if (!turn.ended) {
+        const ack = await send(socket);
+        turn.sent = true;
+        if (ack?.error) turn.end(() => turn.handlers.error(new ApiError(ack.error.type, ack.error.message)));
+        else if (turn.cancelAsked) socket.emit("chat_cancel", { turn_id: turn.id }); // Stop came before the ack
+        await turn.ends;
+      }
+      this.turns.delete(turn.id);
+    })();
+    return { finished, cancel: () => this.cancel(turn), detach: () => this.detach(turn) };
+  }
+
+  async ask(socket, event, payload) {
+    try {
+      return await socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload);
+    } catch {
+      return { error: { type: "connection_lost", message: "The server did not answer the request." } };
     }
   }
 
-  stop(turn) {
-    if (turn.stopped) return;
-    turn.stopped = true;
-    if (turn.id) this.cancel(turn);
-    // Without an id the request is unsent (run() ends it) or unanswered (the ack cancels it).
+  async resume(socket, turn) {
+    if (!turn || turn.ended) return null;
+    const ack = await this.ask(socket, "chat_resume", { turn_id: turn.id, after_seq: turn.lastSeq });
+    if (ack?.error?.type === "turn_not_found") {
+      turn.end(() => turn.handlers.error(new ApiError("connection_lost", "The server no longer has this reply (it restarted, or the reply expired).")));
+      return null;
+    }
+    return ack;
   }
 
   cancel(turn) {
-    if (!turn.ended) this.socket.emit("chat_cancel", { turn_id: turn.id });
+    if (turn.ended) return;
+    if (turn.sent) this.socket?.emit("chat_cancel", { turn_id: turn.id });
+    else turn.cancelAsked = true; // before the ack: run() cancels once it comes
+  }
+
+  detach(turn) {
+    turn.stopped = true;
+    turn.end();
   }
 
   // A new token: the next turn opens a new connection with it.

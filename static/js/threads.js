@@ -1,5 +1,6 @@
 // The chats: the list, the open one and its messages, kept in memory and written through to
-// the store. A failed write is reported through onError and the chat goes on in memory.
+// the store. A failed write is reported through onError and the chat goes on in memory. Every
+// write is announced to the other tabs on a BroadcastChannel; they read the chat again.
 import { EXPORT_FORMAT, newId, parseExport } from "./store.js";
 
 const TITLE_CHARS = 60;
@@ -11,10 +12,15 @@ export function titleFrom(text) {
 
 const now = () => new Date().toISOString();
 
+const CHANNEL = "rill-threads";
+
 export class Threads {
   constructor(store, onError) {
     this.store = store;            // null when the browser gives no storage
     this.onError = onError;
+    this.onRemoteChange = () => {};  // (threadId): another tab wrote to that chat
+    this.channel = typeof BroadcastChannel === "function" ? new BroadcastChannel(CHANNEL) : null;
+    if (this.channel) this.channel.onmessage = (event) => this.onRemoteChange(event.data.threadId);
     this.list = [];                // newest first
     this.current = null;           // null: a new chat not yet started
     this.messages = [];            // the current chat's, in order
@@ -26,9 +32,22 @@ export class Threads {
     this.list = await this.store.threads();
   }
 
-  write(operation) {
+  write(operation, threadId = this.current?.id) {
     if (!this.store) return Promise.resolve();
-    return operation(this.store).catch((err) => this.onError(err.message));
+    return operation(this.store)
+      .then(() => this.channel?.postMessage({ threadId }))
+      .catch((err) => this.onError(err.message));
+  }
+
+  // Another tab changed chat `id`: read the list, and that chat if it was read before, again.
+  async refresh(id) {
+    if (!this.store) return;
+    this.list = await this.store.threads();
+    if (this.loaded.has(id)) this.loaded.set(id, await this.store.messages(id));
+    if (this.current?.id === id) {
+      this.current = this.list.find((t) => t.id === id) || null;
+      this.messages = this.current ? this.loaded.get(id) : [];
+    }
   }
 
   async messagesOf(id) {
@@ -56,7 +75,7 @@ export class Threads {
     this.loaded.set(thread.id, []);
     this.current = thread;
     this.messages = this.loaded.get(thread.id);
-    this.write((s) => s.putThread(thread));
+    this.write((s) => s.putThread(thread), thread.id);
     return thread;
   }
 
@@ -66,7 +85,7 @@ export class Threads {
       thread.updatedAt = now();
       this.list.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
     }
-    return this.write((s) => s.putThread(thread));
+    return this.write((s) => s.putThread(thread), thread.id);
   }
 
   addMessage(fields) {
@@ -80,7 +99,7 @@ export class Threads {
   }
 
   saveMessage(message) {
-    return this.write((s) => s.putMessage({ ...message }));
+    return this.write((s) => s.putMessage({ ...message }), message.threadId);
   }
 
   removeMessages(messages) {
@@ -101,7 +120,7 @@ export class Threads {
     this.list = this.list.filter((t) => t.id !== id);
     this.loaded.delete(id);
     if (this.current?.id === id) this.startNew();
-    return this.write((s) => s.deleteThread(id));
+    return this.write((s) => s.deleteThread(id), id);
   }
 
   // The threads whose title or text contains `query`; all of them for an empty query.

@@ -1,11 +1,17 @@
 // Replies: asking, streaming into the view once per animation frame, stopping, and asking again.
-import { chatOnce, streamChat } from "./api.js";
+// A reply lives on the server as a turn with an event log: this page follows it, and follows it
+// again after a reload or a dropped network (from the last event it has, saved with the text),
+// and so does any other tab that has the chat open. Only the tab that asked (or took the reply
+// over after a reload) writes the partial reply to IndexedDB while it streams; every tab that
+// sees the end writes the same final text.
+import { ApiError, chatOnce, followTurn, newTurnId, restoreSession, streamChat } from "./api.js";
 import { StreamingMarkdown } from "./markdown.js";
 import { requestOptions } from "./settings.js";
 import { SocketTransport } from "./socket.js";
 
 const SAVE_EVERY_MS = 1500;   // a partial reply survives a closed tab, give or take this much
 const RATE_EVERY_MS = 250;    // a live tokens/s figure that changes faster is unreadable
+const STOP_WAIT_MS = 5000;    // Stop waits this long for the server's last word, then ends here
 
 function serverStats(done) {
   return {
@@ -19,12 +25,15 @@ function serverStats(done) {
 
 // One reply on its way: tokens are collected as they come and drawn at most once per frame.
 class Reply {
-  constructor(thread, message, view, save) {
+  constructor(thread, message, view, save, owner = true) {
     this.thread = thread;
     this.message = message;
     this.view = view;
     this.save = save;
+    this.owner = owner;       // writes the partial reply while it streams
     this.markdown = new StreamingMarkdown();
+    this.lastSeq = -1;        // the turn's last event shown
+    this.seeded = false;
     this.count = 0;
     this.sentAt = performance.now();
     this.firstAt = 0;
@@ -34,7 +43,17 @@ class Reply {
     this.handle = null;
   }
 
-  token(text) {
+  // What an earlier page (or this one, before a reload) already showed and saved.
+  seed(text, lastSeq) {
+    this.markdown.append(text);
+    this.lastSeq = lastSeq;
+    this.seeded = Boolean(text);
+    this.flush();
+  }
+
+  token(text, seq = null) {
+    if (seq !== null && seq <= this.lastSeq) return; // had it already
+    if (seq !== null) this.lastSeq = seq;
     if (!this.count) this.firstAt = performance.now();
     this.count += 1;
     this.markdown.append(text);
@@ -44,7 +63,7 @@ class Reply {
   flush() {
     cancelAnimationFrame(this.frame);
     this.frame = 0;
-    if (!this.count) return;
+    if (!this.count && !this.seeded) return;
     const started = performance.now();
     const { settled, live } = this.markdown.render();
     this.view.update(settled, live);
@@ -53,11 +72,17 @@ class Reply {
       this.rateAt = started;
       this.view.showRate(this.rate(started));
     }
-    if (started - this.savedAt >= SAVE_EVERY_MS) {
+    if (this.owner && started - this.savedAt >= SAVE_EVERY_MS) {
       this.savedAt = started;
-      this.message.content = this.markdown.text;
-      this.save(this.message);
+      this.keep();
     }
+  }
+
+  // The text and the seq it goes up to, saved together: a reload follows on from exactly there.
+  keep() {
+    this.message.content = this.markdown.text;
+    this.message.lastSeq = this.lastSeq;
+    this.save(this.message);
   }
 
   rate(now) {
@@ -87,19 +112,20 @@ export class Turns {
     this.onNotice = onNotice;
     this.active = null;
     this.socket = null;         // connected on first use
+    this.stopTimer = 0;
   }
 
   get busy() {
     return this.active !== null;
   }
 
+  // {stream(request, handlers), follow(turnId, lastSeq, handlers)}
   transport(settings) {
-    if (!settings.stream) return chatOnce;
-    if (settings.transport === "socketio") {
+    if (settings.stream && settings.transport === "socketio") {
       this.socket ??= new SocketTransport();
-      return (request, handlers) => this.socket.stream(request, handlers);
+      return { stream: (r, h) => this.socket.stream(r, h), follow: (id, seq, h) => this.socket.follow(id, seq, h) };
     }
-    return streamChat;
+    return { stream: settings.stream ? streamChat : chatOnce, follow: followTurn };
   }
 
   tokenChanged() {
@@ -124,42 +150,85 @@ export class Turns {
     const thread = this.threads.current;
     const settings = this.getSettings();
     const message = this.threads.addMessage({
-      role: "assistant", content: "", status: "streaming", model: settings.model || null, stats: null, turnId: null,
+      role: "assistant", content: "", status: "streaming", model: settings.model || null, stats: null,
+      turnId: newTurnId(), lastSeq: -1,
     });
-    const reply = new Reply(thread, message, this.view.beginReply(message), (m) => this.threads.saveMessage(m));
+    const reply = this.begin(thread, message, this.view.beginReply(message), true);
+    this.request(reply, question.content, settings, thread.sessionId, replaceTurn);
+  }
+
+  begin(thread, message, replyView, owner) {
+    const reply = new Reply(thread, message, replyView, (m) => this.threads.saveMessage(m), owner);
     this.active = reply;
     this.view.setBusy(true);
     this.view.showActions({});
     this.view.announce("Rill is replying.");
     this.onChange();
-    this.request(reply, question.content, settings, thread.sessionId, replaceTurn);
+    return reply;
+  }
+
+  handlers(reply, onError) {
+    return {
+      start: (event) => this.started(reply, event),
+      token: (piece, seq) => this.active === reply && reply.token(piece, seq),
+      done: (done) => this.finish(reply, done.finish_reason === "cancelled" ? "stopped" : "complete", serverStats(done)),
+      error: (error) => onError(error),
+      reconnecting: (away) => this.active === reply && this.view.notice(away ? "Connection lost: reconnecting…"
+        : "Reconnected: the reply goes on.", { kind: away ? "warning" : "info" }),
+    };
   }
 
   request(reply, text, settings, sessionId, replaceTurn = null) {
-    const request = { message: text, ...requestOptions(settings) };
+    const request = { message: text, turn_id: reply.message.turnId, ...requestOptions(settings) };
     if (sessionId) request.session_id = sessionId;
     if (sessionId && replaceTurn) request.replace_turn = replaceTurn;
-    reply.handle = this.transport(settings)(request, {
-      start: (event) => this.started(reply, event),
-      token: (piece) => this.active === reply && reply.token(piece),
-      done: (done) => this.finish(reply, done.finish_reason === "cancelled" ? "stopped" : "complete", serverStats(done)),
-      error: (error) => {
-        if (error.type === "session_not_found" && sessionId && !reply.count) {
-          // The server forgot the chat (a restart, an expiry): go on in a new session.
-          reply.thread.sessionId = null;
-          this.onNotice("The server no longer had this chat (it may have restarted), so it goes on in a new session: "
-            + "the model does not see the earlier messages.");
-          this.request(reply, text, settings, null);
-        } else {
-          this.finish(reply, "error", null, error);
-        }
-      },
-    });
+    reply.handle = this.transport(settings).stream(request, this.handlers(reply, (error) => {
+      if (error.type === "session_not_found" && sessionId && !reply.count) this.restore(reply, text, settings);
+      else this.failed(reply, error);
+    }));
+  }
+
+  // The server no longer has this chat (it expired, or an older server): give it this
+  // browser's copy of the conversation so far, then ask again in the restored session.
+  async restore(reply, text, settings) {
+    const history = this.threads.messages
+      .filter((m) => m !== reply.message && m.content && (m.role === "user" || m.status !== "error"))
+      .slice(0, -1) // the question being asked goes with the request itself
+      .map((m) => ({ role: m.role, content: m.content }));
+    try {
+      const session = await restoreSession(history);
+      reply.thread.sessionId = session.id;
+      this.threads.saveThread(reply.thread, { touch: false });
+      this.onNotice("The server no longer had this chat, so it was restored from this browser's copy.");
+      this.request(reply, text, settings, session.id);
+    } catch (err) {
+      this.failed(reply, err instanceof ApiError ? err : new ApiError("restore_failed", err.message));
+    }
+  }
+
+  // A reply still streaming when this page opened the chat (a reload, another tab asking):
+  // follow it on the server from the last event this browser has.
+  followStreaming({ owner }) {
+    const message = this.threads.messages.at(-1);
+    if (this.busy || !message || message.role !== "assistant" || message.status !== "streaming" || !message.turnId) return;
+    const reply = this.begin(this.threads.current, message, this.view.resumeReply(message), owner);
+    reply.seed(message.content || "", message.lastSeq ?? -1);
+    reply.handle = this.transport(this.getSettings()).follow(message.turnId, reply.lastSeq,
+      this.handlers(reply, (error) => this.failed(reply, error)));
+  }
+
+  failed(reply, error) {
+    // A reply that cannot be followed any more keeps what arrived.
+    if (error.type === "connection_lost" && reply.markdown.text) {
+      this.onNotice(error.message);
+      this.finish(reply, "stopped", null);
+    } else {
+      this.finish(reply, "error", null, error);
+    }
   }
 
   started(reply, event) {
     if (this.active !== reply) return;
-    reply.message.turnId = event.turn_id || null;
     if (event.model) reply.message.model = event.model;
     if (event.session_id && reply.thread.sessionId !== event.session_id) {
       reply.thread.sessionId = event.session_id;
@@ -167,20 +236,51 @@ export class Turns {
     }
   }
 
+  // Stop (or Esc), in any tab: the server stops the turn and its last event ends the reply
+  // here; if that does not come soon, it ends here anyway.
   stop() {
     const reply = this.active;
     if (!reply) return;
-    reply.handle?.stop();
-    this.finish(reply, "stopped", null);
+    reply.handle?.cancel();
+    clearTimeout(this.stopTimer);
+    this.stopTimer = setTimeout(() => {
+      if (this.active !== reply) return;
+      reply.handle?.detach();
+      this.finish(reply, "stopped", null);
+    }, STOP_WAIT_MS);
+  }
+
+  // Leave the reply to the server (another chat was opened): it goes on there and is followed
+  // again when this chat is opened.
+  detach() {
+    const reply = this.active;
+    if (!reply) return;
+    reply.handle?.detach();
+    reply.flush();
+    if (reply.owner) reply.keep();
+    this.active = null;
+    this.view.setBusy(false);
+  }
+
+  // The chat is being deleted: stop the reply on the server and forget it here.
+  abandon() {
+    const reply = this.active;
+    if (!reply) return;
+    reply.handle?.cancel();
+    reply.handle?.detach();
+    this.active = null;
+    this.view.setBusy(false);
   }
 
   finish(reply, status, stats, error = null) {
     if (this.active !== reply) return;
+    clearTimeout(this.stopTimer);
     reply.flush();
     this.active = null;
     const message = reply.message;
     message.status = status;
     message.content = status === "error" ? "" : reply.markdown.text;
+    message.lastSeq = reply.lastSeq;
     message.stats = status === "error" ? null : stats || reply.clientStats();
     message.error = error && { type: error.type, message: error.message };
     reply.view.finish(message);

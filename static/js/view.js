@@ -334,6 +334,20 @@ export class View {
     return new ReplyView(this, item);
   }
 
+  // A reply already on the page (or in the chat just opened) that goes on streaming.
+  resumeReply(message) {
+    let item = this.findMessage(message.id);
+    if (!item) {
+      item = this.messageItem(message);
+      this.el.empty.hidden = true;
+      this.el.messages.append(item);
+    }
+    item.classList.add("is-streaming");
+    item.classList.toggle("is-waiting", !message.content);
+    item.setAttribute("aria-busy", "true");
+    return new ReplyView(this, item);
+  }
+
   // Shows a message as it now is (a finished, stopped or failed reply, an edited question).
   updateMessage(message) {
     const item = this.findMessage(message.id);
