@@ -1,0 +1,139 @@
+"""Resumable turns: how fast a reconnecting reader gets its first event, what a finished turn
+costs to keep, and session writes per second on SQLite against memory.
+
+1. Reconnect: 300 GETs of /api/chat/turns/<id>/events with a random Last-Event-ID on finished
+   turns, timed from the request to the first replayed event; the peer figure in the same run is
+   the first event of a new turn (POST /api/chat/stream) on the same server.
+2. Memory: RSS of the server before and after 1,000 finished turns (retained; 40 tokens each,
+   the scripted echo model), per turn and per event.
+3. Session appends (in process): 8 threads append question + reply pairs to their own sessions,
+   SQLite (WAL, on disk) against the in-memory store.
+
+Usage: python bench/resume_bench.py [--turns 1000] [--reconnects 300] [--appends 2000]
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.memory_bench import rss_mib, settle  # noqa: E402
+from backend.sessions.memory import MemorySessionStore  # noqa: E402
+from backend.sessions.sqlite import SQLiteSessionStore  # noqa: E402
+from tests.server import start_server, stop_server  # noqa: E402
+
+WORDS = " ".join(f"word{n}" for n in range(40))
+
+
+def first_event_ms(port: int, method: str, path: str, body: dict | None = None, headers: dict | None = None) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    started = time.perf_counter()
+    conn.request(method, path, body=json.dumps(body) if body else None,
+                 headers={"Content-Type": "application/json", **(headers or {})})
+    response = conn.getresponse()
+    line = response.fp.readline()
+    while line and not line.startswith(b"data:"):
+        line = response.fp.readline()
+    elapsed = (time.perf_counter() - started) * 1000
+    conn.close()
+    return elapsed
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def reconnects(srv, port: int, count: int) -> None:
+    turns = []
+    for _ in range(20):
+        r = json.loads(http_post(port, "/api/chat", {"message": WORDS, "model": "scripted/echo"}))
+        turns.append(r["turn_id"])
+    fresh = [first_event_ms(port, "POST", "/api/chat/stream", {"message": "a b", "model": "scripted/echo"})
+             for _ in range(count)]
+    resumed = [first_event_ms(port, "GET", f"/api/chat/turns/{random.choice(turns)}/events",
+                              headers={"Last-Event-ID": str(random.randint(0, 39))}) for _ in range(count)]
+    print(f"reconnect -> first replayed event: p50 {statistics.median(resumed):.2f} ms, "
+          f"p99 {percentile(resumed, 99):.2f} ms ({count} reconnects)")
+    print(f"peer, a new turn's first event:    p50 {statistics.median(fresh):.2f} ms, "
+          f"p99 {percentile(fresh, 99):.2f} ms; ratio resume/new at p50 "
+          f"{statistics.median(resumed) / statistics.median(fresh):.2f}x")
+
+
+def http_post(port: int, path: str, body: dict) -> bytes:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    data = conn.getresponse().read()
+    conn.close()
+    return data
+
+
+def retained_memory(srv, port: int, count: int) -> None:
+    before = settle(srv.process.pid)
+    for _ in range(count):
+        http_post(port, "/api/chat", {"message": WORDS, "model": "scripted/echo"})
+    after = settle(srv.process.pid)
+    per_turn = (after - before) * 1024 / count
+    print(f"memory per retained finished turn: {per_turn:.1f} KiB ({per_turn * 1024 / 42:.0f} B per event; "
+          f"{count} turns of 42 events, session rows included; RSS {before:.0f} -> {after:.0f} MiB)")
+
+
+def appends_per_second(store, writers: int, per_writer: int) -> float:
+    sessions = [store.create(f"user{w}")["id"] for w in range(writers)]
+    barrier = threading.Barrier(writers + 1)
+
+    def write(w: int) -> None:
+        barrier.wait()
+        for n in range(per_writer):
+            store.append(sessions[w], {"role": "user", "content": f"question {n}"},
+                         {"role": "assistant", "content": WORDS, "status": "complete"}, user=f"user{w}")
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    return writers * per_writer / (time.perf_counter() - started)
+
+
+def session_appends(per_writer: int) -> None:
+    memory = appends_per_second(MemorySessionStore(max_messages=100_000), 8, per_writer)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteSessionStore(Path(tmp) / "sessions.db", max_messages=100_000)
+        sqlite = appends_per_second(store, 8, per_writer)
+        store.close()
+    print(f"session appends/s, 8 writers: SQLite {sqlite:,.0f}, memory {memory:,.0f} "
+          f"(SQLite at {sqlite / memory:.2f}x memory; each append is a question and its reply)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, default=1000)
+    parser.add_argument("--reconnects", type=int, default=300)
+    parser.add_argument("--appends", type=int, default=2000, help="per writer")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as logs:
+        srv = start_server("eventlet", Path(logs), RILL_RATE_LIMIT="1000000 per minute",
+                           RILL_MAX_SESSIONS=100000)
+        port = int(srv.url.rsplit(":", 1)[1])
+        try:
+            reconnects(srv, port, args.reconnects)
+            retained_memory(srv, port, args.turns)
+        finally:
+            stop_server(srv)
+    session_appends(args.appends)
+
+
+if __name__ == "__main__":
+    main()
