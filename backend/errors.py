@@ -1,6 +1,7 @@
-"""Errors and their one JSON shape.
+"""Errors, their HTTP status and their one JSON shape.
 
-ApiError            a request we refuse: carries an HTTP status, a type and a message
+ApiError            a request the web layer refuses: carries an HTTP status, a type and a message
+Refused             (refusals.py) the domain will not do it: its type picks the status below
 ProviderError       (providers/base.py) a model or upstream failed; ends a stream with `error`
 
 Every HTTP error, ours or Flask's, leaves as {"error": {"type": ..., "message": ...}}.
@@ -10,6 +11,9 @@ from __future__ import annotations
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from .providers.base import ProviderError
+from .refusals import Refused
+
 
 class ApiError(Exception):
     def __init__(self, status: int, type: str, message: str):
@@ -17,6 +21,26 @@ class ApiError(Exception):
         self.status = status
         self.type = type
         self.message = message
+
+
+REFUSAL_STATUS = {  # the domain's refusals, by type
+    "invalid_request_error": 400,
+    "provider_not_configured": 400,
+    "session_not_found": 404,
+    "model_not_found": 404,
+    "turn_not_found": 404,
+    "turn_exists": 409,
+    "too_many_turns": 429,
+}
+
+
+def status_of(err: Exception) -> tuple[int, str, str]:
+    """(HTTP status, type, message) for anything a request can end with."""
+    if isinstance(err, Refused):
+        return REFUSAL_STATUS.get(err.type, 400), err.type, err.message
+    if isinstance(err, (ApiError, ProviderError)):
+        return err.status, err.type, err.message
+    raise TypeError(f"not a refusal: {err!r}")
 
 
 HTTP_ERROR_TYPES = {
@@ -51,8 +75,10 @@ def error_response(status: int, type: str, message: str):
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
-    def _api_error(err: ApiError):
-        return error_response(err.status, err.type, err.message)
+    @app.errorhandler(Refused)
+    @app.errorhandler(ProviderError)
+    def _refused(err):
+        return error_response(*status_of(err))
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 
-from ..errors import ApiError
+from ..refusals import Refused
 from ..providers.base import ChatMessage, Finish, GenerationOptions, Prompt, ProviderError
 from ..providers.engine import END, Job, spawn
 from ..schemas import ChatRequest
@@ -47,7 +47,7 @@ def _session_job(services, req: ChatRequest, user: str, provider, model_id: str)
         if req.replace_turn:  # asked again: the model must not see the answer being replaced
             services.sessions.rewind(session_id, req.replace_turn, user)
     else:
-        raise ApiError(404, "session_not_found", f"no session {req.session_id!r} (it may have expired)")
+        raise Refused("session_not_found", f"no session {req.session_id!r} (it may have expired)")
     history = [m for m in services.sessions.history(session_id, user) if m["content"]]
     messages = [ChatMessage("system", req.system)] if req.system else []
     messages += [ChatMessage(m["role"], m["content"])
@@ -69,7 +69,7 @@ def start_stateless_turn(services, model: str, messages: list[ChatMessage], opti
     provider, model_id = services.models.resolve(model)
     limit = services.settings.max_history_messages
     if len(messages) > limit + 1:
-        raise ApiError(400, "invalid_request_error", f"messages: {len(messages)} messages; the limit is {limit + 1}")
+        raise Refused("invalid_request_error", f"messages: {len(messages)} messages; the limit is {limit + 1}")
     with services.turns.lock:
         services.turns.check(user)
         turn = Turn(services, Job(provider, model_id, messages, options), user)
@@ -175,10 +175,10 @@ class Turn:
         """Read the turn to its end (non-streaming): the reply and the `done` event's data."""
         for event in self.log.follow(keepalive=self.services.settings.keepalive_seconds):
             if event.kind == "error":
-                raise ApiError(self.error.status, event.data["error"]["type"], event.data["error"]["message"])
+                raise self.error
             if event.kind == "done":
                 return "".join(self.pieces), event.data
-        raise ApiError(502, "model_error", "the turn ended without a reply")
+        raise ProviderError("the turn ended without a reply", type="model_error")
 
 
 class Turns:
@@ -198,10 +198,10 @@ class Turns:
         """Call with `lock` held, then add() the turn under the same hold."""
         limit = self.settings.max_concurrent_turns
         if len(self.running(user)) >= limit:
-            raise ApiError(429, "too_many_turns",
+            raise Refused("too_many_turns",
                            f"{limit} replies are already running for you; wait for one to finish or cancel it")
         if turn_id is not None and turn_id in self.by_id:
-            raise ApiError(409, "turn_exists", f"turn {turn_id!r} already exists; choose another turn_id")
+            raise Refused("turn_exists", f"turn {turn_id!r} already exists; choose another turn_id")
 
     def add(self, turn: Turn) -> None:
         self.by_id[turn.id] = turn

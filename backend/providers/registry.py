@@ -1,7 +1,7 @@
 """Model routing: `provider/model` names (or a bare model name) to a provider and model id."""
 from __future__ import annotations
 
-from ..errors import ApiError
+from ..refusals import Refused
 from .base import Provider
 
 
@@ -36,11 +36,11 @@ class ModelRegistry:
     def resolve(self, name: str | None) -> tuple[Provider, str]:
         found = self.find(name)
         if found is None:
-            raise ApiError(404, "model_not_found",
+            raise Refused("model_not_found",
                            f"unknown model {name or self.default!r}; available: {', '.join(self.names()) or 'none'}")
         reason = found[0].unavailable()
         if reason:
-            raise ApiError(400, "provider_not_configured", reason)
+            raise Refused("provider_not_configured", reason)
         return found
 
     def listing(self) -> dict:

@@ -14,9 +14,10 @@ from werkzeug.exceptions import HTTPException
 
 from ..chat.events import StreamEvent
 from ..chat.turn import Turn, start_stateless_turn
-from ..errors import ApiError, http_error_message
+from ..errors import ApiError, http_error_message, status_of
 from ..extensions import chat_limit
-from ..providers.base import ChatMessage, GenerationOptions
+from ..providers.base import ChatMessage, GenerationOptions, ProviderError
+from ..refusals import Refused
 from ..schemas import AnthropicRequest, content_text, json_body, parse
 from .sse import PING, format_event, sse_response
 
@@ -32,8 +33,11 @@ def anthropic_error(status: int, message: str) -> dict:
 
 
 @bp.errorhandler(ApiError)
-def _api_error(err: ApiError):
-    return jsonify(anthropic_error(err.status, err.message)), err.status
+@bp.errorhandler(Refused)
+@bp.errorhandler(ProviderError)
+def _refused(err):
+    status, _, message = status_of(err)
+    return jsonify(anthropic_error(status, message)), status
 
 
 @bp.errorhandler(HTTPException)

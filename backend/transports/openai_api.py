@@ -14,9 +14,10 @@ from werkzeug.exceptions import HTTPException
 from .. import __version__, services
 from ..chat.events import StreamEvent
 from ..chat.turn import Turn, start_stateless_turn
-from ..errors import ApiError, http_error_message
+from ..errors import ApiError, http_error_message, status_of
 from ..extensions import chat_limit
-from ..providers.base import ChatMessage, GenerationOptions
+from ..providers.base import ChatMessage, GenerationOptions, ProviderError
+from ..refusals import Refused
 from ..schemas import OpenAIChatRequest, content_text, json_body, parse
 from .sse import PING, format_event, sse_response
 
@@ -33,8 +34,11 @@ def openai_error(status: int, code: str, message: str) -> dict:
 
 
 @bp.errorhandler(ApiError)
-def _api_error(err: ApiError):
-    return jsonify(openai_error(err.status, err.type, err.message)), err.status
+@bp.errorhandler(Refused)
+@bp.errorhandler(ProviderError)
+def _refused(err):
+    status, type, message = status_of(err)
+    return jsonify(openai_error(status, type, message)), status
 
 
 @bp.errorhandler(HTTPException)

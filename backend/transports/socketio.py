@@ -20,6 +20,7 @@ from limits import parse as parse_limit
 from ..auth import ANONYMOUS, limit_key
 from ..chat.turn import Turn, start_turn
 from ..errors import ApiError, error_body
+from ..refusals import Refused
 from ..extensions import CHAT_SCOPE, limiter
 from ..schemas import ChatRequest, parse
 
@@ -122,7 +123,7 @@ def register(socketio) -> None:
                                               f"retry in {wait} s", retry_after=wait)
         try:
             turn = start_turn(services(), parse(ChatRequest, data), user)
-        except ApiError as err:
+        except (ApiError, Refused) as err:
             return refuse(err.type, err.message)
         return attach(turn, -1)
 

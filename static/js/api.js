@@ -50,6 +50,8 @@ export function authError(serverMessage) {
   return new ApiError("authentication_error", `${advice} (Server: ${serverMessage})`, 401);
 }
 
+const badEvent = () => new ApiError("bad_response", "The server sent an event that is not valid JSON.");
+
 function networkError() {
   return new ApiError(NETWORK_ERROR, "Could not reach the server. Check that Rill is running, then retry.");
 }
@@ -238,7 +240,7 @@ async function follow(state, handlers, controller) {
       if (await dispatch(response, state, handlers, controller.signal)) return;
     } catch (err) {
       if (state.stopped) return;
-      if (err instanceof SyntaxError) return handlers.error(new ApiError("bad_response", "The server sent an event that is not valid JSON."));
+      if (err instanceof SyntaxError) return handlers.error(badEvent());
     }
   }
   if (!state.stopped) handlers.error(new ApiError("connection_lost", "The connection was lost and the reply could not be followed again."));
@@ -272,7 +274,7 @@ export function streamChat(request, handlers) {
     } catch (err) {
       if (state.stopped) return;
       if (err instanceof ApiError) return handlers.error(err); // refused: nothing runs on the server
-      if (err instanceof SyntaxError) return handlers.error(new ApiError("bad_response", "The server sent an event that is not valid JSON."));
+      if (err instanceof SyntaxError) return handlers.error(badEvent());
       // Otherwise the connection dropped mid-reply: the turn goes on, follow it again.
     }
     if (!state.stopped) await follow(state, handlers, controller);
