@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.memory_bench import rss_mib, settle  # noqa: E402
+from bench.memory_bench import settle  # noqa: E402
 from backend.sessions.memory import MemorySessionStore  # noqa: E402
 from backend.sessions.sqlite import SQLiteSessionStore  # noqa: E402
 from tests.server import start_server, stop_server  # noqa: E402

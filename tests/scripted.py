@@ -14,6 +14,7 @@ import re
 from time import sleep  # green under eventlet, where the engine runs this as a green thread
 
 from backend.providers.base import Finish
+from backend.providers.engine import Streamed
 
 # Everything a page must show as text or drop: none of it may run, load or navigate.
 XSS = """Hostile reply <script>window.__xss = 'script'; alert('script')</script>
@@ -56,7 +57,7 @@ def long_pieces(count: int) -> list[str]:
     return list(itertools.islice(words, count))
 
 
-class ScriptedProvider:
+class ScriptedProvider(Streamed):
     name = "scripted"
     passthrough = False
 

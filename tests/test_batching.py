@@ -5,8 +5,8 @@ import time
 import pytest
 
 from backend.config import Settings
-from backend.providers.base import ChatMessage, Finish, GenerationOptions, Prompt, ProviderError
-from backend.providers.engine import END, Job, real_queue
+from backend.providers.base import ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt, ProviderError
+from backend.providers.engine import Job
 from backend.providers.local import LocalProvider
 
 pytestmark = pytest.mark.slow
@@ -26,9 +26,8 @@ def local():
 @pytest.fixture(scope="module")
 def jobs(local):
     """The provider's own scheduler, fed like the engine feeds it."""
-    queue = real_queue.SimpleQueue()
-    threading.Thread(target=local.serve, args=(queue,), daemon=True).start()
-    return queue
+    threading.Thread(target=local.run, daemon=True).start()
+    return local
 
 
 def alone(local, text, **options):
@@ -38,20 +37,21 @@ def alone(local, text, **options):
 
 def submit(jobs, local, text, **options):
     job = Job(local, "m", [ChatMessage("user", text)], GenerationOptions(**options))
-    jobs.put(job)
+    jobs.start(job)
     return job
 
 
 def collect(job, timeout=120):
+    """The text and the last item: a Finish, or the ProviderError of a Failure."""
     pieces, deadline = [], time.monotonic() + timeout
     while True:
-        item = job.channel.get(timeout=max(0.1, deadline - time.monotonic()))
-        if item is END:
-            return "".join(pieces), last
-        if isinstance(item, str):
-            pieces.append(item)
-        elif not isinstance(item, Prompt):
-            last = item
+        match job.channel.get(timeout=max(0.1, deadline - time.monotonic())):
+            case Piece(text):
+                pieces.append(text)
+            case Finish() as finish:
+                return "".join(pieces), finish
+            case Failure(error):
+                return "".join(pieces), error
 
 
 def test_greedy_batched_equals_alone(local, jobs):
@@ -68,8 +68,8 @@ def test_a_turn_joins_a_running_batch_and_changes_nothing(local, jobs):
     seen = []
     while len(seen) < 10:  # the first turn is well under way
         item = first.channel.get(timeout=60)
-        if isinstance(item, str):
-            seen.append(item)
+        if isinstance(item, Piece):
+            seen.append(item.text)
     second = submit(jobs, local, PROMPTS[0], temperature=0, max_tokens=16)
     short, finish = collect(second)
     rest, _ = collect(first)
@@ -98,8 +98,8 @@ def test_cancel_touches_only_its_own_turn_within_a_step(local, jobs):
     pieces = []
     while len(pieces) < 3:
         item = b.channel.get(timeout=60)
-        if isinstance(item, str):
-            pieces.append(item)
+        if isinstance(item, Piece):
+            pieces.append(item.text)
     b.cancel.set()
     _, finish = collect(b)
     assert finish.reason == "cancelled" and finish.completion_tokens <= 6
@@ -114,7 +114,7 @@ def test_a_failing_turn_does_not_take_the_batch_down(local, jobs):
     error = too_long.channel.get(timeout=60)
     while isinstance(error, Prompt):
         error = too_long.channel.get(timeout=60)
-    assert isinstance(error, ProviderError) and error.type == "context_length_exceeded"
+    assert isinstance(error, Failure) and error.error.type == "context_length_exceeded"
     assert collect(good)[0] == expected
     _, outcome = collect(bad_sampler)
     assert isinstance(outcome, (ProviderError, Finish))

@@ -1,7 +1,6 @@
 """The real server (both async modes) with the real model, driven over loopback."""
 import json
 import threading
-import time
 
 import pytest
 import requests

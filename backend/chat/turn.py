@@ -15,8 +15,8 @@ import time
 import uuid
 
 from ..refusals import Refused
-from ..providers.base import ChatMessage, Finish, GenerationOptions, Prompt, ProviderError
-from ..providers.engine import END, Job, spawn
+from ..providers.base import ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt, ProviderError
+from ..providers.engine import Job, spawn
 from ..schemas import ChatRequest
 from .log import TurnLog
 
@@ -115,24 +115,26 @@ class Turn:
         self.services.engine.submit(self.job)
         self.log.append("start", {"session_id": self.session_id, "turn_id": self.id, "model": self.model})
         while self.running:
-            item = self.job.channel.get()
-            if isinstance(item, Prompt):
-                self.prompt_tokens = item.tokens
-            elif isinstance(item, str):
-                if self.running:
-                    self.first_at = self.first_at or time.perf_counter()
-                    self.pieces.append(item)
-                    self.log.append("token", {"token": item, "count": len(self.pieces)})
-            elif isinstance(item, Finish):
-                self.prompt_tokens = item.prompt_tokens
-                if self._interrupted:
-                    self.end("interrupted", INTERRUPTED)
-                else:
-                    self.end("cancelled" if item.reason == "cancelled" else "complete", finish=item)
-            else:
-                if item is END:
-                    item = ProviderError("the model ended without finishing its reply", type="model_error")
-                self.end("error", item)
+            match self.job.channel.get():
+                case Prompt(tokens):
+                    self.prompt_tokens = tokens
+                case Piece(text):
+                    self.token(text)
+                case Finish() as finish:
+                    self.prompt_tokens = finish.prompt_tokens
+                    if self._interrupted:
+                        self.end("interrupted", INTERRUPTED)
+                    else:
+                        self.end("cancelled" if finish.reason == "cancelled" else "complete", finish=finish)
+                case Failure(error):
+                    self.end("error", error)
+
+    def token(self, text: str) -> None:
+        with self._ending:
+            if self.running:  # a shutdown may have ended the turn already
+                self.first_at = self.first_at or time.perf_counter()
+                self.pieces.append(text)
+                self.log.append("token", {"token": text, "count": len(self.pieces)})
 
     def end(self, status: str, error: ProviderError | None = None, finish: Finish | None = None) -> None:
         """Save the exchange, then write the final event; once, whoever calls first (the pump, or

@@ -1,7 +1,8 @@
 """The provider contract: given messages and options, yield text pieces, then one Finish.
 
-A provider's `stream` is plain blocking code; the engine runs it in an OS thread and checks
-nothing itself, so `stream` must look at `cancel` before each step and stop promptly.
+A provider's `stream` is plain blocking code; the engine runs it off the event loop and checks
+nothing itself, so `stream` must look at `cancel` before each step and stop promptly. What a
+turn reads back is typed: Prompt, Piece..., then Finish or Failure.
 """
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ class Finish:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Piece:
+    text: str
+
+
 class ProviderError(Exception):
     """A model or upstream failure, reported to the client as an `error` event."""
 
@@ -50,11 +56,23 @@ class ProviderError(Exception):
         self.status = status
 
 
+@dataclass(frozen=True)
+class Failure:
+    error: ProviderError
+
+
+Item = Prompt | Piece | Finish | Failure  # a job's channel carries these; Finish or Failure is the last
+
+
 class CancelToken(Protocol):
     def is_set(self) -> bool: ...
 
 
 class Provider(Protocol):
+    """Every provider has this whole interface. Upstream providers write only `stream` (plus
+    models, unavailable, load) and get the rest from engine.Streamed; the local model schedules
+    its jobs itself (continuous batching) behind the same start/run/status/close."""
+
     name: str  # the prefix of its model names: `name/model`
     passthrough: bool  # True: any `name/model` is sent on (an upstream knows its own models)
 
@@ -65,14 +83,21 @@ class Provider(Protocol):
         """Why requests cannot be served at all (say, a missing API key), or None."""
 
     def load(self) -> None:
-        """Slow preparation, run once in its own thread when the server starts."""
+        """Slow preparation, run once in the provider's own OS thread when the server starts."""
+
+    def run(self) -> None:
+        """Then, in that same thread: the provider's scheduler loop, if it has one."""
+
+    def start(self, job) -> None:
+        """Take an engine.Job: its channel gets Prompt, Piece..., then Finish or Failure."""
+
+    def status(self) -> dict | None:
+        """{"busy", "running", "queued"} for a provider that schedules its own jobs."""
+
+    def close(self, reason: str) -> None:
+        """The provider is being dropped (it could not load): answer what it holds with `reason`."""
 
     def stream(
         self, model: str, messages: list[ChatMessage], options: GenerationOptions, cancel: CancelToken
     ) -> Iterator[str | Prompt | Finish]:
-        """Yield text pieces as they are produced, then exactly one Finish.
-
-        Optional instead: `serve(jobs)`, a loop that takes engine.Job objects from a queue and
-        feeds each job's channel itself (Prompt, pieces, Finish or ProviderError, then END):
-        the local model does so to batch its turns.
-        """
+        """Yield text pieces as they are produced, then exactly one Finish; raise ProviderError."""

@@ -14,12 +14,12 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from .base import CancelToken, ChatMessage, Finish, GenerationOptions, Prompt, ProviderError
+from .base import CancelToken, ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt, ProviderError
 from .decoding import IncrementalDecoder, Sampler, StopMatcher
 
 
 class Row:
-    """One turn in the batch. `emit` receives its Prompt, text pieces and Finish (or error)."""
+    """One turn in the batch. `emit` receives its Prompt, Pieces, then a Finish or a Failure."""
 
     def __init__(self, provider, messages: list[ChatMessage], options: GenerationOptions, cancel: CancelToken,
                  emit: Callable):
@@ -51,7 +51,7 @@ class Row:
             self.hidden = (token, hidden)
         piece, stopped = self.stops.push(self.decoder.push(token))
         if piece:
-            self.emit(piece)
+            self.emit(Piece(piece))
         if stopped:
             return self.finish("stop_sequence")
         if self.produced >= self.options.max_tokens:
@@ -60,7 +60,7 @@ class Row:
 
     def finish(self, reason: str) -> None:
         if reason != "stop_sequence" and (rest := self.stops.flush()):
-            self.emit(rest)
+            self.emit(Piece(rest))
         extra = {"hidden_states": self.provider.hidden_payload(*self.hidden)} if self.hidden else {}
         if self.stops.matched:
             extra["stop_sequence"] = self.stops.matched
@@ -68,7 +68,7 @@ class Row:
         self.done = True
 
     def fail(self, error: ProviderError) -> None:
-        self.emit(error)
+        self.emit(Failure(error))
         self.done = True
 
 

@@ -3,9 +3,9 @@
 Under eventlet, a plain threading.Thread or queue.Queue is green after monkey-patching: a model
 forward pass inside one would freeze every client. So workers are original OS threads, and
 their output crosses back through a Channel, the one place that knows which async mode runs.
-A provider with a serve() method (the local model) gets one worker thread and a FIFO queue and
-schedules its turns itself (batching them). Other providers wait on upstream servers, not on the
-CPU: under eventlet their streams run as green threads on the server's hub, because after
+Every provider gets one OS thread to load in and then run its own scheduler, if it has one (the
+local model batches its turns there). Other providers (engine.Streamed) wait on upstream servers,
+not on the CPU: under eventlet their streams run as green threads on the server's hub, because after
 patching every lock their SDKs create is green, and a green lock contended by two OS threads
 hangs the waiter for good ("Cannot switch to a different thread": seen with 8 concurrent
 openai and google-genai streams). In threading mode they get a thread per stream.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import eventlet.patcher
 
-from .base import ChatMessage, Finish, GenerationOptions, Provider, ProviderError
+from .base import ChatMessage, Failure, Finish, GenerationOptions, Piece, Provider, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,6 @@ def spawn(function, *args) -> None:
         real_threading.Thread(target=function, args=args, daemon=True).start()
 
 
-END = object()  # the last item a job puts on its channel
-
-
 @dataclass
 class Job:
     provider: Provider
@@ -121,20 +118,38 @@ class Job:
 
 
 def run_job(job: Job) -> None:
-    """Feed a provider's output into the job's channel; always ends with END."""
+    """Feed a provider's stream into the job's channel, typed; the last item is a Finish or a Failure."""
     try:
         if job.cancel.is_set():
             job.channel.put(Finish("cancelled", 0, 0))
-        else:
-            for item in job.provider.stream(job.model, job.messages, job.options, job.cancel):
-                job.channel.put(item)
+            return
+        for item in job.provider.stream(job.model, job.messages, job.options, job.cancel):
+            job.channel.put(Piece(item) if isinstance(item, str) else item)
+            if isinstance(item, Finish):
+                return
+        job.channel.put(Failure(ProviderError("the model ended without finishing its reply", type="model_error")))
     except ProviderError as exc:
-        job.channel.put(exc)
+        job.channel.put(Failure(exc))
     except Exception as exc:
         log.exception("provider %s failed", job.provider.name)
-        job.channel.put(ProviderError(f"{job.provider.name} model failed: {exc}", type="model_error"))
-    finally:
-        job.channel.put(END)
+        job.channel.put(Failure(ProviderError(f"{job.provider.name} model failed: {exc}", type="model_error")))
+
+
+class Streamed:
+    """The rest of the provider contract for providers that only stream (upstreams): each job's
+    stream runs on its own (see the module docstring); there is nothing to schedule or close."""
+
+    def run(self) -> None:
+        pass
+
+    def start(self, job: Job) -> None:
+        spawn(run_job, job)
+
+    def status(self) -> dict | None:
+        return None
+
+    def close(self, reason: str) -> None:
+        pass
 
 
 class Engine:
@@ -142,18 +157,15 @@ class Engine:
     the app must not load models."""
 
     def __init__(self):
-        self._queues: dict[int, object] = {}  # by id(provider), for providers that serve()
         self._providers: list[Provider] = []
         self._on_load_failed: dict[int, object] = {}
         self._started = False
 
     def add(self, provider: Provider, on_load_failed=None) -> None:
         """`on_load_failed(provider)`, when given, is called if the provider cannot load; the
-        engine then forgets it and its worker ends (a model loaded while serving leaves nothing
+        engine then drops it and its thread ends (a model loaded while serving leaves nothing
         behind). Without it a provider that cannot load stays, answering every turn with why."""
         self._providers.append(provider)
-        if hasattr(provider, "serve"):
-            self._queues[id(provider)] = real_queue.SimpleQueue()
         self._on_load_failed[id(provider)] = on_load_failed
         if self._started:
             self._start(provider)
@@ -165,47 +177,27 @@ class Engine:
                 self._start(provider)
 
     def _start(self, provider: Provider) -> None:
-        """A provider that serves its own queue gets one worker: load, then serve forever."""
-        queue = self._queues.get(id(provider))
-
         def work() -> None:
             provider.load()
-            on_load_failed = self._on_load_failed.get(id(provider))
+            on_load_failed = self._on_load_failed.pop(id(provider), None)
             if getattr(provider, "state", "ready") == "error" and on_load_failed:
                 on_load_failed(provider)
-                self._forget(provider)
-            elif queue is not None:
-                provider.serve(queue)
+                self._providers.remove(provider)
+                provider.close(f"the model could not be loaded: {provider.error}")
+            else:
+                provider.run()
 
         real_threading.Thread(target=work, name=f"rill-{provider.name}", daemon=True).start()
 
-    def _forget(self, provider: Provider) -> None:
-        """Drop a provider that could not load; turns that queued for it meanwhile get the reason."""
-        self._providers.remove(provider)
-        self._on_load_failed.pop(id(provider), None)
-        queue = self._queues.pop(id(provider), None)
-        while queue is not None and not queue.empty():
-            job = queue.get_nowait()
-            job.channel.put(ProviderError(f"the model could not be loaded: {provider.error}",
-                                          type="model_unavailable", status=503))
-            job.channel.put(END)
-
     def submit(self, job: Job) -> Job:
         self.start()
-        queue = self._queues.get(id(job.provider))
-        if queue is not None:
-            queue.put(job)
-        else:
-            spawn(run_job, job)
+        job.provider.start(job)
         return job
 
     def status(self) -> dict:
-        """Self-serving providers by `provider/model`: rows running, turns waiting."""
+        """Providers that schedule their own jobs, by `provider/model`: rows running, turns waiting."""
         status = {}
         for provider in self._providers:
-            if id(provider) in self._queues:
-                running = provider.running
-                queued = self._queues[id(provider)].qsize() + provider.waiting
-                status[f"{provider.name}/{provider.models()[0]['id']}"] = {
-                    "busy": running > 0, "running": running, "queued": queued}
+            if (state := provider.status()) is not None:
+                status[f"{provider.name}/{provider.models()[0]['id']}"] = state
         return status

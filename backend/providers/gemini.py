@@ -14,6 +14,7 @@ from typing import Iterator
 
 from ..config import comma_list
 from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
+from .engine import Streamed
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 API_VERSION = "v1beta"
@@ -37,7 +38,7 @@ def build_request(model: str, messages: list[ChatMessage], options: GenerationOp
     return {"model": model, "contents": contents, "config": config}
 
 
-class GeminiProvider:
+class GeminiProvider(Streamed):
     name = "gemini"
     passthrough = True
 

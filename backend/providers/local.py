@@ -14,8 +14,8 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Iterator
 
-from .base import CancelToken, ChatMessage, Finish, GenerationOptions, Prompt, ProviderError
-from .engine import END
+from .base import CancelToken, ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt, ProviderError
+from .engine import real_queue
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ class LocalProvider:
         self.admit_tokens = admit_tokens  # prompt tokens prefilled between two decode steps
         self.running = 0  # rows in the batch now
         self.waiting = 0  # turns queued for a place in it
+        self.jobs = real_queue.SimpleQueue()  # engine.Jobs for run(), the scheduler
+        self.closed: str | None = None  # why it takes no more jobs
 
     @staticmethod
     def _name_for(source: Path | None) -> str:
@@ -212,7 +214,10 @@ class LocalProvider:
         batch.admit([row])
         while True:
             while out:
-                yield out.popleft()
+                item = out.popleft()
+                if isinstance(item, Failure):
+                    raise item.error
+                yield item.text if isinstance(item, Piece) else item
             if row.done:
                 return
             if cancel.is_set():
@@ -220,15 +225,31 @@ class LocalProvider:
                 continue
             batch.step()
 
-    def serve(self, jobs) -> None:
-        """The engine's worker loop: admit waiting jobs between decode steps, forever."""
+    def start(self, job) -> None:
+        if self.closed:
+            reply(job, Failure(ProviderError(self.closed, type="model_unavailable", status=503)))
+        else:
+            self.jobs.put(job)
+
+    def status(self) -> dict:
+        return {"busy": self.running > 0, "running": self.running, "queued": self.jobs.qsize() + self.waiting}
+
+    def close(self, reason: str) -> None:
+        self.closed = reason
+        while not self.jobs.empty():
+            self.start(self.jobs.get_nowait())
+
+    def run(self) -> None:
+        """The scheduler, in the engine's thread for this provider: admit waiting jobs between
+        decode steps, forever (continuous batching)."""
         from .batching import Batch, Row
 
+        jobs = self.jobs
         try:
             self._check_ready()
         except ProviderError as never_loaded:  # every turn gets the reason
             while True:
-                reply(jobs.get(), never_loaded)
+                reply(jobs.get(), Failure(never_loaded))
         batch = Batch(self.model, self.pad_id)
         waiting = collections.deque()
         while True:
@@ -245,11 +266,11 @@ class LocalProvider:
                 try:
                     row = Row(self, job.messages, job.options, job.cancel, job.channel.put)
                 except ProviderError as exc:
-                    reply(job, exc)
+                    reply(job, Failure(exc))
                     continue
                 except Exception as exc:  # e.g. a chat template that rejects these messages
-                    reply(job, ProviderError(f"the local model cannot take this conversation: {exc}",
-                                             type="invalid_request_error", status=400))
+                    reply(job, Failure(ProviderError(f"the local model cannot take this conversation: {exc}",
+                                                     type="invalid_request_error", status=400)))
                     continue
                 row.job = job
                 budget -= len(row.prompt)
@@ -261,24 +282,22 @@ class LocalProvider:
                 for row in batch.rows:
                     if not row.done and row.cancel.is_set():
                         row.finish("cancelled")
-                for row in batch.drop_done():
-                    row.job.channel.put(END)
+                batch.drop_done()
                 if batch.rows:
                     batch.step()
-                    for row in batch.drop_done():
-                        row.job.channel.put(END)
+                    batch.drop_done()
             except Exception as exc:  # the model itself failed: every row in this batch ends
                 log.exception("batched decode step failed")
                 for row in {*batch.rows, *newcomers}:
-                    reply(row.job, ProviderError(f"local model failed: {exc}", type="model_error"))
+                    if not row.done:
+                        reply(row.job, Failure(ProviderError(f"local model failed: {exc}", type="model_error")))
                 batch = Batch(self.model, self.pad_id)
             self.running = len(batch.rows)
 
 
-def reply(job, item) -> None:
-    """A job's last word: its Finish or error, then END."""
+def reply(job, item: Finish | Failure) -> None:
+    """A job's last word."""
     job.channel.put(item)
-    job.channel.put(END)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from typing import Iterator
 
 from ..config import comma_list
 from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
+from .engine import Streamed
 
 FINISH = {"stop": "stop", "length": "length"}  # anything else (content_filter, tool_calls) ends as stop
 
@@ -28,7 +29,7 @@ def describe(exc: BaseException) -> str:
     return str(cause) or type(cause).__name__
 
 
-class OpenAIProvider:
+class OpenAIProvider(Streamed):
     name = "openai"
     passthrough = True  # the upstream knows its own models; any `openai/<name>` is sent on
 
