@@ -96,8 +96,9 @@ def test_concurrent_streams_and_health_stay_live(server):
         for w in workers:
             w.join(timeout=max(0, deadline - time.monotonic()))
     finally:
-        for s in streams:
+        for s in streams:  # leaving only detaches: stop the turns explicitly
             s.close()
+            requests.post(f"{server.url}/api/chat/turns/{s.headers['X-Turn-Id']}/cancel", timeout=10)
     assert seen == [["start"] + ["token"] * 5] * 6, seen
     assert len(health) == 5 and max(health) < 0.5, health
     assert server.wait_idle(timeout=10)["active_turns"] == 0
