@@ -62,7 +62,20 @@ class GeminiProvider(Streamed):
         return None if self.client else "the gemini provider needs an API key: set RILL_GEMINI_API_KEY"
 
     def load(self) -> None:
-        pass
+        """Build the SDK's request and response models once, now: their first use rebuilds
+        pydantic models under a lock, which would stall the first requests (and, in threading
+        mode, everything waiting on the GIL) for a second or two."""
+        if self.client is None:
+            return
+        from google.genai import types
+
+        request = build_request("m", [ChatMessage("system", "s"), ChatMessage("user", "u")],
+                                GenerationOptions(stop=("x",), seed=1))
+        types.GenerateContentConfig.model_validate(request["config"])
+        types.Content.model_validate(request["contents"][0])
+        types.GenerateContentResponse.model_validate({
+            "candidates": [{"content": {"role": "model", "parts": [{"text": "x"}]}, "finish_reason": "STOP"}],
+            "usage_metadata": {"prompt_token_count": 1, "candidates_token_count": 1}})
 
     def stream(self, model: str, messages: list[ChatMessage], options: GenerationOptions,
                cancel: CancelToken) -> Iterator[str | Finish]:
