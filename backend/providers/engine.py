@@ -27,7 +27,6 @@ real_threading = eventlet.patcher.original("threading")
 real_queue = eventlet.patcher.original("queue")
 real_os = eventlet.patcher.original("os")  # green os.write refuses two greenlets on one fd
 
-Empty = real_queue.Empty  # eventlet.queue raises this same class
 
 
 def green() -> bool:
@@ -92,7 +91,7 @@ class Channel:
             self.put = self._queue.put
 
     def get(self, timeout: float | None = None):
-        """The next item; raises Empty after `timeout` seconds without one."""
+        """The next item; raises queue.Empty after `timeout` seconds without one."""
         return self._queue.get(timeout=timeout)
 
 
