@@ -22,8 +22,10 @@ from .log import TurnLog
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = ProviderError("the server shut down while the reply was being written; the partial reply is "
-                            "saved", type="interrupted", status=503)
+def interrupted() -> ProviderError:
+    """A new one each time: collect() raises it, and a raised exception keeps its traceback."""
+    return ProviderError("the server shut down while the reply was being written; the partial reply is saved",
+                         type="interrupted", status=503)
 
 
 def start_turn(services, req: ChatRequest, user: str = "anonymous") -> "Turn":
@@ -123,7 +125,7 @@ class Turn:
                 case Finish() as finish:
                     self.prompt_tokens = finish.prompt_tokens
                     if self._interrupted:
-                        self.end("interrupted", INTERRUPTED)
+                        self.end("interrupted", interrupted())
                     else:
                         self.end("cancelled" if finish.reason == "cancelled" else "complete", finish=finish)
                 case Failure(error):
@@ -243,4 +245,4 @@ class Turns:
         while any(t.running for t in turns) and time.monotonic() < deadline:
             time.sleep(0.05)
         for turn in turns:  # a model that did not stop in time: end it without waiting
-            turn.end("interrupted", INTERRUPTED)
+            turn.end("interrupted", interrupted())
