@@ -86,21 +86,23 @@ def test_a_full_server_answers_503_at_once(tmp_path):
     srv = start_server("eventlet", tmp_path, entry="tests.serve", RILL_HTTP_MAX_CONNECTIONS=20,
                        RILL_HTTP_IDLE_SECONDS=3)
     host, port = srv.url.removeprefix("http://").split(":")
-    held = [socket.create_connection((host, int(port))) for _ in range(25)]
     try:
-        time.sleep(0.3)
-        started = time.perf_counter()
-        response = abuse.raw_exchange(srv.url, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
-        assert time.perf_counter() - started < 2
-        head, _, body = response.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in head
-        assert json.loads(body)["error"]["type"] == "server_busy"
+        held = [socket.create_connection((host, int(port))) for _ in range(25)]
+        try:
+            time.sleep(0.3)
+            started = time.perf_counter()
+            response = abuse.raw_exchange(srv.url, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+            assert time.perf_counter() - started < 2
+            head, _, body = response.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in head
+            assert json.loads(body)["error"]["type"] == "server_busy"
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.5)
+        assert requests.get(f"{srv.url}/health", timeout=10).status_code == 200
     finally:
-        for sock in held:
-            sock.close()
-    time.sleep(0.5)
-    assert requests.get(f"{srv.url}/health", timeout=10).status_code == 200
-    stop_server(srv)
+        stop_server(srv)  # also when an assertion fails: no server left running
 
 
 def test_long_streams_outlive_the_head_deadline(abused):
