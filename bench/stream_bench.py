@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--mode", default="eventlet", choices=["eventlet", "threading"])
     args = parser.parse_args()
 
-    provider = LocalProvider(cache_dir=Settings.from_env().cache_dir)
+    provider = LocalProvider(Settings.from_env())
     provider.load()
     server = start_server(args.mode, Path(tempfile.mkdtemp()), entry="app")
     try:
@@ -83,7 +83,7 @@ def main() -> None:
     finally:
         stop_server(server)
     r, h = median_of(raw), median_of(http)
-    print(f"model {provider.model_name} ({provider.model.dtype}), {args.tokens} new tokens, greedy, "
+    print(f"model {provider.model_name} ({provider.model.describe()}), {args.tokens} new tokens, greedy, "
           f"median of {args.runs} runs, server in {args.mode} mode")
     print(f"{'':22}{'raw engine':>12}{'SSE route':>12}{'ratio':>10}")
     for key, label in (("ttft_ms", "TTFT ms"), ("itl_ms", "inter-token ms"), ("tok_s", "tokens/s")):

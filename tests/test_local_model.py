@@ -1,4 +1,5 @@
-"""The local provider on the real model, in-process: decoding, sampling, window, cancellation."""
+"""The local provider on the real model, in-process, on each engine: decoding, sampling, window,
+cancellation, hidden states."""
 import threading
 
 import pytest
@@ -11,13 +12,25 @@ from backend.providers.local import LocalProvider
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def local():
-    settings = Settings.from_env()
-    provider = LocalProvider(cache_dir=settings.cache_dir, context_tokens=512)
+ENGINES = ["llamacpp", "transformers"]
+
+
+def load(engine: str, **settings) -> LocalProvider:
+    provider = LocalProvider(Settings.from_env(engine=engine, **settings))
     provider.load()
     assert provider.state == "ready", provider.error
+    assert provider.models()[0]["engine"] == {"llamacpp": "llama.cpp"}.get(engine, engine)
     return provider
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def local(request):
+    return load(request.param, context_tokens=512)
+
+
+def encode(local, text):
+    tokenizer = local.model.tokenizer
+    return tokenizer.encode(text) if local.model.engine == "llama.cpp" else tokenizer.encode(text, add_special_tokens=False)
 
 
 def run(provider, messages, cancel=None, **options):
@@ -32,10 +45,10 @@ USER = [ChatMessage("user", "Name three colors.")]
 
 def test_incremental_decoder_matches_full_decode_with_multibyte_text(local):
     text = "Rivers 🌊 flow — naïve café, 漢字 and emoji 👩‍👩‍👧 end."
-    ids = local.tokenizer.encode(text, add_special_tokens=False)
-    decoder = IncrementalDecoder(local.tokenizer)
+    ids = encode(local, text)
+    decoder = IncrementalDecoder(local.model.tokenizer)
     pieces = [decoder.push(i) for i in ids]
-    assert "".join(pieces) == local.tokenizer.decode(ids) == text
+    assert "".join(pieces) == local.model.tokenizer.decode(ids) == text
     assert all("\ufffd" not in p for p in pieces)
     assert sum(1 for p in pieces if p) > 10  # pieces, not one lump
 
@@ -62,7 +75,7 @@ def test_tiny_top_p_is_greedy_and_seeds_repeat(local):
 def test_history_reaches_the_model(local):
     convo = [ChatMessage("user", "My name is Zorblat."), ChatMessage("assistant", "Nice to meet you, Zorblat!"),
              ChatMessage("user", "Repeat my name.")]
-    prompt = local.tokenizer.decode(local.encode_prompt(convo, 16))
+    prompt = local.model.tokenizer.decode(local.encode_prompt(convo, 16))
     assert "Zorblat" in prompt and prompt.index("My name") < prompt.index("Repeat my name")
 
 
@@ -73,7 +86,7 @@ def test_context_window_drops_oldest_turns_and_keeps_system(local):
         convo += [ChatMessage("user", f"Q{i} {filler}"), ChatMessage("assistant", f"A{i} {filler}")]
     convo.append(ChatMessage("user", "LAST-QUESTION"))
     ids = local.encode_prompt(convo, 64)
-    prompt = local.tokenizer.decode(ids)
+    prompt = local.model.tokenizer.decode(ids)
     assert len(ids) <= 512 - 64
     assert "SYSTEM-RULE" in prompt and "LAST-QUESTION" in prompt
     assert "Q0 " not in prompt and "Q11 " in prompt
@@ -109,17 +122,26 @@ def test_cancel_stops_within_one_decode_step(local):
 def test_hidden_state_is_the_final_layer_output_behind_the_last_token(local):
     text, finish = run(local, USER, temperature=0, max_tokens=6, hidden_states=True)
     hidden = finish.extra["hidden_states"]
-    config = local.model.config
-    assert hidden["layer"] == config.num_hidden_layers and hidden["dimension"] == config.hidden_size
-    assert len(hidden["values"]) == config.hidden_size
+    assert hidden["layer"] == 30 and hidden["dimension"] == len(hidden["values"]) == 576  # SmolLM2-135M
+    assert int(output_logits(local, hidden["values"]).argmax()) == hidden["token_id"]  # greedy: what picked it
+    ids = encode(local, text)
+    decode = local.model.tokenizer.decode
+    assert ids[-1] == hidden["token_id"] or decode(ids).endswith(decode([hidden["token_id"]]))
+
+
+def output_logits(local, values):
+    """The model's output layer applied to a hidden state, outside the engine that produced it."""
     import torch
 
-    vector = torch.tensor(hidden["values"], dtype=local.model.dtype)
-    logits = local.model.lm_head(vector)
-    assert int(logits.argmax()) == hidden["token_id"]  # greedy: it is what picked the last token
-    ids = local.tokenizer.encode(text, add_special_tokens=False)
-    assert ids[-1] == hidden["token_id"] or local.tokenizer.decode(ids).endswith(
-        local.tokenizer.decode([hidden["token_id"]]))
+    if local.model.engine == "transformers":
+        model = local.model.model
+        return model.lm_head(torch.tensor(values, dtype=model.dtype))
+    import gguf
+
+    tensors = {t.name: t for t in gguf.GGUFReader(local.model.source).tensors}
+    weights = tensors.get("output.weight") or tensors["token_embd.weight"]  # tied embeddings
+    matrix = torch.from_numpy(gguf.dequantize(weights.data, weights.tensor_type))
+    return matrix @ torch.tensor(values)
 
 
 def test_no_hidden_state_unless_asked(local):

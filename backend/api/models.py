@@ -40,8 +40,7 @@ def load():
         raise ApiError(403, "permission_error", "loading models is for the users listed in RILL_ADMIN_USERS")
     req = parse(LoadRequest, json_body())
     path = checked_model_path(req.path)
-    provider = LocalProvider(str(path.absolute()), settings.cache_dir, settings.dtype, settings.context_tokens,
-                             settings.torch_threads, settings.max_batch)
+    provider = LocalProvider(settings, str(path.absolute()))
     model_id = f"local/{provider.model_name}"
     with _loading:
         if rill.models.find(model_id):

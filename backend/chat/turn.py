@@ -171,7 +171,8 @@ class Turn:
             "duration_ms": round((now - self.created) * 1000, 1),
             "tokens_per_second": round((finish.completion_tokens - 1) / decode_seconds, 1)
             if finish.completion_tokens > 1 and decode_seconds > 0 else None,
-            "usage": {"prompt_tokens": finish.prompt_tokens, "completion_tokens": finish.completion_tokens},
+            "usage": {"prompt_tokens": finish.prompt_tokens, "completion_tokens": finish.completion_tokens,
+                      "cached_tokens": finish.cached_tokens},
             **finish.extra,
         }
 

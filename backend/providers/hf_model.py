@@ -1,0 +1,299 @@
+"""The transformers engine: Hugging Face model directories, GPUs, and GGUF where llama.cpp is missing.
+
+A GGUF file is dequantized once into `<cache_dir>/models/<name>/` as safetensors (30-50 s, with a
+progress bar); later starts load that directory in about a second.
+
+Continuous batching: decoding one stream is bound by reading the weights from memory; a step for
+eight rows reads them once. New turns are prefilled together (left-padded) between decode steps
+and then join the batch; finished or cancelled rows leave it at once. The KV cache is one
+left-padded tensor per layer with a 0/1 attention mask; each row's position ids count only its
+real tokens.
+
+On a CPU the dtype is picked by timing decode steps at load: bfloat16 wins at batch 1 on most
+machines, but without native bf16 (AVX2 only) float32 wins at batch 8 (87 against 55 tok/s). When
+each wins somewhere, both weight copies stay and every step uses the faster one for its batch size.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+          "float32": torch.float32, "fp32": torch.float32}
+TIMED_BATCHES = (1, 4, 16)  # batch sizes timed at load when the dtype is "auto" on a CPU
+
+
+def pick_device(name: str) -> str:
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def prepare_model_dir(source: Path, cache_dir: Path, name: str) -> Path:
+    """Return a directory transformers loads quickly; convert a GGUF file into the cache first."""
+    if source.is_dir():
+        return source
+    target = cache_dir / "models" / name
+    if (target / ".complete").exists():
+        return target
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("converting %s into %s (one time, about a minute)", source, target)
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    with tqdm(total=4, desc=f"Preparing {name}", unit="step") as bar:
+        bar.set_postfix_str("tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        bar.update()
+        bar.set_postfix_str("weights")
+        model = AutoModelForCausalLM.from_pretrained(
+            str(source.parent), gguf_file=source.name, dtype=torch.float32
+        )
+        bar.update()
+        # A GGUF-loaded model refuses to save while it still looks quantized.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        bar.set_postfix_str("saving")
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        bar.update()
+        (staging / ".complete").write_text(str(source))
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        bar.set_postfix_str("done")
+        bar.update()
+    return target
+
+
+class HFModel:
+    engine = "transformers"
+
+    def __init__(self, source: Path, name: str, cache_dir: Path, device: str = "auto", dtype: str = "auto",
+                 threads: int = 0, context_tokens: int = 8192, max_batch: int = 16):
+        self.source, self.name, self.cache_dir = source, name, cache_dir
+        self.device = pick_device(device)
+        self.dtype_name = dtype
+        self.threads = threads
+        self.context_tokens = context_tokens
+        self.max_batch = max_batch
+        self.copies: dict[torch.dtype, object] = {}  # the weights, in each dtype kept
+        self.dtype_for: dict[int, torch.dtype] = {}  # batch size -> the faster copy (both kept)
+
+    def load(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        directory = prepare_model_dir(self.source, self.cache_dir, self.name)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        first = self._first_dtype()
+        self.model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=first, attn_implementation="sdpa")
+        self.model.to(self.device).eval()
+        self.copies = {first: self.model}
+        if self.device == "cpu" and self.dtype_name == "auto":
+            self._pick_cpu_dtype()
+        self.config = self.model.config
+        self.layers = self.config.num_hidden_layers
+        window = getattr(self.config, "max_position_embeddings", None) or self.context_tokens
+        self.context_tokens = min(self.context_tokens, window)
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        self.stop_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.stop_ids)
+
+    def _first_dtype(self) -> torch.dtype:
+        if self.dtype_name != "auto":
+            return DTYPES[self.dtype_name]
+        if self.device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if self.device == "mps":
+            return torch.float16
+        return torch.float32  # the CPU's pick comes from timing, next
+
+    @torch.inference_mode()
+    def _pick_cpu_dtype(self) -> None:
+        """Time a few decode steps in float32 and bfloat16 at each batch size in use; keep a copy
+        only where it is the faster one."""
+        import copy
+
+        self.copies[torch.bfloat16] = copy.deepcopy(self.model).to(torch.bfloat16)
+        sizes = sorted({b for b in TIMED_BATCHES if b < self.max_batch} | {self.max_batch})
+        timings = {dtype: {b: self._time_steps(model, b) for b in sizes} for dtype, model in self.copies.items()}
+        self.dtype_for = {b: min(timings, key=lambda d: timings[d][b]) for b in sizes}
+        winners = set(self.dtype_for.values())
+        self.copies = {d: m for d, m in self.copies.items() if d in winners}
+        self.model = self.copies[self.dtype_for[1]]
+        log.warning("dtype by timing (ms per decode step): %s -> %s", {
+            str(d).removeprefix("torch."): {b: round(t * 1000, 1) for b, t in by.items()} for d, by in timings.items()},
+            self.describe()["dtype"])
+
+    def _time_steps(self, model, rows: int, context: int = 64, steps: int = 6) -> float:
+        """The fastest of a few decode steps: the least disturbed by whatever else runs."""
+        cache = DynamicCache(config=model.config)
+        ids = torch.ones(rows, context, dtype=torch.long)
+        model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        fastest = float("inf")
+        for _ in range(steps):
+            started = time.perf_counter()
+            model(input_ids=ids[:, :1], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            fastest = min(fastest, time.perf_counter() - started)
+        return fastest
+
+    def model_for(self, rows: int):
+        """The weight copy that decodes `rows` rows faster."""
+        if len(self.copies) == 1:
+            return self.model
+        size = max((b for b in self.dtype_for if b <= rows), default=1)
+        return self.copies[self.dtype_for[size]]
+
+    def describe(self) -> dict:
+        dtypes = "+".join(str(d).removeprefix("torch.") for d in self.copies)
+        return {"engine": self.engine, "device": self.device, "dtype": dtypes}
+
+    def chat_tokens(self, chat: list[dict]) -> list[int]:
+        return self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True,
+                                                  return_dict=True)["input_ids"]
+
+    def new_batch(self, max_rows: int) -> "HFBatch":
+        return HFBatch(self)
+
+
+class GrowingLayer(DynamicLayer):
+    """A cache layer that writes each step into spare room instead of concatenating: with a
+    batch of 16, re-copying the whole cache every step cost about 15% of the step."""
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self.set(key_states, value_states)
+            return self.keys, self.values
+        start, end = self.keys.shape[-2], self.keys.shape[-2] + key_states.shape[-2]
+        if end > self.key_room.shape[-2]:
+            self.set(self.keys, self.values, extra=key_states.shape[-2])
+        self.key_room[:, :, start:end] = key_states
+        self.value_room[:, :, start:end] = value_states
+        self.keys, self.values = self.key_room[:, :, :end], self.value_room[:, :, :end]
+        return self.keys, self.values
+
+    def set(self, keys: torch.Tensor, values: torch.Tensor, extra: int = 0) -> None:
+        """Hold these states, with room to grow (used also after rows join or leave)."""
+        length = keys.shape[-2]
+        shape = (*keys.shape[:2], max(64, 2 * (length + extra)), keys.shape[-1])
+        self.key_room, self.value_room = keys.new_empty(shape), values.new_empty(shape)
+        self.key_room[:, :, :length] = keys
+        self.value_room[:, :, :length] = values
+        self.keys, self.values = self.key_room[:, :, :length], self.value_room[:, :, :length]
+
+
+def new_cache(config) -> DynamicCache:
+    cache = DynamicCache(config=config)
+    cache.layers = [GrowingLayer() for _ in cache.layers]
+    return cache
+
+
+class HFBatch:
+    """Rows decoded together. New rows are prefilled whole when they join (ADMIT_TOKENS of prompt
+    at most between two steps, so a crowd of newcomers does not stall the running rows long)."""
+
+    ADMIT_TOKENS = 1024
+
+    def __init__(self, model: HFModel):
+        self.model = model
+        self.rows: list = []
+        self.cache: DynamicCache | None = None
+        self.mask: torch.Tensor | None = None  # [rows, cached positions], 1 = a real token
+
+    def can_admit(self, row, newcomers: list) -> bool:
+        return not newcomers or sum(len(r.prompt) for r in newcomers) + len(row.prompt) <= self.ADMIT_TOKENS
+
+    def close(self) -> None:
+        self.rows, self.cache, self.mask = [], None, None
+
+    def _forward(self, rows: list, **inputs):
+        model = self.model.model_for(len(self.rows) + (0 if rows is self.rows else len(rows)))
+        cache = inputs["past_key_values"]
+        if cache.layers[0].is_initialized and cache.layers[0].keys.dtype != model.dtype:
+            for layer in cache.layers:  # the batch crossed to the other weight copy
+                layer.set(layer.keys.to(model.dtype), layer.values.to(model.dtype))
+        want_hidden = any(r.options.hidden_states for r in rows)
+        inputs = {k: v.to(self.model.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        # Only the last position's logits are needed (a prompt's others would cost a vocabulary-
+        # sized matmul each); float32 because CPU argmax and softmax are several times faster.
+        out = model(**inputs, use_cache=True, output_hidden_states=want_hidden, logits_to_keep=1)
+        logits = out.logits[:, -1].float().cpu()
+        for i, row in enumerate(rows):
+            hidden = out.hidden_states[-1][i, -1].float().tolist() if want_hidden and row.options.hidden_states else None
+            row.accept(logits[i], hidden)
+
+    @torch.inference_mode()
+    def add(self, rows: list) -> None:
+        """Prefill new rows together and sample their first token, then merge them in."""
+        width = max(len(r.prompt) for r in rows)
+        ids = torch.tensor([[self.model.pad_id] * (width - len(r.prompt)) + r.prompt for r in rows])
+        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in rows])
+        cache = new_cache(self.model.config)
+        self._forward(rows, input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                      past_key_values=cache)
+        mask = mask.to(self.model.device)
+        if self.cache is None:
+            self.cache, self.mask = cache, mask
+        else:
+            self._merge(cache, mask)
+        self.rows += rows
+
+    def _merge(self, cache: DynamicCache, mask: torch.Tensor) -> None:
+        width = max(self.mask.shape[1], mask.shape[1])
+
+        def left_pad(t: torch.Tensor, dim: int) -> torch.Tensor:
+            missing = width - t.shape[dim]
+            if missing == 0:
+                return t
+            shape = list(t.shape)
+            shape[dim] = missing
+            return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+        for mine, theirs in zip(self.cache.layers, cache.layers):
+            dtype = theirs.keys.dtype  # the copy that prefilled them is the one for the new size
+            mine.set(torch.cat([left_pad(mine.keys.to(dtype), 2), left_pad(theirs.keys, 2)]),
+                     torch.cat([left_pad(mine.values.to(dtype), 2), left_pad(theirs.values, 2)]))
+        self.mask = torch.cat([left_pad(self.mask, 1), left_pad(mask, 1)])
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """One decode step for every row."""
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
+        self._forward(self.rows, input_ids=torch.tensor([[r.last_token] for r in self.rows]),
+                      attention_mask=self.mask, position_ids=torch.tensor([[r.length] for r in self.rows]),
+                      past_key_values=self.cache)
+        for row in self.rows:
+            row.length += 1
+
+    def drop_done(self) -> None:
+        """Remove finished rows, and cache columns that only padding still uses."""
+        if not any(r.done for r in self.rows):
+            return
+        keep = [i for i, r in enumerate(self.rows) if not r.done]
+        self.rows = [self.rows[i] for i in keep]
+        if not keep:
+            self.cache = self.mask = None
+            return
+        index = torch.tensor(keep, device=self.mask.device)
+        self.mask = self.mask[index]
+        first = int(self.mask.any(dim=0).nonzero()[0])
+        self.mask = self.mask[:, first:]
+        for layer in self.cache.layers:
+            layer.set(layer.keys[index, :, first:], layer.values[index, :, first:])

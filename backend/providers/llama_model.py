@@ -1,0 +1,266 @@
+"""The llama.cpp engine (llama-cpp-python's C API): GGUF files run as they are, quantized.
+
+One context serves every running turn. Each turn is a sequence in one unified KV cache, and each
+step is one llama_decode over a batch holding the next token of every decoding sequence plus a
+slice of the newcomers' prompts: chunked prefill, so a 4,000-token prompt joins without stalling
+the streams already running. A finished turn's cache stays behind as an idle sequence: a follow-up
+turn of the same conversation starts from the longest common prefix and prefills only the rest.
+Idle sequences are evicted, oldest first, when a newcomer needs their room; a cancelled or failed
+turn's cache is freed at once.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+from pathlib import Path
+
+import llama_cpp as C
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+GGML_WARN, GGML_ERROR = 3, 4
+
+
+@C.llama_log_callback
+def _log(level: int, text: bytes, _user_data) -> None:
+    """llama.cpp's own log: warnings and errors go to ours, its loading chatter nowhere. Asking for
+    hidden states while a prompt is prefilled makes it output every token, as it says each time."""
+    if level in (GGML_WARN, GGML_ERROR) and text.strip() and b"embeddings required" not in text:
+        log.warning("llama.cpp: %s", text.decode(errors="replace").rstrip())
+
+
+class Vocab:
+    """The tokenizer face the decoding code expects (`decode(ids)`), on llama.cpp's vocabulary."""
+
+    def __init__(self, vocab):
+        self.vocab = vocab
+        self.pieces: dict[int, bytes] = {}
+
+    def piece(self, token: int, special: bool = False) -> bytes:
+        if special or token not in self.pieces:
+            buf = ctypes.create_string_buffer(256)
+            n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+            if special:
+                return buf.raw[: max(n, 0)]
+            self.pieces[token] = buf.raw[: max(n, 0)]
+        return self.pieces[token]
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return b"".join(self.piece(t, special=not skip_special_tokens) for t in ids).decode("utf-8", "replace")
+
+    def encode(self, text: str) -> list[int]:
+        """Special tokens written in the text (a chat template's markers) parse as themselves."""
+        data = text.encode()
+        size = len(data) + 8
+        while True:
+            buf = (C.llama_token * size)()
+            n = C.llama_tokenize(self.vocab, data, len(data), buf, size, False, True)
+            if n >= 0:
+                return buf[:n]
+            size = -n
+
+
+class LlamaModel:
+    engine = "llama.cpp"
+
+    def __init__(self, source: Path, name: str, device: str = "auto", threads: int = 0,
+                 context_tokens: int = 8192, cache_tokens: int = 32768, prefill_chunk: int = 128):
+        self.source, self.name = source, name
+        self.device = device
+        self.threads = threads or os.cpu_count() or 1
+        self.context_tokens = context_tokens
+        self.cache_tokens = cache_tokens
+        self.prefill_chunk = prefill_chunk
+
+    def load(self) -> None:
+        C.llama_log_set(_log, None)
+        C.llama_backend_init()
+        params = C.llama_model_default_params()
+        gpu = self.device != "cpu" and C.llama_supports_gpu_offload()
+        params.n_gpu_layers = 999 if gpu else 0
+        self.device = "gpu" if gpu else "cpu"
+        self.handle = C.llama_model_load_from_file(str(self.source).encode(), params)
+        if not self.handle:
+            raise RuntimeError(f"llama.cpp could not load {self.source}")
+        self.vocab = C.llama_model_get_vocab(self.handle)
+        self.tokenizer = Vocab(self.vocab)
+        self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
+        self.layers = C.llama_model_n_layer(self.handle)
+        self.n_embd = C.llama_model_n_embd(self.handle)
+        self.context_tokens = min(self.context_tokens, C.llama_model_n_ctx_train(self.handle))
+        self.stop_ids = {t for t in range(self.n_vocab) if C.llama_vocab_is_eog(self.vocab, t)}
+        self.template = self._chat_template()
+        self.special = {"bos_token": self._special(C.llama_vocab_bos(self.vocab)),
+                        "eos_token": self._special(C.llama_vocab_eos(self.vocab))}
+        buf = ctypes.create_string_buffer(256)
+        C.llama_model_desc(self.handle, buf, len(buf))
+        self.desc = buf.value.decode(errors="replace")
+
+    def _special(self, token: int) -> str:
+        return self.tokenizer.piece(token, special=True).decode(errors="replace") if token >= 0 else ""
+
+    def _chat_template(self):
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = C.llama_model_meta_val_str(self.handle, b"tokenizer.chat_template", buf, len(buf))
+        if n < 0:
+            raise RuntimeError(f"{self.source.name} has no chat template (tokenizer.chat_template)")
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            C.llama_model_meta_val_str(self.handle, b"tokenizer.chat_template", buf, len(buf))
+
+        def raise_exception(message):
+            raise ValueError(message)
+
+        # The options transformers renders chat templates with, so both engines see the same prompt.
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        return env.from_string(buf.value.decode())
+
+    def chat_tokens(self, chat: list[dict]) -> list[int]:
+        return self.tokenizer.encode(self.template.render(messages=chat, add_generation_prompt=True, **self.special))
+
+    def describe(self) -> dict:
+        return {"engine": self.engine, "device": self.device, "dtype": self.desc.split()[-1]}
+
+    def new_context(self, cells: int, sequences: int, batch_tokens: int):
+        params = C.llama_context_default_params()
+        params.n_ctx = cells
+        params.n_batch = params.n_ubatch = batch_tokens
+        params.n_seq_max = sequences
+        params.n_threads = params.n_threads_batch = self.threads
+        params.kv_unified = True  # any sequence may use any cell: one shared budget
+        params.no_perf = True
+        ctx = C.llama_init_from_model(self.handle, params)
+        if not ctx:
+            raise RuntimeError(f"llama.cpp could not make a context of {cells} cells")
+        return ctx
+
+    def new_batch(self, max_rows: int) -> "LlamaBatch":
+        return LlamaBatch(self, max_rows, cells=max(self.cache_tokens, self.context_tokens) if max_rows > 1
+                          else self.context_tokens)
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class LlamaBatch:
+    PREFILL_ALONE = 512  # prompt tokens per step when no stream is waiting on the step
+
+    def __init__(self, model: LlamaModel, max_rows: int, cells: int):
+        self.model = model
+        self.width = self.PREFILL_ALONE + max_rows
+        self.sequences = 2 * max_rows if max_rows > 1 else 1  # running ones, and as many idle ones
+        self.ctx = model.new_context(cells, self.sequences, self.width)
+        self.cells = C.llama_n_ctx(self.ctx)
+        self.memory = C.llama_get_memory(self.ctx)
+        self.batch = C.llama_batch_init(self.width, 0, 1)
+        self.embeddings = False
+        self.rows: list = []
+        self.free = list(range(self.sequences))
+        self.idle: collections.OrderedDict[int, list[int]] = collections.OrderedDict()  # seq -> its tokens
+
+    def close(self) -> None:
+        C.llama_batch_free(self.batch)
+        C.llama_free(self.ctx)
+
+    def reserved(self, row) -> int:
+        return min(len(row.prompt) + row.options.max_tokens, self.model.context_tokens)
+
+    def can_admit(self, row, newcomers: list) -> bool:
+        """Room in the cache for every admitted row's whole reply (idle sequences give way)."""
+        return sum(self.reserved(r) for r in (*self.rows, *newcomers, row)) <= self.cells
+
+    def add(self, rows: list) -> None:
+        for row in rows:
+            row.seq, row.fed = self._sequence_for(row.prompt)
+            row.cached_tokens = row.fed
+            row.kv = row.prompt[: row.fed]  # the tokens in its sequence's cache
+            self.rows.append(row)
+        needed = sum(self.reserved(r) for r in self.rows)
+        while self.idle and needed + sum(len(t) for t in self.idle.values()) > self.cells:
+            self._release(next(iter(self.idle)))
+
+    def _sequence_for(self, prompt: list[int]) -> tuple[int, int]:
+        """A sequence for this prompt and how much of it is cached: the idle one sharing the longest
+        prefix, or a fresh one. At least the prompt's last token is decoded again (its logits)."""
+        shared, seq = max(((common_prefix(tokens, prompt), seq) for seq, tokens in self.idle.items()),
+                          default=(0, None))
+        if shared == 0:
+            if not self.free:
+                self._release(next(iter(self.idle)))
+            return self.free.pop(), 0
+        del self.idle[seq]
+        shared = min(shared, len(prompt) - 1)
+        C.llama_memory_seq_rm(self.memory, seq, shared, -1)
+        return seq, shared
+
+    def _release(self, seq: int) -> None:
+        self.idle.pop(seq, None)
+        C.llama_memory_seq_rm(self.memory, seq, -1, -1)
+        self.free.append(seq)
+
+    def _put(self, n: int, token: int, position: int, seq: int, logits: bool) -> None:
+        b = self.batch
+        b.token[n], b.pos[n], b.n_seq_id[n], b.logits[n] = token, position, 1, logits
+        b.seq_id[n][0] = seq
+
+    def step(self) -> None:
+        """One llama_decode: a token for every decoding row, then prompt slices for newcomers."""
+        decoding = [r for r in self.rows if r.fed == len(r.prompt)]
+        budget = self.model.prefill_chunk if decoding else self.PREFILL_ALONE
+        outputs, n = [], 0
+        for row in decoding:
+            self._put(n, row.last_token, row.length, row.seq, True)
+            row.kv.append(row.last_token)
+            outputs.append((n, row))
+            n += 1
+        for row in self.rows:
+            if row.fed == len(row.prompt) or budget <= 0:
+                continue
+            take = min(budget, len(row.prompt) - row.fed)
+            for position in range(row.fed, row.fed + take):
+                self._put(n, row.prompt[position], position, row.seq, position == len(row.prompt) - 1)
+                n += 1
+            row.kv += row.prompt[row.fed: row.fed + take]
+            row.fed += take
+            budget -= take
+            if row.fed == len(row.prompt):
+                outputs.append((n - 1, row))
+        self.batch.n_tokens = n
+        hidden = any(row.options.hidden_states for _, row in outputs)
+        if hidden != self.embeddings:
+            C.llama_set_embeddings(self.ctx, hidden)
+            self.embeddings = hidden
+        status = C.llama_decode(self.ctx, self.batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed ({status})")
+        for index, row in outputs:
+            logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self.ctx, index), shape=(self.model.n_vocab,))
+            vector = None
+            if row.options.hidden_states:
+                vector = np.ctypeslib.as_array(C.llama_get_embeddings_ith(self.ctx, index),
+                                               shape=(self.model.n_embd,)).tolist()
+            row.accept(torch.from_numpy(logits), vector)
+        for row in decoding:
+            row.length += 1
+
+    def drop_done(self) -> None:
+        """Finished rows leave; their cache stays for a follow-up, a cancelled or failed one's goes."""
+        for row in [r for r in self.rows if r.done]:
+            self.rows.remove(row)
+            if row.reason in ("stop", "length", "stop_sequence"):
+                self.idle[row.seq] = row.kv
+            else:
+                self._release(row.seq)

@@ -1,0 +1,102 @@
+"""What only the llama.cpp engine does, on the real model: chunked prefill beside running streams,
+a follow-up turn starting from the cached conversation, and a cache that makes turns wait, not fail."""
+import threading
+import time
+
+import pytest
+
+from backend.config import Settings
+from backend.providers.base import ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt
+from backend.providers.engine import Job
+from backend.providers.local import LocalProvider
+from tests.test_batching import collect
+
+pytestmark = pytest.mark.slow
+
+
+def scheduler(**settings) -> LocalProvider:
+    provider = LocalProvider(Settings.from_env(engine="llamacpp", **settings))
+    provider.load()
+    assert provider.state == "ready", provider.error
+    threading.Thread(target=provider.run, daemon=True).start()
+    return provider
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return scheduler(context_tokens=8192)
+
+
+def submit(provider, messages, **options) -> Job:
+    job = Job(provider, "m", messages, GenerationOptions(**{"temperature": 0, **options}))
+    provider.start(job)
+    return job
+
+
+def timeline(job) -> list:
+    """(arrival time, item) for each of the job's items, gathered on a thread; complete once it ends."""
+    class Items(list):
+        thread: threading.Thread
+
+    items = Items()
+
+    def gather():
+        while not items or not isinstance(items[-1][1], (Finish, Failure)):
+            items.append((time.monotonic(), job.channel.get(timeout=120)))
+
+    thread = threading.Thread(target=gather)
+    thread.start()
+    items.thread = thread
+    return items
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_while_other_turns_stream(llama):
+    running = submit(llama, [ChatMessage("user", "Write a long story about a river.")], max_tokens=400)
+    while not isinstance(running.channel.get(timeout=60), Piece):
+        pass
+    running_items = timeline(running)
+    long_text = " ".join(f"line {i}: the river bends past the mill." for i in range(420))
+    long = submit(llama, [ChatMessage("user", long_text + "\nSummarize this in one sentence.")], max_tokens=8)
+    long_items = timeline(long)
+    long_items.thread.join()
+    running.cancel.set()
+    running_items.thread.join()
+    (asked, prompt), = [(t, item) for t, item in long_items if isinstance(item, Prompt)]
+    answered = next(t for t, item in long_items if isinstance(item, (Piece, Finish)))
+    assert prompt.tokens > 4000 and isinstance(long_items[-1][1], Finish)
+    meanwhile = sum(1 for t, item in running_items if isinstance(item, Piece) and asked < t < answered)
+    steps = prompt.tokens // llama.settings.prefill_chunk  # the long prompt's prefill steps
+    assert meanwhile >= steps // 2, (meanwhile, steps)  # prefilled whole, it would be one step: 0 or 1
+    assert running_items[-1][1].reason == "cancelled"
+
+
+def test_a_follow_up_turn_starts_from_the_cached_conversation(llama):
+    first_turn = [ChatMessage("user", "My name is Zorblat. Tell me about rivers.")]
+    reply, finish = collect(submit(llama, first_turn, max_tokens=60))
+    assert finish.cached_tokens == 0 or finish.cached_tokens < finish.prompt_tokens
+    follow_up = [*first_turn, ChatMessage("assistant", reply), ChatMessage("user", "What is my name?")]
+    answer, again = collect(submit(llama, follow_up, max_tokens=20))
+    # Everything up to the end of the first reply came from the cache: only the new message was prefilled.
+    assert again.cached_tokens >= finish.prompt_tokens + finish.completion_tokens - 2
+    assert again.prompt_tokens - again.cached_tokens < 20
+    assert "Zorbl" in answer  # the conversation reached the model (135M parameters spell it as they can)
+
+
+def test_a_cancelled_turn_leaves_no_cache_behind(llama):
+    job = submit(llama, [ChatMessage("user", "Count from one to a hundred.")], max_tokens=200)
+    while not isinstance(job.channel.get(timeout=60), Piece):
+        pass
+    job.cancel.set()
+    _, finish = collect(job)
+    assert finish.reason == "cancelled"
+    again, finish = collect(submit(llama, [ChatMessage("user", "Count from one to a hundred.")], max_tokens=4))
+    assert finish.cached_tokens == 0  # the cancelled turn's cache was freed, not kept for reuse
+
+
+def test_turns_wait_for_room_in_a_small_cache_and_all_finish():
+    small = scheduler(context_tokens=1024, cache_tokens=1024)
+    prompts = ["Name three colors.", "List two fruits.", "Say hello in French."]
+    jobs = [submit(small, [ChatMessage("user", p)], max_tokens=400, stop=("\n\n\n",)) for p in prompts]
+    outcomes = [collect(j) for j in jobs]
+    assert all(isinstance(f, Finish) and f.reason in ("stop", "length", "stop_sequence") for _, f in outcomes)
+    assert all(text.strip() for text, _ in outcomes)
