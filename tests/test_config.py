@@ -26,3 +26,23 @@ def test_a_bad_value_names_the_variable():
 def test_comma_lists_drop_spaces_and_blanks():
     assert comma_list(" alice, bob ,,") == ["alice", "bob"]
     assert comma_list("") == []
+
+
+def test_the_engine_is_llama_cpp_for_gguf_files_on_a_cpu_and_transformers_for_the_rest(tmp_path, monkeypatch):
+    from backend.providers import local
+    from backend.providers.base import ProviderError
+
+    gguf, directory = tmp_path / "m.gguf", tmp_path / "m"
+    monkeypatch.setattr(local, "llama_cpp_installed", lambda: True)
+    assert local.pick_engine("auto", gguf, "auto") == "llamacpp"
+    assert local.pick_engine("auto", gguf, "cuda") == "transformers"
+    assert local.pick_engine("auto", directory, "cpu") == "transformers"
+    assert local.pick_engine("transformers", gguf, "cpu") == "transformers"
+    with pytest.raises(ProviderError, match="runs GGUF files"):
+        local.pick_engine("llamacpp", directory, "cpu")
+    with pytest.raises(ProviderError, match="use one of auto, llamacpp, transformers"):
+        local.pick_engine("vllm", gguf, "cpu")
+    monkeypatch.setattr(local, "llama_cpp_installed", lambda: False)
+    assert local.pick_engine("auto", gguf, "cpu") == "transformers"  # the fallback: converted once
+    with pytest.raises(ProviderError, match="not installed"):
+        local.pick_engine("llamacpp", gguf, "cpu")

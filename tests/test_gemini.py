@@ -115,7 +115,7 @@ def test_tokens_stream_in_pieces_with_usage(server, fake):
     assert len(set(arrivals)) >= 4 and arrivals[-1] - arrivals[0] >= 2 * DELAY  # one by one, not buffered
     done = events[-1].json()
     assert done["finish_reason"] == "stop" and done["tokens"] == 6
-    assert done["usage"] == {"prompt_tokens": 7, "completion_tokens": 6}  # the fake counts words
+    assert done["usage"] == {"prompt_tokens": 7, "completion_tokens": 6, "cached_tokens": 0}  # the fake counts words
     req = sent(fake, marker)
     assert req["path"] == "/v1beta/models/gemini-fake:streamGenerateContent" and req["query"] == {"alt": ["sse"]}
     assert req["headers"]["x-goog-api-key"] == KEY

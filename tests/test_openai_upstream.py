@@ -286,7 +286,8 @@ def test_request_options_reach_the_upstream_and_usage_comes_back(rill, fake):
     reply = r.json()
     assert reply["choices"][0]["message"]["content"] == "hello world"
     assert reply["choices"][0]["finish_reason"] == "length"
-    assert reply["usage"] == {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}
+    assert reply["usage"] == {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13,
+                              "prompt_tokens_details": {"cached_tokens": 0}}
     sent = next(q for q in fake.requests if q["body"]["messages"][-1]["content"] == marker)
     assert sent["headers"]["authorization"] == "Bearer test-key"
     assert sent["body"] == {

@@ -118,7 +118,8 @@ class GeminiProvider(Streamed):
                 "the Gemini stream ended without a finish reason"
             raise ProviderError(why, type="upstream_error", status=502)
         yield Finish(reason, getattr(usage, "prompt_token_count", None) or 0,
-                     getattr(usage, "candidates_token_count", None) or 0)
+                     getattr(usage, "candidates_token_count", None) or 0,
+                     getattr(usage, "cached_content_token_count", None) or 0)
 
     def _describe(self, exc: Exception) -> str | None:
         """A clear message for transport failures (httpx or httpx2, whichever the SDK uses)."""

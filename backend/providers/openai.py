@@ -93,8 +93,9 @@ class OpenAIProvider(Streamed):
         if reason is None:  # a close-delimited body cut short ends quietly, without an error
             raise ProviderError(f"the upstream stream broke off after {pieces} pieces: it ended without a "
                                 f"finish_reason", type="upstream_error", status=502)
+        details = getattr(usage, "prompt_tokens_details", None)
         yield Finish(FINISH.get(reason, "stop"), usage.prompt_tokens if usage else 0,
-                     usage.completion_tokens if usage else 0)
+                     usage.completion_tokens if usage else 0, getattr(details, "cached_tokens", None) or 0)
 
     def _failure(self, exc: Exception, pieces: int, answered: bool) -> ProviderError:
         """One clear sentence per way an upstream fails; `answered`: the response had begun."""
