@@ -19,6 +19,7 @@ setup: $(STAMP) vendor
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	command -v g++ >/dev/null || { apt-get update && apt-get install -y --no-install-recommends g++; }
 	@echo "Compiling llama.cpp (llama-cpp-python) for this CPU, once: about 5 minutes on 2 cores."
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install \
 	  --disable-pip-version-check --no-cache-dir $$(grep '^llama-cpp-python==' requirements.txt)

