@@ -209,3 +209,57 @@ def test_two_weight_copies_take_turns_by_batch_size():
     others = [submit(provider, provider, p, temperature=0, max_tokens=8) for p in PROMPTS[2:4]]
     outcomes = [collect(job) for job in (*others, first)]  # joined (float32), left (bfloat16 again)
     assert all(isinstance(finish, Finish) and text.strip() for text, finish in outcomes), outcomes
+
+
+def submit_messages(provider, messages, **options) -> Job:
+    job = Job(provider, "m", messages, GenerationOptions(**{"temperature": 0, **options}))
+    provider.start(job)
+    return job
+
+
+def timeline(job) -> list:
+    """(arrival time, item) for each of the job's items, gathered on a thread; complete once it ends."""
+    class Items(list):
+        thread: threading.Thread
+
+    items = Items()
+
+    def gather():
+        while not items or not isinstance(items[-1][1], (Finish, Failure)):
+            item = job.channel.get(timeout=300)
+            items.append((time.monotonic(), item))
+
+    thread = threading.Thread(target=gather)
+    thread.start()
+    items.thread = thread
+    return items
+
+
+@pytest.fixture(scope="module", params=["llamacpp", "transformers"])
+def long_context(request):
+    provider = LocalProvider(Settings.from_env(engine=request.param, context_tokens=8192))
+    provider.load()
+    assert provider.state == "ready", provider.error
+    threading.Thread(target=provider.run, daemon=True).start()
+    return provider
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_while_other_turns_stream(long_context):
+    running = submit_messages(long_context, [ChatMessage("user", "Write a long story about a river.")], max_tokens=400)
+    while not isinstance(running.channel.get(timeout=60), Piece):
+        pass
+    running_items = timeline(running)
+    long_text = " ".join(f"line {i}: the river bends past the mill." for i in range(120))
+    long = submit_messages(long_context, [ChatMessage("user", long_text + "\nSummarize this in one sentence.")],
+                           max_tokens=8)
+    long_items = timeline(long)
+    long_items.thread.join()
+    running.cancel.set()
+    running_items.thread.join()
+    (asked, prompt), = [(t, item) for t, item in long_items if isinstance(item, Prompt)]
+    answered = next(t for t, item in long_items if isinstance(item, (Piece, Finish)))
+    assert prompt.tokens > 1400 and isinstance(long_items[-1][1], Finish)
+    meanwhile = sum(1 for t, item in running_items if isinstance(item, Piece) and asked < t < answered)
+    steps = prompt.tokens // long_context.settings.prefill_chunk  # the long prompt's prefill steps
+    assert meanwhile >= steps // 2, (meanwhile, steps)  # prefilled whole, it would be one step: 0 or 1
+    assert running_items[-1][1].reason == "cancelled"

@@ -1,12 +1,11 @@
-"""What only the llama.cpp engine does, on the real model: chunked prefill beside running streams,
-a follow-up turn starting from the cached conversation, and a cache that makes turns wait, not fail."""
+"""What only the llama.cpp engine does, on the real model: a follow-up turn starting from the cached
+conversation, and a cache that makes turns wait, not fail."""
 import threading
-import time
 
 import pytest
 
 from backend.config import Settings
-from backend.providers.base import ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt
+from backend.providers.base import ChatMessage, Finish, GenerationOptions, Piece
 from backend.providers.engine import Job
 from backend.providers.local import LocalProvider
 from tests.test_batching import collect
@@ -31,43 +30,6 @@ def submit(provider, messages, **options) -> Job:
     job = Job(provider, "m", messages, GenerationOptions(**{"temperature": 0, **options}))
     provider.start(job)
     return job
-
-
-def timeline(job) -> list:
-    """(arrival time, item) for each of the job's items, gathered on a thread; complete once it ends."""
-    class Items(list):
-        thread: threading.Thread
-
-    items = Items()
-
-    def gather():
-        while not items or not isinstance(items[-1][1], (Finish, Failure)):
-            items.append((time.monotonic(), job.channel.get(timeout=120)))
-
-    thread = threading.Thread(target=gather)
-    thread.start()
-    items.thread = thread
-    return items
-
-
-def test_a_long_prompt_is_prefilled_in_chunks_while_other_turns_stream(llama):
-    running = submit(llama, [ChatMessage("user", "Write a long story about a river.")], max_tokens=400)
-    while not isinstance(running.channel.get(timeout=60), Piece):
-        pass
-    running_items = timeline(running)
-    long_text = " ".join(f"line {i}: the river bends past the mill." for i in range(420))
-    long = submit(llama, [ChatMessage("user", long_text + "\nSummarize this in one sentence.")], max_tokens=8)
-    long_items = timeline(long)
-    long_items.thread.join()
-    running.cancel.set()
-    running_items.thread.join()
-    (asked, prompt), = [(t, item) for t, item in long_items if isinstance(item, Prompt)]
-    answered = next(t for t, item in long_items if isinstance(item, (Piece, Finish)))
-    assert prompt.tokens > 4000 and isinstance(long_items[-1][1], Finish)
-    meanwhile = sum(1 for t, item in running_items if isinstance(item, Piece) and asked < t < answered)
-    steps = prompt.tokens // llama.settings.prefill_chunk  # the long prompt's prefill steps
-    assert meanwhile >= steps // 2, (meanwhile, steps)  # prefilled whole, it would be one step: 0 or 1
-    assert running_items[-1][1].reason == "cancelled"
 
 
 def test_a_follow_up_turn_starts_from_the_cached_conversation(llama):

@@ -83,13 +83,14 @@ class HFModel:
     engine = "transformers"
 
     def __init__(self, source: Path, name: str, cache_dir: Path, device: str = "auto", dtype: str = "auto",
-                 threads: int = 0, context_tokens: int = 8192, max_batch: int = 16):
+                 threads: int = 0, context_tokens: int = 8192, max_batch: int = 16, prefill_chunk: int = 128):
         self.source, self.name, self.cache_dir = source, name, cache_dir
         self.device = pick_device(device)
         self.dtype_name = dtype
         self.threads = threads
         self.context_tokens = context_tokens
         self.max_batch = max_batch
+        self.prefill_chunk = prefill_chunk
         self.copies: dict[torch.dtype, object] = {}  # the weights, in each dtype kept
         self.dtype_for: dict[int, torch.dtype] = {}  # batch size -> the faster copy (both kept)
 
@@ -206,55 +207,84 @@ def new_cache(config) -> DynamicCache:
 
 
 class HFBatch:
-    """Rows decoded together. New rows are prefilled whole when they join (ADMIT_TOKENS of prompt
-    at most between two steps, so a crowd of newcomers does not stall the running rows long)."""
+    """Rows decoded together. Short prompts are prefilled together when they join (ADMIT_TOKENS of
+    prompt at most between two steps); a longer one, while others stream, is prefilled a slice of
+    `prefill_chunk` tokens per step in a cache of its own and merged in when done, so the running
+    rows never wait for a whole long prompt."""
 
     ADMIT_TOKENS = 1024
 
     def __init__(self, model: HFModel):
         self.model = model
-        self.rows: list = []
+        self.rows: list = []  # every row in the batch
+        self.decoding: list = []  # the rows in self.cache, in its order
+        self.prefilling: list = []  # long prompts still being prefilled, in arrival order
         self.cache: DynamicCache | None = None
-        self.mask: torch.Tensor | None = None  # [rows, cached positions], 1 = a real token
+        self.mask: torch.Tensor | None = None  # [decoding rows, cached positions], 1 = a real token
 
     def can_admit(self, row, newcomers: list) -> bool:
         return not newcomers or sum(len(r.prompt) for r in newcomers) + len(row.prompt) <= self.ADMIT_TOKENS
 
     def close(self) -> None:
-        self.rows, self.cache, self.mask = [], None, None
+        self.rows, self.decoding, self.prefilling, self.cache, self.mask = [], [], [], None, None
 
-    def _forward(self, rows: list, **inputs):
-        model = self.model.model_for(len(self.rows) + (0 if rows is self.rows else len(rows)))
+    def _forward(self, rows: list, sample: bool = True, **inputs):
+        model = self.model.model_for(len(self.decoding) + (0 if rows is self.decoding else len(rows)))
         cache = inputs["past_key_values"]
         if cache.layers[0].is_initialized and cache.layers[0].keys.dtype != model.dtype:
             for layer in cache.layers:  # the batch crossed to the other weight copy
                 layer.set(layer.keys.to(model.dtype), layer.values.to(model.dtype))
-        want_hidden = any(r.options.hidden_states for r in rows)
+        want_hidden = sample and any(r.options.hidden_states for r in rows)
         inputs = {k: v.to(self.model.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         # Only the last position's logits are needed (a prompt's others would cost a vocabulary-
         # sized matmul each); float32 because CPU argmax and softmax are several times faster.
         out = model(**inputs, use_cache=True, output_hidden_states=want_hidden, logits_to_keep=1)
+        if not sample:
+            return
         logits = out.logits[:, -1].float().cpu()
         for i, row in enumerate(rows):
+            if row.done:
+                continue
             hidden = out.hidden_states[-1][i, -1].float().tolist() if want_hidden and row.options.hidden_states else None
             row.accept(logits[i], hidden)
 
     @torch.inference_mode()
     def add(self, rows: list) -> None:
-        """Prefill new rows together and sample their first token, then merge them in."""
-        width = max(len(r.prompt) for r in rows)
-        ids = torch.tensor([[self.model.pad_id] * (width - len(r.prompt)) + r.prompt for r in rows])
-        mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in rows])
-        cache = new_cache(self.model.config)
-        self._forward(rows, input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                      past_key_values=cache)
+        """Prefill short newcomers together now; queue long ones for slices while others stream."""
+        chunk = self.model.prefill_chunk
+        now = [r for r in rows if len(r.prompt) <= chunk or not self.decoding]
+        self.prefilling += [r for r in rows if r not in now]
+        self.rows += rows
+        if now:
+            width = max(len(r.prompt) for r in now)
+            ids = torch.tensor([[self.model.pad_id] * (width - len(r.prompt)) + r.prompt for r in now])
+            mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in now])
+            cache = new_cache(self.model.config)
+            self._forward(now, input_ids=ids, attention_mask=mask,
+                          position_ids=(mask.cumsum(-1) - 1).clamp(min=0), past_key_values=cache)
+            self._join(now, cache, mask)
+
+    def _join(self, rows: list, cache: DynamicCache, mask: torch.Tensor) -> None:
         mask = mask.to(self.model.device)
         if self.cache is None:
             self.cache, self.mask = cache, mask
         else:
             self._merge(cache, mask)
-        self.rows += rows
+        self.decoding += rows
 
+    def _prefill_slice(self, row) -> None:
+        if not hasattr(row, "own_cache"):
+            row.own_cache, row.fed = new_cache(self.model.config), 0
+        piece = row.prompt[row.fed: row.fed + self.model.prefill_chunk]
+        end = row.fed + len(piece)
+        self._forward([row], sample=end == len(row.prompt), input_ids=torch.tensor([piece]),
+                      attention_mask=torch.ones(1, end, dtype=torch.long),
+                      position_ids=torch.arange(row.fed, end).unsqueeze(0), past_key_values=row.own_cache)
+        row.fed = end
+        if end == len(row.prompt):
+            self.prefilling.remove(row)
+            self._join([row], row.own_cache, torch.ones(1, end, dtype=torch.long))
+            del row.own_cache
     def _merge(self, cache: DynamicCache, mask: torch.Tensor) -> None:
         width = max(self.mask.shape[1], mask.shape[1])
 
@@ -274,20 +304,27 @@ class HFBatch:
 
     @torch.inference_mode()
     def step(self) -> None:
-        """One decode step for every row."""
-        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
-        self._forward(self.rows, input_ids=torch.tensor([[r.last_token] for r in self.rows]),
-                      attention_mask=self.mask, position_ids=torch.tensor([[r.length] for r in self.rows]),
-                      past_key_values=self.cache)
-        for row in self.rows:
+        """A slice of the first long prompt waiting, then one decode step for every decoding row."""
+        if self.prefilling:  # a row whose prefill ends here decodes its first token in this step too
+            self._prefill_slice(self.prefilling[0])
+        if not self.decoding:
+            return
+        # A row that just stopped on its first token is fed padding; it leaves after this step.
+        tokens = [[self.model.pad_id if r.done else r.last_token] for r in self.decoding]
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.decoding), 1)], dim=1)
+        self._forward(self.decoding, input_ids=torch.tensor(tokens), attention_mask=self.mask,
+                      position_ids=torch.tensor([[r.length] for r in self.decoding]), past_key_values=self.cache)
+        for row in self.decoding:
             row.length += 1
 
     def drop_done(self) -> None:
         """Remove finished rows, and cache columns that only padding still uses."""
         if not any(r.done for r in self.rows):
             return
-        keep = [i for i, r in enumerate(self.rows) if not r.done]
-        self.rows = [self.rows[i] for i in keep]
+        self.rows = [r for r in self.rows if not r.done]
+        self.prefilling = [r for r in self.prefilling if not r.done]
+        keep = [i for i, r in enumerate(self.decoding) if not r.done]
+        self.decoding = [self.decoding[i] for i in keep]
         if not keep:
             self.cache = self.mask = None
             return

@@ -180,7 +180,7 @@ class LocalProvider:
                 from .hf_model import HFModel
 
                 self.model = HFModel(source, self.model_name, Path(s.cache_dir), s.device, s.dtype, s.threads,
-                                     s.context_tokens, s.max_batch)
+                                     s.context_tokens, s.max_batch, s.prefill_chunk)
             self.model.load()
         except Exception as exc:
             self.state, self.error = "error", str(exc)
