@@ -249,7 +249,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_other_turns_stream(long_cont
     while not isinstance(running.channel.get(timeout=60), Piece):
         pass
     running_items = timeline(running)
-    long_text = " ".join(f"line {i}: the river bends past the mill." for i in range(120))
+    long_text = " ".join(f"line {i}: the river bends past the mill." for i in range(60))
     long = submit_messages(long_context, [ChatMessage("user", long_text + "\nSummarize this in one sentence.")],
                            max_tokens=8)
     long_items = timeline(long)
@@ -258,8 +258,8 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_other_turns_stream(long_cont
     running_items.thread.join()
     (asked, prompt), = [(t, item) for t, item in long_items if isinstance(item, Prompt)]
     answered = next(t for t, item in long_items if isinstance(item, (Piece, Finish)))
-    assert prompt.tokens > 1400 and isinstance(long_items[-1][1], Finish)
+    assert prompt.tokens > 700 and isinstance(long_items[-1][1], Finish)
     meanwhile = sum(1 for t, item in running_items if isinstance(item, Piece) and asked < t < answered)
-    steps = prompt.tokens // long_context.settings.prefill_chunk  # the long prompt's prefill steps
+    steps = prompt.tokens // long_context.settings.prefill_chunk  # its prefill takes at least these steps
     assert meanwhile >= steps // 2, (meanwhile, steps)  # prefilled whole, it would be one step: 0 or 1
-    assert running_items[-1][1].reason == "cancelled"
+    assert isinstance(running_items[-1][1], Finish)

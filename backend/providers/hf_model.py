@@ -24,6 +24,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from .local import PrefillPacer
+
 log = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
@@ -208,9 +210,9 @@ def new_cache(config) -> DynamicCache:
 
 class HFBatch:
     """Rows decoded together. Short prompts are prefilled together when they join (ADMIT_TOKENS of
-    prompt at most between two steps); a longer one, while others stream, is prefilled a slice of
-    `prefill_chunk` tokens per step in a cache of its own and merged in when done, so the running
-    rows never wait for a whole long prompt."""
+    prompt at most between two steps); a longer one, while others stream, is prefilled a slice per
+    step (sized by local.PrefillPacer) in a cache of its own and merged in when done, so the
+    running rows never wait for a whole long prompt."""
 
     ADMIT_TOKENS = 1024
 
@@ -219,6 +221,7 @@ class HFBatch:
         self.rows: list = []  # every row in the batch
         self.decoding: list = []  # the rows in self.cache, in its order
         self.prefilling: list = []  # long prompts still being prefilled, in arrival order
+        self.pacer = PrefillPacer(model.prefill_chunk)
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [decoding rows, cached positions], 1 = a real token
 
@@ -272,10 +275,11 @@ class HFBatch:
             self._merge(cache, mask)
         self.decoding += rows
 
-    def _prefill_slice(self, row) -> None:
+    def _prefill_slice(self, row, size: int) -> int:
+        """Prefill up to `size` more of this row's prompt; returns how many tokens it took."""
         if not hasattr(row, "own_cache"):
             row.own_cache, row.fed = new_cache(self.model.config), 0
-        piece = row.prompt[row.fed: row.fed + self.model.prefill_chunk]
+        piece = row.prompt[row.fed: row.fed + size]
         end = row.fed + len(piece)
         self._forward([row], sample=end == len(row.prompt), input_ids=torch.tensor([piece]),
                       attention_mask=torch.ones(1, end, dtype=torch.long),
@@ -285,6 +289,7 @@ class HFBatch:
             self.prefilling.remove(row)
             self._join([row], row.own_cache, torch.ones(1, end, dtype=torch.long))
             del row.own_cache
+        return len(piece)
     def _merge(self, cache: DynamicCache, mask: torch.Tensor) -> None:
         width = max(self.mask.shape[1], mask.shape[1])
 
@@ -305,8 +310,9 @@ class HFBatch:
     @torch.inference_mode()
     def step(self) -> None:
         """A slice of the first long prompt waiting, then one decode step for every decoding row."""
+        started, size = time.perf_counter(), 0
         if self.prefilling:  # a row whose prefill ends here decodes its first token in this step too
-            self._prefill_slice(self.prefilling[0])
+            size = self._prefill_slice(self.prefilling[0], self.pacer.budget())
         if not self.decoding:
             return
         # A row that just stopped on its first token is fed padding; it leaves after this step.
@@ -316,6 +322,7 @@ class HFBatch:
                       position_ids=torch.tensor([[r.length] for r in self.decoding]), past_key_values=self.cache)
         for row in self.decoding:
             row.length += 1
+        self.pacer.record(time.perf_counter() - started, size)
 
     def drop_done(self) -> None:
         """Remove finished rows, and cache columns that only padding still uses."""

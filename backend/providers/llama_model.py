@@ -2,8 +2,8 @@
 
 One context serves every running turn. Each turn is a sequence in one unified KV cache, and each
 step is one llama_decode over a batch holding the next token of every decoding sequence plus a
-slice of the newcomers' prompts: chunked prefill, so a 4,000-token prompt joins without stalling
-the streams already running. A finished turn's cache stays behind as an idle sequence: a follow-up
+slice of the newcomers' prompts: chunked prefill (local.PrefillPacer sizes the slices), so a 4,000-token
+prompt joins without stalling the streams already running. A finished turn's cache stays behind as an idle sequence: a follow-up
 turn of the same conversation starts from the longest common prefix and prefills only the rest.
 Idle sequences are evicted, oldest first, when a newcomer needs their room; a cancelled or failed
 turn's cache is freed at once.
@@ -14,11 +14,14 @@ import collections
 import ctypes
 import logging
 import os
+import time
 from pathlib import Path
 
 import llama_cpp as C
 import numpy as np
 import torch
+
+from .local import PrefillPacer
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +170,7 @@ class LlamaBatch:
         self.memory = C.llama_get_memory(self.ctx)
         self.batch = C.llama_batch_init(self.width, 0, 1)
         self.embeddings = False
+        self.pacer = PrefillPacer(model.prefill_chunk)
         self.rows: list = []
         self.free = list(range(self.sequences))
         self.idle: collections.OrderedDict[int, list[int]] = collections.OrderedDict()  # seq -> its tokens
@@ -219,7 +223,7 @@ class LlamaBatch:
     def step(self) -> None:
         """One llama_decode: a token for every decoding row, then prompt slices for newcomers."""
         decoding = [r for r in self.rows if r.fed == len(r.prompt)]
-        budget = self.model.prefill_chunk if decoding else self.PREFILL_ALONE
+        budget = self.pacer.budget() if decoding else self.PREFILL_ALONE
         outputs, n = [], 0
         for row in decoding:
             self._put(n, row.last_token, row.length, row.seq, True)
@@ -243,9 +247,12 @@ class LlamaBatch:
         if hidden != self.embeddings:
             C.llama_set_embeddings(self.ctx, hidden)
             self.embeddings = hidden
+        started = time.perf_counter()
         status = C.llama_decode(self.ctx, self.batch)
         if status != 0:
             raise RuntimeError(f"llama_decode failed ({status})")
+        if decoding:
+            self.pacer.record(time.perf_counter() - started, n - len(decoding))
         for index, row in outputs:
             logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self.ctx, index), shape=(self.model.n_vocab,))
             vector = None

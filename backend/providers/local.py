@@ -65,6 +65,33 @@ def pick_engine(wanted: str, source: Path, device: str) -> str:
     return "llamacpp" if gguf and llama_cpp_installed() and device in ("auto", "cpu") else "transformers"
 
 
+class PrefillPacer:
+    """Sizes the prompt slices a batch prefills while other rows stream: a step that carries one
+    should take at most STALL times a plain decode step, so running streams never stall. It learns
+    both costs from the steps themselves (a CPU and a GPU differ by orders of magnitude)."""
+
+    STALL = 2.5  # under the 3x the p99 of inter-token latency may reach over its p50
+
+    def __init__(self, most: int):
+        self.most = most  # RILL_PREFILL_CHUNK: never more than this per step
+        self.decode_seconds: float | None = None  # a step without prompt tokens
+        self.token_seconds: float | None = None  # what one prompt token adds to a step
+
+    def budget(self) -> int:
+        if self.decode_seconds is None or self.token_seconds is None:
+            return min(self.most, 8)  # small until measured
+        return max(1, min(self.most, int((self.STALL - 1) * self.decode_seconds / self.token_seconds)))
+
+    def record(self, seconds: float, prompt_tokens: int) -> None:
+        def average(old: float | None, new: float) -> float:
+            return new if old is None else 0.8 * old + 0.2 * new
+
+        if prompt_tokens == 0:
+            self.decode_seconds = average(self.decode_seconds, seconds)
+        elif self.decode_seconds is not None:
+            self.token_seconds = average(self.token_seconds, max(seconds - self.decode_seconds, 1e-6) / prompt_tokens)
+
+
 class Row:
     """One turn in a batch. `emit` receives its Prompt, Pieces, then a Finish or a Failure. The
     batch feeds it `last_token` at position `length` and hands back logits through accept()."""
