@@ -46,3 +46,17 @@ def test_the_engine_is_llama_cpp_for_gguf_files_on_a_cpu_and_transformers_for_th
     assert local.pick_engine("auto", gguf, "cpu") == "transformers"  # the fallback: converted once
     with pytest.raises(ProviderError, match="not installed"):
         local.pick_engine("llamacpp", gguf, "cpu")
+
+
+def test_prompt_slices_keep_a_mixed_step_within_the_stall_bound():
+    from backend.providers.local import PrefillPacer
+
+    pacer = PrefillPacer(most=128)
+    assert pacer.budget() == 8  # small until both costs are measured
+    pacer.record(0.020, 0)  # a plain decode step: 20 ms
+    pacer.record(0.060, 10)  # ten prompt tokens added 40 ms: 4 ms each
+    assert pacer.budget() == int((PrefillPacer.STALL - 1) * 0.020 / 0.004)
+    for _ in range(50):  # a GPU-like machine: prompt tokens nearly free, capped by the setting
+        pacer.record(0.020, 0)
+        pacer.record(0.0201, 100)
+    assert pacer.budget() == 128
