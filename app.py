@@ -14,6 +14,17 @@ def patch() -> None:
         eventlet.monkey_patch()
 
 
+def real_locks() -> None:
+    """Log handlers made after patching hold green locks, and a green lock that an OS thread (a
+    model's thread, llama.cpp's log callback) holds while the server's thread waits for it hangs
+    the server for good: seen once as a server that never answered /health. Real locks only
+    make a waiter wait for one line to be written."""
+    import eventlet.patcher
+
+    for handler in logging.getLogger().handlers:
+        handler.lock = eventlet.patcher.original("threading").RLock()
+
+
 def create_app():
     from backend import create_app as factory
 
@@ -25,6 +36,7 @@ def main(providers=()) -> None:
     from backend.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    real_locks()
     app = create_app(providers=providers)
     settings = app.config["RILL"]
     app.extensions["rill"].engine.start()  # load models now, not at the first request
