@@ -148,8 +148,9 @@ def wait_ready(url: str, process: subprocess.Popen, log: Path, path: str = "/v1/
         if process.poll() is not None:
             raise RuntimeError(f"exited: {log.read_text()[-2000:]}")
         try:
-            requests.get(url + path, timeout=2)  # any answer: transformers serve's /v1/models can be a 500
-            return
+            # Any answer but "loading" (llama-server's 503); transformers serve's /v1/models can be a 500.
+            if requests.get(url + path, timeout=2).status_code != 503:
+                return
         except requests.ConnectionError:
             pass
         time.sleep(0.5)

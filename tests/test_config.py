@@ -48,15 +48,23 @@ def test_the_engine_is_llama_cpp_for_gguf_files_on_a_cpu_and_transformers_for_th
         local.pick_engine("llamacpp", gguf, "cpu")
 
 
-def test_prompt_slices_keep_a_mixed_step_within_the_stall_bound():
+def test_prompt_slices_grow_while_steps_stay_within_the_stall_bound_and_shrink_past_it():
     from backend.providers.local import PrefillPacer
 
     pacer = PrefillPacer(most=128)
-    assert pacer.budget() == 8  # small until both costs are measured
+    assert pacer.budget() == 8  # small until measured
     pacer.record(0.020, 0)  # a plain decode step: 20 ms
-    pacer.record(0.060, 10)  # ten prompt tokens added 40 ms: 4 ms each
-    assert pacer.budget() == int((PrefillPacer.STALL - 1) * 0.020 / 0.004)
-    for _ in range(50):  # a GPU-like machine: prompt tokens nearly free, capped by the setting
-        pacer.record(0.020, 0)
-        pacer.record(0.0201, 100)
+
+    def step(fixed: float, per_token: float) -> None:
+        size = pacer.budget()
+        pacer.record(0.020 + fixed + per_token * size, size)
+
+    for _ in range(60):  # llama.cpp on a CPU: 4 ms a prompt token, so about 5 fit in 2x a step
+        step(0.0, 0.004)
+    assert 3 <= pacer.budget() <= 6
+    for _ in range(60):  # transformers: a second forward pass costs 10 ms, then 0.1 ms a token
+        step(0.010, 0.0001)
+    assert 70 <= pacer.budget() <= 110
+    for _ in range(60):  # a GPU: prompt tokens nearly free, capped by the setting
+        step(0.0, 0.000001)
     assert pacer.budget() == 128

@@ -66,30 +66,31 @@ def pick_engine(wanted: str, source: Path, device: str) -> str:
 
 
 class PrefillPacer:
-    """Sizes the prompt slices a batch prefills while other rows stream: a step that carries one
-    should take at most STALL times a plain decode step, so running streams never stall. It learns
-    both costs from the steps themselves (a CPU and a GPU differ by orders of magnitude)."""
+    """Sizes the prompt slices a batch prefills while other rows stream, so running streams never
+    stall: a step that carries a slice should take at most STALL times a plain decode step. It
+    feels its way there from the steps themselves (slices grow while steps stay under the bound
+    and shrink when one goes over), because the costs differ by machine and engine: on llama.cpp
+    a slice costs per token, on transformers a second forward pass also costs a fixed amount."""
 
-    STALL = 2.5  # under the 3x the p99 of inter-token latency may reach over its p50
+    STALL = 2.0
 
     def __init__(self, most: int):
         self.most = most  # RILL_PREFILL_CHUNK: never more than this per step
-        self.decode_seconds: float | None = None  # a step without prompt tokens
-        self.token_seconds: float | None = None  # what one prompt token adds to a step
+        self.size = min(most, 8)
+        self.decode_seconds: float | None = None  # a step without prompt tokens, averaged
 
     def budget(self) -> int:
-        if self.decode_seconds is None or self.token_seconds is None:
-            return min(self.most, 8)  # small until measured
-        return max(1, min(self.most, int((self.STALL - 1) * self.decode_seconds / self.token_seconds)))
+        return self.size
 
     def record(self, seconds: float, prompt_tokens: int) -> None:
-        def average(old: float | None, new: float) -> float:
-            return new if old is None else 0.8 * old + 0.2 * new
-
         if prompt_tokens == 0:
-            self.decode_seconds = average(self.decode_seconds, seconds)
+            old = self.decode_seconds
+            self.decode_seconds = seconds if old is None else 0.8 * old + 0.2 * seconds
         elif self.decode_seconds is not None:
-            self.token_seconds = average(self.token_seconds, max(seconds - self.decode_seconds, 1e-6) / prompt_tokens)
+            if seconds > self.STALL * self.decode_seconds:
+                self.size = max(1, int(self.size * 0.7))
+            elif prompt_tokens >= self.size:
+                self.size = min(self.most, int(self.size * 1.25) + 1)
 
 
 class Row:
