@@ -51,7 +51,7 @@ def test_a_cancelled_turn_leaves_no_cache_behind(llama):
     job.cancel.set()
     _, finish = collect(job)
     assert finish.reason == "cancelled"
-    again, finish = collect(submit(llama, [ChatMessage("user", "Count from one to a hundred.")], max_tokens=4))
+    _, finish = collect(submit(llama, [ChatMessage("user", "Count from one to a hundred.")], max_tokens=4))
     assert finish.cached_tokens == 0  # the cancelled turn's cache was freed, not kept for reuse
 
 
