@@ -5,10 +5,10 @@ import threading
 import pytest
 
 from backend.config import Settings
-from backend.providers.base import ChatMessage, Finish, GenerationOptions, Piece
-from backend.providers.engine import Job
+from backend.providers.base import ChatMessage, Finish, Piece
 from backend.providers.local import LocalProvider
 from tests.test_batching import collect
+from tests.test_batching import submit_messages as submit
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +24,6 @@ def scheduler(**settings) -> LocalProvider:
 @pytest.fixture(scope="module")
 def llama():
     return scheduler(context_tokens=8192)
-
-
-def submit(provider, messages, **options) -> Job:
-    job = Job(provider, "m", messages, GenerationOptions(**{"temperature": 0, **options}))
-    provider.start(job)
-    return job
 
 
 def test_a_follow_up_turn_starts_from_the_cached_conversation(llama):
