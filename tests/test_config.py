@@ -48,7 +48,7 @@ def test_the_engine_is_llama_cpp_for_gguf_files_on_a_cpu_and_transformers_for_th
         local.pick_engine("llamacpp", gguf, "cpu")
 
 
-def test_prompt_slices_grow_while_steps_stay_within_the_stall_bound_and_shrink_past_it():
+def test_prompt_slices_fit_the_stall_bound_from_measured_step_costs():
     from backend.providers.local import PrefillPacer
 
     pacer = PrefillPacer(most=128)
@@ -65,6 +65,9 @@ def test_prompt_slices_grow_while_steps_stay_within_the_stall_bound_and_shrink_p
     for _ in range(60):  # transformers: a second forward pass costs 10 ms, then 0.1 ms a token
         step(0.010, 0.0001)
     assert 70 <= pacer.budget() <= 110
+    for _ in range(60):  # a second pass costing more than the bound: a quarter of its worth in tokens
+        step(0.030, 0.0005)
+    assert 12 <= pacer.budget() <= 18
     for _ in range(60):  # a GPU: prompt tokens nearly free, capped by the setting
         step(0.0, 0.000001)
     assert pacer.budget() == 128

@@ -67,10 +67,13 @@ def pick_engine(wanted: str, source: Path, device: str) -> str:
 
 class PrefillPacer:
     """Sizes the prompt slices a batch prefills while other rows stream, so running streams never
-    stall: a step that carries a slice should take at most STALL times a plain decode step. It
-    feels its way there from the steps themselves (slices grow while steps stay under the bound
-    and shrink when one goes over), because the costs differ by machine and engine: on llama.cpp
-    a slice costs per token, on transformers a second forward pass also costs a fixed amount."""
+    stall: a step that carries a slice should take at most STALL times a plain decode step. Costs
+    differ by machine and engine (on llama.cpp a slice costs per token; on transformers a second
+    forward pass also costs a fixed amount), so the pacer fits `extra = fixed + per_token * size`
+    to the steps it has seen and sizes slices from the fit. When the fixed cost alone breaks the
+    bound, shrinking cannot help: a slice then carries a quarter of its fixed cost's worth of
+    tokens, so steps stay near the bound and the long prompt still advances (transformers on a
+    CPU: a second pass costs 1-2 decode steps, and more as the prompt's cache grows)."""
 
     STALL = 2.0
 
@@ -78,6 +81,8 @@ class PrefillPacer:
         self.most = most  # RILL_PREFILL_CHUNK: never more than this per step
         self.size = min(most, 8)
         self.decode_seconds: float | None = None  # a step without prompt tokens, averaged
+        self.steps: collections.deque[tuple[int, float]] = collections.deque(maxlen=32)  # (tokens, seconds over decode)
+        self.fit: tuple[float, float] | None = None  # (fixed seconds, seconds per token)
 
     def budget(self) -> int:
         return self.size
@@ -86,11 +91,32 @@ class PrefillPacer:
         if prompt_tokens == 0:
             old = self.decode_seconds
             self.decode_seconds = seconds if old is None else 0.8 * old + 0.2 * seconds
-        elif self.decode_seconds is not None:
-            if seconds > self.STALL * self.decode_seconds:
-                self.size = max(1, int(self.size * 0.7))
-            elif prompt_tokens >= self.size:
-                self.size = min(self.most, int(self.size * 1.25) + 1)
+            return
+        if self.decode_seconds is None:
+            return
+        self.steps.append((prompt_tokens, seconds - self.decode_seconds))
+        self.fit = self._fit() or self.fit  # a run of equal sizes keeps the last fit
+        if self.fit is None:  # one size seen so far: step towards the bound to learn more
+            over = seconds > self.STALL * self.decode_seconds and self.size > 1
+            self.size = int(self.size * 0.7) if over else int(self.size * 1.25) + 1
+        else:
+            fixed, per_token = self.fit
+            room = (self.STALL - 1) * self.decode_seconds - fixed
+            self.size = int(max(room, fixed / 4) / per_token)
+        self.size = max(1, min(self.most, self.size))
+
+    def _fit(self) -> tuple[float, float] | None:
+        """Least squares over the recent steps; None while they cannot tell fixed from per-token."""
+        n = len(self.steps)
+        mean_k = sum(k for k, _ in self.steps) / n
+        mean_e = sum(e for _, e in self.steps) / n
+        var = sum((k - mean_k) ** 2 for k, _ in self.steps)
+        if var == 0:
+            return None
+        per_token = sum((k - mean_k) * (e - mean_e) for k, e in self.steps) / var
+        if per_token <= 0:  # noise: timings this close say nothing yet
+            return None
+        return max(0.0, mean_e - per_token * mean_k), per_token
 
 
 class Row:
