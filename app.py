@@ -40,6 +40,7 @@ def main(providers=()) -> None:
     app = create_app(providers=providers)
     settings = app.config["RILL"]
     app.extensions["rill"].engine.start()  # load models now, not at the first request
+    app.extensions["rill"].turns.start()  # with several workers: heartbeats, cancels, dead workers' turns
     print(f"Rill on http://{settings.host}:{settings.port} ({settings.async_mode})", flush=True)
     serve(app)
 

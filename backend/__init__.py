@@ -28,12 +28,26 @@ def services() -> Services:
     return current_app.extensions["rill"]
 
 
-def open_sessions(settings):
+def open_redis(url: str):
+    """One client for the app: quick to fail (a clear 503) while Redis is away, and reconnecting
+    by itself when it is back."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=30, health_check_interval=15,
+                                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
+
+
+def open_sessions(settings, redis_client=None):
     from .sessions.memory import MemorySessionStore
+    from .sessions.redis_store import RedisSessionStore
     from .sessions.sqlite import SQLiteSessionStore
 
     limits = dict(ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions,
                   max_messages=settings.max_session_messages, max_per_user=settings.max_sessions_per_user)
+    if redis_client is not None:
+        return RedisSessionStore(redis_client, **limits)
     if settings.session_store == "memory":
         return MemorySessionStore(**limits)
     if settings.session_store == "sqlite":
@@ -53,6 +67,7 @@ def create_app(settings=None, providers=()) -> Flask:
     from .providers.gemini import GeminiProvider
     from .providers.local import LocalProvider
     from .providers.openai import OpenAIProvider
+    from .chat.redis_turns import RedisTurns
     from .chat.turn import Turns
     from .providers.registry import ModelRegistry
     from .security import secure, socketio_origins
@@ -64,6 +79,11 @@ def create_app(settings=None, providers=()) -> Flask:
     app.config["RILL"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["RATELIMIT_STORAGE_URI"] = settings.rate_limit_storage
+    redis_client = None
+    if settings.redis_url:
+        redis_client = open_redis(settings.redis_url)
+        if settings.rate_limit_storage == "memory://":
+            app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url
     app.json.sort_keys = False
 
     engine = Engine()
@@ -72,13 +92,14 @@ def create_app(settings=None, providers=()) -> Flask:
     for provider in (local, OpenAIProvider(settings), GeminiProvider(settings), *providers):
         models.add(provider)
         engine.add(provider)
+    store = open_sessions(settings, redis_client)
     app.extensions["rill"] = Services(
         settings=settings,
         engine=engine,
         models=models,
-        sessions=open_sessions(settings),
+        sessions=store,
         auth=auth.Auth(settings),
-        turns=Turns(settings),
+        turns=RedisTurns(settings, redis_client, store) if redis_client else Turns(settings),
     )
 
     register_error_handlers(app)
@@ -96,6 +117,6 @@ def create_app(settings=None, providers=()) -> Flask:
     limiter.init_app(app)
     secure(app)
     socketio.init_app(app, async_mode=settings.async_mode, max_http_buffer_size=settings.max_body_bytes,
-                      cors_allowed_origins=socketio_origins(settings))
+                      cors_allowed_origins=socketio_origins(settings), message_queue=settings.redis_url or None)
     socketio_transport.register(socketio)
     return app

@@ -42,7 +42,8 @@ class Settings:
     max_system_chars: int = 8000
     max_body_bytes: int = 1_048_576
     data_dir: str = str(Path.home() / ".local" / "share" / "rill")  # sessions.db lives here
-    session_store: str = "sqlite"  # or "memory" (lost on restart)
+    session_store: str = "sqlite"  # or "memory" (lost on restart); ignored when redis_url is set
+    redis_url: str = ""  # redis://host:port/db: several workers share sessions, turns, cancels and limits
     orphan_seconds: float = 120.0  # a running turn nobody has read for this long is cancelled
     turn_retention_seconds: float = 600.0  # a finished turn's events stay readable this long
     shutdown_grace_seconds: float = 10.0  # on SIGTERM, running turns get this long to stop and be saved
@@ -71,7 +72,7 @@ class Settings:
     jwt_leeway_seconds: float = 30.0
     # Limits that protect the server.
     rate_limit: str = "30 per minute"  # per user (per address when anonymous), all chat routes together
-    rate_limit_storage: str = "memory://"  # or redis://host:port
+    rate_limit_storage: str = "memory://"  # or redis://host:port (redis_url's Redis when that is set)
     max_concurrent_turns: int = 4  # per user
     max_history_messages: int = 200  # messages sent to the model (session history or a /v1 request)
     cors_origins: str = ""  # comma-separated origins allowed to call the API from other sites

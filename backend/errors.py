@@ -3,11 +3,13 @@
 ApiError            a request the web layer refuses: carries an HTTP status, a type and a message
 Refused             (refusals.py) the domain will not do it: its type picks the status below
 ProviderError       (providers/base.py) a model or upstream failed; ends a stream with `error`
+redis.RedisError    RILL_REDIS_URL's Redis is away: a 503 that says so
 
 Every HTTP error, ours or Flask's, leaves as {"error": {"type": ..., "message": ...}}.
 """
 from __future__ import annotations
 
+import redis
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -40,6 +42,8 @@ def status_of(err: Exception) -> tuple[int, str, str]:
         return REFUSAL_STATUS.get(err.type, 400), err.type, err.message
     if isinstance(err, (ApiError, ProviderError)):
         return err.status, err.type, err.message
+    if isinstance(err, redis.RedisError):  # RILL_REDIS_URL's server is away: retrying later will do
+        return 503, "store_unavailable", f"the shared store (Redis) is unavailable: {err}; retry shortly"
     raise TypeError(f"not a refusal: {err!r}")
 
 
@@ -88,6 +92,10 @@ def register_error_handlers(app: Flask) -> None:
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response, status
+
+    @app.errorhandler(redis.RedisError)
+    def _store_unavailable(err: redis.RedisError):
+        return error_response(*status_of(err))
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

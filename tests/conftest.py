@@ -38,3 +38,13 @@ def server(request, tmp_path_factory):
     srv = start_server(request.param, tmp_path_factory.mktemp("logs"))
     yield srv
     stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server for the session; tests keep apart by key prefix or by flushing."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()

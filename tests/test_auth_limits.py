@@ -232,29 +232,8 @@ def test_concurrent_turns_per_user_are_capped(hs_server):
     assert chat(hs_server, tok).status_code == 200
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    if not shutil.which("redis-server"):
-        pytest.fail("redis-server is not installed: run `make setup` (it installs it)")
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}", client
-    proc.terminate()
-    proc.wait(10)
-
-
-def test_rate_limits_can_live_in_redis(redis_url, tmp_path):
-    url, client = redis_url
+def test_rate_limits_can_live_in_redis(redis_server, tmp_path):
+    url, client = redis_server.url, redis_server.client
     srv = start_server("eventlet", tmp_path, RILL_RATE_LIMIT="2 per minute", RILL_RATE_LIMIT_STORAGE=url)
     try:
         statuses = [chat(srv).status_code for _ in range(3)]

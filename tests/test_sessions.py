@@ -1,19 +1,24 @@
 """The session store contract, run against every backend (fast tier)."""
 import threading
+import uuid
 
 import pytest
 
 from backend.sessions.memory import MemorySessionStore
+from backend.sessions.redis_store import RedisSessionStore
 from backend.sessions.sqlite import SQLiteSessionStore
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def make_store(request, tmp_path):
     stores = []
 
     def make(**options):
         if request.param == "memory":
             store = MemorySessionStore(**options)
+        elif request.param == "redis":
+            server = request.getfixturevalue("redis_server")
+            store = RedisSessionStore(server.client, prefix=f"test:{uuid.uuid4().hex}:", **options)
         else:
             store = SQLiteSessionStore(tmp_path / f"sessions-{len(stores)}.db", **options)
         stores.append(store)

@@ -12,13 +12,13 @@ pytestmark = pytest.mark.slow
 class ChatClient:
     """A python-socketio client that records every event with its arrival time."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, transports=("websocket",)):
         self.url = url
         self.events: list[tuple[float, str, dict]] = []
         self.changed = threading.Condition()
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("*", self._record)
-        self.sio.connect(url, transports=["websocket"], wait_timeout=10)
+        self.sio.connect(url, transports=list(transports), wait_timeout=10)
 
     def _record(self, name, data):
         with self.changed:

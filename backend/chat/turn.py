@@ -9,6 +9,7 @@ finds the reply there. Finished turns stay readable for `turn_retention_seconds`
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -32,10 +33,10 @@ def start_turn(services, req: ChatRequest, user: str = "anonymous") -> "Turn":
     """A turn of a session (the app's routes). Everything that can be refused with a 4xx is
     checked here, before any byte of a stream is sent."""
     provider, model_id = services.models.resolve(req.model)
-    with services.turns.lock:  # the checks and the turn's registration go together
-        services.turns.check(user, req.turn_id)
+    turn_id = req.turn_id or uuid.uuid4().hex
+    with services.turns.reserve(user, turn_id):
         session_id, job = _session_job(services, req, user, provider, model_id)
-        turn = Turn(services, job, user, session_id, req.message, req.turn_id)
+        turn = Turn(services, job, turn_id, user, session_id, req.message)
         services.turns.add(turn)
     return turn
 
@@ -72,24 +73,24 @@ def start_stateless_turn(services, model: str, messages: list[ChatMessage], opti
     limit = services.settings.max_history_messages
     if len(messages) > limit + 1:
         raise Refused("invalid_request_error", f"messages: {len(messages)} messages; the limit is {limit + 1}")
-    with services.turns.lock:
-        services.turns.check(user)
-        turn = Turn(services, Job(provider, model_id, messages, options), user)
+    turn_id = uuid.uuid4().hex
+    with services.turns.reserve(user, turn_id):
+        turn = Turn(services, Job(provider, model_id, messages, options), turn_id, user)
         services.turns.add(turn)
     return turn
 
 
 class Turn:
-    def __init__(self, services, job: Job, user: str = "anonymous", session_id: str | None = None,
-                 message: str = "", turn_id: str | None = None):
+    def __init__(self, services, job: Job, turn_id: str, user: str = "anonymous", session_id: str | None = None,
+                 message: str = ""):
         self.services = services
         self.job = job
         self.user = user
         self.session_id = session_id
         self.message = message
         self.model = f"{job.provider.name}/{job.model}"
-        self.id = turn_id or uuid.uuid4().hex
-        self.log = TurnLog(self.id)
+        self.id = turn_id
+        self.log = services.turns.open_log(turn_id)
         self.created = time.perf_counter()
         self.ended_at: float | None = None  # monotonic
         self.status = "running"  # then complete | cancelled | error | interrupted
@@ -113,8 +114,18 @@ class Turn:
         self.job.cancel.set()
 
     def run(self) -> None:
-        """The pump: the provider's output into the log, until the turn ends."""
+        """The pump: the provider's output into the log, until the turn ends. A store that fails
+        under it (Redis gone for good) stops the model and frees the user's slot; readers of a
+        log they cannot reach have ended already."""
         self.services.engine.submit(self.job)
+        try:
+            self._pump()
+        except Exception:
+            log.exception("turn %s: its log or session could not be written; stopping it", self.id)
+            self.job.cancel.set()
+            self.status, self.ended_at = "error", time.monotonic()
+
+    def _pump(self) -> None:
         self.log.append("start", {"session_id": self.session_id, "turn_id": self.id, "model": self.model})
         while self.running:
             match self.job.channel.get():
@@ -194,13 +205,22 @@ class Turns:
         self.settings = settings
         self.lock = threading.Lock()  # green under eventlet, as it should be there
         self.by_id: dict[str, Turn] = {}
-        self._reaping = False
+        self._started = False
 
     def running(self, user: str | None = None) -> list[Turn]:
         return [t for t in list(self.by_id.values()) if t.running and (user is None or t.user == user)]
 
+    def open_log(self, turn_id: str) -> TurnLog:
+        return TurnLog(turn_id)
+
+    @contextlib.contextmanager
+    def reserve(self, user: str, turn_id: str):
+        """Check the user's running-turn cap and the id, and hold them until add()."""
+        with self.lock:
+            self.check(user, turn_id)
+            yield
+
     def check(self, user: str, turn_id: str | None = None) -> None:
-        """Call with `lock` held, then add() the turn under the same hold."""
         limit = self.settings.max_concurrent_turns
         if len(self.running(user)) >= limit:
             raise Refused("too_many_turns",
@@ -208,11 +228,15 @@ class Turns:
         if turn_id is not None and turn_id in self.by_id:
             raise Refused("turn_exists", f"turn {turn_id!r} already exists; choose another turn_id")
 
+    def start(self) -> None:
+        """The reaper (the server starts it; the first turn does where no server runs)."""
+        if not self._started:
+            self._started = True
+            spawn(self._reap_forever)
+
     def add(self, turn: Turn) -> None:
         self.by_id[turn.id] = turn
-        if not self._reaping:
-            self._reaping = True
-            spawn(self._reap_forever)
+        self.start()
         spawn(turn.run)
 
     def get(self, turn_id: str, user: str) -> Turn | None:

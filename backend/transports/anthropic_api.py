@@ -7,6 +7,7 @@ content_block_stop, message_delta, message_stop; failures as `event: error`.
 """
 from __future__ import annotations
 
+import redis
 from flask import Blueprint, g, jsonify
 
 from .. import services
@@ -35,6 +36,7 @@ def anthropic_error(status: int, message: str) -> dict:
 @bp.errorhandler(ApiError)
 @bp.errorhandler(Refused)
 @bp.errorhandler(ProviderError)
+@bp.errorhandler(redis.RedisError)
 def _refused(err):
     status, _, message = status_of(err)
     return jsonify(anthropic_error(status, message)), status

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import redis
 from flask import Blueprint, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -36,6 +37,7 @@ def openai_error(status: int, code: str, message: str) -> dict:
 @bp.errorhandler(ApiError)
 @bp.errorhandler(Refused)
 @bp.errorhandler(ProviderError)
+@bp.errorhandler(redis.RedisError)
 def _refused(err):
     status, type, message = status_of(err)
     return jsonify(openai_error(status, type, message)), status

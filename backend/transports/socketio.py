@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import time
 
+import redis
+
 from flask import current_app, request
 
 from .. import services
@@ -19,7 +21,7 @@ from limits import parse as parse_limit
 
 from ..auth import ANONYMOUS, limit_key
 from ..chat.turn import Turn, start_turn
-from ..errors import ApiError, error_body
+from ..errors import ApiError, error_body, status_of
 from ..refusals import Refused
 from ..extensions import CHAT_SCOPE, limiter
 from ..schemas import ChatRequest, parse
@@ -96,8 +98,13 @@ def register(socketio) -> None:
                 if sid not in users:
                     return  # disconnected: detach
                 if event.kind != "ping":
-                    socketio.emit(OUT[event.kind], {"turn_id": turn.id, "seq": event.seq, **event.data}, to=sid)
+                    # This worker holds the connection: no trip through the message queue.
+                    socketio.emit(OUT[event.kind], {"turn_id": turn.id, "seq": event.seq, **event.data}, to=sid,
+                                  ignore_queue=True)
                     socketio.sleep(0)  # let the server send it now, not in a burst at the end
+        except redis.RedisError as exc:  # the shared store went away: say so; resume when it is back
+            _, type, message = status_of(exc)
+            socketio.emit("chat_error", {"turn_id": turn.id, **error_body(type, message)}, to=sid, ignore_queue=True)
         finally:
             events.close()
 
@@ -160,6 +167,8 @@ def register(socketio) -> None:
 
     @socketio.on_error_default
     def failed(exc):
+        if isinstance(exc, redis.RedisError):
+            return refuse(*status_of(exc)[1:])
         log.exception("Socket.IO handler failed")
         return refuse("server_error", "internal server error; see the server log")
 

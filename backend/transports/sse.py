@@ -8,9 +8,11 @@ import contextlib
 import json
 from typing import Callable, Iterator
 
+import redis
 from flask import Response
 
 from ..chat.events import StreamEvent
+from ..errors import error_body, status_of
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 PING = b": ping\n\n"
@@ -38,9 +40,12 @@ def sse_response(events: Iterator[StreamEvent], encoder: Callable[[StreamEvent],
 
     def body():
         with contextlib.closing(events):
-            for event in events:
-                if chunk := encoder(event):
-                    yield chunk
+            try:
+                for event in events:
+                    if chunk := encoder(event):
+                        yield chunk
+            except redis.RedisError as exc:  # the shared store went away: say so (no id: resume later)
+                yield format_event(error_body(*status_of(exc)[1:]), "error")
 
     response = Response(body(), mimetype="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
     if on_close:

@@ -1,0 +1,112 @@
+"""Several Rill workers as one service on this machine, for a try-out: redis-server, N workers
+(`python app.py`, each on its own port with RILL_REDIS_URL) and nginx in front of them, all on
+loopback. `make cluster` runs it; Ctrl-C stops everything.
+
+    python deploy/cluster.py [--workers 2] [--port 8080] [--first-worker-port 5001] [--redis-port 6380]
+
+Each worker loads its own copy of the local model. The tests use the same functions to start
+their nginx.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = Path(__file__).resolve().parent / "nginx.conf"
+
+
+def render_nginx(run_dir: Path, listen: str, worker_ports: list[int]) -> Path:
+    """deploy/nginx.conf with its fields filled in, written to run_dir/nginx.conf."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (run_dir / temp).mkdir(exist_ok=True)
+        (run_dir / temp).chmod(0o777)  # nginx's workers run as another user when it starts as root
+    servers = "\n".join(f"        server 127.0.0.1:{port};" for port in worker_ports)
+    text = TEMPLATE.read_text().replace("{{run}}", str(run_dir)).replace("{{listen}}", listen)
+    path = run_dir / "nginx.conf"
+    path.write_text(text.replace("{{servers}}", servers))
+    return path
+
+
+def start_nginx(config: Path) -> subprocess.Popen:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise SystemExit("nginx is not installed: run `make cluster` (it installs Debian's nginx)")
+    check = subprocess.run([nginx, "-t", "-q", "-p", str(config.parent), "-c", str(config)],
+                           capture_output=True, text=True)
+    if check.returncode:
+        raise SystemExit(f"nginx rejected {config}:\n{check.stderr}")
+    return subprocess.Popen([nginx, "-p", str(config.parent), "-c", str(config), "-g", "daemon off;"])
+
+
+def start_redis(port: int, data_dir: Path) -> subprocess.Popen:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+                             "--appendonly", "yes"], stdout=subprocess.DEVNULL)
+
+
+def wait_healthy(url: str, process: subprocess.Popen, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url}: the process exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not become healthy in {seconds:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--port", type=int, default=8080, help="where nginx listens")
+    parser.add_argument("--first-worker-port", type=int, default=5001)
+    parser.add_argument("--redis-port", type=int, default=6380)
+    parser.add_argument("--dir", type=Path, default=ROOT / ".cluster", help="logs, Redis data, nginx files")
+    args = parser.parse_args()
+
+    processes: list[subprocess.Popen] = []
+
+    def stop(*_):
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(20)
+        sys.exit(0)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    processes.append(start_redis(args.redis_port, args.dir / "redis"))
+    redis_url = f"redis://127.0.0.1:{args.redis_port}/0"
+    ports = [args.first_worker_port + i for i in range(args.workers)]
+    for port in ports:
+        log = open(args.dir / f"worker-{port}.log", "ab")
+        env = {**os.environ, "RILL_PORT": str(port), "RILL_REDIS_URL": redis_url}
+        processes.append(subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
+                                          stderr=subprocess.STDOUT))
+        print(f"worker on http://127.0.0.1:{port} (log: {log.name})", flush=True)
+    for port, process in zip(ports, processes[1:]):
+        wait_healthy(f"http://127.0.0.1:{port}", process)
+    processes.append(start_nginx(render_nginx(args.dir / "nginx", f"127.0.0.1:{args.port}", ports)))
+    print(f"Rill: {args.workers} workers behind nginx on http://127.0.0.1:{args.port} "
+          f"(Redis {redis_url}); Ctrl-C stops them all", flush=True)
+    while all(p.poll() is None for p in processes):
+        time.sleep(1)
+    print("a process of the cluster exited; stopping the rest", file=sys.stderr)
+    stop()
+
+
+if __name__ == "__main__":
+    main()

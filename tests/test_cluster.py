@@ -1,0 +1,224 @@
+"""Several workers as one service: real redis-server, real workers (the real server with the
+scripted provider beside the local model), real nginx in front."""
+import os
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from deploy.cluster import render_nginx, start_nginx
+from tests.redis_server import RedisServer
+from tests.server import free_port, start_server, stop_server
+from tests.sse import SSEStream
+from tests.test_socketio import ChatClient
+
+pytestmark = pytest.mark.slow
+
+
+def worker(tmp_path, redis_url: str, **env):
+    return start_server("eventlet", tmp_path, RILL_REDIS_URL=redis_url, **env)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Redis, workers A and B, and nginx in front of both."""
+    directory = tmp_path_factory.mktemp("cluster")
+    redis_server = RedisServer(directory)
+    a, b = (worker(directory, redis_server.url, RILL_MAX_CONCURRENT_TURNS="3") for _ in range(2))
+    port = free_port()
+    nginx = start_nginx(render_nginx(directory / "nginx", f"127.0.0.1:{port}", [a.url.rsplit(":", 1)[1],
+                                                                               b.url.rsplit(":", 1)[1]]))
+    front = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(f"{front}/health", timeout=2)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    yield a, b, front, redis_server
+    nginx.terminate()
+    for server in (a, b):
+        stop_server(server)
+    redis_server.stop()
+
+
+def ask(url: str, message: str, model: str = "scripted/long", **body) -> SSEStream:
+    return SSEStream(f"{url}/api/chat/stream", {"message": message, "model": model, **body})
+
+
+def raw_events(url: str, turn_id: str, after: int = -1) -> bytes:
+    """A turn's SSE bytes from `after` on, keep-alive comments left out."""
+    params = {"after": after} if after >= 0 else {}
+    r = requests.get(f"{url}/api/chat/turns/{turn_id}/events", params=params, timeout=60)
+    assert r.status_code == 200, r.text
+    return strip_pings(r.content)
+
+
+def strip_pings(raw: bytes) -> bytes:
+    return b"".join(block + b"\n\n" for block in raw.split(b"\n\n") if block and block != b": ping")
+
+
+def test_a_turn_started_on_a_resumes_byte_identically_through_b(cluster):
+    a, b, _, _ = cluster
+    turn_id = uuid.uuid4().hex
+    stream = ask(a.url, "long 400", turn_id=turn_id)
+    events = iter(stream)
+    first = [next(events) for _ in range(30)]  # under way on A
+    from_b = {}
+    reader = threading.Thread(target=lambda: from_b.setdefault("raw", raw_events(b.url, turn_id, after=20)))
+    reader.start()  # B follows the running turn from seq 20
+    rest = list(events)
+    reader.join(60)
+    assert rest[-1].type == "done" and len(first) + len(rest) == 402  # start, 400 tokens, done
+    whole_on_a = raw_events(a.url, turn_id)
+    assert raw_events(b.url, turn_id) == whole_on_a  # the finished log, read on either worker
+    after_20 = whole_on_a[whole_on_a.index(b"id: 21\n"):]
+    assert from_b["raw"] == after_20  # and the live one, followed on B from the middle
+    session = requests.get(f"{b.url}/api/chat/sessions/{first[0].json()['session_id']}", timeout=10).json()
+    assert session["messages"][-1]["content"] == "".join(e.json()["token"] for e in first + rest if e.type == "token")
+
+
+def test_a_cancel_sent_to_b_stops_the_turn_running_on_a(cluster):
+    a, b, _, _ = cluster
+    turn_id = uuid.uuid4().hex
+    events = iter(ask(a.url, "long 20000", turn_id=turn_id))
+    for _ in range(10):
+        next(events)
+    cancel = requests.post(f"{b.url}/api/chat/turns/{turn_id}/cancel", timeout=10)
+    assert cancel.status_code == 202 and cancel.json()["cancelled"] is True
+    started = time.monotonic()
+    last = list(events)[-1]
+    assert last.type == "done" and last.json()["finish_reason"] == "cancelled"
+    assert last.json()["tokens"] < 20000 and time.monotonic() - started < 5
+    again = requests.post(f"{b.url}/api/chat/turns/{turn_id}/cancel", timeout=10).json()
+    assert again == {"turn_id": turn_id, "cancelled": False, "status": "cancelled"}
+
+
+def test_a_session_written_on_a_is_read_and_continued_on_b(cluster):
+    a, b, _, _ = cluster
+    first = requests.post(f"{a.url}/api/chat", json={"message": "one two", "model": "scripted/echo"}, timeout=30)
+    session_id = first.json()["session_id"]
+    second = requests.post(f"{b.url}/api/chat", json={"message": "three", "model": "scripted/echo",
+                                                       "session_id": session_id}, timeout=30)
+    assert second.status_code == 200, second.text
+    listed = [s["id"] for s in requests.get(f"{a.url}/api/chat/sessions", timeout=10).json()["sessions"]]
+    assert session_id in listed
+    messages = requests.get(f"{a.url}/api/chat/sessions/{session_id}", timeout=10).json()["messages"]
+    assert [m["content"] for m in messages] == ["one two", "one two ", "three", "three "]
+
+
+def test_the_running_turn_cap_holds_across_workers(cluster):
+    a, b, _, _ = cluster
+    running = [ask(x.url, "long 20000") for x in (a, b, a)]  # anonymous: one user, with a cap of 3
+    try:
+        assert [s.response.status for s in running] == [200, 200, 200]
+        fourth = requests.post(f"{b.url}/api/chat/stream", json={"message": "x", "model": "scripted/echo"}, timeout=10)
+        assert fourth.status_code == 429 and fourth.json()["error"]["type"] == "too_many_turns"
+    finally:
+        for stream in running:
+            requests.post(f"{b.url}/api/chat/turns/{stream.headers['X-Turn-Id']}/cancel", timeout=10)
+            list(stream)
+            stream.close()
+    assert requests.post(f"{b.url}/api/chat", json={"message": "x", "model": "scripted/echo"}, timeout=10).ok
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_socketio_through_nginx_follows_turns_running_on_either_worker(cluster, transport):
+    a, b, front, _ = cluster
+    turns = {}
+    for server in (a, b):  # nginx sends the Socket.IO client to one of them: the other turn is remote
+        turn_id = uuid.uuid4().hex
+        stream = ask(server.url, "long 300", turn_id=turn_id)
+        next(iter(stream))
+        turns[turn_id] = stream
+    client = ChatClient(front, transports=[transport])
+    try:
+        for turn_id in turns:
+            assert client.sio.call("chat_resume", {"turn_id": turn_id, "after_seq": -1}, timeout=10)["turn_id"] == turn_id
+        for turn_id, stream in turns.items():
+            got = client.wait_end(turn_id, timeout=60)
+            assert got[-1][1] == "chat_complete"
+            assert [e[2]["seq"] for e in got] == list(range(len(got)))
+            text = "".join(e[2]["token"] for e in got if e[1] == "chat_token")
+            expected = [e for e in stream if e.type == "token"]
+            stream.close()
+            assert len(got) == 302 and text.endswith("".join(e.json()["token"] for e in expected))
+    finally:
+        client.close()
+
+
+def test_sse_through_nginx_is_not_buffered(cluster):
+    _, _, front, _ = cluster
+    events = list(ask(front, "x", model="scripted/slow"))  # two pieces, 1.5 s apart
+    tokens = [e.arrived for e in events if e.type == "token"]
+    assert events[-1].type == "done" and len(tokens) == 2
+    assert tokens[1] - tokens[0] > 1.0  # each piece arrived when it was written, not at the end
+
+
+def test_the_rate_limit_is_shared(cluster, tmp_path):
+    redis_server = cluster[3]
+    url = f"{redis_server.url}/1"  # a database of its own: fresh counters
+    c, d = (worker(tmp_path, url, RILL_RATE_LIMIT="3 per minute") for _ in range(2))
+    try:
+        statuses = [requests.post(f"{s.url}/api/chat", json={"message": "hi", "model": "scripted/echo"},
+                                  timeout=30).status_code for s in (c, d, c, d)]
+        assert statuses == [200, 200, 200, 429]
+    finally:
+        stop_server(c)
+        stop_server(d)
+
+
+def test_a_killed_workers_turn_ends_interrupted_for_the_readers_on_another(cluster, tmp_path):
+    redis_server = cluster[3]
+    url = f"{redis_server.url}/2"
+    doomed, survivor = worker(tmp_path, url), worker(tmp_path, url)
+    try:
+        turn_id = uuid.uuid4().hex
+        events = iter(ask(doomed.url, "long 20000", turn_id=turn_id))
+        session_id = next(events).json()["session_id"]
+        for _ in range(20):
+            next(events)
+        follower = iter(SSEStream(f"{survivor.url}/api/chat/turns/{turn_id}/events", None, timeout=60))
+        next(follower)
+        os.kill(doomed.process.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        last = list(follower)[-1]
+        assert last.type == "error" and last.json()["error"]["type"] == "interrupted"
+        assert time.monotonic() - killed < 30
+        saved = requests.get(f"{survivor.url}/api/chat/sessions/{session_id}", timeout=10).json()["messages"]
+        assert saved[-1]["status"] == "interrupted" and len(saved[-1]["content"]) > 0
+        assert requests.post(f"{survivor.url}/api/chat/turns/{turn_id}/cancel", timeout=10).json()["status"] == \
+            "interrupted"
+    finally:
+        stop_server(doomed)
+        stop_server(survivor)
+
+
+def test_redis_stopping_and_coming_back_hangs_nobody(cluster):
+    a, b, _, redis_server = cluster
+    turn_id = uuid.uuid4().hex
+    stream = ask(a.url, "long 20000", turn_id=turn_id)
+    events = iter(stream)
+    for _ in range(10):
+        next(events)
+    follower = SSEStream(f"{b.url}/api/chat/turns/{turn_id}/events", None, timeout=60)
+    redis_server.stop()
+    stopped = time.monotonic()
+    for reader in (events, iter(follower)):  # both end, with an error that names the store
+        last = list(reader)[-1]
+        assert last.type == "error" and last.json()["error"]["type"] == "store_unavailable", last.data
+    assert time.monotonic() - stopped < 30
+    refused = requests.post(f"{a.url}/api/chat", json={"message": "hi", "model": "scripted/echo"}, timeout=30)
+    assert refused.status_code == 503 and "Redis" in refused.json()["error"]["message"]
+    redis_server.start()
+    for server in (a, b):  # back without a restart
+        deadline = time.monotonic() + 20
+        while True:
+            r = requests.post(f"{server.url}/api/chat", json={"message": "back", "model": "scripted/echo"}, timeout=30)
+            if r.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.status_code == 200, r.text
