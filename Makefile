@@ -8,10 +8,11 @@ VENDOR       := static/vendor
 VENDOR_STAMP := $(VENDOR)/.copied
 CHROMIUM     := /usr/bin/chromium
 REDIS        := /usr/bin/redis-server
+NGINX        := /usr/sbin/nginx
 # llama.cpp built for this machine's CPU (GGML_NATIVE), without the multimodal library Rill does not use.
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF
 
-.PHONY: setup vendor browser redis model run test test-fast bench bench-ui clean
+.PHONY: setup vendor browser redis nginx model run cluster test test-fast bench bench-ui clean
 
 setup: $(STAMP) vendor
 
@@ -53,12 +54,18 @@ $(CHROMIUM):
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
 
-# Debian's Redis for the rate-limit storage test (the suite starts its own on loopback).
+# Debian's Redis and nginx for several workers (the tests start their own on loopback).
 redis: $(REDIS)
 
 $(REDIS):
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server
+
+nginx: $(NGINX)
+
+$(NGINX):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx
 
 # The transformers engine's copy of the wheel's GGUF model, converted once (progress bar) for the
 # tests and benchmarks that run both engines; `make run` needs none (llama.cpp reads the GGUF itself).
@@ -68,10 +75,15 @@ model: setup
 run: setup
 	$(PY) app.py
 
-test: model browser redis
+# Redis, WORKERS workers and nginx on loopback (http://127.0.0.1:8080): see "Running several workers".
+WORKERS ?= 2
+cluster: setup redis nginx
+	$(PY) deploy/cluster.py --workers $(WORKERS)
+
+test: model browser redis nginx
 	$(PY) -m pytest
 
-test-fast: setup
+test-fast: setup redis
 	$(PY) -m pytest -m "not slow"
 
 bench: model
