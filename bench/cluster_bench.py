@@ -22,7 +22,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load_bench import PROMPT, one_request, pct, run_level, user  # noqa: E402
+from bench.load_bench import PROMPT, one_request, run_level, user  # noqa: E402
 from deploy.cluster import render_nginx, start_nginx  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.server import free_port, start_server, stop_server  # noqa: E402

@@ -3,7 +3,6 @@ import base64
 import hashlib
 import hmac
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import socketio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.server import ROOT, free_port, start_server, stop_server
+from tests.server import ROOT, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 

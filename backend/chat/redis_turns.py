@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from typing import Iterator
