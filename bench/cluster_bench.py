@@ -14,16 +14,14 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.load_bench import PROMPT, one_request, run_level, user  # noqa: E402
-from deploy.cluster import render_nginx, start_nginx  # noqa: E402
+from deploy.cluster import render_nginx, start_nginx, wait_healthy  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.server import free_port, start_server, stop_server  # noqa: E402
 
@@ -60,12 +58,7 @@ def main() -> None:
     nginx = start_nginx(render_nginx(logs / "nginx", f"127.0.0.1:{port}", [w.url.rsplit(":", 1)[1] for w in workers]))
     front = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                requests.get(f"{front}/health", timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+        wait_healthy(front, nginx, seconds=10)
         through = sequential(front, args.requests, args.tokens)
         many = run_level(front, MODEL, args.streams, 1, args.tokens // 2)
     finally:

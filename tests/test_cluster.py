@@ -9,7 +9,7 @@ import uuid
 import pytest
 import requests
 
-from deploy.cluster import render_nginx, start_nginx
+from deploy.cluster import render_nginx, start_nginx, wait_healthy
 from tests.redis_server import RedisServer
 from tests.server import free_port, start_server, stop_server
 from tests.sse import SSEStream
@@ -32,12 +32,7 @@ def cluster(tmp_path_factory):
     nginx = start_nginx(render_nginx(directory / "nginx", f"127.0.0.1:{port}", [a.url.rsplit(":", 1)[1],
                                                                                b.url.rsplit(":", 1)[1]]))
     front = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            requests.get(f"{front}/health", timeout=2)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.1)
+    wait_healthy(front, nginx, seconds=10)
     yield a, b, front, redis_server
     nginx.terminate()
     for server in (a, b):
