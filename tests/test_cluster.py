@@ -120,7 +120,7 @@ def test_the_running_turn_cap_holds_across_workers(cluster):
     assert requests.post(f"{b.url}/api/chat", json={"message": "x", "model": "scripted/echo"}, timeout=10).ok
 
 
-@pytest.mark.parametrize("transport", ["websocket"])  # long-polling stalls part-way, one worker too: open
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_socketio_through_nginx_follows_turns_running_on_either_worker(cluster, transport):
     a, b, front, _ = cluster
     turns = {}

@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import time
 
+import engineio.exceptions
+import engineio.payload
+import engineio.socket
 import redis
 
 from flask import current_app, request
@@ -28,6 +31,38 @@ from ..schemas import ChatRequest, parse
 
 log = logging.getLogger(__name__)
 OUT = {"start": "chat_start", "token": "chat_token", "done": "chat_complete", "error": "chat_error"}
+
+
+def poll_at_most_a_client_batch(self):
+    """engineio's Socket.poll, but one long-polling response carries at most
+    Payload.max_decode_packets (16) packets; the rest stay queued for the next poll.
+
+    python-engineio's client refuses a bigger response ("Too many packets in payload": it logs
+    "Unexpected packet from server, aborting" and disconnects), and the stock poll() sends all
+    that is queued: a resume's backlog, or a busy server falling behind a fast stream, went over
+    16 and the client stopped part-way. WebSocket sends each packet on its own."""
+    queue_empty = self.server.get_queue_empty_exception()
+    try:
+        packets = [self.queue.get(timeout=self.server.ping_interval + self.server.ping_timeout)]
+        self.queue.task_done()
+    except queue_empty:
+        raise engineio.exceptions.QueueEmpty()
+    if packets == [None]:
+        return []
+    while len(packets) < engineio.payload.Payload.max_decode_packets:
+        try:
+            pkt = self.queue.get(block=False)
+            self.queue.task_done()
+        except queue_empty:
+            break
+        if pkt is None:  # closing: leave the marker for the next poll
+            self.queue.put(None)
+            break
+        packets.append(pkt)
+    return packets
+
+
+engineio.socket.Socket.poll = poll_at_most_a_client_batch
 
 
 def register(socketio) -> None:
