@@ -192,6 +192,30 @@ def test_a_killed_workers_turn_ends_interrupted_for_the_readers_on_another(clust
         stop_server(survivor)
 
 
+def test_a_reader_on_a_killed_worker_does_not_keep_a_turn_running(cluster, tmp_path):
+    redis_server = cluster[3]
+    url = f"{redis_server.url}/3"
+    owner, reader = worker(tmp_path, url, RILL_ORPHAN_SECONDS="1"), worker(tmp_path, url)
+    try:
+        first = SSEStream(f"{owner.url}/api/chat/stream", {"message": "wait", "model": "scripted/hold"})
+        start = next(iter(first)).json()
+        follower = iter(SSEStream(f"{reader.url}/api/chat/turns/{start['turn_id']}/events", None, timeout=60))
+        next(follower)
+        first.close()  # the only reader left is on `reader`
+        time.sleep(3)
+        assert owner.health()["active_turns"] == 1  # a live reader keeps it
+        os.kill(reader.process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30  # the reader's heartbeat expires, then the orphan rule applies
+        while owner.health()["active_turns"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert owner.health()["active_turns"] == 0
+        saved = requests.get(f"{owner.url}/api/chat/sessions/{start['session_id']}", timeout=10).json()["messages"]
+        assert saved[-1]["status"] == "cancelled"
+    finally:
+        stop_server(owner)
+        stop_server(reader)
+
+
 def test_redis_stopping_and_coming_back_hangs_nobody(cluster):
     a, b, _, redis_server = cluster
     turn_id = uuid.uuid4().hex

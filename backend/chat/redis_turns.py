@@ -5,7 +5,8 @@ need lives in Redis, so any worker can serve them:
 
 - its event log is a Redis Stream whose entry ids are `<seq>-1`: "everything after seq N" is one
   XREAD from `N-1`, and a stale writer cannot add an event twice or after the final one;
-- its record (`turn:<id>`: user, session, message, owner, status, readers) says who owns it;
+- its record (`turn:<id>`: user, session, message, owner, status) says who owns it, and
+  `turn:<id>:readers` who follows it (`<worker>:<reader>`, so a dead worker's readers drop out);
 - `running` (turn id -> owner) and `running:<user>` hold the running turns: the per-user cap is
   checked and taken in one script, so it holds across workers;
 - a cancel sent to any worker is published on `cancel`; the owner stops the turn;
@@ -57,6 +58,7 @@ if ARGV[4] == 'done' or ARGV[4] == 'error' then
   if user then redis.call('SREM', P .. 'running:' .. user, id) end
   redis.call('EXPIRE', stream, ARGV[6])
   redis.call('EXPIRE', record, ARGV[6])
+  redis.call('DEL', record .. ':readers')
 end
 return 1
 """
@@ -66,7 +68,7 @@ RESERVE = """
 local P, id, user = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('EXISTS', P .. 'turn:' .. id) == 1 then return -1 end
 if redis.call('SCARD', P .. 'running:' .. user) >= tonumber(ARGV[5]) then return 0 end
-redis.call('HSET', P .. 'turn:' .. id, 'user', user, 'owner', ARGV[4], 'status', 'running', 'readers', 0,
+redis.call('HSET', P .. 'turn:' .. id, 'user', user, 'owner', ARGV[4], 'status', 'running',
            'unread_since', ARGV[6])
 redis.call('HSET', P .. 'running', id, ARGV[4])
 redis.call('SADD', P .. 'running:' .. user, id)
@@ -87,6 +89,7 @@ class RedisTurnLog:
         self.turn_id = turn_id
         self.stream = f"{turns.prefix}turn:{turn_id}:events"
         self.record = f"{turns.prefix}turn:{turn_id}"
+        self.readers = f"{self.record}:readers"
         self.next_seq = 0  # the writer's (the owner's) next seq
 
     def _last(self) -> StreamEvent | None:
@@ -103,6 +106,10 @@ class RedisTurnLog:
         last = self._last()
         return -1 if last is None else last.seq
 
+    @property
+    def events(self) -> list[StreamEvent]:
+        return [self._event(*entry) for entry in self.client.xrange(self.stream)]
+
     def _event(self, entry_id, fields) -> StreamEvent:
         return StreamEvent(_text(fields[b"k"]), json.loads(fields[b"d"]), self.turn_id,
                            int(_text(entry_id).split("-")[0]))
@@ -116,7 +123,8 @@ class RedisTurnLog:
 
     def follow(self, after: int = -1, keepalive: float = 15.0) -> Iterator[StreamEvent]:
         """As TurnLog.follow, read from Redis: any worker's readers see the owner's events."""
-        self.client.hincrby(self.record, "readers", 1)
+        reader = f"{self.turns.worker}:{uuid.uuid4().hex[:8]}"
+        self.client.sadd(self.readers, reader)
         try:
             last_id = "0-0" if after < 0 else f"{after}-1"
             seq = after
@@ -135,15 +143,23 @@ class RedisTurnLog:
                         return
         finally:
             with contextlib.suppress(redis.RedisError):
-                if self.client.hincrby(self.record, "readers", -1) <= 0:
+                self.client.srem(self.readers, reader)
+                if not self.client.scard(self.readers):
                     self.client.hset(self.record, "unread_since", time.time())
 
     def unread_for(self, now_monotonic: float) -> float:
-        """Seconds since the last reader on any worker left (0 while someone reads)."""
-        readers, since = self.client.hmget(self.record, "readers", "unread_since")
-        if readers is None or int(readers) > 0:
+        """Seconds since the last reader on any live worker left (0 while someone reads); readers
+        on a worker whose heartbeat stopped are dropped here, as if they had left now."""
+        readers = {_text(r) for r in self.client.smembers(self.readers)}
+        dead = [r for r in readers if not self.turns.alive(r.rsplit(":", 1)[0])]
+        if dead:
+            self.client.srem(self.readers, *dead)
+            if len(dead) == len(readers):
+                self.client.hset(self.record, "unread_since", time.time())
+        if len(dead) < len(readers):
             return 0.0
-        return max(0.0, time.time() - float(since))
+        since = self.client.hget(self.record, "unread_since")
+        return 0.0 if since is None else max(0.0, time.time() - float(since))
 
 
 class RemoteTurn:
@@ -215,7 +231,7 @@ class RedisTurns(Turns):
     def _forget(self, turn_id: str, user: str) -> None:
         with contextlib.suppress(redis.RedisError):
             pipe = self.client.pipeline()
-            pipe.delete(f"{self.prefix}turn:{turn_id}")
+            pipe.delete(f"{self.prefix}turn:{turn_id}", f"{self.prefix}turn:{turn_id}:readers")
             pipe.hdel(f"{self.prefix}running", turn_id)
             pipe.srem(f"{self.prefix}running:{user}", turn_id)
             pipe.execute()
@@ -256,20 +272,21 @@ class RedisTurns(Turns):
     def sweep(self) -> None:
         """End the running turns of workers whose heartbeat stopped: `interrupted`, saved."""
         owners = {_text(k): _text(v) for k, v in self.client.hgetall(f"{self.prefix}running").items()}
-        alive: dict[str, bool] = {}
+        alive = {owner: self.alive(owner) for owner in set(owners.values())}
         for turn_id, owner in owners.items():
-            if owner not in alive:
-                alive[owner] = bool(self.client.exists(f"{self.prefix}worker:{owner}"))
             if not alive[owner]:
                 self._interrupt_orphan(turn_id)
+
+    def alive(self, worker: str) -> bool:
+        """Whether that worker's heartbeat is fresh (this one always is)."""
+        return worker == self.worker or bool(self.client.exists(f"{self.prefix}worker:{worker}"))
 
     def _interrupt_orphan(self, turn_id: str) -> None:
         record_key = f"{self.prefix}turn:{turn_id}"
         if not self.client.exists(record_key) or not self.client.hsetnx(record_key, "ended_by", self.worker):
             return  # another worker is on it
         record = {_text(k): _text(v) for k, v in self.client.hgetall(record_key).items()}
-        log_ = RedisTurnLog(self, turn_id)
-        events = [log_._event(i, f) for i, f in self.client.xrange(log_.stream)]
+        events = RedisTurnLog(self, turn_id).events
         if events and events[-1].final:
             return
         text = "".join(e.data["token"] for e in events if e.kind == "token")
