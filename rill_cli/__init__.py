@@ -1,0 +1,1 @@
+"""`rill`: the terminal client (ask, chat) and the server's own verbs (serve, token)."""

@@ -1,0 +1,271 @@
+"""Streaming one reply from a server, the same way for each kind: `stream()` yields the new text
+as it comes and fills in a Reply; `stop()` ends it on the server.
+
+- Rill through its app API: the server keeps the conversation (session), the client picks the
+  turn id so it can cancel before the first byte, and a dropped connection resumes the turn
+  from the last event it had (`GET /api/chat/turns/<id>/events`, `Last-Event-ID`).
+- Any OpenAI- or Anthropic-compatible server through the official SDKs: the client keeps the
+  messages, and closing the stream is what stops the reply there.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import httpx2
+
+from .config import Backend
+from .conversation import Conversation
+from .errors import ClientError, http_error
+from .sse import SSEDecoder
+
+RESUME_SECONDS = 60.0  # how long a dropped Rill stream keeps trying to resume
+READ_TIMEOUT = 60.0  # Rill pings every 15 s while a reply waits: silence this long is a dead link
+
+
+@dataclass
+class Reply:
+    """One reply's text and figures (time to first token and tokens/s as the client saw them;
+    token counts as the server reports them)."""
+    text: str = ""
+    started: float = field(default_factory=time.monotonic)
+    first_at: float | None = None
+    ended: float | None = None
+    pieces: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    turn_id: str | None = None
+    seq: int = -1  # the last event had (Rill)
+
+    def add(self, piece: str) -> None:
+        if self.first_at is None:
+            self.first_at = time.monotonic()
+        self.text += piece
+        self.pieces += 1
+
+    def stats(self) -> str:
+        end = self.ended or time.monotonic()
+        parts = []
+        if self.first_at is not None:
+            parts.append(f"TTFT {(self.first_at - self.started) * 1000:.0f} ms")
+            tokens = self.completion_tokens or self.pieces
+            if tokens > 1 and end > self.first_at:
+                parts.append(f"{(tokens - 1) / (end - self.first_at):.1f} tokens/s")
+        if self.prompt_tokens is not None or self.completion_tokens is not None:
+            parts.append(f"{self.prompt_tokens if self.prompt_tokens is not None else '?'} prompt + "
+                         f"{self.completion_tokens if self.completion_tokens is not None else '?'} completion tokens")
+        parts.append(f"{end - self.started:.1f} s")
+        if self.finish_reason:
+            parts.append(self.finish_reason)
+        return " · ".join(parts)
+
+
+class RillBackend:
+    def __init__(self, url: str, token: str | None, model: str | None, notify: Callable[[str], None]):
+        self.url = url.rstrip("/")
+        self.model = model
+        self.notify = notify
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx2.Client(headers=headers, timeout=httpx2.Timeout(10.0, read=READ_TIMEOUT))
+
+    def stream(self, conversation: Conversation, message: str, reply: Reply) -> Iterator[str]:
+        reply.turn_id = uuid.uuid4().hex
+        body = {"message": message, "turn_id": reply.turn_id, "session_id": conversation.session_id,
+                "model": conversation.model or self.model, "system": conversation.system}
+        body = {k: v for k, v in body.items() if v is not None}
+        method, target, options = "POST", f"{self.url}/api/chat/stream", {"json": body}
+        lost_since = None
+        while True:
+            try:
+                with self.http.stream(method, target, **options) as response:
+                    if response.status_code == 204:  # a resume that already had everything
+                        return
+                    self._check(response, resuming=lost_since is not None)
+                    for event in self._events(response):
+                        lost_since = None
+                        if self._take(event, conversation, reply):
+                            yield event["token"]
+                        if event["kind"] in ("done", "error"):
+                            return
+            except httpx2.ConnectError as exc:
+                if lost_since is None and reply.seq < 0:
+                    raise ClientError(f"cannot reach Rill at {self.url} ({exc})")
+            except httpx2.TransportError:
+                pass
+            except StoreUnavailable:
+                pass
+            # the stream broke before its last event: follow the turn again from where it was
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since > RESUME_SECONDS:
+                raise ClientError(f"lost the connection to {self.url}; gave up resuming after "
+                                  f"{RESUME_SECONDS:.0f} s (turn {reply.turn_id})")
+            self.notify(f"connection lost; resuming from event {reply.seq + 1}")
+            time.sleep(1.0)
+            method, target = "GET", f"{self.url}/api/chat/turns/{reply.turn_id}/events"
+            options = {"headers": {"Last-Event-ID": str(reply.seq)} if reply.seq >= 0 else {}}
+
+    def _events(self, response) -> Iterator[dict]:
+        decoder = SSEDecoder()
+        for chunk in response.iter_bytes():
+            for event in decoder.feed(chunk):
+                data = json.loads(event.data)
+                if event.type == "error" and not event.id and data["error"]["type"] == "store_unavailable":
+                    raise StoreUnavailable()  # not part of the turn: resume once the store is back
+                yield {"kind": event.type, "seq": int(event.id) if event.id else None, **data}
+
+    def _take(self, event: dict, conversation: Conversation, reply: Reply) -> bool:
+        """Record an event; True for a token to show."""
+        if event["seq"] is not None:
+            if event["seq"] <= reply.seq:
+                return False  # already had it
+            reply.seq = event["seq"]
+        kind = event["kind"]
+        if kind == "start":
+            conversation.session_id = event["session_id"]
+        elif kind == "token":
+            reply.add(event["token"])
+            return True
+        elif kind == "done":
+            reply.ended = time.monotonic()
+            reply.finish_reason = event["finish_reason"]
+            usage = event.get("usage") or {}
+            reply.prompt_tokens, reply.completion_tokens = usage.get("prompt_tokens"), event["tokens"]
+        elif kind == "error":
+            raise ClientError(f"{event['error']['type']}: {event['error']['message']}")
+        return False
+
+    def _check(self, response, resuming: bool) -> None:
+        if response.status_code == 200:
+            return
+        response.read()
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200] or response.reason_phrase
+        if resuming and response.status_code == 404:
+            raise ClientError(f"lost the connection and the turn is gone from the server: {message}")
+        raise http_error(response.status_code, message, response.headers.get("Retry-After"))
+
+    def stop(self, reply: Reply) -> None:
+        """Cancel the turn on the server (the partial reply is saved there as cancelled)."""
+        if reply.turn_id:
+            try:
+                self.http.post(f"{self.url}/api/chat/turns/{reply.turn_id}/cancel")
+            except httpx2.HTTPError as exc:
+                self.notify(f"could not cancel the reply on the server: {exc}")
+
+
+class StoreUnavailable(Exception):
+    """The server lost its store for a moment; the turn's log is still there."""
+
+
+def sdk_error(sdk, exc: Exception, url: str) -> ClientError:
+    """An openai or anthropic error (the SDKs share their shape) as one line."""
+    if isinstance(exc, sdk.APIConnectionError):
+        return ClientError(f"cannot reach {url} ({exc.__cause__ or exc})")
+    if isinstance(exc, sdk.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        detail = body.get("error", body)
+        message = detail.get("message") if isinstance(detail, dict) else None
+        return http_error(exc.status_code, message or exc.message, exc.response.headers.get("retry-after"))
+    return ClientError(str(exc))
+
+
+class OpenAIBackend:
+    def __init__(self, url: str, key: str | None, model: str | None, notify: Callable[[str], None]):
+        import openai  # here, not at the top: the SDKs take a second to import
+
+        self.sdk = openai
+        self.url = url
+        self.model = model
+        self.client = openai.OpenAI(base_url=url, api_key=key or "none", max_retries=0,
+                                    timeout=httpx2.Timeout(10.0, read=READ_TIMEOUT))
+
+    def _model(self, conversation: Conversation) -> str:
+        if conversation.model or self.model:
+            return conversation.model or self.model
+        try:
+            return self.client.models.list().data[0].id
+        except (self.sdk.APIError, IndexError) as exc:
+            raise ClientError(f"no model given and {self.url}/models lists none ({exc})")
+
+    def stream(self, conversation: Conversation, message: str, reply: Reply) -> Iterator[str]:
+        system = [{"role": "system", "content": conversation.system}] if conversation.system else []
+        question = {"role": "user", "content": message}
+        try:
+            chunks = self.client.chat.completions.create(
+                model=self._model(conversation), messages=[*system, *conversation.messages, question],
+                stream=True, stream_options={"include_usage": True})
+            with chunks:
+                for chunk in chunks:
+                    if chunk.usage:
+                        reply.prompt_tokens = chunk.usage.prompt_tokens
+                        reply.completion_tokens = chunk.usage.completion_tokens
+                    for choice in chunk.choices:
+                        if choice.delta.content:
+                            reply.add(choice.delta.content)
+                            yield choice.delta.content
+                        if choice.finish_reason:
+                            reply.finish_reason = choice.finish_reason
+            reply.ended = time.monotonic()
+        except self.sdk.APIError as exc:
+            raise sdk_error(self.sdk, exc, self.url)
+        finally:
+            keep(conversation, question, reply)
+
+    def stop(self, reply: Reply) -> None:
+        """Closing the stream (done when stream() is interrupted) stops the reply on the server."""
+
+
+class AnthropicBackend:
+    MAX_TOKENS = 4096  # the Messages API needs one
+
+    def __init__(self, url: str, key: str | None, model: str | None, notify: Callable[[str], None]):
+        import anthropic
+
+        self.sdk = anthropic
+        self.url = url
+        self.model = model
+        self.client = anthropic.Anthropic(base_url=url, api_key=key or "none", max_retries=0,
+                                          timeout=httpx2.Timeout(10.0, read=READ_TIMEOUT))
+
+    def stream(self, conversation: Conversation, message: str, reply: Reply) -> Iterator[str]:
+        model = conversation.model or self.model
+        if not model:
+            raise ClientError("anthropic backends need a model: set `model` in the config or use --model")
+        question = {"role": "user", "content": message}
+        extra = {"system": conversation.system} if conversation.system else {}
+        try:
+            with self.client.messages.stream(model=model, max_tokens=self.MAX_TOKENS,
+                                             messages=[*conversation.messages, question], **extra) as stream:
+                for text in stream.text_stream:
+                    reply.add(text)
+                    yield text
+                final = stream.get_final_message()
+            reply.ended = time.monotonic()
+            reply.prompt_tokens, reply.completion_tokens = final.usage.input_tokens, final.usage.output_tokens
+            reply.finish_reason = final.stop_reason
+        except self.sdk.APIError as exc:
+            raise sdk_error(self.sdk, exc, self.url)
+        finally:
+            keep(conversation, question, reply)
+
+    def stop(self, reply: Reply) -> None:
+        """Closing the stream (done when stream() is interrupted) stops the reply on the server."""
+
+
+def keep(conversation: Conversation, question: dict, reply: Reply) -> None:
+    """The exchange joins the history the client keeps, a stopped reply's partial text too."""
+    if reply.text:
+        conversation.messages += [question, {"role": "assistant", "content": reply.text}]
+
+
+KINDS = {"rill": RillBackend, "openai": OpenAIBackend, "anthropic": AnthropicBackend}
+
+
+def connect(backend: Backend, notify: Callable[[str], None]):
+    return KINDS[backend.type](backend.url, backend.key(), backend.model, notify)

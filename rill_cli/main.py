@@ -1,0 +1,200 @@
+"""The `rill` command: ask, chat, serve, token."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from . import config
+from .backends import Reply, connect
+from .conversation import Conversation, Conversations
+from .errors import ClientError
+from .keys import ReplyKeys
+from .render import view_for
+
+HELP = """/new             start a new conversation
+/model [NAME]    show or set the model
+/system [TEXT]   set the system prompt (no text: none)
+/stats           show the last reply's figures, and turn them on after each reply (again: off)
+/help            this list
+Ctrl-C stops a reply (the partial text is kept); Ctrl-D exits."""
+
+
+def conversation_options(command):
+    """What ask and chat share: where to send, which model, which conversation."""
+    for option in reversed([
+        click.option("--backend", "-b", help="a backend named in the config file"),
+        click.option("--url", help="the server's address (default: RILL_URL or http://127.0.0.1:5000)"),
+        click.option("--model", "-m", help="the model to ask (default: the server's)"),
+        click.option("--system", "-s", help="a system prompt"),
+        click.option("--continue", "-c", "resume", is_flag=True, help="continue the last conversation"),
+        click.option("--session", help="continue this Rill session"),
+        click.option("--stats", is_flag=True, help="show time to first token, tokens/s and token counts"),
+    ]):
+        command = option(command)
+
+    @functools.wraps(command)
+    def run(**kwargs):
+        try:
+            return command(**kwargs)
+        except ClientError as exc:
+            click.echo(f"rill: {exc}", err=True)
+            sys.exit(1)
+    return run
+
+
+def open_conversation(backend_name, url, model, system, resume, session):
+    """The backend to talk to and the conversation to talk in."""
+    name, backend = config.pick(config.load(config.config_path()), backend_name, url)
+    store = Conversations(config.state_dir())
+    conversation = (store.last(name) if resume else None) or Conversation(name)
+    if session:
+        if backend.type != "rill":
+            raise ClientError(f"--session needs a Rill backend ({name} is {backend.type}); use --continue")
+        conversation = Conversation(name, session_id=session)
+    conversation.model = model or conversation.model
+    conversation.system = system if system is not None else conversation.system
+    return backend, conversation, store
+
+
+def answer(client, conversation: Conversation, message: str, view) -> Reply:
+    """Stream one reply into the view; Ctrl-C stops it on the server and keeps what came."""
+    reply = Reply()
+    try:
+        with ReplyKeys() as keys:
+            for piece in client.stream(conversation, message, reply):
+                with keys.draw():
+                    view.add(piece)
+    except KeyboardInterrupt:
+        reply.finish_reason = "stopped"
+        client.stop(reply)
+    finally:
+        view.end()
+    if reply.finish_reason == "stopped":
+        view.note("(stopped)")
+    return reply
+
+
+@click.group()
+def cli():
+    """Talk to Rill (or any OpenAI- or Anthropic-compatible server) from the terminal, and run it."""
+
+
+@cli.command()
+@click.argument("question", nargs=-1)
+@conversation_options
+def ask(question, backend, url, model, system, resume, session, stats):
+    """Ask one QUESTION; the reply streams to stdout. Text piped on stdin is context for it."""
+    context = "" if sys.stdin.isatty() else sys.stdin.read().strip()
+    message = "\n\n".join(part for part in (context, " ".join(question).strip()) if part)
+    if not message:
+        raise click.UsageError("nothing to ask: give a question, or pipe text in")
+    settings, conversation, store = open_conversation(backend, url, model, system, resume, session)
+    view = view_for(Console())
+    client = connect(settings, view.note)
+    try:
+        reply = answer(client, conversation, message, view)
+    finally:
+        store.save(conversation)
+    if stats:
+        click.echo(reply.stats(), err=True)
+    if reply.finish_reason == "stopped":
+        sys.exit(130)
+
+
+@cli.command()
+@conversation_options
+def chat(backend, url, model, system, resume, session, stats):
+    """A conversation: Markdown rendered as it streams; /help lists the commands."""
+    settings, conversation, store = open_conversation(backend, url, model, system, resume, session)
+    console = Console()
+    view = view_for(console)
+    client = connect(settings, view.note)
+    read = prompt_reader()
+    where = f"{conversation.backend} ({settings.url})"
+    state = "continuing" if conversation.session_id or conversation.messages else "new conversation"
+    console.print(f"rill chat · {where} · {state} · /help for commands, Ctrl-D to exit", style="dim",
+                  markup=False, highlight=False)
+    last: Reply | None = None
+    while True:
+        try:
+            line = read().strip()
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            return
+        if not line:
+            continue
+        if line.startswith("/"):
+            command, _, argument = line.partition(" ")
+            argument = argument.strip()
+            if command == "/new":
+                conversation = Conversation(conversation.backend, model=conversation.model,
+                                            system=conversation.system)
+                store.save(conversation)
+                view.note("new conversation")
+            elif command == "/model":
+                conversation.model = argument or conversation.model
+                view.note(f"model: {conversation.model or settings.model or 'the server default'}")
+            elif command == "/system":
+                conversation.system = argument or None
+                view.note(f"system prompt: {conversation.system or 'none'}")
+            elif command == "/stats":
+                stats = not stats
+                view.note(last.stats() if last else "no reply yet")
+                view.note(f"figures after each reply: {'on' if stats else 'off'}")
+            elif command == "/help":
+                view.note(HELP)
+            else:
+                view.note(f"unknown command {command}; /help lists them")
+            continue
+        try:
+            last = answer(client, conversation, line, view)
+        except ClientError as exc:
+            view.note(f"rill: {exc}")
+            continue
+        finally:
+            store.save(conversation)
+        if stats:
+            view.note(last.stats())
+
+
+def prompt_reader():
+    """prompt_toolkit's line editor (history kept across runs) in a terminal, plain lines otherwise."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return lambda: input()
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+
+    config.state_dir().mkdir(parents=True, exist_ok=True)
+    session = PromptSession(history=FileHistory(str(config.state_dir() / "history")))
+    return lambda: session.prompt("› ")
+
+
+@cli.command()
+@click.option("--host", help="address to listen on (RILL_HOST, default 127.0.0.1)")
+@click.option("--port", type=int, help="port to listen on (RILL_PORT, default 5000)")
+def serve(host, port):
+    """Start the Rill server (what `make run` runs)."""
+    import app  # the entry point; it patches eventlet first, so it runs in a fresh interpreter
+
+    if host:
+        os.environ["RILL_HOST"] = host
+    if port:
+        os.environ["RILL_PORT"] = str(port)
+    os.execv(sys.executable, [sys.executable, str(Path(app.__file__).resolve())])
+
+
+@cli.command()
+@click.argument("user")
+@click.option("--ttl", default="1h", show_default=True, help="lifetime: 30m, 12h, 7d ...")
+def token(user, ttl):
+    """Print a signed token for USER (needs the server's RILL_JWT_SECRET or RILL_JWT_PRIVATE_KEY)."""
+    from backend.auth import Auth, parse_ttl
+    from backend.config import Settings
+
+    click.echo(Auth(Settings.from_env()).mint(user, parse_ttl(ttl)))
