@@ -32,13 +32,14 @@ def create_app():
 
 
 def main(providers=()) -> None:
-    from backend import create_app
+    from backend import create_app, logs
+    from backend.config import Settings
     from backend.server import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    logs.configure(settings)
     real_locks()
-    app = create_app(providers=providers)
-    settings = app.config["RILL"]
+    app = create_app(settings, providers=providers)
     app.extensions["rill"].engine.start()  # load models now, not at the first request
     app.extensions["rill"].turns.start()  # with several workers: heartbeats, cancels, dead workers' turns
     print(f"Rill on http://{settings.host}:{settings.port} ({settings.async_mode})", flush=True)

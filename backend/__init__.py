@@ -20,6 +20,8 @@ class Services:
     sessions: object
     auth: object
     turns: object
+    usage: object = None
+    prices: object = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -55,10 +57,21 @@ def open_sessions(settings, redis_client=None):
     raise SystemExit(f"RILL_SESSION_STORE={settings.session_store!r}: use sqlite or memory")
 
 
+def open_usage(settings, redis_client=None):
+    """Where finished turns' usage goes: beside the sessions, in the same kind of store."""
+    from .usage import MemoryUsage, RedisUsage, SQLiteUsage
+
+    if redis_client is not None:
+        return RedisUsage(redis_client)
+    if settings.session_store == "memory":
+        return MemoryUsage()
+    return SQLiteUsage(Path(settings.data_dir).expanduser() / "usage.db")
+
+
 def create_app(settings=None, providers=()) -> Flask:
     """`providers` adds providers beside the local model (tests register a scripted one)."""
-    from . import auth, openapi
-    from .api import chat, sessions, status, ui
+    from . import auth, logs, openapi
+    from .api import chat, sessions, status, ui, usage
     from .api import models as models_api
     from .config import Settings
     from .errors import register_error_handlers
@@ -71,6 +84,7 @@ def create_app(settings=None, providers=()) -> Flask:
     from .chat.turn import Turns
     from .providers.registry import ModelRegistry
     from .security import secure, socketio_origins
+    from .usage import Prices
     from .transports import anthropic_api, openai_api
     from .transports import socketio as socketio_transport
 
@@ -100,10 +114,13 @@ def create_app(settings=None, providers=()) -> Flask:
         sessions=store,
         auth=auth.Auth(settings),
         turns=RedisTurns(settings, redis_client, store) if redis_client else Turns(settings),
+        usage=open_usage(settings, redis_client),
+        prices=Prices(settings.prices),
     )
 
+    logs.register(app)  # first: every request gets its id, refused ones too
     register_error_handlers(app)
-    protected = (chat.bp, sessions.bp, models_api.bp, openai_api.bp, anthropic_api.bp)
+    protected = (chat.bp, sessions.bp, models_api.bp, usage.bp, openai_api.bp, anthropic_api.bp)
     for bp in (*protected, status.bp, openapi.bp, auth.cli, ui.bp):
         app.register_blueprint(bp)
 

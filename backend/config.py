@@ -78,6 +78,11 @@ class Settings:
     cors_origins: str = ""  # comma-separated origins allowed to call the API from other sites
     admin_users: str = ""  # comma-separated token subjects allowed to load models when auth is on
     max_sessions_per_user: int = 1000  # past this, the user's least recently used session goes
+    # Observability and usage.
+    metrics_token: str = ""  # with auth on, GET /metrics needs `Authorization: Bearer <this>`; empty: /metrics is off
+    prices: str = ""  # JSON, dollars per million tokens per model: {"openai/x": {"prompt": 0.4, "completion": 1.6}}
+    log_format: str = "text"  # or "json": one JSON object per line
+    log_content: bool = False  # log message and reply text (never on by default)
 
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Settings":

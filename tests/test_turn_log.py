@@ -68,6 +68,10 @@ class FakeTurn:
     def cancel(self):
         self.cancelled = True
 
+    @property
+    def cancelling(self):
+        return self.cancelled
+
 
 def test_the_reaper_cancels_orphans_and_forgets_old_turns():
     from backend.chat.turn import Turns

@@ -9,7 +9,7 @@ import re
 
 from flask import Blueprint, g, jsonify, request
 
-from .. import services
+from .. import metrics, services
 from ..chat.turn import start_turn
 from ..errors import ApiError
 from ..extensions import chat_limit
@@ -21,20 +21,20 @@ SEQ = re.compile(r"[0-9]{1,9}")
 
 
 def follow(turn, after: int = -1):
-    return sse_response(turn.log.follow(after, services().settings.keepalive_seconds),
+    return sse_response(metrics.following("sse", turn.log.follow(after, services().settings.keepalive_seconds)),
                         headers={"X-Session-Id": turn.session_id or "", "X-Turn-Id": turn.id})
 
 
 @bp.post("/stream")
 @chat_limit
 def chat_stream():
-    return follow(start_turn(services(), parse(ChatRequest, json_body()), g.user))
+    return follow(start_turn(services(), parse(ChatRequest, json_body()), g.user, "sse", g.request_id))
 
 
 @bp.post("")
 @chat_limit
 def chat():
-    turn = start_turn(services(), parse(ChatRequest, json_body()), g.user)
+    turn = start_turn(services(), parse(ChatRequest, json_body()), g.user, "app", g.request_id)
     reply, done = turn.collect()
     stats = {k: v for k, v in done.items() if k != "done"}
     response = jsonify({"session_id": turn.session_id, "turn_id": turn.id, "model": turn.model,
@@ -69,6 +69,7 @@ def turn_events(turn_id: str):
     turn = find_turn(turn_id)
     if turn.log.closed and after >= turn.log.last_seq:
         return "", 204  # nothing more will come: tells EventSource to stop reconnecting
+    metrics.RESUMES.labels("sse").inc()
     return follow(turn, after)
 
 

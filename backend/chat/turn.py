@@ -15,10 +15,12 @@ import threading
 import time
 import uuid
 
+from .. import metrics
 from ..refusals import Refused
 from ..providers.base import ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt, ProviderError
 from ..providers.engine import Job, spawn
 from ..schemas import ChatRequest
+from ..usage import TurnUsage
 from .log import TurnLog
 
 log = logging.getLogger(__name__)
@@ -29,14 +31,14 @@ def interrupted() -> ProviderError:
                          type="interrupted", status=503)
 
 
-def start_turn(services, req: ChatRequest, user: str = "anonymous") -> "Turn":
+def start_turn(services, req: ChatRequest, user: str = "anonymous", api: str = "sse", request_id: str = "") -> "Turn":
     """A turn of a session (the app's routes). Everything that can be refused with a 4xx is
     checked here, before any byte of a stream is sent."""
     provider, model_id = services.models.resolve(req.model)
     turn_id = req.turn_id or uuid.uuid4().hex
     with services.turns.reserve(user, turn_id):
         session_id, job = _session_job(services, req, user, provider, model_id)
-        turn = Turn(services, job, turn_id, user, session_id, req.message)
+        turn = Turn(services, job, turn_id, user, session_id, req.message, api, request_id)
         services.turns.add(turn)
     return turn
 
@@ -67,7 +69,7 @@ def _session_job(services, req: ChatRequest, user: str, provider, model_id: str)
 
 
 def start_stateless_turn(services, model: str, messages: list[ChatMessage], options: GenerationOptions,
-                         user: str = "anonymous") -> "Turn":
+                         user: str = "anonymous", api: str = "openai", request_id: str = "") -> "Turn":
     """A turn whose whole conversation comes with the request (the /v1 APIs): nothing is saved."""
     provider, model_id = services.models.resolve(model)
     limit = services.settings.max_history_messages
@@ -75,19 +77,22 @@ def start_stateless_turn(services, model: str, messages: list[ChatMessage], opti
         raise Refused("invalid_request_error", f"messages: {len(messages)} messages; the limit is {limit + 1}")
     turn_id = uuid.uuid4().hex
     with services.turns.reserve(user, turn_id):
-        turn = Turn(services, Job(provider, model_id, messages, options), turn_id, user)
+        turn = Turn(services, Job(provider, model_id, messages, options), turn_id, user, api=api,
+                    request_id=request_id)
         services.turns.add(turn)
     return turn
 
 
 class Turn:
     def __init__(self, services, job: Job, turn_id: str, user: str = "anonymous", session_id: str | None = None,
-                 message: str = ""):
+                 message: str = "", api: str = "sse", request_id: str = ""):
         self.services = services
         self.job = job
         self.user = user
         self.session_id = session_id
         self.message = message
+        self.api = api  # which protocol started it: a metrics label
+        self.request_id = request_id
         self.model = f"{job.provider.name}/{job.model}"
         self.id = turn_id
         self.log = services.turns.open_log(turn_id)
@@ -98,6 +103,8 @@ class Turn:
         self.prompt_tokens: int | None = None  # known once the provider reports it
         self.pieces: list[str] = []
         self.first_at: float | None = None
+        self.last_at: float | None = None
+        self.stage = "new"  # then waiting (submitted), running (the model took it), ended
         self._ending = threading.Lock()
         self._interrupted = False
 
@@ -109,6 +116,10 @@ class Turn:
         """Stop the model within one decode step; the turn ends `cancelled` with what it wrote."""
         self.job.cancel.set()
 
+    @property
+    def cancelling(self) -> bool:
+        return self.job.cancel.is_set()
+
     def interrupt(self) -> None:
         self._interrupted = True
         self.job.cancel.set()
@@ -117,18 +128,25 @@ class Turn:
         """The pump: the provider's output into the log, until the turn ends. A store that fails
         under it (Redis gone for good) stops the model and frees the user's slot; readers of a
         log they cannot reach have ended already."""
+        with self._ending:
+            self._move_to("waiting")
         self.services.engine.submit(self.job)
         try:
             self._pump()
         except Exception:
             log.exception("turn %s: its log or session could not be written; stopping it", self.id)
             self.job.cancel.set()
-            self.status, self.ended_at = "error", time.monotonic()
+            with self._ending:
+                self.status, self.ended_at = "error", time.monotonic()
+                self._move_to("ended")
 
     def _pump(self) -> None:
         self.log.append("start", {"session_id": self.session_id, "turn_id": self.id, "model": self.model})
         while self.running:
-            match self.job.channel.get():
+            item = self.job.channel.get()
+            with self._ending:
+                self._move_to("running")
+            match item:
                 case Prompt(tokens):
                     self.prompt_tokens = tokens
                 case Piece(text):
@@ -145,13 +163,16 @@ class Turn:
     def token(self, text: str) -> None:
         with self._ending:
             if self.running:  # a shutdown may have ended the turn already
-                self.first_at = self.first_at or time.perf_counter()
+                now = time.perf_counter()
+                labels = metrics.TIME_TO_FIRST_TOKEN if self.first_at is None else metrics.INTER_TOKEN_LATENCY
+                labels.labels(self.model, self.api).observe(now - (self.last_at or self.created))
+                self.first_at, self.last_at = self.first_at or now, now
                 self.pieces.append(text)
                 self.log.append("token", {"token": text, "count": len(self.pieces)})
 
     def end(self, status: str, error: ProviderError | None = None, finish: Finish | None = None) -> None:
-        """Save the exchange, then write the final event; once, whoever calls first (the pump, or
-        a shutdown that cannot wait for the model)."""
+        """Save the exchange and record its usage, then write the final event; once, whoever calls
+        first (the pump, or a shutdown that cannot wait for the model)."""
         with self._ending:
             if not self.running:
                 return
@@ -165,10 +186,51 @@ class Turn:
                     user=self.user,
                 )
             self.ended_at = time.monotonic()  # the user's slot is free from here
+            self._move_to("ended")
+            try:
+                self._account(finish)
+            except Exception:  # the reply is saved; losing its figures must not fail it
+                log.exception("turn %s: recording its usage failed", self.id)
             if error:
                 self.log.append("error", {"error": {"type": error.type, "message": error.message}})
             else:
                 self.log.append("done", self._stats(finish))
+
+    def _move_to(self, stage: str) -> None:
+        """waiting -> running -> ended, counted in the running and waiting gauges."""
+        order = ("new", "waiting", "running", "ended")
+        if order.index(stage) <= order.index(self.stage):
+            return
+        gauges = {"waiting": metrics.REQUESTS_WAITING, "running": metrics.REQUESTS_RUNNING}
+        if self.stage in gauges:
+            gauges[self.stage].labels(self.model).dec()
+        if stage in gauges:
+            gauges[stage].labels(self.model).inc()
+        if stage == "running":
+            metrics.QUEUE_TIME.labels(self.model, self.api).observe(time.perf_counter() - self.created)
+        self.stage = stage
+
+    def _account(self, finish: Finish | None) -> None:
+        """The turn's figures: metrics, the usage store, one log line."""
+        seconds = time.perf_counter() - self.created
+        reason = finish.reason if finish else "interrupted" if self.status == "interrupted" else "error"
+        prompt = (finish.prompt_tokens if finish else self.prompt_tokens) or 0
+        completion = finish.completion_tokens if finish else len(self.pieces)
+        labels = (self.model, self.api)
+        metrics.E2E_LATENCY.labels(*labels).observe(seconds)
+        metrics.REQUESTS_FINISHED.labels(*labels, reason).inc()
+        metrics.PROMPT_TOKENS.labels(*labels).inc(prompt)
+        metrics.GENERATION_TOKENS.labels(*labels).inc(completion)
+        self.services.usage.record(TurnUsage(self.user, self.model, prompt, completion, seconds * 1000, time.time()))
+        fields = {"request_id": self.request_id, "turn_id": self.id, "user": self.user, "model": self.model,
+                  "api": self.api, "status": self.status, "finish_reason": reason, "prompt_tokens": prompt,
+                  "completion_tokens": completion, "duration_ms": round(seconds * 1000, 1),
+                  "ttft_ms": round((self.first_at - self.created) * 1000, 1) if self.first_at else None}
+        if self.error:
+            fields["error"] = f"{self.error.type}: {self.error.message}"
+        if self.services.settings.log_content:
+            fields.update(message=self.message, reply="".join(self.pieces))
+        log.info("turn finished", extra=fields)
 
     def _stats(self, finish: Finish) -> dict:
         now = time.perf_counter()
@@ -247,8 +309,10 @@ class Turns:
     def reap(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         for turn in list(self.by_id.values()):
-            if turn.running and turn.log.unread_for(now) >= self.settings.orphan_seconds:
+            if turn.running and not turn.cancelling and \
+                    turn.log.unread_for(now) >= self.settings.orphan_seconds:
                 log.info("turn %s had no reader for %.0f s: cancelled", turn.id, turn.log.unread_for(now))
+                metrics.ORPHAN_CANCELS.inc()
                 turn.cancel()
             elif not turn.running and now - turn.ended_at >= self.settings.turn_retention_seconds:
                 self.by_id.pop(turn.id, None)

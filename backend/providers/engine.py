@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import eventlet.patcher
 
+from .. import metrics
 from .base import ChatMessage, Failure, Finish, GenerationOptions, Piece, Provider, ProviderError
 
 log = logging.getLogger(__name__)
@@ -128,9 +129,12 @@ def run_job(job: Job) -> None:
                 return
         job.channel.put(Failure(ProviderError("the model ended without finishing its reply", type="model_error")))
     except ProviderError as exc:
+        if exc.status >= 500:  # the upstream failed, not the request
+            metrics.UPSTREAM_ERRORS.labels(job.provider.name).inc()
         job.channel.put(Failure(exc))
     except Exception as exc:
         log.exception("provider %s failed", job.provider.name)
+        metrics.UPSTREAM_ERRORS.labels(job.provider.name).inc()
         job.channel.put(Failure(ProviderError(f"{job.provider.name} model failed: {exc}", type="model_error")))
 
 

@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .. import metrics
 from .base import CancelToken, ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt, ProviderError
 from .decoding import IncrementalDecoder, Sampler, StopMatcher
 from .engine import real_queue
@@ -139,7 +140,6 @@ class Row:
         self.hidden = None
         self.done = False
         self.reason = ""
-        emit(Prompt(len(prompt)))
 
     def accept(self, logits, hidden: list[float] | None) -> None:
         """Pick this row's next token from its logits; emit text; finish on a stop."""
@@ -276,6 +276,7 @@ class LocalProvider:
         row = Row(self.model, self.encode_prompt(messages, options.max_tokens), options, cancel, out.append)
         batch = self.model.new_batch(1)
         try:
+            row.emit(Prompt(len(row.prompt)))
             batch.add([row])
             while True:
                 while out:
@@ -352,6 +353,8 @@ class LocalProvider:
                     break
             self.waiting = len(waiting)
             try:
+                for row in newcomers:  # the turn leaves the queue
+                    row.emit(Prompt(len(row.prompt)))
                 if newcomers:
                     batch.add(newcomers)
                 for row in batch.rows:
@@ -359,6 +362,7 @@ class LocalProvider:
                         row.finish("cancelled")
                 batch.drop_done()
                 if batch.rows:
+                    metrics.BATCH_SIZE.labels(f"{self.name}/{self.model_name}").observe(len(batch.rows))
                     batch.step()
                     batch.drop_done()
             except Exception as exc:  # the model itself failed: every row in this batch ends

@@ -10,7 +10,7 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, g, jsonify
 
-from .. import services
+from .. import metrics, services
 from werkzeug.exceptions import HTTPException
 
 from ..chat.events import StreamEvent
@@ -111,11 +111,11 @@ def messages():
         temperature=req.temperature, top_p=req.top_p, stop=tuple(req.stop_sequences),
         hidden_states=req.return_hidden_states,
     )
-    turn = start_stateless_turn(services(), req.model, chat, options, g.user)
+    turn = start_stateless_turn(services(), req.model, chat, options, g.user, "anthropic", g.request_id)
     if req.stream:
         # An SDK client that closes the stream wants the reply stopped.
-        return sse_response(turn.log.follow(keepalive=services().settings.keepalive_seconds), EventEncoder(turn),
-                            on_close=turn.cancel)
+        events = turn.log.follow(keepalive=services().settings.keepalive_seconds)
+        return sse_response(metrics.following("anthropic", events), EventEncoder(turn), on_close=turn.cancel)
     text, done = turn.collect()
     body = message_object(turn, text, done)
     if "hidden_states" in done:

@@ -12,7 +12,7 @@ import redis
 from flask import Blueprint, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from .. import __version__, services
+from .. import __version__, metrics, services
 from ..chat.events import StreamEvent
 from ..chat.turn import Turn, start_stateless_turn
 from ..errors import ApiError, http_error_message, status_of
@@ -107,12 +107,11 @@ def chat_completions():
     req = parse(OpenAIChatRequest, json_body())
     messages = [ChatMessage("system" if m.role == "developer" else m.role, content_text(m.content))
                 for m in req.messages]
-    turn = start_stateless_turn(services(), req.model, messages, to_options(req),
-                                 g.user)
+    turn = start_stateless_turn(services(), req.model, messages, to_options(req), g.user, "openai", g.request_id)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         # An SDK client that closes the stream wants the reply stopped (what OpenAI's API does).
-        return sse_response(turn.log.follow(keepalive=services().settings.keepalive_seconds),
+        return sse_response(metrics.following("openai", turn.log.follow(keepalive=services().settings.keepalive_seconds)),
                             ChunkEncoder(turn, include_usage), on_close=turn.cancel)
     text, done = turn.collect()
     return jsonify({

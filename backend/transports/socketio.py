@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 
 import engineio.exceptions
 import engineio.payload
@@ -18,7 +19,7 @@ import redis
 
 from flask import current_app, request
 
-from .. import services
+from .. import metrics, services
 from flask_socketio import ConnectionRefusedError
 from limits import parse as parse_limit
 
@@ -144,7 +145,7 @@ def register(socketio) -> None:
             events.close()
 
     def attach(turn: Turn, after: int) -> dict:
-        events = turn.log.follow(after, services().settings.keepalive_seconds)
+        events = metrics.following("socketio", turn.log.follow(after, services().settings.keepalive_seconds))
         socketio.start_background_task(follow, turn, request.sid, events)
         return {"turn_id": turn.id, "session_id": turn.session_id}
 
@@ -161,10 +162,11 @@ def register(socketio) -> None:
             return refuse("authentication_error", "this connection is not signed in; connect again")
         wait = seconds_until_allowed(user)
         if wait:
+            metrics.RATE_LIMITED.labels("socketio").inc()
             return refuse("rate_limit_error", f"rate limit exceeded ({current_app.config['RILL'].rate_limit}); "
                                               f"retry in {wait} s", retry_after=wait)
         try:
-            turn = start_turn(services(), parse(ChatRequest, data), user)
+            turn = start_turn(services(), parse(ChatRequest, data), user, "socketio", uuid.uuid4().hex)
         except (ApiError, Refused) as err:
             return refuse(err.type, err.message)
         return attach(turn, -1)
@@ -181,6 +183,7 @@ def register(socketio) -> None:
         turn = find(users.get(request.sid), turn_id)
         if turn is None:
             return refuse("turn_not_found", f"no turn {turn_id!r}: unknown, expired, or not yours")
+        metrics.RESUMES.labels("socketio").inc()
         return attach(turn, after)
 
     @socketio.on("chat_cancel")
