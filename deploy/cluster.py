@@ -91,9 +91,13 @@ def main() -> None:
     processes.append(start_redis(args.redis_port, args.dir / "redis"))
     redis_url = f"redis://127.0.0.1:{args.redis_port}/0"
     ports = [args.first_worker_port + i for i in range(args.workers)]
+    metrics_dir = args.dir / "metrics"  # the workers' shared Prometheus figures: emptied at each start
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
     for port in ports:
         log = open(args.dir / f"worker-{port}.log", "ab")
-        env = {**os.environ, "RILL_PORT": str(port), "RILL_REDIS_URL": redis_url}
+        env = {**os.environ, "RILL_PORT": str(port), "RILL_REDIS_URL": redis_url,
+               "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         processes.append(subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
                                           stderr=subprocess.STDOUT))
         print(f"worker on http://127.0.0.1:{port} (log: {log.name})", flush=True)

@@ -232,6 +232,9 @@ def test_redis_stopping_and_coming_back_hangs_nobody(cluster):
     assert time.monotonic() - stopped < 30
     refused = requests.post(f"{a.url}/api/chat", json={"message": "hi", "model": "scripted/echo"}, timeout=30)
     assert refused.status_code == 503 and "Redis" in refused.json()["error"]["message"]
+    not_ready = requests.get(f"{a.url}/readyz", timeout=30)
+    assert not_ready.status_code == 503 and not_ready.json()["checks"]["sessions"].startswith("unreachable")
+    assert requests.get(f"{a.url}/livez", timeout=10).status_code == 200
     redis_server.start()
     for server in (a, b):  # back without a restart
         deadline = time.monotonic() + 20
