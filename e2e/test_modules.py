@@ -1,4 +1,5 @@
-"""The pure modules, run in the browser as the page loads them: the SSE parser and Markdown."""
+"""The pure modules, run in the browser as the page loads them: the SSE parser, Markdown and the
+usage figures."""
 import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -99,3 +100,77 @@ def test_sanitizer_keeps_only_safe_links(page):
     assert 'href="https://ok.example/"' in html and 'href="mailto:me@example.com"' in html
     assert 'href="HTTP://CAPS.example/"' in html
     assert "<img" not in html and 'href="https://tracker.example/pixel.png"' in html  # a link, not a load
+
+
+def usage(page, body, *calls):
+    """Runs usage.js's functions on a GET /api/usage body: {name: result}."""
+    return page.evaluate("""async ([body, calls]) => {
+        const usage = await import("/static/js/usage.js");
+        return Object.fromEntries(calls.map((name) => [name, usage[name](body)]));
+    }""", [body, list(calls)])
+
+
+def usage_row(day, model, turns, prompt, completion, cost=None):
+    return {"day": day, "user": "alice", "model": model, "turns": turns, "prompt_tokens": prompt,
+            "completion_tokens": completion, "duration_ms": 12.5, "cost": cost}
+
+
+def test_usage_day_slots_cover_every_day_and_sum_models(page):
+    body = {"user": "alice", "days": 30, "since": "2026-10-24", "until": "2026-11-22", "rows": [
+        usage_row("2026-10-20", "a/m", 9, 9, 9),            # before `since`: left out
+        usage_row("2026-10-24", "a/m", 1, 10, 20, 0.5),
+        usage_row("2026-11-01", "a/m", 2, 5, 6),
+        usage_row("2026-11-22", "a/m", 3, 100, 200, 0.0012),
+        usage_row("2026-11-22", "b/x", 1, 1, 2),           # a second model the same day: summed
+    ], "totals": {}}
+    result = usage(page, body, "daySlots", "modelTotals")
+    slots = result["daySlots"]
+    assert len(slots) == 30
+    assert slots[0]["day"] == "2026-10-24" and slots[-1]["day"] == "2026-11-22"
+    assert "2026-10-31" in [s["day"] for s in slots] and "2026-11-01" in [s["day"] for s in slots]
+    assert len({s["day"] for s in slots}) == 30  # consecutive days, none twice (a DST change is no matter: UTC)
+    assert slots[0] == {"day": "2026-10-24", "turns": 1, "prompt": 10, "completion": 20, "cost": 0.5}
+    assert slots[-1] == {"day": "2026-11-22", "turns": 4, "prompt": 101, "completion": 202, "cost": 0.0012}
+    empty = [s for s in slots if s["day"] not in ("2026-10-24", "2026-11-01", "2026-11-22")]
+    assert len(empty) == 27 and all(s == {"day": s["day"], "turns": 0, "prompt": 0, "completion": 0, "cost": None}
+                                    for s in empty)
+    assert result["modelTotals"] == [
+        {"model": "a/m", "turns": 6, "prompt": 115, "completion": 226, "tokens": 341, "cost": 0.5012},
+        {"model": "b/x", "turns": 1, "prompt": 1, "completion": 2, "tokens": 3, "cost": None},
+    ]
+
+
+def test_usage_day_slots_across_a_leap_day_and_bad_bodies(page):
+    body = {"since": "2028-02-01", "until": "2028-03-01", "rows": [usage_row("2028-02-29", "a/m", 1, 2, 3)]}
+    slots = usage(page, body, "daySlots")["daySlots"]
+    assert len(slots) == 30 and slots[28] == {"day": "2028-02-29", "turns": 1, "prompt": 2, "completion": 3, "cost": None}
+    for bad in [{}, {"since": "2026-11-22", "until": "2026-10-24", "rows": []},
+                {"since": "2026-02-30", "until": "2026-03-02", "rows": []},
+                {"since": "2020-01-01", "until": "2026-01-01", "rows": []},
+                {"since": "2026-10-24", "until": "2026-11-22"}]:
+        error = page.evaluate("""async (body) => {
+            const { daySlots } = await import("/static/js/usage.js");
+            try { daySlots(body); return null; } catch (err) { return err.message; }
+        }""", bad)
+        assert error == "The server's usage answer is not in the expected form.", bad
+
+
+def test_usage_words_and_numbers(page):
+    result = page.evaluate("""async () => {
+        const u = await import("/static/js/usage.js");
+        return {
+            costs: [0.0012, 0.000015, 0.016, 0.5, 12.3456, 0].map(u.formatCost),
+            totals: u.totalsText({turns: 1234, prompt_tokens: 1, completion_tokens: 200, cost: 0.0012}),
+            unpriced: u.totalsText({turns: 0, prompt_tokens: 0, completion_tokens: 0, cost: null}),
+            title: u.slotTitle({day: "2026-11-22", turns: 3, prompt: 100, completion: 2000}),
+            idle: u.slotTitle({day: "2026-11-21", turns: 0, prompt: 0, completion: 0}),
+            axis: [[0], [1], [3], [10], [11], [999], [150, 60]].map(
+                (totals) => u.axisMax(totals.map((t) => ({prompt: t, completion: 0})))),
+        };
+    }""")
+    assert result["costs"] == ["$0.0012", "$0.000015", "$0.016", "$0.50", "$12.35", "$0.00"]
+    assert result["totals"] == "1,234 turns · 1 prompt token · 200 completion tokens · $0.0012"
+    assert result["unpriced"] == "0 turns · 0 prompt tokens · 0 completion tokens"
+    assert result["title"] == "Sun 2026-11-22: 3 turns, 100 prompt + 2,000 completion tokens"
+    assert result["idle"] == "Sat 2026-11-21: no usage"
+    assert result["axis"] == [1, 1, 5, 10, 20, 1000, 200]

@@ -87,15 +87,28 @@ async function post(path, body, signal) {
   return response;
 }
 
-export async function getModels() {
+async function getJSON(path) {
   let response;
   try {
-    response = await fetch("/api/models", { headers: withAuth({ Accept: "application/json" }) });
+    response = await fetch(path, { headers: withAuth({ Accept: "application/json" }) });
   } catch {
     throw networkError();
   }
   if (!response.ok) throw await errorFrom(response);
-  return response.json();
+  try {
+    return await response.json();
+  } catch {
+    throw new ApiError("bad_response", "The server's answer is not valid JSON.", response.status);
+  }
+}
+
+export function getModels() {
+  return getJSON("/api/models");
+}
+
+// The signed-in user's usage of the last `days` UTC days (GET /api/usage).
+export function getUsage(days) {
+  return getJSON(`/api/usage?days=${encodeURIComponent(days)}`);
 }
 
 // A session made from the browser's own copy of a chat the server no longer has.

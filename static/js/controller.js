@@ -1,8 +1,8 @@
 // What the user does outside a reply: opening, renaming, deleting, searching, exporting and
 // importing chats, and changing settings. Replies themselves are turns.js's.
-import { getModels } from "./api.js";
-import { setAccessToken } from "./api.js";
+import { getModels, getUsage, setAccessToken } from "./api.js";
 import { saveSettings } from "./settings.js";
+import { USAGE_DAYS } from "./usage.js";
 
 function exportName(title) {
   const slug = title.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 40);
@@ -17,6 +17,7 @@ export class Controller {
     this.settings = settings;
     this.query = "";
     this.models = null;
+    this.usageAsked = 0;  // which opening of Settings the usage shown belongs to
   }
 
   async start() {
@@ -156,9 +157,20 @@ export class Controller {
     }
   }
 
+  // Usage is asked for again on every opening, beside the models, and shown when it comes.
   async openSettings() {
+    const asked = ++this.usageAsked;
+    const usage = getUsage(USAGE_DAYS);
+    usage.catch(() => {}); // handled below; not "unhandled" while the models load
     if (!this.models) await this.loadModels();
     this.view.openSettings(this.settings, this.models || { providers: [] });
+    this.view.usage.loading();
+    try {
+      const body = await usage;
+      if (asked === this.usageAsked) this.view.usage.show(body);
+    } catch (err) {
+      if (asked === this.usageAsked) this.view.usage.failed(err.message);
+    }
   }
 
   saveSettings(values) {

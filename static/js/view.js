@@ -1,6 +1,7 @@
-// The only module that touches the DOM. It shows what it is told and reports what the user
-// does through on(name, handler); it decides nothing about chats.
+// The only module that touches the DOM (with its widgets, such as usage-view.js). It shows what
+// it is told and reports what the user does through on(name, handler); it decides nothing about chats.
 import { renderMarkdown } from "./markdown.js";
+import { UsageView } from "./usage-view.js";
 
 const BOTTOM_SLACK_PX = 24;   // this close to the end still counts as "at the bottom"
 const NOTICE_MS = 8000;
@@ -144,6 +145,7 @@ export class View {
       status: byId("status"), settings: byId("settings"), settingsForm: byId("settings-form"),
       confirm: byId("confirm"), confirmText: byId("confirm-text"), confirmOk: byId("confirm-ok"),
     };
+    this.usage = new UsageView(byId("usage")); // the Settings dialog's usage section
     this.listen();
   }
 
