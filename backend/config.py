@@ -83,6 +83,7 @@ class Settings:
     prices: str = ""  # JSON, dollars per million tokens per model: {"openai/x": {"prompt": 0.4, "completion": 1.6}}
     log_format: str = "text"  # or "json": one JSON object per line
     log_content: bool = False  # log message and reply text (never on by default)
+    reasoning_tags: str = "<think>,</think>"  # text between these is streamed as reasoning; empty: off
 
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Settings":

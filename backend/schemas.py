@@ -9,6 +9,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       field_validator, model_validator)
 
 from .errors import ApiError
+from .providers.base import Tool
 
 SessionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
@@ -147,10 +148,77 @@ def content_text(content: Content | None) -> str:
     return content if isinstance(content, str) else "".join(p.text for p in content)
 
 
+ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    name: ToolName
+    description: str = ""
+    parameters: dict = {"type": "object", "properties": {}}
+
+    @field_validator("parameters")
+    @classmethod
+    def _object_schema(cls, value: dict) -> dict:
+        if value.get("type", "object") != "object":
+            raise ValueError("must be a JSON Schema of type object (the arguments are one JSON object)")
+        return value
+
+
+class OpenAITool(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    name: ToolName
+    arguments: str
+
+
+class OpenAIToolCall(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class NamedFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    name: ToolName
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["function"]
+    function: NamedFunction
+
+
+def tools_and_choice(tools: list[Tool], choice: str) -> tuple[tuple[Tool, ...], str]:
+    """Checked together: a named tool must be one of the tools, and a choice needs tools."""
+    names = [t.name for t in tools]
+    if choice not in ("auto", "none") and not tools:
+        raise ValueError(f"tool_choice: {choice!r} needs tools")
+    if choice not in ("auto", "none", "required") and choice not in names:
+        raise ValueError(f"tool_choice: no tool named {choice!r} among the tools ({', '.join(names)})")
+    return tuple(tools), choice
+
+
 class OpenAIMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Content | None = None
+    tool_calls: list[OpenAIToolCall] | None = None  # assistant
+    tool_call_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # tool
+
+    @model_validator(mode="after")
+    def _tool_fields(self):
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        return self
 
 
 class StreamOptions(BaseModel):
@@ -164,6 +232,10 @@ class OpenAIChatRequest(BaseModel):
         {"model": "local/smollm2-135m-instruct", "stream": True, "stream_options": {"include_usage": True},
          "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
          "max_tokens": 32, "temperature": 0, "stop": ["\n\n"], "seed": 1},
+        {"model": "openai/gpt-4.1-mini", "messages": [{"role": "user", "content": "Weather in Paris?"}],
+         "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+         "tool_choice": "auto"},
     ]})
 
     model: Annotated[str, Field(min_length=1, max_length=200)]
@@ -178,12 +250,75 @@ class OpenAIChatRequest(BaseModel):
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     seed: Annotated[Int, Field(ge=0, le=2**63 - 1)] | None = None
     return_hidden_states: bool = False
+    tools: Annotated[list[OpenAITool], Field(max_length=128)] = []
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice = "auto"
+
+    @model_validator(mode="after")
+    def _tools(self):
+        choice = self.tool_choice if isinstance(self.tool_choice, str) else self.tool_choice.function.name
+        tools = [Tool(t.function.name, t.function.description, t.function.parameters) for t in self.tools]
+        self._checked = tools_and_choice(tools, choice)
+        return self
+
+    def internal_tools(self) -> tuple[Tool, ...]:
+        return self._checked[0]
+
+    def internal_tool_choice(self) -> str:
+        return self._checked[1]
+
+
+class AnthropicTool(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    name: ToolName
+    description: str = ""
+    input_schema: dict
+
+    @field_validator("input_schema")
+    @classmethod
+    def _object_schema(cls, value: dict) -> dict:
+        return FunctionSpec._object_schema(value)
+
+
+class AnthropicToolChoice(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["auto", "any", "tool", "none"]
+    name: ToolName | None = None
+
+    @model_validator(mode="after")
+    def _named(self):
+        if (self.type == "tool") != (self.name is not None):
+            raise ValueError("name goes with type tool, and only with it")
+        return self
+
+
+class ToolUseBlock(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["tool_use"]
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    name: ToolName
+    input: dict
+
+
+class ToolResultBlock(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["tool_result"]
+    tool_use_id: Annotated[str, Field(min_length=1, max_length=200)]
+    content: Content = ""
+    is_error: bool = False
+
+
+class ThinkingBlock(BaseModel):  # sent back in the history; the model does not see it again
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["thinking", "redacted_thinking"]
+
+
+Block = Annotated[TextPart | ToolUseBlock | ToolResultBlock | ThinkingBlock, Field(discriminator="type")]
 
 
 class AnthropicMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     role: Literal["user", "assistant"]
-    content: Content
+    content: Text | list[Block]
 
 
 class AnthropicRequest(BaseModel):
@@ -191,6 +326,10 @@ class AnthropicRequest(BaseModel):
         {"model": "local/smollm2-135m-instruct", "max_tokens": 64, "messages": [{"role": "user", "content": "Hello!"}]},
         {"model": "local/smollm2-135m-instruct", "max_tokens": 64, "stream": True, "system": "Be brief.",
          "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}], "stop_sequences": ["."]},
+        {"model": "openai/gpt-4.1-mini", "max_tokens": 256, "messages": [{"role": "user", "content": "Weather?"}],
+         "tools": [{"name": "get_weather", "description": "Weather in a city",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+         "tool_choice": {"type": "auto"}},
     ]})
 
     model: Annotated[str, Field(min_length=1, max_length=200)]
@@ -202,3 +341,20 @@ class AnthropicRequest(BaseModel):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     stop_sequences: Annotated[list[str], Field(max_length=8)] = []
     return_hidden_states: bool = False
+    tools: Annotated[list[AnthropicTool], Field(max_length=128)] = []
+    tool_choice: AnthropicToolChoice | None = None
+
+    @model_validator(mode="after")
+    def _tools(self):
+        tools = [Tool(t.name, t.description, t.input_schema) for t in self.tools]
+        choice = self.tool_choice
+        name = "auto" if choice is None else {"auto": "auto", "any": "required", "none": "none"}.get(choice.type,
+                                                                                                  choice.name)
+        self._checked = tools_and_choice(tools, name)
+        return self
+
+    def internal_tools(self) -> tuple[Tool, ...]:
+        return self._checked[0]
+
+    def internal_tool_choice(self) -> str:
+        return self._checked[1]

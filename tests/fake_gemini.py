@@ -12,6 +12,8 @@ maxOutputTokens cuts it short with MAX_TOKENS; `usageMetadata` counts words. Mod
   gemini-long                     200 pieces (to cancel); records whether the client went away
   gemini-broken                   two pieces, then the connection is cut mid-body
   gemini-stall                    one piece, then STALL seconds of silence before the rest
+  gemini-tools                    a thought, then a call to each declared tool (two in one chunk);
+                                  after functionResponse parts, text quoting them
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ KEY = "fake-gemini-key"
 DELAY = 0.03
 STALL = 2.0
 ECHO_MODELS = {"gemini-fake", "gemini-2.5-flash"}
-MODELS = ECHO_MODELS | {"gemini-long", "gemini-broken", "gemini-stall"}
+MODELS = ECHO_MODELS | {"gemini-long", "gemini-broken", "gemini-stall", "gemini-tools"}
 PREFIX, SUFFIX = "/v1beta/models/", ":streamGenerateContent"
 
 
@@ -66,7 +68,32 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(404, error_body(
                 404, "NOT_FOUND", f"models/{model} is not found for API version v1beta, or is not "
                                   "supported for generateContent."))
+        if model == "gemini-tools":
+            return self.tools(record["body"])
         self.stream(model, record)
+
+    def tools(self, request: dict) -> None:
+        """A thought, then every declared function called at once; or the results, quoted."""
+        results = [p["functionResponse"] for p in request["contents"][-1]["parts"] if "functionResponse" in p]
+        usage = {"promptTokenCount": 5, "candidatesTokenCount": 3, "totalTokenCount": 8}
+        if results:
+            events = [{"parts": [{"text": "Results: "}]}, {"parts": [{"text": json.dumps(results)}]}]
+        else:
+            names = [d["name"] for t in request.get("tools", []) for d in t.get("functionDeclarations", [])]
+            events = [{"parts": [{"text": "Which tools fit?", "thought": True}]},
+                      {"parts": [{"functionCall": {"name": name, "args": {"city": city}}}
+                                 for name, city in zip(names, ["Paris", "Rome"])]}]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for n, content in enumerate(events):
+            event = {"candidates": [{"content": {"role": "model", **content}, "index": 0}], "modelVersion": "t"}
+            if n == len(events) - 1:
+                event["candidates"][0]["finishReason"] = "STOP"
+                event["usageMetadata"] = usage
+            self.chunk(b"data: " + json.dumps(event).encode() + b"\r\n\r\n")
+        self.chunk(b"")
 
     def send_json(self, code: int, payload: dict) -> None:
         data = json.dumps(payload).encode()

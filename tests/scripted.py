@@ -5,7 +5,10 @@ Model ids: `echo` (the last user message, word by word), `fail` (three pieces, t
 exception), `slow` (waits 1.5 s before each of two pieces, so keep-alives are sent), `xss`
 (hostile Markdown and HTML, cut into pieces mid-tag, for the browser tests), `long` (N pieces
 of Markdown, N the first number in the message, 400 by default, for the UI benchmark), `hold`
-(no pieces until cancelled: an idle open stream, for the memory benchmark).
+(no pieces until cancelled: an idle open stream, for the memory benchmark), `think`
+(`<think>...</think>` then an answer, the tags cut across pieces), `tools` (reasoning, then a call
+to each tool given (or to get_weather when none are), at most two, their arguments cut mid-JSON;
+after a tool result, an answer that quotes it).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import itertools
 import re
 from time import sleep  # green under eventlet, where the engine runs this as a green thread
 
-from backend.providers.base import Finish
+from backend.providers.base import Finish, Reasoning, Tool, ToolCallPart
 from backend.providers.engine import Streamed
 
 # Everything a page must show as text or drop: none of it may run, load or navigate.
@@ -65,7 +68,7 @@ class ScriptedProvider(Streamed):
         return None
 
     def models(self):
-        return [{"id": m, "state": "ready"} for m in ("echo", "fail", "slow", "xss", "long", "hold")]
+        return [{"id": m, "state": "ready"} for m in ("echo", "fail", "slow", "xss", "long", "hold", "think", "tools")]
 
     def load(self):
         pass
@@ -76,8 +79,13 @@ class ScriptedProvider(Streamed):
                 sleep(1.0)
             yield Finish("cancelled", 1, 0)
             return
+        if model == "tools":
+            yield from tool_turn(messages, options)
+            return
         if model == "echo":
             pieces = [w + " " for w in messages[-1].content.split()]
+        elif model == "think":
+            pieces = ["<thi", "nk>Two and two ", "make four.</th", "ink>", "The answer ", "is 4."]
         elif model == "slow":
             pieces = ["slow ", "reply"]
         elif model == "xss":
@@ -99,3 +107,21 @@ class ScriptedProvider(Streamed):
         if model == "fail":
             raise RuntimeError("scripted failure in the middle of a reply")
         yield Finish("stop", 1, len(pieces))
+
+
+def tool_turn(messages, options):
+    """`tools`: think, then call the tools (arguments cut mid-JSON); after results, answer."""
+    if messages[-1].role == "tool":
+        results = [m.content for m in messages if m.role == "tool"]
+        for piece in ["The tool said: ", *results]:
+            yield piece
+        yield Finish("stop", 1, 1 + len(results))
+        return
+    tools = options.tools or (Tool("get_weather"),)  # the app's API sends none: a call to show anyway
+    yield Reasoning("I should call ")
+    yield Reasoning("the tools.")
+    for index, tool in enumerate(tools[:2]):
+        yield ToolCallPart(index, f"call_{index}_{tool.name}", tool.name)
+        for fragment in ['{"ci', 'ty": "Par', f'is", "n": {index}', "}"]:
+            yield ToolCallPart(index, arguments=fragment)
+    yield Finish("tool_calls", 1, 4)

@@ -4,6 +4,7 @@ import threading
 import time
 import uuid
 
+import openai
 import pytest
 import requests
 
@@ -217,3 +218,32 @@ def test_a_stalled_stream_times_out_cleanly(fake):
     events = decode_all(client.post("/api/chat/stream", json={"message": "a b c", "model": "gemini/gemini-stall"}).get_data())
     assert [e.type for e in events] == ["start", "token", "error"]
     assert "did not answer within 0.5 s (ReadTimeout)" in events[-1].json()["error"]["message"]
+
+
+def test_tools_calls_and_thoughts_pass_through_and_results_go_back(server, fake):
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+    tools = [{"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {
+        "city": {"type": "string"}}}}} for name in ("get_weather", "get_time")]
+    messages = [{"role": "user", "content": "weather and time?"}]
+    chunks = list(client.chat.completions.create(model="gemini/gemini-tools", messages=messages, tools=tools,
+                                                 tool_choice="required", stream=True))
+    declared = fake.requests[-1]["body"]
+    assert [d["name"] for d in declared["tools"][0]["functionDeclarations"]] == ["get_weather", "get_time"]
+    assert declared["toolConfig"]["functionCallingConfig"]["mode"] == "ANY"
+    reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
+    calls = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or ()]
+    assert reasoning == "Which tools fit?"
+    assert [(t.index, t.function.name) for t in calls if t.id] == [(0, "get_weather"), (1, "get_time")]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    ids = [t.id for t in calls if t.id]
+    messages += [{"role": "assistant", "content": None, "tool_calls": [
+                     {"id": ids[0], "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+                     {"id": ids[1], "type": "function", "function": {"name": "get_time", "arguments": '{"city": "Rome"}'}}]},
+                 {"role": "tool", "tool_call_id": ids[0], "content": "sunny"},
+                 {"role": "tool", "tool_call_id": ids[1], "content": "noon"}]
+    answer = client.chat.completions.create(model="gemini/gemini-tools", messages=messages, tools=tools)
+    sent = fake.requests[-1]["body"]["contents"]
+    assert [p["functionCall"]["name"] for p in sent[1]["parts"]] == ["get_weather", "get_time"]
+    assert [p["functionResponse"] for p in sent[2]["parts"]] == [
+        {"name": "get_weather", "response": {"result": "sunny"}}, {"name": "get_time", "response": {"result": "noon"}}]
+    assert answer.choices[0].message.content.startswith("Results: ")

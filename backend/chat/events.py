@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["start", "token", "done", "error", "ping"]
+Kind = Literal["start", "reasoning", "token", "tool_call_start", "tool_call_delta", "tool_call_end", "done", "error",
+               "ping"]
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,13 @@ import uuid
 
 from .. import metrics
 from ..refusals import Refused
-from ..providers.base import ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt, ProviderError
+from ..providers.base import (ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt, ProviderError, Reasoning,
+                              ToolCallPart)
 from ..providers.engine import Job, spawn
 from ..schemas import ChatRequest
 from ..usage import TurnUsage
 from .log import TurnLog
+from .reasoning import ReasoningSplitter
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ def start_stateless_turn(services, model: str, messages: list[ChatMessage], opti
                          user: str = "anonymous", api: str = "openai", request_id: str = "") -> "Turn":
     """A turn whose whole conversation comes with the request (the /v1 APIs): nothing is saved."""
     provider, model_id = services.models.resolve(model)
+    if options.tools and options.tool_choice != "none" and (why := provider.refuses_tools(model_id)):
+        raise Refused("invalid_request_error", why)
     limit = services.settings.max_history_messages
     if len(messages) > limit + 1:
         raise Refused("invalid_request_error", f"messages: {len(messages)} messages; the limit is {limit + 1}")
@@ -101,7 +105,10 @@ class Turn:
         self.status = "running"  # then complete | cancelled | error | interrupted
         self.error: ProviderError | None = None
         self.prompt_tokens: int | None = None  # known once the provider reports it
-        self.pieces: list[str] = []
+        self.pieces: list[str] = []  # the answer's text
+        self.reasoning: list[str] = []
+        self.tool_calls: list[dict] = []  # {index, id, name, arguments, ended}
+        self.splitter = ReasoningSplitter(services.settings.reasoning_tags)
         self.first_at: float | None = None
         self.last_at: float | None = None
         self.stage = "new"  # then waiting (submitted), running (the model took it), ended
@@ -150,8 +157,15 @@ class Turn:
                 case Prompt(tokens):
                     self.prompt_tokens = tokens
                 case Piece(text):
-                    self.token(text)
+                    for kind, part in self.splitter.feed(text):
+                        self.emit(kind, part)
+                case Reasoning(text):
+                    self.emit("reasoning", text)
+                case ToolCallPart() as part:
+                    self.tool_call(part)
                 case Finish() as finish:
+                    for kind, part in self.splitter.flush():
+                        self.emit(kind, part)
                     self.prompt_tokens = finish.prompt_tokens
                     if self._interrupted:
                         self.end("interrupted", interrupted())
@@ -160,31 +174,64 @@ class Turn:
                 case Failure(error):
                     self.end("error", error)
 
-    def token(self, text: str) -> None:
+    def emit(self, kind: str, text: str = "", **data) -> None:
+        """A piece of the reply into the log: `token` (answer text), `reasoning`, or a tool call's
+        `tool_call_start`, `tool_call_delta`, `tool_call_end`."""
         with self._ending:
-            if self.running:  # a shutdown may have ended the turn already
-                now = time.perf_counter()
-                labels = metrics.TIME_TO_FIRST_TOKEN if self.first_at is None else metrics.INTER_TOKEN_LATENCY
-                labels.labels(self.model, self.api).observe(now - (self.last_at or self.created))
+            if not self.running:  # a shutdown may have ended the turn already
+                return
+            now = time.perf_counter()
+            if kind != "tool_call_end":
+                gap = metrics.TIME_TO_FIRST_TOKEN if self.first_at is None else metrics.INTER_TOKEN_LATENCY
+                gap.labels(self.model, self.api).observe(now - (self.last_at or self.created))
                 self.first_at, self.last_at = self.first_at or now, now
+            if kind == "token":
                 self.pieces.append(text)
                 self.log.append("token", {"token": text, "count": len(self.pieces)})
+            elif kind == "reasoning":
+                self.reasoning.append(text)
+                self.log.append("reasoning", {"reasoning": text})
+            else:
+                self.log.append(kind, data)
+
+    def tool_call(self, part: ToolCallPart) -> None:
+        """Calls come one after another: a new index ends the one before it."""
+        calls = self.tool_calls
+        if not calls or part.index != calls[-1]["index"]:
+            if calls and not calls[-1]["ended"]:
+                calls[-1]["ended"] = True
+                self.emit("tool_call_end", index=calls[-1]["index"])
+            calls.append({"index": part.index, "id": part.id or f"call_{uuid.uuid4().hex[:24]}",
+                          "name": part.name or "", "arguments": "", "ended": False})
+            self.emit("tool_call_start", index=part.index, id=calls[-1]["id"], name=calls[-1]["name"])
+        if part.arguments:
+            calls[-1]["arguments"] += part.arguments
+            self.emit("tool_call_delta", index=part.index, arguments=part.arguments)
+
+    def _end_tool_calls(self) -> None:
+        if self.tool_calls and not self.tool_calls[-1]["ended"]:
+            self.tool_calls[-1]["ended"] = True
+            self.emit("tool_call_end", index=self.tool_calls[-1]["index"])
 
     def end(self, status: str, error: ProviderError | None = None, finish: Finish | None = None) -> None:
         """Save the exchange and record its usage, then write the final event; once, whoever calls
         first (the pump, or a shutdown that cannot wait for the model)."""
+        self._end_tool_calls()
         with self._ending:
             if not self.running:
                 return
             self.status, self.error = status, error
             if self.session_id:
+                reply = {"role": "assistant", "content": "".join(self.pieces), "tokens": finish and finish.completion_tokens,
+                         "status": status, "model": self.model, "turn_id": self.id}
+                if self.reasoning:
+                    reply["reasoning"] = "".join(self.reasoning)
+                if self.tool_calls:
+                    reply["tool_calls"] = [{k: c[k] for k in ("id", "name", "arguments")} for c in self.tool_calls]
                 self.services.sessions.append(
                     self.session_id,
                     {"role": "user", "content": self.message, "tokens": finish and finish.prompt_tokens},
-                    {"role": "assistant", "content": "".join(self.pieces), "tokens": finish and finish.completion_tokens,
-                     "status": status, "model": self.model, "turn_id": self.id},
-                    user=self.user,
-                )
+                    reply, user=self.user)
             self.ended_at = time.monotonic()  # the user's slot is free from here
             self._move_to("ended")
             try:

@@ -1,8 +1,9 @@
-"""The provider contract: given messages and options, yield text pieces, then one Finish.
+"""The provider contract: given messages and options, yield text pieces (and any reasoning and
+tool call parts), then one Finish.
 
 A provider's `stream` is plain blocking code; the engine runs it off the event loop and checks
 nothing itself, so `stream` must look at `cancel` before each step and stop promptly. What a
-turn reads back is typed: Prompt, Piece..., then Finish or Failure.
+turn reads back is typed: Prompt, Piece | Reasoning | ToolCallPart..., then Finish or Failure.
 """
 from __future__ import annotations
 
@@ -11,9 +12,28 @@ from typing import Iterator, Protocol
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A call the assistant made, as the conversation carries it."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+@dataclass(frozen=True)
 class ChatMessage:
-    role: str  # system | user | assistant
+    role: str  # system | user | assistant | tool
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # assistant: the calls it made
+    tool_call_id: str | None = None  # tool: the call this is the result of
+    name: str | None = None  # tool: the called function's name (Gemini needs it)
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str = ""
+    parameters: dict = field(default_factory=lambda: {"type": "object", "properties": {}})  # JSON Schema
 
 
 @dataclass(frozen=True)
@@ -24,6 +44,8 @@ class GenerationOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()  # end the reply before any of these strings
     hidden_states: bool = False  # put the last token's final-layer hidden state in Finish.extra
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str = "auto"  # auto | none | required | the name of the one tool to call
 
 
 @dataclass(frozen=True)
@@ -34,8 +56,26 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class Reasoning:
+    """Thinking the model shows before (or between) its answer's pieces."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallPart:
+    """A fragment of the tool call at `index`: the first one has its id and name; `arguments`
+    fragments join into the call's JSON arguments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class Finish:
-    reason: str  # stop | length | cancelled | stop_sequence
+    reason: str  # stop | length | cancelled | stop_sequence | tool_calls
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens whose cache an earlier turn had left behind
@@ -62,7 +102,7 @@ class Failure:
     error: ProviderError
 
 
-Item = Prompt | Piece | Finish | Failure  # a job's channel carries these; Finish or Failure is the last
+Item = Prompt | Piece | Reasoning | ToolCallPart | Finish | Failure  # a job's channel; Finish or Failure last
 
 
 class CancelToken(Protocol):
@@ -83,6 +123,9 @@ class Provider(Protocol):
     def unavailable(self) -> str | None:
         """Why requests cannot be served at all (say, a missing API key), or None."""
 
+    def refuses_tools(self, model: str) -> str | None:
+        """Why this model cannot be given tools, or None when it can."""
+
     def load(self) -> None:
         """Slow preparation, run once in the provider's own OS thread when the server starts."""
 
@@ -100,5 +143,6 @@ class Provider(Protocol):
 
     def stream(
         self, model: str, messages: list[ChatMessage], options: GenerationOptions, cancel: CancelToken
-    ) -> Iterator[str | Prompt | Finish]:
-        """Yield text pieces as they are produced, then exactly one Finish; raise ProviderError."""
+    ) -> Iterator[str | Prompt | Reasoning | ToolCallPart | Finish]:
+        """Yield text pieces (and reasoning, tool call parts) as they are produced, then exactly
+        one Finish; raise ProviderError."""

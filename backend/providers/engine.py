@@ -145,6 +145,9 @@ class Streamed:
     def run(self) -> None:
         pass
 
+    def refuses_tools(self, model: str) -> str | None:
+        return None  # the upstream takes tools, or says itself why not
+
     def start(self, job: Job) -> None:
         spawn(run_job, job)
 

@@ -10,10 +10,12 @@ the read timeout.
 """
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Iterator
 
 from ..config import comma_list
-from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
+from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError, Reasoning, ToolCallPart
 from .engine import Streamed
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
@@ -24,18 +26,47 @@ REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}  # anything else (SAFETY, ...
 def build_request(model: str, messages: list[ChatMessage], options: GenerationOptions) -> dict:
     """generate_content_stream's arguments as plain dicts."""
     system = "\n\n".join(m.content for m in messages if m.role == "system")
-    contents = [{"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
-                for m in messages if m.role != "system"]
     config = {"temperature": options.temperature, "top_p": options.top_p,
               "max_output_tokens": options.max_tokens,
               "automatic_function_calling": {"disable": True}}  # one plain request, no tool loop
+    if options.tools:
+        config["tools"] = [{"function_declarations": [
+            {"name": t.name, "description": t.description, "parameters": t.parameters} for t in options.tools]}]
+        choice = options.tool_choice
+        mode = {"auto": "AUTO", "none": "NONE"}.get(choice, "ANY")
+        config["tool_config"] = {"function_calling_config": {"mode": mode, **(
+            {"allowed_function_names": [choice]} if mode == "ANY" and choice != "required" else {})}}
     if system:
         config["system_instruction"] = system
     if options.stop:
         config["stop_sequences"] = list(options.stop)
     if options.seed is not None:
         config["seed"] = options.seed
-    return {"model": model, "contents": contents, "config": config}
+    return {"model": model, "contents": contents(messages), "config": config}
+
+
+def contents(messages: list[ChatMessage]) -> list[dict]:
+    """The conversation in Gemini's shape: the model's calls as functionCall parts, their results
+    (consecutive tool messages together) as one user turn of functionResponse parts."""
+    names = {c.id: c.name for m in messages for c in m.tool_calls}
+    out: list[dict] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        if m.role == "tool":
+            part = {"function_response": {"name": m.name or names.get(m.tool_call_id, "tool"),
+                                          "response": {"result": m.content}}}
+            if out and out[-1].get("tool_results"):
+                out[-1]["parts"].append(part)
+            else:
+                out.append({"role": "user", "parts": [part], "tool_results": True})
+            continue
+        parts = [{"text": m.content}] if m.content or not m.tool_calls else []
+        parts += [{"function_call": {"name": c.name, "args": json.loads(c.arguments or "{}")}} for c in m.tool_calls]
+        out.append({"role": "model" if m.role == "assistant" else "user", "parts": parts})
+    for content in out:
+        content.pop("tool_results", None)
+    return out
 
 
 class GeminiProvider(Streamed):
@@ -88,6 +119,7 @@ class GeminiProvider(Streamed):
             yield Finish("cancelled", 0, 0)
             return
         reason = usage = blocked = None
+        calls = 0
         chunks = self.client.models.generate_content_stream(**request)
         try:
             for chunk in chunks:
@@ -97,11 +129,20 @@ class GeminiProvider(Streamed):
                 if cancel.is_set():
                     reason = "cancelled"
                     break
-                if chunk.candidates and chunk.candidates[0].finish_reason:
-                    finish = chunk.candidates[0].finish_reason
+                candidate = chunk.candidates[0] if chunk.candidates else None
+                if candidate and candidate.finish_reason:
+                    finish = candidate.finish_reason
                     reason = REASONS.get(str(getattr(finish, "value", finish)), "stop")
-                if chunk.text:
-                    yield chunk.text
+                for part in (candidate.content.parts or []) if candidate and candidate.content else []:
+                    if part.function_call:
+                        call = part.function_call
+                        yield ToolCallPart(calls, call.id or f"call_{uuid.uuid4().hex[:24]}", call.name,
+                                           json.dumps(call.args or {}))
+                        calls += 1
+                    elif part.text and part.thought:
+                        yield Reasoning(part.text)
+                    elif part.text:
+                        yield part.text
         except errors.APIError as exc:
             status = f"{exc.code} {exc.status}" if exc.status else f"{exc.code}"
             raise ProviderError(f"Gemini answered HTTP {status}: {exc.message}", type="upstream_error",
@@ -117,6 +158,8 @@ class GeminiProvider(Streamed):
             why = f"Gemini blocked the prompt ({getattr(blocked, 'value', blocked)})" if blocked else \
                 "the Gemini stream ended without a finish reason"
             raise ProviderError(why, type="upstream_error", status=502)
+        if calls and reason == "stop":
+            reason = "tool_calls"
         yield Finish(reason, getattr(usage, "prompt_token_count", None) or 0,
                      getattr(usage, "candidates_token_count", None) or 0,
                      getattr(usage, "cached_content_token_count", None) or 0)

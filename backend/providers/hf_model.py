@@ -167,6 +167,10 @@ class HFModel:
         dtypes = "+".join(str(d).removeprefix("torch.") for d in self.copies)
         return {"engine": self.engine, "device": self.device, "dtype": dtypes}
 
+    @property
+    def template_source(self) -> str:
+        return self.tokenizer.chat_template or ""
+
     def chat_tokens(self, chat: list[dict]) -> list[int]:
         return self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True,
                                                   return_dict=True)["input_ids"]

@@ -123,7 +123,8 @@ class LlamaModel:
         # The options transformers renders chat templates with, so both engines see the same prompt.
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = raise_exception
-        return env.from_string(buf.value.decode())
+        self.template_source = buf.value.decode()
+        return env.from_string(self.template_source)
 
     def chat_tokens(self, chat: list[dict]) -> list[int]:
         return self.tokenizer.encode(self.template.render(messages=chat, add_generation_prompt=True, **self.special))

@@ -218,6 +218,12 @@ class LocalProvider:
     def unavailable(self) -> str | None:
         return None  # a model that failed to load answers with a 503 that says why
 
+    def refuses_tools(self, model: str) -> str | None:
+        if self.model is not None and "tools" not in self.model.template_source:
+            return f"local/{model} cannot call tools: its chat template has no tool support; send no tools"
+        return (f"local/{model} cannot call tools: Rill's local engines do not read tool calls out of a model's "
+                f"text yet; use an upstream provider (openai/..., gemini/...) for tools, or send no tools")
+
     def load(self) -> None:
         started = time.perf_counter()
         s = self.settings

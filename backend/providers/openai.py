@@ -11,10 +11,10 @@ import os
 from typing import Iterator
 
 from ..config import comma_list
-from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError
+from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError, Reasoning, ToolCallPart
 from .engine import Streamed
 
-FINISH = {"stop": "stop", "length": "length"}  # anything else (content_filter, tool_calls) ends as stop
+FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"}  # anything else (content_filter) is stop
 
 
 def describe(exc: BaseException) -> str:
@@ -27,6 +27,18 @@ def describe(exc: BaseException) -> str:
         seen, depth = seen.__cause__ or seen.__context__, depth + 1
     cause = exc.__cause__ or exc
     return str(cause) or type(cause).__name__
+
+
+def wire_message(m: ChatMessage) -> dict:
+    """A message as the Chat Completions API takes it: tool calls and tool results included."""
+    message = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        message["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                                 for c in m.tool_calls]
+        message["content"] = m.content or None
+    if m.tool_call_id:
+        message["tool_call_id"] = m.tool_call_id
+    return message
 
 
 class OpenAIProvider(Streamed):
@@ -65,9 +77,15 @@ class OpenAIProvider(Streamed):
         if cancel.is_set():
             yield Finish("cancelled", 0, 0)
             return
-        request = dict(model=model, messages=[{"role": m.role, "content": m.content} for m in messages],
+        request = dict(model=model, messages=[wire_message(m) for m in messages],
                        stream=True, stream_options={"include_usage": True}, max_tokens=options.max_tokens,
                        temperature=options.temperature, top_p=options.top_p)
+        if options.tools:
+            request["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                                  "parameters": t.parameters}} for t in options.tools]
+            choice = options.tool_choice
+            request["tool_choice"] = choice if choice in ("auto", "none", "required") else {
+                "type": "function", "function": {"name": choice}}
         if options.seed is not None:
             request["seed"] = options.seed
         if options.stop:
@@ -84,9 +102,19 @@ class OpenAIProvider(Streamed):
                         return
                     usage = chunk.usage or usage
                     for choice in chunk.choices:
-                        if choice.delta and choice.delta.content:
-                            pieces += 1
-                            yield choice.delta.content
+                        delta = choice.delta
+                        if delta:
+                            # reasoning: DeepSeek's name, and vLLM's / OpenRouter's (extra fields in the SDK)
+                            if thought := getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None):
+                                pieces += 1
+                                yield Reasoning(thought)
+                            if delta.content:
+                                pieces += 1
+                                yield delta.content
+                            for call in delta.tool_calls or ():
+                                function = call.function
+                                yield ToolCallPart(call.index, call.id, function and function.name,
+                                                   (function and function.arguments) or "")
                         reason = choice.finish_reason or reason
         except (openai.OpenAIError, httpx2.HTTPError, OSError) as exc:
             raise self._failure(exc, pieces, answered) from exc

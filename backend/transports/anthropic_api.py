@@ -7,6 +7,8 @@ content_block_stop, message_delta, message_stop; failures as `event: error`.
 """
 from __future__ import annotations
 
+import json
+
 import redis
 from flask import Blueprint, g, jsonify
 
@@ -17,14 +19,15 @@ from ..chat.events import StreamEvent
 from ..chat.turn import Turn, start_stateless_turn
 from ..errors import ApiError, http_error_message, status_of
 from ..extensions import chat_limit
-from ..providers.base import ChatMessage, GenerationOptions, ProviderError
+from ..providers.base import ChatMessage, GenerationOptions, ProviderError, ToolCall
 from ..refusals import Refused
 from ..schemas import AnthropicRequest, content_text, json_body, parse
 from .sse import PING, format_event, sse_response
 
 bp = Blueprint("anthropic_api", __name__, url_prefix="/v1")
 
-STOP_REASON = {"stop": "end_turn", "cancelled": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence"}
+STOP_REASON = {"stop": "end_turn", "cancelled": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence",
+               "tool_calls": "tool_use"}
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error"}
 
@@ -47,10 +50,28 @@ def _http_error(err: HTTPException):
     return jsonify(anthropic_error(err.code, http_error_message(err))), err.code
 
 
+def tool_input(arguments: str) -> dict:
+    """A tool call's arguments as the object Anthropic's `input` is (what a model wrote may not parse)."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {"_unparsed_arguments": arguments}
+    return value if isinstance(value, dict) else {"_arguments": value}
+
+
+def content_blocks(turn: Turn, text: str) -> list[dict]:
+    blocks = [{"type": "thinking", "thinking": "".join(turn.reasoning), "signature": ""}] if turn.reasoning else []
+    if text or not turn.tool_calls:
+        blocks.append({"type": "text", "text": text})
+    blocks += [{"type": "tool_use", "id": c["id"], "name": c["name"], "input": tool_input(c["arguments"])}
+               for c in turn.tool_calls]
+    return blocks
+
+
 def message_object(turn: Turn, text: str | None, done: dict | None) -> dict:
     return {
         "id": f"msg_{turn.id}", "type": "message", "role": "assistant", "model": turn.model,
-        "content": [{"type": "text", "text": text}] if text is not None else [],
+        "content": content_blocks(turn, text) if text is not None else [],
         "stop_reason": STOP_REASON[done["finish_reason"]] if done else None,
         "stop_sequence": done.get("stop_sequence") if done else None,
         "usage": {"input_tokens": turn.prompt_tokens or 0, "output_tokens": done["tokens"] if done else 0,
@@ -58,21 +79,43 @@ def message_object(turn: Turn, text: str | None, done: dict | None) -> dict:
     }
 
 
+BLOCK_OF = {"reasoning": "thinking", "token": "text", "tool_call_start": "tool_use"}
+
+
 class EventEncoder:
-    """Maps the turn's events to Anthropic's. message_start waits for the first token (or the
-    end), when the prompt's size is known."""
+    """Maps the turn's events to Anthropic's: message_start when the first piece (or the end)
+    comes, when the prompt's size is known; then one content block per run of reasoning
+    (`thinking`), text, or per tool call (`tool_use`), each opened and closed in turn."""
 
     def __init__(self, turn: Turn):
         self.turn = turn
         self.opened = False
+        self.block: str | None = None  # the open block's type
+        self.index = -1
 
-    def open(self) -> bytes:
+    @staticmethod
+    def event(body: dict) -> bytes:
+        return format_event(body, body["type"])
+
+    def _open_message(self) -> bytes:
         self.opened = True
-        return (format_event({"type": "message_start", "message": message_object(self.turn, None, None)},
-                             "message_start")
-                + format_event({"type": "content_block_start", "index": 0,
-                                "content_block": {"type": "text", "text": ""}}, "content_block_start")
-                + format_event({"type": "ping"}, "ping"))
+        return self.event({"type": "message_start", "message": message_object(self.turn, None, None)})
+
+    def _close_block(self) -> bytes:
+        if self.block is None:
+            return b""
+        self.block = None
+        return self.event({"type": "content_block_stop", "index": self.index})
+
+    def _open_block(self, block: dict) -> bytes:
+        out = self._close_block()
+        self.index += 1
+        self.block = block["type"]
+        out += self.event({"type": "content_block_start", "index": self.index, "content_block": block})
+        return out + (self.event({"type": "ping"}) if self.index == 0 else b"")  # where Anthropic sends it
+
+    def _delta(self, delta: dict) -> bytes:
+        return self.event({"type": "content_block_delta", "index": self.index, "delta": delta})
 
     def __call__(self, event: StreamEvent) -> bytes:
         if event.kind == "ping":
@@ -80,38 +123,62 @@ class EventEncoder:
         if event.kind == "error":
             error = self.turn.error
             return format_event(anthropic_error(error.status, error.message), "error")
-        out = b"" if self.opened or event.kind == "start" else self.open()
-        if event.kind == "token":
-            out += format_event({"type": "content_block_delta", "index": 0,
-                                 "delta": {"type": "text_delta", "text": event.data["token"]}},
-                                "content_block_delta")
+        out = b"" if self.opened or event.kind == "start" else self._open_message()
+        data = event.data
+        if event.kind == "reasoning":
+            if self.block != "thinking":
+                out += self._open_block({"type": "thinking", "thinking": "", "signature": ""})
+            out += self._delta({"type": "thinking_delta", "thinking": data["reasoning"]})
+        elif event.kind == "token":
+            if self.block != "text":
+                out += self._open_block({"type": "text", "text": ""})
+            out += self._delta({"type": "text_delta", "text": data["token"]})
+        elif event.kind == "tool_call_start":
+            out += self._open_block({"type": "tool_use", "id": data["id"], "name": data["name"], "input": {}})
+        elif event.kind == "tool_call_delta":
+            out += self._delta({"type": "input_json_delta", "partial_json": data["arguments"]})
+        elif event.kind == "tool_call_end":
+            out += self._close_block()
         elif event.kind == "done":
-            done = event.data
+            if self.index < 0:  # an empty reply still has its (empty) text block
+                out += self._open_block({"type": "text", "text": ""})
             delta = {"type": "message_delta",
-                     "delta": {"stop_reason": STOP_REASON[done["finish_reason"]],
-                               "stop_sequence": done.get("stop_sequence")},
-                     "usage": {"input_tokens": done["usage"]["prompt_tokens"], "output_tokens": done["tokens"],
-                               "cache_read_input_tokens": done["usage"]["cached_tokens"]}}
-            if "hidden_states" in done:
-                delta["hidden_states"] = done["hidden_states"]
-            out += (format_event({"type": "content_block_stop", "index": 0}, "content_block_stop")
-                    + format_event(delta, "message_delta")
-                    + format_event({"type": "message_stop"}, "message_stop"))
+                     "delta": {"stop_reason": STOP_REASON[data["finish_reason"]],
+                               "stop_sequence": data.get("stop_sequence")},
+                     "usage": {"input_tokens": data["usage"]["prompt_tokens"], "output_tokens": data["tokens"],
+                               "cache_read_input_tokens": data["usage"]["cached_tokens"]}}
+            if "hidden_states" in data:
+                delta["hidden_states"] = data["hidden_states"]
+            out += self._close_block() + self.event(delta) + self.event({"type": "message_stop"})
         return out
+
+
+def to_messages(req: AnthropicRequest) -> list[ChatMessage]:
+    """Anthropic's content blocks as the conversation: tool results become `tool` messages."""
+    chat = [ChatMessage("system", content_text(req.system))] if req.system else []
+    for m in req.messages:
+        if isinstance(m.content, str):
+            chat.append(ChatMessage(m.role, m.content))
+            continue
+        text = "".join(b.text for b in m.content if b.type == "text")
+        chat += [ChatMessage("tool", content_text(b.content), tool_call_id=b.tool_use_id)
+                 for b in m.content if b.type == "tool_result"]
+        calls = tuple(ToolCall(b.id, b.name, json.dumps(b.input)) for b in m.content if b.type == "tool_use")
+        if text or calls:
+            chat.append(ChatMessage(m.role, text, calls))
+    return chat
 
 
 @bp.post("/messages")
 @chat_limit
 def messages():
     req = parse(AnthropicRequest, json_body())
-    chat = [ChatMessage("system", content_text(req.system))] if req.system else []
-    chat += [ChatMessage(m.role, content_text(m.content)) for m in req.messages]
     options = GenerationOptions(
         max_tokens=req.max_tokens,
         temperature=req.temperature, top_p=req.top_p, stop=tuple(req.stop_sequences),
-        hidden_states=req.return_hidden_states,
+        hidden_states=req.return_hidden_states, tools=req.internal_tools(), tool_choice=req.internal_tool_choice(),
     )
-    turn = start_stateless_turn(services(), req.model, chat, options, g.user, "anthropic", g.request_id)
+    turn = start_stateless_turn(services(), req.model, to_messages(req), options, g.user, "anthropic", g.request_id)
     if req.stream:
         # An SDK client that closes the stream wants the reply stopped.
         events = turn.log.follow(keepalive=services().settings.keepalive_seconds)

@@ -17,7 +17,7 @@ from ..chat.events import StreamEvent
 from ..chat.turn import Turn, start_stateless_turn
 from ..errors import ApiError, http_error_message, status_of
 from ..extensions import chat_limit
-from ..providers.base import ChatMessage, GenerationOptions, ProviderError
+from ..providers.base import ChatMessage, GenerationOptions, ProviderError, ToolCall
 from ..refusals import Refused
 from ..schemas import OpenAIChatRequest, content_text, json_body, parse
 from .sse import PING, format_event, sse_response
@@ -25,7 +25,7 @@ from .sse import PING, format_event, sse_response
 bp = Blueprint("openai_api", __name__, url_prefix="/v1")
 
 FINGERPRINT = f"rill-{__version__}"
-FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "cancelled": "stop"}
+FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "cancelled": "stop", "tool_calls": "tool_calls"}
 
 
 def openai_error(status: int, code: str, message: str) -> dict:
@@ -54,8 +54,25 @@ def to_options(req: OpenAIChatRequest) -> GenerationOptions:
         max_tokens=(req.max_completion_tokens or req.max_tokens
                     or current_app.config["RILL"].default_max_tokens),
         temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=stop,
-        hidden_states=req.return_hidden_states,
+        hidden_states=req.return_hidden_states, tools=req.internal_tools(), tool_choice=req.internal_tool_choice(),
     )
+
+
+def to_messages(req: OpenAIChatRequest) -> list[ChatMessage]:
+    return [ChatMessage("system" if m.role == "developer" else m.role, content_text(m.content),
+                        tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ()),
+                        m.tool_call_id) for m in req.messages]
+
+
+def message(turn: Turn, text: str) -> dict:
+    """The assistant's message: its text, reasoning and tool calls (OpenAI's non-streamed shape)."""
+    body = {"role": "assistant", "content": text if text or not turn.tool_calls else None, "refusal": None}
+    if turn.reasoning:
+        body["reasoning_content"] = body["reasoning"] = "".join(turn.reasoning)
+    if turn.tool_calls:
+        body["tool_calls"] = [{"id": c["id"], "type": "function",
+                               "function": {"name": c["name"], "arguments": c["arguments"]}} for c in turn.tool_calls]
+    return body
 
 
 def usage(done: dict) -> dict:
@@ -89,6 +106,17 @@ class ChunkEncoder:
             return self.chunk({"role": "assistant", "content": ""})
         if event.kind == "token":
             return self.chunk({"content": event.data["token"]})
+        if event.kind == "reasoning":  # both names in use: DeepSeek's and vLLM's / OpenRouter's
+            return self.chunk({"reasoning_content": event.data["reasoning"], "reasoning": event.data["reasoning"]})
+        if event.kind == "tool_call_start":
+            d = event.data
+            return self.chunk({"tool_calls": [{"index": d["index"], "id": d["id"], "type": "function",
+                                               "function": {"name": d["name"], "arguments": ""}}]})
+        if event.kind == "tool_call_delta":
+            return self.chunk({"tool_calls": [{"index": event.data["index"],
+                                               "function": {"arguments": event.data["arguments"]}}]})
+        if event.kind == "tool_call_end":
+            return b""
         if event.kind == "done":
             done = event.data
             out = self.chunk({}, FINISH[done["finish_reason"]], **extras(done))
@@ -105,9 +133,8 @@ class ChunkEncoder:
 @chat_limit
 def chat_completions():
     req = parse(OpenAIChatRequest, json_body())
-    messages = [ChatMessage("system" if m.role == "developer" else m.role, content_text(m.content))
-                for m in req.messages]
-    turn = start_stateless_turn(services(), req.model, messages, to_options(req), g.user, "openai", g.request_id)
+    turn = start_stateless_turn(services(), req.model, to_messages(req), to_options(req), g.user, "openai",
+                                g.request_id)
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         # An SDK client that closes the stream wants the reply stopped (what OpenAI's API does).
@@ -117,7 +144,7 @@ def chat_completions():
     return jsonify({
         "id": f"chatcmpl-{turn.id}", "object": "chat.completion", "created": int(time.time()),
         "model": turn.model, "system_fingerprint": FINGERPRINT,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+        "choices": [{"index": 0, "message": message(turn, text),
                      "logprobs": None, "finish_reason": FINISH[done["finish_reason"]]}],
         "usage": usage(done), **extras(done),
     })

@@ -31,7 +31,9 @@ from ..extensions import CHAT_SCOPE, limiter
 from ..schemas import ChatRequest, parse
 
 log = logging.getLogger(__name__)
-OUT = {"start": "chat_start", "token": "chat_token", "done": "chat_complete", "error": "chat_error"}
+OUT = {"start": "chat_start", "token": "chat_token", "reasoning": "chat_reasoning",
+       "tool_call_start": "chat_tool_call_start", "tool_call_delta": "chat_tool_call_delta",
+       "tool_call_end": "chat_tool_call_end", "done": "chat_complete", "error": "chat_error"}
 
 
 def poll_at_most_a_client_batch(self):
