@@ -34,6 +34,7 @@ class Settings:
     threads: int = 0  # 0 = one per core
     max_batch: int = 16  # local model: turns decoded together; more wait in arrival order
     cache_tokens: int = 32768  # llama.cpp: KV cache cells shared by running turns and cached conversations
+    chat_template: str = ""  # a Jinja chat template file used instead of the model's own
     prefill_chunk: int = 128  # llama.cpp: prompt tokens per step while other turns stream (no stalls)
     context_tokens: int = 8192  # capped by the model's own window
     default_max_tokens: int = 512

@@ -84,7 +84,7 @@ def assert_greedy(local, prompt_text: str, got: str, alone: str) -> None:
     if local.model.engine == "transformers" or got == alone:
         assert got == alone
         return
-    row = Forced(local.model, local.encode_prompt([ChatMessage("user", prompt_text)], 64),
+    row = Forced(local.model, local.encode_prompt([ChatMessage("user", prompt_text)], GenerationOptions(max_tokens=64)),
                  local.model.tokenizer.encode(got))
     batch = local.model.new_batch(1)
     batch.add([row])
@@ -172,10 +172,10 @@ def test_a_conversation_the_template_rejects_fails_alone(local, jobs, monkeypatc
     expected, _ = alone(local, PROMPTS[5], temperature=0, max_tokens=12)
     real = local.encode_prompt.__func__.__get__(local)
 
-    def picky(messages, max_tokens):  # like a template that raises on roles it does not take
+    def picky(messages, options):  # like a template that raises on roles it does not take
         if messages[-1].content == "reject me":
             raise RuntimeError("Conversation roles must alternate")
-        return real(messages, max_tokens)
+        return real(messages, options)
 
     monkeypatch.setattr(local, "encode_prompt", picky)
     rejected = submit(jobs, local, "reject me", temperature=0, max_tokens=12)

@@ -75,7 +75,7 @@ def test_tiny_top_p_is_greedy_and_seeds_repeat(local):
 def test_history_reaches_the_model(local):
     convo = [ChatMessage("user", "My name is Zorblat."), ChatMessage("assistant", "Nice to meet you, Zorblat!"),
              ChatMessage("user", "Repeat my name.")]
-    prompt = local.model.tokenizer.decode(local.encode_prompt(convo, 16))
+    prompt = local.model.tokenizer.decode(local.encode_prompt(convo, GenerationOptions(max_tokens=16)))
     assert "Zorblat" in prompt and prompt.index("My name") < prompt.index("Repeat my name")
 
 
@@ -85,7 +85,7 @@ def test_context_window_drops_oldest_turns_and_keeps_system(local):
     for i in range(12):
         convo += [ChatMessage("user", f"Q{i} {filler}"), ChatMessage("assistant", f"A{i} {filler}")]
     convo.append(ChatMessage("user", "LAST-QUESTION"))
-    ids = local.encode_prompt(convo, 64)
+    ids = local.encode_prompt(convo, GenerationOptions(max_tokens=64))
     prompt = local.model.tokenizer.decode(ids)
     assert len(ids) <= 512 - 64
     assert "SYSTEM-RULE" in prompt and "LAST-QUESTION" in prompt
@@ -96,7 +96,7 @@ def test_prompt_too_long_for_the_window_is_a_clear_error(local):
     from backend.providers.base import ProviderError
 
     with pytest.raises(ProviderError, match="context") as err:
-        local.encode_prompt([ChatMessage("user", "word " * 2000)], 64)
+        local.encode_prompt([ChatMessage("user", "word " * 2000)], GenerationOptions(max_tokens=64))
     assert err.value.status == 400
 
 

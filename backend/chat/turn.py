@@ -74,7 +74,7 @@ def start_stateless_turn(services, model: str, messages: list[ChatMessage], opti
                          user: str = "anonymous", api: str = "openai", request_id: str = "") -> "Turn":
     """A turn whose whole conversation comes with the request (the /v1 APIs): nothing is saved."""
     provider, model_id = services.models.resolve(model)
-    if options.tools and options.tool_choice != "none" and (why := provider.refuses_tools(model_id)):
+    if options.tools and options.tool_choice != "none" and (why := provider.refuses_tools(model_id, options.tool_choice)):
         raise Refused("invalid_request_error", why)
     limit = services.settings.max_history_messages
     if len(messages) > limit + 1:

@@ -123,8 +123,8 @@ class Provider(Protocol):
     def unavailable(self) -> str | None:
         """Why requests cannot be served at all (say, a missing API key), or None."""
 
-    def refuses_tools(self, model: str) -> str | None:
-        """Why this model cannot be given tools, or None when it can."""
+    def refuses_tools(self, model: str, tool_choice: str) -> str | None:
+        """Why this model cannot be given tools with this tool_choice, or None when it can."""
 
     def load(self) -> None:
         """Slow preparation, run once in the provider's own OS thread when the server starts."""

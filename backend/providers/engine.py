@@ -145,7 +145,7 @@ class Streamed:
     def run(self) -> None:
         pass
 
-    def refuses_tools(self, model: str) -> str | None:
+    def refuses_tools(self, model: str, tool_choice: str) -> str | None:
         return None  # the upstream takes tools, or says itself why not
 
     def start(self, job: Job) -> None:

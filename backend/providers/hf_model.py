@@ -171,8 +171,11 @@ class HFModel:
     def template_source(self) -> str:
         return self.tokenizer.chat_template or ""
 
-    def chat_tokens(self, chat: list[dict]) -> list[int]:
-        return self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True,
+    def set_template(self, source: str) -> None:
+        self.tokenizer.chat_template = source
+
+    def chat_tokens(self, chat: list[dict], tools: list[dict] | None = None) -> list[int]:
+        return self.tokenizer.apply_chat_template(chat, tools=tools, add_generation_prompt=True, tokenize=True,
                                                   return_dict=True)["input_ids"]
 
     def new_batch(self, max_rows: int) -> "HFBatch":

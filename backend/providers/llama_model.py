@@ -96,7 +96,7 @@ class LlamaModel:
         self.n_embd = C.llama_model_n_embd(self.handle)
         self.context_tokens = min(self.context_tokens, C.llama_model_n_ctx_train(self.handle))
         self.stop_ids = {t for t in range(self.n_vocab) if C.llama_vocab_is_eog(self.vocab, t)}
-        self.template = self._chat_template()
+        self.set_template(self._chat_template())
         self.special = {"bos_token": self._special(C.llama_vocab_bos(self.vocab)),
                         "eos_token": self._special(C.llama_vocab_eos(self.vocab))}
         buf = ctypes.create_string_buffer(256)
@@ -106,9 +106,7 @@ class LlamaModel:
     def _special(self, token: int) -> str:
         return self.tokenizer.piece(token, special=True).decode(errors="replace") if token >= 0 else ""
 
-    def _chat_template(self):
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
+    def _chat_template(self) -> str:
         buf = ctypes.create_string_buffer(1 << 16)
         n = C.llama_model_meta_val_str(self.handle, b"tokenizer.chat_template", buf, len(buf))
         if n < 0:
@@ -116,6 +114,10 @@ class LlamaModel:
         if n >= len(buf):
             buf = ctypes.create_string_buffer(n + 1)
             C.llama_model_meta_val_str(self.handle, b"tokenizer.chat_template", buf, len(buf))
+        return buf.value.decode()
+
+    def set_template(self, source: str) -> None:
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         def raise_exception(message):
             raise ValueError(message)
@@ -123,12 +125,12 @@ class LlamaModel:
         # The options transformers renders chat templates with, so both engines see the same prompt.
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = raise_exception
-        self.template_source = buf.value.decode()
-        return env.from_string(self.template_source)
+        self.template = env.from_string(source)
+        self.template_source = source
 
-    def chat_tokens(self, chat: list[dict]) -> list[int]:
-        return self.tokenizer.encode(self.template.render(messages=chat, add_generation_prompt=True, **self.special))
-
+    def chat_tokens(self, chat: list[dict], tools: list[dict] | None = None) -> list[int]:
+        return self.tokenizer.encode(self.template.render(messages=chat, tools=tools, add_generation_prompt=True,
+                                                          **self.special))
     def describe(self) -> dict:
         return {"engine": self.engine, "device": self.device, "dtype": self.desc.split()[-1]}
 

@@ -19,6 +19,7 @@ from .. import metrics
 from .base import CancelToken, ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt, ProviderError
 from .decoding import IncrementalDecoder, Sampler, StopMatcher
 from .engine import real_queue
+from .tool_calls import ToolCallReader, template_message, template_tools
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class Row:
         self.sampler = Sampler(options)
         self.decoder = IncrementalDecoder(model.tokenizer)
         self.stops = StopMatcher(options.stop)
+        self.calls = ToolCallReader() if options.tools and options.tool_choice != "none" else None
         self.length = len(prompt)  # real tokens in the cache
         self.cached_tokens = 0  # of the prompt, found in the cache (set by a batch that keeps one)
         self.produced = 0
@@ -153,8 +155,7 @@ class Row:
         if hidden is not None:
             self.hidden = (token, hidden)
         piece, stopped = self.stops.push(self.decoder.push(token))
-        if piece:
-            self.emit(Piece(piece))
+        self._text(piece)
         if stopped:
             return self.finish("stop_sequence")
         if self.produced >= self.options.max_tokens:
@@ -162,8 +163,12 @@ class Row:
         self.last_token = token
 
     def finish(self, reason: str) -> None:
-        if reason != "stop_sequence" and (rest := self.stops.flush()):
-            self.emit(Piece(rest))
+        if reason != "stop_sequence":
+            self._text(self.stops.flush())
+        if self.calls is not None:
+            self._send(self.calls.flush())
+            if self.calls.calls and reason == "stop":
+                reason = "tool_calls"
         extra = {}
         if self.hidden:  # the final layer's output at the position that produced the last token
             token, values = self.hidden
@@ -173,6 +178,15 @@ class Row:
             extra["stop_sequence"] = self.stops.matched
         self.emit(Finish(reason, len(self.prompt), self.produced, self.cached_tokens, extra))
         self.done, self.reason = True, reason
+
+    def _text(self, text: str) -> None:
+        """Emit the reply's text, with any tool calls in it read out as calls."""
+        self._send(self.calls.feed(text) if self.calls else [text])
+
+    def _send(self, parts: list) -> None:
+        for part in parts:
+            if part:  # empty text is left out
+                self.emit(Piece(part) if isinstance(part, str) else part)
 
     def fail(self, error: ProviderError) -> None:
         self.emit(Failure(error))
@@ -218,11 +232,16 @@ class LocalProvider:
     def unavailable(self) -> str | None:
         return None  # a model that failed to load answers with a 503 that says why
 
-    def refuses_tools(self, model: str) -> str | None:
-        if self.model is not None and "tools" not in self.model.template_source:
-            return f"local/{model} cannot call tools: its chat template has no tool support; send no tools"
-        return (f"local/{model} cannot call tools: Rill's local engines do not read tool calls out of a model's "
-                f"text yet; use an upstream provider (openai/..., gemini/...) for tools, or send no tools")
+    def refuses_tools(self, model: str, tool_choice: str) -> str | None:
+        if self.model is None:
+            return None  # not loaded: the turn answers why
+        if "tools" not in self.model.template_source:
+            return (f"local/{model} cannot call tools: its chat template has no tool support (give a template "
+                    f"that has with RILL_CHAT_TEMPLATE, or use an upstream provider); send no tools")
+        if tool_choice != "auto":
+            return (f"local/{model} cannot be made to call a tool (tool_choice={tool_choice!r}): the model "
+                    f"decides; use tool_choice auto")
+        return None
 
     def load(self) -> None:
         started = time.perf_counter()
@@ -242,6 +261,8 @@ class LocalProvider:
                 self.model = HFModel(source, self.model_name, Path(s.cache_dir), s.device, s.dtype, s.threads,
                                      s.context_tokens, s.max_batch, s.prefill_chunk)
             self.model.load()
+            if s.chat_template:
+                self.model.set_template(Path(s.chat_template).read_text())
         except Exception as exc:
             self.state, self.error = "error", str(exc)
             log.exception("loading the local model failed")
@@ -250,14 +271,16 @@ class LocalProvider:
         self.state = "ready"
         log.warning("local model %s ready in %.1f s (%s)", self.model_name, self.load_seconds, self.model.describe())
 
-    def encode_prompt(self, messages: list[ChatMessage], max_tokens: int) -> list[int]:
+    def encode_prompt(self, messages: list[ChatMessage], options: GenerationOptions) -> list[int]:
         """Apply the chat template, dropping the oldest turns until prompt + reply fit the window."""
+        max_tokens = options.max_tokens
+        tools = template_tools(options.tools) if options.tool_choice != "none" else None
         system = [m for m in messages if m.role == "system"]
         turns = [m for m in messages if m.role != "system"]
         window = self.model.context_tokens
         budget = window - max_tokens
         while True:
-            ids = self.model.chat_tokens([{"role": m.role, "content": m.content} for m in system + turns])
+            ids = self.model.chat_tokens([template_message(m) for m in system + turns], tools)
             if len(ids) <= budget:
                 return ids
             if len(turns) <= 1:
@@ -279,7 +302,7 @@ class LocalProvider:
         """One turn alone, in this thread: a batch of one (the raw engine the benchmark measures)."""
         self._check_ready()
         out = collections.deque()
-        row = Row(self.model, self.encode_prompt(messages, options.max_tokens), options, cancel, out.append)
+        row = Row(self.model, self.encode_prompt(messages, options), options, cancel, out.append)
         batch = self.model.new_batch(1)
         try:
             row.emit(Prompt(len(row.prompt)))
@@ -319,7 +342,7 @@ class LocalProvider:
             reply(job, Finish("cancelled", 0, 0))
             return None
         try:
-            row = Row(self.model, self.encode_prompt(job.messages, job.options.max_tokens), job.options,
+            row = Row(self.model, self.encode_prompt(job.messages, job.options), job.options,
                       job.cancel, job.channel.put)
         except ProviderError as exc:
             reply(job, Failure(exc))

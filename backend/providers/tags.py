@@ -1,0 +1,39 @@
+"""Finding a pair of tags (`<think>`/`</think>`, `<tool_call>`/`</tool_call>`) in text that streams.
+
+A tag may arrive cut across pieces (`<thi` + `nk>`), so text that could be the start of the tag
+being looked for is held back until the next piece says whether it is.
+"""
+from __future__ import annotations
+
+
+class TagSplitter:
+    def __init__(self, open_tag: str, close_tag: str):
+        self.open, self.close = open_tag, close_tag
+        self.inside = False
+        self.held = ""
+
+    def feed(self, text: str) -> list[tuple[str, str]]:
+        """[(kind, text)] in order: kind "outside" or "inside" with non-empty text, or "open" or
+        "close" (text "") where a tag was."""
+        out = []
+        text = self.held + text
+        self.held = ""
+        while text:
+            tag = self.close if self.inside else self.open
+            kind = "inside" if self.inside else "outside"
+            at = text.find(tag)
+            if at >= 0:
+                out += [(kind, text[:at]), ("close" if self.inside else "open", "")]
+                text = text[at + len(tag):]
+                self.inside = not self.inside
+                continue
+            keep = next((n for n in range(min(len(tag) - 1, len(text)), 0, -1) if tag.startswith(text[-n:])), 0)
+            out.append((kind, text[:len(text) - keep]))
+            self.held = text[len(text) - keep:]
+            break
+        return [(kind, part) for kind, part in out if part or kind in ("open", "close")]
+
+    def flush(self) -> list[tuple[str, str]]:
+        """The end of the text: what was held back is what it looked like."""
+        held, self.held = self.held, ""
+        return [("inside" if self.inside else "outside", held)] if held else []

@@ -1,0 +1,111 @@
+"""The local engines' tool support, on the real model: tools and tool results rendered by a chat
+template that has them (tests/tool_template.jinja, given with RILL_CHAT_TEMPLATE), and a
+`<tool_call>` block the model writes read out as a streamed call. SmolLM2-135M is no tool-calling
+model, so the reply is fed to the real engine token by token instead of left to chance."""
+import threading
+from pathlib import Path
+
+import openai
+import pytest
+
+from backend.config import Settings
+from backend.providers.base import ChatMessage, Finish, GenerationOptions, Piece, Tool, ToolCall, ToolCallPart
+from backend.providers.local import LocalProvider, Row
+from tests.server import start_server, stop_server
+
+pytestmark = pytest.mark.slow
+
+TEMPLATE = Path(__file__).with_name("tool_template.jinja")
+WEATHER = Tool("get_weather", "Weather in a city", {"type": "object", "properties": {"city": {"type": "string"}}})
+CALL = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+
+
+@pytest.fixture(scope="module", params=["llamacpp", "transformers"])
+def local(request):
+    provider = LocalProvider(Settings.from_env(engine=request.param, context_tokens=1024, dtype="float32",
+                                               chat_template=str(TEMPLATE)))
+    provider.load()
+    assert provider.state == "ready", provider.error
+    return provider
+
+
+def prompt_text(local, messages, **options) -> str:
+    return local.model.tokenizer.decode(local.encode_prompt(messages, GenerationOptions(**options)))
+
+
+def test_tools_and_tool_results_reach_the_prompt_through_the_template(local):
+    ask = [ChatMessage("user", "Weather in Paris?")]
+    assert "Weather in a city" in prompt_text(local, ask, tools=(WEATHER,))
+    assert "get_weather" not in prompt_text(local, ask, tools=(WEATHER,), tool_choice="none")
+    answered = ask + [ChatMessage("assistant", "", tool_calls=(ToolCall("call_1", "get_weather", '{"city": "Paris"}'),)),
+                      ChatMessage("tool", "18 C and sunny", tool_call_id="call_1")]
+    text = prompt_text(local, answered, tools=(WEATHER,))
+    assert CALL in text and "<tool_response>18 C and sunny</tool_response>" in text
+
+
+class Scripted:
+    """A sampler that picks the given tokens, then the end of the reply."""
+
+    def __init__(self, tokens, stop):
+        self.tokens = list(tokens) + [stop]
+
+    def pick(self, logits):
+        return self.tokens.pop(0)
+
+
+def written(local, reply: str, **options) -> list:
+    """What a turn emits when the real engine writes `reply`, token by token."""
+    out = []
+    options = GenerationOptions(max_tokens=100, **options)
+    row = Row(local.model, local.encode_prompt([ChatMessage("user", "Weather in Paris?")], options), options,
+              threading.Event(), out.append)
+    row.sampler = Scripted(local.model.tokenizer.encode(reply), min(local.model.stop_ids))
+    batch = local.model.new_batch(1)
+    batch.add([row])
+    while not row.done:
+        batch.step()
+    batch.close()
+    return out
+
+
+def test_a_tool_call_the_model_writes_streams_as_a_call(local):
+    out = written(local, "Let me check. " + CALL, tools=(WEATHER,))
+    calls = [item for item in out if isinstance(item, ToolCallPart)]
+    assert "".join(item.text for item in out if isinstance(item, Piece)).strip() == "Let me check."
+    assert [c.name for c in calls if c.name] == ["get_weather"] and calls[0].id.startswith("call_")
+    assert "".join(c.arguments for c in calls) == '{"city": "Paris"}'
+    assert isinstance(out[-1], Finish) and out[-1].reason == "tool_calls"
+
+
+def test_without_tools_the_same_text_stays_text(local):
+    out = written(local, "Let me check. " + CALL)
+    assert CALL in "".join(item.text for item in out if isinstance(item, Piece))
+    assert out[-1].reason == "stop"
+
+
+def test_templates_without_tools_and_forced_calls_are_refused(local):
+    assert local.refuses_tools("m", "auto") is None
+    assert "tool_choice" in local.refuses_tools("m", "required")
+    plain = LocalProvider(Settings.from_env(context_tokens=1024))
+    plain.load()
+    assert "no tool support" in plain.refuses_tools("m", "auto")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = start_server("eventlet", tmp_path_factory.mktemp("local-tools"), RILL_CHAT_TEMPLATE=TEMPLATE)
+    yield srv
+    stop_server(srv)
+
+
+def test_v1_takes_tools_for_a_local_model_whose_template_has_them(server):
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+    tools = [{"type": "function", "function": {"name": WEATHER.name, "description": WEATHER.description,
+                                                "parameters": WEATHER.parameters}}]
+    ask = dict(model="local/smollm2-135m-instruct", messages=[{"role": "user", "content": "Weather in Paris?"}],
+               max_tokens=8, temperature=0)
+    plain = client.chat.completions.create(**ask)
+    with_tools = client.chat.completions.create(**ask, tools=tools)
+    assert with_tools.usage.prompt_tokens > plain.usage.prompt_tokens + 20  # the tool list is in the prompt
+    with pytest.raises(openai.BadRequestError, match="tool_choice"):
+        client.chat.completions.create(**ask, tools=tools, tool_choice="required")
