@@ -1,5 +1,5 @@
-"""The pure modules, run in the browser as the page loads them: the SSE parser, Markdown and the
-usage figures."""
+"""The pure modules, run in the browser as the page loads them: the SSE parser, Markdown, the
+usage figures, tool call arguments and the export format."""
 import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -174,3 +174,39 @@ def test_usage_words_and_numbers(page):
     assert result["title"] == "Sun 2026-11-22: 3 turns, 100 prompt + 2,000 completion tokens"
     assert result["idle"] == "Sat 2026-11-21: no usage"
     assert result["axis"] == [1, 1, 5, 10, 20, 1000, 200]
+
+
+def test_tool_call_arguments_are_pretty_only_once_complete_and_valid(page):
+    result = page.evaluate("""async () => {
+        const { formatArguments } = await import("/static/js/view.js");
+        return [
+            formatArguments('{"city": "Par', false),         // streaming: the raw text so far
+            formatArguments('{"city":"Paris","n":0}', false), // whole, but the call has not ended
+            formatArguments('{"city":"Paris","n":0}', true),
+            formatArguments('{"city": "Par', true),          // ended but not JSON: shown as it came
+            formatArguments("", true),
+        ];
+    }""")
+    assert result == ['{"city": "Par', '{"city":"Paris","n":0}', '{\n  "city": "Paris",\n  "n": 0\n}',
+                      '{"city": "Par', ""]
+
+
+def test_export_keeps_reasoning_and_tool_calls_and_nothing_odd(page):
+    messages = page.evaluate("""async () => {
+        const { parseExport } = await import("/static/js/store.js");
+        const [thread] = parseExport({ format: "rill.threads", threads: [{ title: "t", messages: [
+            { role: "user", content: "weather?" },
+            { role: "assistant", content: "", reasoning: "I should call the tools.", toolCalls: [
+                { id: "call_0", name: "get_weather", arguments: '{"city": "Paris"}', done: true, extra: "<b>" },
+                { name: 7, arguments: { not: "text" } }, null, "junk"] },
+            { role: "assistant", content: "hi", reasoning: 42, toolCalls: "no" },
+        ] }] });
+        return thread.messages.map(({ reasoning, toolCalls }) => ({ reasoning, toolCalls }));
+    }""")
+    assert messages == [
+        {"reasoning": "", "toolCalls": []},
+        {"reasoning": "I should call the tools.", "toolCalls": [
+            {"id": "call_0", "name": "get_weather", "arguments": '{"city": "Paris"}', "done": True},
+            {"id": None, "name": "tool", "arguments": "", "done": True}]},
+        {"reasoning": "", "toolCalls": []},
+    ]

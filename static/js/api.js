@@ -2,8 +2,9 @@
 //
 // A streaming transport (this module's streamChat, socket.js's SocketTransport.stream, and
 // chatOnce for non-streamed replies) is called as `transport(request, handlers)`, where handlers
-// are {start({session_id, turn_id, model}), token(text, seq), done(stats), error(ApiError),
-// reconnecting(bool)}, and returns {stop(), finished}. The request carries its own `turn_id`, so
+// are {start({session_id, turn_id, model}), token(text, seq), reasoning(text, seq),
+// toolCall(kind, {index, id, name, arguments}, seq) (kind: start | delta | end), done(stats),
+// error(ApiError), reconnecting(bool)}, and returns {stop(), finished}. The request carries its own `turn_id`, so
 // Stop works before the first byte. A turn outlives its connection on the server: a dropped
 // stream is followed again from the last event received (seq), so nothing is lost or doubled;
 // followTurn attaches to a turn already running (a reload, another tab). The
@@ -202,6 +203,9 @@ export async function* readEvents(body, signal) {
   }
 }
 
+// The tool call events by their SSE name: the kind handlers.toolCall gets.
+export const TOOL_CALL_KINDS = { tool_call_start: "start", tool_call_delta: "delta", tool_call_end: "end" };
+
 // Dispatches one turn's SSE events to the handlers; returns true once the turn has ended.
 async function dispatch(response, state, handlers, signal) {
   for await (const event of readEvents(response.body, signal)) {
@@ -215,6 +219,10 @@ async function dispatch(response, state, handlers, signal) {
       handlers.start(data);
     } else if (event.type === "token") {
       handlers.token(data.token, seq);
+    } else if (event.type === "reasoning") {
+      handlers.reasoning(data.reasoning, seq);
+    } else if (TOOL_CALL_KINDS[event.type]) {
+      handlers.toolCall(TOOL_CALL_KINDS[event.type], data, seq);
     } else if (event.type === "done") {
       handlers.done(data);
       return true;
@@ -313,9 +321,15 @@ export function chatOnce(request, handlers) {
   async function run() {
     try {
       const response = await post("/api/chat", request, controller.signal);
-      const { reply, session_id, turn_id, model, ...stats } = await response.json();
+      const { reply, session_id, turn_id, model, reasoning, tool_calls: calls, ...stats } = await response.json();
       if (state.stopped) return;
       handlers.start({ session_id, turn_id, model });
+      if (reasoning) handlers.reasoning(reasoning, null); // where the server sends them
+      (calls || []).forEach(({ id, name, arguments: args }, index) => {
+        handlers.toolCall("start", { index, id, name }, null);
+        handlers.toolCall("delta", { index, arguments: args || "" }, null);
+        handlers.toolCall("end", { index }, null);
+      });
       if (reply) handlers.token(reply, null);
       handlers.done({ done: true, ...stats });
     } catch (err) {

@@ -3,7 +3,7 @@
 // When the connection drops, Socket.IO reconnects and every turn still followed is resumed
 // (chat_resume) from the last seq it got.
 import { io } from "../vendor/socket.io.esm.min.js";
-import { ApiError, NETWORK_ERROR, authError, getAccessToken } from "./api.js";
+import { ApiError, NETWORK_ERROR, TOOL_CALL_KINDS, authError, getAccessToken } from "./api.js";
 
 const CONNECT_TIMEOUT_MS = 5000;
 const ACK_TIMEOUT_MS = 15000;
@@ -49,6 +49,8 @@ class SocketTurn {
     this.lastSeq = event.seq;
     if (name === "chat_start") this.handlers.start(event);
     else if (name === "chat_token") this.handlers.token(event.token, event.seq);
+    else if (name === "chat_reasoning") this.handlers.reasoning(event.reasoning, event.seq);
+    else if (name.startsWith("chat_tool_call_")) this.handlers.toolCall(TOOL_CALL_KINDS[name.slice(5)], event, event.seq);
     else if (name === "chat_complete") this.end(() => this.handlers.done(event));
     else if (name === "chat_error") this.end(() => this.handlers.error(new ApiError(event.error.type, event.error.message)));
   }
@@ -71,7 +73,8 @@ export class SocketTransport {
   connection() {
     if (this.socket) return this.socket;
     const socket = io({ autoConnect: false, auth: (send) => send({ token: getAccessToken() }) });
-    for (const name of ["chat_start", "chat_token", "chat_complete", "chat_error"]) {
+    for (const name of ["chat_start", "chat_token", "chat_reasoning", "chat_tool_call_start", "chat_tool_call_delta",
+      "chat_tool_call_end", "chat_complete", "chat_error"]) {
       socket.on(name, (event) => event.turn_id && this.turns.get(event.turn_id)?.event(name, event));
     }
     socket.on("disconnect", () => {

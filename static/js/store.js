@@ -1,5 +1,7 @@
 // Threads and their messages in IndexedDB. Every failure becomes a StoreError whose message
 // can be shown as it is: losing history silently is worse than saying it was not kept.
+// A reply keeps its thinking (`reasoning`, plain text) and tool calls (`toolCalls`:
+// [{id, name, arguments (JSON text), done}]) beside its text, so a reload shows them again.
 const DB_NAME = "rill";
 const DB_VERSION = 1;
 export const EXPORT_FORMAT = "rill.threads";
@@ -148,6 +150,8 @@ export function parseExport(data) {
         createdAt: text(m.createdAt, now),
         status: ["complete", "stopped", "error"].includes(m.status) ? m.status : "complete",
         model: text(m.model) || null,
+        reasoning: text(m.reasoning),
+        toolCalls: Array.isArray(m.toolCalls) ? m.toolCalls.filter((c) => c && typeof c === "object").map(pickToolCall) : [],
         stats: m.stats && typeof m.stats === "object" ? pickStats(m.stats) : null,
         error: m.error && typeof m.error.message === "string" ? { type: text(m.error.type, "error"), message: m.error.message } : null,
       };
@@ -161,6 +165,12 @@ export function parseExport(data) {
       messages,
     };
   });
+}
+
+// A tool call as the UI keeps it: {id, name, arguments (JSON text), done (all of it came)}.
+function pickToolCall(call) {
+  const text = (v) => (typeof v === "string" ? v : "");
+  return { id: text(call.id) || null, name: text(call.name) || "tool", arguments: text(call.arguments), done: call.done !== false };
 }
 
 function pickStats(stats) {

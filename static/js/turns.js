@@ -23,7 +23,8 @@ function serverStats(done) {
   };
 }
 
-// One reply on its way: tokens are collected as they come and drawn at most once per frame.
+// One reply on its way: its pieces (thinking, answer, tool calls) are collected as they come
+// and drawn at most once per frame.
 class Reply {
   constructor(thread, message, view, save, owner = true) {
     this.thread = thread;
@@ -32,6 +33,10 @@ class Reply {
     this.save = save;
     this.owner = owner;       // writes the partial reply while it streams
     this.markdown = new StreamingMarkdown();
+    this.reasoning = "";      // the thinking so far, plain text
+    this.newReasoning = "";   // arrived since the last frame: appended, never redrawn whole
+    this.toolCalls = [];      // [{id, name, arguments, done}] by index
+    this.changedCalls = new Set();
     this.lastSeq = -1;        // the turn's last event shown
     this.seeded = false;
     this.count = 0;
@@ -43,31 +48,77 @@ class Reply {
     this.handle = null;
   }
 
-  // What an earlier page (or this one, before a reload) already showed and saved.
-  seed(text, lastSeq) {
-    this.markdown.append(text);
-    this.lastSeq = lastSeq;
-    this.seeded = Boolean(text);
+  // What an earlier page (or this one, before a reload) already showed and saved; the view
+  // drew its thinking and tool calls with the message.
+  seed(message) {
+    this.markdown.append(message.content || "");
+    this.reasoning = message.reasoning || "";
+    this.toolCalls = (message.toolCalls || []).map((call) => ({ ...call }));
+    this.lastSeq = message.lastSeq ?? -1;
+    this.seeded = Boolean(message.content);
     this.flush();
   }
 
+  get empty() {
+    return !this.markdown.text && !this.reasoning && !this.toolCalls.length;
+  }
+
+  // false for an event this reply already has (a resumed stream starts where the save was).
+  fresh(seq) {
+    if (seq === null) return true;
+    if (seq <= this.lastSeq) return false;
+    this.lastSeq = seq;
+    return true;
+  }
+
+  schedule() {
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
   token(text, seq = null) {
-    if (seq !== null && seq <= this.lastSeq) return; // had it already
-    if (seq !== null) this.lastSeq = seq;
+    if (!this.fresh(seq)) return;
     if (!this.count) this.firstAt = performance.now();
     this.count += 1;
     this.markdown.append(text);
-    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+    this.schedule();
+  }
+
+  thought(text, seq = null) {
+    if (!this.fresh(seq)) return;
+    this.reasoning += text;
+    this.newReasoning += text;
+    this.schedule();
+  }
+
+  // kind: start {index, id, name} | delta {index, arguments} (a JSON fragment) | end {index}.
+  toolCall(kind, data, seq = null) {
+    if (!this.fresh(seq)) return;
+    const index = data.index;
+    if (kind === "start") this.toolCalls[index] = { id: data.id ?? null, name: data.name || "tool", arguments: "", done: false };
+    const call = this.toolCalls[index];
+    if (!call) return; // a fragment of a call never started: nothing to show it in
+    if (kind === "delta") call.arguments += data.arguments || "";
+    if (kind === "end") call.done = true;
+    this.changedCalls.add(index);
+    this.schedule();
   }
 
   flush() {
     cancelAnimationFrame(this.frame);
     this.frame = 0;
-    if (!this.count && !this.seeded) return;
+    if (this.newReasoning) {
+      this.view.addReasoning(this.newReasoning);
+      this.newReasoning = "";
+    }
+    for (const index of this.changedCalls) this.view.showToolCall(index, this.toolCalls[index]);
+    this.changedCalls.clear();
+    if (!this.count && this.empty) return;
     const started = performance.now();
-    const { settled, live } = this.markdown.render();
-    this.view.update(settled, live);
-    performance.measure("rill:render", { start: started }); // read by bench/ui_bench.py and DevTools
+    if (this.count || this.seeded) {
+      const { settled, live } = this.markdown.render();
+      this.view.update(settled, live);
+      performance.measure("rill:render", { start: started }); // read by bench/ui_bench.py and DevTools
+    }
     if (started - this.rateAt >= RATE_EVERY_MS) {
       this.rateAt = started;
       this.view.showRate(this.rate(started));
@@ -78,10 +129,17 @@ class Reply {
     }
   }
 
-  // The text and the seq it goes up to, saved together: a reload follows on from exactly there.
-  keep() {
+  // Everything shown and the seq it goes up to, in the message together: a reload follows on
+  // from exactly there.
+  snapshot() {
     this.message.content = this.markdown.text;
+    this.message.reasoning = this.reasoning;
+    this.message.toolCalls = this.toolCalls.filter(Boolean).map((call) => ({ ...call }));
     this.message.lastSeq = this.lastSeq;
+  }
+
+  keep() {
+    this.snapshot();
     this.save(this.message);
   }
 
@@ -150,7 +208,7 @@ export class Turns {
     const thread = this.threads.current;
     const settings = this.getSettings();
     const message = this.threads.addMessage({
-      role: "assistant", content: "", status: "streaming", model: settings.model || null, stats: null,
+      role: "assistant", content: "", reasoning: "", toolCalls: [], status: "streaming", model: settings.model || null, stats: null,
       turnId: newTurnId(), lastSeq: -1,
     });
     const reply = this.begin(thread, message, this.view.beginReply(message), true);
@@ -171,6 +229,8 @@ export class Turns {
     return {
       start: (event) => this.started(reply, event),
       token: (piece, seq) => this.active === reply && reply.token(piece, seq),
+      reasoning: (piece, seq) => this.active === reply && reply.thought(piece, seq),
+      toolCall: (kind, data, seq) => this.active === reply && reply.toolCall(kind, data, seq),
       done: (done) => this.finish(reply, done.finish_reason === "cancelled" ? "stopped" : "complete", serverStats(done)),
       error: (error) => onError(error),
       reconnecting: (away) => this.active === reply && this.view.notice(away ? "Connection lost: reconnecting…"
@@ -212,14 +272,14 @@ export class Turns {
     const message = this.threads.messages.at(-1);
     if (this.busy || !message || message.role !== "assistant" || message.status !== "streaming" || !message.turnId) return;
     const reply = this.begin(this.threads.current, message, this.view.resumeReply(message), owner);
-    reply.seed(message.content || "", message.lastSeq ?? -1);
+    reply.seed(message);
     reply.handle = this.transport(this.getSettings()).follow(message.turnId, reply.lastSeq,
       this.handlers(reply, (error) => this.failed(reply, error)));
   }
 
   failed(reply, error) {
     // A reply that cannot be followed any more keeps what arrived.
-    if (error.type === "connection_lost" && reply.markdown.text) {
+    if (error.type === "connection_lost" && !reply.empty) {
       this.onNotice(error.message);
       this.finish(reply, "stopped", null);
     } else {
@@ -278,9 +338,9 @@ export class Turns {
     reply.flush();
     this.active = null;
     const message = reply.message;
+    reply.snapshot();
     message.status = status;
-    message.content = status === "error" ? "" : reply.markdown.text;
-    message.lastSeq = reply.lastSeq;
+    if (status === "error") Object.assign(message, { content: "", reasoning: "", toolCalls: [] });
     message.stats = status === "error" ? null : stats || reply.clientStats();
     message.error = error && { type: error.type, message: error.message };
     reply.view.finish(message);

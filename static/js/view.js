@@ -40,6 +40,30 @@ function decorateCode(root) {
   }
 }
 
+// A tool call's arguments: pretty JSON once the call is complete and they parse, the raw
+// text so far otherwise (a fragment may end mid-JSON).
+export function formatArguments(text, done) {
+  if (!done) return text;
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+// One card per tool call: its name and arguments, both shown as text.
+function fillToolCall(card, call) {
+  card.querySelector(".tool-call-name").textContent = call.name;
+  card.querySelector("code").textContent = formatArguments(call.arguments, call.done);
+  card.classList.toggle("is-done", Boolean(call.done));
+}
+
+function toolCallCard(index) {
+  const card = clone("tool-call-template");
+  card.dataset.index = index;
+  return card;
+}
+
 function formatMs(ms) {
   return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
 }
@@ -92,23 +116,67 @@ function flashCopied(button) {
   }, 1500);
 }
 
-// One reply while it streams: the typing indicator, the growing Markdown, the live rate.
+const isEmpty = (message) => !message.content && !message.reasoning && !message.toolCalls?.length;
+
+// One reply while it streams: the typing indicator, the thinking, the growing Markdown, the
+// tool call cards, the live rate.
 class ReplyView {
-  constructor(view, item) {
+  constructor(view, item, message) {
     this.view = view;
     this.item = item;
     this.body = item.querySelector(".body");
     this.stats = item.querySelector(".stats");
+    this.thinking = item.querySelector(".thinking");
+    this.calls = item.querySelector(".tool-calls");
     this.live = document.createElement("div");
     this.live.className = "live";
     this.body.replaceChildren(this.live);
+    // The thinking stays open while it goes on (also when a reload caught it midway), and
+    // folds away once the answer or a tool call begins.
+    this.answered = Boolean(message.content || message.toolCalls?.length);
+    if (message.reasoning && !this.answered) this.thinking.open = true;
+    this.thinking.classList.toggle("is-live", !this.answered);
+  }
+
+  // Plain text, appended: the thinking so far is never parsed or drawn again.
+  addReasoning(text) {
+    this.item.classList.remove("is-waiting");
+    if (this.thinking.hidden) {
+      this.thinking.hidden = false;
+      this.thinking.open = !this.answered;
+    }
+    this.thinking.querySelector(".thinking-text").append(text);
+    this.view.followStream();
+  }
+
+  // Once only: a reader who opens the thinking again keeps it open.
+  answering() {
+    if (this.answered) return;
+    this.answered = true;
+    this.thinking.open = false;
+    this.thinking.classList.remove("is-live");
   }
 
   // `settled`: HTML of blocks that are final, added once; `live`: HTML of the growing block.
   update(settled, live) {
     this.item.classList.remove("is-waiting");
+    this.answering();
     if (settled) this.live.before(html(settled));
     this.live.replaceChildren(html(live));
+    this.view.followStream();
+  }
+
+  // call: {name, arguments (the fragments so far), done}.
+  showToolCall(index, call) {
+    this.item.classList.remove("is-waiting");
+    this.answering();
+    let card = this.calls.querySelector(`[data-index="${index}"]`);
+    if (!card) {
+      card = toolCallCard(index);
+      this.calls.append(card);
+      this.calls.hidden = false;
+    }
+    fillToolCall(card, call);
     this.view.followStream();
   }
 
@@ -118,10 +186,11 @@ class ReplyView {
 
   // The streamed content stays as it is; only the footer and the state change.
   finish(message) {
-    if (message.status === "error" || !message.content) {
+    if (message.status === "error" || isEmpty(message)) {
       this.view.updateMessage(message);
       return;
     }
+    this.thinking.classList.remove("is-live");
     this.item.classList.remove("is-waiting", "is-streaming");
     this.item.removeAttribute("aria-busy");
     this.item.classList.toggle("is-stopped", message.status === "stopped");
@@ -291,6 +360,7 @@ export class View {
     item.removeAttribute("aria-busy");
     const body = item.querySelector(".body");
     const stats = item.querySelector(".stats");
+    this.fillExtras(item, message.role === "assistant" && message.status !== "error" ? message : {});
     if (message.role === "user") {
       body.textContent = message.content;
       stats.textContent = "";
@@ -306,11 +376,29 @@ export class View {
     }
     if (message.content) {
       body.replaceChildren(html(renderMarkdown(message.content)));
-    } else {
+    } else if (isEmpty(message)) {
       body.innerHTML = '<p class="muted">No text.</p>';
+    } else {
+      body.replaceChildren(); // thinking or tool calls only
     }
     item.classList.toggle("is-stopped", message.status === "stopped");
     this.fillStats(item, message);
+  }
+
+  // A reply's thinking (folded) and its tool call cards, as they were saved.
+  fillExtras(item, { reasoning = "", toolCalls = [] }) {
+    const thinking = item.querySelector(".thinking");
+    thinking.hidden = !reasoning;
+    thinking.open = false;
+    thinking.classList.remove("is-live");
+    thinking.querySelector(".thinking-text").textContent = reasoning;
+    const calls = item.querySelector(".tool-calls");
+    calls.hidden = !toolCalls.length;
+    calls.replaceChildren(...toolCalls.map((call, index) => {
+      const card = toolCallCard(index);
+      fillToolCall(card, call);
+      return card;
+    }));
   }
 
   fillStats(item, message) {
@@ -333,7 +421,7 @@ export class View {
     this.el.empty.hidden = true;
     this.el.messages.append(item);
     this.scrollToEnd();
-    return new ReplyView(this, item);
+    return new ReplyView(this, item, message);
   }
 
   // A reply already on the page (or in the chat just opened) that goes on streaming.
@@ -345,9 +433,9 @@ export class View {
       this.el.messages.append(item);
     }
     item.classList.add("is-streaming");
-    item.classList.toggle("is-waiting", !message.content);
+    item.classList.toggle("is-waiting", isEmpty(message));
     item.setAttribute("aria-busy", "true");
-    return new ReplyView(this, item);
+    return new ReplyView(this, item, message);
   }
 
   // Shows a message as it now is (a finished, stopped or failed reply, an edited question).
