@@ -87,11 +87,14 @@ class Terminal:
             time.sleep(0.1)
 
     def exit_status(self, timeout: float = 10) -> int:
+        """The exit status, or minus the signal that ended it. tmux may mark the pane dead (its pty
+        closed) a moment before it has reaped the process, so wait for one of the two."""
         deadline = time.monotonic() + timeout
         while True:
-            dead, *status = self.tmux("display-message", "-p", "#{pane_dead} #{pane_dead_status}").split()
-            if dead == "1":
-                return int(status[0])
+            dead, status, signal = self.tmux(
+                "display-message", "-p", "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}").strip().split(":")
+            if dead == "1" and (status or signal):
+                return int(status) if status else -int(signal)
             assert time.monotonic() < deadline, f"the command did not exit:\n{self.history()}"
             time.sleep(0.1)
 
