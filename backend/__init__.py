@@ -73,6 +73,7 @@ def create_app(settings=None, providers=()) -> Flask:
     from . import auth, logs, openapi
     from .api import chat, sessions, status, ui, usage
     from .api import models as models_api
+    from .chat.reasoning import ReasoningSplitter
     from .config import Settings
     from .errors import register_error_handlers
     from .extensions import limiter, socketio
@@ -89,6 +90,7 @@ def create_app(settings=None, providers=()) -> Flask:
     from .transports import socketio as socketio_transport
 
     settings = settings or Settings.from_env()
+    ReasoningSplitter(settings.reasoning_tags)  # a bad RILL_REASONING_TAGS stops the start, not a request
     app = Flask(__name__, static_folder="../static", template_folder="../templates")
     app.config["RILL"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

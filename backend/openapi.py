@@ -19,6 +19,10 @@ ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
 SSE_EVENTS = {
     "start": {"session_id": "string", "turn_id": "string", "model": "string"},
     "token": {"token": "string", "count": "integer"},
+    "reasoning": {"reasoning": "string"},
+    "tool_call_start": {"index": "integer", "id": "string", "name": "string"},
+    "tool_call_delta": {"index": "integer", "arguments": "string"},
+    "tool_call_end": {"index": "integer"},
     "done": {"done": "boolean", "tokens": "integer", "finish_reason": "string", "ttft_ms": "number",
              "duration_ms": "number", "tokens_per_second": "number", "usage": "object"},
     "error": {"error": "object"},

@@ -176,6 +176,17 @@ class FunctionCall(BaseModel):
     name: ToolName
     arguments: str
 
+    @field_validator("arguments")
+    @classmethod
+    def _json_object(cls, value: str) -> str:
+        try:
+            parsed = json.loads(value or "{}")
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ValueError("must be a JSON object, as text (the call's arguments)")
+        return value
+
 
 class OpenAIToolCall(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)

@@ -167,7 +167,9 @@ def test_theme_and_settings_persist(app, artifacts):
     assert dialog.locator("input[name=maxTokens]").input_value() == "100"
     assert dialog.locator("input[name=temperature]").input_value() == "0.3"
     dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()  # the page behind a modal dialog takes no input
     app.send("60")
+    expect(app.page.locator(".from-user")).to_have_count(1)
     app.wait_reply_done()
     expect(app.last_reply().locator(".code-block")).to_have_count(1)
     app.page.screenshot(path=artifacts / "finished-dark.png")

@@ -51,3 +51,5 @@ def test_a_call_cut_off_by_the_end_of_the_reply_is_still_read():
     reader = ToolCallReader()
     out = reader.feed('<tool_call>{"name": "f", "arguments": {"a": 1}}') + reader.flush()
     assert [p.name for p in out if isinstance(p, ToolCallPart)] == ["f", None]
+    reader = ToolCallReader()  # one that does not parse stays text, with no tag the model never wrote
+    assert reader.feed("<tool_call>{\"na") + reader.flush() == ['<tool_call>{"na']

@@ -126,6 +126,9 @@ def test_think_tags_split_across_pieces_become_reasoning_on_every_protocol(serve
     ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "name"),
     ({"messages": [{"role": "tool", "content": "r"}]}, "tool_call_id"),
     ({"model": "local/smollm2-135m-instruct"}, "chat template has no tool support"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": "}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]}, "must be a JSON object"),
 ])
 def test_bad_tool_requests_are_clear_400s(server, body, words):
     request = {"model": "scripted/tools", "messages": [{"role": "user", "content": "hi"}], "tools": TOOLS, **body}

@@ -195,18 +195,19 @@ class Turn:
                 self.log.append(kind, data)
 
     def tool_call(self, part: ToolCallPart) -> None:
-        """Calls come one after another: a new index ends the one before it."""
+        """Calls come one after another: a new id or a new upstream index ends the one before it.
+        The index readers see is the call's place in the reply, whatever the upstream numbered."""
         calls = self.tool_calls
-        if not calls or part.index != calls[-1]["index"]:
-            if calls and not calls[-1]["ended"]:
-                calls[-1]["ended"] = True
-                self.emit("tool_call_end", index=calls[-1]["index"])
-            calls.append({"index": part.index, "id": part.id or f"call_{uuid.uuid4().hex[:24]}",
-                          "name": part.name or "", "arguments": "", "ended": False})
-            self.emit("tool_call_start", index=part.index, id=calls[-1]["id"], name=calls[-1]["name"])
+        last = calls[-1] if calls else None
+        if last is None or part.index != last["upstream_index"] or (part.id and part.id != last["id"]):
+            self._end_tool_calls()
+            calls.append({"index": len(calls), "upstream_index": part.index,
+                          "id": part.id or f"call_{uuid.uuid4().hex[:24]}", "name": part.name or "",
+                          "arguments": "", "ended": False})
+            self.emit("tool_call_start", index=calls[-1]["index"], id=calls[-1]["id"], name=calls[-1]["name"])
         if part.arguments:
             calls[-1]["arguments"] += part.arguments
-            self.emit("tool_call_delta", index=part.index, arguments=part.arguments)
+            self.emit("tool_call_delta", index=calls[-1]["index"], arguments=part.arguments)
 
     def _end_tool_calls(self) -> None:
         if self.tool_calls and not self.tool_calls[-1]["ended"]:

@@ -56,7 +56,7 @@ class ToolCallReader:
     def flush(self) -> list[str | ToolCallPart]:
         """The end of the reply: a block left open is read as if it were closed."""
         out = self._read(self.tags.flush())
-        return out + self._call() if self.block is not None else out
+        return out + self._call(closed=False) if self.block is not None else out
 
     def _read(self, parts: list[tuple[str, str]]) -> list[str | ToolCallPart]:
         out = []
@@ -66,12 +66,12 @@ class ToolCallReader:
             elif kind == "inside":
                 self.block.append(text)
             elif kind == "close":
-                out += self._call()
+                out += self._call(closed=True)
             else:
                 out.append(text)
         return out
 
-    def _call(self) -> list[str | ToolCallPart]:
+    def _call(self, closed: bool) -> list[str | ToolCallPart]:
         text, self.block = "".join(self.block), None
         try:
             call = json.loads(text)
@@ -79,7 +79,7 @@ class ToolCallReader:
             if not isinstance(name, str) or not isinstance(arguments, dict):
                 raise ValueError
         except (ValueError, KeyError, TypeError):
-            return [OPEN + text + CLOSE]  # not a call after all: the model's text, as written
+            return [OPEN + text + (CLOSE if closed else "")]  # not a call after all: the text as written
         index, self.calls = self.calls, self.calls + 1
         return [ToolCallPart(index, id=f"call_{uuid.uuid4().hex[:24]}", name=name),
                 ToolCallPart(index, arguments=json.dumps(arguments, ensure_ascii=False))]

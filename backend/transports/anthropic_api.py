@@ -1,8 +1,9 @@
 """Anthropic-compatible API: POST /v1/messages (stream and not).
 
 Streaming sends the full event sequence, each with an `event:` line (the anthropic SDK
-dispatches on it): message_start, content_block_start, ping, content_block_delta...,
-content_block_stop, message_delta, message_stop; failures as `event: error`.
+dispatches on it): message_start, then per block (thinking, text, or one tool_use per call)
+content_block_start, content_block_delta..., content_block_stop (a ping after the first start),
+then message_delta, message_stop; failures as `event: error`.
 `x-api-key` and `anthropic-version` headers are accepted (checked once auth is configured).
 """
 from __future__ import annotations
