@@ -263,3 +263,25 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_other_turns_stream(long_cont
     steps = prompt.tokens // long_context.settings.prefill_chunk  # its prefill takes at least these steps
     assert meanwhile >= steps // 2, (meanwhile, steps)  # prefilled whole, it would be one step: 0 or 1
     assert isinstance(running_items[-1][1], Finish)
+
+
+def test_a_long_prompt_prefilled_in_slices_answers_as_alone(local, jobs):
+    """A prompt longer than RILL_PREFILL_CHUNK that arrives while another turn streams is prefilled
+    slice by slice beside the decode steps (on transformers, in the same forward pass): both turns'
+    greedy replies equal the same turns alone."""
+    long_text = " ".join(f"Item {i} is a {PROMPTS[i % 6].lower()}" for i in range(40)) + " Which item is first?"
+    assert len(local.encode_prompt([ChatMessage("user", long_text)], GenerationOptions())) > 2 * local.settings.prefill_chunk
+    running_alone, _ = alone(local, PROMPTS[1], temperature=0, max_tokens=60)
+    long_alone, _ = alone(local, long_text, temperature=0, max_tokens=16)
+    running = submit(jobs, local, PROMPTS[1], temperature=0, max_tokens=60)
+    seen = []
+    while len(seen) < 3:
+        item = running.channel.get(timeout=60)
+        if isinstance(item, Piece):
+            seen.append(item.text)
+    long = submit(jobs, local, long_text, temperature=0, max_tokens=16)
+    long_reply, finish = collect(long)
+    rest, _ = collect(running)
+    assert isinstance(finish, Finish)
+    assert_greedy(local, long_text, long_reply, long_alone)
+    assert_greedy(local, PROMPTS[1], "".join(seen) + rest, running_alone)

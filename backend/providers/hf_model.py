@@ -21,8 +21,13 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import DynamicCache
+from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import (
+    ALL_MASK_ATTENTION_FUNCTIONS,
+    AttentionMaskInterface,
+)
 
 from .local import PrefillPacer
 
@@ -104,7 +109,7 @@ class HFModel:
         directory = prepare_model_dir(self.source, self.cache_dir, self.name)
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
         first = self._first_dtype()
-        self.model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=first, attn_implementation="sdpa")
+        self.model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=first, attn_implementation=ATTENTION)
         self.model.to(self.device).eval()
         self.copies = {first: self.model}
         if self.device == "cpu" and self.dtype_name == "auto":
@@ -178,7 +183,7 @@ class HFModel:
         return self.tokenizer.apply_chat_template(chat, tools=tools, add_generation_prompt=True, tokenize=True,
                                                   return_dict=True)["input_ids"]
 
-    def new_batch(self, max_rows: int) -> "HFBatch":
+    def new_batch(self, max_rows: int) -> HFBatch:
         return HFBatch(self)
 
 
@@ -215,6 +220,55 @@ def new_cache(config) -> DynamicCache:
     return cache
 
 
+class PackedStep:
+    """One forward pass for the decoding rows' next tokens and a slice of a long prompt: the
+    tokens go in as one packed sequence (the weights are read once, as for a bigger batch), and
+    attention splits them again: each decoding row attends to its row of the batch's cache, the
+    slice to the prompt's own cache. A second forward pass for the slice cost as much as the
+    decode step itself on a CPU, which left almost no room for prompt tokens within the stall
+    bound."""
+
+    def __init__(self, main: DynamicCache | None, rows: int, mask: torch.Tensor | None, own: DynamicCache,
+                 fed: int, size: int):
+        self.main, self.rows, self.own = main, rows, own
+        self.decode_mask = mask[:, None, None, :].bool() if rows else None
+        end = fed + size
+        self.slice_mask = (torch.arange(end)[None, :] <= torch.arange(fed, end)[:, None])[None, None]
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, layer: int, *args, **kwargs):
+        """The model's cache hook: each token's keys and values go to the cache they belong to."""
+        if self.rows:
+            self.main.layers[layer].update(keys[0, :, :self.rows].transpose(0, 1).unsqueeze(2),
+                                           values[0, :, :self.rows].transpose(0, 1).unsqueeze(2))
+        self.own.layers[layer].update(keys[:, :, self.rows:], values[:, :, self.rows:])
+        return keys, values
+
+    def attend(self, module, query: torch.Tensor, **kwargs) -> tuple[torch.Tensor, None]:
+        outputs, layer = [], module.layer_idx
+        if self.rows:  # [1, heads, rows, dim] -> one query per row: [rows, heads, 1, dim]
+            main = self.main.layers[layer]
+            out, _ = sdpa_attention_forward(module, query[0, :, :self.rows].transpose(0, 1).unsqueeze(2), main.keys,
+                                            main.values, self.decode_mask.to(query.device), **kwargs)
+            outputs.append(out.reshape(1, self.rows, *out.shape[2:]))
+        own = self.own.layers[layer]
+        out, _ = sdpa_attention_forward(module, query[:, :, self.rows:], own.keys, own.values,
+                                        self.slice_mask.to(query.device), **kwargs)
+        outputs.append(out)
+        return torch.cat(outputs, dim=1), None
+
+
+def attention(module, query, key, value, attention_mask, packed: PackedStep | None = None, **kwargs):
+    """SDPA, or a PackedStep's split attention when the forward pass carries one."""
+    if packed is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return packed.attend(module, query, **kwargs)
+
+
+ATTENTION = "rill_packed"
+AttentionInterface.register(ATTENTION, attention)
+AttentionMaskInterface.register(ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+
+
 class HFBatch:
     """Rows decoded together. Short prompts are prefilled together when they join (ADMIT_TOKENS of
     prompt at most between two steps); a longer one, while others stream, is prefilled a slice per
@@ -238,25 +292,32 @@ class HFBatch:
     def close(self) -> None:
         self.rows, self.decoding, self.prefilling, self.cache, self.mask = [], [], [], None, None
 
-    def _forward(self, rows: list, sample: bool = True, **inputs):
-        model = self.model.model_for(len(self.decoding) + (0 if rows is self.decoding else len(rows)))
-        cache = inputs["past_key_values"]
-        if cache.layers[0].is_initialized and cache.layers[0].keys.dtype != model.dtype:
-            for layer in cache.layers:  # the batch crossed to the other weight copy
-                layer.set(layer.keys.to(model.dtype), layer.values.to(model.dtype))
-        want_hidden = sample and any(r.options.hidden_states for r in rows)
+    def _forward(self, rows: list, tokens: int, keep: list[int] | None = None, **inputs) -> None:
+        """Run the model (the weight copy for `tokens` tokens at once) and feed each row its logits:
+        from its last position, or with a packed sequence from position `keep[i]`."""
+        model = self.model.model_for(tokens)
+        caches = inputs["past_key_values"]
+        for cache in [caches.main, caches.own] if isinstance(caches, PackedStep) else [caches]:
+            if cache is not None and cache.layers[0].is_initialized and cache.layers[0].keys.dtype != model.dtype:
+                for layer in cache.layers:  # the batch crossed to the other weight copy
+                    layer.set(layer.keys.to(model.dtype), layer.values.to(model.dtype))
+        want_hidden = any(r.options.hidden_states for r in rows)
         inputs = {k: v.to(self.model.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-        # Only the last position's logits are needed (a prompt's others would cost a vocabulary-
-        # sized matmul each); float32 because CPU argmax and softmax are several times faster.
-        out = model(**inputs, use_cache=True, output_hidden_states=want_hidden, logits_to_keep=1)
-        if not sample:
+        # Only the positions that pick a token need logits (the others would cost a vocabulary-sized
+        # matmul each); float32 because CPU argmax and softmax are several times faster.
+        out = model(**inputs, use_cache=True, output_hidden_states=want_hidden,
+                    logits_to_keep=1 if keep is None else torch.tensor(keep, dtype=torch.long, device=self.model.device))
+        if not rows:
             return
-        logits = out.logits[:, -1].float().cpu()
+        last = out.hidden_states[-1] if want_hidden else None
+        if keep is None:
+            logits, hidden = out.logits[:, -1], last[:, -1] if want_hidden else None
+        else:
+            logits, hidden = out.logits[0], last[0, keep] if want_hidden else None
+        logits = logits.float().cpu()
         for i, row in enumerate(rows):
-            if row.done:
-                continue
-            hidden = out.hidden_states[-1][i, -1].float().tolist() if want_hidden and row.options.hidden_states else None
-            row.accept(logits[i], hidden)
+            if not row.done:
+                row.accept(logits[i], hidden[i].float().tolist() if want_hidden and row.options.hidden_states else None)
 
     @torch.inference_mode()
     def add(self, rows: list) -> None:
@@ -270,7 +331,7 @@ class HFBatch:
             ids = torch.tensor([[self.model.pad_id] * (width - len(r.prompt)) + r.prompt for r in now])
             mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in now])
             cache = new_cache(self.model.config)
-            self._forward(now, input_ids=ids, attention_mask=mask,
+            self._forward(now, len(self.decoding) + len(now), input_ids=ids, attention_mask=mask,
                           position_ids=(mask.cumsum(-1) - 1).clamp(min=0), past_key_values=cache)
             self._join(now, cache, mask)
 
@@ -282,21 +343,6 @@ class HFBatch:
             self._merge(cache, mask)
         self.decoding += rows
 
-    def _prefill_slice(self, row, size: int) -> int:
-        """Prefill up to `size` more of this row's prompt; returns how many tokens it took."""
-        if not hasattr(row, "own_cache"):
-            row.own_cache, row.fed = new_cache(self.model.config), 0
-        piece = row.prompt[row.fed: row.fed + size]
-        end = row.fed + len(piece)
-        self._forward([row], sample=end == len(row.prompt), input_ids=torch.tensor([piece]),
-                      attention_mask=torch.ones(1, end, dtype=torch.long),
-                      position_ids=torch.arange(row.fed, end).unsqueeze(0), past_key_values=row.own_cache)
-        row.fed = end
-        if end == len(row.prompt):
-            self.prefilling.remove(row)
-            self._join([row], row.own_cache, torch.ones(1, end, dtype=torch.long))
-            del row.own_cache
-        return len(piece)
     def _merge(self, cache: DynamicCache, mask: torch.Tensor) -> None:
         width = max(self.mask.shape[1], mask.shape[1])
 
@@ -316,20 +362,54 @@ class HFBatch:
 
     @torch.inference_mode()
     def step(self) -> None:
-        """A slice of the first long prompt waiting, then one decode step for every decoding row."""
-        started, size = time.perf_counter(), 0
-        if self.prefilling:  # a row whose prefill ends here decodes its first token in this step too
-            size = self._prefill_slice(self.prefilling[0], self.pacer.budget())
-        if not self.decoding:
-            return
-        # A row that just stopped on its first token is fed padding; it leaves after this step.
-        tokens = [[self.model.pad_id if r.done else r.last_token] for r in self.decoding]
+        """One forward pass: the next token of every decoding row, and a slice of the first long
+        prompt waiting (sized by the pacer while others stream)."""
+        started, streaming = time.perf_counter(), len(self.decoding)
+        size = 0
+        if self.prefilling:
+            size = self._step_with_slice(self.prefilling[0], self.pacer.budget() if streaming else self.pacer.most)
+        else:
+            self._decode_step()
+        if streaming:
+            self.pacer.record(time.perf_counter() - started, size)
+
+    def _next_tokens(self) -> list[int]:
+        """Each decoding row's input; a row that just stopped on its first token is fed padding (it
+        leaves after this step)."""
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.decoding), 1)], dim=1)
-        self._forward(self.decoding, input_ids=torch.tensor(tokens), attention_mask=self.mask,
+        return [self.model.pad_id if r.done else r.last_token for r in self.decoding]
+
+    def _decode_step(self) -> None:
+        tokens = self._next_tokens()
+        self._forward(self.decoding, len(tokens), input_ids=torch.tensor(tokens).unsqueeze(1), attention_mask=self.mask,
                       position_ids=torch.tensor([[r.length] for r in self.decoding]), past_key_values=self.cache)
         for row in self.decoding:
             row.length += 1
-        self.pacer.record(time.perf_counter() - started, size)
+
+    def _step_with_slice(self, row, size: int) -> int:
+        """A decode step that also prefills up to `size` more of this row's prompt, in the same
+        forward pass; returns how many prompt tokens it took."""
+        if not hasattr(row, "own_cache"):
+            row.own_cache, row.fed = new_cache(self.model.config), 0
+        piece = row.prompt[row.fed: row.fed + size]
+        end = row.fed + len(piece)
+        decoding = self.decoding
+        tokens = (self._next_tokens() if decoding else []) + piece
+        positions = [r.length for r in decoding] + list(range(row.fed, end))
+        keep = list(range(len(decoding))) + ([len(tokens) - 1] if end == len(row.prompt) else [])
+        packed = PackedStep(self.cache, len(decoding), self.mask, row.own_cache, row.fed, len(piece))
+        # A packed pass is as heavy as a full batch: the copy for the largest batch runs it.
+        self._forward(decoding + [row][:len(keep) - len(decoding)], self.model.max_batch, keep=keep,
+                      input_ids=torch.tensor([tokens]), position_ids=torch.tensor([positions]),
+                      attention_mask=packed.slice_mask, past_key_values=packed, packed=packed)
+        for r in decoding:
+            r.length += 1
+        row.fed = end
+        if end == len(row.prompt):
+            self.prefilling.remove(row)
+            self._join([row], row.own_cache, torch.ones(1, end, dtype=torch.long))
+            del row.own_cache
+        return len(piece)
 
     def drop_done(self) -> None:
         """Remove finished rows, and cache columns that only padding still uses."""
