@@ -74,7 +74,7 @@ class Forced(Row):
             self.finish("length")
 
 
-def assert_greedy(local, prompt_text: str, got: str, alone: str) -> None:
+def assert_greedy(local, prompt: str | list[ChatMessage], got: str, alone: str) -> None:
     """The transformers engine decodes batched rows exactly as alone: the texts are equal. llama.cpp's
     CPU kernels round differently with the batch's shape (its flash attention takes a tiled path from
     64 queries on; a sequence's cache cells shift its sums), so near ties can go the other way. There,
@@ -84,7 +84,8 @@ def assert_greedy(local, prompt_text: str, got: str, alone: str) -> None:
     if local.model.engine == "transformers" or got == alone:
         assert got == alone
         return
-    row = Forced(local.model, local.encode_prompt([ChatMessage("user", prompt_text)], GenerationOptions(max_tokens=64)),
+    messages = [ChatMessage("user", prompt)] if isinstance(prompt, str) else prompt
+    row = Forced(local.model, local.encode_prompt(messages, GenerationOptions(max_tokens=64)),
                  local.model.tokenizer.encode(got))
     batch = local.model.new_batch(1)
     batch.add([row])
@@ -285,3 +286,16 @@ def test_a_long_prompt_prefilled_in_slices_answers_as_alone(local, jobs):
     assert isinstance(finish, Finish)
     assert_greedy(local, long_text, long_reply, long_alone)
     assert_greedy(local, PROMPTS[1], "".join(seen) + rest, running_alone)
+
+
+def test_a_follow_up_from_the_cached_conversation_answers_as_without_it(local, jobs):
+    first = [ChatMessage("user", "Tell me about rivers in two sentences.")]
+    reply, _ = collect(submit_messages(jobs, first, max_tokens=40))
+    assert reply
+    follow_up = [*first, ChatMessage("assistant", reply), ChatMessage("user", "And lakes?")]
+    answer, finish = collect(submit_messages(jobs, follow_up, max_tokens=24))
+    assert finish.cached_tokens > finish.prompt_tokens // 2  # it did start from the cache
+    items = list(local.stream("m", follow_up, GenerationOptions(temperature=0, max_tokens=24), threading.Event()))
+    assert items[-1].cached_tokens == 0  # a batch of its own: no cache
+    expected = "".join(i for i in items if isinstance(i, str))
+    assert_greedy(local, follow_up, answer, expected)

@@ -7,7 +7,8 @@ Continuous batching: decoding one stream is bound by reading the weights from me
 eight rows reads them once. New turns are prefilled together (left-padded) between decode steps
 and then join the batch; finished or cancelled rows leave it at once. The KV cache is one
 left-padded tensor per layer with a 0/1 attention mask; each row's position ids count only its
-real tokens.
+real tokens. A long prompt, and the rest of a prompt whose start a kept conversation's cache
+already holds, is prefilled in slices packed into the decode steps' forward passes (PackedStep).
 
 On a CPU the dtype is picked by timing decode steps at load: bfloat16 wins at batch 1 on most
 machines, but without native bf16 (AVX2 only) float32 wins at batch 8 (87 against 55 tok/s). When
@@ -29,7 +30,7 @@ from transformers.masking_utils import (
     AttentionMaskInterface,
 )
 
-from .local import PrefillPacer
+from .local import FINISHED, PrefillPacer, common_prefix
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class HFModel:
     engine = "transformers"
 
     def __init__(self, source: Path, name: str, cache_dir: Path, device: str = "auto", dtype: str = "auto",
-                 threads: int = 0, context_tokens: int = 8192, max_batch: int = 16, prefill_chunk: int = 128):
+                 threads: int = 0, context_tokens: int = 8192, max_batch: int = 16, prefill_chunk: int = 128,
+                 cache_tokens: int = 32768):
         self.source, self.name, self.cache_dir = source, name, cache_dir
         self.device = pick_device(device)
         self.dtype_name = dtype
@@ -98,6 +100,7 @@ class HFModel:
         self.context_tokens = context_tokens
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk
+        self.cache_tokens = cache_tokens  # finished conversations' caches kept, in tokens
         self.copies: dict[torch.dtype, object] = {}  # the weights, in each dtype kept
         self.dtype_for: dict[int, torch.dtype] = {}  # batch size -> the faster copy (both kept)
 
@@ -269,11 +272,20 @@ AttentionInterface.register(ATTENTION, attention)
 AttentionMaskInterface.register(ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
 
 
+class Prefix:
+    """A finished turn's tokens and their keys and values (per layer, [1, heads, tokens, dim])."""
+
+    def __init__(self, tokens: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]]):
+        self.tokens, self.layers = tokens, layers
+
+
 class HFBatch:
     """Rows decoded together. Short prompts are prefilled together when they join (ADMIT_TOKENS of
     prompt at most between two steps); a longer one, while others stream, is prefilled a slice per
-    step (sized by local.PrefillPacer) in a cache of its own and merged in when done, so the
-    running rows never wait for a whole long prompt."""
+    step (sized by local.PrefillPacer, in the decode step's forward pass) in a cache of its own and
+    merged in when done, so the running rows never wait for a whole long prompt. Finished turns'
+    caches stay (model.cache_tokens in all): a follow-up turn starts from the longest shared
+    prefix and prefills only the rest, the same way."""
 
     ADMIT_TOKENS = 1024
 
@@ -285,12 +297,13 @@ class HFBatch:
         self.pacer = PrefillPacer(model.prefill_chunk)
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [decoding rows, cached positions], 1 = a real token
+        self.idle: list[Prefix] = []  # least recently kept first
 
     def can_admit(self, row, newcomers: list) -> bool:
         return not newcomers or sum(len(r.prompt) for r in newcomers) + len(row.prompt) <= self.ADMIT_TOKENS
 
     def close(self) -> None:
-        self.rows, self.decoding, self.prefilling, self.cache, self.mask = [], [], [], None, None
+        self.rows, self.decoding, self.prefilling, self.idle, self.cache, self.mask = [], [], [], [], None, None
 
     def _forward(self, rows: list, tokens: int, keep: list[int] | None = None, **inputs) -> None:
         """Run the model (the weight copy for `tokens` tokens at once) and feed each row its logits:
@@ -323,7 +336,9 @@ class HFBatch:
     def add(self, rows: list) -> None:
         """Prefill short newcomers together now; queue long ones for slices while others stream."""
         chunk = self.model.prefill_chunk
-        now = [r for r in rows if len(r.prompt) <= chunk or not self.decoding]
+        for row in rows:
+            self._start_from_prefix(row)
+        now = [r for r in rows if not hasattr(r, "own_cache") and (len(r.prompt) <= chunk or not self.decoding)]
         self.prefilling += [r for r in rows if r not in now]
         self.rows += rows
         if now:
@@ -335,7 +350,31 @@ class HFBatch:
                           position_ids=(mask.cumsum(-1) - 1).clamp(min=0), past_key_values=cache)
             self._join(now, cache, mask)
 
+    def _start_from_prefix(self, row) -> None:
+        """Give the row the cache of the kept turn sharing the longest prefix with its prompt (at
+        least the prompt's last token is prefilled again, for its logits)."""
+        shared, prefix = max(((common_prefix(p.tokens, row.prompt), p) for p in self.idle), default=(0, None),
+                             key=lambda found: found[0])
+        shared = min(shared, len(row.prompt) - 1)
+        if shared <= 0:
+            return
+        row.own_cache, row.fed, row.cached_tokens = new_cache(self.model.config), shared, shared
+        for layer, (keys, values) in zip(row.own_cache.layers, prefix.layers):
+            layer.lazy_initialization(keys, values)
+            layer.set(keys[:, :, :shared], values[:, :, :shared])
+
+    def _keep(self, index: int, row) -> None:
+        """Keep a finished row's cache for a follow-up turn; a kept turn it extends is dropped."""
+        columns = self.mask[index].nonzero().squeeze(1)
+        layers = [(layer.keys[index:index + 1, :, columns], layer.values[index:index + 1, :, columns])
+                  for layer in self.cache.layers]
+        self.idle = [p for p in self.idle if p.tokens != row.kv[:len(p.tokens)]] + [Prefix(row.kv, layers)]
+        while sum(len(p.tokens) for p in self.idle) > self.model.cache_tokens:
+            self.idle.pop(0)
+
     def _join(self, rows: list, cache: DynamicCache, mask: torch.Tensor) -> None:
+        for row in rows:
+            row.kv = list(row.prompt)  # the tokens in its row of the cache
         mask = mask.to(self.model.device)
         if self.cache is None:
             self.cache, self.mask = cache, mask
@@ -367,7 +406,7 @@ class HFBatch:
         started, streaming = time.perf_counter(), len(self.decoding)
         size = 0
         if self.prefilling:
-            size = self._step_with_slice(self.prefilling[0], self.pacer.budget() if streaming else self.pacer.most)
+            size = self._step_with_slice(self.prefilling[0], self.pacer.budget() if streaming else self.ADMIT_TOKENS)
         else:
             self._decode_step()
         if streaming:
@@ -377,7 +416,10 @@ class HFBatch:
         """Each decoding row's input; a row that just stopped on its first token is fed padding (it
         leaves after this step)."""
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.decoding), 1)], dim=1)
-        return [self.model.pad_id if r.done else r.last_token for r in self.decoding]
+        tokens = [self.model.pad_id if r.done else r.last_token for r in self.decoding]
+        for row, token in zip(self.decoding, tokens):
+            row.kv.append(token)
+        return tokens
 
     def _decode_step(self) -> None:
         tokens = self._next_tokens()
@@ -417,6 +459,9 @@ class HFBatch:
             return
         self.rows = [r for r in self.rows if not r.done]
         self.prefilling = [r for r in self.prefilling if not r.done]
+        for i, row in enumerate(self.decoding):
+            if row.done and row.reason in FINISHED:
+                self._keep(i, row)
         keep = [i for i, r in enumerate(self.decoding) if not r.done]
         self.decoding = [self.decoding[i] for i in keep]
         if not keep:

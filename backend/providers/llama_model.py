@@ -21,7 +21,7 @@ import llama_cpp as C
 import numpy as np
 import torch
 
-from .local import PrefillPacer
+from .local import FINISHED, PrefillPacer, common_prefix
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +152,6 @@ class LlamaModel:
                           else self.context_tokens)
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class LlamaBatch:
     PREFILL_ALONE = 512  # prompt tokens per step when no stream is waiting on the step
 
@@ -270,7 +261,7 @@ class LlamaBatch:
         """Finished rows leave; their cache stays for a follow-up, a cancelled or failed one's goes."""
         for row in [r for r in self.rows if r.done]:
             self.rows.remove(row)
-            if row.reason in ("stop", "length", "stop_sequence"):
+            if row.reason in FINISHED:
                 self.idle[row.seq] = row.kv
             else:
                 self._release(row.seq)

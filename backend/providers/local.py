@@ -67,15 +67,25 @@ def pick_engine(wanted: str, source: Path, device: str) -> str:
     return "llamacpp" if gguf and llama_cpp_installed() and device in ("auto", "cpu") else "transformers"
 
 
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+FINISHED = ("stop", "length", "stop_sequence")  # reasons whose cache is worth keeping for a follow-up
+
+
 class PrefillPacer:
     """Sizes the prompt slices a batch prefills while other rows stream, so running streams never
     stall: a step that carries a slice should take at most STALL times a plain decode step. Costs
-    differ by machine and engine (on llama.cpp a slice costs per token; on transformers a second
-    forward pass also costs a fixed amount), so the pacer fits `extra = fixed + per_token * size`
-    to the steps it has seen and sizes slices from the fit. When the fixed cost alone breaks the
-    bound, shrinking cannot help: a slice then carries a quarter of its fixed cost's worth of
-    tokens, so steps stay near the bound and the long prompt still advances (transformers on a
-    CPU: a second pass costs 1-2 decode steps, and more as the prompt's cache grows)."""
+    differ by machine and engine and grow with the prompt's cache (attention), so the pacer fits
+    `extra = fixed + per_token * size` to the recent steps and sizes slices from the fit. When the
+    fixed cost alone breaks the bound, shrinking cannot help: a slice then carries a quarter of its
+    fixed cost's worth of tokens, so steps stay near the bound and the long prompt still advances."""
 
     STALL = 2.0
 
@@ -259,7 +269,7 @@ class LocalProvider:
                 from .hf_model import HFModel
 
                 self.model = HFModel(source, self.model_name, Path(s.cache_dir), s.device, s.dtype, s.threads,
-                                     s.context_tokens, s.max_batch, s.prefill_chunk)
+                                     s.context_tokens, s.max_batch, s.prefill_chunk, s.cache_tokens)
             self.model.load()
             if s.chat_template:
                 self.model.set_template(Path(s.chat_template).read_text())
