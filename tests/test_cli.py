@@ -87,19 +87,34 @@ class Terminal:
             time.sleep(0.1)
 
     def exit_status(self, timeout: float = 10) -> int:
-        """The exit status, or minus the signal that ended it. tmux may mark the pane dead (its pty
-        closed) a moment before it has reaped the process, so wait for one of the two."""
+        """The exit status, or minus the signal that ended it. tmux marks the pane dead when its pty
+        closes, and may reap the process only much later (on a busy machine, seconds): until then
+        the kernel keeps the status of the zombie, which /proc shows."""
         deadline = time.monotonic() + timeout
         while True:
-            dead, status, signal = self.tmux(
-                "display-message", "-p", "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}").strip().split(":")
+            dead, status, signal, pid = self.tmux(
+                "display-message", "-p", "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}:#{pane_pid}"
+            ).strip().split(":")
             if dead == "1" and (status or signal):
                 return int(status) if status else -int(signal)
+            if dead == "1" and (code := zombie_status(int(pid))) is not None:
+                return code
             assert time.monotonic() < deadline, f"the command did not exit:\n{self.history()}"
             time.sleep(0.1)
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
+
+
+def zombie_status(pid: int) -> int | None:
+    """An exited, not yet reaped process's exit code (minus its signal); None while it runs."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except FileNotFoundError:
+        return None
+    if fields[0] != "Z":  # the state; field 52 of the file (exit_code) is a waitpid status
+        return None
+    return os.waitstatus_to_exitcode(int(fields[49]))
 
 
 @pytest.fixture
