@@ -25,10 +25,7 @@ import torch
 from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import (
-    ALL_MASK_ATTENTION_FUNCTIONS,
-    AttentionMaskInterface,
-)
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
 from .local import FINISHED, PrefillPacer, common_prefix
 
@@ -438,16 +435,17 @@ class HFBatch:
         decoding = self.decoding
         tokens = (self._next_tokens() if decoding else []) + piece
         positions = [r.length for r in decoding] + list(range(row.fed, end))
-        keep = list(range(len(decoding))) + ([len(tokens) - 1] if end == len(row.prompt) else [])
+        last = end == len(row.prompt)  # then the slice's last position gives the row its first token
+        keep = list(range(len(decoding))) + ([len(tokens) - 1] if last else [])
         packed = PackedStep(self.cache, len(decoding), self.mask, row.own_cache, row.fed, len(piece))
         # A packed pass is as heavy as a full batch: the copy for the largest batch runs it.
-        self._forward(decoding + [row][:len(keep) - len(decoding)], self.model.max_batch, keep=keep,
+        self._forward(decoding + [row] if last else decoding, self.model.max_batch, keep=keep,
                       input_ids=torch.tensor([tokens]), position_ids=torch.tensor([positions]),
                       attention_mask=packed.slice_mask, past_key_values=packed, packed=packed)
         for r in decoding:
             r.length += 1
         row.fed = end
-        if end == len(row.prompt):
+        if last:
             self.prefilling.remove(row)
             self._join([row], row.own_cache, torch.ones(1, end, dtype=torch.long))
             del row.own_cache
