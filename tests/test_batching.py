@@ -196,7 +196,7 @@ def test_two_weight_copies_take_turns_by_batch_size():
     provider = LocalProvider(Settings.from_env(engine="transformers", context_tokens=1024, max_batch=4))
     provider.load()
     model = provider.model
-    assert set(model.dtype_for) == {1, 4} and set(model.copies) == set(model.dtype_for.values())
+    assert set(model.dtype_for) == {1, 2, 4} and set(model.copies) == set(model.dtype_for.values())
     # Whatever this machine's timing picked, make both serve: bfloat16 alone, float32 from two rows.
     model.copies = {torch.bfloat16: copy.deepcopy(model.model).to(torch.bfloat16),
                     torch.float32: copy.deepcopy(model.model).to(torch.float32)}

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
           "float32": torch.float32, "fp32": torch.float32}
-TIMED_BATCHES = (1, 4, 16)  # batch sizes timed at load when the dtype is "auto" on a CPU
+TIMED_BATCHES = (1, 2, 4, 8, 16)  # batch sizes timed at load when the dtype is "auto" on a CPU
 
 
 def pick_device(name: str) -> str:
@@ -134,14 +134,22 @@ class HFModel:
 
     @torch.inference_mode()
     def _pick_cpu_dtype(self) -> None:
-        """Time a few decode steps in float32 and bfloat16 at each batch size in use; keep a copy
-        only where it is the faster one."""
+        """Time a few decode steps in float32 and bfloat16 at each batch size in use, smallest first;
+        keep a copy only where it is the faster one. Once float32 wins it is taken for the larger
+        sizes untimed: without native bf16 a bfloat16 step grows faster with the batch (compute),
+        and timing bfloat16's large batches there is what made loading slow."""
         import copy
 
-        self.copies[torch.bfloat16] = copy.deepcopy(self.model).to(torch.bfloat16)
+        bf16 = self.copies[torch.bfloat16] = copy.deepcopy(self.model).to(torch.bfloat16)
         sizes = sorted({b for b in TIMED_BATCHES if b < self.max_batch} | {self.max_batch})
-        timings = {dtype: {b: self._time_steps(model, b) for b in sizes} for dtype, model in self.copies.items()}
-        self.dtype_for = {b: min(timings, key=lambda d: timings[d][b]) for b in sizes}
+        timings: dict[torch.dtype, dict[int, float]] = {torch.float32: {}, torch.bfloat16: {}}
+        for b in sizes:
+            if self.dtype_for and self.dtype_for[max(self.dtype_for)] == torch.float32:
+                self.dtype_for[b] = torch.float32
+                continue
+            timings[torch.float32][b] = self._time_steps(self.model, b)
+            timings[torch.bfloat16][b] = self._time_steps(bf16, b)
+            self.dtype_for[b] = min(timings, key=lambda d: timings[d][b])
         winners = set(self.dtype_for.values())
         self.copies = {d: m for d, m in self.copies.items() if d in winners}
         self.model = self.copies[self.dtype_for[1]]
@@ -149,8 +157,9 @@ class HFModel:
             str(d).removeprefix("torch."): {b: round(t * 1000, 1) for b, t in by.items()} for d, by in timings.items()},
             self.describe()["dtype"])
 
-    def _time_steps(self, model, rows: int, context: int = 64, steps: int = 6) -> float:
-        """The fastest of a few decode steps: the least disturbed by whatever else runs."""
+    def _time_steps(self, model, rows: int, context: int = 16, steps: int = 5) -> float:
+        """The fastest of a few decode steps: the least disturbed by whatever else runs. A short
+        context: a decode step's cost is the weights', and a long one's prefill is slow in bfloat16."""
         cache = DynamicCache(config=model.config)
         ids = torch.ones(rows, context, dtype=torch.long)
         model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
