@@ -143,13 +143,13 @@ class HFModel:
         bf16 = self.copies[torch.bfloat16] = copy.deepcopy(self.model).to(torch.bfloat16)
         sizes = sorted({b for b in TIMED_BATCHES if b < self.max_batch} | {self.max_batch})
         timings: dict[torch.dtype, dict[int, float]] = {torch.float32: {}, torch.bfloat16: {}}
+        winner = None
         for b in sizes:
-            if self.dtype_for and self.dtype_for[max(self.dtype_for)] == torch.float32:
-                self.dtype_for[b] = torch.float32
-                continue
-            timings[torch.float32][b] = self._time_steps(self.model, b)
-            timings[torch.bfloat16][b] = self._time_steps(bf16, b)
-            self.dtype_for[b] = min(timings, key=lambda d: timings[d][b])
+            if winner != torch.float32:
+                timings[torch.float32][b] = self._time_steps(self.model, b)
+                timings[torch.bfloat16][b] = self._time_steps(bf16, b)
+                winner = min(timings, key=lambda d: timings[d][b])
+            self.dtype_for[b] = winner
         winners = set(self.dtype_for.values())
         self.copies = {d: m for d, m in self.copies.items() if d in winners}
         self.model = self.copies[self.dtype_for[1]]
