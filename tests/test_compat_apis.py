@@ -144,11 +144,13 @@ def test_anthropic_stop_reasons(ant):
     assert short.stop_reason == "max_tokens" and short.usage.output_tokens == 3
     text = ant.messages.create(model=MODEL, messages=[{"role": "user", "content": "Count to ten."}],
                                max_tokens=30, extra_body={"temperature": 0}).content[0].text
-    stop = text.split()[2]
+    # A piece from the middle of the reply, whatever its words: after other conversations the
+    # server's cached prefixes can tip greedy SmolLM2 into a reply without spaces ("12.12.13.").
+    stop = text[len(text) // 2:][:3]
     cut = ant.messages.create(model=MODEL, messages=[{"role": "user", "content": "Count to ten."}],
                               max_tokens=30, stop_sequences=[stop], extra_body={"temperature": 0})
     assert cut.stop_reason == "stop_sequence" and cut.stop_sequence == stop
-    assert cut.content[0].text == text[:text.index(stop)]
+    assert "".join(block.text for block in cut.content) == text[:text.index(stop)]  # may be empty
 
 
 @pytest.mark.parametrize("kwargs,exc,words", [
