@@ -1,13 +1,14 @@
 """The local engines' KV cache, on the real model: a follow-up turn starts from the cached
-conversation (both engines), a cancelled turn leaves none behind, and llama.cpp's cache makes
-turns wait, not fail."""
+conversation (both engines), a cancelled turn leaves none behind, llama.cpp's cache makes turns
+wait, not fail, and holds running turns only."""
 import threading
 
+import llama_cpp as C
 import pytest
 
 from backend.config import Settings
-from backend.providers.base import ChatMessage, Finish, Piece
-from backend.providers.local import LocalProvider
+from backend.providers.base import ChatMessage, Finish, GenerationOptions, Piece
+from backend.providers.local import LocalProvider, Row
 from tests.test_batching import collect
 from tests.test_batching import submit_messages as submit
 
@@ -59,3 +60,32 @@ def test_turns_wait_for_room_in_a_small_cache_and_all_finish():
     outcomes = [collect(j) for j in jobs]
     assert all(isinstance(f, Finish) and f.reason in ("stop", "length", "stop_sequence") for _, f in outcomes)
     assert all(text.strip() for text, _ in outcomes)
+
+
+def test_llama_cpp_keeps_a_finished_conversation_out_of_its_kv_cache_and_brings_it_back():
+    """Every token attends over the KV cache's whole used range, so a finished conversation left in
+    it would slow every later step: it is copied out, and back in for its follow-up."""
+    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
+    provider.load()
+    batch = provider.model.new_batch(4)
+    sequences = range(C.llama_n_seq_max(batch.ctx))
+    kept = lambda: [C.llama_memory_seq_pos_max(batch.memory, seq) for seq in sequences]  # -1: empty
+
+    def turn(messages: list[ChatMessage]) -> tuple[Row, str]:
+        out = []
+        options = GenerationOptions(temperature=0, max_tokens=30)
+        row = Row(provider.model, provider.encode_prompt(messages, options), options, threading.Event(), out.append)
+        batch.add([row])
+        while not row.done:
+            batch.step()
+            assert kept().count(-1) == len(sequences) - 1  # the running turn's sequence only
+        batch.drop_done()
+        return row, "".join(i.text for i in out if isinstance(i, Piece))
+
+    first_turn = [ChatMessage("user", "Tell me about rivers.")]
+    first, reply = turn(first_turn)
+    assert first.reason == "length" and kept() == [-1] * len(sequences)
+    follow_up, _ = turn([*first_turn, ChatMessage("assistant", reply), ChatMessage("user", "And lakes?")])
+    assert follow_up.cached_tokens >= len(first.prompt) + first.produced - 2
+    assert kept() == [-1] * len(sequences)
+    batch.close()

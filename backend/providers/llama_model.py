@@ -2,20 +2,21 @@
 
 One context serves every running turn. Each turn is a sequence in one unified KV cache, and each
 step is one llama_decode over a batch holding the next token of every decoding sequence plus a
-slice of the newcomers' prompts: chunked prefill (local.PrefillPacer sizes the slices), so a 4,000-token
-prompt joins without stalling the streams already running. A finished turn's cache stays behind as an idle sequence: a follow-up
-turn of the same conversation starts from the longest common prefix and prefills only the rest.
-Idle sequences are evicted, oldest first, when a newcomer needs their room; a cancelled or failed
-turn's cache is freed at once.
+slice of the newcomers' prompts: chunked prefill (local.PrefillPacer sizes the slices), so a
+4,000-token prompt joins without stalling the streams already running. The KV cache holds running
+turns only: every token attends over the cache's whole used range, so a finished conversation
+left in it would slow every step. A finished turn's cache is copied out to memory instead, and a
+follow-up turn (or any prompt sharing a prefix with a kept one) is copied back in and prefills only
+the rest. A cancelled or failed turn's cache is freed at once.
 """
 from __future__ import annotations
 
-import collections
 import ctypes
 import logging
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import llama_cpp as C
 import numpy as np
@@ -152,22 +153,28 @@ class LlamaModel:
                           else self.context_tokens)
 
 
+class Saved(NamedTuple):
+    """A finished conversation's cache, out of the KV cache (llama_state_seq_get_data)."""
+    tokens: list[int]
+    state: np.ndarray
+
+
 class LlamaBatch:
     PREFILL_ALONE = 512  # prompt tokens per step when no stream is waiting on the step
 
     def __init__(self, model: LlamaModel, max_rows: int, cells: int):
         self.model = model
         self.width = self.PREFILL_ALONE + max_rows
-        self.sequences = 2 * max_rows if max_rows > 1 else 1  # running ones, and as many idle ones
-        self.ctx = model.new_context(cells, self.sequences, self.width)
+        self.ctx = model.new_context(cells, max_rows, self.width)
         self.cells = C.llama_n_ctx(self.ctx)
         self.memory = C.llama_get_memory(self.ctx)
         self.batch = C.llama_batch_init(self.width, 0, 1)
         self.embeddings = False
         self.pacer = PrefillPacer(model.prefill_chunk)
         self.rows: list = []
-        self.free = list(range(self.sequences))
-        self.idle: collections.OrderedDict[int, list[int]] = collections.OrderedDict()  # seq -> its tokens
+        self.free = list(range(max_rows))  # sequence ids
+        self.saved: list[Saved] = []  # least recently kept first
+        self.keep_tokens = model.cache_tokens if max_rows > 1 else 0  # a batch of one ends with its turn
 
     def close(self) -> None:
         C.llama_batch_free(self.batch)
@@ -177,37 +184,43 @@ class LlamaBatch:
         return min(len(row.prompt) + row.options.max_tokens, self.model.context_tokens)
 
     def can_admit(self, row, newcomers: list) -> bool:
-        """Room in the cache for every admitted row's whole reply (idle sequences give way)."""
+        """Room in the cache for every admitted row's whole reply."""
         return sum(self.reserved(r) for r in (*self.rows, *newcomers, row)) <= self.cells
 
     def add(self, rows: list) -> None:
         for row in rows:
-            row.seq, row.fed = self._sequence_for(row.prompt)
-            row.cached_tokens = row.fed
+            row.seq = self.free.pop()
+            row.fed = row.cached_tokens = self._restore(row)
             row.kv = row.prompt[: row.fed]  # the tokens in its sequence's cache
             self.rows.append(row)
-        needed = sum(self.reserved(r) for r in self.rows)
-        while self.idle and needed + sum(len(t) for t in self.idle.values()) > self.cells:
-            self._release(next(iter(self.idle)))
 
-    def _sequence_for(self, prompt: list[int]) -> tuple[int, int]:
-        """A sequence for this prompt and how much of it is cached: the idle one sharing the longest
-        prefix, or a fresh one. At least the prompt's last token is decoded again (its logits)."""
-        shared, seq = max(((common_prefix(tokens, prompt), seq) for seq, tokens in self.idle.items()),
-                          default=(0, None))
-        if shared == 0:
-            if not self.free:
-                self._release(next(iter(self.idle)))
-            return self.free.pop(), 0
-        del self.idle[seq]
-        shared = min(shared, len(prompt) - 1)
-        C.llama_memory_seq_rm(self.memory, seq, shared, -1)
-        return seq, shared
+    def _restore(self, row) -> int:
+        """Copy in the kept conversation sharing the longest prefix with the row's prompt; how many
+        prompt tokens that gives. At least the prompt's last token is decoded again (its logits)."""
+        shared, saved = max(((common_prefix(s.tokens, row.prompt), s) for s in self.saved), default=(0, None),
+                            key=lambda found: found[0])
+        shared = min(shared, len(row.prompt) - 1)
+        room = self.cells - sum(self.reserved(r) for r in self.rows)  # the copy holds all its tokens a moment
+        if shared <= 0 or len(saved.tokens) > room:
+            return 0
+        if C.llama_state_seq_set_data(self.ctx, saved.state.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+                                      saved.state.size, row.seq) == 0:
+            log.warning("llama.cpp could not restore a kept conversation; prefilling it again")
+            C.llama_memory_seq_rm(self.memory, row.seq, -1, -1)
+            return 0
+        C.llama_memory_seq_rm(self.memory, row.seq, shared, -1)
+        return shared
 
-    def _release(self, seq: int) -> None:
-        self.idle.pop(seq, None)
-        C.llama_memory_seq_rm(self.memory, seq, -1, -1)
-        self.free.append(seq)
+    def _keep(self, row) -> None:
+        """Copy a finished row's cache out for a follow-up turn; a kept turn it extends is dropped."""
+        if len(row.kv) > self.keep_tokens:
+            return
+        state = np.empty(C.llama_state_seq_get_size(self.ctx, row.seq), dtype=np.uint8)
+        C.llama_state_seq_get_data(self.ctx, state.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), state.size,
+                                   row.seq)
+        self.saved = [s for s in self.saved if s.tokens != row.kv[: len(s.tokens)]] + [Saved(row.kv, state)]
+        while sum(len(s.tokens) for s in self.saved) > self.keep_tokens:
+            self.saved.pop(0)
 
     def _put(self, n: int, token: int, position: int, seq: int, logits: bool) -> None:
         b = self.batch
@@ -258,10 +271,10 @@ class LlamaBatch:
             row.length += 1
 
     def drop_done(self) -> None:
-        """Finished rows leave; their cache stays for a follow-up, a cancelled or failed one's goes."""
+        """Finished rows leave and free their sequence; a finished conversation is kept first."""
         for row in [r for r in self.rows if r.done]:
             self.rows.remove(row)
             if row.reason in FINISHED:
-                self.idle[row.seq] = row.kv
-            else:
-                self._release(row.seq)
+                self._keep(row)
+            C.llama_memory_seq_rm(self.memory, row.seq, -1, -1)
+            self.free.append(row.seq)
