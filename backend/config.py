@@ -33,7 +33,7 @@ class Settings:
     dtype: str = "auto"  # transformers: auto (timed at load on a CPU) | bfloat16 | float16 | float32
     threads: int = 0  # 0 = one per core
     max_batch: int = 16  # local model: turns decoded together; more wait in arrival order
-    cache_tokens: int = 32768  # KV cache tokens: llama.cpp's cells (running and cached turns); transformers' kept turns
+    cache_tokens: int = 32768  # tokens of finished conversations kept for follow-ups; llama.cpp: its KV cells too
     chat_template: str = ""  # a Jinja chat template file used instead of the model's own
     prefill_chunk: int = 128  # most prompt tokens per step while other turns stream (no stalls)
     context_tokens: int = 8192  # capped by the model's own window
