@@ -27,7 +27,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
-from .local import FINISHED, PrefillPacer, common_prefix
+from .local import FINISHED, PrefillPacer, keep, longest_prefix
 
 log = logging.getLogger(__name__)
 
@@ -359,9 +359,7 @@ class HFBatch:
     def _start_from_prefix(self, row) -> None:
         """Give the row the cache of the kept turn sharing the longest prefix with its prompt (at
         least the prompt's last token is prefilled again, for its logits)."""
-        shared, prefix = max(((common_prefix(p.tokens, row.prompt), p) for p in self.idle), default=(0, None),
-                             key=lambda found: found[0])
-        shared = min(shared, len(row.prompt) - 1)
+        shared, prefix = longest_prefix(self.idle, row.prompt)
         if shared <= 0:
             return
         row.own_cache, row.fed, row.cached_tokens = new_cache(self.model.config), shared, shared
@@ -374,9 +372,7 @@ class HFBatch:
         columns = self.mask[index].nonzero().squeeze(1)
         layers = [(layer.keys[index:index + 1, :, columns], layer.values[index:index + 1, :, columns])
                   for layer in self.cache.layers]
-        self.idle = [p for p in self.idle if p.tokens != row.kv[:len(p.tokens)]] + [Prefix(row.kv, layers)]
-        while sum(len(p.tokens) for p in self.idle) > self.model.cache_tokens:
-            self.idle.pop(0)
+        self.idle = keep(self.idle, Prefix(row.kv, layers), self.model.cache_tokens)
 
     def _join(self, rows: list, cache: DynamicCache, mask: torch.Tensor) -> None:
         for row in rows:

@@ -22,7 +22,7 @@ import llama_cpp as C
 import numpy as np
 import torch
 
-from .local import FINISHED, PrefillPacer, common_prefix
+from .local import FINISHED, PrefillPacer, keep, longest_prefix
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +197,7 @@ class LlamaBatch:
     def _restore(self, row) -> int:
         """Copy in the kept conversation sharing the longest prefix with the row's prompt; how many
         prompt tokens that gives. At least the prompt's last token is decoded again (its logits)."""
-        shared, saved = max(((common_prefix(s.tokens, row.prompt), s) for s in self.saved), default=(0, None),
-                            key=lambda found: found[0])
-        shared = min(shared, len(row.prompt) - 1)
+        shared, saved = longest_prefix(self.saved, row.prompt)
         room = self.cells - sum(self.reserved(r) for r in self.rows)  # the copy holds all its tokens a moment
         if shared <= 0 or len(saved.tokens) > room:
             return 0
@@ -218,9 +216,7 @@ class LlamaBatch:
         state = np.empty(C.llama_state_seq_get_size(self.ctx, row.seq), dtype=np.uint8)
         C.llama_state_seq_get_data(self.ctx, state.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), state.size,
                                    row.seq)
-        self.saved = [s for s in self.saved if s.tokens != row.kv[: len(s.tokens)]] + [Saved(row.kv, state)]
-        while sum(len(s.tokens) for s in self.saved) > self.keep_tokens:
-            self.saved.pop(0)
+        self.saved = keep(self.saved, Saved(row.kv, state), self.keep_tokens)
 
     def _put(self, n: int, token: int, position: int, seq: int, logits: bool) -> None:
         b = self.batch

@@ -76,6 +76,23 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def longest_prefix(kept: list, prompt: list[int]) -> tuple[int, object]:
+    """The kept conversation (anything with `tokens`) sharing the longest prefix with the prompt, and
+    how many tokens of it to reuse: at most all but the prompt's last, decoded again for its logits."""
+    shared, best = max(((common_prefix(k.tokens, prompt), k) for k in kept), default=(0, None),
+                       key=lambda found: found[0])
+    return min(shared, len(prompt) - 1), best
+
+
+def keep(kept: list, entry, budget: int) -> list:
+    """`kept` with `entry` added as the most recent; a kept conversation it extends is dropped, then
+    the oldest ones until `budget` tokens are kept in all."""
+    kept = [k for k in kept if k.tokens != entry.tokens[: len(k.tokens)]] + [entry]
+    while sum(len(k.tokens) for k in kept) > budget:
+        kept.pop(0)
+    return kept
+
+
 FINISHED = ("stop", "length", "stop_sequence")  # reasons whose cache is worth keeping for a follow-up
 
 
