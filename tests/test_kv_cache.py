@@ -8,7 +8,7 @@ import pytest
 
 from backend.config import Settings
 from backend.providers.base import ChatMessage, Finish, GenerationOptions, Piece
-from backend.providers.local import LocalProvider, Row
+from backend.providers.local import LocalProvider, Row, common_prefix
 from tests.test_batching import collect
 from tests.test_batching import submit_messages as submit
 
@@ -89,3 +89,29 @@ def test_llama_cpp_keeps_a_finished_conversation_out_of_its_kv_cache_and_brings_
     assert follow_up.cached_tokens >= len(first.prompt) + first.produced - 2
     assert kept() == [-1] * len(sequences)
     batch.close()
+
+
+def test_llama_cpp_turns_sharing_a_prompt_prefix_share_its_cells():
+    """A newcomer takes the cells a running turn holds for the same tokens (the same system
+    prompt; the same question from several users) instead of prefilling them again."""
+    provider = scheduler()
+    counting = submit(provider, [ChatMessage("user", "Count from one to a hundred.")], max_tokens=300)
+    while not isinstance(counting.channel.get(timeout=60), Piece):  # it is decoding
+        pass
+    colors = [ChatMessage("user", "Name three colors.")]
+    beside, finish = collect(submit(provider, colors, max_tokens=12))
+    options = GenerationOptions(temperature=0)
+    system_prompt = common_prefix(provider.encode_prompt([ChatMessage("user", "Count from one to a hundred.")], options),
+                                  provider.encode_prompt(colors, options))
+    assert system_prompt > 5 and finish.cached_tokens == system_prompt
+    counting.cancel.set()
+    collect(counting)
+
+    fruits = [ChatMessage("user", "List two fruits.")]
+    together = [collect(job) for job in [submit(provider, fruits, max_tokens=12) for _ in range(3)]]
+    prompt_tokens = together[0][1].prompt_tokens
+    # The first found the system prompt in a kept turn and prefilled the rest for all three; the
+    # other two took all of it but the last token.
+    assert [f.cached_tokens for _, f in together] == [system_prompt] + [prompt_tokens - 1] * 2
+    assert len({text for text, _ in together}) == 1  # greedy: the same reply from shared cells
+    assert collect(submit(provider, colors, max_tokens=12))[0] == beside

@@ -7,7 +7,10 @@ slice of the newcomers' prompts: chunked prefill (local.PrefillPacer sizes the s
 turns only: every token attends over the cache's whole used range, so a finished conversation
 left in it would slow every step. A finished turn's cache is copied out to memory instead, and a
 follow-up turn (or any prompt sharing a prefix with a kept one) is copied back in and prefills only
-the rest. A cancelled or failed turn's cache is freed at once.
+the rest. A prompt sharing a prefix with a running turn (the same system prompt, the same question
+from several users) shares that turn's cells instead (a cell may belong to several sequences), and
+one of several such newcomers prefills the shared part for all. A cancelled or failed turn's cache
+is freed at once.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import llama_cpp as C
 import numpy as np
 import torch
 
-from .local import FINISHED, PrefillPacer, keep, longest_prefix
+from .local import FINISHED, PrefillPacer, common_prefix, keep, longest_prefix
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +212,23 @@ class LlamaBatch:
         C.llama_memory_seq_rm(self.memory, row.seq, shared, -1)
         return shared
 
+    def _share(self, row) -> None:
+        """Take the cells of the prompt's next tokens that another running turn already holds: the
+        same tokens at the same positions have the same keys and values."""
+        most = len(row.prompt) - 1  # its last token is decoded for its logits
+        shared, donor = max(((min(common_prefix(row.prompt, r.kv), most), r) for r in self.rows if r is not row),
+                            key=lambda pair: pair[0], default=(0, None))
+        if shared > row.fed:
+            C.llama_memory_seq_cp(self.memory, donor.seq, row.seq, row.fed, shared)
+            row.kv += row.prompt[row.fed: shared]
+            row.cached_tokens += shared - row.fed
+            row.fed = shared
+
+    @staticmethod
+    def _waits(row, earlier: list) -> bool:
+        """Whether an earlier newcomer is about to prefill the next tokens of this prompt too."""
+        return any(common_prefix(row.prompt, r.prompt) > row.fed for r in earlier)
+
     def _keep(self, row) -> None:
         """Copy a finished row's cache out for a follow-up turn; a kept turn it extends is dropped."""
         if len(row.kv) > self.keep_tokens:
@@ -225,6 +245,9 @@ class LlamaBatch:
 
     def step(self) -> None:
         """One llama_decode: a token for every decoding row, then prompt slices for newcomers."""
+        prefilling = [r for r in self.rows if r.fed < len(r.prompt)]
+        for row in prefilling:  # before this step's tokens go in: only decoded cells are shared
+            self._share(row)
         decoding = [r for r in self.rows if r.fed == len(r.prompt)]
         budget = self.pacer.budget() if decoding else self.PREFILL_ALONE
         outputs, n = [], 0
@@ -233,8 +256,8 @@ class LlamaBatch:
             row.kv.append(row.last_token)
             outputs.append((n, row))
             n += 1
-        for row in self.rows:
-            if row.fed == len(row.prompt) or budget <= 0:
+        for i, row in enumerate(prefilling):
+            if budget <= 0 or self._waits(row, prefilling[:i]):
                 continue
             take = min(budget, len(row.prompt) - row.fed)
             for position in range(row.fed, row.fed + take):
