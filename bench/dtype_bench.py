@@ -73,10 +73,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
-    # Each side in a process of its own, torch used from one thread, as in the server: once a second
-    # thread has used torch's OpenMP pool, libgomp's threads outnumber the cores and stop spinning
-    # between parallel regions, and bfloat16's many short ones ran at half speed.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # Each dtype and Rill in a process of their own, torch used from one thread, as in the server:
+    # once a second thread has used torch's OpenMP pool, libgomp's threads outnumber the cores and
+    # stop spinning between parallel regions, and bfloat16's many short ones ran at half speed.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
         raw = {(d, b): rate for d in (torch.float32, torch.bfloat16)
                for b, rate in pool.submit(raw_generate, d, (1, 8), args.tokens).result().items()}
     provider = LocalProvider(Settings.from_env(engine="transformers", dtype="auto"))
