@@ -13,9 +13,12 @@ Three cases per target:
 2. long prompt joins: 4 streams run, then a ~4,000-token prompt arrives; the running streams'
    inter-token latency p50/p99 (no stalls: p99 < 3x p50) and the long prompt's TTFT.
 3. conversation: 20 turns of one chat, each sent with the whole history; TTFT of turn 1 and turn 20.
-Then the ratios the targets are set in.
+Then the ratios the targets are set in. All targets run at once, idle but one; `--rounds N` measures
+each level N times, alternating targets, and reports each figure's median. By default every client
+asks the same question (as the issue's harness did); `--distinct` gives each its own.
 
 Usage: python bench/load_bench.py [--levels 1,4,8,16] [--tokens 128] [--requests 2] [--only a,b]
+       [--rounds 1] [--distinct]
 """
 from __future__ import annotations
 
@@ -85,15 +88,18 @@ def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
-def run_level(url: str, model: str, clients: int, per_client: int, tokens: int) -> dict:
+def run_level(url: str, model: str, clients: int, per_client: int, tokens: int, distinct: bool = False) -> dict:
+    """`distinct`: each client asks its own question (they share the chat template's system prompt
+    only), instead of all asking the same one."""
     results, barrier = [], threading.Barrier(clients)
 
-    def client():
+    def client(n: int):
+        prompt = f"I am reader number {n}. {PROMPT}" if distinct else PROMPT
         barrier.wait()
         for _ in range(per_client):
-            results.append(one_request(url, model, user(PROMPT), tokens))
+            results.append(one_request(url, model, user(prompt), tokens))
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -201,16 +207,40 @@ def start_target(name: str, log_dir: Path) -> tuple[str, str, object]:
     raise ValueError(name)
 
 
-def measure(name: str, args, log_dir: Path) -> dict:
-    url, model, stop = start_target(name, log_dir)
+def median_run(runs: list[dict]) -> dict:
+    """Each figure's median over the rounds; errors summed."""
+    out = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k not in ("errors", "error_sample")}
+    out["errors"] = sum(r["errors"] for r in runs)
+    out["error_sample"] = next((r["error_sample"] for r in runs if r["errors"]), "")
+    return out
+
+
+def measure(targets: list[str], args, log_dir: Path) -> dict:
+    """Every target started at once; each level's rounds alternate between them (a noisy spell on a
+    shared machine then falls on all of them), then each target's long-prompt and chat cases."""
+    started = {}
     try:
-        one_request(url, model, user(PROMPT), 8)  # warm-up
-        out = {"levels": {c: run_level(url, model, c, args.requests, args.tokens) for c in args.levels}}
-        out["long"] = long_prompt_joins(url, model)
-        out["chat"] = conversation(url, model)
-        return out
+        for name in targets:
+            print(f"starting {name} ...", flush=True)
+            started[name] = start_target(name, log_dir)
+            url, model, _ = started[name]
+            one_request(url, model, user(PROMPT), 8)  # warm-up
+        runs = {name: {c: [] for c in args.levels} for name in targets}
+        for n in range(args.rounds):
+            for c in args.levels:
+                print(f"round {n + 1} of {args.rounds}, c={c} ...", flush=True)
+                for name, (url, model, _) in started.items():
+                    runs[name][c].append(run_level(url, model, c, args.requests, args.tokens, args.distinct))
+        table = {name: {"levels": {c: median_run(r) for c, r in by_level.items()}} for name, by_level in runs.items()}
+        for name, (url, model, _) in started.items():
+            print(f"long prompt and chat on {name} ...", flush=True)
+            table[name]["long"] = long_prompt_joins(url, model)
+            table[name]["chat"] = conversation(url, model)
+            json.dump(table, open(log_dir / "results.json", "w"), default=str)
+        return table
     finally:
-        stop()
+        for _, _, stop in started.values():
+            stop()
 
 
 def main() -> None:
@@ -219,6 +249,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--requests", type=int, default=2, help="requests per client per level")
     parser.add_argument("--only", default=",".join(TARGETS), help=f"comma-separated, of {', '.join(TARGETS)}")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every level; the table has each figure's median")
+    parser.add_argument("--distinct", action="store_true", help="each client asks its own question, not the same one")
     args = parser.parse_args()
     args.levels = [int(x) for x in args.levels.split(",")]
     targets = [t for t in args.only.split(",") if t]
@@ -227,15 +259,12 @@ def main() -> None:
     if missing:
         sys.exit(f"no peer environment for {', '.join(missing)}: run bench/peer-env.sh first (or leave them out with --only)")
     log_dir = Path(tempfile.mkdtemp(prefix="rill-bench-"))
-    table = {}
-    for name in targets:
-        print(f"measuring {name} ...", flush=True)
-        table[name] = measure(name, args, log_dir)
-        json.dump(table, open(log_dir / "results.json", "w"), default=str)  # kept if a later target fails
+    table = measure(targets, args, log_dir)
 
     flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in Path("/proc/cpuinfo").read_text()]
     print(f"\n{os.cpu_count()} cores, CPU flags: {' '.join(flags)}; {args.tokens} new tokens, greedy, "
-          f"{args.requests} requests per client; logs in {log_dir}")
+          f"{args.requests} requests per client, {'distinct questions' if args.distinct else 'one question'}, "
+          f"median of {args.rounds} round(s); logs in {log_dir}")
     print(f"{'target':19}{'conc':>5}{'TTFT p50':>10}{'TTFT p99':>10}{'ITL p50':>9}{'ITL p99':>9}{'tok/s/stream':>14}"
           f"{'tok/s total':>13}{'errors':>8}")
     for level in args.levels:

@@ -13,6 +13,9 @@ already holds, is prefilled in slices packed into the decode steps' forward pass
 On a CPU the dtype is picked by timing decode steps at load: bfloat16 wins at batch 1 on most
 machines, but without native bf16 (AVX2 only) float32 wins at batch 8 (87 against 55 tok/s). When
 each wins somewhere, both weight copies stay and every step uses the faster one for its batch size.
+Loading, timing and every step run on the engine's one thread: once a second thread has used
+torch's OpenMP pool, libgomp's threads outnumber the cores, stop spinning between parallel regions,
+and bfloat16's many short ones run at half speed.
 """
 from __future__ import annotations
 
