@@ -207,6 +207,23 @@ def start_target(name: str, log_dir: Path) -> tuple[str, str, object]:
     raise ValueError(name)
 
 
+def wait_quiet(most: float = 30.0) -> None:
+    """Wait until the CPUs are idle: a server can still be finishing the last level's work (a
+    reply its client stopped reading), which would fall on the next target's figures."""
+    def busy_idle() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields) - fields[3] - fields[4], fields[3] + fields[4]  # idle and iowait
+
+    deadline = time.monotonic() + most
+    while time.monotonic() < deadline:
+        busy, idle = busy_idle()
+        time.sleep(0.5)
+        busy_after, idle_after = busy_idle()
+        busy, idle = busy_after - busy, idle_after - idle
+        if busy <= 0.1 * max(1, busy + idle):
+            return
+
+
 def median_run(runs: list[dict]) -> dict:
     """Each figure's median over the rounds; errors summed."""
     out = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k not in ("errors", "error_sample")}
@@ -227,14 +244,19 @@ def measure(targets: list[str], args, log_dir: Path) -> dict:
             one_request(url, model, user(PROMPT), 8)  # warm-up
         runs = {name: {c: [] for c in args.levels} for name in targets}
         for n in range(args.rounds):
+            order = targets[n % len(targets):] + targets[:n % len(targets)]  # nobody always goes first
             for c in args.levels:
                 print(f"round {n + 1} of {args.rounds}, c={c} ...", flush=True)
-                for name, (url, model, _) in started.items():
+                for name in order:
+                    url, model, _ = started[name]
+                    wait_quiet()
                     runs[name][c].append(run_level(url, model, c, args.requests, args.tokens, args.distinct))
         table = {name: {"levels": {c: median_run(r) for c, r in by_level.items()}} for name, by_level in runs.items()}
         for name, (url, model, _) in started.items():
             print(f"long prompt and chat on {name} ...", flush=True)
+            wait_quiet()
             table[name]["long"] = long_prompt_joins(url, model)
+            wait_quiet()
             table[name]["chat"] = conversation(url, model)
             json.dump(table, open(log_dir / "results.json", "w"), default=str)
         return table
