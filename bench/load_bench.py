@@ -208,8 +208,8 @@ def start_target(name: str, log_dir: Path) -> tuple[str, str, object]:
 
 
 def wait_quiet(most: float = 30.0) -> None:
-    """Wait until the CPUs are idle: a server can still be finishing the last level's work (a
-    reply its client stopped reading), which would fall on the next target's figures."""
+    """Wait until the CPUs are idle: whatever a server still does after its last level would
+    otherwise fall on the next target's figures."""
     def busy_idle() -> tuple[int, int]:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         return sum(fields) - fields[3] - fields[4], fields[3] + fields[4]  # idle and iowait
