@@ -78,7 +78,7 @@ class Finish:
     reason: str  # stop | length | cancelled | stop_sequence | tool_calls
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int = 0  # prompt tokens whose cache an earlier turn had left behind
+    cached_tokens: int = 0  # prompt tokens whose cache another turn had already computed
     extra: dict = field(default_factory=dict)
 
 
