@@ -73,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args()
-    # Each dtype and Rill in a process of their own, torch used from one thread, as in the server:
+    # Each raw dtype in a fresh process, Rill in this one: torch used from one thread, as in the server:
     # once a second thread has used torch's OpenMP pool, libgomp's threads outnumber the cores and
     # stop spinning between parallel regions, and bfloat16's many short ones ran at half speed.
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:

@@ -28,10 +28,12 @@ class ModelClock:
 
     def __init__(self, provider: LocalProvider):
         self.seconds = 0.0
+        self.undo = lambda: None
         if provider.model.engine == "llama.cpp":
             from backend.providers import llama_model
 
             decode = llama_model.C.llama_decode
+            self.undo = lambda: setattr(llama_model.C, "llama_decode", decode)
 
             def timed(ctx, batch):
                 started = time.perf_counter()
@@ -66,6 +68,7 @@ def profile(engine: str, rows: int, steps: int) -> tuple[float, float, str]:
     wall = time.perf_counter() - started
     dtype = provider.model.describe()["dtype"]
     batch.close()
+    clock.undo()
     return wall / steps, clock.seconds / steps, dtype
 
 

@@ -215,9 +215,7 @@ class LlamaBatch:
     def _share(self, row) -> None:
         """Take the cells of the prompt's next tokens that another running turn already holds: the
         same tokens at the same positions have the same keys and values."""
-        most = len(row.prompt) - 1  # its last token is decoded for its logits
-        shared, donor = max(((min(common_prefix(row.prompt, r.kv), most), r) for r in self.rows if r is not row),
-                            key=lambda pair: pair[0], default=(0, None))
+        shared, donor = longest_prefix([r for r in self.rows if r is not row], row.prompt, lambda r: r.kv)
         if shared > row.fed:
             C.llama_memory_seq_cp(self.memory, donor.seq, row.seq, row.fed, shared)
             row.kv += row.prompt[row.fed: shared]

@@ -76,10 +76,11 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def longest_prefix(kept: list, prompt: list[int]) -> tuple[int, object]:
-    """The kept conversation (anything with `tokens`) sharing the longest prefix with the prompt, and
-    how many tokens of it to reuse: at most all but the prompt's last, decoded again for its logits."""
-    shared, best = max(((common_prefix(k.tokens, prompt), k) for k in kept), default=(0, None),
+def longest_prefix(kept: list, prompt: list[int], tokens=lambda k: k.tokens) -> tuple[int, object]:
+    """The kept conversation (or anything whose `tokens(k)` are cached) sharing the longest prefix
+    with the prompt, and how many tokens of it to reuse: at most all but the prompt's last, decoded
+    again for its logits."""
+    shared, best = max(((common_prefix(tokens(k), prompt), k) for k in kept), default=(0, None),
                        key=lambda found: found[0])
     return min(shared, len(prompt) - 1), best
 
