@@ -1,8 +1,14 @@
 """Fixtures. Fast tier (the Flask tutorial's chain): make_app -> app -> client, in process, with
 the scripted provider. Slow tier: `server`, the real server with the real model."""
 import pytest
+from hypothesis import settings
 
 from tests.server import start_server, stop_server
+
+# Property tests check what comes out, not how fast: no per-example deadline (on a loaded 2-core CI
+# machine hypothesis's default 200 ms failed tests/test_reasoning.py with nothing wrong).
+settings.register_profile("rill", deadline=None)
+settings.load_profile("rill")
 
 
 @pytest.fixture
