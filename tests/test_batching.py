@@ -135,7 +135,10 @@ def test_per_turn_sampling_options_hold_in_a_batch(local, jobs):
     assert finish.reason == "length" and finish.completion_tokens == 3
     text, finish = collect(stopped)
     assert "cat" in greedy_text  # "Describe a cat": it comes up
-    assert finish.reason == "stop_sequence" and text == greedy_text[:greedy_text.index("cat")]
+    assert finish.reason == "stop_sequence" and "cat" not in text
+    # Cut right before the stop string: on llama.cpp a reply of its own beside the greedy one (near
+    # ties), so checked token by token as greedy.
+    assert_greedy(local, PROMPTS[3], text + "cat", greedy_text[:greedy_text.index("cat") + 3])
 
 
 def test_cancel_touches_only_its_own_turn_within_a_step(local, jobs):

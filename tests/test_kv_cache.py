@@ -115,3 +115,22 @@ def test_llama_cpp_turns_sharing_a_prompt_prefix_share_its_cells():
     assert [f.cached_tokens for _, f in together] == [system_prompt] + [prompt_tokens - 1] * 2
     assert len({text for text, _ in together}) == 1  # greedy: the same reply from shared cells
     assert collect(submit(provider, colors, max_tokens=12))[0] == beside
+
+
+def test_llama_cpp_newcomers_with_one_prompt_all_decode_after_two_steps():
+    """Of several newcomers with the same prompt, one prefills it and the others take its cells the
+    step after, all at once, and decode their last prompt token there (a turn waited a step for
+    each one before it: at c=8 the last of them started seven steps late)."""
+    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
+    provider.load()
+    batch = provider.model.new_batch(8)
+    options = GenerationOptions(temperature=0, max_tokens=30)
+    prompt = provider.encode_prompt([ChatMessage("user", "Name three colors.")], options)
+    rows = [Row(provider.model, prompt, options, threading.Event(), lambda item: None) for _ in range(6)]
+    batch.add(rows)
+    batch.step()
+    assert [row.fed for row in rows] == [len(prompt)] + [0] * 5
+    batch.step()
+    assert all(row.produced == 1 for row in rows[1:]) and rows[0].produced == 2
+    assert [row.cached_tokens for row in rows] == [0] + [len(prompt) - 1] * 5
+    batch.close()

@@ -65,8 +65,11 @@ class Sampler:
             self.generator.seed()
 
     def pick(self, logits) -> int:
+        """`logits`: a torch tensor, or a numpy array (llama.cpp's). Greedy picks stay off torch's
+        OpenMP pool, whose threads spin after each use and take the cores llama.cpp decodes on."""
         if self.temperature < 1e-4:  # 0, or so close that logits / temperature overflows
             return int(logits.argmax())
+        logits = torch.as_tensor(logits)
         probs = torch.softmax(logits.float() / self.temperature, dim=-1)
         if self.top_p < 1.0:
             sorted_probs, order = probs.sort(descending=True, stable=True)  # ties as argmax breaks them

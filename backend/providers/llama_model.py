@@ -23,7 +23,6 @@ from typing import NamedTuple
 
 import llama_cpp as C
 import numpy as np
-import torch
 
 from .local import FINISHED, PrefillPacer, common_prefix, keep, longest_prefix
 
@@ -224,8 +223,9 @@ class LlamaBatch:
 
     @staticmethod
     def _waits(row, earlier: list) -> bool:
-        """Whether an earlier newcomer is about to prefill the next tokens of this prompt too."""
-        return any(common_prefix(row.prompt, r.prompt) > row.fed for r in earlier)
+        """Whether an earlier newcomer is about to prefill the next tokens of this prompt too, short
+        of its last token: every row decodes that one itself, for its own logits."""
+        return any(min(common_prefix(row.prompt, r.prompt), len(row.prompt) - 1) > row.fed for r in earlier)
 
     def _keep(self, row) -> None:
         """Copy a finished row's cache out for a follow-up turn; a kept turn it extends is dropped."""
@@ -283,7 +283,7 @@ class LlamaBatch:
             if row.options.hidden_states:
                 vector = np.ctypeslib.as_array(C.llama_get_embeddings_ith(self.ctx, index),
                                                shape=(self.model.n_embd,)).tolist()
-            row.accept(torch.from_numpy(logits), vector)
+            row.accept(logits, vector)
         for row in decoding:
             row.length += 1
 
