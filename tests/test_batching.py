@@ -1,5 +1,6 @@
 """Continuous batching on the real model, in-process, on each engine: batched turns equal the same
 turns alone."""
+import contextlib
 import threading
 import time
 
@@ -25,11 +26,24 @@ def local(request):
     return provider
 
 
+@contextlib.contextmanager
+def scheduling(provider: LocalProvider):
+    """The provider's own scheduler in a thread of its own, fed like the engine feeds it; closed
+    and joined after (a scheduler thread still inside torch when the interpreter exits aborts it)."""
+    thread = threading.Thread(target=provider.run, daemon=True)
+    thread.start()
+    try:
+        yield provider
+    finally:
+        provider.close("the test is over")
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "close() did not end the scheduler"
+
+
 @pytest.fixture(scope="module")
 def jobs(local):
-    """The provider's own scheduler, fed like the engine feeds it."""
-    threading.Thread(target=local.run, daemon=True).start()
-    return local
+    with scheduling(local):
+        yield local
 
 
 def alone(local, text, **options):
@@ -206,12 +220,12 @@ def test_two_weight_copies_take_turns_by_batch_size():
     model.dtype_for = {1: torch.bfloat16, 2: torch.float32}
     assert model.model_for(1).dtype == torch.bfloat16 and model.model_for(3).dtype == torch.float32
     assert provider.models()[0]["dtype"] == "bfloat16+float32"
-    threading.Thread(target=provider.run, daemon=True).start()
-    first = submit(provider, provider, PROMPTS[1], temperature=0, max_tokens=40)
-    while not isinstance(first.channel.get(timeout=60), Piece):
-        pass  # running alone, in bfloat16
-    others = [submit(provider, provider, p, temperature=0, max_tokens=8) for p in PROMPTS[2:4]]
-    outcomes = [collect(job) for job in (*others, first)]  # joined (float32), left (bfloat16 again)
+    with scheduling(provider):
+        first = submit(provider, provider, PROMPTS[1], temperature=0, max_tokens=40)
+        while not isinstance(first.channel.get(timeout=60), Piece):
+            pass  # running alone, in bfloat16
+        others = [submit(provider, provider, p, temperature=0, max_tokens=8) for p in PROMPTS[2:4]]
+        outcomes = [collect(job) for job in (*others, first)]  # joined (float32), left (bfloat16 again)
     assert all(isinstance(finish, Finish) and text.strip() for text, finish in outcomes), outcomes
 
 
@@ -244,8 +258,8 @@ def long_context(request):
     provider = LocalProvider(Settings.from_env(engine=request.param, context_tokens=8192))
     provider.load()
     assert provider.state == "ready", provider.error
-    threading.Thread(target=provider.run, daemon=True).start()
-    return provider
+    with scheduling(provider):
+        yield provider
 
 
 def test_a_long_prompt_is_prefilled_in_chunks_while_other_turns_stream(long_context):

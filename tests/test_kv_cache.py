@@ -9,23 +9,23 @@ import pytest
 from backend.config import Settings
 from backend.providers.base import ChatMessage, Finish, GenerationOptions, Piece
 from backend.providers.local import LocalProvider, Row, common_prefix
-from tests.test_batching import collect
+from tests.test_batching import collect, scheduling
 from tests.test_batching import submit_messages as submit
 
 pytestmark = pytest.mark.slow
 
 
-def scheduler(engine: str = "llamacpp", **settings) -> LocalProvider:
+def scheduler(engine: str = "llamacpp", **settings):
     provider = LocalProvider(Settings.from_env(engine=engine, **settings))
     provider.load()
     assert provider.state == "ready", provider.error
-    threading.Thread(target=provider.run, daemon=True).start()
-    return provider
+    return scheduling(provider)
 
 
 @pytest.fixture(scope="module", params=["llamacpp", "transformers"])
 def local(request):
-    return scheduler(request.param, context_tokens=8192)
+    with scheduler(request.param, context_tokens=8192) as provider:
+        yield provider
 
 
 def test_a_follow_up_turn_starts_from_the_cached_conversation(local):
@@ -54,10 +54,10 @@ def test_a_cancelled_turn_leaves_no_cache_behind(local):
 
 
 def test_turns_wait_for_room_in_a_small_cache_and_all_finish():
-    small = scheduler(context_tokens=1024, cache_tokens=1024)
     prompts = ["Name three colors.", "List two fruits.", "Say hello in French."]
-    jobs = [submit(small, [ChatMessage("user", p)], max_tokens=400, stop=("\n\n\n",)) for p in prompts]
-    outcomes = [collect(j) for j in jobs]
+    with scheduler(context_tokens=1024, cache_tokens=1024) as small:
+        jobs = [submit(small, [ChatMessage("user", p)], max_tokens=400, stop=("\n\n\n",)) for p in prompts]
+        outcomes = [collect(j) for j in jobs]
     assert all(isinstance(f, Finish) and f.reason in ("stop", "length", "stop_sequence") for _, f in outcomes)
     assert all(text.strip() for text, _ in outcomes)
 
@@ -94,27 +94,28 @@ def test_llama_cpp_keeps_a_finished_conversation_out_of_its_kv_cache_and_brings_
 def test_llama_cpp_turns_sharing_a_prompt_prefix_share_its_cells():
     """A newcomer takes the cells a running turn holds for the same tokens (the same system
     prompt; the same question from several users) instead of prefilling them again."""
-    provider = scheduler()
-    counting = submit(provider, [ChatMessage("user", "Count from one to a hundred.")], max_tokens=300)
-    while not isinstance(counting.channel.get(timeout=60), Piece):  # it is decoding
-        pass
-    colors = [ChatMessage("user", "Name three colors.")]
-    beside, finish = collect(submit(provider, colors, max_tokens=12))
-    options = GenerationOptions(temperature=0)
-    system_prompt = common_prefix(provider.encode_prompt([ChatMessage("user", "Count from one to a hundred.")], options),
-                                  provider.encode_prompt(colors, options))
-    assert system_prompt > 5 and finish.cached_tokens == system_prompt
-    counting.cancel.set()
-    collect(counting)
+    with scheduler() as provider:
+        counting = submit(provider, [ChatMessage("user", "Count from one to a hundred.")], max_tokens=300)
+        while not isinstance(counting.channel.get(timeout=60), Piece):  # it is decoding
+            pass
+        colors = [ChatMessage("user", "Name three colors.")]
+        beside, finish = collect(submit(provider, colors, max_tokens=12))
+        options = GenerationOptions(temperature=0)
+        system_prompt = common_prefix(
+            provider.encode_prompt([ChatMessage("user", "Count from one to a hundred.")], options),
+            provider.encode_prompt(colors, options))
+        assert system_prompt > 5 and finish.cached_tokens == system_prompt
+        counting.cancel.set()
+        collect(counting)
 
-    fruits = [ChatMessage("user", "List two fruits.")]
-    together = [collect(job) for job in [submit(provider, fruits, max_tokens=12) for _ in range(3)]]
-    prompt_tokens = together[0][1].prompt_tokens
-    # The first found the system prompt in a kept turn and prefilled the rest for all three; the
-    # other two took all of it but the last token.
-    assert [f.cached_tokens for _, f in together] == [system_prompt] + [prompt_tokens - 1] * 2
-    assert len({text for text, _ in together}) == 1  # greedy: the same reply from shared cells
-    assert collect(submit(provider, colors, max_tokens=12))[0] == beside
+        fruits = [ChatMessage("user", "List two fruits.")]
+        together = [collect(job) for job in [submit(provider, fruits, max_tokens=12) for _ in range(3)]]
+        prompt_tokens = together[0][1].prompt_tokens
+        # The first found the system prompt in a kept turn and prefilled the rest for all three; the
+        # other two took all of it but the last token.
+        assert [f.cached_tokens for _, f in together] == [system_prompt] + [prompt_tokens - 1] * 2
+        assert len({text for text, _ in together}) == 1  # greedy: the same reply from shared cells
+        assert collect(submit(provider, colors, max_tokens=12))[0] == beside
 
 
 def test_llama_cpp_newcomers_with_one_prompt_all_decode_after_two_steps():

@@ -360,12 +360,19 @@ class LocalProvider:
         return {"busy": self.running > 0, "running": self.running, "queued": self.jobs.qsize() + self.waiting}
 
     def close(self, reason: str) -> None:
+        """Refuse new turns and answer queued ones with `reason`; a running scheduler ends its
+        turns so too and returns (its thread must not outlive the interpreter inside torch)."""
         self.closed = reason
         while not self.jobs.empty():
-            self.start(self.jobs.get_nowait())
+            if job := self.jobs.get_nowait():
+                self.start(job)
+        self.jobs.put(None)
 
     def _row_for(self, job) -> Row | None:
-        """The job's row, or None when it is answered already (cancelled, or refused)."""
+        """The job's row, or None when it is answered already (cancelled, or refused), or when it
+        is close()'s None."""
+        if job is None:
+            return None
         if job.cancel.is_set():
             reply(job, Finish("cancelled", 0, 0))
             return None
@@ -384,13 +391,14 @@ class LocalProvider:
 
     def run(self) -> None:
         """The scheduler, in the engine's thread for this provider: admit waiting turns between
-        steps, forever (continuous batching)."""
+        steps (continuous batching), until close()."""
         jobs = self.jobs
         try:
             self._check_ready()
         except ProviderError as never_loaded:  # every turn gets the reason
-            while True:
-                reply(jobs.get(), Failure(never_loaded))
+            while job := jobs.get():
+                reply(job, Failure(never_loaded))
+            return
         batch = self.model.new_batch(self.max_batch)
         waiting: collections.deque[Row] = collections.deque()
         while True:
@@ -400,6 +408,13 @@ class LocalProvider:
             while not jobs.empty():
                 if row := self._row_for(jobs.get_nowait()):
                     waiting.append(row)
+            if self.closed:
+                for row in [*batch.rows, *waiting]:
+                    if not row.done:
+                        row.fail(ProviderError(self.closed, type="model_unavailable", status=503))
+                batch.close()
+                self.running = self.waiting = 0
+                return
             newcomers = []
             while waiting and len(batch.rows) + len(newcomers) < self.max_batch:
                 if waiting[0].cancel.is_set():
