@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from backend.config import Settings  # noqa: E402
 from backend.providers.base import ChatMessage, Failure, Finish, GenerationOptions  # noqa: E402
-from backend.providers.engine import Engine, Job  # noqa: E402
+from backend.providers.engine import Engine, Job, real_threading  # noqa: E402
 from backend.providers.local import LocalProvider  # noqa: E402
 
 PROMPT = "Write a long, detailed story about a river that flows through an old city."
@@ -101,6 +101,11 @@ def main() -> None:
     for d in (torch.float32, torch.bfloat16):
         print(f"Rill / raw {str(d).removeprefix('torch.')}: x{rill[1] / raw[d, 1]:.2f} at batch 1, "
               f"x{rill[8] / raw[d, 8]:.2f} at batch 8")
+    # The scheduler returns and its thread ends: one still inside torch at exit aborts the interpreter.
+    provider.close("the benchmark is over")
+    for thread in real_threading.enumerate():
+        if thread.name == f"rill-{provider.name}":
+            thread.join(60)
 
 
 if __name__ == "__main__":
