@@ -31,11 +31,16 @@ log = logging.getLogger(__name__)
 GGML_WARN, GGML_ERROR = 3, 4
 
 
+# Warnings that say nothing wrong here: asking for hidden states while a prompt is prefilled makes
+# llama.cpp output every token, as it says each time; the unified cache is larger than the model's
+# training context, but no turn is given more than that (LlamaBatch.reserved).
+EXPECTED = (b"embeddings required", b"possible training context overflow")
+
+
 @C.llama_log_callback
 def _log(level: int, text: bytes, _user_data) -> None:
-    """llama.cpp's own log: warnings and errors go to ours, its loading chatter nowhere. Asking for
-    hidden states while a prompt is prefilled makes it output every token, as it says each time."""
-    if level in (GGML_WARN, GGML_ERROR) and text.strip() and b"embeddings required" not in text:
+    """llama.cpp's own log: warnings and errors go to ours, its loading chatter nowhere."""
+    if level in (GGML_WARN, GGML_ERROR) and text.strip() and not any(e in text for e in EXPECTED):
         log.warning("llama.cpp: %s", text.decode(errors="replace").rstrip())
 
 
