@@ -1,7 +1,7 @@
-"""What serving costs a token: the CPU time of the server's main thread (HTTP, the turn's event log,
-SSE, the socket) per streamed piece of text, beside the other threads' (the model's, and its math library's
-workers), on /v1/chat/completions with the local model (llama.cpp by default), read from /proc
-while `--levels` clients stream.
+"""What serving costs a token: CPU time of the server's main thread (HTTP, the turn's event log,
+SSE, the socket) per streamed piece of text, beside its other threads' (the model's and its math
+library's workers), on /v1/chat/completions with the local model, read from /proc while clients
+stream.
 
 On 2 cores llama.cpp decodes on both, so whatever the main thread spends per token is taken from
 the decode step it runs beside: this is the figure to cut for c=1 (see README, Performance).
