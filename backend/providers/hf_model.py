@@ -30,23 +30,13 @@ from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
-from .local import FINISHED, PrefillPacer, keep, longest_prefix
+from .local import FINISHED, PrefillPacer, keep, longest_prefix, pick_device
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
           "float32": torch.float32, "fp32": torch.float32}
 TIMED_BATCHES = (1, 2, 4, 8, 16)  # batch sizes timed at load when the dtype is "auto" on a CPU
-
-
-def pick_device(name: str) -> str:
-    if name != "auto":
-        return name
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def prepare_model_dir(source: Path, cache_dir: Path, name: str) -> Path:

@@ -15,6 +15,8 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Callable, Iterator
 
+import torch
+
 from .. import metrics
 from .base import CancelToken, ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt, ProviderError
 from .decoding import IncrementalDecoder, Sampler, StopMatcher
@@ -48,8 +50,20 @@ def llama_cpp_installed() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
+def pick_device(name: str) -> str:
+    """`auto`: CUDA, then MPS, then the CPU."""
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
 def pick_engine(wanted: str, source: Path, device: str) -> str:
-    """llama.cpp for a GGUF file on a CPU when it is installed; transformers for the rest."""
+    """llama.cpp for a GGUF file on a CPU when it is installed; transformers for the rest (on a
+    machine with a GPU, `auto` runs there)."""
     if wanted not in ENGINES:
         raise ProviderError(f"RILL_ENGINE={wanted!r}: use one of {', '.join(ENGINES)}", type="model_unavailable",
                             status=503)
@@ -64,7 +78,7 @@ def pick_engine(wanted: str, source: Path, device: str) -> str:
         return "llamacpp"
     if wanted == "transformers":
         return "transformers"
-    return "llamacpp" if gguf and llama_cpp_installed() and device in ("auto", "cpu") else "transformers"
+    return "llamacpp" if gguf and llama_cpp_installed() and pick_device(device) == "cpu" else "transformers"
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
