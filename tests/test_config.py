@@ -34,10 +34,13 @@ def test_the_engine_is_llama_cpp_for_gguf_files_on_a_cpu_and_transformers_for_th
 
     gguf, directory = tmp_path / "m.gguf", tmp_path / "m"
     monkeypatch.setattr(local, "llama_cpp_installed", lambda: True)
+    monkeypatch.setattr(local, "llama_cpp_offloads", lambda: False)  # a CPU build (make setup's)
     on_gpu = local.pick_device("auto") != "cpu"  # auto: a GPU where there is one
     assert local.pick_engine("auto", gguf, "auto") == ("transformers" if on_gpu else "llamacpp")
     assert local.pick_engine("auto", gguf, "cpu") == "llamacpp"
     assert local.pick_engine("auto", gguf, "cuda") == "transformers"
+    monkeypatch.setattr(local, "llama_cpp_offloads", lambda: True)  # built for CUDA or Metal
+    assert local.pick_engine("auto", gguf, "cuda") == "llamacpp"
     assert local.pick_engine("auto", directory, "cpu") == "transformers"
     assert local.pick_engine("transformers", gguf, "cpu") == "transformers"
     with pytest.raises(ProviderError, match="runs GGUF files"):

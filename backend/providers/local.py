@@ -50,6 +50,13 @@ def llama_cpp_installed() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
+def llama_cpp_offloads() -> bool:
+    """Whether this llama.cpp build runs models on a GPU (CUDA, Metal), not only on the CPU."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
 def pick_device(name: str) -> str:
     """`auto`: CUDA, then MPS, then the CPU."""
     if name != "auto":
@@ -62,8 +69,8 @@ def pick_device(name: str) -> str:
 
 
 def pick_engine(wanted: str, source: Path, device: str) -> str:
-    """llama.cpp for a GGUF file on a CPU when it is installed; transformers for the rest (on a
-    machine with a GPU, `auto` runs there)."""
+    """llama.cpp for a GGUF file when it is installed and runs on the device (the CPU; a GPU only
+    where it was built for one); transformers for the rest."""
     if wanted not in ENGINES:
         raise ProviderError(f"RILL_ENGINE={wanted!r}: use one of {', '.join(ENGINES)}", type="model_unavailable",
                             status=503)
@@ -78,7 +85,9 @@ def pick_engine(wanted: str, source: Path, device: str) -> str:
         return "llamacpp"
     if wanted == "transformers":
         return "transformers"
-    return "llamacpp" if gguf and llama_cpp_installed() and pick_device(device) == "cpu" else "transformers"
+    if not (gguf and llama_cpp_installed()):
+        return "transformers"
+    return "llamacpp" if pick_device(device) == "cpu" or llama_cpp_offloads() else "transformers"
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
