@@ -24,7 +24,7 @@ from typing import NamedTuple
 import llama_cpp as C
 import numpy as np
 
-from .local import FINISHED, PrefillPacer, common_prefix, keep, longest_prefix
+from .local import FINISHED, PrefillPacer, keep, longest_prefix
 
 log = logging.getLogger(__name__)
 
@@ -228,9 +228,9 @@ class LlamaBatch:
 
     @staticmethod
     def _waits(row, earlier: list) -> bool:
-        """Whether an earlier newcomer is about to prefill the next tokens of this prompt too, short
-        of its last token: every row decodes that one itself, for its own logits."""
-        return any(min(common_prefix(row.prompt, r.prompt), len(row.prompt) - 1) > row.fed for r in earlier)
+        """Whether an earlier newcomer is about to prefill next tokens of this prompt that it could
+        share (all but the last: every row decodes that one itself, for its own logits)."""
+        return longest_prefix(earlier, row.prompt, lambda r: r.prompt)[0] > row.fed
 
     def _keep(self, row) -> None:
         """Copy a finished row's cache out for a follow-up turn; a kept turn it extends is dropped."""
