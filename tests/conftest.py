@@ -5,8 +5,8 @@ from hypothesis import settings
 
 from tests.server import start_server, stop_server
 
-# Property tests check what comes out, not how fast: no per-example deadline (on a loaded 2-core CI
-# machine hypothesis's default 200 ms failed tests/test_reasoning.py with nothing wrong).
+# Property tests check what comes out, not how fast: no per-example deadline (hypothesis's default
+# is 200 ms; on a loaded 2-core machine tests/test_reasoning.py failed once and passed on its seed).
 settings.register_profile("rill", deadline=None)
 settings.load_profile("rill")
 
