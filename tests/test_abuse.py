@@ -86,15 +86,14 @@ def test_floods_do_not_lock_anyone_out(abused, slow):
 def test_a_full_server_answers_503_at_once(tmp_path):
     srv = start_server("eventlet", tmp_path, entry="tests.serve", RILL_HTTP_MAX_CONNECTIONS=20,
                        RILL_HTTP_IDLE_SECONDS=15)
-    host, port = srv.url.removeprefix("http://").split(":")
+    port = int(srv.url.rsplit(":", 1)[1])
     try:
-        held = [socket.create_connection((host, int(port))) for _ in range(20)]
+        # The readiness check's connection holds a slot until the server sees it closed; a held
+        # connection refused meanwhile stays established for a moment and would be counted.
+        wait_for_connections(srv, port, 0)
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
         try:
-            # The probe must find the pool full: on a busy machine the server takes a moment to accept.
-            deadline = time.monotonic() + 10
-            while accepted_connections(srv, int(port)) < 20:
-                assert time.monotonic() < deadline, f"the server accepted {accepted_connections(srv, int(port))} of 20"
-                time.sleep(0.1)
+            wait_for_connections(srv, port, 20)  # on a busy machine the server takes a moment to accept
             started = time.perf_counter()
             response = abuse.raw_exchange(srv.url, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
             assert time.perf_counter() - started < 2
@@ -110,10 +109,17 @@ def test_a_full_server_answers_503_at_once(tmp_path):
         stop_server(srv)  # also when an assertion fails: no server left running
 
 
-def accepted_connections(server, port: int) -> int:
-    """Connections to `port` that the server process holds open."""
-    return sum(1 for c in psutil.Process(server.process.pid).net_connections("tcp")
-               if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+def wait_for_connections(server, port: int, count: int) -> None:
+    """Until the server process holds exactly `count` connections to `port`, all established."""
+    deadline = time.monotonic() + 10
+    while (states := connection_states(server, port)) != [psutil.CONN_ESTABLISHED] * count:
+        assert time.monotonic() < deadline, f"the server holds {states}, not {count} established"
+        time.sleep(0.1)
+
+
+def connection_states(server, port: int) -> list[str]:
+    return [c.status for c in psutil.Process(server.process.pid).net_connections("tcp")
+            if c.laddr and c.laddr.port == port and c.status != psutil.CONN_LISTEN]
 
 
 def test_long_streams_outlive_the_head_deadline(abused):
