@@ -9,7 +9,7 @@ import math
 import re
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import jwt
 import pytest
