@@ -14,8 +14,8 @@ Three cases per target:
    inter-token latency p50/p99 (no stalls: p99 < 3x p50) and the long prompt's TTFT.
 3. conversation: 20 turns of one chat, each sent with the whole history; TTFT of turn 1 and turn 20.
 Then the ratios the targets are set in. All targets run at once, idle but one; `--rounds N` measures
-each level N times, alternating targets, and reports each figure's median. By default every client
-asks the same question (as the issue's harness did); `--distinct` gives each its own.
+each level and case N times, alternating targets, and reports each figure's median. By default
+every client asks the same question (as the issue's harness did); `--distinct` gives each its own.
 
 Usage: python bench/load_bench.py [--levels 1,4,8,16] [--tokens 128] [--requests 2] [--only a,b]
        [--rounds 1] [--distinct]
@@ -120,27 +120,31 @@ def run_level(url: str, model: str, clients: int, per_client: int, tokens: int, 
     }
 
 
-def long_prompt_joins(url: str, model: str, running: int = 4, tokens: int = 256) -> dict:
-    """`running` streams under way, then the long prompt: their gaps, and its time to first token."""
+def long_prompt_joins(url: str, model: str, opening: str, running: int = 4, tokens: int = 256) -> dict:
+    """`running` streams under way, then the long prompt: their gaps, and its time to first token.
+    `opening` starts the long prompt, so that no cache holds it from an earlier round."""
     results, long = [], {}
     threads = [threading.Thread(target=lambda: results.append(one_request(url, model, user(PROMPT), tokens)))
                for _ in range(running)]
     for t in threads:
         t.start()
     time.sleep(1.5)
-    long.update(one_request(url, model, user(LONG_PROMPT), 8))
+    long.update(one_request(url, model, user(f"{opening}\n{LONG_PROMPT}"), 8))
     for t in threads:
         t.join()
     gaps = [g * 1000 for r in results if "error" not in r for g in r["gaps"]]
-    return {"itl_p50": pct(gaps, 0.5), "itl_p99": pct(gaps, 0.99), "long_ttft": long.get("ttft", float("nan")) * 1000,
+    p50, p99 = pct(gaps, 0.5), pct(gaps, 0.99)
+    return {"itl_p50": p50, "itl_p99": p99, "stall": p99 / p50, "long_ttft": long.get("ttft", float("nan")) * 1000,
             "errors": sum("error" in r for r in results) + ("error" in long)}
 
 
-def conversation(url: str, model: str, turns: int = 20, tokens: int = 32) -> dict:
-    """One chat of `turns` turns, each request carrying the whole history (as every API client does)."""
+def conversation(url: str, model: str, opening: str, turns: int = 20, tokens: int = 32) -> dict:
+    """One chat of `turns` turns, each request carrying the whole history (as every API client does).
+    `opening` starts the first message, so that no cache holds the chat from an earlier round."""
     messages, ttfts, errors = [], [], 0
     for n in range(turns):
-        messages.append({"role": "user", "content": f"Tell me one more thing about rivers (number {n + 1})."})
+        ask = f"Tell me one more thing about rivers (number {n + 1})."
+        messages.append({"role": "user", "content": f"{opening} {ask}" if n == 0 else ask})
         r = one_request(url, model, messages, tokens)
         if "error" in r:
             errors += 1
@@ -229,7 +233,7 @@ def median_run(runs: list[dict]) -> dict:
     """Each figure's median over the rounds; errors summed."""
     out = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k not in ("errors", "error_sample")}
     out["errors"] = sum(r["errors"] for r in runs)
-    out["error_sample"] = next((r["error_sample"] for r in runs if r["errors"]), "")
+    out["error_sample"] = next((r.get("error_sample", "") for r in runs if r["errors"]), "")
     return out
 
 
@@ -252,14 +256,19 @@ def measure(targets: list[str], args, log_dir: Path) -> dict:
                     url, model, _ = started[name]
                     wait_quiet()
                     runs[name][c].append(run_level(url, model, c, args.requests, args.tokens, args.distinct))
-        table = {name: {"levels": {c: median_run(r) for c, r in by_level.items()}} for name, by_level in runs.items()}
-        for name, (url, model, _) in started.items():
-            print(f"long prompt and chat on {name} ...", flush=True)
-            wait_quiet()
-            table[name]["long"] = long_prompt_joins(url, model)
-            wait_quiet()
-            table[name]["chat"] = conversation(url, model)
-            json.dump(table, open(log_dir / "results.json", "w"), default=str)
+        longs, chats = {name: [] for name in targets}, {name: [] for name in targets}
+        for n in range(args.rounds):
+            for name in targets[n % len(targets):] + targets[:n % len(targets)]:
+                print(f"round {n + 1} of {args.rounds}, long prompt and chat on {name} ...", flush=True)
+                url, model, _ = started[name]
+                wait_quiet()
+                longs[name].append(long_prompt_joins(url, model, f"Reader {n + 1}."))
+                wait_quiet()
+                chats[name].append(conversation(url, model, f"Reader {n + 1}."))
+        table = {name: {"levels": {c: median_run(r) for c, r in by_level.items()},
+                        "long": median_run(longs[name]), "chat": median_run(chats[name])}
+                 for name, by_level in runs.items()}
+        json.dump(table, open(log_dir / "results.json", "w"), default=str)
         return table
     finally:
         for _, _, stop in started.values():
@@ -272,7 +281,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--requests", type=int, default=2, help="requests per client per level")
     parser.add_argument("--only", default=",".join(TARGETS), help=f"comma-separated, of {', '.join(TARGETS)}")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds of every level; the table has each figure's median")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of every level and case; the table has each figure's median")
     parser.add_argument("--distinct", action="store_true", help="each client asks its own question, not the same one")
     args = parser.parse_args()
     args.levels = [int(x) for x in args.levels.split(",")]
@@ -301,7 +311,7 @@ def main() -> None:
           f"{'turn 20 TTFT':>14}{'errors':>8}")
     for name in targets:
         long, chat = table[name]["long"], table[name]["chat"]
-        print(f"{name:19}{long['itl_p50']:9.1f}{long['itl_p99']:9.1f}{long['itl_p99'] / long['itl_p50']:9.2f}"
+        print(f"{name:19}{long['itl_p50']:9.1f}{long['itl_p99']:9.1f}{long['stall']:9.2f}"
               f"{long['long_ttft']:11.0f}{chat['turn1_ttft']:13.0f}{chat['turn20_ttft']:14.0f}"
               f"{long['errors'] + chat['errors']:8}")
 
