@@ -237,9 +237,14 @@ def median_run(runs: list[dict]) -> dict:
     return out
 
 
+def rotated(targets: list[str], n: int) -> list[str]:
+    """Round n's order: nobody always goes first."""
+    return targets[n % len(targets):] + targets[:n % len(targets)]
+
+
 def measure(targets: list[str], args, log_dir: Path) -> dict:
     """Every target started at once; each level's rounds alternate between them (a noisy spell on a
-    shared machine then falls on all of them), then each target's long-prompt and chat cases."""
+    shared machine then falls on all of them), then the long-prompt and chat cases in rounds alike."""
     started = {}
     try:
         for name in targets:
@@ -249,16 +254,15 @@ def measure(targets: list[str], args, log_dir: Path) -> dict:
             one_request(url, model, user(PROMPT), 8)  # warm-up
         runs = {name: {c: [] for c in args.levels} for name in targets}
         for n in range(args.rounds):
-            order = targets[n % len(targets):] + targets[:n % len(targets)]  # nobody always goes first
             for c in args.levels:
                 print(f"round {n + 1} of {args.rounds}, c={c} ...", flush=True)
-                for name in order:
+                for name in rotated(targets, n):
                     url, model, _ = started[name]
                     wait_quiet()
                     runs[name][c].append(run_level(url, model, c, args.requests, args.tokens, args.distinct))
         longs, chats = {name: [] for name in targets}, {name: [] for name in targets}
         for n in range(args.rounds):
-            for name in targets[n % len(targets):] + targets[:n % len(targets)]:
+            for name in rotated(targets, n):
                 print(f"round {n + 1} of {args.rounds}, long prompt and chat on {name} ...", flush=True)
                 url, model, _ = started[name]
                 wait_quiet()
