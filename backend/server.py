@@ -22,6 +22,7 @@ import signal
 import socket
 import threading
 import time
+from email.errors import FirstHeaderLineIsContinuationDefect, MissingHeaderBodySeparatorDefect
 
 from .errors import error_body
 
@@ -32,6 +33,9 @@ CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # HTAB is allowed in field va
 DIGITS = re.compile(r"[0-9]+")
 MAX_REQUEST_LINE = 8192  # eventlet's own limit; Werkzeug's (http.server's) is 64 KiB
 RESERVED_DESCRIPTORS = 64  # for the model, logs, Redis and the listening socket
+# The header parser's defects that mean a malformed head. It reports others that are not: a
+# multipart Content-Type always gets boundary defects, since the head is parsed without its body.
+MALFORMED_HEAD = (MissingHeaderBodySeparatorDefect, FirstHeaderLineIsContinuationDefect)
 
 
 def raise_descriptor_limit() -> int:
@@ -84,7 +88,7 @@ def head_problem(handler) -> str | None:
     if any(ord(c) < 0x21 or ord(c) == 0x7f for c in handler.path):
         return "the request target contains control characters"
     headers = handler.headers
-    if headers.defects:
+    if any(isinstance(defect, MALFORMED_HEAD) for defect in headers.defects):
         return "malformed header section (a line without a colon, or folded lines)"
     for name, value in headers.raw_items():
         if not TOKEN.fullmatch(name):

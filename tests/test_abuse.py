@@ -61,6 +61,14 @@ def test_refusals_are_json_that_says_why(server, name, words):
     assert words in json.loads(body)["error"]["message"]
 
 
+def test_multipart_uploads_pass_the_server(server):
+    """A form upload's head is well formed: the app answers it (here: JSON only), not the server."""
+    response = requests.post(f"{server.url}/api/chat/stream", files={"file": ("notes.txt", b"river notes\n")},
+                             timeout=10)
+    assert response.status_code == 415, response.text
+    assert "expected Content-Type: application/json, got multipart/form-data" in response.json()["error"]["message"]
+
+
 def test_chunked_request_bodies_are_read(server):
     body = json.dumps({"message": "sent in chunks", "model": "scripted/echo"}).encode()
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:10], body[10:])) + b"0\r\n\r\n"
