@@ -107,7 +107,8 @@ class Turn:
         self.prompt_tokens: int | None = None  # known once the provider reports it
         self.pieces: list[str] = []  # the answer's text
         self.reasoning: list[str] = []
-        self.tool_calls: list[dict] = []  # {index, id, name, arguments, ended}
+        self.tool_calls: list[dict] = []  # {index, id, name, arguments}, in the order they began
+        self.open_calls: dict[int, dict] = {}  # the calls not yet ended, by the upstream's index
         self.splitter = ReasoningSplitter(services.settings.reasoning_tags)
         self.first_at: float | None = None
         self.last_at: float | None = None
@@ -195,24 +196,30 @@ class Turn:
                 self.log.append(kind, data)
 
     def tool_call(self, part: ToolCallPart) -> None:
-        """Calls come one after another: a new id or a new upstream index ends the one before it.
-        The index readers see is the call's place in the reply, whatever the upstream numbered."""
-        calls = self.tool_calls
-        last = calls[-1] if calls else None
-        if last is None or part.index != last["upstream_index"] or (part.id and part.id != last["id"]):
-            self._end_tool_calls()
-            calls.append({"index": len(calls), "upstream_index": part.index,
-                          "id": part.id or f"call_{uuid.uuid4().hex[:24]}", "name": part.name or "",
-                          "arguments": "", "ended": False})
-            self.emit("tool_call_start", index=calls[-1]["index"], id=calls[-1]["id"], name=calls[-1]["name"])
+        """A fragment of a call. The upstream's index names the call for the whole reply (the API's
+        way, and the openai SDK's): fragments of parallel calls may interleave, and only a new id on
+        a known index starts another call there. Readers see the call's place in the reply as its
+        index, whatever the upstream numbered."""
+        call = self.open_calls.get(part.index)
+        if call is None or (part.id and part.id != call["id"]):
+            if call is not None:
+                self._end_call(part.index)
+            call = {"index": len(self.tool_calls), "id": part.id or f"call_{uuid.uuid4().hex[:24]}",
+                    "name": part.name or "", "arguments": ""}
+            self.tool_calls.append(call)
+            self.open_calls[part.index] = call
+            self.emit("tool_call_start", index=call["index"], id=call["id"], name=call["name"])
         if part.arguments:
-            calls[-1]["arguments"] += part.arguments
-            self.emit("tool_call_delta", index=calls[-1]["index"], arguments=part.arguments)
+            call["arguments"] += part.arguments
+            self.emit("tool_call_delta", index=call["index"], arguments=part.arguments)
+
+    def _end_call(self, upstream_index: int) -> None:
+        self.emit("tool_call_end", index=self.open_calls.pop(upstream_index)["index"])
 
     def _end_tool_calls(self) -> None:
-        if self.tool_calls and not self.tool_calls[-1]["ended"]:
-            self.tool_calls[-1]["ended"] = True
-            self.emit("tool_call_end", index=self.tool_calls[-1]["index"])
+        """The reply is over: every call still open is complete, in the order they began."""
+        for upstream_index in sorted(self.open_calls, key=lambda i: self.open_calls[i]["index"]):
+            self._end_call(upstream_index)
 
     def end(self, status: str, error: ProviderError | None = None, finish: Finish | None = None) -> None:
         """Save the exchange and record its usage, then write the final event; once, whoever calls
@@ -293,7 +300,7 @@ class Turn:
             "tokens_per_second": round((finish.completion_tokens - 1) / decode_seconds, 1)
             if finish.completion_tokens > 1 and decode_seconds > 0 else None,
             "usage": {"prompt_tokens": finish.prompt_tokens, "completion_tokens": finish.completion_tokens,
-                      "cached_tokens": finish.cached_tokens},
+                      "cached_tokens": finish.cached_tokens, **({"counted_by": "rill"} if finish.counted else {})},
             **finish.extra,
         }
 

@@ -80,18 +80,24 @@ def message_object(turn: Turn, text: str | None, done: dict | None) -> dict:
     }
 
 
-BLOCK_OF = {"reasoning": "thinking", "token": "text", "tool_call_start": "tool_use"}
+TOOL_EVENTS = ("tool_call_start", "tool_call_delta", "tool_call_end")
 
 
 class EventEncoder:
     """Maps the turn's events to Anthropic's: message_start when the first piece (or the end)
     comes, when the prompt's size is known; then one content block per run of reasoning
-    (`thinking`), text, or per tool call (`tool_use`), each opened and closed in turn."""
+    (`thinking`), text, or per tool call (`tool_use`), each opened and closed in turn.
+
+    Anthropic's blocks follow one another, but an upstream's parallel calls may stream their
+    fragments interleaved: while one call's block is open, what comes for another block waits in
+    `queued` and goes out, in order, once that call has ended."""
 
     def __init__(self, turn: Turn):
         self.turn = turn
         self.opened = False
         self.block: str | None = None  # the open block's type
+        self.call: int | None = None  # the turn's index of the call whose block is open
+        self.queued: list[dict] = []  # blocks waiting for it: {"type", "parts"}, a call's with "start", "ended"
         self.index = -1
 
     @staticmethod
@@ -105,7 +111,7 @@ class EventEncoder:
     def _close_block(self) -> bytes:
         if self.block is None:
             return b""
-        self.block = None
+        self.block = self.call = None
         return self.event({"type": "content_block_stop", "index": self.index})
 
     def _open_block(self, block: dict) -> bytes:
@@ -118,6 +124,54 @@ class EventEncoder:
     def _delta(self, delta: dict) -> bytes:
         return self.event({"type": "content_block_delta", "index": self.index, "delta": delta})
 
+    def _text(self, kind: str, text: str) -> bytes:
+        """A piece of thinking or answer: into the open block of its kind, else a new one."""
+        out = b""
+        if self.block != kind:
+            out += self._open_block({"type": "thinking", "thinking": "", "signature": ""} if kind == "thinking"
+                                    else {"type": "text", "text": ""})
+        if kind == "thinking":
+            return out + self._delta({"type": "thinking_delta", "thinking": text})
+        return out + self._delta({"type": "text_delta", "text": text})
+
+    def _tool_block(self, data: dict) -> bytes:
+        out = self._open_block({"type": "tool_use", "id": data["id"], "name": data["name"], "input": {}})
+        self.call = data["index"]
+        return out
+
+    def _drain(self) -> bytes:
+        """The open call has ended: what waited for it goes out, up to a call still streaming."""
+        out = b""
+        while self.queued and self.call is None:
+            item = self.queued.pop(0)
+            if item["type"] == "tool_use":
+                out += self._tool_block(item["start"])
+                if item["parts"]:
+                    out += self._delta({"type": "input_json_delta", "partial_json": "".join(item["parts"])})
+                if item["ended"]:
+                    out += self._close_block()
+            else:
+                out += self._text(item["type"], "".join(item["parts"]))
+        return out
+
+    def _wait(self, kind: str, data: dict) -> None:
+        """An event for another block while a call's block is open."""
+        if kind == "tool_call_start":
+            self.queued.append({"type": "tool_use", "start": data, "parts": [], "ended": False})
+            return
+        if kind in ("tool_call_delta", "tool_call_end"):
+            item = next(q for q in self.queued if q["type"] == "tool_use" and q["start"]["index"] == data["index"])
+            if kind == "tool_call_end":
+                item["ended"] = True
+            else:
+                item["parts"].append(data["arguments"])
+            return
+        block, text = ("thinking", data["reasoning"]) if kind == "reasoning" else ("text", data["token"])
+        if self.queued and self.queued[-1]["type"] == block:
+            self.queued[-1]["parts"].append(text)
+        else:
+            self.queued.append({"type": block, "parts": [text]})
+
     def __call__(self, event: StreamEvent) -> bytes:
         if event.kind == "ping":
             return PING
@@ -126,20 +180,19 @@ class EventEncoder:
             return format_event(anthropic_error(error.status, error.message), "error")
         out = b"" if self.opened or event.kind == "start" else self._open_message()
         data = event.data
-        if event.kind == "reasoning":
-            if self.block != "thinking":
-                out += self._open_block({"type": "thinking", "thinking": "", "signature": ""})
-            out += self._delta({"type": "thinking_delta", "thinking": data["reasoning"]})
+        if self.call is not None and (event.kind in ("reasoning", "token") or
+                                      event.kind in TOOL_EVENTS and data["index"] != self.call):
+            self._wait(event.kind, data)
+        elif event.kind == "reasoning":
+            out += self._text("thinking", data["reasoning"])
         elif event.kind == "token":
-            if self.block != "text":
-                out += self._open_block({"type": "text", "text": ""})
-            out += self._delta({"type": "text_delta", "text": data["token"]})
+            out += self._text("text", data["token"])
         elif event.kind == "tool_call_start":
-            out += self._open_block({"type": "tool_use", "id": data["id"], "name": data["name"], "input": {}})
+            out += self._tool_block(data)
         elif event.kind == "tool_call_delta":
             out += self._delta({"type": "input_json_delta", "partial_json": data["arguments"]})
         elif event.kind == "tool_call_end":
-            out += self._close_block()
+            out += self._close_block() + self._drain()
         elif event.kind == "done":
             if self.index < 0:  # an empty reply still has its (empty) text block
                 out += self._open_block({"type": "text", "text": ""})
