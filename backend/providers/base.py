@@ -80,6 +80,7 @@ class Finish:
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens whose cache another turn had already computed
     extra: dict = field(default_factory=dict)
+    counted: bool = False  # the token figures are Rill's count: the provider reported none
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,23 @@ def _log(level: int, text: bytes, _user_data) -> None:
         log.warning("llama.cpp: %s", text.decode(errors="replace").rstrip())
 
 
+def init_llama_cpp() -> None:
+    """Once per process, before anything else of llama.cpp's: its log into ours."""
+    C.llama_log_set(_log, None)
+    C.llama_backend_init()
+
+
+def load_vocab(source: Path):
+    """A GGUF file's vocabulary alone (no weights): tokenizing without a model."""
+    init_llama_cpp()
+    params = C.llama_model_default_params()
+    params.vocab_only = True
+    handle = C.llama_model_load_from_file(str(source).encode(), params)
+    if not handle:
+        raise RuntimeError(f"llama.cpp could not read the vocabulary of {source}")
+    return handle, Vocab(C.llama_model_get_vocab(handle))
+
+
 class Vocab:
     """The tokenizer face the decoding code expects (`decode(ids)`), on llama.cpp's vocabulary."""
 
@@ -88,8 +105,7 @@ class LlamaModel:
         self.prefill_chunk = prefill_chunk
 
     def load(self) -> None:
-        C.llama_log_set(_log, None)
-        C.llama_backend_init()
+        init_llama_cpp()
         params = C.llama_model_default_params()
         gpu = self.device != "cpu" and C.llama_supports_gpu_offload()
         params.n_gpu_layers = 999 if gpu else 0

@@ -13,6 +13,8 @@ from typing import Iterator
 from ..config import comma_list
 from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError, Reasoning, ToolCallPart
 from .engine import Streamed
+from .token_count import count_tokens
+from .token_count import prepare as prepare_counting
 
 FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"}  # anything else (content_filter) is stop
 
@@ -41,6 +43,30 @@ def wire_message(m: ChatMessage) -> dict:
     return message
 
 
+class Reply:
+    """What an upstream's reply has streamed so far, for its Finish: the upstream's usage, or where
+    it sent none, Rill's count of the prompt and the reply (marked as such)."""
+
+    def __init__(self, messages: list[ChatMessage]):
+        self.messages = messages
+        self.usage = None
+        self.pieces = 0  # text and reasoning pieces
+        self.text: list[str] = []  # everything the model wrote: text, reasoning, tool call arguments
+
+    def add(self, item, text: str, piece: bool = True):
+        self.text.append(text)
+        self.pieces += piece
+        return item
+
+    def finish(self, reason: str) -> Finish:
+        usage = self.usage
+        if usage is None:
+            prompt = "\n".join(m.content for m in self.messages)
+            return Finish(reason, count_tokens(prompt, 0), count_tokens("".join(self.text), self.pieces), counted=True)
+        details = getattr(usage, "prompt_tokens_details", None)
+        return Finish(reason, usage.prompt_tokens, usage.completion_tokens, getattr(details, "cached_tokens", None) or 0)
+
+
 class OpenAIProvider(Streamed):
     name = "openai"
     passthrough = True  # the upstream knows its own models; any `openai/<name>` is sent on
@@ -67,7 +93,10 @@ class OpenAIProvider(Streamed):
         return None
 
     def load(self) -> None:
-        pass  # nothing to prepare: the upstream is asked only when a request comes
+        """The upstream is asked only when a request comes; the vocabulary that counts tokens for
+        an upstream that reports none is read now."""
+        if self.client is not None:
+            prepare_counting()
 
     def stream(self, model: str, messages: list[ChatMessage], options: GenerationOptions,
                cancel: CancelToken) -> Iterator[str | Finish]:
@@ -90,7 +119,8 @@ class OpenAIProvider(Streamed):
             request["seed"] = options.seed
         if options.stop:
             request["stop"] = list(options.stop)
-        pieces, reason, usage, answered = 0, None, None, False
+        reply = Reply(messages)
+        reason, answered = None, False
         try:
             response = self.client.chat.completions.create(**request)
             answered = True
@@ -98,32 +128,29 @@ class OpenAIProvider(Streamed):
                 for chunk in response:
                     if cancel.is_set():
                         response.close()
-                        yield Finish("cancelled", usage.prompt_tokens if usage else 0, pieces)
+                        yield reply.finish("cancelled")
                         return
-                    usage = chunk.usage or usage
+                    reply.usage = chunk.usage or reply.usage
                     for choice in chunk.choices:
                         delta = choice.delta
                         if delta:
                             # reasoning: DeepSeek's name, and vLLM's / OpenRouter's (extra fields in the SDK)
                             if thought := getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None):
-                                pieces += 1
-                                yield Reasoning(thought)
+                                yield reply.add(Reasoning(thought), thought)
                             if delta.content:
-                                pieces += 1
-                                yield delta.content
+                                yield reply.add(delta.content, delta.content)
                             for call in delta.tool_calls or ():
                                 function = call.function
-                                yield ToolCallPart(call.index, call.id, function and function.name,
-                                                   (function and function.arguments) or "")
+                                arguments = (function and function.arguments) or ""
+                                yield reply.add(ToolCallPart(call.index, call.id, function and function.name, arguments),
+                                                arguments, piece=False)
                         reason = choice.finish_reason or reason
         except (openai.OpenAIError, httpx2.HTTPError, OSError) as exc:
-            raise self._failure(exc, pieces, answered) from exc
+            raise self._failure(exc, reply.pieces, answered) from exc
         if reason is None:  # a close-delimited body cut short ends quietly, without an error
-            raise ProviderError(f"the upstream stream broke off after {pieces} pieces: it ended without a "
+            raise ProviderError(f"the upstream stream broke off after {reply.pieces} pieces: it ended without a "
                                 f"finish_reason", type="upstream_error", status=502)
-        details = getattr(usage, "prompt_tokens_details", None)
-        yield Finish(FINISH.get(reason, "stop"), usage.prompt_tokens if usage else 0,
-                     usage.completion_tokens if usage else 0, getattr(details, "cached_tokens", None) or 0)
+        yield reply.finish(FINISH.get(reason, "stop"))
 
     def _failure(self, exc: Exception, pieces: int, answered: bool) -> ProviderError:
         """One clear sentence per way an upstream fails; `answered`: the response had begun."""

@@ -16,6 +16,7 @@ const STOP_WAIT_MS = 5000;    // Stop waits this long for the server's last word
 function serverStats(done) {
   return {
     tokens: done.tokens ?? null,
+    tokensCounted: done.usage?.counted_by === "rill", // the upstream reported no usage: Rill counted
     ttftMs: done.ttft_ms ?? null,
     tokensPerSecond: done.tokens_per_second ?? null,
     durationMs: done.duration_ms ?? null,

@@ -71,7 +71,10 @@ function formatMs(ms) {
 function formatStats(stats) {
   if (!stats) return "";
   const parts = [];
-  if (stats.tokens != null) parts.push(`${stats.tokens} ${stats.tokens === 1 ? "token" : "tokens"}`);
+  if (stats.tokens != null) {
+    const counted = stats.tokensCounted ? ["≈", " (counted by Rill)"] : ["", ""];
+    parts.push(`${counted[0]}${stats.tokens} ${stats.tokens === 1 ? "token" : "tokens"}${counted[1]}`);
+  }
   if (stats.ttftMs != null) parts.push(`${formatMs(stats.ttftMs)} to first token`);
   if (stats.tokensPerSecond != null) parts.push(`${stats.tokensPerSecond.toFixed(1)} tok/s`);
   if (stats.durationMs != null) parts.push(formatMs(stats.durationMs));
