@@ -46,6 +46,23 @@ RATE_LIMITED = Counter("rill_rate_limit_refusals", "Chat requests refused by the
 UPSTREAM_ERRORS = Counter("rill_upstream_errors", "Upstream provider failures", ["provider"])
 
 
+APIS = ("sse", "app", "socketio", "openai", "anthropic")
+FINISHED_REASONS = ("stop", "length", "stop_sequence", "tool_calls", "cancelled", "error", "interrupted")
+
+
+def declare_model(model: str) -> None:
+    """Create every series of a model at 0, for every api, so that dashboards and alerts read 0,
+    not "no data", until its first turn (as vLLM does for its model)."""
+    for api in APIS:
+        for metric in (PROMPT_TOKENS, GENERATION_TOKENS, TIME_TO_FIRST_TOKEN, INTER_TOKEN_LATENCY, E2E_LATENCY,
+                       QUEUE_TIME):
+            metric.labels(model, api)
+        for reason in FINISHED_REASONS:
+            REQUESTS_FINISHED.labels(model, api, reason)
+    REQUESTS_RUNNING.labels(model)
+    REQUESTS_WAITING.labels(model)
+
+
 def following(api: str, events):
     """The events of a turn, counted as an open stream while someone reads them."""
     OPEN_STREAMS.labels(api).inc()

@@ -1,6 +1,7 @@
 """Model routing: `provider/model` names (or a bare model name) to a provider and model id."""
 from __future__ import annotations
 
+from .. import metrics
 from ..refusals import Refused
 from .base import Provider
 
@@ -12,6 +13,8 @@ class ModelRegistry:
 
     def add(self, provider: Provider) -> None:
         self.providers.append(provider)
+        for model in provider.models():
+            metrics.declare_model(f"{provider.name}/{model['id']}")
 
     def remove(self, provider: Provider) -> None:
         self.providers.remove(provider)
