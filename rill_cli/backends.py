@@ -23,6 +23,7 @@ from .errors import ClientError, http_error
 from .sse import SSEDecoder
 
 RESUME_SECONDS = 60.0  # how long a dropped Rill stream keeps trying to resume
+CANCEL_RETRY_SECONDS = 2.0  # how long a cancel may wait for a just-sent request's turn to exist
 READ_TIMEOUT = 60.0  # Rill pings every 15 s while a reply waits: silence this long is a dead link
 
 
@@ -151,12 +152,21 @@ class RillBackend:
         raise http_error(response.status_code, message, response.headers.get("Retry-After"))
 
     def stop(self, reply: Reply) -> None:
-        """Cancel the turn on the server (the partial reply is saved there as cancelled)."""
-        if reply.turn_id:
+        """Cancel the turn on the server (the partial reply is saved there as cancelled). A Ctrl-C
+        right after the request went out can come before the server has made the turn: until its
+        first event arrives, a cancel that finds no turn is sent again for a moment."""
+        if not reply.turn_id:
+            return
+        deadline = time.monotonic() + CANCEL_RETRY_SECONDS
+        while True:
             try:
-                self.http.post(f"{self.url}/api/chat/turns/{reply.turn_id}/cancel")
+                response = self.http.post(f"{self.url}/api/chat/turns/{reply.turn_id}/cancel")
             except httpx2.HTTPError as exc:
                 self.notify(f"could not cancel the reply on the server: {exc}")
+                return
+            if response.status_code != 404 or reply.seq >= 0 or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
 
 
 class StoreUnavailable(Exception):

@@ -1,41 +1,60 @@
-"""The keyboard while a reply streams: Ctrl-C stops it, but never in the middle of drawing it."""
+"""The keyboard in a conversation: Ctrl-C stops the reply it follows, whenever after Enter it is
+pressed, but never in the middle of drawing it."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import termios
 
 
 class ReplyKeys:
-    """A Ctrl-C that lands while the live block is being drawn would leave half a frame on the
-    screen, so it is held until the drawing is done; and keys are not echoed meanwhile (a `^C` or
+    """Held for a whole `ask` or `chat`. A Ctrl-C pressed right after Enter, before the reply began,
+    lands in one of three places, and each stops that reply before it is sent: the line editor's
+    type-ahead (keys read together with the Enter: see LineReader), the terminal's input while it
+    was still raw (the same), or a signal (`pressed`).
+
+    While a reply streams, a Ctrl-C that lands while the live block is being drawn is held until
+    the drawing is done (half a frame would stay on the screen), and keys are not echoed (a `^C` or
     type-ahead would land inside the live block). Type-ahead still reaches the next prompt."""
 
     def __init__(self):
+        self.entered = False  # a question was entered and its reply has not begun
         self.drawing = False
-        self.held = False
+        self.pressed = False  # a Ctrl-C held back, not acted on yet
 
     def __enter__(self):
         self.previous = signal.signal(signal.SIGINT, self._interrupt)
-        self.saved_tty = None
-        if sys.stdin.isatty():
-            self.saved_tty = termios.tcgetattr(sys.stdin)
-            quiet = termios.tcgetattr(sys.stdin)
-            quiet[3] &= ~termios.ECHO
-            termios.tcsetattr(sys.stdin, termios.TCSANOW, quiet)
         return self
 
     def __exit__(self, *exc):
         signal.signal(signal.SIGINT, self.previous)
-        if self.saved_tty is not None:
-            termios.tcsetattr(sys.stdin, termios.TCSANOW, self.saved_tty)
 
     def _interrupt(self, signum, frame):
-        if self.drawing:
-            self.held = True
+        if self.entered or self.drawing:
+            self.pressed = True
         else:
             raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def reply(self):
+        """While one reply streams. A Ctrl-C pressed since its Enter stops it before it starts."""
+        saved_tty = None
+        if sys.stdin.isatty():
+            saved_tty = termios.tcgetattr(sys.stdin)
+            quiet = termios.tcgetattr(sys.stdin)
+            quiet[3] &= ~termios.ECHO
+            termios.tcsetattr(sys.stdin, termios.TCSANOW, quiet)
+        try:
+            self.entered = False  # first: a signal from here on raises at once
+            if self.pressed:
+                self.pressed = False
+                raise KeyboardInterrupt
+            yield
+        finally:
+            if saved_tty is not None:
+                termios.tcsetattr(sys.stdin, termios.TCSANOW, saved_tty)
 
     @contextlib.contextmanager
     def draw(self):
@@ -44,6 +63,58 @@ class ReplyKeys:
             yield
         finally:
             self.drawing = False
-        if self.held:
-            self.held = False
+        if self.pressed:
+            self.pressed = False
             raise KeyboardInterrupt
+
+
+class LineReader:
+    """prompt_toolkit's line editor (history kept across runs). Keys that arrive with the Enter
+    are kept by prompt_toolkit as type-ahead for the next prompt, and keys typed in the moment before
+    it gives the terminal back wait unread in the terminal's input: a Ctrl-C among either is the
+    user stopping the reply about to start, so it goes to `keys.pressed`; the rest still reaches
+    the next prompt."""
+
+    def __init__(self, history_file: str, keys: ReplyKeys):
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory
+
+        self.session = PromptSession(history=FileHistory(history_file))
+        self.keys = keys
+
+    def __call__(self) -> str:
+        from prompt_toolkit.input.typeahead import get_typeahead, store_typeahead
+        from prompt_toolkit.keys import Keys
+
+        # In the editor the terminal is raw: Ctrl-C is a key there, not a signal; a signal that comes
+        # after the Enter finds `entered` already set.
+        self.keys.pressed, self.keys.entered = False, True
+        line = self.session.prompt("› ")
+        ahead = get_typeahead(self.session.input) + self._unread()
+        stops = [n for n, key in enumerate(ahead) if key.key == Keys.ControlC]
+        if stops:
+            self.keys.pressed = True
+            ahead = ahead[stops[-1] + 1:]
+        store_typeahead(self.session.input, ahead)
+        return line
+
+    @staticmethod
+    def _unread() -> list:
+        """The keys waiting in the terminal's input, read without blocking."""
+        from prompt_toolkit.input.vt100_parser import Vt100Parser
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+        polling = termios.tcgetattr(fd)
+        polling[3] &= ~termios.ICANON
+        polling[6][termios.VMIN], polling[6][termios.VTIME] = 0, 0
+        termios.tcsetattr(fd, termios.TCSANOW, polling)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
+        keys: list = []
+        parser = Vt100Parser(keys.append)
+        parser.feed(data.decode(errors="replace"))
+        parser.flush()
+        return keys

@@ -13,7 +13,7 @@ from . import config
 from .backends import Reply, connect
 from .conversation import Conversation, Conversations
 from .errors import ClientError
-from .keys import ReplyKeys
+from .keys import LineReader, ReplyKeys
 from .render import view_for
 
 HELP = """/new             start a new conversation
@@ -61,11 +61,12 @@ def open_conversation(backend_name, url, model, system, resume, session):
     return backend, conversation, store
 
 
-def answer(client, conversation: Conversation, message: str, view) -> Reply:
-    """Stream one reply into the view; Ctrl-C stops it on the server and keeps what came."""
+def answer(client, conversation: Conversation, message: str, view, keys: ReplyKeys) -> Reply:
+    """Stream one reply into the view; Ctrl-C stops it on the server and keeps what came (a Ctrl-C
+    pressed after Enter but before the reply began stops it before it is sent)."""
     reply = Reply()
     try:
-        with ReplyKeys() as keys:
+        with keys.reply():
             for piece in client.stream(conversation, message, reply):
                 with keys.draw():
                     view.add(piece)
@@ -97,7 +98,9 @@ def ask(question, backend, url, model, system, resume, session, stats):
     view = view_for(Console())
     client = connect(settings, view.note)
     try:
-        reply = answer(client, conversation, message, view)
+        with ReplyKeys() as keys:
+            keys.entered = True
+            reply = answer(client, conversation, message, view, keys)
     finally:
         store.save(conversation)
     if stats:
@@ -114,7 +117,14 @@ def chat(backend, url, model, system, resume, session, stats):
     console = Console()
     view = view_for(console)
     client = connect(settings, view.note)
-    read = prompt_reader()
+    with ReplyKeys() as keys:
+        converse(client, settings, conversation, store, console, view, keys, stats)
+
+
+def converse(client, settings, conversation: Conversation, store: Conversations, console: Console, view, keys,
+             stats: bool) -> None:
+    """The chat loop: a line at a time, a reply or a command for each."""
+    read = prompt_reader(keys)
     where = f"{conversation.backend} ({settings.url})"
     state = "continuing" if conversation.session_id or conversation.messages else "new conversation"
     console.print(f"rill chat · {where} · {state} · /help for commands, Ctrl-D to exit", style="dim",
@@ -153,7 +163,7 @@ def chat(backend, url, model, system, resume, session, stats):
                 view.note(f"unknown command {command}; /help lists them")
             continue
         try:
-            last = answer(client, conversation, line, view)
+            last = answer(client, conversation, line, view, keys)
         except ClientError as exc:
             view.note(f"rill: {exc}")
             continue
@@ -163,16 +173,19 @@ def chat(backend, url, model, system, resume, session, stats):
             view.note(last.stats())
 
 
-def prompt_reader():
-    """prompt_toolkit's line editor (history kept across runs) in a terminal, plain lines otherwise."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        return lambda: input()
-    from prompt_toolkit import PromptSession
-    from prompt_toolkit.history import FileHistory
+def prompt_reader(keys: ReplyKeys):
+    """The line editor in a terminal, plain lines otherwise."""
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        config.state_dir().mkdir(parents=True, exist_ok=True)
+        return LineReader(str(config.state_dir() / "history"), keys)
 
-    config.state_dir().mkdir(parents=True, exist_ok=True)
-    session = PromptSession(history=FileHistory(str(config.state_dir() / "history")))
-    return lambda: session.prompt("› ")
+    def read_plain() -> str:
+        keys.pressed, keys.entered = False, False
+        line = input()
+        keys.entered = True
+        return line
+
+    return read_plain
 
 
 @cli.command()

@@ -257,6 +257,25 @@ def test_ctrl_c_stops_the_reply_on_the_server_and_keeps_the_partial_text(termina
     assert t.exit_status() == 0
 
 
+@pytest.mark.parametrize("delay", [None, 0.03, 0.1], ids=["with the Enter", "30 ms after", "100 ms after"])
+def test_ctrl_c_right_after_enter_stops_that_reply(terminal, server, delay):
+    """Pressed with the Enter (prompt_toolkit reads both at once) or just after it, before the
+    request has started: the reply must not run on."""
+    t = terminal("chat", "-m", "scripted/long")
+    t.wait_for(lambda s: prompt_count(s) == 1, what="the prompt")
+    assert server.wait_idle()["active_turns"] == 0
+    if delay is None:
+        t.send("long 20000", "Enter", "C-c")  # about 40 s of text unless stopped
+    else:
+        t.send("long 20000", "Enter")
+        time.sleep(delay)
+        t.send("C-c")
+    t.wait_for(lambda s: "(stopped)" in s and prompt_count(s) == 2, timeout=10, what="the prompt after Ctrl-C")
+    assert server.wait_idle(timeout=5)["active_turns"] == 0  # nothing runs on on the server
+    t.send("C-d")
+    assert t.exit_status() == 0
+
+
 def test_markdown_blocks_are_printed_once_and_code_is_highlighted(terminal, server):
     t = terminal("chat", "-m", "scripted/long")
     t.wait_for(lambda s: prompt_count(s) == 1, what="the prompt")

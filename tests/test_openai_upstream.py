@@ -11,12 +11,16 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import anthropic
 import openai
 import pytest
 import requests
 
+from backend.providers.token_count import count_tokens
+
 from tests.server import free_port, start_server, stop_server
 from tests.sse import SSEStream
+from tests.test_tools import ANTHROPIC_TOOLS, TOOLS, accumulate
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +41,8 @@ class FakeOpenAI(ThreadingHTTPServer):
     long      300 pieces 0.02 s apart; sets `client_left` when the client hangs up
     fail-500  HTTP 500 with an OpenAI error body;  bad-key  HTTP 401
     cut-chunked / cut-close  two pieces, then the socket is closed (chunked / close-delimited body)
+    parallel  two tool calls whose fragments interleave by index (ids and names only in the first)
+    no-usage  three pieces and no usage chunk, whatever the request asks for
     hang      reads the request and never answers
     """
 
@@ -53,6 +59,18 @@ class FakeOpenAI(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_port}/v1"
+
+
+def call_fragment(index: int, arguments: str, name: str | None = None) -> dict:
+    fragment = {"index": index, "function": {"arguments": arguments}}
+    if name:
+        fragment.update(id=f"call_{name}", type="function", function={"name": name, "arguments": arguments})
+    return {"tool_calls": [fragment]}
+
+
+PARALLEL_CALLS = [call_fragment(0, "", "get_weather"), call_fragment(1, "", "get_time"),
+                  call_fragment(0, '{"city": '), call_fragment(1, '{"zone": '), call_fragment(0, '"Paris"}'),
+                  call_fragment(1, '"CET"}')]
 
 
 def chunk(model: str, delta: dict, finish_reason=None) -> dict:
@@ -92,7 +110,9 @@ class FakeHandler(BaseHTTPRequestHandler):
                                  "burst": ([f"p{i} " for i in range(10)], "stop", 0.3),
                                  "long": ([f"w{i} " for i in range(300)], "stop", 0.02),
                                  "cut-chunked": (["one ", "two "], None, 0),
-                                 "cut-close": (["one ", "two "], None, 0)}.get(model, ([], None, 0))
+                                 "cut-close": (["one ", "two "], None, 0),
+                                 "parallel": (PARALLEL_CALLS, "tool_calls", 0),
+                                 "no-usage": (["a river ", "runs to ", "the sea"], "stop", 0)}.get(model, ([], None, 0))
         chunked = model != "cut-close"
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -102,11 +122,15 @@ class FakeHandler(BaseHTTPRequestHandler):
             self.event(chunk(model, {"role": "assistant", "content": ""}), chunked)
             for piece in pieces:
                 time.sleep(delay)
-                self.event(chunk(model, {"content": piece}), chunked)
+                self.event(chunk(model, piece if isinstance(piece, dict) else {"content": piece}), chunked)
             if model.startswith("cut-"):
                 self.close_connection = True  # no last chunk: the socket closes mid-body
                 return
             self.event(chunk(model, {}, reason), chunked)
+            if model == "no-usage":
+                self.write(b"data: [DONE]\n\n", chunked)
+                self.wfile.write(b"0\r\n\r\n")
+                return
             usage = {"prompt_tokens": 11, "completion_tokens": len(pieces), "total_tokens": 11 + len(pieces)}
             self.event({**chunk(model, {}), "choices": [], "usage": usage}, chunked)
             self.write(b"data: [DONE]\n\n", chunked)
@@ -314,6 +338,50 @@ def test_cancel_closes_the_upstream_connection(rill, fake):
     assert len(tokens(rest)) < 50
     assert fake.client_left.wait(5)  # the fake's next write failed: the connection was dropped
     assert_healthy(rill.faulty)
+
+
+def test_interleaved_parallel_calls_stay_two_calls_on_every_protocol(rill):
+    """The upstream streams two calls' fragments interleaved by index: each protocol still has
+    exactly those two calls, with their ids, names and whole JSON arguments."""
+    expected = [("call_get_weather", "get_weather", {"city": "Paris"}), ("call_get_time", "get_time", {"zone": "CET"})]
+    messages = [{"role": "user", "content": "weather and time?"}]
+    client = openai.OpenAI(base_url=f"{rill.faulty.url}/v1", api_key="x", max_retries=0, timeout=15)
+    streamed = accumulate(client.chat.completions.create(model="openai/parallel", messages=messages, tools=TOOLS,
+                                                         stream=True))
+    assert [(c["id"], c["name"], json.loads(c["arguments"])) for c in streamed["calls"].values()] == expected
+    assert streamed["finish_reason"] == "tool_calls"
+    whole = client.chat.completions.create(model="openai/parallel", messages=messages, tools=TOOLS)
+    assert [(c.id, c.function.name, json.loads(c.function.arguments))
+            for c in whole.choices[0].message.tool_calls] == expected
+
+    claude = anthropic.Anthropic(base_url=rill.faulty.url, api_key="x", max_retries=0, timeout=15)
+    with claude.messages.stream(model="openai/parallel", max_tokens=50, messages=messages,
+                                tools=ANTHROPIC_TOOLS) as stream:
+        final = stream.get_final_message()
+    assert [(b.id, b.name, b.input) for b in final.content if b.type == "tool_use"] == expected
+    assert final.stop_reason == "tool_use"
+
+    events, _ = chat(rill.faulty, message="weather and time?", model="openai/parallel")
+    starts = [e.json() for e in events if e.type == "tool_call_start"]
+    assert [(s["index"], s["id"], s["name"]) for s in starts] == [(n, i, name) for n, (i, name, _) in enumerate(expected)]
+    arguments = ["".join(e.json()["arguments"] for e in events if e.type == "tool_call_delta" and e.json()["index"] == n)
+                 for n in range(2)]
+    assert [json.loads(a) for a in arguments] == [args for *_, args in expected]
+    assert [e.json()["index"] for e in events if e.type == "tool_call_end"] == [0, 1]
+
+
+def test_an_upstream_that_reports_no_usage_gets_rills_count_marked_as_such(rill):
+    events, _ = chat(rill.faulty, message="a question", model="openai/no-usage")
+    assert tokens(events) == ["a river ", "runs to ", "the sea"]
+    done = events[-1].json()
+    reply_tokens = count_tokens("a river runs to the sea", 3)
+    assert reply_tokens > 3  # counted with a vocabulary, not by pieces
+    assert done["tokens"] == done["usage"]["completion_tokens"] == reply_tokens
+    assert done["usage"]["prompt_tokens"] > 0 and done["usage"]["counted_by"] == "rill"
+    rows = requests.get(f"{rill.faulty.url}/api/usage", timeout=10).json()["rows"]
+    assert sum(r["completion_tokens"] for r in rows if r["model"] == "openai/no-usage") >= reply_tokens
+    reported, _ = chat(rill.faulty, message="hi", model="openai/ok")  # usage sent: the upstream's, unmarked
+    assert reported[-1].json()["usage"] == {"prompt_tokens": 11, "completion_tokens": 2, "cached_tokens": 0}
 
 
 # -- (b) failures: a clean `error` event that says what happened, soon, and the server goes on ----
