@@ -40,8 +40,9 @@ def main(providers=()) -> None:
     logs.configure(settings)
     real_locks()
     app = create_app(settings, providers=providers)
-    app.extensions["rill"].engine.start()  # load models now, not at the first request
-    app.extensions["rill"].turns.start()  # with several workers: heartbeats, cancels, dead workers' turns
+    rill = app.extensions["rill"]
+    rill.providers.open()  # load models now, not at the first request
+    rill.turns.start_background()  # with several workers: heartbeats, cancels, dead workers' turns
     print(f"Rill on http://{settings.host}:{settings.port} ({settings.async_mode})", flush=True)
     serve(app)
 

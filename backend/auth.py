@@ -14,9 +14,8 @@ import click
 import jwt
 from flask import Blueprint, request
 
-from . import services
-
 from .errors import ApiError
+from .services import current
 
 ANONYMOUS = "anonymous"
 MAX_USER_CHARS = 256  # a `sub` longer than this is not an identity (it would key limits and sessions)
@@ -103,7 +102,7 @@ def unauthorized(message: str) -> ApiError:
 
 
 def current_auth() -> Auth:
-    return services().auth
+    return current().auth
 
 
 def limit_key(user: str) -> str:

@@ -2,7 +2,8 @@
 
 ApiError            a request the web layer refuses: carries an HTTP status, a type and a message
 Refused             (refusals.py) the domain will not do it: its type picks the status below
-ProviderError       (providers/base.py) a model or upstream failed; ends a stream with `error`
+ProviderError       (providers/base.py) a model or upstream failed: its type picks the status below;
+                    it ends a stream with an `error` event that carries the type
 redis.RedisError    RILL_REDIS_URL's Redis is away: a 503 that says so
 
 Every HTTP error, ours or Flask's, leaves as {"error": {"type": ..., "message": ...}}.
@@ -34,13 +35,28 @@ REFUSAL_STATUS = {  # the domain's refusals, by type
     "turn_exists": 409,
     "too_many_turns": 429,
 }
+FAILURE_STATUS = {  # a model's or upstream's failures, by type (a turn's `error` event carries the type)
+    "upstream_error": 502,
+    "model_error": 502,
+    "model_unavailable": 503,
+    "interrupted": 503,
+    "context_length_exceeded": 400,
+    "invalid_request_error": 400,
+}
+
+
+def failure_status(type: str) -> int:
+    """The HTTP status of a failure by its type: what the /v1 APIs' error shapes are chosen by."""
+    return FAILURE_STATUS.get(type, 502)
 
 
 def status_of(err: Exception) -> tuple[int, str, str]:
     """(HTTP status, type, message) for anything a request can end with."""
     if isinstance(err, Refused):
         return REFUSAL_STATUS.get(err.type, 400), err.type, err.message
-    if isinstance(err, (ApiError, ProviderError)):
+    if isinstance(err, ProviderError):
+        return failure_status(err.type), err.type, err.message
+    if isinstance(err, ApiError):
         return err.status, err.type, err.message
     if isinstance(err, redis.RedisError):  # RILL_REDIS_URL's server is away: retrying later will do
         return 503, "store_unavailable", f"the shared store (Redis) is unavailable: {err}; retry shortly"

@@ -3,12 +3,16 @@ pydantic request models (the same ones that validate requests)."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
-from . import __version__, services
+from . import __version__
 from .api.models import LoadRequest
 from .api.sessions import SessionCreate
-from .schemas import AnthropicRequest, ChatRequest, OpenAIChatRequest
+from .chat.events import EVENTS
+from .schemas.anthropic import AnthropicRequest
+from .schemas.chat import ChatRequest
+from .schemas.openai import OpenAIChatRequest
+from .services import current
 
 bp = Blueprint("openapi", __name__)
 
@@ -16,24 +20,13 @@ REF = "#/components/schemas/{model}"
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "properties": {
     "type": {"type": "string"}, "message": {"type": "string"}}}}}
 ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
-SSE_EVENTS = {
-    "start": {"session_id": "string", "turn_id": "string", "model": "string"},
-    "token": {"token": "string", "count": "integer"},
-    "reasoning": {"reasoning": "string"},
-    "tool_call_start": {"index": "integer", "id": "string", "name": "string"},
-    "tool_call_delta": {"index": "integer", "arguments": "string"},
-    "tool_call_end": {"index": "integer"},
-    "done": {"done": "boolean", "tokens": "integer", "finish_reason": "string", "ttft_ms": "number",
-             "duration_ms": "number", "tokens_per_second": "number", "usage": "object"},
-    "error": {"error": "object"},
-}
 SSE = {"text/event-stream": {"schema": {
     "type": "string",
     "description": "A stream of Server-Sent Events: `id: <seq>`, `event: <name>` and one `data:` line of JSON "
-                   "per event, plus `: ping` comment lines. The events and their data are in x-events; "
-                   "STREAMING_API_DOCS.md has the whole format.",
-    "x-events": {name: {"type": "object", "properties": {k: {"type": t} for k, t in fields.items()}}
-                 for name, fields in SSE_EVENTS.items()},
+                   "per event, plus `: ping` comment lines. The events and their data are in x-events (with "
+                   "each one's Socket.IO name); STREAMING_API_DOCS.md has the whole format.",
+    "x-events": {kind: {**TypeAdapter(payload).json_schema(), "x-socketio": payload.socketio}
+                 for kind, payload in EVENTS.items()},
     "examples": ['id: 0\nevent: start\ndata: {"session_id":"s1","turn_id":"t1","model":"local/x"}\n\n'
                  'id: 1\nevent: token\ndata: {"token":"Hi","count":1}\n\n'],
 }}}
@@ -143,5 +136,5 @@ def build(settings, auth_enabled: bool) -> dict:
 
 @bp.get("/openapi.json")
 def openapi():
-    rill = services()
+    rill = current()
     return jsonify(build(rill.settings, rill.auth.enabled))

@@ -51,7 +51,7 @@ def secure(app: Flask) -> None:
             response.headers.setdefault(name, value)
         return response
 
-    origins = allowed_origins(app.config["RILL"])
+    origins = allowed_origins(app.extensions["rill"].settings)
     if origins:
         CORS(app, origins=origins, expose_headers=["X-Session-Id", "Retry-After"],
              allow_headers=["Content-Type", "Authorization", "x-api-key", "anthropic-version"])

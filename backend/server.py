@@ -282,7 +282,7 @@ def stop_gracefully(rill) -> None:
 
 
 def on_stop_signals(rill) -> None:
-    from .providers.engine import spawn
+    from .runtime import spawn
 
     def handler(signum, frame):
         spawn(stop_gracefully, rill)  # not in the handler: it waits, and must not block the loop
@@ -293,7 +293,7 @@ def on_stop_signals(rill) -> None:
 
 def serve(app) -> None:
     """Serve `app` until the process ends, in the async mode its settings name."""
-    settings = app.config["RILL"]
+    settings = app.extensions["rill"].settings
     on_stop_signals(app.extensions["rill"])
     cap = connection_cap(settings.http_max_connections)
     log.info("serving on %s:%s (%s, at most %d connections)", settings.host, settings.port, settings.async_mode, cap)

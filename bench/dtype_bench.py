@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backend.config import Settings  # noqa: E402
-from backend.providers.base import ChatMessage, Failure, Finish, GenerationOptions  # noqa: E402
-from backend.providers.engine import Engine, Job, real_threading  # noqa: E402
+from backend.providers.base import ChatMessage, Failure, Finish, GenerationOptions, Job  # noqa: E402
+from backend.providers.directory import ProviderDirectory  # noqa: E402
 from backend.providers.local import LocalProvider  # noqa: E402
+from backend.runtime import real_threading  # noqa: E402
 
 PROMPT = "Write a long, detailed story about a river that flows through an old city."
 MODEL_DIR = Path(Settings.from_env().cache_dir) / "models" / "smollm2-135m-instruct"
@@ -60,7 +61,7 @@ def rill_turns(provider: LocalProvider, clients: int, tokens: int) -> float:
             for _ in range(clients)]
     started = time.perf_counter()
     for job in jobs:
-        provider.start(job)
+        provider.submit(job)
     produced = 0
     for job in jobs:
         while not isinstance(item := job.channel.get(timeout=600), (Finish, Failure)):
@@ -80,9 +81,9 @@ def main() -> None:
         raw = {(d, b): rate for d in (torch.float32, torch.bfloat16)
                for b, rate in pool.submit(raw_generate, d, (1, 8), args.tokens).result().items()}
     provider = LocalProvider(Settings.from_env(engine="transformers", dtype="auto"))
-    engine = Engine()
-    engine.add(provider)
-    engine.start()
+    directory = ProviderDirectory(f"local/{provider.model_name}")
+    directory.add(provider)
+    directory.open()
     while provider.state == "loading":
         time.sleep(0.1)
     assert provider.state == "ready", provider.error

@@ -1,7 +1,7 @@
 """What a local engine's decode step spends its time on: the model call against the rest (Rill's
 scheduling, sampling, detokenizing, stop strings), at batch 1 and 8, on each engine.
 
-Everything runs on this one thread, as in the server (see hf_model: a second thread on torch's
+Everything runs on this one thread, as in the server (see providers/local/transformers.py: a second thread on torch's
 OpenMP pool halves bfloat16's speed). The step is timed without the web server around it, so the
 difference to a load_bench figure is what serving costs.
 
@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from backend.config import Settings  # noqa: E402
 from backend.providers.base import ChatMessage, GenerationOptions  # noqa: E402
-from backend.providers.local import LocalProvider, Row  # noqa: E402
+from backend.providers.local import LocalProvider  # noqa: E402
+from backend.providers.local.row import Row  # noqa: E402
 
 
 class ModelClock:
@@ -30,7 +31,7 @@ class ModelClock:
         self.seconds = 0.0
         self.undo = lambda: None
         if provider.model.engine == "llama.cpp":
-            from backend.providers import llama_model
+            from backend.providers.local import llama_cpp as llama_model
 
             decode = llama_model.C.llama_decode
             self.undo = lambda: setattr(llama_model.C, "llama_decode", decode)

@@ -3,8 +3,6 @@ the scripted provider. Slow tier: `server`, the real server with the real model.
 import pytest
 from hypothesis import settings
 
-from tests.server import start_server, stop_server
-
 # Property tests check what comes out, not how fast: no per-example deadline (hypothesis's default
 # is 200 ms; on a loaded 2-core machine tests/test_reasoning.py failed once and passed on its seed).
 settings.register_profile("rill", deadline=None)
@@ -19,8 +17,11 @@ def make_app(tmp_path):
     from tests.scripted import ScriptedProvider
 
     def make(**overrides):
+        # No local model: a turn opens the provider directory, and loading the real model in the
+        # background of every in-process app made the fast tier slow.
         settings = Settings(**{"cache_dir": str(tmp_path / "cache"), "data_dir": str(tmp_path / "data"),
-                               "async_mode": "threading", **overrides})
+                               "async_mode": "threading", "model_path": str(tmp_path / "no-local-model.gguf"),
+                               **overrides})
         app = create_app(settings, providers=[ScriptedProvider()])
         app.config["TESTING"] = True
         return app
@@ -39,11 +40,9 @@ def client(app):
 
 
 @pytest.fixture(scope="session", params=["eventlet", "threading"])
-def server(request, tmp_path_factory):
-    """The real server with the real model, once per async mode."""
-    srv = start_server(request.param, tmp_path_factory.mktemp("logs"))
-    yield srv
-    stop_server(srv)
+def server(request, servers):
+    """The real server with the real model, in each async mode (the root conftest's)."""
+    return servers(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import itertools
 import re
-from time import sleep  # green under eventlet, where the engine runs this as a green thread
+from time import sleep  # green under eventlet, where this runs as a green thread
 
 from backend.providers.base import Finish, Reasoning, Tool, ToolCallPart
-from backend.providers.engine import Streamed
+from backend.providers.streamed import Streamed
 
 # Everything a page must show as text or drop: none of it may run, load or navigate.
 XSS = """Hostile reply <script>window.__xss = 'script'; alert('script')</script>

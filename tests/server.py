@@ -54,7 +54,8 @@ def start_server(mode: str, log_dir: Path, entry: str = "tests.serve", ready: st
     the /health status to wait for (`error` for a model that cannot load)."""
     port = free_port()
     log = log_dir / f"server-{mode}-{port}.log"
-    environment = {**os.environ, "RILL_PORT": str(port), "RILL_ASYNC_MODE": mode,
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("RILL_")}  # never the developer's settings
+    environment = {**inherited, "RILL_PORT": str(port), "RILL_ASYNC_MODE": mode,
                    "RILL_DATA_DIR": str(log_dir / f"data-{port}"),  # sessions.db: never the user's own
                    "RILL_KEEPALIVE_SECONDS": "0.5", "PYTHONUNBUFFERED": "1",
                    # generous limits for functional tests; the limit tests set their own

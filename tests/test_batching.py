@@ -7,9 +7,9 @@ import time
 import pytest
 
 from backend.config import Settings
-from backend.providers.base import ChatMessage, Failure, Finish, GenerationOptions, Piece, Prompt, ProviderError
-from backend.providers.engine import Job
-from backend.providers.local import LocalProvider, Row
+from backend.providers.base import ChatMessage, Failure, Finish, GenerationOptions, Job, Piece, Prompt, ProviderError
+from backend.providers.local import LocalProvider
+from backend.providers.local.row import Row
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def local(request):
 
 @contextlib.contextmanager
 def scheduling(provider: LocalProvider):
-    """The provider's own scheduler in a thread of its own, fed like the engine feeds it; closed
+    """The provider's own scheduler in a thread of its own, fed as the provider directory feeds it; closed
     and joined after (a scheduler thread still inside torch when the interpreter exits aborts it)."""
     thread = threading.Thread(target=provider.run, daemon=True)
     thread.start()
@@ -53,7 +53,7 @@ def alone(local, text, **options):
 
 def submit(jobs, local, text, **options):
     job = Job(local, "m", [ChatMessage("user", text)], GenerationOptions(**options))
-    jobs.start(job)
+    jobs.submit(job)
     return job
 
 
@@ -174,31 +174,32 @@ def test_a_failing_turn_does_not_take_the_batch_down(local, jobs):
     expected, _ = alone(local, PROMPTS[4], temperature=0, max_tokens=20)
     good = submit(jobs, local, PROMPTS[4], temperature=0, max_tokens=20)
     too_long = submit(jobs, local, "word " * 3000, temperature=0, max_tokens=20)
-    bad_sampler = submit(jobs, local, PROMPTS[4], temperature=0.5, top_p=float("nan"), max_tokens=20)
+    bad_sampler = submit(jobs, local, PROMPTS[4], temperature=float("nan"), max_tokens=20)  # NaN probabilities
     error = too_long.channel.get(timeout=60)
     while isinstance(error, Prompt):
         error = too_long.channel.get(timeout=60)
     assert isinstance(error, Failure) and error.error.type == "context_length_exceeded"
     assert_greedy(local, PROMPTS[4], collect(good)[0], expected)
     _, outcome = collect(bad_sampler)
-    assert isinstance(outcome, (ProviderError, Finish))
+    assert isinstance(outcome, ProviderError) and outcome.type == "model_error", outcome
     assert_greedy(local, PROMPTS[4], collect(submit(jobs, local, PROMPTS[4], temperature=0, max_tokens=20))[0],
                   expected)
 
 
 def test_a_conversation_the_template_rejects_fails_alone(local, jobs, monkeypatch):
     expected, _ = alone(local, PROMPTS[5], temperature=0, max_tokens=12)
-    real = local.encode_prompt.__func__.__get__(local)
+    real = local.model.chat_tokens
 
-    def picky(messages, options):  # like a template that raises on roles it does not take
-        if messages[-1].content == "reject me":
+    def picky(chat, tools=None):  # like a template that raises on roles it does not take
+        if chat[-1]["content"] == "reject me":
             raise RuntimeError("Conversation roles must alternate")
-        return real(messages, options)
+        return real(chat, tools)
 
-    monkeypatch.setattr(local, "encode_prompt", picky)
+    monkeypatch.setattr(local.model, "chat_tokens", picky)
     rejected = submit(jobs, local, "reject me", temperature=0, max_tokens=12)
     _, outcome = collect(rejected)
-    assert isinstance(outcome, ProviderError) and "alternate" in outcome.message and outcome.status == 400
+    assert isinstance(outcome, ProviderError) and "alternate" in outcome.message
+    assert outcome.type == "invalid_request_error"  # the request's fault: a 400 (errors.py)
     assert_greedy(local, PROMPTS[5], collect(submit(jobs, local, PROMPTS[5], temperature=0, max_tokens=12))[0],
                   expected)
 
@@ -231,7 +232,7 @@ def test_two_weight_copies_take_turns_by_batch_size():
 
 def submit_messages(provider, messages, **options) -> Job:
     job = Job(provider, "m", messages, GenerationOptions(**{"temperature": 0, **options}))
-    provider.start(job)
+    provider.submit(job)
     return job
 
 
@@ -255,7 +256,7 @@ def timeline(job) -> list:
 
 @pytest.fixture(scope="module", params=["llamacpp", "transformers"])
 def long_context(request):
-    provider = LocalProvider(Settings.from_env(engine=request.param, context_tokens=8192))
+    provider = LocalProvider(Settings.from_env(engine=request.param, context_tokens=8192, dtype="float32"))
     provider.load()
     assert provider.state == "ready", provider.error
     with scheduling(provider):
@@ -278,7 +279,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_other_turns_stream(long_cont
     answered = next(t for t, item in long_items if isinstance(item, (Piece, Finish)))
     assert prompt.tokens > 700 and isinstance(long_items[-1][1], Finish)
     meanwhile = sum(1 for t, item in running_items if isinstance(item, Piece) and asked < t < answered)
-    steps = prompt.tokens // long_context.settings.prefill_chunk  # its prefill takes at least these steps
+    steps = prompt.tokens // long_context.options.prefill_chunk  # its prefill takes at least these steps
     assert meanwhile >= steps // 2, (meanwhile, steps)  # prefilled whole, it would be one step: 0 or 1
     assert isinstance(running_items[-1][1], Finish)
 
@@ -288,7 +289,7 @@ def test_a_long_prompt_prefilled_in_slices_answers_as_alone(local, jobs):
     slice by slice beside the decode steps (on transformers, in the same forward pass): both turns'
     greedy replies equal the same turns alone."""
     long_text = " ".join(f"Item {i} is a {PROMPTS[i % 6].lower()}" for i in range(40)) + " Which item is first?"
-    assert len(local.encode_prompt([ChatMessage("user", long_text)], GenerationOptions())) > 2 * local.settings.prefill_chunk
+    assert len(local.encode_prompt([ChatMessage("user", long_text)], GenerationOptions())) > 2 * local.options.prefill_chunk
     running_alone, _ = alone(local, PROMPTS[1], temperature=0, max_tokens=60)
     long_alone, _ = alone(local, long_text, temperature=0, max_tokens=16)
     running = submit(jobs, local, PROMPTS[1], temperature=0, max_tokens=60)

@@ -21,10 +21,8 @@ ESCAPE = "\x1b"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = start_server("eventlet", tmp_path_factory.mktemp("cli"))
-    yield srv
-    stop_server(srv)
+def server(servers):
+    return servers("eventlet")
 
 
 @pytest.fixture
@@ -325,7 +323,8 @@ def test_rill_serve_runs_the_server(tmp_path, home):
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RILL_")}
     process = subprocess.Popen([RILL, "serve", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env={**environment, **home, "RILL_DATA_DIR": str(tmp_path / "data")})
+                               env={**environment, **home, "RILL_DATA_DIR": str(tmp_path / "data"),
+                                    "RILL_DEFAULT_MAX_TOKENS": "16"})  # a sampled reply may run to 512
     try:
         deadline = time.monotonic() + 120
         while True:

@@ -16,7 +16,7 @@ from tests.fake_gemini import DELAY, KEY, FakeGemini, fake_gemini
 from tests.server import free_port, start_server, stop_server
 from tests.sse import SSEStream, decode_all
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow  # the tests with a real server, or the fake Gemini server; the rest are fast
 
 NO_LOCAL_MODEL = "/nonexistent/model.gguf"  # the local provider fails at once instead of loading
 
@@ -74,6 +74,7 @@ def test_request_translation():
     assert not {"seed", "stop_sequences", "system_instruction"} & set(plain)
 
 
+@slow
 def test_concurrent_streams_and_health_stay_live(server):
     """Six streams at once, as the server's first Gemini requests (first use is when pydantic
     rebuilds models under a lock: OS threads contending for it under eventlet hang for good),
@@ -105,6 +106,7 @@ def test_concurrent_streams_and_health_stay_live(server):
     assert server.wait_idle(timeout=10)["active_turns"] == 0
 
 
+@slow
 def test_tokens_stream_in_pieces_with_usage(server, fake):
     marker = uuid.uuid4().hex[:8]
     events = chat(server, message=f"alpha beta gamma delta {marker}", system="Be terse.", model="gemini/gemini-fake",
@@ -124,6 +126,7 @@ def test_tokens_stream_in_pieces_with_usage(server, fake):
     assert req["body"]["generationConfig"] == {"temperature": 0.3, "topP": 0.8, "maxOutputTokens": 50}
 
 
+@slow
 def test_max_tokens_ends_with_length(server):
     events = chat(server, message="one two three four five", model="gemini/gemini-2.5-flash", max_tokens=3)
     assert tokens(events) == ["one ", "two ", "three "]
@@ -131,6 +134,7 @@ def test_max_tokens_ends_with_length(server):
     assert done["finish_reason"] == "length" and done["usage"]["completion_tokens"] == 3
 
 
+@slow
 def test_history_and_system_reach_gemini(server, fake):
     first = chat(server, message="My name is Zorblat.", model="gemini/gemini-fake")
     sid = first[0].json()["session_id"]
@@ -147,6 +151,7 @@ def test_history_and_system_reach_gemini(server, fake):
     assert body["systemInstruction"]["parts"] == [{"text": "Answer briefly."}]
 
 
+@slow
 def test_upstream_error_ends_the_stream_with_its_message(server):
     events = chat(server, message="hi", model="gemini/gemini-nope")
     assert [e.type for e in events] == ["start", "error"]
@@ -155,12 +160,14 @@ def test_upstream_error_ends_the_stream_with_its_message(server):
     assert "404 NOT_FOUND" in error["message"] and "models/gemini-nope is not found" in error["message"]
 
 
+@slow
 def test_broken_stream_is_an_error_after_the_pieces(server):
     events = chat(server, message="a b c d e", model="gemini/gemini-broken")
     assert [e.type for e in events] == ["start", "token", "token", "error"]
     assert "stream broke" in events[-1].json()["error"]["message"]
 
 
+@slow
 def test_cancel_stops_the_upstream_request(server, fake):
     s = SSEStream(f"{server.url}/api/chat/stream", {"message": "go", "model": "gemini/gemini-long"}, timeout=15)
     events = iter(s)
@@ -206,6 +213,7 @@ def test_connection_refused_is_a_clean_error_event():
     assert "refused" in error["message"].lower()
 
 
+@slow
 def test_a_bad_key_is_reported_with_geminis_message(fake):
     client = app_with(gemini_api_key="not-the-key", gemini_base_url=fake.url)
     events = decode_all(client.post("/api/chat/stream", json={"message": "hi", "model": "gemini/gemini-fake"}).get_data())
@@ -213,6 +221,7 @@ def test_a_bad_key_is_reported_with_geminis_message(fake):
     assert "400 INVALID_ARGUMENT: API key not valid" in events[-1].json()["error"]["message"]
 
 
+@slow
 def test_a_stalled_stream_times_out_cleanly(fake):
     client = app_with(gemini_api_key=KEY, gemini_base_url=fake.url, upstream_timeout_seconds=0.5)
     events = decode_all(client.post("/api/chat/stream", json={"message": "a b c", "model": "gemini/gemini-stall"}).get_data())
@@ -220,6 +229,7 @@ def test_a_stalled_stream_times_out_cleanly(fake):
     assert "did not answer within 0.5 s (ReadTimeout)" in events[-1].json()["error"]["message"]
 
 
+@slow
 def test_tools_calls_and_thoughts_pass_through_and_results_go_back(server, fake):
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
     tools = [{"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {

@@ -8,7 +8,9 @@ import pytest
 
 from backend.config import Settings
 from backend.providers.base import ChatMessage, Finish, GenerationOptions, Piece
-from backend.providers.local import LocalProvider, Row, common_prefix
+from backend.providers.local import LocalProvider
+from backend.providers.local.prefix_cache import common_prefix
+from backend.providers.local.row import Row
 from tests.test_batching import collect, scheduling
 from tests.test_batching import submit_messages as submit
 
@@ -16,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 def scheduler(engine: str = "llamacpp", **settings):
-    provider = LocalProvider(Settings.from_env(engine=engine, **settings))
+    # float32: RILL_DTYPE=auto would time both dtypes at every load (tested in test_batching)
+    provider = LocalProvider(Settings.from_env(engine=engine, **{"dtype": "float32", **settings}))
     provider.load()
     assert provider.state == "ready", provider.error
     return scheduling(provider)

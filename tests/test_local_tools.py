@@ -10,7 +10,8 @@ import pytest
 
 from backend.config import Settings
 from backend.providers.base import ChatMessage, Finish, GenerationOptions, Piece, Tool, ToolCall, ToolCallPart
-from backend.providers.local import LocalProvider, Row
+from backend.providers.local import LocalProvider
+from backend.providers.local.row import Row
 from tests.server import start_server, stop_server
 
 pytestmark = pytest.mark.slow

@@ -184,22 +184,23 @@ def settled(server):
 
 
 class Servers:
-    """A: a plain Rill with the real model and no OpenAI key. B: a Rill whose upstream is A.
-    faulty: in front of the fake (TIMEOUT s timeout). refused: in front of a port nobody listens on."""
+    """A: a plain Rill with the real model and no OpenAI key (the session's). B: a Rill whose
+    upstream is A. faulty: in front of the fake (TIMEOUT s timeout). refused: in front of a port
+    nobody listens on."""
 
-    def __init__(self, mode, logs, fake):
+    def __init__(self, mode, logs, fake, plain):
         self.mode = mode
         self.refused_url = f"http://127.0.0.1:{free_port()}/v1"
-        with ThreadPoolExecutor(3) as pool:  # leaving the block waits for all three
-            futures = [pool.submit(start_server, mode, logs, RILL_OPENAI_API_KEY=""),
-                       pool.submit(start_server, mode, logs,
+        with ThreadPoolExecutor(2) as pool:  # leaving the block waits for both
+            futures = [pool.submit(start_server, mode, logs,
                                    **in_front_of(fake.url, "ok", RILL_UPSTREAM_TIMEOUT_SECONDS=TIMEOUT)),
                        pool.submit(start_server, mode, logs, **in_front_of(self.refused_url, "anything"))]
         self.started = [f.result() for f in futures if f.exception() is None]
         if len(self.started) < len(futures):
             self.stop()
             raise next(f.exception() for f in futures if f.exception() is not None)
-        self.a, self.faulty, self.refused = self.started
+        self.faulty, self.refused = self.started
+        self.a = plain
         try:
             self.b = start_server(mode, logs, **in_front_of(f"{self.a.url}/v1", A_MODEL))
             self.started.append(self.b)
@@ -215,10 +216,10 @@ class Servers:
 
 
 @pytest.fixture(scope="module", params=["eventlet", "threading"])
-def rill(request, fake, tmp_path_factory):
-    servers = Servers(request.param, tmp_path_factory.mktemp(f"logs-{request.param}"), fake)
-    yield servers
-    servers.stop()
+def rill(request, fake, tmp_path_factory, servers):
+    group = Servers(request.param, tmp_path_factory.mktemp(f"logs-{request.param}"), fake, servers(request.param))
+    yield group
+    group.stop()
 
 
 def chat(server, timeout=15, **body) -> tuple[list, float]:

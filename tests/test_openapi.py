@@ -2,7 +2,7 @@
 import pytest
 
 from backend.errors import ApiError
-from backend.schemas import parse
+from backend.api.requests import parse
 
 MODELS = ["ChatRequest", "OpenAIChatRequest", "AnthropicRequest", "LoadRequest", "SessionCreate"]
 
@@ -13,11 +13,14 @@ def doc(client):
 
 
 def request_model(name):
-    from backend import schemas
     from backend.api.models import LoadRequest
     from backend.api.sessions import SessionCreate
+    from backend.schemas.anthropic import AnthropicRequest
+    from backend.schemas.chat import ChatRequest
+    from backend.schemas.openai import OpenAIChatRequest
 
-    return {"LoadRequest": LoadRequest, "SessionCreate": SessionCreate}.get(name) or getattr(schemas, name)
+    return {model.__name__: model for model in (LoadRequest, SessionCreate, AnthropicRequest, ChatRequest,
+                                                OpenAIChatRequest)}[name]
 
 
 def branches(prop):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from backend.chat.reasoning import ReasoningSplitter
 from backend.providers.base import ToolCallPart
-from backend.providers.tool_calls import ToolCallReader
+from backend.providers.local.tool_calls import ToolCallReader
 
 TEXT = "<think>Two and two, <b>4</b>; a < in here.</think>The answer is 4 </thin and < too."
 

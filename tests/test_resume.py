@@ -12,6 +12,7 @@ import socketio
 
 from tests.server import start_server, stop_server
 from tests.sse import SSEStream
+from tests.test_socketio import hang_up
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +76,7 @@ def sio_cut_and_resume(server, message: str, cut: int, delay: float) -> tuple[st
     deadline = time.monotonic() + 60
     while len(received) < cut and not ended.is_set() and time.monotonic() < deadline:
         time.sleep(0.005)
-    first.disconnect()
+    hang_up(first)
     events = received[:cut] if not ended.is_set() else list(received)  # what "arrived" before the cut
     time.sleep(delay)
     if not any(name == "chat_complete" for name, _ in events):
@@ -84,7 +85,7 @@ def sio_cut_and_resume(server, message: str, cut: int, delay: float) -> tuple[st
         last = events[-1][1]["seq"] if events else -1
         assert second.call("chat_resume", {"turn_id": ack["turn_id"], "after_seq": last}, timeout=30)["turn_id"]
         assert ended.wait(60)
-        second.disconnect()
+        hang_up(second)
         events += more
     names = {"chat_start": "start", "chat_token": "token", "chat_complete": "done", "chat_error": "error"}
     text = "".join(data["token"] for name, data in events if name == "chat_token")

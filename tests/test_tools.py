@@ -22,10 +22,8 @@ ANTHROPIC_TOOLS = [{"name": t["function"]["name"], "description": t["function"].
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = start_server("eventlet", tmp_path_factory.mktemp("tools"))
-    yield srv
-    stop_server(srv)
+def server(servers):
+    return servers("eventlet")
 
 
 def accumulate(chunks) -> dict:

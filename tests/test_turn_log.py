@@ -4,26 +4,30 @@ import time
 
 import pytest
 
+from backend.chat.events import Done, Start, Token, Usage
 from backend.chat.log import TurnLog
+
+START = Start(None, "t1", "scripted/echo")
+DONE = Done(True, 3, "stop", 1.0, 2.0, None, Usage(1, 3, 0))
 
 
 def test_events_are_numbered_and_any_reader_starts_anywhere():
     log = TurnLog("t1")
-    log.append("start", {"turn_id": "t1"})
-    for word in ("a", "b", "c"):
-        log.append("token", {"token": word})
-    log.append("done", {"done": True})
+    log.append(START)
+    for n, word in enumerate(("a", "b", "c")):
+        log.append(Token(word, n + 1))
+    log.append(DONE)
     assert [e.seq for e in log.events] == [0, 1, 2, 3, 4] and log.closed and log.last_seq == 4
     assert [e.seq for e in log.follow(after=2)] == [3, 4]
     assert [e.seq for e in log.follow()] == [0, 1, 2, 3, 4]
     assert list(log.follow(after=4)) == []
     with pytest.raises(RuntimeError):
-        log.append("token", {"token": "late"})
+        log.append(Token("late", 4))
 
 
 def test_live_readers_get_every_event_once_in_order():
     log = TurnLog("t2")
-    log.append("start", {})
+    log.append(START)
     results = [[], []]
 
     def read(into, after):
@@ -33,8 +37,8 @@ def test_live_readers_get_every_event_once_in_order():
     for r in readers:
         r.start()
     for n in range(200):
-        log.append("token", {"token": str(n)})
-    log.append("done", {})
+        log.append(Token(str(n), n + 1))
+    log.append(DONE)
     for r in readers:
         r.join(10)
     assert results[0] == list(range(202)) and results[1] == list(range(1, 202))
@@ -42,7 +46,7 @@ def test_live_readers_get_every_event_once_in_order():
 
 def test_a_silent_turn_gets_pings_and_reader_counts_are_kept():
     log = TurnLog("t3")
-    log.append("start", {})
+    log.append(START)
     reader = log.follow(keepalive=0.05)
     assert next(reader).kind == "start" and log.readers == 1 and log.unread_for(time.monotonic()) == 0
     ping = next(reader)
@@ -74,7 +78,7 @@ class FakeTurn:
 
 
 def test_the_reaper_cancels_orphans_and_forgets_old_turns():
-    from backend.chat.turn import Turns
+    from backend.chat.turns import Turns
 
     turns = Turns(Settings())
     orphan, read, old, recent = FakeTurn(), FakeTurn(), FakeTurn(running=False, ended_at=0.0), \
@@ -82,7 +86,7 @@ def test_the_reaper_cancels_orphans_and_forgets_old_turns():
     for t in (orphan, read, old, recent):
         turns.by_id[t.id] = t
     reading = read.log.follow()  # a reader attached (a generator counts once it starts)
-    read.log.append("start", {})
+    read.log.append(START)
     next(reading)
     now = orphan.log.unread_since + 11
     old.ended_at, recent.ended_at = now - 200, now - 50

@@ -9,42 +9,55 @@ import re
 
 from flask import Blueprint, g, jsonify, request
 
-from .. import metrics, services
-from ..chat.turn import start_turn
+from .. import metrics
+from ..chat.turn import Caller, Turn, start_turn
 from ..errors import ApiError
 from ..extensions import chat_limit
-from ..schemas import ChatRequest, json_body, parse
+from ..providers.base import GenerationOptions
+from ..schemas.chat import ChatRequest
+from ..services import current
 from ..transports.sse import sse_response
+from .requests import json_body, parse
 
 bp = Blueprint("chat", __name__, url_prefix="/api/chat")
 SEQ = re.compile(r"[0-9]{1,9}")
 
 
+def start(req: ChatRequest, caller: Caller) -> Turn:
+    """The turn a chat request asks for (the HTTP routes and Socket.IO's chat_stream)."""
+    rill = current()
+    options = GenerationOptions(max_tokens=req.max_tokens or rill.settings.default_max_tokens,
+                                temperature=req.temperature, top_p=req.top_p, seed=req.seed,
+                                hidden_states=req.return_hidden_states)
+    return start_turn(rill, caller, req.message, options, model=req.model, session_id=req.session_id,
+                      system=req.system, replace_turn=req.replace_turn, turn_id=req.turn_id)
+
+
 def follow(turn, after: int = -1):
-    return sse_response(metrics.following("sse", turn.log.follow(after, services().settings.keepalive_seconds)),
+    return sse_response(metrics.following("sse", turn.log.follow(after, current().settings.keepalive_seconds)),
                         headers={"X-Session-Id": turn.session_id or "", "X-Turn-Id": turn.id})
 
 
 @bp.post("/stream")
 @chat_limit
 def chat_stream():
-    return follow(start_turn(services(), parse(ChatRequest, json_body()), g.user, "sse", g.request_id))
+    return follow(start(parse(ChatRequest, json_body()), Caller(g.user, "sse", g.request_id)))
 
 
 @bp.post("")
 @chat_limit
 def chat():
-    turn = start_turn(services(), parse(ChatRequest, json_body()), g.user, "app", g.request_id)
-    reply, done = turn.collect()
-    stats = {k: v for k, v in done.items() if k != "done"}
+    turn = start(parse(ChatRequest, json_body()), Caller(g.user, "app", g.request_id))
+    reply = turn.collect()
+    stats = {k: v for k, v in reply.done.items() if k != "done"}
     response = jsonify({"session_id": turn.session_id, "turn_id": turn.id, "model": turn.model,
-                        "reply": reply, **stats})
+                        "reply": reply.text, **stats})
     response.headers["X-Session-Id"] = turn.session_id
     return response
 
 
 def find_turn(turn_id: str):
-    turn = services().turns.get(turn_id, g.user)
+    turn = current().turns.get(turn_id, g.user)
     if turn is None:
         raise ApiError(404, "turn_not_found", f"no turn {turn_id!r}: unknown, expired, or not yours")
     return turn
@@ -77,6 +90,6 @@ def turn_events(turn_id: str):
 def cancel_turn(turn_id: str):
     turn = find_turn(turn_id)
     if not turn.running:
-        return jsonify({"turn_id": turn_id, "cancelled": False, "status": turn.status})
+        return jsonify({"turn_id": turn_id, "cancelled": False, "status": turn.state.value})
     turn.cancel()
     return jsonify({"turn_id": turn_id, "cancelled": True}), 202

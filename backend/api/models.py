@@ -1,21 +1,18 @@
 """GET /api/models and POST /api/models/load (another local model, loaded while serving)."""
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 
 from flask import Blueprint, g, jsonify
-
-from .. import services
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import comma_list
 from ..errors import ApiError
 from ..providers.local import LocalProvider
-from ..schemas import json_body, parse
+from ..services import current
+from .requests import json_body, parse
 
-log = logging.getLogger(__name__)
 bp = Blueprint("models", __name__, url_prefix="/api/models")
 GGUF_MAGIC = b"GGUF"
 _loading = threading.Lock()  # one check-then-add at a time, so a model is never added twice
@@ -29,12 +26,12 @@ class LoadRequest(BaseModel):
 
 @bp.get("")
 def index():
-    return jsonify(services().models.listing())
+    return jsonify(current().providers.listing())
 
 
 @bp.post("/load")
 def load():
-    rill = services()
+    rill = current()
     settings = rill.settings
     if rill.auth.enabled and g.user not in comma_list(settings.admin_users):
         raise ApiError(403, "permission_error", "loading models is for the users listed in RILL_ADMIN_USERS")
@@ -43,17 +40,11 @@ def load():
     provider = LocalProvider(settings, str(path.absolute()))
     model_id = f"local/{provider.model_name}"
     with _loading:
-        if rill.models.find(model_id):
+        if rill.providers.find(model_id):
             raise ApiError(409, "model_exists", f"{model_id} is already loaded")
-        rill.models.add(provider)
-    # Loads on its own thread; GET /api/models shows the state. One that fails is removed again.
-    rill.engine.add(provider, on_load_failed=lambda failed: forget(rill.models, failed))
+        # Loads on its own thread; GET /api/models shows the state. One that fails is removed again.
+        rill.providers.add(provider, removable=True)
     return jsonify({"id": model_id, "state": provider.state}), 202
-
-
-def forget(models, provider) -> None:
-    log.warning("loading %s failed, so it is not listed: %s", provider.source, provider.error)
-    models.remove(provider)
 
 
 def checked_model_path(raw: str) -> Path:

@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 from flask import Blueprint, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import services
 from ..errors import ApiError
-from ..schemas import Text, json_body, parse
+from ..schemas.common import Text
+from ..services import current
+from .requests import json_body, parse
 
 
 class RestoredMessage(BaseModel):
@@ -28,7 +29,7 @@ bp = Blueprint("sessions", __name__, url_prefix="/api/chat/sessions")  # g.user:
 
 
 def store():
-    return services().sessions
+    return current().sessions
 
 
 def not_found(session_id: str) -> ApiError:

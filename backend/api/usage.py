@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
 
-from .. import services
 from ..config import comma_list
 from ..errors import ApiError
+from ..services import current
 from ..usage import report
 
 bp = Blueprint("usage", __name__, url_prefix="/api/usage")
@@ -14,7 +14,7 @@ MAX_DAYS = 366
 
 @bp.get("")
 def usage():
-    rill = services()
+    rill = current()
     raw_days = request.args.get("days", "30")
     if not raw_days.isdigit() or not 1 <= int(raw_days) <= MAX_DAYS:
         raise ApiError(400, "invalid_request_error", f"days must be a whole number from 1 to {MAX_DAYS}, "

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Iterator
 
-from .events import StreamEvent
+from .events import Payload, StreamEvent
 
 
 class TurnLog:
@@ -30,11 +30,11 @@ class TurnLog:
     def last_seq(self) -> int:
         return len(self.events) - 1
 
-    def append(self, kind: str, data: dict) -> StreamEvent:
+    def append(self, payload: Payload) -> StreamEvent:
         with self.changed:
             if self.closed:
                 raise RuntimeError(f"turn {self.turn_id} already ended")
-            event = StreamEvent(kind, data, self.turn_id, len(self.events))
+            event = StreamEvent(payload.kind, payload.as_data(), self.turn_id, len(self.events))
             self.events.append(event)
             self.changed.notify_all()
         return event

@@ -26,10 +26,11 @@ from typing import Iterator
 
 import redis
 
-from ..providers.engine import spawn
 from ..refusals import Refused
-from .events import StreamEvent
-from .turn import Turns, interrupted
+from ..runtime import spawn
+from .events import Error, ErrorBody, Payload, StreamEvent
+from .turn import TurnState, interrupted
+from .turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +115,9 @@ class RedisTurnLog:
         return StreamEvent(_text(fields[b"k"]), json.loads(fields[b"d"]), self.turn_id,
                            int(_text(entry_id).split("-")[0]))
 
-    def append(self, kind: str, data: dict) -> StreamEvent:
+    def append(self, payload: Payload) -> StreamEvent:
         """Write the next event; while Redis is away, wait for it (STORE_RETRY_SECONDS at most)."""
-        event = StreamEvent(kind, data, self.turn_id, self.next_seq)
+        event = StreamEvent(payload.kind, payload.as_data(), self.turn_id, self.next_seq)
         self.turns.write(self.turn_id, event)
         self.next_seq += 1
         return event
@@ -170,12 +171,12 @@ class RemoteTurn:
         self.id = turn_id
         self.user = record["user"]
         self.session_id = record.get("session_id") or None
-        self.status = record["status"]
+        self.state = TurnState(record["status"])
         self.log = RedisTurnLog(turns, turn_id)
 
     @property
     def running(self) -> bool:
-        return self.status == "running"
+        return not self.state.ended
 
     def cancel(self) -> None:
         self.turns.client.publish(f"{self.turns.prefix}cancel", self.id)
@@ -193,10 +194,10 @@ class RedisTurns(Turns):
         self._append = client.register_script(APPEND)
         self._reserve = client.register_script(RESERVE)
 
-    def start(self) -> None:
+    def start_background(self) -> None:
         """The reaper, the heartbeat (with the sweep for dead owners' turns), the cancel listener."""
         if not self._started:
-            super().start()
+            super().start_background()
             spawn(self._heartbeat_forever)
             spawn(self._listen_for_cancels)
 
@@ -207,7 +208,7 @@ class RedisTurns(Turns):
     def reserve(self, user: str, turn_id: str):
         """Take one of the user's running-turn slots in Redis, for every worker at once; given
         back if what follows (finding the session) refuses."""
-        self.start()
+        self.start_background()
         taken = self._reserve(args=[self.prefix, turn_id, user, self.worker, self.settings.max_concurrent_turns,
                                     time.time()])
         if taken == -1:
@@ -296,11 +297,9 @@ class RedisTurns(Turns):
                                                         "tokens": None},
                                  {"role": "assistant", "content": text, "tokens": None, "status": "interrupted",
                                   "model": record.get("model"), "turn_id": turn_id}, user=record.get("user"))
-        error = interrupted()
-        error.message = "the worker writing this reply stopped; the partial reply is saved"
-        seq = events[-1].seq + 1 if events else 0
-        self.write(turn_id, StreamEvent("error", {"error": {"type": error.type, "message": error.message}},
-                                        turn_id, seq))
+        error = interrupted("the worker writing this reply stopped; the partial reply is saved")
+        final = Error(ErrorBody(error.type, error.message))
+        self.write(turn_id, StreamEvent(final.kind, final.as_data(), turn_id, events[-1].seq + 1 if events else 0))
 
     def _listen_for_cancels(self) -> None:
         """Cancels published by any worker; the owner acts on its own turns."""

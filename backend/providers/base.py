@@ -1,14 +1,16 @@
 """The provider contract: given messages and options, yield text pieces (and any reasoning and
 tool call parts), then one Finish.
 
-A provider's `stream` is plain blocking code; the engine runs it off the event loop and checks
-nothing itself, so `stream` must look at `cancel` before each step and stop promptly. What a
-turn reads back is typed: Prompt, Piece | Reasoning | ToolCallPart..., then Finish or Failure.
+A provider's `stream` is plain blocking code that runs off the event loop (streamed.py), and
+nothing stops it from outside: it must look at `cancel` before each step and stop promptly. What
+a turn reads back is typed: Prompt, Piece | Reasoning | ToolCallPart..., then Finish or Failure.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol
+
+from ..runtime import Channel, real_threading
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class GenerationOptions:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()  # end the reply before any of these strings
-    hidden_states: bool = False  # put the last token's final-layer hidden state in Finish.extra
+    hidden_states: bool = False  # put the last token's final-layer hidden state in Finish.hidden_states
     tools: tuple[Tool, ...] = ()
     tool_choice: str = "auto"  # auto | none | required | the name of the one tool to call
 
@@ -74,12 +76,23 @@ class ToolCallPart:
 
 
 @dataclass(frozen=True)
+class HiddenStates:
+    """The final layer's output at the position that produced the reply's last token."""
+
+    layer: int
+    dimension: int
+    token_id: int
+    values: list[float]
+
+
+@dataclass(frozen=True)
 class Finish:
     reason: str  # stop | length | cancelled | stop_sequence | tool_calls
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens whose cache another turn had already computed
-    extra: dict = field(default_factory=dict)
+    stop_sequence: str | None = None  # the stop string that ended the reply
+    hidden_states: HiddenStates | None = None  # when the options asked for them
     counted: bool = False  # the token figures are Rill's count: the provider reported none
 
 
@@ -89,13 +102,25 @@ class Piece:
 
 
 class ProviderError(Exception):
-    """A model or upstream failure, reported to the client as an `error` event."""
+    """A model or upstream failure, reported to the client as an `error` event. Its type says what
+    failed, without HTTP (errors.py maps each type to a status):
+    upstream_error     an upstream server failed, or could not be reached
+    model_error        a model failed while writing
+    model_unavailable  the model is not loaded, or cannot be
+    context_length_exceeded, invalid_request_error   the request cannot be served as it is
+    interrupted        the server shut down while the reply was being written"""
 
-    def __init__(self, message: str, type: str = "provider_error", status: int = 502):
+    REQUEST_FAULTS = ("context_length_exceeded", "invalid_request_error")
+
+    def __init__(self, message: str, type: str = "model_error"):
         super().__init__(message)
         self.message = message
         self.type = type
-        self.status = status
+
+    @property
+    def request_fault(self) -> bool:
+        """The request could not be served as it is; the provider itself did not fail."""
+        return self.type in self.REQUEST_FAULTS
 
 
 @dataclass(frozen=True)
@@ -110,10 +135,23 @@ class CancelToken(Protocol):
     def is_set(self) -> bool: ...
 
 
+@dataclass
+class Job:
+    """One turn's work for a provider: it answers on `channel` (Prompt, Piece..., then Finish or
+    Failure) and stops within a step of `cancel` being set."""
+
+    provider: Provider
+    model: str
+    messages: list[ChatMessage]
+    options: GenerationOptions
+    channel: Channel = field(default_factory=Channel)
+    cancel: real_threading.Event = field(default_factory=real_threading.Event)
+
+
 class Provider(Protocol):
     """Every provider has this whole interface. Upstream providers write only `stream` (plus
-    models, unavailable, load) and get the rest from engine.Streamed; the local model schedules
-    its jobs itself (continuous batching) behind the same start/run/status/close."""
+    models, unavailable, load) and get the rest from streamed.Streamed; the local model schedules
+    its jobs itself (continuous batching) behind the same submit/run/status/close."""
 
     name: str  # the prefix of its model names: `name/model`
     passthrough: bool  # True: any `name/model` is sent on (an upstream knows its own models)
@@ -133,8 +171,8 @@ class Provider(Protocol):
     def run(self) -> None:
         """Then, in that same thread: the provider's scheduler loop, if it has one."""
 
-    def start(self, job) -> None:
-        """Take an engine.Job: its channel gets Prompt, Piece..., then Finish or Failure."""
+    def submit(self, job: Job) -> None:
+        """Take a job: its channel gets Prompt, Piece..., then Finish or Failure."""
 
     def status(self) -> dict | None:
         """{"busy", "running", "queued"} for a provider that schedules its own jobs."""

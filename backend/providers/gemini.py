@@ -1,6 +1,6 @@
 """Google Gemini through the google-genai SDK: `gemini/<model>`, any model name passed on.
 
-The engine runs `stream` as a green thread under eventlet (see engine.py for why not an OS
+`stream` runs as a green thread under eventlet (see streamed.py for why not in an OS
 thread). The SDK is imported and the client built in __init__ (only when a key is set), in
 create_app, before the server serves. The API version is pinned to v1beta, the one Gemini's REST
 docs describe (google-genai 3.4 defaults to v1). Retries are pinned off (attempts=1) so a failure
@@ -16,7 +16,7 @@ from typing import Iterator
 
 from ..config import comma_list
 from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError, Reasoning, ToolCallPart
-from .engine import Streamed
+from .streamed import Streamed
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 API_VERSION = "v1beta"
@@ -145,19 +145,18 @@ class GeminiProvider(Streamed):
                         yield part.text
         except errors.APIError as exc:
             status = f"{exc.code} {exc.status}" if exc.status else f"{exc.code}"
-            raise ProviderError(f"Gemini answered HTTP {status}: {exc.message}", type="upstream_error",
-                                status=502) from exc
+            raise ProviderError(f"Gemini answered HTTP {status}: {exc.message}", type="upstream_error") from exc
         except Exception as exc:
             message = self._describe(exc)
             if message is None:
                 raise
-            raise ProviderError(message, type="upstream_error", status=502) from exc
+            raise ProviderError(message, type="upstream_error") from exc
         finally:
             chunks.close()  # on cancel this drops the HTTP connection, which stops the upstream
         if reason is None:
             why = f"Gemini blocked the prompt ({getattr(blocked, 'value', blocked)})" if blocked else \
                 "the Gemini stream ended without a finish reason"
-            raise ProviderError(why, type="upstream_error", status=502)
+            raise ProviderError(why, type="upstream_error")
         if calls and reason == "stop":
             reason = "tool_calls"
         yield Finish(reason, getattr(usage, "prompt_token_count", None) or 0,

@@ -1,6 +1,6 @@
 """An OpenAI-compatible upstream (OpenAI, vLLM, Ollama, a llama.cpp server) through the openai SDK.
 
-The engine runs `stream` as a green thread under eventlet (see engine.py for why not an OS
+`stream` runs as a green thread under eventlet (see streamed.py for why not in an OS
 thread). Cancellation is checked between chunks, so an upstream that is silent (a long prefill)
 notices a cancel only when its next chunk comes or the timeout (RILL_UPSTREAM_TIMEOUT_SECONDS)
 ends it.
@@ -12,7 +12,7 @@ from typing import Iterator
 
 from ..config import comma_list
 from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError, Reasoning, ToolCallPart
-from .engine import Streamed
+from .streamed import Streamed
 from .token_count import count_tokens
 from .token_count import prepare as prepare_counting
 
@@ -149,7 +149,7 @@ class OpenAIProvider(Streamed):
             raise self._failure(exc, reply.pieces, answered) from exc
         if reason is None:  # a close-delimited body cut short ends quietly, without an error
             raise ProviderError(f"the upstream stream broke off after {reply.pieces} pieces: it ended without a "
-                                f"finish_reason", type="upstream_error", status=502)
+                                f"finish_reason", type="upstream_error")
         yield reply.finish(FINISH.get(reason, "stop"))
 
     def _failure(self, exc: Exception, pieces: int, answered: bool) -> ProviderError:
@@ -173,4 +173,4 @@ class OpenAIProvider(Streamed):
             message = f"the upstream reported an error after {pieces} pieces: {exc.message}"
         else:
             message = f"the upstream request failed: {why}"
-        return ProviderError(message, type="upstream_error", status=502)
+        return ProviderError(message, type="upstream_error")

@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 @functools.cache
 def _vocab():
     try:
-        from .llama_model import load_vocab
-        from .local import wheel_gguf_path
+        from .local.llama_cpp import load_vocab
+        from .local.choice import wheel_gguf_path
 
         return load_vocab(wheel_gguf_path())[1]
     except Exception as exc:  # llama.cpp or the wheel missing: count pieces instead

@@ -13,16 +13,19 @@ import json
 import redis
 from flask import Blueprint, g, jsonify
 
-from .. import metrics, services
 from werkzeug.exceptions import HTTPException
 
+from .. import metrics
+from ..api.requests import json_body, parse
 from ..chat.events import StreamEvent
-from ..chat.turn import Turn, start_stateless_turn
-from ..errors import ApiError, http_error_message, status_of
+from ..chat.turn import Caller, Collected, Turn, start_stateless_turn
+from ..errors import ApiError, failure_status, http_error_message, status_of
 from ..extensions import chat_limit
 from ..providers.base import ChatMessage, GenerationOptions, ProviderError, ToolCall
 from ..refusals import Refused
-from ..schemas import AnthropicRequest, content_text, json_body, parse
+from ..schemas.anthropic import AnthropicRequest
+from ..schemas.common import content_text
+from ..services import current
 from .sse import PING, format_event, sse_response
 
 bp = Blueprint("anthropic_api", __name__, url_prefix="/v1")
@@ -60,22 +63,24 @@ def tool_input(arguments: str) -> dict:
     return value if isinstance(value, dict) else {"_arguments": value}
 
 
-def content_blocks(turn: Turn, text: str) -> list[dict]:
-    blocks = [{"type": "thinking", "thinking": "".join(turn.reasoning), "signature": ""}] if turn.reasoning else []
-    if text or not turn.tool_calls:
-        blocks.append({"type": "text", "text": text})
+def content_blocks(reply: Collected) -> list[dict]:
+    blocks = [{"type": "thinking", "thinking": reply.reasoning, "signature": ""}] if reply.reasoning else []
+    if reply.text or not reply.tool_calls:
+        blocks.append({"type": "text", "text": reply.text})
     blocks += [{"type": "tool_use", "id": c["id"], "name": c["name"], "input": tool_input(c["arguments"])}
-               for c in turn.tool_calls]
+               for c in reply.tool_calls]
     return blocks
 
 
-def message_object(turn: Turn, text: str | None, done: dict | None) -> dict:
+def message_object(turn: Turn, prompt_tokens: int, reply: Collected | None = None) -> dict:
+    """The message: empty as message_start carries it (`prompt_tokens` known by then), or whole."""
+    done = reply.done if reply else None
     return {
         "id": f"msg_{turn.id}", "type": "message", "role": "assistant", "model": turn.model,
-        "content": content_blocks(turn, text) if text is not None else [],
+        "content": content_blocks(reply) if reply else [],
         "stop_reason": STOP_REASON[done["finish_reason"]] if done else None,
         "stop_sequence": done.get("stop_sequence") if done else None,
-        "usage": {"input_tokens": turn.prompt_tokens or 0, "output_tokens": done["tokens"] if done else 0,
+        "usage": {"input_tokens": prompt_tokens, "output_tokens": done["tokens"] if done else 0,
                   "cache_read_input_tokens": done["usage"]["cached_tokens"] if done else 0},
     }
 
@@ -106,7 +111,7 @@ class EventEncoder:
 
     def _open_message(self) -> bytes:
         self.opened = True
-        return self.event({"type": "message_start", "message": message_object(self.turn, None, None)})
+        return self.event({"type": "message_start", "message": message_object(self.turn, self.turn.prompt_tokens or 0)})
 
     def _close_block(self) -> bytes:
         if self.block is None:
@@ -176,8 +181,8 @@ class EventEncoder:
         if event.kind == "ping":
             return PING
         if event.kind == "error":
-            error = self.turn.error
-            return format_event(anthropic_error(error.status, error.message), "error")
+            error = event.data["error"]
+            return format_event(anthropic_error(failure_status(error["type"]), error["message"]), "error")
         out = b"" if self.opened or event.kind == "start" else self._open_message()
         data = event.data
         if self.call is not None and (event.kind in ("reasoning", "token") or
@@ -232,13 +237,14 @@ def messages():
         temperature=req.temperature, top_p=req.top_p, stop=tuple(req.stop_sequences),
         hidden_states=req.return_hidden_states, tools=req.internal_tools(), tool_choice=req.internal_tool_choice(),
     )
-    turn = start_stateless_turn(services(), req.model, to_messages(req), options, g.user, "anthropic", g.request_id)
+    turn = start_stateless_turn(current(), Caller(g.user, "anthropic", g.request_id), req.model, to_messages(req),
+                                options)
     if req.stream:
         # An SDK client that closes the stream wants the reply stopped.
-        events = turn.log.follow(keepalive=services().settings.keepalive_seconds)
+        events = turn.log.follow(keepalive=current().settings.keepalive_seconds)
         return sse_response(metrics.following("anthropic", events), EventEncoder(turn), on_close=turn.cancel)
-    text, done = turn.collect()
-    body = message_object(turn, text, done)
-    if "hidden_states" in done:
-        body["hidden_states"] = done["hidden_states"]
+    reply = turn.collect()
+    body = message_object(turn, reply.done["usage"]["prompt_tokens"], reply)
+    if "hidden_states" in reply.done:
+        body["hidden_states"] = reply.done["hidden_states"]
     return jsonify(body)

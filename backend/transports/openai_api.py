@@ -9,17 +9,20 @@ from __future__ import annotations
 import time
 
 import redis
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from .. import __version__, metrics, services
+from .. import __version__, metrics
+from ..api.requests import json_body, parse
 from ..chat.events import StreamEvent
-from ..chat.turn import Turn, start_stateless_turn
-from ..errors import ApiError, http_error_message, status_of
+from ..chat.turn import Caller, Collected, Turn, start_stateless_turn
+from ..errors import ApiError, failure_status, http_error_message, status_of
 from ..extensions import chat_limit
 from ..providers.base import ChatMessage, GenerationOptions, ProviderError, ToolCall
 from ..refusals import Refused
-from ..schemas import OpenAIChatRequest, content_text, json_body, parse
+from ..schemas.common import content_text
+from ..schemas.openai import OpenAIChatRequest
+from ..services import current
 from .sse import PING, format_event, sse_response
 
 bp = Blueprint("openai_api", __name__, url_prefix="/v1")
@@ -52,7 +55,7 @@ def to_options(req: OpenAIChatRequest) -> GenerationOptions:
     stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
     return GenerationOptions(
         max_tokens=(req.max_completion_tokens or req.max_tokens
-                    or current_app.config["RILL"].default_max_tokens),
+                    or current().settings.default_max_tokens),
         temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=stop,
         hidden_states=req.return_hidden_states, tools=req.internal_tools(), tool_choice=req.internal_tool_choice(),
     )
@@ -64,14 +67,15 @@ def to_messages(req: OpenAIChatRequest) -> list[ChatMessage]:
                         m.tool_call_id) for m in req.messages]
 
 
-def message(turn: Turn, text: str) -> dict:
+def message(reply: Collected) -> dict:
     """The assistant's message: its text, reasoning and tool calls (OpenAI's non-streamed shape)."""
-    body = {"role": "assistant", "content": text if text or not turn.tool_calls else None, "refusal": None}
-    if turn.reasoning:
-        body["reasoning_content"] = body["reasoning"] = "".join(turn.reasoning)
-    if turn.tool_calls:
+    body = {"role": "assistant", "content": reply.text if reply.text or not reply.tool_calls else None,
+            "refusal": None}
+    if reply.reasoning:
+        body["reasoning_content"] = body["reasoning"] = reply.reasoning
+    if reply.tool_calls:
         body["tool_calls"] = [{"id": c["id"], "type": "function",
-                               "function": {"name": c["name"], "arguments": c["arguments"]}} for c in turn.tool_calls]
+                               "function": {"name": c["name"], "arguments": c["arguments"]}} for c in reply.tool_calls]
     return body
 
 
@@ -124,8 +128,8 @@ class ChunkEncoder:
                 out += format_event({**self.base, "choices": [], "usage": usage(done)})
             return out + b"data: [DONE]\n\n"
         if event.kind == "error":
-            error = self.turn.error
-            return format_event(openai_error(error.status, error.type, error.message))
+            error = event.data["error"]
+            return format_event(openai_error(failure_status(error["type"]), error["type"], error["message"]))
         return PING
 
 
@@ -133,26 +137,26 @@ class ChunkEncoder:
 @chat_limit
 def chat_completions():
     req = parse(OpenAIChatRequest, json_body())
-    turn = start_stateless_turn(services(), req.model, to_messages(req), to_options(req), g.user, "openai",
-                                g.request_id)
+    turn = start_stateless_turn(current(), Caller(g.user, "openai", g.request_id), req.model, to_messages(req),
+                                to_options(req))
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         # An SDK client that closes the stream wants the reply stopped (what OpenAI's API does).
-        return sse_response(metrics.following("openai", turn.log.follow(keepalive=services().settings.keepalive_seconds)),
+        return sse_response(metrics.following("openai", turn.log.follow(keepalive=current().settings.keepalive_seconds)),
                             ChunkEncoder(turn, include_usage), on_close=turn.cancel)
-    text, done = turn.collect()
+    reply = turn.collect()
     return jsonify({
         "id": f"chatcmpl-{turn.id}", "object": "chat.completion", "created": int(time.time()),
         "model": turn.model, "system_fingerprint": FINGERPRINT,
-        "choices": [{"index": 0, "message": message(turn, text),
-                     "logprobs": None, "finish_reason": FINISH[done["finish_reason"]]}],
-        "usage": usage(done), **extras(done),
+        "choices": [{"index": 0, "message": message(reply),
+                     "logprobs": None, "finish_reason": FINISH[reply.done["finish_reason"]]}],
+        "usage": usage(reply.done), **extras(reply.done),
     })
 
 
 @bp.get("/models")
 def models():
-    listing = services().models.listing()
+    listing = current().providers.listing()
     created = int(time.time())
     return jsonify({"object": "list", "data": [
         {"id": m["id"], "object": "model", "created": created, "owned_by": p["name"]}

@@ -17,23 +17,23 @@ import engineio.payload
 import engineio.socket
 import redis
 
-from flask import current_app, request
-
-from .. import metrics, services
+from flask import request
 from flask_socketio import ConnectionRefusedError
 from limits import parse as parse_limit
 
+from .. import metrics
+from ..api.chat import start
+from ..api.requests import parse
 from ..auth import ANONYMOUS, limit_key
-from ..chat.turn import Turn, start_turn
+from ..chat.events import EVENTS
+from ..chat.turn import Caller, Turn
 from ..errors import ApiError, error_body, status_of
-from ..refusals import Refused
 from ..extensions import CHAT_SCOPE, limiter
-from ..schemas import ChatRequest, parse
+from ..refusals import Refused
+from ..schemas.chat import ChatRequest
+from ..services import current
 
 log = logging.getLogger(__name__)
-OUT = {"start": "chat_start", "token": "chat_token", "reasoning": "chat_reasoning",
-       "tool_call_start": "chat_tool_call_start", "tool_call_delta": "chat_tool_call_delta",
-       "tool_call_end": "chat_tool_call_end", "done": "chat_complete", "error": "chat_error"}
 
 
 def poll_at_most_a_client_batch(self):
@@ -89,7 +89,7 @@ def register(socketio) -> None:
 
     def seconds_until_allowed(user: str) -> int:
         """0 when the chat rate limit lets this request through (and counts it)."""
-        item = parse_limit(current_app.config["RILL"].rate_limit)
+        item = parse_limit(current().settings.rate_limit)
         key = limit_key(user)
         if limiter.limiter.hit(item, key, CHAT_SCOPE):
             return 0
@@ -116,7 +116,7 @@ def register(socketio) -> None:
 
     @socketio.on("connect")
     def connect(payload=None):
-        auth = services().auth
+        auth = current().auth
         if not auth.enabled:
             users[request.sid] = ANONYMOUS
             return
@@ -137,7 +137,7 @@ def register(socketio) -> None:
                     return  # disconnected: detach
                 if event.kind != "ping":
                     # This worker holds the connection: no trip through the message queue.
-                    socketio.emit(OUT[event.kind], {"turn_id": turn.id, "seq": event.seq, **event.data}, to=sid,
+                    socketio.emit(EVENTS[event.kind].socketio, {"turn_id": turn.id, "seq": event.seq, **event.data}, to=sid,
                                   ignore_queue=True)
                     socketio.sleep(0)  # let the server send it now, not in a burst at the end
         except redis.RedisError as exc:  # the shared store went away: say so; resume when it is back
@@ -147,12 +147,12 @@ def register(socketio) -> None:
             events.close()
 
     def attach(turn: Turn, after: int) -> dict:
-        events = metrics.following("socketio", turn.log.follow(after, services().settings.keepalive_seconds))
+        events = metrics.following("socketio", turn.log.follow(after, current().settings.keepalive_seconds))
         socketio.start_background_task(follow, turn, request.sid, events)
         return {"turn_id": turn.id, "session_id": turn.session_id}
 
     def find(user: str, turn_id) -> Turn | None:
-        return services().turns.get(turn_id, user) if isinstance(turn_id, str) else None
+        return current().turns.get(turn_id, user) if isinstance(turn_id, str) else None
 
     @socketio.on("chat_stream")
     def chat_stream(*args):
@@ -165,10 +165,10 @@ def register(socketio) -> None:
         wait = seconds_until_allowed(user)
         if wait:
             metrics.RATE_LIMITED.labels("socketio").inc()
-            return refuse("rate_limit_error", f"rate limit exceeded ({current_app.config['RILL'].rate_limit}); "
+            return refuse("rate_limit_error", f"rate limit exceeded ({current().settings.rate_limit}); "
                                               f"retry in {wait} s", retry_after=wait)
         try:
-            turn = start_turn(services(), parse(ChatRequest, data), user, "socketio", uuid.uuid4().hex)
+            turn = start(parse(ChatRequest, data), Caller(user, "socketio", uuid.uuid4().hex))
         except (ApiError, Refused) as err:
             return refuse(err.type, err.message)
         return attach(turn, -1)

@@ -30,7 +30,11 @@ from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
-from .local import FINISHED, PrefillPacer, keep, longest_prefix, pick_device
+from .choice import pick_device
+from .options import LocalOptions
+from .pacer import PrefillPacer
+from .prefix_cache import FINISHED, Kept, PrefixCache
+from .row import Row
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +84,15 @@ def prepare_model_dir(source: Path, cache_dir: Path, name: str) -> Path:
 class HFModel:
     engine = "transformers"
 
-    def __init__(self, source: Path, name: str, cache_dir: Path, device: str = "auto", dtype: str = "auto",
-                 threads: int = 0, context_tokens: int = 8192, max_batch: int = 16, prefill_chunk: int = 128,
-                 cache_tokens: int = 32768):
-        self.source, self.name, self.cache_dir = source, name, cache_dir
-        self.device = pick_device(device)
-        self.dtype_name = dtype
-        self.threads = threads
-        self.context_tokens = context_tokens
-        self.max_batch = max_batch
-        self.prefill_chunk = prefill_chunk
-        self.cache_tokens = cache_tokens  # finished conversations' caches kept, in tokens
+    def __init__(self, source: Path, options: LocalOptions):
+        self.source, self.name, self.cache_dir = source, options.name, options.cache_dir
+        self.device = pick_device(options.device)
+        self.dtype_name = options.dtype
+        self.threads = options.threads
+        self.context_tokens = options.context_tokens
+        self.max_batch = options.max_batch
+        self.prefill_chunk = options.prefill_chunk
+        self.cache_tokens = options.cache_tokens  # finished conversations' caches kept, in tokens
         self.copies: dict[torch.dtype, object] = {}  # the weights, in each dtype kept
         self.dtype_for: dict[int, torch.dtype] = {}  # batch size -> the faster copy (both kept)
 
@@ -271,17 +273,10 @@ AttentionInterface.register(ATTENTION, attention)
 AttentionMaskInterface.register(ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
 
 
-class Prefix:
-    """A finished turn's tokens and their keys and values (per layer, [1, heads, tokens, dim])."""
-
-    def __init__(self, tokens: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]]):
-        self.tokens, self.layers = tokens, layers
-
-
 class HFBatch:
     """Rows decoded together. Short prompts are prefilled together when they join (ADMIT_TOKENS of
     prompt at most between two steps); a longer one, while others stream, is prefilled a slice per
-    step (sized by local.PrefillPacer, in the decode step's forward pass) in a cache of its own and
+    step (sized by pacer.PrefillPacer, in the decode step's forward pass) in a cache of its own and
     merged in when done, so the running rows never wait for a whole long prompt. Finished turns'
     caches stay (model.cache_tokens in all): a follow-up turn starts from the longest shared
     prefix and prefills only the rest, the same way."""
@@ -290,21 +285,23 @@ class HFBatch:
 
     def __init__(self, model: HFModel):
         self.model = model
-        self.rows: list = []  # every row in the batch
-        self.decoding: list = []  # the rows in self.cache, in its order
-        self.prefilling: list = []  # long prompts still being prefilled, in arrival order
+        self.rows: list[Row] = []  # every row in the batch
+        self.decoding: list[Row] = []  # the rows in self.cache, in its order
+        self.prefilling: list[Row] = []  # long prompts still being prefilled, in arrival order
         self.pacer = PrefillPacer(model.prefill_chunk)
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [decoding rows, cached positions], 1 = a real token
-        self.idle: list[Prefix] = []  # least recently kept first
+        # Finished conversations: each layer's keys and values, [1, heads, tokens, dim].
+        self.kept = PrefixCache(model.cache_tokens)
 
-    def can_admit(self, row, newcomers: list) -> bool:
+    def can_admit(self, row: Row, newcomers: list[Row]) -> bool:
         return not newcomers or sum(len(r.prompt) for r in newcomers) + len(row.prompt) <= self.ADMIT_TOKENS
 
     def close(self) -> None:
-        self.rows, self.decoding, self.prefilling, self.idle, self.cache, self.mask = [], [], [], [], None, None
+        self.rows, self.decoding, self.prefilling, self.cache, self.mask = [], [], [], None, None
+        self.kept.clear()
 
-    def _forward(self, rows: list, tokens: int, keep: list[int] | None = None, **inputs) -> None:
+    def _forward(self, rows: list[Row], tokens: int, keep: list[int] | None = None, **inputs) -> None:
         """Run the model (the weight copy for `tokens` tokens at once) and feed each row its logits:
         from its last position, or with a packed sequence from position `keep[i]`."""
         model = self.model.model_for(tokens)
@@ -332,12 +329,12 @@ class HFBatch:
                 row.accept(logits[i], hidden[i].float().tolist() if want_hidden and row.options.hidden_states else None)
 
     @torch.inference_mode()
-    def add(self, rows: list) -> None:
+    def add(self, rows: list[Row]) -> None:
         """Prefill short newcomers together now; queue long ones for slices while others stream."""
         chunk = self.model.prefill_chunk
         for row in rows:
             self._start_from_prefix(row)
-        now = [r for r in rows if not hasattr(r, "own_cache") and (len(r.prompt) <= chunk or not self.decoding)]
+        now = [r for r in rows if r.own_cache is None and (len(r.prompt) <= chunk or not self.decoding)]
         self.prefilling += [r for r in rows if r not in now]
         self.rows += rows
         if now:
@@ -349,25 +346,27 @@ class HFBatch:
                           position_ids=(mask.cumsum(-1) - 1).clamp(min=0), past_key_values=cache)
             self._join(now, cache, mask)
 
-    def _start_from_prefix(self, row) -> None:
+    def _start_from_prefix(self, row: Row) -> None:
         """Give the row the cache of the kept turn sharing the longest prefix with its prompt (at
         least the prompt's last token is prefilled again, for its logits)."""
-        shared, prefix = longest_prefix(self.idle, row.prompt)
+        shared, prefix = self.kept.find(row.prompt)
         if shared <= 0:
             return
         row.own_cache, row.fed, row.cached_tokens = new_cache(self.model.config), shared, shared
-        for layer, (keys, values) in zip(row.own_cache.layers, prefix.layers):
+        for layer, (keys, values) in zip(row.own_cache.layers, prefix.state):
             layer.lazy_initialization(keys, values)
             layer.set(keys[:, :, :shared], values[:, :, :shared])
 
-    def _keep(self, index: int, row) -> None:
+    def _keep(self, index: int, row: Row) -> None:
         """Keep a finished row's cache for a follow-up turn; a kept turn it extends is dropped."""
+        if not self.kept.fits(row.kv):
+            return
         columns = self.mask[index].nonzero().squeeze(1)
         layers = [(layer.keys[index:index + 1, :, columns], layer.values[index:index + 1, :, columns])
                   for layer in self.cache.layers]
-        self.idle = keep(self.idle, Prefix(row.kv, layers), self.model.cache_tokens)
+        self.kept.keep(Kept(row.kv, layers))
 
-    def _join(self, rows: list, cache: DynamicCache, mask: torch.Tensor) -> None:
+    def _join(self, rows: list[Row], cache: DynamicCache, mask: torch.Tensor) -> None:
         for row in rows:
             row.kv = list(row.prompt)  # the tokens in its row of the cache
         mask = mask.to(self.model.device)
@@ -423,10 +422,10 @@ class HFBatch:
         for row in self.decoding:
             row.length += 1
 
-    def _step_with_slice(self, row, size: int) -> int:
+    def _step_with_slice(self, row: Row, size: int) -> int:
         """A decode step that also prefills up to `size` more of this row's prompt, in the same
         forward pass; returns how many prompt tokens it took."""
-        if not hasattr(row, "own_cache"):
+        if row.own_cache is None:
             row.own_cache, row.fed = new_cache(self.model.config), 0
         piece = row.prompt[row.fed: row.fed + size]
         end = row.fed + len(piece)
@@ -446,7 +445,7 @@ class HFBatch:
         if last:
             self.prefilling.remove(row)
             self._join([row], row.own_cache, torch.ones(1, end, dtype=torch.long))
-            del row.own_cache
+            row.own_cache = None
         return len(piece)
 
     def drop_done(self) -> None:

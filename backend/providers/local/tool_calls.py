@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import uuid
 
-from .base import ChatMessage, Tool, ToolCallPart
-from .tags import TagSplitter
+from ..base import ChatMessage, Tool, ToolCallPart
+from ..tags import TagSplitter
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 

@@ -2,7 +2,7 @@
 
 One context serves every running turn. Each turn is a sequence in one unified KV cache, and each
 step is one llama_decode over a batch holding the next token of every decoding sequence plus a
-slice of the newcomers' prompts: chunked prefill (local.PrefillPacer sizes the slices), so a
+slice of the newcomers' prompts: chunked prefill (pacer.PrefillPacer sizes the slices), so a
 4,000-token prompt joins without stalling the streams already running. The KV cache holds running
 turns only: every token attends over the cache's whole used range, so a finished conversation
 left in it would slow every step. A finished turn's cache is copied out to memory instead, and a
@@ -19,12 +19,14 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import llama_cpp as C
 import numpy as np
 
-from .local import FINISHED, PrefillPacer, keep, longest_prefix
+from .options import LocalOptions
+from .pacer import PrefillPacer
+from .prefix_cache import FINISHED, Kept, PrefixCache, longest_prefix
+from .row import Row
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +97,13 @@ class Vocab:
 class LlamaModel:
     engine = "llama.cpp"
 
-    def __init__(self, source: Path, name: str, device: str = "auto", threads: int = 0,
-                 context_tokens: int = 8192, cache_tokens: int = 32768, prefill_chunk: int = 128):
-        self.source, self.name = source, name
-        self.device = device
-        self.threads = threads or os.cpu_count() or 1
-        self.context_tokens = context_tokens
-        self.cache_tokens = cache_tokens
-        self.prefill_chunk = prefill_chunk
+    def __init__(self, source: Path, options: LocalOptions):
+        self.source, self.name = source, options.name
+        self.device = options.device
+        self.threads = options.threads or os.cpu_count() or 1
+        self.context_tokens = options.context_tokens
+        self.cache_tokens = options.cache_tokens
+        self.prefill_chunk = options.prefill_chunk
 
     def load(self) -> None:
         init_llama_cpp()
@@ -176,12 +177,6 @@ class LlamaModel:
                           else self.context_tokens)
 
 
-class Saved(NamedTuple):
-    """A finished conversation's cache, out of the KV cache (llama_state_seq_get_data)."""
-    tokens: list[int]
-    state: np.ndarray
-
-
 class LlamaBatch:
     PREFILL_ALONE = 512  # prompt tokens per step when no stream is waiting on the step
 
@@ -194,33 +189,34 @@ class LlamaBatch:
         self.batch = C.llama_batch_init(self.width, 0, 1)
         self.embeddings = False
         self.pacer = PrefillPacer(model.prefill_chunk)
-        self.rows: list = []
+        self.rows: list[Row] = []
         self.free = list(range(max_rows))  # sequence ids
-        self.saved: list[Saved] = []  # least recently kept first
-        self.keep_tokens = model.cache_tokens if max_rows > 1 else 0  # a batch of one ends with its turn
+        # Finished conversations, out of the KV cache (llama_state_seq_get_data); a batch of one
+        # ends with its turn and keeps none.
+        self.kept = PrefixCache(model.cache_tokens if max_rows > 1 else 0)
 
     def close(self) -> None:
         C.llama_batch_free(self.batch)
         C.llama_free(self.ctx)
 
-    def reserved(self, row) -> int:
+    def reserved(self, row: Row) -> int:
         return min(len(row.prompt) + row.options.max_tokens, self.model.context_tokens)
 
-    def can_admit(self, row, newcomers: list) -> bool:
+    def can_admit(self, row: Row, newcomers: list[Row]) -> bool:
         """Room in the cache for every admitted row's whole reply."""
         return sum(self.reserved(r) for r in (*self.rows, *newcomers, row)) <= self.cells
 
-    def add(self, rows: list) -> None:
+    def add(self, rows: list[Row]) -> None:
         for row in rows:
             row.seq = self.free.pop()
             row.fed = row.cached_tokens = self._restore(row)
             row.kv = row.prompt[: row.fed]  # the tokens in its sequence's cache
             self.rows.append(row)
 
-    def _restore(self, row) -> int:
+    def _restore(self, row: Row) -> int:
         """Copy in the kept conversation sharing the longest prefix with the row's prompt; how many
         prompt tokens that gives. At least the prompt's last token is decoded again (its logits)."""
-        shared, saved = longest_prefix(self.saved, row.prompt)
+        shared, saved = self.kept.find(row.prompt)
         room = self.cells - sum(self.reserved(r) for r in self.rows)  # the copy holds all its tokens a moment
         if shared <= 0 or len(saved.tokens) > room:
             return 0
@@ -232,7 +228,7 @@ class LlamaBatch:
         C.llama_memory_seq_rm(self.memory, row.seq, shared, -1)
         return shared
 
-    def _share(self, row) -> None:
+    def _share(self, row: Row) -> None:
         """Take the cells of the prompt's next tokens that another running turn already holds: the
         same tokens at the same positions have the same keys and values."""
         shared, donor = longest_prefix([r for r in self.rows if r is not row], row.prompt, lambda r: r.kv)
@@ -243,19 +239,19 @@ class LlamaBatch:
             row.fed = shared
 
     @staticmethod
-    def _waits(row, earlier: list) -> bool:
+    def _waits(row: Row, earlier: list[Row]) -> bool:
         """Whether an earlier newcomer is about to prefill next tokens of this prompt that it could
         share (all but the last: every row decodes that one itself, for its own logits)."""
         return longest_prefix(earlier, row.prompt, lambda r: r.prompt)[0] > row.fed
 
-    def _keep(self, row) -> None:
+    def _keep(self, row: Row) -> None:
         """Copy a finished row's cache out for a follow-up turn; a kept turn it extends is dropped."""
-        if len(row.kv) > self.keep_tokens:
+        if not self.kept.fits(row.kv):
             return
         state = np.empty(C.llama_state_seq_get_size(self.ctx, row.seq), dtype=np.uint8)
         C.llama_state_seq_get_data(self.ctx, state.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), state.size,
                                    row.seq)
-        self.saved = keep(self.saved, Saved(row.kv, state), self.keep_tokens)
+        self.kept.keep(Kept(row.kv, state))
 
     def _put(self, n: int, token: int, position: int, seq: int, logits: bool) -> None:
         b = self.batch

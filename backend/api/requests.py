@@ -1,0 +1,45 @@
+"""Reading a request's JSON body into a request model: every problem is a 4xx that names the
+field and says what is wrong."""
+from __future__ import annotations
+
+import json
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ApiError
+from ..services import current
+
+
+def describe(error: ValidationError) -> str:
+    """One readable line per problem: `temperature: Input should be less than or equal to 2`."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def json_body() -> dict:
+    """The request's JSON object, or a 4xx saying why there is none."""
+    if not request.mimetype == "application/json":
+        raise ApiError(415, "unsupported_media_type",
+                       f"expected Content-Type: application/json, got {request.mimetype or 'none'}")
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_request_error", f"body is not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request_error", f"body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def parse(model: type[BaseModel], body: dict) -> BaseModel:
+    try:
+        return model.model_validate(body, context={"settings": current().settings})
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request_error", describe(exc))

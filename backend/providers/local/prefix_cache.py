@@ -1,0 +1,60 @@
+"""Prefix reuse, for both engines: a prompt starts from the longest prefix whose keys and values
+are already computed (a finished conversation's, kept here, or on llama.cpp a running row's).
+The tokens identify the cache: the same tokens at the same positions have the same keys and
+values."""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+FINISHED = ("stop", "length", "stop_sequence")  # reasons whose cache is worth keeping for a follow-up
+
+
+class Kept(NamedTuple):
+    """A finished conversation: its tokens and the engine's copy of their cache (llama.cpp: the
+    sequence's state; transformers: each layer's keys and values)."""
+    tokens: list[int]
+    state: object
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def longest_prefix(candidates: list, prompt: list[int], tokens: Callable = lambda k: k.tokens) -> tuple[int, object]:
+    """The candidate whose `tokens(candidate)` share the longest prefix with the prompt, and how many
+    tokens of it to reuse: at most all but the prompt's last, decoded again for its logits."""
+    shared, best = max(((common_prefix(tokens(k), prompt), k) for k in candidates), default=(0, None),
+                       key=lambda found: found[0])
+    return min(shared, len(prompt) - 1), best
+
+
+class PrefixCache:
+    """Finished conversations kept for follow-ups, least recently kept first, `budget` tokens in all."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.kept: list[Kept] = []
+
+    def find(self, prompt: list[int]) -> tuple[int, Kept | None]:
+        return longest_prefix(self.kept, prompt)
+
+    def fits(self, tokens: list[int]) -> bool:
+        """Whether a conversation this long may be kept at all (checked before copying its cache)."""
+        return len(tokens) <= self.budget
+
+    def keep(self, entry: Kept) -> None:
+        """`entry` as the most recent; a kept conversation it extends is dropped, then the oldest
+        until the budget holds."""
+        if not self.fits(entry.tokens):
+            return
+        self.kept = [k for k in self.kept if k.tokens != entry.tokens[: len(k.tokens)]] + [entry]
+        while sum(len(k.tokens) for k in self.kept) > self.budget:
+            self.kept.pop(0)
+
+    def clear(self) -> None:
+        self.kept = []

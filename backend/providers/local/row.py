@@ -1,0 +1,85 @@
+"""One turn in a batch: its prompt, sampling, text and stop state, and its place in the cache."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..base import CancelToken, Failure, Finish, GenerationOptions, HiddenStates, Piece, ProviderError
+from .contract import Model
+from .decoding import IncrementalDecoder, Sampler
+from .stops import StopMatcher
+from .tool_calls import ToolCallReader
+
+
+class Row:
+    """One turn in a batch. `emit` receives its Prompt, Pieces, then a Finish or a Failure. The
+    batch feeds it `last_token` at position `length` and hands back logits through accept()."""
+
+    def __init__(self, model: Model, prompt: list[int], options: GenerationOptions, cancel: CancelToken,
+                 emit: Callable):
+        self.model = model
+        self.prompt = prompt
+        self.options = options
+        self.cancel = cancel
+        self.emit = emit
+        self.sampler = Sampler(options)
+        self.decoder = IncrementalDecoder(model.tokenizer)
+        self.stops = StopMatcher(options.stop)
+        self.calls = ToolCallReader() if options.tools and options.tool_choice != "none" else None
+        self.length = len(prompt)  # real tokens in the cache
+        self.cached_tokens = 0  # of the prompt, found in a cache (set by the batch)
+        self.produced = 0
+        self.last_token: int | None = None
+        self.hidden = None  # (token, final-layer output) of the last token, when asked for
+        self.done = False
+        self.reason = ""
+        # What the batch keeps about the row's place in its cache.
+        self.fed = 0  # prompt tokens in the cache so far (a long prompt is prefilled in slices)
+        self.kv: list[int] = []  # the tokens in the row's cache
+        self.seq: int | None = None  # llama.cpp: the row's sequence id
+        self.own_cache = None  # transformers: the cache of a prompt prefilled in slices, until it joins
+
+    def accept(self, logits, hidden: list[float] | None) -> None:
+        """Pick this row's next token from its logits; emit text; finish on a stop."""
+        try:
+            token = self.sampler.pick(logits)
+        except Exception as exc:  # one bad row must not take the batch down
+            return self.fail(ProviderError(f"local model failed: {exc}"))
+        if token in self.model.stop_ids:
+            return self.finish("stop")
+        self.produced += 1
+        if hidden is not None:
+            self.hidden = (token, hidden)
+        piece, stopped = self.stops.push(self.decoder.push(token))
+        self._text(piece)
+        if stopped:
+            return self.finish("stop_sequence")
+        if self.produced >= self.options.max_tokens:
+            return self.finish("length")
+        self.last_token = token
+
+    def finish(self, reason: str) -> None:
+        if reason != "stop_sequence":
+            self._text(self.stops.flush())
+        if self.calls is not None:
+            self._send(self.calls.flush())
+            if self.calls.calls and reason == "stop":
+                reason = "tool_calls"
+        hidden = None
+        if self.hidden:
+            token, values = self.hidden
+            hidden = HiddenStates(self.model.layers, len(values), token, values)
+        self.emit(Finish(reason, len(self.prompt), self.produced, self.cached_tokens, self.stops.matched, hidden))
+        self.done, self.reason = True, reason
+
+    def _text(self, text: str) -> None:
+        """Emit the reply's text, with any tool calls in it read out as calls."""
+        self._send(self.calls.feed(text) if self.calls else [text])
+
+    def _send(self, parts: list) -> None:
+        for part in parts:
+            if part:  # empty text is left out
+                self.emit(Piece(part) if isinstance(part, str) else part)
+
+    def fail(self, error: ProviderError) -> None:
+        self.emit(Failure(error))
+        self.done, self.reason = True, "error"

@@ -1,0 +1,118 @@
+"""Continuous batching on one engine's thread: waiting turns join the running batch between
+steps, finished and cancelled ones leave it at once, and beyond the batch turns wait in arrival
+order (vLLM's scheduler, on a CPU's scale)."""
+from __future__ import annotations
+
+import collections
+import logging
+from typing import Callable
+
+from ... import metrics
+from ...runtime import real_queue
+from ..base import Failure, Finish, GenerationOptions, ChatMessage, Job, Prompt, ProviderError
+from .contract import Model
+from .row import Row
+
+log = logging.getLogger(__name__)
+
+PromptFor = Callable[[list[ChatMessage], GenerationOptions], list[int]]
+
+
+class Scheduler:
+    def __init__(self, max_batch: int, label: str):
+        self.max_batch = max_batch  # rows decoded together
+        self.label = label  # `local/<model>`, the metrics label
+        self.jobs = real_queue.SimpleQueue()  # Jobs for run(), and close()'s None
+        self.running = 0  # rows in the batch now
+        self.waiting = 0  # turns queued for a place in it
+        self.closed: str | None = None  # why it takes no more jobs
+
+    def submit(self, job: Job) -> None:
+        if self.closed:
+            job.channel.put(Failure(ProviderError(self.closed, type="model_unavailable")))
+        else:
+            self.jobs.put(job)
+
+    def status(self) -> dict:
+        return {"busy": self.running > 0, "running": self.running, "queued": self.jobs.qsize() + self.waiting}
+
+    def close(self, reason: str) -> None:
+        """Refuse new turns and answer queued ones with `reason`; a running loop ends its turns so
+        too and returns (its thread must not outlive the interpreter inside torch)."""
+        self.closed = reason
+        while not self.jobs.empty():
+            if job := self.jobs.get_nowait():
+                self.submit(job)
+        self.jobs.put(None)
+
+    def refuse_all(self, error: ProviderError) -> None:
+        """The model never loaded: every turn gets the reason, until close()."""
+        while job := self.jobs.get():
+            job.channel.put(Failure(error))
+
+    def _row_for(self, job: Job | None, model: Model, prompt_for: PromptFor) -> Row | None:
+        """The job's row, or None when it is answered already (cancelled, or refused), or when it
+        is close()'s None."""
+        if job is None:
+            return None
+        if job.cancel.is_set():
+            job.channel.put(Finish("cancelled", 0, 0))
+            return None
+        try:
+            return Row(model, prompt_for(job.messages, job.options), job.options, job.cancel, job.channel.put)
+        except ProviderError as exc:
+            job.channel.put(Failure(exc))
+        except Exception as exc:  # e.g. a chat template that rejects these messages
+            job.channel.put(Failure(ProviderError(f"the local model cannot take this conversation: {exc}",
+                                                  type="invalid_request_error")))
+        return None
+
+    def run(self, model: Model, prompt_for: PromptFor) -> None:
+        """Admit waiting turns between steps, until close()."""
+        jobs = self.jobs
+        batch = model.new_batch(self.max_batch)
+        waiting: collections.deque[Row] = collections.deque()
+        while True:
+            if not batch.rows and not waiting:
+                if row := self._row_for(jobs.get(), model, prompt_for):  # idle: block until work arrives
+                    waiting.append(row)
+            while not jobs.empty():
+                if row := self._row_for(jobs.get_nowait(), model, prompt_for):
+                    waiting.append(row)
+            if self.closed:
+                for row in [*batch.rows, *waiting]:
+                    if not row.done:
+                        row.fail(ProviderError(self.closed, type="model_unavailable"))
+                batch.close()
+                self.running = self.waiting = 0
+                return
+            newcomers = []
+            while waiting and len(batch.rows) + len(newcomers) < self.max_batch:
+                if waiting[0].cancel.is_set():
+                    waiting.popleft().finish("cancelled")
+                elif batch.can_admit(waiting[0], newcomers):
+                    newcomers.append(waiting.popleft())
+                else:
+                    break
+            self.waiting = len(waiting)
+            try:
+                for row in newcomers:  # the turn leaves the queue
+                    row.emit(Prompt(len(row.prompt)))
+                if newcomers:
+                    batch.add(newcomers)
+                for row in batch.rows:
+                    if not row.done and row.cancel.is_set():
+                        row.finish("cancelled")
+                batch.drop_done()
+                if batch.rows:
+                    metrics.BATCH_SIZE.labels(self.label).observe(len(batch.rows))
+                    batch.step()
+                    batch.drop_done()
+            except Exception as exc:  # the model itself failed: every row in this batch ends
+                log.exception("batched step failed")
+                for row in {*batch.rows, *newcomers}:
+                    if not row.done:
+                        row.fail(ProviderError(f"local model failed: {exc}"))
+                batch.close()
+                batch = model.new_batch(self.max_batch)
+            self.running = len(batch.rows)

@@ -1,0 +1,97 @@
+"""POST /v1/messages: the Anthropic Messages request."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..providers.base import Tool
+from .common import Content, MaxTokens, ObjectSchema, Text, TextPart, ToolName, tools_and_choice
+
+
+class AnthropicTool(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    name: ToolName
+    description: str = ""
+    input_schema: ObjectSchema
+
+
+class AnthropicToolChoice(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["auto", "any", "tool", "none"]
+    name: ToolName | None = None
+
+    @model_validator(mode="after")
+    def _named(self):
+        if (self.type == "tool") != (self.name is not None):
+            raise ValueError("name goes with type tool, and only with it")
+        return self
+
+
+class ToolUseBlock(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["tool_use"]
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    name: ToolName
+    input: dict
+
+
+class ToolResultBlock(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["tool_result"]
+    tool_use_id: Annotated[str, Field(min_length=1, max_length=200)]
+    content: Content = ""
+    is_error: bool = False
+
+
+class ThinkingBlock(BaseModel):  # sent back in the history; the model does not see it again
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["thinking", "redacted_thinking"]
+
+
+Block = Annotated[TextPart | ToolUseBlock | ToolResultBlock | ThinkingBlock, Field(discriminator="type")]
+
+
+class AnthropicMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    role: Literal["user", "assistant"]
+    content: Text | list[Block]
+
+
+class AnthropicRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra={"examples": [
+        {"model": "local/smollm2-135m-instruct", "max_tokens": 64, "messages": [{"role": "user", "content": "Hello!"}]},
+        {"model": "local/smollm2-135m-instruct", "max_tokens": 64, "stream": True, "system": "Be brief.",
+         "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}], "stop_sequences": ["."]},
+        {"model": "openai/gpt-4.1-mini", "max_tokens": 256, "messages": [{"role": "user", "content": "Weather?"}],
+         "tools": [{"name": "get_weather", "description": "Weather in a city",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+         "tool_choice": {"type": "auto"}},
+    ]})
+
+    model: Annotated[str, Field(min_length=1, max_length=200)]
+    max_tokens: MaxTokens
+    messages: Annotated[list[AnthropicMessage], Field(min_length=1)]
+    system: Content | None = None
+    stream: bool = False
+    temperature: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    stop_sequences: Annotated[list[str], Field(max_length=8)] = []
+    return_hidden_states: bool = False
+    tools: Annotated[list[AnthropicTool], Field(max_length=128)] = []
+    tool_choice: AnthropicToolChoice | None = None
+
+    @model_validator(mode="after")
+    def _tools(self):
+        tools = [Tool(t.name, t.description, t.input_schema) for t in self.tools]
+        choice = self.tool_choice
+        name = "auto" if choice is None else {"auto": "auto", "any": "required", "none": "none"}.get(choice.type,
+                                                                                                  choice.name)
+        self._checked = tools_and_choice(tools, name)
+        return self
+
+    def internal_tools(self) -> tuple[Tool, ...]:
+        return self._checked[0]
+
+    def internal_tool_choice(self) -> str:
+        return self._checked[1]

@@ -1,0 +1,92 @@
+"""What every protocol's request models share: checked text, integers, token caps, content
+parts, tools. Validation errors become 400s that name the field (api/requests.py)."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+
+from ..providers.base import Tool
+
+SessionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def valid_unicode(value: str) -> str:
+    """JSON can carry unpaired surrogates; no tokenizer can."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains invalid Unicode (an unpaired surrogate)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(valid_unicode)]
+
+
+def integral(value):
+    """JSON Schema's integer includes 1.0; strict pydantic would refuse it."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(integral)]
+
+
+def within_cap(value: int, info: ValidationInfo) -> int:
+    limit = info.context["settings"].max_tokens_cap
+    if value > limit:
+        raise ValueError(f"must be at most {limit}")
+    return value
+
+
+MaxTokens = Annotated[Int, Field(ge=1), AfterValidator(within_cap)]  # the document adds the cap as maximum
+NON_BLANK = r"\S"  # in the document: a string with something other than spaces in it
+
+
+def checked_text(value: str, limit: int) -> str:
+    if len(value) > limit:
+        raise ValueError(f"is {len(value)} characters; the limit is {limit}")
+    return valid_unicode(value)
+
+
+# /v1 (the OpenAI- and Anthropic-compatible APIs): unknown fields are ignored there, as the
+# official SDKs send options Rill does not use; known ones are checked as strictly as the app's.
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["text"]
+    text: Text
+
+
+Content = Text | list[TextPart]
+
+
+def content_text(content: Content | None) -> str:
+    if content is None:
+        return ""
+    return content if isinstance(content, str) else "".join(p.text for p in content)
+
+
+ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+def object_schema(value: dict) -> dict:
+    """A tool's parameters: a JSON Schema of type object (the arguments are one JSON object)."""
+    if value.get("type", "object") != "object":
+        raise ValueError("must be a JSON Schema of type object (the arguments are one JSON object)")
+    return value
+
+
+ObjectSchema = Annotated[dict, AfterValidator(object_schema)]
+
+
+def tools_and_choice(tools: list[Tool], choice: str) -> tuple[tuple[Tool, ...], str]:
+    """Checked together: a named tool must be one of the tools, and a choice needs tools."""
+    names = [t.name for t in tools]
+    if choice not in ("auto", "none") and not tools:
+        raise ValueError(f"tool_choice: {choice!r} needs tools")
+    if choice not in ("auto", "none", "required") and choice not in names:
+        raise ValueError(f"tool_choice: no tool named {choice!r} among the tools ({', '.join(names)})")
+    return tuple(tools), choice

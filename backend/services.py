@@ -1,0 +1,181 @@
+"""The composition root: what routes and transports share (Services), built once per app from
+the settings, and the contract of every store that has several backends (memory for tests,
+SQLite embedded, Redis for several workers). Domain code imports the Protocols from here; only
+create_app builds Services, and only the web layer asks for the current app's (current())."""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Protocol
+
+if TYPE_CHECKING:
+    import redis
+
+    from .auth import Auth
+    from .chat.events import Payload, StreamEvent
+    from .chat.turn import Turn, TurnObserver
+    from .config import Settings
+    from .providers.base import Provider
+    from .providers.directory import ProviderDirectory
+    from .usage import Prices, TurnUsage
+
+
+class SessionStore(Protocol):
+    """The history the model sees, per session and user: memory, SQLite, Redis."""
+
+    def create(self, user: str = "anonymous", messages=()) -> dict: ...
+    def exists(self, session_id: str, user: str = "anonymous") -> bool: ...
+    def get(self, session_id: str, user: str = "anonymous") -> dict | None: ...
+    def history(self, session_id: str, user: str = "anonymous") -> list[dict]: ...
+    def list(self, user: str = "anonymous") -> list[dict]: ...
+    def delete(self, session_id: str, user: str = "anonymous") -> bool: ...
+
+    def append(self, session_id: str, *messages: dict, user: str = "anonymous") -> bool:
+        """In one transaction: a turn's question and reply are saved together or not at all."""
+
+    def rewind(self, session_id: str, turn_id: str, user: str = "anonymous") -> int | None:
+        """Forget a turn and what came after it, to ask it again."""
+
+    def close(self) -> None: ...
+
+
+class UsageStore(Protocol):
+    """Every finished turn's tokens and time: memory, SQLite, Redis."""
+
+    def record(self, usage: TurnUsage) -> None: ...
+
+    def totals(self, since_day: str, user: str | None = None) -> list[dict]:
+        """Sums by (UTC day, user, model) from `since_day` on, for one user or (None) all."""
+
+
+class TurnLog(Protocol):
+    """A turn's events, numbered from 0, readable from any point: in memory (chat.log) or a Redis
+    Stream (chat.redis_turns)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def last_seq(self) -> int: ...
+
+    def append(self, payload: Payload) -> StreamEvent: ...
+
+    def follow(self, after: int = -1, keepalive: float = 15.0) -> Iterator[StreamEvent]:
+        """The events after `after`, then the live ones until the final one; pings in silences."""
+
+    def unread_for(self, now: float) -> float:
+        """Seconds since the last reader left (0 while someone reads)."""
+
+
+class TurnDirectory(Protocol):
+    """The running turns and the retained ones: this process's (chat.turns) or every worker's
+    (chat.redis_turns)."""
+
+    def running(self, user: str | None = None) -> list[Turn]: ...
+    def open_log(self, turn_id: str) -> TurnLog: ...
+
+    def reserve(self, user: str, turn_id: str) -> contextlib.AbstractContextManager:
+        """Hold one of the user's running-turn slots (and the id) while the turn is made."""
+
+    def add(self, turn: Turn) -> None:
+        """Register the turn and start its pump."""
+
+    def get(self, turn_id: str, user: str):
+        """A running or retained turn of this user's; None for anyone else's."""
+
+    def start_background(self) -> None:
+        """The reaper (and with Redis: heartbeats, cancels, dead workers' turns)."""
+
+    def interrupt_all(self, grace_seconds: float) -> None: ...
+
+
+@dataclass
+class Services:
+    settings: Settings
+    providers: ProviderDirectory
+    sessions: SessionStore
+    usage: UsageStore
+    turns: TurnDirectory
+    accounting: TurnObserver
+    auth: Auth
+    prices: Prices
+    started: float = field(default_factory=time.monotonic)
+
+
+def build_services(settings: Settings, providers: tuple[Provider, ...] = ()) -> Services:
+    """Every service, chosen by the settings. `providers` are added beside the built-in ones
+    (tests add a scripted one)."""
+    from .auth import Auth
+    from .chat.accounting import Accounting
+    from .chat.redis_turns import RedisTurns
+    from .chat.turns import Turns
+    from .providers.directory import ProviderDirectory
+    from .providers.gemini import GeminiProvider
+    from .providers.local import LocalProvider
+    from .providers.openai import OpenAIProvider
+    from .usage import Prices
+
+    redis_client = open_redis(settings.redis_url) if settings.redis_url else None
+    local = LocalProvider(settings)
+    directory = ProviderDirectory(settings.model or f"local/{local.model_name}")
+    for provider in (local, OpenAIProvider(settings), GeminiProvider(settings), *providers):
+        directory.add(provider)
+    sessions = open_sessions(settings, redis_client)
+    usage = open_usage(settings, redis_client)
+    return Services(
+        settings=settings,
+        providers=directory,
+        sessions=sessions,
+        usage=usage,
+        turns=RedisTurns(settings, redis_client, sessions) if redis_client else Turns(settings),
+        accounting=Accounting(usage, settings.log_content),
+        auth=Auth(settings),
+        prices=Prices(settings.prices),
+    )
+
+
+def open_redis(url: str) -> redis.Redis:
+    """One client for the app: quick to fail (a clear 503) while Redis is away, and reconnecting
+    by itself when it is back."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=30, health_check_interval=15,
+                                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
+
+
+def open_sessions(settings: Settings, redis_client=None) -> SessionStore:
+    from .sessions.memory import MemorySessionStore
+    from .sessions.redis_store import RedisSessionStore
+    from .sessions.sqlite import SQLiteSessionStore
+
+    limits = dict(ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions,
+                  max_messages=settings.max_session_messages, max_per_user=settings.max_sessions_per_user)
+    if redis_client is not None:
+        return RedisSessionStore(redis_client, **limits)
+    if settings.session_store == "memory":
+        return MemorySessionStore(**limits)
+    if settings.session_store == "sqlite":
+        return SQLiteSessionStore(Path(settings.data_dir).expanduser() / "sessions.db", **limits)
+    raise SystemExit(f"RILL_SESSION_STORE={settings.session_store!r}: use sqlite or memory")
+
+
+def open_usage(settings: Settings, redis_client=None) -> UsageStore:
+    """Where finished turns' usage goes: beside the sessions, in the same kind of store."""
+    from .usage import MemoryUsage, RedisUsage, SQLiteUsage
+
+    if redis_client is not None:
+        return RedisUsage(redis_client)
+    if settings.session_store == "memory":
+        return MemoryUsage()
+    return SQLiteUsage(Path(settings.data_dir).expanduser() / "usage.db")
+
+
+def current() -> Services:
+    """The current app's services: the one way in for routes and transports."""
+    from flask import current_app
+
+    return current_app.extensions["rill"]

@@ -1,0 +1,21 @@
+"""What the tests and the browser tests share: the real server, started once per async mode."""
+import pytest
+
+from tests.server import start_server, stop_server
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory):
+    """servers(mode): the real server with the real model and default settings (plus the scripted
+    provider), started when first asked for and shared by every module that needs no settings of
+    its own; a server start is seconds of the test run's time."""
+    started = {}
+
+    def get(mode: str):
+        if mode not in started:
+            started[mode] = start_server(mode, tmp_path_factory.mktemp(f"server-{mode}"))
+        return started[mode]
+
+    yield get
+    for srv in started.values():
+        stop_server(srv)
