@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from e2e.browser import launch
-from tests.server import ROOT, start_server, stop_server
+from tests.server import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
 TIMEOUT_MS = 30_000  # generous: the real model is slower when the machine is busy; passing tests wait less
@@ -24,12 +24,10 @@ document.addEventListener("securitypolicyviolation", (e) => window.__cspViolatio
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory):
+def server(servers):
     if not (ROOT / "static" / "vendor" / "marked.esm.js").exists():
         pytest.fail("static/vendor is empty: run `make vendor` (npm ci, then copies the browser builds)", pytrace=False)
-    srv = start_server("eventlet", tmp_path_factory.mktemp("logs"))
-    yield srv
-    stop_server(srv)
+    return servers("eventlet")
 
 
 @pytest.fixture(scope="session")
@@ -96,11 +94,12 @@ class Page:
 
 
 @pytest.fixture
-def open_app(browser, server):
-    """Makes app pages, each in its own context (its own storage); checks each at the end."""
+def open_page(browser):
+    """Makes app pages on a given server, each in its own context (its own storage); checks each
+    at the end: no uncaught errors, no dialogs, no Content-Security-Policy violations."""
     made = []
 
-    def make(width=1200, height=800, **context_options):
+    def make(server, width=1200, height=800, **context_options):
         context = browser.new_context(viewport={"width": width, "height": height}, base_url=server.url,
                                       accept_downloads=True, **context_options)
         context.set_default_timeout(TIMEOUT_MS)
@@ -114,10 +113,16 @@ def open_app(browser, server):
             page = wrapped.page
             assert wrapped.errors == [], f"uncaught errors in the page: {wrapped.errors}"
             assert wrapped.dialogs == [], f"the page opened dialogs: {wrapped.dialogs}"
-            if not page.is_closed() and page.url.startswith(server.url):
+            if not page.is_closed() and page.url.startswith(wrapped.server.url):
                 assert page.evaluate("window.__cspViolations") == [], "Content-Security-Policy violations"
         finally:
             context.close()
+
+
+@pytest.fixture
+def open_app(open_page, server):
+    """Pages on the session's server."""
+    return lambda **options: open_page(server, **options)
 
 
 @pytest.fixture

@@ -32,33 +32,23 @@ def set_token(page, value):
 
 
 @pytest.mark.parametrize("transport", ["sse", "socketio"])
-def test_missing_expired_and_valid_tokens(browser, auth_server, transport, artifacts):
-    context = browser.new_context(base_url=auth_server.url)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        page.add_init_script(f"localStorage.getItem('rill.settings') ?? localStorage.setItem('rill.settings', "
-                             f"JSON.stringify({{transport: '{transport}', temperature: 0, maxTokens: 8}}))")
-        page.goto("/")
-        page.wait_for_selector("html[data-ready]")
-        page.fill("#prompt", "Hello?")
-        page.press("#prompt", "Enter")
-        error = page.locator(".error-message").last
-        expect(error).to_contain_text("needs an access token")
-        page.screenshot(path=artifacts / f"auth-missing-{transport}.png")
+def test_missing_expired_and_valid_tokens(open_page, auth_server, transport, artifacts):
+    app = open_page(auth_server)
+    app.open(transport=transport, temperature=0, maxTokens=8)
+    page = app.page
+    app.send("Hello?")
+    error = page.locator(".error-message").last
+    expect(error).to_contain_text("needs an access token")
+    page.screenshot(path=artifacts / f"auth-missing-{transport}.png")
 
-        set_token(page, token(ttl=-3600))  # expired an hour ago
-        page.locator("[data-action=retry]").last.click()
-        expect(page.locator(".error-message").last).to_contain_text("token expired")
-        expect(page.locator(".error-message").last).to_contain_text("was refused")
+    set_token(page, token(ttl=-3600))  # expired an hour ago
+    page.locator("[data-action=retry]").last.click()
+    expect(page.locator(".error-message").last).to_contain_text("token expired")
+    expect(page.locator(".error-message").last).to_contain_text("was refused")
 
-        set_token(page, token())
-        page.locator("[data-action=retry]").last.click()
-        page.wait_for_selector("#stop", state="hidden", timeout=60_000)
-        reply = page.locator(".from-assistant").last
-        expect(reply.locator(".body")).not_to_be_empty()
-        expect(reply.locator(".error-message")).to_have_count(0)
-        assert errors == []
-    finally:
-        context.close()
+    set_token(page, token())
+    page.locator("[data-action=retry]").last.click()
+    page.wait_for_selector("#stop", state="hidden", timeout=60_000)
+    reply = page.locator(".from-assistant").last
+    expect(reply.locator(".body")).not_to_be_empty()
+    expect(reply.locator(".error-message")).to_have_count(0)

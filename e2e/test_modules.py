@@ -14,7 +14,7 @@ def page(app):
 def parse(page, pieces):
     """Events from feeding the parser these text pieces in order."""
     return page.evaluate("""async (pieces) => {
-        const { SSEParser } = await import("/static/js/api.js");
+        const { SSEParser } = await import("/static/js/sse.js");
         const parser = new SSEParser();
         return pieces.flatMap((p) => parser.push(p));
     }""", pieces)
@@ -42,7 +42,7 @@ def test_sse_ignores_dataless_events_and_drops_an_unfinished_one(page):
 
 def test_sse_reader_decodes_utf8_split_across_reads(page):
     events = page.evaluate("""async () => {
-        const { readEvents } = await import("/static/js/api.js");
+        const { readEvents } = await import("/static/js/sse.js");
         const bytes = new TextEncoder().encode("event: token\\ndata: {\\"token\\": \\"h\\u00e9llo \\u{1F30A}\\"}\\n\\ndata: unfinished");
         const body = new ReadableStream({
             start(controller) {
@@ -178,7 +178,7 @@ def test_usage_words_and_numbers(page):
 
 def test_tool_call_arguments_are_pretty_only_once_complete_and_valid(page):
     result = page.evaluate("""async () => {
-        const { formatArguments } = await import("/static/js/view.js");
+        const { formatArguments } = await import("/static/js/view/message.js");
         return [
             formatArguments('{"city": "Par', false),         // streaming: the raw text so far
             formatArguments('{"city":"Paris","n":0}', false), // whole, but the call has not ended

@@ -16,7 +16,6 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from e2e.conftest import TIMEOUT_MS, Page
 from tests.server import start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -35,27 +34,8 @@ def usage_server(tmp_path_factory):
 
 
 @pytest.fixture
-def open_usage_app(browser, usage_server):
-    """Pages on the usage server, checked like conftest's open_app: no page errors, no
-    dialogs, no Content-Security-Policy violations."""
-    made = []
-
-    def make(width=1200, height=900):
-        context = browser.new_context(viewport={"width": width, "height": height}, base_url=usage_server.url)
-        context.set_default_timeout(TIMEOUT_MS)
-        wrapped = Page(context.new_page(), usage_server)
-        made.append((context, wrapped))
-        return wrapped
-
-    yield make
-    for context, wrapped in made:
-        try:
-            assert wrapped.errors == [], f"uncaught errors in the page: {wrapped.errors}"
-            assert wrapped.dialogs == [], f"the page opened dialogs: {wrapped.dialogs}"
-            if not wrapped.page.is_closed():
-                assert wrapped.page.evaluate("window.__cspViolations") == [], "Content-Security-Policy violations"
-        finally:
-            context.close()
+def open_usage_app(open_page, usage_server):
+    return lambda width=1200, height=900: open_page(usage_server, width, height)
 
 
 def new_user():

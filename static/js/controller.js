@@ -1,8 +1,9 @@
 // What the user does outside a reply: opening, renaming, deleting, searching, exporting and
 // importing chats, and changing settings. Replies themselves are turns.js's.
-import { getModels, getUsage, setAccessToken } from "./api.js";
+import { getModels, getUsage, setAccessToken } from "./http.js";
 import { saveSettings } from "./settings.js";
 import { USAGE_DAYS } from "./usage.js";
+import { applyTheme, download } from "./view/dom.js";
 
 function exportName(title) {
   const slug = title.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 40);
@@ -10,8 +11,13 @@ function exportName(title) {
 }
 
 export class Controller {
-  constructor({ view, threads, turns, settings }) {
-    this.view = view;
+  constructor({ widgets, threads, turns, settings }) {
+    this.sidebar = widgets.sidebar;
+    this.messages = widgets.messages;
+    this.composer = widgets.composer;
+    this.header = widgets.header;
+    this.notices = widgets.notices;
+    this.settingsDialog = widgets.settingsDialog;
     this.threads = threads;
     this.turns = turns;
     this.settings = settings;
@@ -37,17 +43,17 @@ export class Controller {
     } catch {
       this.models = null; // the server may be starting; a send says so if it is still down
     }
-    this.view.showModel(this.settings.model || this.models?.default || "");
+    this.header.showModel(this.settings.model || this.models?.default || "");
   }
 
   error(message) {
-    this.view.notice(message, { kind: "error", sticky: true });
+    this.notices.error(message);
   }
 
   async renderThreads() {
     try {
       const threads = await this.threads.search(this.query);
-      this.view.renderThreads(threads, this.threads.current?.id, { searching: Boolean(this.query) });
+      this.sidebar.render(threads, this.threads.current?.id, { searching: Boolean(this.query) });
     } catch (err) {
       this.error(err.message);
     }
@@ -69,7 +75,7 @@ export class Controller {
         this.threads.saveMessage(message);
       }
     }
-    this.view.showThread(this.threads.current, this.threads.messages);
+    this.showThread();
     this.turns.showActions();
     this.turns.followStreaming({ owner: true });
     this.renderThreads();
@@ -85,22 +91,27 @@ export class Controller {
     }
     this.renderThreads();
     if (this.threads.current?.id !== id || this.turns.busy) return;
-    this.view.showThread(this.threads.current, this.threads.messages);
+    this.showThread();
     this.turns.showActions();
     this.turns.followStreaming({ owner: false });
+  }
+
+  showThread() {
+    this.header.setTitle(this.threads.current?.title ?? null);
+    this.messages.show(this.threads.messages);
   }
 
   newThread() {
     this.turns.detach();
     this.threads.startNew();
-    this.view.showThread(null, []);
+    this.showThread();
     this.renderThreads();
-    this.view.focusPrompt();
+    this.composer.focus();
   }
 
   async renameThread(id, title) {
     await this.threads.rename(id, title);
-    if (this.threads.current?.id === id) this.view.setThreadTitle(title);
+    if (this.threads.current?.id === id) this.header.setTitle(title);
     this.renderThreads();
   }
 
@@ -110,7 +121,7 @@ export class Controller {
     await this.threads.remove(id);
     if (open) this.newThread();
     else this.renderThreads();
-    this.view.announce("Chat deleted.");
+    this.notices.announce("Chat deleted.");
   }
 
   search(query) {
@@ -125,7 +136,7 @@ export class Controller {
   async exportThread(id) {
     try {
       const data = await this.threads.exportThreads([id]);
-      this.view.download(exportName(data.threads[0]?.title || "chat"), data);
+      download(exportName(data.threads[0]?.title || "chat"), data);
     } catch (err) {
       this.error(`Export failed: ${err.message}`);
     }
@@ -134,7 +145,7 @@ export class Controller {
   async exportAll() {
     try {
       const data = await this.threads.exportThreads();
-      this.view.download(`rill-chats-${new Date().toISOString().slice(0, 10)}.json`, data);
+      download(`rill-chats-${new Date().toISOString().slice(0, 10)}.json`, data);
     } catch (err) {
       this.error(`Export failed: ${err.message}`);
     }
@@ -150,7 +161,7 @@ export class Controller {
     }
     try {
       const count = await this.threads.importThreads(data);
-      this.view.notice(`Imported ${count} ${count === 1 ? "chat" : "chats"}.`);
+      this.notices.notice(`Imported ${count} ${count === 1 ? "chat" : "chats"}.`);
       this.renderThreads();
     } catch (err) {
       this.error(`Import failed: ${err.message}`);
@@ -163,13 +174,13 @@ export class Controller {
     const usage = getUsage(USAGE_DAYS);
     usage.catch(() => {}); // handled below; not "unhandled" while the models load
     if (!this.models) await this.loadModels();
-    this.view.openSettings(this.settings, this.models || { providers: [] });
-    this.view.usage.loading();
+    this.settingsDialog.open(this.settings, this.models || { providers: [] });
+    this.settingsDialog.usage.loading();
     try {
       const body = await usage;
-      if (asked === this.usageAsked) this.view.usage.show(body);
+      if (asked === this.usageAsked) this.settingsDialog.usage.show(body);
     } catch (err) {
-      if (asked === this.usageAsked) this.view.usage.failed(err.message);
+      if (asked === this.usageAsked) this.settingsDialog.usage.failed(err.message);
     }
   }
 
@@ -182,8 +193,8 @@ export class Controller {
       this.turns.tokenChanged();
       this.models = null; // listed again with the new token
     }
-    this.view.applyTheme(settings.theme);
-    this.view.showModel(settings.model || this.models?.default || "");
+    applyTheme(settings.theme);
+    this.header.showModel(settings.model || this.models?.default || "");
     if (error) this.error(error);
   }
 }

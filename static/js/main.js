@@ -1,54 +1,72 @@
-// Wiring only: build the pieces and connect the view's events to them.
-import { setAccessToken } from "./api.js";
+// Wiring only: build the widgets and the pieces, and connect what the user does to them.
 import { Controller } from "./controller.js";
+import { setAccessToken } from "./http.js";
 import { loadSettings } from "./settings.js";
-import { openStore } from "./store.js";
+import { MemoryStore, openStore } from "./store.js";
 import { Threads } from "./threads.js";
 import { Turns } from "./turns.js";
-import { View } from "./view.js";
+import { Composer } from "./view/composer.js";
+import { ConfirmDialog, SettingsDialog } from "./view/dialogs.js";
+import { applyTheme } from "./view/dom.js";
+import { Header } from "./view/header.js";
+import { MessageList } from "./view/messages.js";
+import { Notices } from "./view/notices.js";
+import { Sidebar } from "./view/sidebar.js";
 
-const view = new View();
-const showError = (message) => view.notice(message, { kind: "error", sticky: true });
-
+const notices = new Notices();
 const { settings, error: settingsError } = loadSettings();
-view.applyTheme(settings.theme); // first, so a dark page does not flash light while chats load
+applyTheme(settings.theme); // first, so a dark page does not flash light while chats load
 setAccessToken(settings.token);
-if (settingsError) showError(settingsError);
+if (settingsError) notices.error(settingsError);
 
-let store = null;
+let store;
 try {
   store = await openStore();
 } catch (err) {
-  showError(err.message);
+  notices.error(err.message);
+  store = new MemoryStore(); // chats work, for this page only
 }
 
-const threads = new Threads(store, showError);
+const confirm = new ConfirmDialog();
+const header = new Header();
+const widgets = {
+  notices, header, sidebar: new Sidebar((text) => confirm.ask(text)), messages: new MessageList(),
+  composer: new Composer(), settingsDialog: new SettingsDialog(header.settings),
+};
+const threads = new Threads(store, (message) => notices.error(message));
 const turns = new Turns({
   threads,
-  view,
+  widgets,
   getSettings: () => settings,
   onChange: () => controller.renderThreads(), // called on user actions, once all is built
-  onNotice: (message) => view.notice(message, { kind: "warning", sticky: true }),
 });
-const controller = new Controller({ view, threads, turns, settings });
+const controller = new Controller({ widgets, threads, turns, settings });
 threads.onRemoteChange = (threadId) => controller.remoteChange(threadId);
 
-view.on("send", (text) => turns.send(text));
-view.on("stop", () => turns.stop());
-view.on("regenerate", () => turns.regenerate());
-view.on("retry", () => turns.regenerate());
-view.on("editLast", (text) => turns.editLast(text));
-view.on("messageText", (id) => controller.messageText(id));
-view.on("newThread", () => controller.newThread());
-view.on("selectThread", (id) => controller.selectThread(id));
-view.on("renameThread", (id, title) => controller.renameThread(id, title));
-view.on("deleteThread", (id) => controller.deleteThread(id));
-view.on("exportThread", (id) => controller.exportThread(id));
-view.on("exportAll", () => controller.exportAll());
-view.on("importFile", (text) => controller.importFile(text));
-view.on("search", (query) => controller.search(query));
-view.on("openSettings", () => controller.openSettings());
-view.on("saveSettings", (values) => controller.saveSettings(values));
+const { sidebar, messages, composer } = widgets;
+composer.on("send", (text) => turns.send(text));
+composer.on("stop", () => turns.stop());
+messages.on("regenerate", () => turns.regenerate());
+messages.on("retry", () => turns.regenerate());
+messages.on("editLast", (text) => turns.editLast(text));
+messages.on("messageText", (id) => controller.messageText(id));
+sidebar.on("newThread", () => controller.newThread());
+sidebar.on("selectThread", (id) => controller.selectThread(id));
+sidebar.on("renameThread", (id, title) => controller.renameThread(id, title));
+sidebar.on("deleteThread", (id) => controller.deleteThread(id));
+sidebar.on("exportThread", (id) => controller.exportThread(id));
+sidebar.on("exportAll", () => controller.exportAll());
+sidebar.on("importFile", (text) => controller.importFile(text));
+sidebar.on("search", (query) => controller.search(query));
+header.on("openSettings", () => controller.openSettings());
+widgets.settingsDialog.on("save", (values) => controller.saveSettings(values));
+// Esc closes the chat drawer if it is open, else stops a running reply (not while a dialog is
+// open, or when the key was used already: an edit or a rename box takes it itself).
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || event.defaultPrevented || document.querySelector("dialog[open]")) return;
+  if (sidebar.isOpen()) sidebar.close();
+  else if (turns.busy) turns.stop();
+});
 
 await controller.start();
 document.documentElement.dataset.ready = "true"; // for tests: the page is wired and loaded

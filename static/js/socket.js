@@ -1,9 +1,10 @@
-// Socket.IO transport: the same turns as api.js's streamChat, over one shared connection.
+// Socket.IO transport: the same turns as stream.js's streamChat, over one shared connection.
 // Every event carries its turn's id and seq: events are routed by turn and deduplicated by seq.
 // When the connection drops, Socket.IO reconnects and every turn still followed is resumed
 // (chat_resume) from the last seq it got.
 import { io } from "../vendor/socket.io.esm.min.js";
-import { ApiError, NETWORK_ERROR, TOOL_CALL_KINDS, authError, getAccessToken } from "./api.js";
+import { EVENTS, KIND_OF, TOOL_CALL_KINDS } from "./events.js";
+import { ApiError, NETWORK_ERROR, authError, getAccessToken } from "./http.js";
 
 const CONNECT_TIMEOUT_MS = 5000;
 const ACK_TIMEOUT_MS = 15000;
@@ -47,12 +48,13 @@ class SocketTurn {
   event(name, event) {
     if (this.ended || this.stopped || !Number.isInteger(event.seq) || event.seq <= this.lastSeq) return;
     this.lastSeq = event.seq;
-    if (name === "chat_start") this.handlers.start(event);
-    else if (name === "chat_token") this.handlers.token(event.token, event.seq);
-    else if (name === "chat_reasoning") this.handlers.reasoning(event.reasoning, event.seq);
-    else if (name.startsWith("chat_tool_call_")) this.handlers.toolCall(TOOL_CALL_KINDS[name.slice(5)], event, event.seq);
-    else if (name === "chat_complete") this.end(() => this.handlers.done(event));
-    else if (name === "chat_error") this.end(() => this.handlers.error(new ApiError(event.error.type, event.error.message)));
+    const kind = KIND_OF[name];
+    if (kind === "start") this.handlers.start(event);
+    else if (kind === "token") this.handlers.token(event.token, event.seq);
+    else if (kind === "reasoning") this.handlers.reasoning(event.reasoning, event.seq);
+    else if (TOOL_CALL_KINDS[kind]) this.handlers.toolCall(TOOL_CALL_KINDS[kind], event, event.seq);
+    else if (kind === "done") this.end(() => this.handlers.done(event));
+    else if (kind === "error") this.end(() => this.handlers.error(new ApiError(event.error.type, event.error.message)));
   }
 
   end(report = () => {}) {
@@ -73,8 +75,7 @@ export class SocketTransport {
   connection() {
     if (this.socket) return this.socket;
     const socket = io({ autoConnect: false, auth: (send) => send({ token: getAccessToken() }) });
-    for (const name of ["chat_start", "chat_token", "chat_reasoning", "chat_tool_call_start", "chat_tool_call_delta",
-      "chat_tool_call_end", "chat_complete", "chat_error"]) {
+    for (const name of Object.values(EVENTS)) {
       socket.on(name, (event) => event.turn_id && this.turns.get(event.turn_id)?.event(name, event));
     }
     socket.on("disconnect", () => {

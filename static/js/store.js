@@ -43,6 +43,8 @@ export async function openStore() {
 }
 
 class Store {
+  shared = true;  // every tab of this site sees its writes
+
   constructor(db) {
     this.db = db;
   }
@@ -125,6 +127,67 @@ class Store {
       }
       await Promise.all(writes);
     }, "The import was not saved");
+    return threads.length;
+  }
+}
+
+// Where chats go when the browser gives no storage (private mode, no IndexedDB): the same calls,
+// kept in this page's memory (as copies, as IndexedDB keeps them) until it is closed.
+export class MemoryStore {
+  shared = false;
+
+  constructor() {
+    this.threadsById = new Map();
+    this.messagesById = new Map();
+  }
+
+  async threads() {
+    return [...this.threadsById.values()].map((t) => structuredClone(t))
+      .sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
+  }
+
+  async messages(threadId) {
+    return [...this.messagesById.values()].filter((m) => m.threadId === threadId).map((m) => structuredClone(m))
+      .sort((a, b) => a.seq - b.seq);
+  }
+
+  async putThread(thread) {
+    this.threadsById.set(thread.id, structuredClone(thread));
+  }
+
+  async putMessage(message) {
+    this.messagesById.set(message.id, structuredClone(message));
+  }
+
+  async deleteMessages(ids) {
+    for (const id of ids) this.messagesById.delete(id);
+  }
+
+  async deleteThread(id) {
+    this.threadsById.delete(id);
+    for (const [key, message] of this.messagesById) if (message.threadId === id) this.messagesById.delete(key);
+  }
+
+  async search(query) {
+    const needle = query.toLowerCase();
+    const hits = new Set([...this.threadsById.values()].filter((t) => t.title.toLowerCase().includes(needle)).map((t) => t.id));
+    for (const m of this.messagesById.values()) if (m.content.toLowerCase().includes(needle)) hits.add(m.threadId);
+    return hits;
+  }
+
+  async exportThreads(ids = null) {
+    const threads = (await this.threads()).filter((t) => !ids || ids.includes(t.id));
+    const withMessages = await Promise.all(threads.map(async (t) => ({ ...t, messages: await this.messages(t.id) })));
+    return { format: EXPORT_FORMAT, version: 1, exportedAt: new Date().toISOString(), threads: withMessages };
+  }
+
+  async importThreads(data) {
+    const threads = parseExport(data);
+    for (const { messages, ...thread } of threads) {
+      if (this.threadsById.has(thread.id)) thread.id = newId();
+      await this.putThread(thread);
+      for (const message of messages) await this.putMessage({ ...message, id: newId(), threadId: thread.id });
+    }
     return threads.length;
   }
 }

@@ -1,7 +1,8 @@
 // The chats: the list, the open one and its messages, kept in memory and written through to
-// the store. A failed write is reported through onError and the chat goes on in memory. Every
-// write is announced to the other tabs on a BroadcastChannel; they read the chat again.
-import { EXPORT_FORMAT, newId, parseExport } from "./store.js";
+// the store (IndexedDB, or a MemoryStore where the browser gives none). A failed write is
+// reported through onError and the chat goes on in memory. Every write to a shared store is
+// announced to the other tabs on a BroadcastChannel; they read the chat again.
+import { newId } from "./store.js";
 
 const TITLE_CHARS = 60;
 
@@ -16,7 +17,7 @@ const CHANNEL = "rill-threads";
 
 export class Threads {
   constructor(store, onError) {
-    this.store = store;            // null when the browser gives no storage
+    this.store = store;
     this.onError = onError;
     this.onRemoteChange = () => {};  // (threadId): another tab wrote to that chat
     this.channel = typeof BroadcastChannel === "function" ? new BroadcastChannel(CHANNEL) : null;
@@ -28,20 +29,17 @@ export class Threads {
   }
 
   async load() {
-    if (!this.store) return;
     this.list = await this.store.threads();
   }
 
   write(operation, threadId = this.current?.id) {
-    if (!this.store) return Promise.resolve();
     return operation(this.store)
-      .then(() => this.channel?.postMessage({ threadId }))
+      .then(() => this.store.shared && this.channel?.postMessage({ threadId }))
       .catch((err) => this.onError(err.message));
   }
 
   // Another tab changed chat `id`: read the list, and that chat if it was read before, again.
   async refresh(id) {
-    if (!this.store) return;
     this.list = await this.store.threads();
     if (this.loaded.has(id)) this.loaded.set(id, await this.store.messages(id));
     if (this.current?.id === id) {
@@ -51,7 +49,7 @@ export class Threads {
   }
 
   async messagesOf(id) {
-    if (!this.loaded.has(id)) this.loaded.set(id, this.store ? await this.store.messages(id) : []);
+    if (!this.loaded.has(id)) this.loaded.set(id, await this.store.messages(id));
     return this.loaded.get(id);
   }
 
@@ -126,35 +124,16 @@ export class Threads {
   // The threads whose title or text contains `query`; all of them for an empty query.
   async search(query) {
     if (!query) return this.list;
-    let hits;
-    if (this.store) {
-      hits = await this.store.search(query);
-    } else {
-      const needle = query.toLowerCase();
-      hits = new Set(this.list.filter((t) => t.title.toLowerCase().includes(needle) ||
-        (this.loaded.get(t.id) || []).some((m) => m.content.toLowerCase().includes(needle))).map((t) => t.id));
-    }
+    const hits = await this.store.search(query);
     return this.list.filter((t) => hits.has(t.id));
   }
 
-  async exportThreads(ids = null) {
-    if (this.store) return this.store.exportThreads(ids);
-    const threads = this.list.filter((t) => !ids || ids.includes(t.id))
-      .map((t) => ({ ...t, messages: this.loaded.get(t.id) || [] }));
-    return { format: EXPORT_FORMAT, version: 1, exportedAt: now(), threads };
+  exportThreads(ids = null) {
+    return this.store.exportThreads(ids);
   }
 
   // Returns how many threads came in; throws an Error that says what is wrong with the file.
   async importThreads(data) {
-    if (!this.store) {
-      for (const { messages, ...thread } of parseExport(data)) {
-        thread.id = newId();
-        this.list.push(thread);
-        this.loaded.set(thread.id, messages.map((m) => ({ ...m, id: newId(), threadId: thread.id })));
-      }
-      this.list.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
-      return data.threads.length;
-    }
     const count = await this.store.importThreads(data);
     this.list = await this.store.threads();
     return count;

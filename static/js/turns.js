@@ -4,10 +4,11 @@
 // and so does any other tab that has the chat open. Only the tab that asked (or took the reply
 // over after a reload) writes the partial reply to IndexedDB while it streams; every tab that
 // sees the end writes the same final text.
-import { ApiError, chatOnce, followTurn, newTurnId, restoreSession, streamChat } from "./api.js";
+import { ApiError, restoreSession } from "./http.js";
 import { StreamingMarkdown } from "./markdown.js";
 import { requestOptions } from "./settings.js";
 import { SocketTransport } from "./socket.js";
+import { chatOnce, followTurn, newTurnId, streamChat } from "./stream.js";
 
 const SAVE_EVERY_MS = 1500;   // a partial reply survives a closed tab, give or take this much
 const RATE_EVERY_MS = 250;    // a live tokens/s figure that changes faster is unreadable
@@ -162,13 +163,16 @@ class Reply {
   }
 }
 
+// The widgets it draws on: messages (MessageList), composer, header, notices.
 export class Turns {
-  constructor({ threads, view, getSettings, onChange, onNotice }) {
+  constructor({ threads, widgets, getSettings, onChange }) {
     this.threads = threads;
-    this.view = view;
+    this.messages = widgets.messages;
+    this.composer = widgets.composer;
+    this.header = widgets.header;
+    this.notices = widgets.notices;
     this.getSettings = getSettings;
     this.onChange = onChange;   // the thread list changed (a new chat, a new time)
-    this.onNotice = onNotice;
     this.active = null;
     this.socket = null;         // connected on first use
     this.stopTimer = 0;
@@ -176,6 +180,15 @@ export class Turns {
 
   get busy() {
     return this.active !== null;
+  }
+
+  setBusy(busy) {
+    this.composer.setBusy(busy);
+    this.messages.setBusy(busy);
+  }
+
+  warn(message) {
+    this.notices.notice(message, { kind: "warning", sticky: true });
   }
 
   // {stream(request, handlers), follow(turnId, lastSeq, handlers)}
@@ -196,9 +209,9 @@ export class Turns {
     if (this.busy) return false;
     const isNew = !this.threads.current;
     this.threads.ensureCurrent(text);
-    if (isNew) this.view.setThreadTitle(this.threads.current.title);
+    if (isNew) this.header.setTitle(this.threads.current.title);
     const question = this.threads.addMessage({ role: "user", content: text, status: "complete" });
-    this.view.appendMessage(question);
+    this.messages.append(question);
     this.ask(question);
     return true;
   }
@@ -212,16 +225,16 @@ export class Turns {
       role: "assistant", content: "", reasoning: "", toolCalls: [], status: "streaming", model: settings.model || null, stats: null,
       turnId: newTurnId(), lastSeq: -1,
     });
-    const reply = this.begin(thread, message, this.view.beginReply(message), true);
+    const reply = this.begin(thread, message, this.messages.beginReply(message), true);
     this.request(reply, question.content, settings, thread.sessionId, replaceTurn);
   }
 
   begin(thread, message, replyView, owner) {
     const reply = new Reply(thread, message, replyView, (m) => this.threads.saveMessage(m), owner);
     this.active = reply;
-    this.view.setBusy(true);
-    this.view.showActions({});
-    this.view.announce("Rill is replying.");
+    this.setBusy(true);
+    this.messages.showActions({});
+    this.notices.announce("Rill is replying.");
     this.onChange();
     return reply;
   }
@@ -234,7 +247,7 @@ export class Turns {
       toolCall: (kind, data, seq) => this.active === reply && reply.toolCall(kind, data, seq),
       done: (done) => this.finish(reply, done.finish_reason === "cancelled" ? "stopped" : "complete", serverStats(done)),
       error: (error) => onError(error),
-      reconnecting: (away) => this.active === reply && this.view.notice(away ? "Connection lost: reconnecting…"
+      reconnecting: (away) => this.active === reply && this.notices.notice(away ? "Connection lost: reconnecting…"
         : "Reconnected: the reply goes on.", { kind: away ? "warning" : "info" }),
     };
   }
@@ -260,7 +273,7 @@ export class Turns {
       const session = await restoreSession(history);
       reply.thread.sessionId = session.id;
       this.threads.saveThread(reply.thread, { touch: false });
-      this.onNotice("The server no longer had this chat, so it was restored from this browser's copy.");
+      this.warn("The server no longer had this chat, so it was restored from this browser's copy.");
       this.request(reply, text, settings, session.id);
     } catch (err) {
       this.failed(reply, err instanceof ApiError ? err : new ApiError("restore_failed", err.message));
@@ -272,7 +285,7 @@ export class Turns {
   followStreaming({ owner }) {
     const message = this.threads.messages.at(-1);
     if (this.busy || !message || message.role !== "assistant" || message.status !== "streaming" || !message.turnId) return;
-    const reply = this.begin(this.threads.current, message, this.view.resumeReply(message), owner);
+    const reply = this.begin(this.threads.current, message, this.messages.resumeReply(message), owner);
     reply.seed(message);
     reply.handle = this.transport(this.getSettings()).follow(message.turnId, reply.lastSeq,
       this.handlers(reply, (error) => this.failed(reply, error)));
@@ -281,7 +294,7 @@ export class Turns {
   failed(reply, error) {
     // A reply that cannot be followed any more keeps what arrived.
     if (error.type === "connection_lost" && !reply.empty) {
-      this.onNotice(error.message);
+      this.warn(error.message);
       this.finish(reply, "stopped", null);
     } else {
       this.finish(reply, "error", null, error);
@@ -320,7 +333,7 @@ export class Turns {
     reply.flush();
     if (reply.owner) reply.keep();
     this.active = null;
-    this.view.setBusy(false);
+    this.setBusy(false);
   }
 
   // The chat is being deleted: stop the reply on the server and forget it here.
@@ -330,7 +343,7 @@ export class Turns {
     reply.handle?.cancel();
     reply.handle?.detach();
     this.active = null;
-    this.view.setBusy(false);
+    this.setBusy(false);
   }
 
   finish(reply, status, stats, error = null) {
@@ -347,10 +360,10 @@ export class Turns {
     reply.view.finish(message);
     this.threads.saveMessage(message);
     this.threads.saveThread(reply.thread);
-    this.view.setBusy(false);
+    this.setBusy(false);
     this.showActions();
     this.onChange();
-    this.view.announce({
+    this.notices.announce({
       complete: "Reply finished.",
       stopped: "Reply stopped.",
       error: `The reply failed: ${error?.message}`,
@@ -372,7 +385,7 @@ export class Turns {
     if (this.busy || !question) return;
     if (reply) {
       this.threads.removeMessages([reply]);
-      this.view.removeMessage(reply.id);
+      this.messages.remove(reply.id);
     }
     this.ask(question, reply?.turnId);
   }
@@ -382,16 +395,16 @@ export class Turns {
     if (this.busy || !question) return false;
     const old = [question, reply].filter(Boolean);
     this.threads.removeMessages(old);
-    old.forEach((m) => this.view.removeMessage(m.id));
+    old.forEach((m) => this.messages.remove(m.id));
     const edited = this.threads.addMessage({ role: "user", content: text, status: "complete" });
-    this.view.appendMessage(edited);
+    this.messages.append(edited);
     this.ask(edited, reply?.turnId);
     return true;
   }
 
   showActions() {
     const [question, reply] = this.lastExchange();
-    this.view.showActions({
+    this.messages.showActions({
       editId: question?.id ?? null,
       regenerateId: reply && reply.status !== "error" ? reply.id : null,
     });

@@ -1,4 +1,4 @@
-// The server's HTTP API: JSON requests, the SSE chat stream, and the SSE parser it uses.
+// A chat over HTTP: the SSE stream of a turn, followed again after a drop, or one JSON reply.
 //
 // A streaming transport (this module's streamChat, socket.js's SocketTransport.stream, and
 // chatOnce for non-streamed replies) is called as `transport(request, handlers)`, where handlers
@@ -12,199 +12,16 @@
 // event still arrives), detach() stops following it here (no handler is called again);
 // `finished` resolves when the turn is over either way.
 
-export class ApiError extends Error {
-  constructor(type, message, status = 0) {
-    super(message);
-    this.type = type;
-    this.status = status;
-  }
-}
-
-export const NETWORK_ERROR = "network_error";
-const RESUME_TRIES = 30;          // about a minute of reconnecting before giving up
-const RESUME_DELAYS_MS = [250, 500, 1000, 2000];
+import { TOOL_CALL_KINDS } from "./events.js";
+import { ApiError, badEvent, cancelTurn, errorFrom, networkError, post, withAuth } from "./http.js";
+import { readEvents } from "./sse.js";
 
 export function newTurnId() {
   return crypto.randomUUID();
 }
 
-// The access token (Settings) for servers with auth on; sent on every request when set.
-let accessToken = "";
-
-export function setAccessToken(token) {
-  accessToken = token.trim();
-}
-
-export function getAccessToken() {
-  return accessToken;
-}
-
-function withAuth(headers = {}) {
-  return accessToken ? { ...headers, Authorization: `Bearer ${accessToken}` } : headers;
-}
-
-// A refused token, in words that say what to do about it.
-export function authError(serverMessage) {
-  const advice = accessToken
-    ? "The access token in Settings was refused; paste a new one there."
-    : "This server needs an access token; paste one in Settings.";
-  return new ApiError("authentication_error", `${advice} (Server: ${serverMessage})`, 401);
-}
-
-const badEvent = () => new ApiError("bad_response", "The server sent an event that is not valid JSON.");
-
-function networkError() {
-  return new ApiError(NETWORK_ERROR, "Could not reach the server. Check that Rill is running, then retry.");
-}
-
-// An HTTP error response as an ApiError, whatever its body.
-async function errorFrom(response) {
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    // not JSON: a proxy's error page, say
-  }
-  const error = body && body.error;
-  if (response.status === 401) return authError(error?.message || "unauthorized");
-  if (error && typeof error.message === "string") return new ApiError(error.type || "error", error.message, response.status);
-  return new ApiError("http_error", `The server answered ${response.status} ${response.statusText}.`.trim(), response.status);
-}
-
-async function post(path, body, signal) {
-  let response;
-  try {
-    response = await fetch(path, {
-      method: "POST",
-      headers: withAuth({ "Content-Type": "application/json" }),
-      body: JSON.stringify(body),
-      signal,
-    });
-  } catch (err) {
-    if (err.name === "AbortError") throw err;
-    throw networkError();
-  }
-  if (!response.ok) throw await errorFrom(response);
-  return response;
-}
-
-async function getJSON(path) {
-  let response;
-  try {
-    response = await fetch(path, { headers: withAuth({ Accept: "application/json" }) });
-  } catch {
-    throw networkError();
-  }
-  if (!response.ok) throw await errorFrom(response);
-  try {
-    return await response.json();
-  } catch {
-    throw new ApiError("bad_response", "The server's answer is not valid JSON.", response.status);
-  }
-}
-
-export function getModels() {
-  return getJSON("/api/models");
-}
-
-// The signed-in user's usage of the last `days` UTC days (GET /api/usage).
-export function getUsage(days) {
-  return getJSON(`/api/usage?days=${encodeURIComponent(days)}`);
-}
-
-// A session made from the browser's own copy of a chat the server no longer has.
-export async function restoreSession(messages) {
-  const response = await post("/api/chat/sessions", { messages });
-  return response.json();
-}
-
-// Best effort: the turn may already have ended.
-export function cancelTurn(turnId) {
-  return fetch(`/api/chat/turns/${encodeURIComponent(turnId)}/cancel`, { method: "POST", keepalive: true, headers: withAuth() })
-    .catch(() => {});
-}
-
-
-// Server-Sent Events per the WHATWG HTML standard (9.2.6): lines end with CR, LF or CRLF;
-// `data` lines join with "\n"; lines starting with ":" are comments; a blank line dispatches;
-// an event still open when the stream ends is dropped. Feed it decoded text in any pieces.
-export class SSEParser {
-  constructor() {
-    this.line = "";         // the unfinished line carried over from the last piece
-    this.skipLF = false;    // the last piece ended with CR: a leading LF belongs to it
-    this.data = "";
-    this.type = "";
-    this.lastEventId = "";
-    this.comments = [];
-  }
-
-  push(text) {
-    const events = [];
-    if (this.skipLF && text.startsWith("\n")) text = text.slice(1);
-    this.skipLF = false;
-    const lines = /\r\n|\r|\n/g;
-    let start = 0;
-    let match;
-    while ((match = lines.exec(text)) !== null) {
-      const line = this.line + text.slice(start, match.index);
-      this.line = "";
-      start = lines.lastIndex;
-      if (match[0] === "\r" && start === text.length) this.skipLF = true;
-      const event = this.processLine(line);
-      if (event) events.push(event);
-    }
-    this.line += text.slice(start);
-    return events;
-  }
-
-  processLine(line) {
-    if (line === "") return this.dispatch();
-    if (line.startsWith(":")) {
-      this.comments.push(line.slice(1));
-      return null;
-    }
-    const colon = line.indexOf(":");
-    const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? "" : line.slice(colon + 1);
-    if (value.startsWith(" ")) value = value.slice(1);
-    if (field === "data") this.data += value + "\n";
-    else if (field === "event") this.type = value;
-    else if (field === "id" && !value.includes("\0")) this.lastEventId = value;
-    // `retry` only matters to EventSource's reconnection; other fields are ignored.
-    return null;
-  }
-
-  dispatch() {
-    const { data, type } = this;
-    this.data = "";
-    this.type = "";
-    if (data === "") return null;
-    return { type: type || "message", data: data.slice(0, -1), id: this.lastEventId };
-  }
-}
-
-// The events of an SSE response body, as they arrive.
-export async function* readEvents(body, signal) {
-  const reader = body.getReader();
-  const decoder = new TextDecoder("utf-8");
-  const parser = new SSEParser();
-  try {
-    while (!signal?.aborted) {
-      const { value, done } = await reader.read();
-      if (done) {
-        // Complete a character split across the last two reads; an unfinished event is dropped.
-        yield* parser.push(decoder.decode());
-        return;
-      }
-      yield* parser.push(decoder.decode(value, { stream: true }));
-    }
-  } finally {
-    reader.cancel().catch(() => {});
-  }
-}
-
-// The tool call events by their SSE name: the kind handlers.toolCall gets.
-export const TOOL_CALL_KINDS = { tool_call_start: "start", tool_call_delta: "delta", tool_call_end: "end" };
+const RESUME_TRIES = 30;          // about a minute of reconnecting before giving up
+const RESUME_DELAYS_MS = [250, 500, 1000, 2000];
 
 // Dispatches one turn's SSE events to the handlers; returns true once the turn has ended.
 async function dispatch(response, state, handlers, signal) {

@@ -1,10 +1,10 @@
 // The Settings dialog's usage section: the totals line, a bar chart of tokens per day (an inline
-// SVG, prompt and completion stacked) and a table per model. A widget of view.js: it only shows
-// what it is given, and builds every node with DOM APIs (text as text, never as markup).
+// SVG, prompt and completion stacked) and a table per model. It only shows what it is given, and
+// builds every node with DOM APIs (text as text, never as markup).
 import {
   axisMax, chartSummary, dayLabel, daySlots, formatCompact, formatCost, formatCount, modelTotals, slotTitle,
   totalsText,
-} from "./usage.js";
+} from "../usage.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 

@@ -1,0 +1,189 @@
+// One message on the page: a question, a saved reply (its thinking, tool call cards, text and
+// figures), or a reply while it streams (ReplyView).
+import { renderMarkdown } from "../markdown.js";
+import { clone, html } from "./dom.js";
+
+// A tool call's arguments: pretty JSON once the call is complete and they parse, the raw
+// text so far otherwise (a fragment may end mid-JSON).
+export function formatArguments(text, done) {
+  if (!done) return text;
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+// One card per tool call: its name and arguments, both shown as text.
+function fillToolCall(card, call) {
+  card.querySelector(".tool-call-name").textContent = call.name;
+  card.querySelector("code").textContent = formatArguments(call.arguments, call.done);
+  card.classList.toggle("is-done", Boolean(call.done));
+}
+
+function toolCallCard(index) {
+  const card = clone("tool-call-template");
+  card.dataset.index = index;
+  return card;
+}
+
+function formatMs(ms) {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+}
+
+function formatStats(stats) {
+  if (!stats) return "";
+  const parts = [];
+  if (stats.tokens != null) {
+    const counted = stats.tokensCounted ? ["≈", " (counted by Rill)"] : ["", ""];
+    parts.push(`${counted[0]}${stats.tokens} ${stats.tokens === 1 ? "token" : "tokens"}${counted[1]}`);
+  }
+  if (stats.ttftMs != null) parts.push(`${formatMs(stats.ttftMs)} to first token`);
+  if (stats.tokensPerSecond != null) parts.push(`${stats.tokensPerSecond.toFixed(1)} tok/s`);
+  if (stats.durationMs != null) parts.push(formatMs(stats.durationMs));
+  return parts.join(" · ");
+}
+
+export const isEmpty = (message) => !message.content && !message.reasoning && !message.toolCalls?.length;
+
+export function messageItem(message) {
+  const item = clone("message-template");
+  item.dataset.id = message.id;
+  item.classList.add(message.role === "user" ? "from-user" : "from-assistant");
+  item.querySelector(".author").textContent = message.role === "user" ? "You said:" : "Rill said:";
+  fillMessage(item, message);
+  return item;
+}
+
+export function fillMessage(item, message) {
+  item.classList.remove("is-waiting", "is-streaming", "is-stopped", "is-error");
+  item.removeAttribute("aria-busy");
+  const body = item.querySelector(".body");
+  const stats = item.querySelector(".stats");
+  fillExtras(item, message.role === "assistant" && message.status !== "error" ? message : {});
+  if (message.role === "user") {
+    body.textContent = message.content;
+    stats.textContent = "";
+    return;
+  }
+  if (message.status === "error") {
+    item.classList.add("is-error");
+    const box = clone("error-template");
+    box.querySelector(".error-message").textContent = message.error?.message || "Something went wrong.";
+    body.replaceChildren(box);
+    stats.textContent = "";
+    return;
+  }
+  if (message.content) {
+    body.replaceChildren(html(renderMarkdown(message.content)));
+  } else if (isEmpty(message)) {
+    body.innerHTML = '<p class="muted">No text.</p>';
+  } else {
+    body.replaceChildren(); // thinking or tool calls only
+  }
+  item.classList.toggle("is-stopped", message.status === "stopped");
+  fillStats(item, message);
+}
+
+// A reply's thinking (folded) and its tool call cards, as they were saved.
+function fillExtras(item, { reasoning = "", toolCalls = [] }) {
+  const thinking = item.querySelector(".thinking");
+  thinking.hidden = !reasoning;
+  thinking.open = false;
+  thinking.classList.remove("is-live");
+  thinking.querySelector(".thinking-text").textContent = reasoning;
+  const calls = item.querySelector(".tool-calls");
+  calls.hidden = !toolCalls.length;
+  calls.replaceChildren(...toolCalls.map((call, index) => {
+    const card = toolCallCard(index);
+    fillToolCall(card, call);
+    return card;
+  }));
+}
+
+function fillStats(item, message) {
+  const stats = item.querySelector(".stats");
+  stats.textContent = [message.status === "stopped" ? "Stopped" : "", formatStats(message.stats)].filter(Boolean).join(" · ");
+  stats.title = message.model ? `Model: ${message.model}` : "";
+}
+
+// One reply while it streams: the typing indicator, the thinking, the growing Markdown, the
+// tool call cards, the live rate. `list` keeps the conversation scrolled with it.
+export class ReplyView {
+  constructor(list, item, message) {
+    this.list = list;
+    this.item = item;
+    this.body = item.querySelector(".body");
+    this.stats = item.querySelector(".stats");
+    this.thinking = item.querySelector(".thinking");
+    this.calls = item.querySelector(".tool-calls");
+    this.live = document.createElement("div");
+    this.live.className = "live";
+    this.body.replaceChildren(this.live);
+    // The thinking stays open while it goes on (also when a reload caught it midway), and
+    // folds away once the answer or a tool call begins.
+    this.answered = Boolean(message.content || message.toolCalls?.length);
+    if (message.reasoning && !this.answered) this.thinking.open = true;
+    this.thinking.classList.toggle("is-live", !this.answered);
+  }
+
+  // Plain text, appended: the thinking so far is never parsed or drawn again.
+  addReasoning(text) {
+    this.item.classList.remove("is-waiting");
+    if (this.thinking.hidden) {
+      this.thinking.hidden = false;
+      this.thinking.open = !this.answered;
+    }
+    this.thinking.querySelector(".thinking-text").append(text);
+    this.list.followStream();
+  }
+
+  // Once only: a reader who opens the thinking again keeps it open.
+  answering() {
+    if (this.answered) return;
+    this.answered = true;
+    this.thinking.open = false;
+    this.thinking.classList.remove("is-live");
+  }
+
+  // `settled`: HTML of blocks that are final, added once; `live`: HTML of the growing block.
+  update(settled, live) {
+    this.item.classList.remove("is-waiting");
+    this.answering();
+    if (settled) this.live.before(html(settled));
+    this.live.replaceChildren(html(live));
+    this.list.followStream();
+  }
+
+  // call: {name, arguments (the fragments so far), done}.
+  showToolCall(index, call) {
+    this.item.classList.remove("is-waiting");
+    this.answering();
+    let card = this.calls.querySelector(`[data-index="${index}"]`);
+    if (!card) {
+      card = toolCallCard(index);
+      this.calls.append(card);
+      this.calls.hidden = false;
+    }
+    fillToolCall(card, call);
+    this.list.followStream();
+  }
+
+  showRate(tokensPerSecond) {
+    this.stats.textContent = tokensPerSecond == null ? "" : `${tokensPerSecond.toFixed(1)} tok/s`;
+  }
+
+  // The streamed content stays as it is; only the footer and the state change.
+  finish(message) {
+    if (message.status === "error" || isEmpty(message)) {
+      this.list.update(message);
+      return;
+    }
+    this.thinking.classList.remove("is-live");
+    this.item.classList.remove("is-waiting", "is-streaming");
+    this.item.removeAttribute("aria-busy");
+    this.item.classList.toggle("is-stopped", message.status === "stopped");
+    fillStats(this.item, message);
+    this.list.followStream();
+  }
+}
