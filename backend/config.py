@@ -42,15 +42,13 @@ class Settings:
     max_message_chars: int = 16000
     max_system_chars: int = 8000
     max_body_bytes: int = 1_048_576
-    data_dir: str = str(Path.home() / ".local" / "share" / "rill")  # sessions.db lives here
-    session_store: str = "sqlite"  # or "memory" (lost on restart); ignored when redis_url is set
-    redis_url: str = ""  # redis://host:port/db: several workers share sessions, turns, cancels and limits
+    data_dir: str = str(Path.home() / ".local" / "share" / "rill")  # sessions.db (the threads) lives here
+    session_store: str = "sqlite"  # or "memory" (lost on restart): threads and usage, unless database_url is set
+    database_url: str = ""  # postgresql+psycopg://...: threads for several workers; empty: SQLite in data_dir
+    redis_url: str = ""  # redis://host:port/db: several workers share turns, cancels, limits and usage
     orphan_seconds: float = 120.0  # a running turn nobody has read for this long is cancelled
     turn_retention_seconds: float = 600.0  # a finished turn's events stay readable this long
     shutdown_grace_seconds: float = 10.0  # on SIGTERM, running turns get this long to stop and be saved
-    session_ttl_seconds: int = 86400
-    max_sessions: int = 10000
-    max_session_messages: int = 500
     keepalive_seconds: float = 15.0  # SSE `: ping` lines while the model is silent
     # The HTTP server (backend/server.py).
     http_idle_seconds: float = 10.0  # to send a whole request head, after connecting or the last reply
@@ -78,7 +76,6 @@ class Settings:
     max_history_messages: int = 200  # messages sent to the model (session history or a /v1 request)
     cors_origins: str = ""  # comma-separated origins allowed to call the API from other sites
     admin_users: str = ""  # comma-separated token subjects allowed to load models when auth is on
-    max_sessions_per_user: int = 1000  # past this, the user's least recently used session goes
     # Observability and usage.
     metrics_token: str = ""  # with auth on, GET /metrics needs `Authorization: Bearer <this>`; empty: /metrics is off
     prices: str = ""  # JSON, dollars per million tokens per model: {"openai/x": {"prompt": 0.4, "completion": 1.6}}

@@ -56,7 +56,7 @@ def nullable_part(prop: dict) -> dict:
 def server_bounds(schemas: dict, settings) -> None:
     """The limits that come from settings, which the validators check at request time."""
     chat = schemas["ChatRequest"]["properties"]
-    chat["message"]["maxLength"] = settings.max_message_chars
+    nullable_part(chat["message"])["maxLength"] = settings.max_message_chars
     nullable_part(chat["system"])["maxLength"] = settings.max_system_chars
     for name in ("ChatRequest", "OpenAIChatRequest", "AnthropicRequest"):
         props = schemas[name]["properties"]

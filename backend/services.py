@@ -1,6 +1,6 @@
 """The composition root: what routes and transports share (Services), built once per app from
 the settings, and the contract of every store that has several backends (memory for tests,
-SQLite embedded, Redis for several workers). Domain code imports the Protocols from here; only
+SQLite embedded, Redis for several workers; the threads' store is one on SQLAlchemy). Domain code imports the Protocols from here; only
 create_app builds Services, and only the web layer asks for the current app's (current())."""
 from __future__ import annotations
 
@@ -17,28 +17,10 @@ if TYPE_CHECKING:
     from .chat.events import Payload, StreamEvent
     from .chat.turn import Turn, TurnObserver
     from .config import Settings
+    from .conversations.store import ThreadStore
     from .providers.base import Provider
     from .providers.directory import ProviderDirectory
     from .usage import Prices, TurnUsage
-
-
-class SessionStore(Protocol):
-    """The history the model sees, per session and user: memory, SQLite, Redis."""
-
-    def create(self, user: str = "anonymous", messages=()) -> dict: ...
-    def exists(self, session_id: str, user: str = "anonymous") -> bool: ...
-    def get(self, session_id: str, user: str = "anonymous") -> dict | None: ...
-    def history(self, session_id: str, user: str = "anonymous") -> list[dict]: ...
-    def list(self, user: str = "anonymous") -> list[dict]: ...
-    def delete(self, session_id: str, user: str = "anonymous") -> bool: ...
-
-    def append(self, session_id: str, *messages: dict, user: str = "anonymous") -> bool:
-        """In one transaction: a turn's question and reply are saved together or not at all."""
-
-    def rewind(self, session_id: str, turn_id: str, user: str = "anonymous") -> int | None:
-        """Forget a turn and what came after it, to ask it again."""
-
-    def close(self) -> None: ...
 
 
 class UsageStore(Protocol):
@@ -95,7 +77,7 @@ class TurnDirectory(Protocol):
 class Services:
     settings: Settings
     providers: ProviderDirectory
-    sessions: SessionStore
+    threads: ThreadStore
     usage: UsageStore
     turns: TurnDirectory
     accounting: TurnObserver
@@ -122,14 +104,14 @@ def build_services(settings: Settings, providers: tuple[Provider, ...] = ()) -> 
     directory = ProviderDirectory(settings.model or f"local/{local.model_name}")
     for provider in (local, OpenAIProvider(settings), GeminiProvider(settings), *providers):
         directory.add(provider)
-    sessions = open_sessions(settings, redis_client)
+    store = open_threads(settings)
     usage = open_usage(settings, redis_client)
     return Services(
         settings=settings,
         providers=directory,
-        sessions=sessions,
+        threads=store,
         usage=usage,
-        turns=RedisTurns(settings, redis_client, sessions) if redis_client else Turns(settings),
+        turns=RedisTurns(settings, redis_client, store) if redis_client else Turns(settings),
         accounting=Accounting(usage, settings.log_content),
         auth=Auth(settings),
         prices=Prices(settings.prices),
@@ -147,24 +129,25 @@ def open_redis(url: str) -> redis.Redis:
                                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
 
 
-def open_sessions(settings: Settings, redis_client=None) -> SessionStore:
-    from .sessions.memory import MemorySessionStore
-    from .sessions.redis_store import RedisSessionStore
-    from .sessions.sqlite import SQLiteSessionStore
+def open_threads(settings: Settings) -> ThreadStore:
+    """PostgreSQL or SQLite as RILL_DATABASE_URL says; else SQLite in RILL_DATA_DIR (sessions.db, the
+    file earlier releases kept sessions in: it is migrated), or a throwaway file for `memory`."""
+    import tempfile
 
-    limits = dict(ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions,
-                  max_messages=settings.max_session_messages, max_per_user=settings.max_sessions_per_user)
-    if redis_client is not None:
-        return RedisSessionStore(redis_client, **limits)
+    from .conversations.store import ThreadStore, sqlite_url
+
+    if settings.database_url:
+        return ThreadStore(settings.database_url)
     if settings.session_store == "memory":
-        return MemorySessionStore(**limits)
+        return ThreadStore(sqlite_url(Path(tempfile.mkdtemp(prefix="rill-threads-")) / "threads.db"))
     if settings.session_store == "sqlite":
-        return SQLiteSessionStore(Path(settings.data_dir).expanduser() / "sessions.db", **limits)
+        return ThreadStore(sqlite_url(Path(settings.data_dir).expanduser() / "sessions.db"))
     raise SystemExit(f"RILL_SESSION_STORE={settings.session_store!r}: use sqlite or memory")
 
 
 def open_usage(settings: Settings, redis_client=None) -> UsageStore:
-    """Where finished turns' usage goes: beside the sessions, in the same kind of store."""
+    """Where finished turns' usage goes: beside the threads, in the same kind of store (Redis's
+    counters with several workers)."""
     from .usage import MemoryUsage, RedisUsage, SQLiteUsage
 
     if redis_client is not None:

@@ -104,7 +104,7 @@ def test_an_empty_post_still_creates_an_empty_session(client):
 def test_sessions_persist_in_sqlite_by_default(make_app, tmp_path):
     app = make_app(data_dir=str(tmp_path / "data"))
     sid = app.test_client().post("/api/chat", json={"message": "keep me", "model": "scripted/echo"}).json["session_id"]
-    app.extensions["rill"].sessions.close()
+    app.extensions["rill"].threads.close()
     again = make_app(data_dir=str(tmp_path / "data")).test_client()
     assert [m["content"] for m in again.get(f"/api/chat/sessions/{sid}").json["messages"]] == ["keep me", "keep me "]
     assert (tmp_path / "data" / "sessions.db").exists()

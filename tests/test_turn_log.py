@@ -7,7 +7,7 @@ import pytest
 from backend.chat.events import Done, Start, Token, Usage
 from backend.chat.log import TurnLog
 
-START = Start(None, "t1", "scripted/echo")
+START = Start(None, None, "t1", "scripted/echo", None, None)
 DONE = Done(True, 3, "stop", 1.0, 2.0, None, Usage(1, 3, 0))
 
 

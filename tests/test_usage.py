@@ -136,5 +136,5 @@ def test_readyz_says_what_is_not_ready(make_app):
     client = make_app().test_client()  # the local model is not loaded in the fast tier
     r = client.get("/readyz")
     assert r.status_code == 503 and r.get_json()["checks"]["model"] == "loading"
-    assert r.get_json()["checks"]["sessions"] == "ok" and "model: loading" in r.get_json()["error"]["message"]
+    assert r.get_json()["checks"]["threads"] == "ok" and "model: loading" in r.get_json()["error"]["message"]
     assert client.get("/livez").status_code == 200

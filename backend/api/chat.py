@@ -29,13 +29,15 @@ def start(req: ChatRequest, caller: Caller) -> Turn:
     options = GenerationOptions(max_tokens=req.max_tokens or rill.settings.default_max_tokens,
                                 temperature=req.temperature, top_p=req.top_p, seed=req.seed,
                                 hidden_states=req.return_hidden_states)
-    return start_turn(rill, caller, req.message, options, model=req.model, session_id=req.session_id,
-                      system=req.system, replace_turn=req.replace_turn, turn_id=req.turn_id)
+    return start_turn(rill, caller, req.message, options, model=req.model, thread_id=req.thread_id or req.session_id,
+                      parent_id=req.parent_id, system=req.system, replace_turn=req.replace_turn, turn_id=req.turn_id,
+                      not_found="thread_not_found" if req.thread_id else "session_not_found")
 
 
 def follow(turn, after: int = -1):
     return sse_response(metrics.following("sse", turn.log.follow(after, current().settings.keepalive_seconds)),
-                        headers={"X-Session-Id": turn.session_id or "", "X-Turn-Id": turn.id})
+                        headers={"X-Session-Id": turn.thread_id or "", "X-Thread-Id": turn.thread_id or "",
+                                 "X-Turn-Id": turn.id})
 
 
 @bp.post("/stream")
@@ -50,9 +52,11 @@ def chat():
     turn = start(parse(ChatRequest, json_body()), Caller(g.user, "app", g.request_id))
     reply = turn.collect()
     stats = {k: v for k, v in reply.done.items() if k != "done"}
-    response = jsonify({"session_id": turn.session_id, "turn_id": turn.id, "model": turn.model,
-                        "reply": reply.text, **stats})
-    response.headers["X-Session-Id"] = turn.session_id
+    place = turn.place
+    response = jsonify({"session_id": place.thread_id, "thread_id": place.thread_id, "question_id": place.question_id,
+                        "reply_id": place.reply_id, "turn_id": turn.id, "model": turn.model, "reply": reply.text,
+                        **stats})
+    response.headers["X-Session-Id"] = response.headers["X-Thread-Id"] = place.thread_id
     return response
 
 

@@ -48,7 +48,7 @@ def readyz():
     """Send it traffic: the default model is loaded and the stores answer."""
     rill = current()
     checks = {"model": default_model()["state"]}
-    for name, probe in (("sessions", lambda: rill.sessions.exists("readyz-probe", "readyz")),
+    for name, probe in (("threads", lambda: rill.threads.exists("readyz-probe", "readyz")),
                         ("usage", lambda: rill.usage.totals(day_of(time.time()), "readyz"))):
         try:
             probe()

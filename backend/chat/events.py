@@ -41,12 +41,16 @@ class Payload:
 
 @dataclass(frozen=True)
 class Start(Payload):
-    """The turn began: which session (null on /v1), which turn, which model."""
+    """The turn began: its thread (null on /v1; session_id is the same id by its older name), the
+    turn, the model, the question it answers (new, or asked again) and the id of the reply to come."""
     kind = "start"
     socketio = "chat_start"
     session_id: str | None
+    thread_id: str | None
     turn_id: str
     model: str
+    question_id: str | None
+    reply_id: str | None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ need lives in Redis, so any worker can serve them:
 
 - its event log is a Redis Stream whose entry ids are `<seq>-1`: "everything after seq N" is one
   XREAD from `N-1`, and a stale writer cannot add an event twice or after the final one;
-- its record (`turn:<id>`: user, session, message, owner, status) says who owns it, and
+- its record (`turn:<id>`: user, owner, status, where its reply goes) says who owns it, and
   `turn:<id>:readers` who follows it (`<worker>:<reader>`, so a dead worker's readers drop out);
 - `running` (turn id -> owner) and `running:<user>` hold the running turns: the per-user cap is
   checked and taken in one script, so it holds across workers;
@@ -26,6 +26,7 @@ from typing import Iterator
 
 import redis
 
+from ..conversations.parts import reply_parts
 from ..refusals import Refused
 from ..runtime import spawn
 from .events import Error, ErrorBody, Payload, StreamEvent
@@ -170,7 +171,7 @@ class RemoteTurn:
         self.turns = turns
         self.id = turn_id
         self.user = record["user"]
-        self.session_id = record.get("session_id") or None
+        self.thread_id = record.get("thread_id") or None
         self.state = TurnState(record["status"])
         self.log = RedisTurnLog(turns, turn_id)
 
@@ -185,10 +186,10 @@ class RemoteTurn:
 class RedisTurns(Turns):
     """The Turns directory for several workers (see the module docstring)."""
 
-    def __init__(self, settings, client: redis.Redis, sessions, prefix: str = "rill:"):
+    def __init__(self, settings, client: redis.Redis, threads, prefix: str = "rill:"):
         super().__init__(settings)
         self.client = client
-        self.sessions = sessions
+        self.threads = threads  # where a dead worker's turns are saved, interrupted
         self.prefix = prefix
         self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._append = client.register_script(APPEND)
@@ -224,9 +225,11 @@ class RedisTurns(Turns):
             raise
 
     def add(self, turn) -> None:
-        """What a worker needs to end the turn if its owner dies: its session and question."""
+        """What a worker needs to save the turn's reply if its owner dies: where it goes."""
+        place = turn.place
         self.client.hset(f"{self.prefix}turn:{turn.id}", mapping={
-            "session_id": turn.session_id or "", "message": turn.message, "model": turn.model})
+            "thread_id": place.thread_id if place else "", "question_id": place.question_id if place else "",
+            "reply_id": place.reply_id if place else "", "model": turn.model})
         super().add(turn)
 
     def _forget(self, turn_id: str, user: str) -> None:
@@ -292,11 +295,13 @@ class RedisTurns(Turns):
             return
         text = "".join(e.data["token"] for e in events if e.kind == "token")
         log.warning("turn %s: its worker %s stopped; ending it interrupted", turn_id, record.get("owner"))
-        if record.get("session_id"):
-            self.sessions.append(record["session_id"], {"role": "user", "content": record.get("message", ""),
-                                                        "tokens": None},
-                                 {"role": "assistant", "content": text, "tokens": None, "status": "interrupted",
-                                  "model": record.get("model"), "turn_id": turn_id}, user=record.get("user"))
+        if record.get("thread_id"):
+            try:
+                self.threads.add_message(record["user"], record["thread_id"], record["question_id"], "assistant",
+                                         reply_parts(text), id=record["reply_id"], status="interrupted",
+                                         model=record.get("model"), turn_id=turn_id)
+            except Refused as gone:  # the thread was deleted meanwhile
+                log.info("turn %s: its reply is not saved: %s", turn_id, gone.message)
         error = interrupted("the worker writing this reply stopped; the partial reply is saved")
         final = Error(ErrorBody(error.type, error.message))
         self.write(turn_id, StreamEvent(final.kind, final.as_data(), turn_id, events[-1].seq + 1 if events else 0))

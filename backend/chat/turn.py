@@ -4,7 +4,7 @@ A turn lives on its own. Its pump reads the provider's output and appends events
 whoever reads it; the request that started it is only the first reader, and leaving only
 detaches. It ends complete, failed, cancelled (an explicit stop, or nobody read it for
 `orphan_seconds`), or interrupted (the server shut down), and saves the exchange to the session
-then, marked as such, before the final event goes out: whoever reads the session after `done`
+then, marked as such, before the final event goes out: whoever reads the thread after `done`
 finds the reply there. Its figures (metrics, usage, the log line) are the observer's business.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..providers.base import (ChatMessage, Failure, Finish, GenerationOptions, Job, Piece, Prompt, ProviderError,
                               Reasoning, ToolCallPart)
 from ..refusals import Refused
+from ..conversations.parts import chat_messages, reply_parts, text_of
 from .events import (Done, Error, ErrorBody, Payload, ReasoningText, Start, Token, ToolCallDelta, ToolCallEnd,
                      ToolCallStart, Usage)
 from .reasoning import ReasoningSplitter
@@ -76,27 +77,54 @@ def interrupted(message: str = "the server shut down while the reply was being w
     return ProviderError(message, type="interrupted")
 
 
-def start_turn(services: Services, caller: Caller, message: str, options: GenerationOptions, model: str | None = None,
-               session_id: str | None = None, system: str | None = None, replace_turn: str | None = None,
-               turn_id: str | None = None) -> Turn:
-    """A turn of a session (the app's routes): the session's history, then the message. Everything
-    that can be refused is checked here, before any byte of a stream is sent."""
+@dataclass(frozen=True)
+class Place:
+    """Where a turn writes in a thread: under which question its reply goes."""
+
+    thread_id: str
+    question_id: str  # the reply's parent
+    reply_id: str  # chosen up front: the start event names it
+
+
+def start_turn(services: Services, caller: Caller, message: str | None, options: GenerationOptions,
+               model: str | None = None, thread_id: str | None = None, parent_id: str | None = None,
+               system: str | None = None, replace_turn: str | None = None, turn_id: str | None = None,
+               not_found: str = "thread_not_found") -> Turn:
+    """A turn of a thread (the app's routes). With a `message`, the question goes under
+    `parent_id` (default: the thread's current leaf; a new thread when none is named) and the reply
+    under it; without one, a new reply goes under the question `parent_id` (a regenerate).
+    `replace_turn` asks that turn's question again beside it (the session API's regenerate).
+    The model sees the path from the root down to the question. Everything that can be refused
+    is checked here, before any byte of a stream is sent; the question is saved then."""
     provider, model_id = services.providers.resolve(model)
     turn_id = turn_id or uuid.uuid4().hex
-    sessions = services.sessions
-    with services.turns.reserve(caller.user, turn_id):
-        if session_id is None:
-            session_id = sessions.create(caller.user)["id"]
-        elif not sessions.exists(session_id, caller.user):
-            raise Refused("session_not_found", f"no session {session_id!r} (it may have expired)")
-        elif replace_turn:  # asked again: the model must not see the answer being replaced
-            sessions.rewind(session_id, replace_turn, caller.user)
-        history = [m for m in sessions.history(session_id, caller.user) if m["content"]]
+    store, user = services.threads, caller.user
+    with services.turns.reserve(user, turn_id):
+        if thread_id is None:
+            thread_id = store.create_thread(user)["id"]
+        elif (thread := store.thread(thread_id, user)) is None:
+            raise Refused(not_found, f"no thread {thread_id!r}")
+        elif replace_turn and (replaced := store.find_reply(thread_id, user, replace_turn)):
+            question = store.message(thread_id, user, replaced["parent_id"])
+            parent_id = question and question["parent_id"]
+        elif parent_id is None:
+            parent_id = thread["current_leaf"]
+        elif store.message(thread_id, user, parent_id) is None:
+            raise Refused("invalid_request_error", f"parent_id: no message {parent_id!r} in thread {thread_id!r}")
+        if message is None:  # a new reply to an existing question
+            question = store.message(thread_id, user, parent_id) if parent_id else None
+            if question is None or question["role"] != "user":
+                raise Refused("invalid_request_error", "without a message, parent_id must name the question to "
+                                                       "answer again (a user message of the thread)")
+        else:
+            question = store.add_message(user, thread_id, parent_id, "user", [{"type": "text", "text": message}],
+                                         turn_id=turn_id)
+        path = store.path(thread_id, user, leaf=question["id"])
         messages = [ChatMessage("system", system)] if system else []
-        messages += [ChatMessage(m["role"], m["content"])
-                     for m in history[-services.settings.max_history_messages:]]
-        messages.append(ChatMessage("user", message))
-        turn = Turn(services, Job(provider, model_id, messages, options), turn_id, caller, session_id, message)
+        messages += chat_messages(path)[-(services.settings.max_history_messages + 1):]
+        place = Place(thread_id, question["id"], uuid.uuid4().hex)
+        turn = Turn(services, Job(provider, model_id, messages, options), turn_id, caller, place,
+                    text_of(question["parts"]))
         services.turns.add(turn)
     return turn
 
@@ -129,13 +157,13 @@ class Collected:
 
 class Turn:
     def __init__(self, services: Services, job: Job, turn_id: str, caller: Caller = Caller(),
-                 session_id: str | None = None, message: str = ""):
+                 place: Place | None = None, message: str = ""):
         self.services = services
         self.observer: TurnObserver = services.accounting
         self.job = job
         self.caller = caller
         self.user = caller.user
-        self.session_id = session_id
+        self.place = place  # None: a turn of the /v1 APIs, saved nowhere
         self.message = message
         self.model = f"{job.provider.name}/{job.model}"
         self.id = turn_id
@@ -158,6 +186,10 @@ class Turn:
     @property
     def running(self) -> bool:
         return not self.state.ended
+
+    @property
+    def thread_id(self) -> str | None:
+        return self.place and self.place.thread_id
 
     def cancel(self) -> None:
         """Stop the model within one decode step; the turn ends `cancelled` with what it wrote."""
@@ -188,7 +220,9 @@ class Turn:
                 self._move_to(TurnState.ERROR)
 
     def _pump(self) -> None:
-        self.log.append(Start(self.session_id, self.id, self.model))
+        place = self.place
+        self.log.append(Start(place and place.thread_id, place and place.thread_id, self.id, self.model,
+                              place and place.question_id, place and place.reply_id))
         while self.running:
             item = self.job.channel.get()
             with self._ending:
@@ -271,34 +305,38 @@ class Turn:
             self._end_call(upstream_index)
 
     def end(self, state: TurnState, error: ProviderError | None = None, finish: Finish | None = None) -> None:
-        """Save the exchange, then write the final event; once, whoever calls first (the pump, or a
+        """Save the reply, then write the final event; once, whoever calls first (the pump, or a
         shutdown that cannot wait for the model)."""
         self._end_tool_calls()
         with self._ending:
             if not self.running:
                 return
             self.error = error
-            if self.session_id:
-                self._save(state, finish)
+            final: Payload = Error(ErrorBody(error.type, error.message)) if error else self._done(finish)
+            if self.place:
+                self._save(state, finish, final)
             self.ended_at = time.monotonic()  # the user's slot is free from here
             self._move_to(state)
             try:
                 self.observer.ended(self, finish)
             except Exception:  # the reply is saved; losing its figures must not fail it
                 log.exception("turn %s: recording its usage failed", self.id)
-            final: Payload = Error(ErrorBody(error.type, error.message)) if error else self._done(finish)
             self.log.append(final)
 
-    def _save(self, state: TurnState, finish: Finish | None) -> None:
-        reply = {"role": "assistant", "content": "".join(self.pieces), "tokens": finish and finish.completion_tokens,
-                 "status": state.value, "model": self.model, "turn_id": self.id}
-        if self.reasoning:
-            reply["reasoning"] = "".join(self.reasoning)
-        if self.tool_calls:
-            reply["tool_calls"] = [{k: c[k] for k in ("id", "name", "arguments")} for c in self.tool_calls]
-        self.services.sessions.append(
-            self.session_id, {"role": "user", "content": self.message, "tokens": finish and finish.prompt_tokens},
-            reply, user=self.user)
+    def _save(self, state: TurnState, finish: Finish | None, final: Payload) -> None:
+        usage = timings = None
+        if isinstance(final, Done):
+            usage = {"prompt_tokens": finish.prompt_tokens, "completion_tokens": finish.completion_tokens,
+                     "cached_tokens": finish.cached_tokens}
+            timings = {"ttft_ms": final.ttft_ms, "duration_ms": final.duration_ms,
+                       "tokens_per_second": final.tokens_per_second}
+        parts = reply_parts("".join(self.pieces), "".join(self.reasoning), self.tool_calls)
+        try:
+            self.services.threads.add_message(self.user, self.place.thread_id, self.place.question_id, "assistant",
+                                              parts, id=self.place.reply_id, status=state.value, model=self.model,
+                                              usage=usage, timings=timings, turn_id=self.id)
+        except Refused as gone:  # the thread (or the question) was deleted while the reply was written
+            log.info("turn %s: its reply is not saved: %s", self.id, gone.message)
 
     def _move_to(self, state: TurnState) -> None:
         """Forward only: new -> waiting -> running -> one end (called for every piece: cheap)."""

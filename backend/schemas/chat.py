@@ -13,11 +13,16 @@ class ChatRequest(BaseModel):
         {"message": "Hello!"},
         {"message": "Write a haiku about rivers.", "system": "You are a poet.", "temperature": 0.2,
          "max_tokens": 64, "top_p": 0.9, "seed": 7, "model": "local/smollm2-135m-instruct"},
-        {"message": "Again, shorter.", "session_id": "s-1", "replace_turn": "t-1"},  # regenerate
+        {"message": "And in French?", "thread_id": "th-1"},  # a follow-up, under the thread's current leaf
+        {"message": "Name a lake instead.", "thread_id": "th-1", "parent_id": "m-1"},  # an edit: a new branch
+        {"thread_id": "th-1", "parent_id": "m-2"},  # regenerate: another reply to question m-2
     ]})
 
-    message: Annotated[str, Field(min_length=1, pattern=NON_BLANK)]  # the validator says why, see below
-    session_id: SessionId | None = None
+    # No message: a new reply to the question `parent_id` (regenerate).
+    message: Annotated[str, Field(min_length=1, pattern=NON_BLANK)] | None = None  # the validator says why
+    thread_id: SessionId | None = None
+    session_id: SessionId | None = None  # thread_id's older name
+    parent_id: SessionId | None = None  # with a message: where the question goes; without: the question
     model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     system: str | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.7
@@ -39,9 +44,19 @@ class ChatRequest(BaseModel):
         return checked_text(value, info.context["settings"].max_message_chars)
 
     @model_validator(mode="after")
-    def _replace_needs_session(self):
-        if self.replace_turn and not self.session_id:
-            raise ValueError("replace_turn needs the session_id of the session that holds that turn")
+    def _where(self):
+        if self.thread_id and self.session_id and self.thread_id != self.session_id:
+            raise ValueError("thread_id and session_id name one thread (session_id is its older name): send one")
+        thread = self.thread_id or self.session_id
+        if self.replace_turn and not thread:
+            raise ValueError("replace_turn needs the thread_id (or session_id) of the thread that holds that turn")
+        if self.parent_id and not thread:
+            raise ValueError("parent_id needs the thread_id of the thread that holds it")
+        if self.message is None and not self.parent_id:
+            raise ValueError("message: Field required (without one, parent_id names the question to answer again)")
+        if self.message is None and self.replace_turn:
+            raise ValueError("replace_turn asks its question again with a message; to answer a question again, "
+                             "send its id as parent_id")
         return self
 
     @field_validator("system")

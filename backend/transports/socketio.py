@@ -149,7 +149,7 @@ def register(socketio) -> None:
     def attach(turn: Turn, after: int) -> dict:
         events = metrics.following("socketio", turn.log.follow(after, current().settings.keepalive_seconds))
         socketio.start_background_task(follow, turn, request.sid, events)
-        return {"turn_id": turn.id, "session_id": turn.session_id}
+        return {"turn_id": turn.id, "session_id": turn.thread_id, "thread_id": turn.thread_id}
 
     def find(user: str, turn_id) -> Turn | None:
         return current().turns.get(turn_id, user) if isinstance(turn_id, str) else None

@@ -1,0 +1,1 @@
+"""Conversations on the server: threads as trees of messages made of parts."""

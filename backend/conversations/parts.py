@@ -1,0 +1,48 @@
+"""A message is a list of typed parts; what the model and a reader make of them.
+
+text         {"type": "text", "text"}
+reasoning    {"type": "reasoning", "text"}          the model's thinking, shown apart
+tool_call    {"type": "tool_call", "id", "name", "arguments"}   arguments: JSON text
+tool_result  {"type": "tool_result", "tool_call_id", "content"}
+file         {"type": "file", "file_id"}            a reference; never the bytes
+"""
+from __future__ import annotations
+
+from ..providers.base import ChatMessage, ToolCall
+
+TITLE_CHARS = 60
+
+
+def text_of(parts: list[dict]) -> str:
+    """The answer's (or question's) text: its text parts, joined."""
+    return "".join(p["text"] for p in parts if p["type"] == "text")
+
+
+def title_of(text: str) -> str:
+    """A thread's title from its first question: the first line, cut to TITLE_CHARS."""
+    line = text.strip().split("\n")[0].strip()
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def reply_parts(text: str, reasoning: str = "", tool_calls: list[dict] = ()) -> list[dict]:
+    """A reply's parts in the order a reader sees them: thinking, answer, calls."""
+    parts = [{"type": "reasoning", "text": reasoning}] if reasoning else []
+    if text or not tool_calls:
+        parts.append({"type": "text", "text": text})
+    return parts + [{"type": "tool_call", "id": c["id"], "name": c["name"], "arguments": c["arguments"]}
+                    for c in tool_calls]
+
+
+def chat_messages(path: list[dict]) -> list[ChatMessage]:
+    """A path of messages as the model sees it: text and calls (thinking is not sent again; a
+    message with nothing to say, such as a failed reply, is left out)."""
+    out = []
+    for m in path:
+        calls = tuple(ToolCall(p["id"], p["name"], p["arguments"]) for p in m["parts"] if p["type"] == "tool_call")
+        for p in m["parts"]:
+            if p["type"] == "tool_result":
+                out.append(ChatMessage("tool", p["content"], tool_call_id=p["tool_call_id"]))
+        text = text_of(m["parts"])
+        if text or calls:
+            out.append(ChatMessage(m["role"], text, calls))
+    return out

@@ -1,0 +1,57 @@
+"""The conversation tables (SQLAlchemy Core): threads, their messages as a tree, one revision
+counter per user, tombstones of deleted threads, share links. Alembic migrations
+(migrations/versions) create and change them; this module is what the store queries."""
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Column, Float, ForeignKey, Index, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+ID = String(64)
+OWNER = String(256)
+
+threads = Table(
+    "threads", metadata,
+    Column("id", ID, primary_key=True),
+    Column("owner", OWNER, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("current_leaf", ID),  # the end of the path the model sees next (null: an empty thread)
+    Column("revision", BigInteger, nullable=False),  # the owner's revision at the thread's last change
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    Index("threads_by_owner", "owner", "revision"),
+)
+
+messages = Table(
+    "messages", metadata,
+    Column("id", ID, primary_key=True),
+    Column("thread_id", ID, ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
+    Column("parent_id", ID, ForeignKey("messages.id", ondelete="CASCADE")),  # null: a root
+    Column("role", String(16), nullable=False),  # user | assistant | system | tool
+    Column("parts", JSON, nullable=False),  # [{"type": "text" | "reasoning" | "tool_call" | "tool_result" | "file", ...}]
+    Column("text", Text, nullable=False),  # the text parts joined: what search reads
+    Column("model", String(256)),
+    Column("status", String(16), nullable=False),  # complete | cancelled | error | interrupted
+    Column("usage", JSON),  # {"prompt_tokens", "completion_tokens", ...}
+    Column("timings", JSON),  # {"ttft_ms", "duration_ms", "tokens_per_second"}
+    Column("turn_id", ID),  # the turn that wrote it (replies, and the questions turns started with)
+    Column("active_child", ID),  # the child shown below it: the branch chosen at this fork
+    Column("created", Float, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Index("messages_by_thread", "thread_id", "created"),
+    Index("messages_by_turn", "turn_id"),
+)
+
+revisions = Table(
+    "revisions", metadata,
+    Column("owner", OWNER, primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+)
+
+deletions = Table(  # tombstones: what a device that synced before must forget
+    "deletions", metadata,
+    Column("owner", OWNER, nullable=False),
+    Column("thread_id", ID, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Index("deletions_by_owner", "owner", "revision"),
+)

@@ -1,0 +1,329 @@
+"""Threads on the server: one store on SQLAlchemy, SQLite in RILL_DATA_DIR by default and
+PostgreSQL (RILL_DATABASE_URL) for several workers; its schema is Alembic's, migrated on open.
+
+A thread is a tree: every message has a parent (none for a root), and each fork remembers the
+child it shows (`active_child`), so the path from the root down the chosen children ends at the
+thread's `current_leaf`, the conversation the model sees next. Every change is one transaction
+that bumps its owner's revision: a device that synced at revision N asks for what changed since.
+Each thread belongs to the user who made it: for anyone else it does not exist.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from ..refusals import Refused
+from .parts import text_of, title_of
+from .schema import deletions, messages, revisions, threads
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+PG_MIGRATION_LOCK = 0x52494C4C  # "RILL": one worker migrates, the others wait for it
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+class ThreadStore:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+            event.listen(self.engine, "connect", _sqlite_connection)
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        self.migrate()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (a database of an earlier release included)."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def revision(self, owner: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.scalar(select(revisions.c.revision).where(revisions.c.owner == owner)) or 0
+
+    def exists(self, thread_id: str, owner: str) -> bool:
+        with self.engine.connect() as conn:
+            return self._thread_row(conn, thread_id, owner) is not None
+
+    def thread(self, thread_id: str, owner: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = self._thread_row(conn, thread_id, owner)
+            return None if row is None else self._summary(conn, row)
+
+    def list(self, owner: str) -> list[dict]:
+        """The owner's threads, the most recently changed first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(threads).where(threads.c.owner == owner)
+                                .order_by(threads.c.updated.desc(), threads.c.id)).all()
+            return [self._summary(conn, row) for row in rows]
+
+    def tree(self, thread_id: str, owner: str) -> dict | None:
+        """The thread with all its messages, parents before children."""
+        with self.engine.connect() as conn:
+            row = self._thread_row(conn, thread_id, owner)
+            if row is None:
+                return None
+            rows = conn.execute(select(messages).where(messages.c.thread_id == thread_id)
+                                .order_by(messages.c.created, messages.c.id)).all()
+            return {**self._summary(conn, row, len(rows)), "messages": [public(m) for m in rows]}
+
+    def path(self, thread_id: str, owner: str, leaf: str | None = None) -> list[dict]:
+        """The messages from the root down to `leaf` (the thread's current leaf when none is given)."""
+        with self.engine.connect() as conn:
+            row = self._thread_row(conn, thread_id, owner)
+            if row is None:
+                return []
+            return [public(m) for m in self._path(conn, thread_id, leaf or row.current_leaf)]
+
+    def changes(self, owner: str, since: int) -> dict:
+        """What changed after revision `since`: the threads (summaries) and the ids of deleted ones."""
+        with self.engine.connect() as conn:
+            now = conn.scalar(select(revisions.c.revision).where(revisions.c.owner == owner)) or 0
+            if since > now:
+                raise Refused("invalid_request_error",
+                              f"since={since} is not a revision of yours (the newest is {now}): sync from 0")
+            rows = conn.execute(select(threads).where(threads.c.owner == owner, threads.c.revision > since)
+                                .order_by(threads.c.revision)).all()
+            gone = conn.execute(select(deletions.c.thread_id).where(deletions.c.owner == owner,
+                                                                   deletions.c.revision > since)).scalars().all()
+            return {"revision": now, "threads": [self._summary(conn, row) for row in rows], "deleted": list(gone)}
+
+    def find_reply(self, thread_id: str, owner: str, turn_id: str) -> dict | None:
+        """The reply a turn wrote in this thread."""
+        with self.engine.connect() as conn:
+            if self._thread_row(conn, thread_id, owner) is None:
+                return None
+            row = conn.execute(select(messages).where(messages.c.thread_id == thread_id, messages.c.turn_id == turn_id,
+                                                      messages.c.role == "assistant")).first()
+            return None if row is None else public(row)
+
+    def message(self, thread_id: str, owner: str, message_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            if self._thread_row(conn, thread_id, owner) is None:
+                return None
+            row = self._message_row(conn, thread_id, message_id)
+            return None if row is None else public(row)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def create_thread(self, owner: str, title: str = "", chain: list[dict] = (), thread_id: str | None = None) -> dict:
+        """A new thread; `chain` gives it messages, each the child of the one before (a restore)."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            revision = self._bump(conn, owner)
+            thread_id = thread_id or uuid.uuid4().hex
+            first = next((m for m in chain if m["role"] == "user"), None)
+            conn.execute(insert(threads).values(
+                id=thread_id, owner=owner, title=title or title_of(text_of(first["parts"]) if first else ""),
+                current_leaf=None, revision=revision, created=now, updated=now))
+            parent = None
+            for fields in chain:
+                parent = self._insert(conn, thread_id, parent, revision, **fields)["id"]
+            if parent is not None:
+                conn.execute(update(threads).where(threads.c.id == thread_id).values(current_leaf=parent))
+            return self._summary(conn, self._thread_row(conn, thread_id, owner))
+
+    def add_message(self, owner: str, thread_id: str, parent_id: str | None, role: str, parts: list[dict],
+                    **fields) -> dict:
+        """A message under `parent_id` (none: a new root), which becomes the chosen child there and
+        the thread's current leaf. `fields`: id, status, model, usage, timings, turn_id."""
+        with self.engine.begin() as conn:
+            thread = self._owned(conn, thread_id, owner)
+            if parent_id is not None and self._message_row(conn, thread_id, parent_id) is None:
+                raise Refused("invalid_request_error", f"parent_id: no message {parent_id!r} in thread {thread_id!r}")
+            revision = self._bump(conn, owner)
+            message = self._insert(conn, thread_id, parent_id, revision, role=role, parts=parts, **fields)
+            values = {"current_leaf": message["id"], "revision": revision, "updated": time.time()}
+            if not thread.title and role == "user":
+                values["title"] = title_of(text_of(parts))
+            conn.execute(update(threads).where(threads.c.id == thread_id).values(**values))
+            return message
+
+    def update_thread(self, owner: str, thread_id: str, title: str | None = None,
+                      current_leaf: str | None = None) -> dict:
+        """Rename, or choose the branch shown: every fork on the leaf's path remembers the choice."""
+        with self.engine.begin() as conn:
+            self._owned(conn, thread_id, owner)
+            values = {}
+            if title is not None:
+                values["title"] = title
+            if current_leaf is not None:
+                path = self._path(conn, thread_id, current_leaf)
+                if not path:
+                    raise Refused("invalid_request_error",
+                                  f"current_leaf: no message {current_leaf!r} in thread {thread_id!r}")
+                for parent, child in zip(path, path[1:]):
+                    if parent.active_child != child.id:
+                        conn.execute(update(messages).where(messages.c.id == parent.id).values(active_child=child.id))
+                values["current_leaf"] = current_leaf
+            revision = self._bump(conn, owner)
+            conn.execute(update(threads).where(threads.c.id == thread_id).values(
+                **values, revision=revision, updated=time.time()))
+            return self._summary(conn, self._thread_row(conn, thread_id, owner))
+
+    def delete_thread(self, owner: str, thread_id: str) -> bool:
+        with self.engine.begin() as conn:
+            if self._thread_row(conn, thread_id, owner) is None:
+                return False
+            revision = self._bump(conn, owner)
+            conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
+            conn.execute(delete(threads).where(threads.c.id == thread_id))
+            conn.execute(insert(deletions).values(owner=owner, thread_id=thread_id, revision=revision))
+            return True
+
+    def delete_message(self, owner: str, thread_id: str, message_id: str) -> bool:
+        """Delete a message and every message below it (a branch). Where the current leaf was in
+        it, the thread shows the branch its parent chooses next (or ends at the parent)."""
+        with self.engine.begin() as conn:
+            thread = self._owned(conn, thread_id, owner)
+            target = self._message_row(conn, thread_id, message_id)
+            if target is None:
+                return False
+            revision = self._bump(conn, owner)
+            rows = conn.execute(select(messages.c.id, messages.c.parent_id)
+                                .where(messages.c.thread_id == thread_id)).all()
+            doomed = descendants({row.id: row.parent_id for row in rows}, message_id)
+            for ids in chunks(sorted(doomed)):
+                conn.execute(delete(messages).where(messages.c.id.in_(ids)))
+            values = {"revision": revision, "updated": time.time()}
+            if target.parent_id is not None:
+                sibling = conn.scalar(select(messages.c.id).where(messages.c.parent_id == target.parent_id)
+                                      .order_by(messages.c.created.desc()).limit(1))
+                conn.execute(update(messages).where(messages.c.id == target.parent_id).values(active_child=sibling))
+            if thread.current_leaf in doomed:
+                start = target.parent_id or conn.scalar(  # a root went: the newest other root's branch
+                    select(messages.c.id).where(messages.c.thread_id == thread_id, messages.c.parent_id.is_(None))
+                    .order_by(messages.c.created.desc()).limit(1))
+                values["current_leaf"] = self._leaf_below(conn, start, thread_id)
+            conn.execute(update(threads).where(threads.c.id == thread_id).values(**values))
+            return True
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _bump(self, conn: Connection, owner: str) -> int:
+        """The owner's next revision (this transaction's)."""
+        upsert = _upsert(conn)(revisions).values(owner=owner, revision=1)
+        upsert = upsert.on_conflict_do_update(index_elements=[revisions.c.owner],
+                                              set_={"revision": revisions.c.revision + 1})
+        return conn.execute(upsert.returning(revisions.c.revision)).scalar_one()
+
+    def _insert(self, conn: Connection, thread_id: str, parent_id: str | None, revision: int, role: str,
+                parts: list[dict], id: str | None = None, status: str = "complete", model: str | None = None,
+                usage: dict | None = None, timings: dict | None = None, turn_id: str | None = None,
+                created: float | None = None) -> dict:
+        row = {"id": id or uuid.uuid4().hex, "thread_id": thread_id, "parent_id": parent_id, "role": role,
+               "parts": parts, "text": text_of(parts), "model": model, "status": status, "usage": usage,
+               "timings": timings, "turn_id": turn_id, "active_child": None, "created": created or time.time(),
+               "revision": revision}
+        conn.execute(insert(messages).values(**row))
+        if parent_id is not None:
+            conn.execute(update(messages).where(messages.c.id == parent_id).values(active_child=row["id"]))
+        return public(row)
+
+    @staticmethod
+    def _thread_row(conn: Connection, thread_id: str, owner: str):
+        return conn.execute(select(threads).where(threads.c.id == thread_id, threads.c.owner == owner)).first()
+
+    def _owned(self, conn: Connection, thread_id: str, owner: str):
+        row = self._thread_row(conn, thread_id, owner)
+        if row is None:
+            raise Refused("thread_not_found", f"no thread {thread_id!r}")
+        return row
+
+    @staticmethod
+    def _message_row(conn: Connection, thread_id: str, message_id: str):
+        return conn.execute(select(messages).where(messages.c.id == message_id,
+                                                   messages.c.thread_id == thread_id)).first()
+
+    @staticmethod
+    def _path(conn: Connection, thread_id: str, leaf: str | None) -> list:
+        if leaf is None:
+            return []
+        rows = {row.id: row for row in conn.execute(select(messages).where(messages.c.thread_id == thread_id))}
+        path, at = [], rows.get(leaf)
+        while at is not None:
+            path.append(at)
+            at = rows.get(at.parent_id)
+        return path[::-1]
+
+    @staticmethod
+    def _leaf_below(conn: Connection, message_id: str | None, thread_id: str) -> str | None:
+        """Down the chosen children from a message, to the end of that branch."""
+        at = message_id
+        while at is not None:
+            child = conn.scalar(select(messages.c.active_child).where(messages.c.id == at,
+                                                                      messages.c.thread_id == thread_id))
+            if child is None:
+                return at
+            at = child
+        return None
+
+    @staticmethod
+    def _summary(conn: Connection, row, count: int | None = None) -> dict:
+        if count is None:
+            count = conn.scalar(select(func.count()).select_from(messages).where(messages.c.thread_id == row.id))
+        return {"id": row.id, "title": row.title, "current_leaf": row.current_leaf, "revision": row.revision,
+                "created_at": iso(row.created), "updated_at": iso(row.updated), "message_count": count}
+
+
+def public(row) -> dict:
+    m = row if isinstance(row, dict) else row._mapping
+    return {"id": m["id"], "parent_id": m["parent_id"], "role": m["role"], "parts": m["parts"], "status": m["status"],
+            "model": m["model"], "usage": m["usage"], "timings": m["timings"], "turn_id": m["turn_id"],
+            "active_child": m["active_child"], "created_at": iso(m["created"]), "revision": m["revision"]}
+
+
+def descendants(parents: dict[str, str | None], root: str) -> set[str]:
+    children: dict[str | None, list[str]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    found, todo = set(), [root]
+    while todo:
+        at = todo.pop()
+        found.add(at)
+        todo += children.get(at, [])
+    return found
+
+
+def chunks(items: list, size: int = 500):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _upsert(conn: Connection):
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    return sqlite_insert
+
+
+def _sqlite_connection(dbapi_connection, _record) -> None:
+    """WAL (readers never wait for the writer), foreign keys on, transactions begun by the engine's
+    BEGIN IMMEDIATE (no lock upgrade can fail half-way), a wait when another process writes."""
+    dbapi_connection.isolation_level = None
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
+        dbapi_connection.execute(f"PRAGMA {pragma}")

@@ -1,0 +1,144 @@
+"""The thread store's contract (conversations/store.py), and the migration of a database that the
+previous release wrote (fast tier)."""
+import shutil
+import sqlite3
+import threading
+
+import pytest
+
+from backend.conversations.store import ThreadStore, sqlite_url
+from backend.refusals import Refused
+from tests.server import ROOT
+
+LEGACY = ROOT / "tests" / "fixtures" / "sessions-0.1.0.db"  # written by release 0.1.0's SQLiteSessionStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = ThreadStore(sqlite_url(tmp_path / "threads.db"))
+    yield store
+    store.close()
+
+
+def text(message) -> str:
+    return "".join(p["text"] for p in message["parts"] if p["type"] == "text")
+
+
+def ask(store, owner, thread_id, parent, question, answer):
+    q = store.add_message(owner, thread_id, parent, "user", [{"type": "text", "text": question}])
+    a = store.add_message(owner, thread_id, q["id"], "assistant", [{"type": "text", "text": answer}])
+    return q, a
+
+
+def test_a_thread_is_a_tree_and_the_model_sees_the_chosen_path(store):
+    thread = store.create_thread("alice")
+    q1, a1 = ask(store, "alice", thread["id"], None, "Name a river.", "The Rhine.")
+    q2, a2 = ask(store, "alice", thread["id"], a1["id"], "Longer?", "The Nile.")
+    edited, a3 = ask(store, "alice", thread["id"], a1["id"], "Shorter?", "The Aar.")  # an edit: a sibling of q2
+    assert [text(m) for m in store.path(thread["id"], "alice")] == ["Name a river.", "The Rhine.", "Shorter?",
+                                                                    "The Aar."]
+    assert store.thread(thread["id"], "alice")["title"] == "Name a river."
+    store.update_thread("alice", thread["id"], current_leaf=a2["id"])  # back to the first branch
+    assert [text(m) for m in store.path(thread["id"], "alice")] == ["Name a river.", "The Rhine.", "Longer?",
+                                                                    "The Nile."]
+    tree = store.tree(thread["id"], "alice")
+    assert len(tree["messages"]) == 6 and tree["current_leaf"] == a2["id"]
+    assert {m["id"]: m["active_child"] for m in tree["messages"]}[a1["id"]] == q2["id"]  # the fork remembers
+
+
+def test_deleting_a_branch_shows_the_one_beside_it(store):
+    thread = store.create_thread("alice")
+    q1, a1 = ask(store, "alice", thread["id"], None, "q", "a")
+    first = store.add_message("alice", thread["id"], q1["id"], "assistant", [{"type": "text", "text": "b"}])
+    assert store.delete_message("alice", thread["id"], first["id"])
+    assert [text(m) for m in store.path(thread["id"], "alice")] == ["q", "a"]
+    assert store.delete_message("alice", thread["id"], q1["id"])  # a root and everything below it
+    assert store.tree(thread["id"], "alice")["messages"] == [] and store.path(thread["id"], "alice") == []
+    assert not store.delete_message("alice", thread["id"], q1["id"])
+
+
+def test_changes_since_a_revision_include_deletions(store):
+    a = store.create_thread("alice")
+    b = store.create_thread("alice")
+    since = store.revision("alice")
+    ask(store, "alice", a["id"], None, "q", "a")
+    assert store.delete_thread("alice", b["id"])
+    changed = store.changes("alice", since)
+    assert [t["id"] for t in changed["threads"]] == [a["id"]] and changed["deleted"] == [b["id"]]
+    assert changed["revision"] == store.revision("alice") > since
+    assert store.changes("alice", changed["revision"]) == {"revision": changed["revision"], "threads": [],
+                                                           "deleted": []}
+    with pytest.raises(Refused, match="not a revision of yours"):
+        store.changes("alice", changed["revision"] + 5)
+
+
+def test_a_thread_exists_for_its_owner_only(store):
+    thread = store.create_thread("alice")
+    q, _ = ask(store, "alice", thread["id"], None, "secret", "kept")
+    assert store.thread(thread["id"], "mallory") is None and store.path(thread["id"], "mallory") == []
+    assert store.tree(thread["id"], "mallory") is None and not store.delete_thread("mallory", thread["id"])
+    with pytest.raises(Refused) as refused:
+        store.add_message("mallory", thread["id"], q["id"], "user", [{"type": "text", "text": "x"}])
+    assert refused.value.type == "thread_not_found"
+    other = store.create_thread("mallory")
+    with pytest.raises(Refused, match="parent_id"):  # a parent in another user's thread
+        store.add_message("mallory", other["id"], q["id"], "user", [{"type": "text", "text": "x"}])
+    assert [t["id"] for t in store.list("mallory")] == [other["id"]]
+
+
+def test_a_leaf_that_is_not_in_the_thread_is_refused_and_changes_nothing(store):
+    thread = store.create_thread("alice")
+    _, a = ask(store, "alice", thread["id"], None, "q", "a")
+    before = store.revision("alice")
+    with pytest.raises(Refused, match="current_leaf"):
+        store.update_thread("alice", thread["id"], current_leaf="nope")
+    assert store.revision("alice") == before and store.thread(thread["id"], "alice")["current_leaf"] == a["id"]
+
+
+def test_concurrent_writers_lose_nothing(store):
+    thread = store.create_thread("alice")
+
+    def write(n):
+        for i in range(20):
+            store.add_message("alice", thread["id"], None, "user", [{"type": "text", "text": f"{n}-{i}"}])
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    assert len(store.tree(thread["id"], "alice")["messages"]) == 80
+    assert store.revision("alice") == 81  # one revision per change, none lost
+
+
+def test_a_database_of_the_previous_release_becomes_threads_with_nothing_lost(tmp_path):
+    path = tmp_path / "sessions.db"
+    shutil.copy(LEGACY, path)
+    legacy = sqlite3.connect(path)
+    sessions = legacy.execute("SELECT id, user FROM sessions").fetchall()
+    counts = dict(legacy.execute("SELECT session_id, COUNT(*) FROM messages GROUP BY session_id").fetchall())
+    legacy.close()
+    store = ThreadStore(sqlite_url(path))
+    try:
+        for session_id, user in sessions:  # every session is a thread, by the same id, with its messages
+            thread = store.thread(session_id, user)
+            assert thread is not None and thread["message_count"] == counts.get(session_id, 0)
+            assert len(store.path(session_id, user)) == counts.get(session_id, 0)
+        alice = {t["title"]: t for t in store.list("alice")}
+        path_a = store.path(alice["Name a river."]["id"], "alice")
+        assert [(m["role"], text(m)) for m in path_a] == [
+            ("user", "Name a river."), ("assistant", "The Rhine."), ("user", "And a longer one?"),
+            ("assistant", "The Nile, 6,650 km.")]
+        assert path_a[-1]["parts"][0] == {"type": "reasoning", "text": "The longest river is the Nile."}
+        assert path_a[-1]["turn_id"] == "turn-a2" and path_a[-1]["usage"] == {"completion_tokens": 9}
+        calls = store.path(alice["restored question"]["id"], "alice")[-1]["parts"]
+        assert calls == [{"type": "tool_call", "id": "call_1", "name": "get_weather",
+                          "arguments": "{\"city\": \"Paris\"}"}]
+        bob = store.list("bob")
+        assert {m["status"] for t in bob for m in store.path(t["id"], "bob")} == {"complete", "cancelled"}
+        assert store.revision("alice") == 2 and store.revision("bob") == 2
+        store.close()
+        store = ThreadStore(sqlite_url(path))  # opening again migrates nothing twice
+        assert len(store.list("alice")) == 2
+    finally:
+        store.close()
