@@ -10,7 +10,7 @@ def create_app(settings=None, providers=()):
     from flask import Flask, g, request
 
     from . import logs, openapi
-    from .api import chat, models, sessions, status, ui, usage
+    from .api import chat, models, sessions, status, threads, ui, usage
     from .auth import ANONYMOUS, cli
     from .chat.reasoning import ReasoningSplitter
     from .config import Settings
@@ -33,7 +33,7 @@ def create_app(settings=None, providers=()):
 
     logs.register(app)  # first: every request gets its id, refused ones too
     register_error_handlers(app)
-    protected = (chat.bp, sessions.bp, models.bp, usage.bp, openai_api.bp, anthropic_api.bp)
+    protected = (chat.bp, sessions.bp, threads.bp, models.bp, usage.bp, openai_api.bp, anthropic_api.bp)
     for bp in (*protected, status.bp, openapi.bp, cli, ui.bp):
         app.register_blueprint(bp)
     protected_names = {bp.name for bp in protected}
@@ -49,5 +49,5 @@ def create_app(settings=None, providers=()):
     secure(app)
     socketio.init_app(app, async_mode=settings.async_mode, max_http_buffer_size=settings.max_body_bytes,
                       cors_allowed_origins=socketio_origins(settings), message_queue=settings.redis_url or None)
-    socketio_transport.register(socketio)
+    socketio_transport.register(socketio, rill.threads.feed)
     return app

@@ -30,6 +30,8 @@ REFUSAL_STATUS = {  # the domain's refusals, by type
     "invalid_request_error": 400,
     "provider_not_configured": 400,
     "session_not_found": 404,
+    "thread_not_found": 404,
+    "message_not_found": 404,
     "model_not_found": 404,
     "turn_not_found": 404,
     "turn_exists": 409,

@@ -8,6 +8,7 @@ from pydantic import BaseModel, TypeAdapter
 from . import __version__
 from .api.models import LoadRequest
 from .api.sessions import SessionCreate
+from .schemas.threads import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
 from .chat.events import EVENTS
 from .schemas.anthropic import AnthropicRequest
 from .schemas.chat import ChatRequest
@@ -67,7 +68,8 @@ def server_bounds(schemas: dict, settings) -> None:
 
 def build(settings, auth_enabled: bool) -> dict:
     schemas = {"Error": ERROR}
-    for model in (ChatRequest, OpenAIChatRequest, AnthropicRequest, LoadRequest, SessionCreate):
+    for model in (ChatRequest, OpenAIChatRequest, AnthropicRequest, LoadRequest, SessionCreate, ThreadCreate,
+                  ThreadUpdate, MessageCreate, MessageUpdate):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -100,6 +102,34 @@ def build(settings, auth_enabled: bool) -> dict:
             "get": {"summary": "A session with its messages", "parameters": path_param("session_id"),
                     "responses": responses(ANY_JSON, 401, 404)},
             "delete": {"summary": "Delete a session", "parameters": path_param("session_id"),
+                       "responses": {"204": {"description": "deleted"}, **responses(ANY_JSON, 401, 404)}}},
+        "/api/threads": {
+            "get": {"summary": "What changed since a revision: {revision, threads, deleted} (since=0: everything)",
+                    "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+                    "responses": responses(ANY_JSON, 400, 401)},
+            "post": {"summary": "A new, empty thread", "requestBody": {**body(ThreadCreate), "required": False},
+                     "responses": {"201": {"description": "created"}, **responses(ANY_JSON, 400, 401, 415)}}},
+        "/api/threads/changes": {"get": {
+            "summary": "The user's revisions as threads change, as SSE (`event: changed`, data {revision})",
+            "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+            "responses": responses({"text/event-stream": {"schema": {"type": "string"}}}, 400, 401)}},
+        "/api/threads/{thread_id}": {
+            "get": {"summary": "A thread and all its messages (a tree: parent_id, active_child)",
+                    "parameters": path_param("thread_id"), "responses": responses(ANY_JSON, 401, 404)},
+            "patch": {"summary": "Rename, or choose the branch shown (current_leaf)", "parameters": path_param("thread_id"),
+                      "requestBody": body(ThreadUpdate), "responses": responses(ANY_JSON, 400, 401, 404, 415)},
+            "delete": {"summary": "Delete a thread", "parameters": path_param("thread_id"),
+                       "responses": {"204": {"description": "deleted"}, **responses(ANY_JSON, 401, 404)}}},
+        "/api/threads/{thread_id}/messages": {"post": {
+            "summary": "Add a message under parent_id, written by hand (no reply is asked for)",
+            "parameters": path_param("thread_id"), "requestBody": body(MessageCreate),
+            "responses": {"201": {"description": "created"}, **responses(ANY_JSON, 400, 401, 404, 415)}}},
+        "/api/threads/{thread_id}/messages/{message_id}": {
+            "patch": {"summary": "Replace a message's parts (an edit saved in place)",
+                      "parameters": [*path_param("thread_id"), *path_param("message_id")],
+                      "requestBody": body(MessageUpdate), "responses": responses(ANY_JSON, 400, 401, 404, 415)},
+            "delete": {"summary": "Delete a message and every message below it (a branch)",
+                       "parameters": [*path_param("thread_id"), *path_param("message_id")],
                        "responses": {"204": {"description": "deleted"}, **responses(ANY_JSON, 401, 404)}}},
         "/api/models": {"get": {"summary": "Providers and models", "responses": responses(ANY_JSON, 401)}},
         "/api/models/load": {"post": {"summary": "Load another local model", "requestBody": body(LoadRequest),

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .chat.events import Payload, StreamEvent
     from .chat.turn import Turn, TurnObserver
     from .config import Settings
+    from .conversations.feed import ChangeFeed
     from .conversations.store import ThreadStore
     from .providers.base import Provider
     from .providers.directory import ProviderDirectory
@@ -93,6 +94,7 @@ def build_services(settings: Settings, providers: tuple[Provider, ...] = ()) -> 
     from .chat.accounting import Accounting
     from .chat.redis_turns import RedisTurns
     from .chat.turns import Turns
+    from .conversations.feed import ChangeFeed, RedisChangeFeed
     from .providers.directory import ProviderDirectory
     from .providers.gemini import GeminiProvider
     from .providers.local import LocalProvider
@@ -104,7 +106,8 @@ def build_services(settings: Settings, providers: tuple[Provider, ...] = ()) -> 
     directory = ProviderDirectory(settings.model or f"local/{local.model_name}")
     for provider in (local, OpenAIProvider(settings), GeminiProvider(settings), *providers):
         directory.add(provider)
-    store = open_threads(settings)
+    feed = RedisChangeFeed(redis_client) if redis_client else ChangeFeed()
+    store = open_threads(settings, feed)
     usage = open_usage(settings, redis_client)
     return Services(
         settings=settings,
@@ -129,7 +132,7 @@ def open_redis(url: str) -> redis.Redis:
                                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
 
 
-def open_threads(settings: Settings) -> ThreadStore:
+def open_threads(settings: Settings, feed: ChangeFeed | None = None) -> ThreadStore:
     """PostgreSQL or SQLite as RILL_DATABASE_URL says; else SQLite in RILL_DATA_DIR (sessions.db, the
     file earlier releases kept sessions in: it is migrated), or a throwaway file for `memory`."""
     import tempfile
@@ -137,11 +140,11 @@ def open_threads(settings: Settings) -> ThreadStore:
     from .conversations.store import ThreadStore, sqlite_url
 
     if settings.database_url:
-        return ThreadStore(settings.database_url)
+        return ThreadStore(settings.database_url, feed)
     if settings.session_store == "memory":
-        return ThreadStore(sqlite_url(Path(tempfile.mkdtemp(prefix="rill-threads-")) / "threads.db"))
+        return ThreadStore(sqlite_url(Path(tempfile.mkdtemp(prefix="rill-threads-")) / "threads.db"), feed)
     if settings.session_store == "sqlite":
-        return ThreadStore(sqlite_url(Path(settings.data_dir).expanduser() / "sessions.db"))
+        return ThreadStore(sqlite_url(Path(settings.data_dir).expanduser() / "sessions.db"), feed)
     raise SystemExit(f"RILL_SESSION_STORE={settings.session_store!r}: use sqlite or memory")
 
 

@@ -6,7 +6,8 @@ exception), `slow` (waits 1.5 s before each of two pieces, so keep-alives are se
 (hostile Markdown and HTML, cut into pieces mid-tag, for the browser tests), `long` (N pieces
 of Markdown, N the first number in the message, 400 by default, for the UI benchmark), `hold`
 (no pieces until cancelled: an idle open stream, for the memory benchmark), `think`
-(`<think>...</think>` then an answer, the tags cut across pieces), `tools` (reasoning, then a call
+(`<think>...</think>` then an answer, the tags cut across pieces), `history` (the conversation it
+was given, one piece per message: `role: content | `), `tools` (reasoning, then a call
 to each tool given (or to get_weather when none are), at most two, their arguments cut mid-JSON;
 after a tool result, an answer that quotes it).
 """
@@ -68,7 +69,8 @@ class ScriptedProvider(Streamed):
         return None
 
     def models(self):
-        return [{"id": m, "state": "ready"} for m in ("echo", "fail", "slow", "xss", "long", "hold", "think", "tools")]
+        return [{"id": m, "state": "ready"}
+                for m in ("echo", "fail", "slow", "xss", "long", "hold", "think", "tools", "history")]
 
     def load(self):
         pass
@@ -84,6 +86,8 @@ class ScriptedProvider(Streamed):
             return
         if model == "echo":
             pieces = [w + " " for w in messages[-1].content.split()]
+        elif model == "history":
+            pieces = [f"{m.role}: {m.content} | " for m in messages]
         elif model == "think":
             pieces = ["<thi", "nk>Two and two ", "make four.</th", "ink>", "The answer ", "is 4."]
         elif model == "slow":

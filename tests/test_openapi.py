@@ -4,7 +4,8 @@ import pytest
 from backend.errors import ApiError
 from backend.api.requests import parse
 
-MODELS = ["ChatRequest", "OpenAIChatRequest", "AnthropicRequest", "LoadRequest", "SessionCreate"]
+MODELS = ["ChatRequest", "OpenAIChatRequest", "AnthropicRequest", "LoadRequest", "SessionCreate", "ThreadCreate",
+          "ThreadUpdate", "MessageCreate", "MessageUpdate"]
 
 
 @pytest.fixture
@@ -18,9 +19,11 @@ def request_model(name):
     from backend.schemas.anthropic import AnthropicRequest
     from backend.schemas.chat import ChatRequest
     from backend.schemas.openai import OpenAIChatRequest
+    from backend.schemas.threads import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
 
     return {model.__name__: model for model in (LoadRequest, SessionCreate, AnthropicRequest, ChatRequest,
-                                                OpenAIChatRequest)}[name]
+                                                OpenAIChatRequest, ThreadCreate, ThreadUpdate, MessageCreate,
+                                                MessageUpdate)}[name]
 
 
 ALIASES = {"session_id": "thread_id", "thread_id": "session_id"}  # ChatRequest: one thread, by either name

@@ -89,10 +89,11 @@ class Place:
 def start_turn(services: Services, caller: Caller, message: str | None, options: GenerationOptions,
                model: str | None = None, thread_id: str | None = None, parent_id: str | None = None,
                system: str | None = None, replace_turn: str | None = None, turn_id: str | None = None,
-               not_found: str = "thread_not_found") -> Turn:
+               new_root: bool = False, not_found: str = "thread_not_found") -> Turn:
     """A turn of a thread (the app's routes). With a `message`, the question goes under
     `parent_id` (default: the thread's current leaf; a new thread when none is named) and the reply
-    under it; without one, a new reply goes under the question `parent_id` (a regenerate).
+    under it (`new_root`: the question starts a new root, an edit of the first question); without
+    one, a new reply goes under the question `parent_id` (a regenerate).
     `replace_turn` asks that turn's question again beside it (the session API's regenerate).
     The model sees the path from the root down to the question. Everything that can be refused
     is checked here, before any byte of a stream is sent; the question is saved then."""
@@ -108,7 +109,7 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
             question = store.message(thread_id, user, replaced["parent_id"])
             parent_id = question and question["parent_id"]
         elif parent_id is None:
-            parent_id = thread["current_leaf"]
+            parent_id = None if new_root else thread["current_leaf"]
         elif store.message(thread_id, user, parent_id) is None:
             raise Refused("invalid_request_error", f"parent_id: no message {parent_id!r} in thread {thread_id!r}")
         if message is None:  # a new reply to an existing question

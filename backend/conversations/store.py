@@ -9,6 +9,7 @@ Each thread belongs to the user who made it: for anyone else it does not exist.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from sqlalchemy import create_engine, delete, event, func, insert, select, updat
 from sqlalchemy.engine import Connection
 
 from ..refusals import Refused
+from .feed import ChangeFeed
 from .parts import text_of, title_of
 from .schema import deletions, messages, revisions, threads
 
@@ -36,8 +38,9 @@ def sqlite_url(path: Path) -> str:
 
 
 class ThreadStore:
-    def __init__(self, url: str):
+    def __init__(self, url: str, feed: ChangeFeed | None = None):
         self.url = url
+        self.feed = feed or ChangeFeed()  # told of every change once it is committed
         self.engine = create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -129,11 +132,19 @@ class ThreadStore:
 
     # -- writing ------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _change(self, owner: str):
+        """One transaction that bumps the owner's revision: (connection, revision). A refusal (or
+        Unchanged) inside rolls it back, revision included; the feed hears of it once committed."""
+        with self.engine.begin() as conn:
+            revision = self._bump(conn, owner)
+            yield conn, revision
+        self.feed.publish(owner, revision)
+
     def create_thread(self, owner: str, title: str = "", chain: list[dict] = (), thread_id: str | None = None) -> dict:
         """A new thread; `chain` gives it messages, each the child of the one before (a restore)."""
         now = time.time()
-        with self.engine.begin() as conn:
-            revision = self._bump(conn, owner)
+        with self._change(owner) as (conn, revision):
             thread_id = thread_id or uuid.uuid4().hex
             first = next((m for m in chain if m["role"] == "user"), None)
             conn.execute(insert(threads).values(
@@ -150,11 +161,10 @@ class ThreadStore:
                     **fields) -> dict:
         """A message under `parent_id` (none: a new root), which becomes the chosen child there and
         the thread's current leaf. `fields`: id, status, model, usage, timings, turn_id."""
-        with self.engine.begin() as conn:
+        with self._change(owner) as (conn, revision):
             thread = self._owned(conn, thread_id, owner)
             if parent_id is not None and self._message_row(conn, thread_id, parent_id) is None:
                 raise Refused("invalid_request_error", f"parent_id: no message {parent_id!r} in thread {thread_id!r}")
-            revision = self._bump(conn, owner)
             message = self._insert(conn, thread_id, parent_id, revision, role=role, parts=parts, **fields)
             values = {"current_leaf": message["id"], "revision": revision, "updated": time.time()}
             if not thread.title and role == "user":
@@ -162,12 +172,24 @@ class ThreadStore:
             conn.execute(update(threads).where(threads.c.id == thread_id).values(**values))
             return message
 
+    def edit_message(self, owner: str, thread_id: str, message_id: str, parts: list[dict]) -> dict:
+        """New parts for a message, in place (an edit saved without asking again)."""
+        with self._change(owner) as (conn, revision):
+            self._owned(conn, thread_id, owner)
+            if self._message_row(conn, thread_id, message_id) is None:
+                raise Refused("message_not_found", f"no message {message_id!r} in thread {thread_id!r}")
+            conn.execute(update(messages).where(messages.c.id == message_id).values(
+                parts=parts, text=text_of(parts), revision=revision))
+            conn.execute(update(threads).where(threads.c.id == thread_id).values(revision=revision,
+                                                                                 updated=time.time()))
+            return public(self._message_row(conn, thread_id, message_id))
+
     def update_thread(self, owner: str, thread_id: str, title: str | None = None,
                       current_leaf: str | None = None) -> dict:
         """Rename, or choose the branch shown: every fork on the leaf's path remembers the choice."""
-        with self.engine.begin() as conn:
+        with self._change(owner) as (conn, revision):
             self._owned(conn, thread_id, owner)
-            values = {}
+            values = {"revision": revision, "updated": time.time()}
             if title is not None:
                 values["title"] = title
             if current_leaf is not None:
@@ -179,47 +201,50 @@ class ThreadStore:
                     if parent.active_child != child.id:
                         conn.execute(update(messages).where(messages.c.id == parent.id).values(active_child=child.id))
                 values["current_leaf"] = current_leaf
-            revision = self._bump(conn, owner)
-            conn.execute(update(threads).where(threads.c.id == thread_id).values(
-                **values, revision=revision, updated=time.time()))
+            conn.execute(update(threads).where(threads.c.id == thread_id).values(**values))
             return self._summary(conn, self._thread_row(conn, thread_id, owner))
 
     def delete_thread(self, owner: str, thread_id: str) -> bool:
-        with self.engine.begin() as conn:
-            if self._thread_row(conn, thread_id, owner) is None:
-                return False
-            revision = self._bump(conn, owner)
-            conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
-            conn.execute(delete(threads).where(threads.c.id == thread_id))
-            conn.execute(insert(deletions).values(owner=owner, thread_id=thread_id, revision=revision))
+        try:
+            with self._change(owner) as (conn, revision):
+                if self._thread_row(conn, thread_id, owner) is None:
+                    raise Unchanged
+                conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
+                conn.execute(delete(threads).where(threads.c.id == thread_id))
+                conn.execute(insert(deletions).values(owner=owner, thread_id=thread_id, revision=revision))
             return True
+        except Unchanged:
+            return False
 
     def delete_message(self, owner: str, thread_id: str, message_id: str) -> bool:
         """Delete a message and every message below it (a branch). Where the current leaf was in
         it, the thread shows the branch its parent chooses next (or ends at the parent)."""
-        with self.engine.begin() as conn:
-            thread = self._owned(conn, thread_id, owner)
-            target = self._message_row(conn, thread_id, message_id)
-            if target is None:
-                return False
-            revision = self._bump(conn, owner)
-            rows = conn.execute(select(messages.c.id, messages.c.parent_id)
-                                .where(messages.c.thread_id == thread_id)).all()
-            doomed = descendants({row.id: row.parent_id for row in rows}, message_id)
-            for ids in chunks(sorted(doomed)):
-                conn.execute(delete(messages).where(messages.c.id.in_(ids)))
-            values = {"revision": revision, "updated": time.time()}
-            if target.parent_id is not None:
-                sibling = conn.scalar(select(messages.c.id).where(messages.c.parent_id == target.parent_id)
-                                      .order_by(messages.c.created.desc()).limit(1))
-                conn.execute(update(messages).where(messages.c.id == target.parent_id).values(active_child=sibling))
-            if thread.current_leaf in doomed:
-                start = target.parent_id or conn.scalar(  # a root went: the newest other root's branch
-                    select(messages.c.id).where(messages.c.thread_id == thread_id, messages.c.parent_id.is_(None))
-                    .order_by(messages.c.created.desc()).limit(1))
-                values["current_leaf"] = self._leaf_below(conn, start, thread_id)
-            conn.execute(update(threads).where(threads.c.id == thread_id).values(**values))
+        try:
+            with self._change(owner) as (conn, revision):
+                thread = self._owned(conn, thread_id, owner)
+                target = self._message_row(conn, thread_id, message_id)
+                if target is None:
+                    raise Unchanged
+                rows = conn.execute(select(messages.c.id, messages.c.parent_id)
+                                    .where(messages.c.thread_id == thread_id)).all()
+                doomed = descendants({row.id: row.parent_id for row in rows}, message_id)
+                for ids in chunks(sorted(doomed)):
+                    conn.execute(delete(messages).where(messages.c.id.in_(ids)))
+                values = {"revision": revision, "updated": time.time()}
+                if target.parent_id is not None:
+                    sibling = conn.scalar(select(messages.c.id).where(messages.c.parent_id == target.parent_id)
+                                          .order_by(messages.c.created.desc()).limit(1))
+                    conn.execute(update(messages).where(messages.c.id == target.parent_id)
+                                 .values(active_child=sibling))
+                if thread.current_leaf in doomed:
+                    start = target.parent_id or conn.scalar(  # a root went: the newest other root's branch
+                        select(messages.c.id).where(messages.c.thread_id == thread_id, messages.c.parent_id.is_(None))
+                        .order_by(messages.c.created.desc()).limit(1))
+                    values["current_leaf"] = self._leaf_below(conn, start, thread_id)
+                conn.execute(update(threads).where(threads.c.id == thread_id).values(**values))
             return True
+        except Unchanged:
+            return False
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -287,6 +312,10 @@ class ThreadStore:
             count = conn.scalar(select(func.count()).select_from(messages).where(messages.c.thread_id == row.id))
         return {"id": row.id, "title": row.title, "current_leaf": row.current_leaf, "revision": row.revision,
                 "created_at": iso(row.created), "updated_at": iso(row.updated), "message_count": count}
+
+
+class Unchanged(Exception):
+    """Nothing to change after all: the transaction (and its revision) is rolled back."""
 
 
 def public(row) -> dict:

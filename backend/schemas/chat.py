@@ -22,7 +22,9 @@ class ChatRequest(BaseModel):
     message: Annotated[str, Field(min_length=1, pattern=NON_BLANK)] | None = None  # the validator says why
     thread_id: SessionId | None = None
     session_id: SessionId | None = None  # thread_id's older name
-    parent_id: SessionId | None = None  # with a message: where the question goes; without: the question
+    # With a message: where the question goes (absent: under the thread's current leaf; null: a new
+    # root, an edit of the first question). Without one: the question to answer again.
+    parent_id: SessionId | None = None
     model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     system: str | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 0.7
@@ -50,7 +52,7 @@ class ChatRequest(BaseModel):
         thread = self.thread_id or self.session_id
         if self.replace_turn and not thread:
             raise ValueError("replace_turn needs the thread_id (or session_id) of the thread that holds that turn")
-        if self.parent_id and not thread:
+        if "parent_id" in self.model_fields_set and not thread:
             raise ValueError("parent_id needs the thread_id of the thread that holds it")
         if self.message is None and not self.parent_id:
             raise ValueError("message: Field required (without one, parent_id names the question to answer again)")

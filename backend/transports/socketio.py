@@ -18,7 +18,7 @@ import engineio.socket
 import redis
 
 from flask import request
-from flask_socketio import ConnectionRefusedError
+from flask_socketio import ConnectionRefusedError, join_room
 from limits import parse as parse_limit
 
 from .. import metrics
@@ -68,8 +68,16 @@ def poll_at_most_a_client_batch(self):
 engineio.socket.Socket.poll = poll_at_most_a_client_batch
 
 
-def register(socketio) -> None:
+def user_room(user: str) -> str:
+    return f"user:{user}"
+
+
+def register(socketio, feed) -> None:
+    """The chat events, and `threads_changed` {revision} to every connection of a user whose
+    threads changed (through the message queue, so on every worker)."""
     users: dict[str, str] = {}  # connection sid -> who connected
+    feed.listeners.append(lambda user, revision: socketio.emit("threads_changed", {"revision": revision},
+                                                               to=user_room(user)))
 
     def malformed(event: str, args: tuple) -> dict | None:
         """The refusal for a frame that is not one JSON object, or None when it is one."""
@@ -117,16 +125,17 @@ def register(socketio) -> None:
     @socketio.on("connect")
     def connect(payload=None):
         auth = current().auth
-        if not auth.enabled:
+        if auth.enabled:
+            token = payload.get("token") if isinstance(payload, dict) else None
+            if not isinstance(token, str) or not token:
+                raise ConnectionRefusedError("missing token: connect with auth {\"token\": \"<token>\"}")
+            try:
+                users[request.sid] = auth.verify(token)
+            except ApiError as err:
+                raise ConnectionRefusedError(err.message)
+        else:
             users[request.sid] = ANONYMOUS
-            return
-        token = payload.get("token") if isinstance(payload, dict) else None
-        if not isinstance(token, str) or not token:
-            raise ConnectionRefusedError("missing token: connect with auth {\"token\": \"<token>\"}")
-        try:
-            users[request.sid] = auth.verify(token)
-        except ApiError as err:
-            raise ConnectionRefusedError(err.message)
+        join_room(user_room(users[request.sid]))  # where threads_changed goes
 
     def follow(turn: Turn, sid: str, events) -> None:
         """Emit a turn's events to one connection as they come, until the turn ends or the

@@ -1,0 +1,111 @@
+"""/api/threads: the user's conversations, as trees of messages, kept on the server.
+
+A device syncs with GET /api/threads?since=<revision> (what changed, deletions as ids), reads a
+thread whole with GET /api/threads/<id>, and hears of changes as they happen: Socket.IO's
+`threads_changed`, or the SSE stream GET /api/threads/changes. Turns that write into threads
+start on the chat routes (thread_id, parent_id)."""
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, g, jsonify, request
+
+from ..errors import ApiError
+from ..schemas.threads import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
+from ..services import current
+from ..transports.sse import PING, format_event, sse_response
+from .requests import json_body, parse
+
+bp = Blueprint("threads", __name__, url_prefix="/api/threads")
+REVISION = re.compile(r"[0-9]{1,18}")
+
+
+def store():
+    return current().threads
+
+
+def revision_arg(name: str) -> int:
+    raw = request.args.get(name, "0")
+    if not REVISION.fullmatch(raw):
+        raise ApiError(400, "invalid_request_error", f"{name} must be a revision (a whole number), not {raw[:30]!r}")
+    return int(raw)
+
+
+def thread_or_404(thread_id: str) -> dict:
+    thread = store().tree(thread_id, g.user)
+    if thread is None:
+        raise ApiError(404, "thread_not_found", f"no thread {thread_id!r}")
+    return thread
+
+
+@bp.get("")
+def index():
+    """What changed since a revision (everything, from 0): {revision, threads, deleted}."""
+    return jsonify(store().changes(g.user, revision_arg("since")))
+
+
+@bp.post("")
+def create():
+    body = parse(ThreadCreate, json_body()) if request.content_length else ThreadCreate()
+    return jsonify(store().create_thread(g.user, title=body.title or "")), 201
+
+
+@bp.get("/<thread_id>")
+def show(thread_id: str):
+    return jsonify(thread_or_404(thread_id))
+
+
+@bp.patch("/<thread_id>")
+def update(thread_id: str):
+    body = parse(ThreadUpdate, json_body())
+    return jsonify(store().update_thread(g.user, thread_id, title=body.title, current_leaf=body.current_leaf))
+
+
+@bp.delete("/<thread_id>")
+def delete(thread_id: str):
+    if not store().delete_thread(g.user, thread_id):
+        raise ApiError(404, "thread_not_found", f"no thread {thread_id!r}")
+    return "", 204
+
+
+@bp.post("/<thread_id>/messages")
+def add_message(thread_id: str):
+    """A message written by hand (an edit saved as a new branch without asking the model)."""
+    body = parse(MessageCreate, json_body())
+    parts = [p.model_dump() for p in body.parts]
+    return jsonify(store().add_message(g.user, thread_id, body.parent_id, body.role, parts)), 201
+
+
+@bp.patch("/<thread_id>/messages/<message_id>")
+def edit_message(thread_id: str, message_id: str):
+    body = parse(MessageUpdate, json_body())
+    return jsonify(store().edit_message(g.user, thread_id, message_id, [p.model_dump() for p in body.parts]))
+
+
+@bp.delete("/<thread_id>/messages/<message_id>")
+def delete_message(thread_id: str, message_id: str):
+    """The message and every message below it (a branch)."""
+    thread_or_404(thread_id)
+    if not store().delete_message(g.user, thread_id, message_id):
+        raise ApiError(404, "message_not_found", f"no message {message_id!r} in thread {thread_id!r}")
+    return "", 204
+
+
+@bp.get("/changes")
+def changes():
+    """An SSE stream of the user's revisions as changes happen (for a page without Socket.IO):
+    `event: changed` with {"revision"}, first at once when the client is behind `since`."""
+    since, user, rill = revision_arg("since"), g.user, current()
+    now = rill.threads.revision(user)
+    if since > now:
+        raise ApiError(400, "invalid_request_error", f"since={since} is not a revision of yours (the newest is {now})")
+
+    def events():
+        after = since
+        if now > after:
+            after = now
+            yield format_event({"revision": now}, "changed")
+        for revision in rill.threads.feed.follow(user, after, rill.settings.keepalive_seconds):
+            yield PING if revision is None else format_event({"revision": revision}, "changed")
+
+    return sse_response(events(), encoder=lambda chunk: chunk)  # already encoded

@@ -1,0 +1,61 @@
+"""Request models of /api/threads: threads and their messages, made of typed parts."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .common import SessionId, Text
+
+Title = Annotated[Text, Field(min_length=1, max_length=200)]
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["text", "reasoning"]
+    text: Annotated[Text, Field(max_length=100_000)]
+
+
+class ToolCallPart(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["tool_call"]
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    arguments: Annotated[Text, Field(max_length=100_000)]
+
+
+class ToolResultPart(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["tool_result"]
+    tool_call_id: Annotated[str, Field(min_length=1, max_length=200)]
+    content: Annotated[Text, Field(max_length=100_000)]
+
+
+Part = Annotated[TextPart | ToolCallPart | ToolResultPart, Field(discriminator="type")]
+
+
+class ThreadCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
+        {}, {"title": "Rivers"}]})
+    title: Title | None = None
+
+
+class ThreadUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
+        {"title": "Rivers of Europe"}, {"current_leaf": "m-7"}]})
+    title: Title | None = None
+    current_leaf: SessionId | None = None  # the branch to show: the path to this message
+
+
+class MessageCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
+        {"parent_id": "m-1", "role": "user", "parts": [{"type": "text", "text": "Name a lake instead."}]}]})
+    parent_id: SessionId | None = None  # none: a new root
+    role: Literal["user", "assistant"]
+    parts: Annotated[list[Part], Field(min_length=1, max_length=64)]
+
+
+class MessageUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
+        {"parts": [{"type": "text", "text": "Name a river in Spain."}]}]})
+    parts: Annotated[list[Part], Field(min_length=1, max_length=64)]
