@@ -10,10 +10,11 @@ CHROMIUM     := /usr/bin/chromium
 REDIS        := /usr/bin/redis-server
 NGINX        := /usr/sbin/nginx
 TMUX         := /usr/bin/tmux
+POSTGRES     := /usr/lib/postgresql
 # llama.cpp built for this machine's CPU (GGML_NATIVE), without the multimodal library Rill does not use.
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF
 
-.PHONY: setup vendor browser redis nginx terminal model run cluster test test-fast bench bench-ui clean
+.PHONY: setup vendor browser redis nginx postgres terminal model run cluster test test-fast bench bench-ui clean
 
 setup: $(STAMP) vendor
 
@@ -69,6 +70,13 @@ $(NGINX):
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx
 
+# Debian's PostgreSQL: threads for several workers (`make cluster`), and the thread store's tests.
+postgres: $(POSTGRES)
+
+$(POSTGRES):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
+
 # tmux: the terminal client's tests drive `rill chat` in it.
 terminal: $(TMUX)
 
@@ -84,15 +92,15 @@ model: setup
 run: setup
 	$(VENV)/bin/rill serve
 
-# Redis, WORKERS workers and nginx on loopback (http://127.0.0.1:8080): see "Running several workers".
+# Redis, PostgreSQL, WORKERS workers and nginx on loopback (http://127.0.0.1:8080): see "Running several workers".
 WORKERS ?= 2
-cluster: setup redis nginx
+cluster: setup redis nginx postgres
 	$(PY) deploy/cluster.py --workers $(WORKERS)
 
-test: model browser redis nginx terminal
+test: model browser redis nginx postgres terminal
 	$(PY) -m pytest
 
-test-fast: setup redis
+test-fast: setup redis postgres
 	$(PY) -m pytest -m "not slow"
 
 bench: model

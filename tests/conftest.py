@@ -46,6 +46,16 @@ def server(request, servers):
 
 
 @pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session; each test takes a database of its own."""
+    from tests.postgres_server import PostgresServer
+
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """One real redis-server for the session; tests keep apart by key prefix or by flushing."""
     from tests.redis_server import RedisServer

@@ -1,5 +1,5 @@
-"""Several workers as one service: real redis-server, real workers (the real server with the
-scripted provider beside the local model), real nginx in front."""
+"""Several workers as one service: real redis-server, real PostgreSQL (the threads), real workers
+(the real server with the scripted provider beside the local model), real nginx in front."""
 import os
 import signal
 import threading
@@ -8,24 +8,29 @@ import uuid
 
 import pytest
 import requests
+import socketio
 
 from deploy.cluster import render_nginx, start_nginx, wait_healthy
 from tests.redis_server import RedisServer
 from tests.server import free_port, start_server, stop_server
 from tests.sse import SSEStream
-from tests.test_socketio import ChatClient
+from tests.test_socketio import ChatClient, hang_up
 
 pytestmark = pytest.mark.slow
 
 
+DATABASE = {}  # the module's PostgreSQL database, which every worker of a test shares
+
+
 def worker(tmp_path, redis_url: str, **env):
-    return start_server("eventlet", tmp_path, RILL_REDIS_URL=redis_url, **env)
+    return start_server("eventlet", tmp_path, RILL_REDIS_URL=redis_url, RILL_DATABASE_URL=DATABASE["url"], **env)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """Redis, workers A and B, and nginx in front of both."""
+def cluster(tmp_path_factory, postgres_server):
+    """Redis, PostgreSQL, workers A and B, and nginx in front of both."""
     directory = tmp_path_factory.mktemp("cluster")
+    DATABASE["url"] = postgres_server.database(f"cluster{uuid.uuid4().hex}")
     redis_server = RedisServer(directory)
     a, b = (worker(directory, redis_server.url, RILL_MAX_CONCURRENT_TURNS="3") for _ in range(2))
     port = free_port()
@@ -103,6 +108,25 @@ def test_a_session_written_on_a_is_read_and_continued_on_b(cluster):
     assert session_id in listed
     messages = requests.get(f"{a.url}/api/chat/sessions/{session_id}", timeout=10).json()["messages"]
     assert [m["content"] for m in messages] == ["one two", "one two ", "three", "three "]
+
+
+def test_a_thread_changed_on_one_worker_is_announced_to_connections_on_the_other(cluster):
+    a, b, _, _ = cluster
+    since = requests.get(f"{b.url}/api/threads", timeout=10).json()["revision"]
+    feed = iter(SSEStream(f"{b.url}/api/threads/changes?since={since}", None, timeout=30))
+    announced = threading.Event()
+    client = socketio.Client(reconnection=False)
+    client.on("threads_changed", lambda data: announced.set())
+    client.connect(b.url, transports=["websocket"], wait_timeout=10)
+    try:
+        r = requests.post(f"{a.url}/api/chat", json={"message": "news", "model": "scripted/echo"}, timeout=30)
+        assert r.status_code == 200
+        assert announced.wait(2)  # the issue's bound for another device to hear of a change
+        revision = next(e for e in feed if e.type == "changed").json()["revision"]
+        assert revision > since and r.json()["thread_id"] in [
+            t["id"] for t in requests.get(f"{b.url}/api/threads?since={since}", timeout=10).json()["threads"]]
+    finally:
+        hang_up(client)
 
 
 def test_the_running_turn_cap_holds_across_workers(cluster):
@@ -233,7 +257,8 @@ def test_redis_stopping_and_coming_back_hangs_nobody(cluster):
     refused = requests.post(f"{a.url}/api/chat", json={"message": "hi", "model": "scripted/echo"}, timeout=30)
     assert refused.status_code == 503 and "Redis" in refused.json()["error"]["message"]
     not_ready = requests.get(f"{a.url}/readyz", timeout=30)
-    assert not_ready.status_code == 503 and not_ready.json()["checks"]["sessions"].startswith("unreachable")
+    assert not_ready.status_code == 503 and not_ready.json()["checks"]["usage"].startswith("unreachable")
+    assert not_ready.json()["checks"]["threads"] == "ok"  # in PostgreSQL
     assert requests.get(f"{a.url}/livez", timeout=10).status_code == 200
     redis_server.start()
     for server in (a, b):  # back without a restart

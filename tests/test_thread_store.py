@@ -3,6 +3,7 @@ previous release wrote (fast tier)."""
 import shutil
 import sqlite3
 import threading
+import uuid
 
 import pytest
 
@@ -13,9 +14,14 @@ from tests.server import ROOT
 LEGACY = ROOT / "tests" / "fixtures" / "sessions-0.1.0.db"  # written by release 0.1.0's SQLiteSessionStore
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = ThreadStore(sqlite_url(tmp_path / "threads.db"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """The contract holds on both backends."""
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path / "threads.db")
+    else:
+        url = request.getfixturevalue("postgres_server").database(f"t{uuid.uuid4().hex}")
+    store = ThreadStore(url)
     yield store
     store.close()
 
