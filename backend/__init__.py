@@ -33,7 +33,8 @@ def create_app(settings=None, providers=()):
 
     logs.register(app)  # first: every request gets its id, refused ones too
     register_error_handlers(app)
-    protected = (chat.bp, sessions.bp, threads.bp, models.bp, usage.bp, openai_api.bp, anthropic_api.bp)
+    protected = (chat.bp, sessions.bp, threads.bp, threads.search_bp, models.bp, usage.bp, openai_api.bp,
+                 anthropic_api.bp)
     for bp in (*protected, status.bp, openapi.bp, cli, ui.bp):
         app.register_blueprint(bp)
     protected_names = {bp.name for bp in protected}

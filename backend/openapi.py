@@ -109,6 +109,12 @@ def build(settings, auth_enabled: bool) -> dict:
                     "responses": responses(ANY_JSON, 400, 401)},
             "post": {"summary": "A new, empty thread", "requestBody": {**body(ThreadCreate), "required": False},
                      "responses": {"201": {"description": "created"}, **responses(ANY_JSON, 400, 401, 415)}}},
+        "/api/search": {"get": {
+            "summary": "Your messages with every word of q, on any branch: {hits: [{thread_id, message_id, snippet}]} "
+                       "(snippet: HTML, the text escaped, matches in <mark>)",
+            "parameters": [{"name": "q", "in": "query", "required": True, "schema": {"type": "string",
+                                                                                    "maxLength": 500}}],
+            "responses": responses(ANY_JSON, 400, 401)}},
         "/api/threads/changes": {"get": {
             "summary": "The user's revisions as threads change, as SSE (`event: changed`, data {revision})",
             "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}}],

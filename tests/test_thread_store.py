@@ -148,3 +148,24 @@ def test_a_database_of_the_previous_release_becomes_threads_with_nothing_lost(tm
         assert len(store.list("alice")) == 2
     finally:
         store.close()
+
+
+def test_search_finds_words_on_any_branch_of_the_owners_threads_only(store):
+    thread = store.create_thread("alice")
+    q, a = ask(store, "alice", thread["id"], None, "Tell me about rivers", "The Danube flows east.")
+    branch = store.add_message("alice", thread["id"], q["id"], "assistant",
+                               [{"type": "text", "text": "The <b>Volga</b> is the longest in Europe."}])
+    store.update_thread("alice", thread["id"], current_leaf=a["id"])  # the Volga branch is not shown
+    other = store.create_thread("bob")
+    ask(store, "bob", other["id"], None, "Volga?", "Volga indeed")
+    hits = store.search("alice", "volga longest")
+    assert [(h["thread_id"], h["message_id"]) for h in hits] == [(thread["id"], branch["id"])]
+    assert "<mark>Volga</mark>" in hits[0]["snippet"] and "&lt;b&gt;" in hits[0]["snippet"]  # escaped
+    assert [h["message_id"] for h in store.search("alice", "dan")] == [a["id"]]  # a word's start
+    assert store.search("alice", "nile") == []
+    store.edit_message("alice", thread["id"], a["id"], [{"type": "text", "text": "The Rhine flows north."}])
+    assert store.search("alice", "danube") == [] and len(store.search("alice", "rhine")) == 1
+    store.delete_thread("alice", thread["id"])
+    assert store.search("alice", "volga") == []
+    with pytest.raises(Refused, match="at least one word"):
+        store.search("alice", "  ?! ")

@@ -174,3 +174,14 @@ def test_bad_thread_requests_name_the_problem(client, route, body, words):
     r = client.patch(url, json=body) if url.endswith(start["thread_id"]) else client.post(url, json=body)
     assert r.status_code == 400 and words in r.get_json()["error"]["message"], r.get_json()
     assert client.get("/api/threads?since=99999").status_code == 400
+
+
+def test_search_finds_a_word_that_is_only_on_another_branch(client):
+    start, _ = ask(client, message="rivers of europe")
+    other, _ = ask(client, message="the volga please", thread_id=start["thread_id"], parent_id=None)
+    client.patch(f"/api/threads/{start['thread_id']}", json={"current_leaf": start["reply_id"]})
+    hits = client.get("/api/search?q=volga").get_json()["hits"]
+    assert {h["message_id"] for h in hits} == {other["question_id"], other["reply_id"]}  # the reply repeats it
+    assert all(h["thread_id"] == start["thread_id"] and "<mark>volga</mark>" in h["snippet"] for h in hits)
+    assert client.get("/api/search?q=").status_code == 400
+    assert client.get("/api/search?q=" + "x" * 501).status_code == 400

@@ -17,6 +17,8 @@ from ..transports.sse import PING, format_event, sse_response
 from .requests import json_body, parse
 
 bp = Blueprint("threads", __name__, url_prefix="/api/threads")
+search_bp = Blueprint("search", __name__, url_prefix="/api/search")
+MAX_QUERY_CHARS = 500
 REVISION = re.compile(r"[0-9]{1,18}")
 
 
@@ -89,6 +91,16 @@ def delete_message(thread_id: str, message_id: str):
     if not store().delete_message(g.user, thread_id, message_id):
         raise ApiError(404, "message_not_found", f"no message {message_id!r} in thread {thread_id!r}")
     return "", 204
+
+
+@search_bp.get("")
+def search():
+    """The user's messages with every word of `q`, on any branch: {"hits": [{thread_id,
+    message_id, snippet}]}; a snippet is HTML (the text escaped, the matches in <mark>)."""
+    query = request.args.get("q", "")
+    if len(query) > MAX_QUERY_CHARS:
+        raise ApiError(400, "invalid_request_error", f"q is {len(query)} characters; the limit is {MAX_QUERY_CHARS}")
+    return jsonify({"hits": store().search(g.user, query)})
 
 
 @bp.get("/changes")

@@ -24,6 +24,7 @@ from ..refusals import Refused
 from .feed import ChangeFeed
 from .parts import text_of, title_of
 from .schema import deletions, messages, revisions, threads
+from .search import search
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PG_MIGRATION_LOCK = 0x52494C4C  # "RILL": one worker migrates, the others wait for it
@@ -113,6 +114,12 @@ class ThreadStore:
             gone = conn.execute(select(deletions.c.thread_id).where(deletions.c.owner == owner,
                                                                    deletions.c.revision > since)).scalars().all()
             return {"revision": now, "threads": [self._summary(conn, row) for row in rows], "deleted": list(gone)}
+
+    def search(self, owner: str, query: str, limit: int = 50) -> list[dict]:
+        """The owner's messages with every word of `query`, on any branch: {thread_id, message_id,
+        snippet (HTML: escaped text, matches in <mark>)}."""
+        with self.engine.connect() as conn:
+            return search(conn, owner, query, limit)
 
     def find_reply(self, thread_id: str, owner: str, turn_id: str) -> dict | None:
         """The reply a turn wrote in this thread."""
