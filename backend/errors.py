@@ -78,10 +78,10 @@ HTTP_ERROR_TYPES = {
 
 def http_error_message(err: HTTPException) -> str:
     """What Flask's own errors say, made specific where the default text is vague."""
-    from flask import current_app
+    from flask import request
 
     if err.code == 413:
-        return f"request body is larger than {current_app.config['MAX_CONTENT_LENGTH']} bytes"
+        return f"request body is larger than {request.max_content_length} bytes"
     if err.code == 429:
         return f"rate limit exceeded ({err.description}); retry after the Retry-After header's seconds"
     return err.description or err.name

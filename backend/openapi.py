@@ -8,7 +8,7 @@ from pydantic import BaseModel, TypeAdapter
 from . import __version__
 from .api.models import LoadRequest
 from .api.sessions import SessionCreate
-from .schemas.threads import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
+from .schemas.threads import ForkRequest, MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
 from .chat.events import EVENTS
 from .schemas.anthropic import AnthropicRequest
 from .schemas.chat import ChatRequest
@@ -69,7 +69,7 @@ def server_bounds(schemas: dict, settings) -> None:
 def build(settings, auth_enabled: bool) -> dict:
     schemas = {"Error": ERROR}
     for model in (ChatRequest, OpenAIChatRequest, AnthropicRequest, LoadRequest, SessionCreate, ThreadCreate,
-                  ThreadUpdate, MessageCreate, MessageUpdate):
+                  ThreadUpdate, MessageCreate, MessageUpdate, ForkRequest):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -126,6 +126,20 @@ def build(settings, auth_enabled: bool) -> dict:
                       "requestBody": body(ThreadUpdate), "responses": responses(ANY_JSON, 400, 401, 404, 415)},
             "delete": {"summary": "Delete a thread", "parameters": path_param("thread_id"),
                        "responses": {"204": {"description": "deleted"}, **responses(ANY_JSON, 401, 404)}}},
+        "/api/threads/import": {"post": {
+            "summary": "Import a Rill export, a ChatGPT conversations.json or an Open WebUI export (up to "
+                       "RILL_MAX_IMPORT_BYTES): {imported, skipped}; the same file twice adds nothing",
+            "requestBody": {"required": True, "content": ANY_JSON},
+            "responses": responses(ANY_JSON, 400, 401, 413, 415)}},
+        "/api/threads/{thread_id}/export": {"get": {
+            "summary": "format=markdown: the current path as Markdown; format=json (default): the whole tree",
+            "parameters": [*path_param("thread_id"), {"name": "format", "in": "query", "schema": {
+                "type": "string", "enum": ["markdown", "json"]}}],
+            "responses": responses({**ANY_JSON, "text/markdown": {"schema": {"type": "string"}}}, 400, 401, 404)}},
+        "/api/threads/{thread_id}/fork": {"post": {
+            "summary": "A new thread with a copy of the path down to leaf (default: the current leaf)",
+            "parameters": path_param("thread_id"), "requestBody": {**body(ForkRequest), "required": False},
+            "responses": {"201": {"description": "created"}, **responses(ANY_JSON, 400, 401, 404, 415)}}},
         "/api/threads/{thread_id}/messages": {"post": {
             "summary": "Add a message under parent_id, written by hand (no reply is asked for)",
             "parameters": path_param("thread_id"), "requestBody": body(MessageCreate),

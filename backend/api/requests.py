@@ -23,8 +23,8 @@ def describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def json_body() -> dict:
-    """The request's JSON object, or a 4xx saying why there is none."""
+def json_body(lists: bool = False) -> dict | list:
+    """The request's JSON object (or, with `lists`, array), or a 4xx saying why there is none."""
     if not request.mimetype == "application/json":
         raise ApiError(415, "unsupported_media_type",
                        f"expected Content-Type: application/json, got {request.mimetype or 'none'}")
@@ -33,8 +33,9 @@ def json_body() -> dict:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_request_error", f"body is not valid JSON: {exc}")
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_request_error", f"body must be a JSON object, not {type(body).__name__}")
+    if not isinstance(body, (dict, list) if lists else dict):
+        wanted = "a JSON object or array" if lists else "a JSON object"
+        raise ApiError(400, "invalid_request_error", f"body must be {wanted}, not {type(body).__name__}")
     return body
 
 

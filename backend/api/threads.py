@@ -11,7 +11,8 @@ import re
 from flask import Blueprint, g, jsonify, request
 
 from ..errors import ApiError
-from ..schemas.threads import MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
+from ..conversations.exchange import export, import_into, markdown
+from ..schemas.threads import ForkRequest, MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
 from ..services import current
 from ..transports.sse import PING, format_event, sse_response
 from .requests import json_body, parse
@@ -91,6 +92,45 @@ def delete_message(thread_id: str, message_id: str):
     if not store().delete_message(g.user, thread_id, message_id):
         raise ApiError(404, "message_not_found", f"no message {message_id!r} in thread {thread_id!r}")
     return "", 204
+
+
+@bp.post("/import")
+def import_file():
+    """A Rill export, a ChatGPT conversations.json or an Open WebUI export, up to
+    RILL_MAX_IMPORT_BYTES: {"imported", "skipped"} (importing the same file again adds nothing)."""
+    limit = current().settings.max_import_bytes
+    if (request.content_length or 0) > limit:
+        raise ApiError(413, "request_too_large", f"the file is larger than RILL_MAX_IMPORT_BYTES ({limit} bytes)")
+    request.max_content_length = limit
+    return jsonify(import_into(store(), g.user, json_body(lists=True)))
+
+
+@bp.get("/<thread_id>/export")
+def export_thread(thread_id: str):
+    """?format=markdown: the current path as Markdown; ?format=json (the default): the whole tree."""
+    kind = request.args.get("format", "json")
+    thread = thread_or_404(thread_id)
+    name = f"rill-{thread_id[:12]}"
+    if kind == "markdown":
+        body = markdown(thread, store().path(thread_id, g.user))
+        return body, 200, {"Content-Type": "text/markdown; charset=utf-8",
+                           "Content-Disposition": f'attachment; filename="{name}.md"'}
+    if kind != "json":
+        raise ApiError(400, "invalid_request_error", f"format must be markdown or json, not {kind[:20]!r}")
+    response = jsonify(export([thread]))
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}.json"'
+    return response
+
+
+@bp.post("/<thread_id>/fork")
+def fork(thread_id: str):
+    """A new thread with a copy of the path down to `leaf` (default: the current leaf)."""
+    body = parse(ForkRequest, json_body()) if request.content_length else ForkRequest()
+    thread = thread_or_404(thread_id)
+    leaf = body.leaf or thread["current_leaf"]
+    if leaf is None:
+        raise ApiError(400, "invalid_request_error", "the thread is empty: there is nothing to fork")
+    return jsonify(store().fork(g.user, thread_id, leaf)), 201
 
 
 @search_bp.get("")

@@ -164,6 +164,37 @@ class ThreadStore:
                 conn.execute(update(threads).where(threads.c.id == thread_id).values(current_leaf=parent))
             return self._summary(conn, self._thread_row(conn, thread_id, owner))
 
+    def import_thread(self, owner: str, thread_id: str, title: str, tree: list[dict], leaf: str | None,
+                      created: float | None = None) -> dict:
+        """A whole tree at once (an import): `tree` lists parents before children, each message with
+        its id and parent_id; each fork shows its last child, except along the path to `leaf`."""
+        now = time.time()
+        created = created or now
+        with self._change(owner) as (conn, revision):
+            first = next((m for m in tree if m["role"] == "user"), None)
+            conn.execute(insert(threads).values(
+                id=thread_id, owner=owner, title=title or title_of(text_of(first["parts"]) if first else ""),
+                current_leaf=None, revision=revision, created=created, updated=now))
+            for n, m in enumerate(tree):
+                self._insert(conn, thread_id, m["parent_id"], revision, role=m["role"], parts=m["parts"], id=m["id"],
+                             status=m.get("status", "complete"), model=m.get("model"), created=created + n * 1e-3)
+            leaf = leaf if any(m["id"] == leaf for m in tree) else (tree[-1]["id"] if tree else None)
+            if leaf is not None:
+                path = self._path(conn, thread_id, leaf)
+                for parent, child in zip(path, path[1:]):
+                    conn.execute(update(messages).where(messages.c.id == parent.id).values(active_child=child.id))
+                conn.execute(update(threads).where(threads.c.id == thread_id).values(current_leaf=leaf))
+            return self._summary(conn, self._thread_row(conn, thread_id, owner))
+
+    def fork(self, owner: str, thread_id: str, leaf: str) -> dict:
+        """A new thread holding a copy of the path down to `leaf` (a branch taken on its own)."""
+        path = self.path(thread_id, owner, leaf)
+        if not path or path[-1]["id"] != leaf:
+            raise Refused("invalid_request_error", f"leaf: no message {leaf!r} in thread {thread_id!r}")
+        title = self.thread(thread_id, owner)["title"]
+        chain = [{k: m[k] for k in ("role", "parts", "status", "model", "usage", "timings")} for m in path]
+        return self.create_thread(owner, title=title, chain=chain)
+
     def add_message(self, owner: str, thread_id: str, parent_id: str | None, role: str, parts: list[dict],
                     **fields) -> dict:
         """A message under `parent_id` (none: a new root), which becomes the chosen child there and

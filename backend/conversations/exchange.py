@@ -1,0 +1,201 @@
+"""Threads in and out: Markdown of a path, Rill JSON of a whole tree, and imports of Rill JSON
+(this release's and the browser's earlier export), a ChatGPT `conversations.json` and an Open
+WebUI export. An import makes each conversation a thread whose ids come from the file's own, so
+importing the same file twice adds nothing."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+from ..refusals import Refused
+from .parts import reply_parts
+
+FORMAT = "rill.threads"
+NAMESPACE = uuid.UUID("9a3c6f0e-5b7d-4c21-8e0f-1f2a3b4c5d6e")  # ids of imported threads and messages
+MAX_IMPORT_THREADS = 10_000
+
+
+def markdown(thread: dict, path: list[dict]) -> str:
+    """The path as Markdown: each message under its author, thinking folded in a <details>, tool
+    calls and results as fenced blocks."""
+    lines = [f"# {thread['title'] or 'Untitled chat'}", ""]
+    for m in path:
+        author = {"user": "You", "assistant": "Assistant"}.get(m["role"], m["role"].capitalize())
+        lines += [f"**{author}**" + (f" ({m['model']})" if m["role"] == "assistant" and m["model"] else ""), ""]
+        for part in m["parts"]:
+            if part["type"] == "reasoning":
+                lines += ["<details><summary>Thinking</summary>", "", part["text"].strip(), "", "</details>", ""]
+            elif part["type"] == "text" and part["text"].strip():
+                lines += [part["text"].strip(), ""]
+            elif part["type"] == "tool_call":
+                lines += [f"Tool call `{part['name']}`:", "", "```json", pretty(part["arguments"]), "```", ""]
+            elif part["type"] == "tool_result":
+                lines += ["Tool result:", "", "```", part["content"], "```", ""]
+        if m["status"] not in ("complete",):
+            lines += [f"*({m['status']})*", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def pretty(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), indent=2, ensure_ascii=False)
+    except ValueError:
+        return arguments
+
+
+def export(threads: list[dict]) -> dict:
+    """Rill JSON: whole trees (thread trees as GET /api/threads/<id> gives them)."""
+    return {"format": FORMAT, "version": 2, "exported_at": iso_now(), "threads": threads}
+
+
+def iso_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# -- imports: each gives [(source id, title, created, [message fields with "id" and "parent_id"],
+#    the current leaf's id)] --------------------------------------------------------------------
+
+def conversations(data) -> tuple[str, list[tuple]]:
+    """The file's kind and its conversations, or a Refused that says what the file is not."""
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        return "rill", rill_conversations(data)
+    if isinstance(data, list) and data and isinstance(data[0], dict) and "mapping" in data[0]:
+        return "chatgpt", [chatgpt_conversation(c) for c in data]
+    if isinstance(data, list) and data and isinstance(data[0], dict) and "history" in (data[0].get("chat") or {}):
+        return "openwebui", [openwebui_conversation(c) for c in data]
+    raise Refused("invalid_request_error", "not a file Rill imports: expected a Rill export "
+                                           f"(\"format\": \"{FORMAT}\"), a ChatGPT conversations.json or an "
+                                           "Open WebUI export (a list of chats)")
+
+
+def rill_conversations(data: dict) -> list[tuple]:
+    version, out = data.get("version"), []
+    for t in data.get("threads") or []:
+        if not isinstance(t, dict) or not isinstance(t.get("messages"), list):
+            raise Refused("invalid_request_error", "threads: each needs its messages")
+        if version == 2:  # a tree, as this server exports it
+            messages = [{"id": m["id"], "parent_id": m.get("parent_id"), "role": m["role"], "parts": m["parts"],
+                         "status": m.get("status", "complete"), "model": m.get("model")} for m in t["messages"]]
+            leaf = t.get("current_leaf")
+        else:  # version 1: the browser's own export of a chain
+            messages, parent = [], None
+            for m in sorted(t["messages"], key=lambda m: m.get("seq", 0)):
+                parts = reply_parts(m.get("content", ""), m.get("reasoning", ""),
+                                    [{"id": c.get("id") or "call", "name": c.get("name", ""),
+                                      "arguments": c.get("arguments", "")} for c in m.get("toolCalls") or []]) \
+                    if m.get("role") == "assistant" else [{"type": "text", "text": m.get("content", "")}]
+                messages.append({"id": m["id"], "parent_id": parent, "role": m["role"], "parts": parts,
+                                 "status": "cancelled" if m.get("status") == "stopped" else "complete",
+                                 "model": m.get("model")})
+                parent = m["id"]
+            leaf = parent
+        out.append((t.get("id"), t.get("title", ""), timestamp(t.get("createdAt") or t.get("created_at")), messages,
+                    leaf))
+    return out
+
+
+def chatgpt_conversation(c: dict) -> tuple:
+    """ChatGPT's export: a mapping of nodes, each with its parent and a message (or none: the root)."""
+    mapping = c["mapping"]
+    messages = []
+    kept = {}  # node id -> the nearest kept ancestor (nodes without a user or assistant message are skipped)
+
+    def kept_parent(node_id):
+        while node_id is not None and node_id not in kept:
+            node_id = (mapping.get(node_id) or {}).get("parent")
+        return node_id
+
+    for node_id in order(mapping):
+        node = mapping[node_id]
+        message = node.get("message") or {}
+        role = (message.get("author") or {}).get("role")
+        content = message.get("content") or {}
+        text = "".join(p for p in content.get("parts") or [] if isinstance(p, str))
+        if role not in ("user", "assistant") or (not text and role == "user"):
+            continue
+        messages.append({"id": node_id, "parent_id": kept_parent(node.get("parent")), "role": role,
+                         "parts": [{"type": "text", "text": text}], "status": "complete",
+                         "model": (message.get("metadata") or {}).get("model_slug")})
+        kept[node_id] = True
+    return (c.get("conversation_id") or c.get("id"), c.get("title") or "", c.get("create_time"), messages,
+            kept_parent(c.get("current_node")))
+
+
+def order(mapping: dict) -> list[str]:
+    """Node ids, every parent before its children; a cycle is refused."""
+    done, out = set(), []
+    for start in mapping:
+        chain, at = [], start
+        while at is not None and at not in done and at in mapping:
+            if at in chain:
+                raise Refused("invalid_request_error", f"message {at!r} is its own ancestor (a cycle)")
+            chain.append(at)
+            at = mapping[at].get("parent")
+        for node_id in reversed(chain):
+            done.add(node_id)
+            out.append(node_id)
+    return out
+
+
+def openwebui_conversation(c: dict) -> tuple:
+    """Open WebUI's export: chat.history.messages by id, each with its parentId; currentId."""
+    history = c["chat"]["history"]
+    nodes = history.get("messages") or {}
+    messages = []
+    for node_id in order({k: {"parent": v.get("parentId")} for k, v in nodes.items()}):
+        m = nodes[node_id]
+        if m.get("role") not in ("user", "assistant"):
+            continue
+        messages.append({"id": node_id, "parent_id": m.get("parentId"), "role": m["role"],
+                         "parts": [{"type": "text", "text": m.get("content") or ""}], "status": "complete",
+                         "model": m.get("model")})
+    return (c.get("id"), c.get("title") or c["chat"].get("title") or "", c.get("created_at"), messages,
+            history.get("currentId"))
+
+
+def timestamp(value) -> float | None:
+    if isinstance(value, (int, float)):
+        return float(value) if value < 1e11 else value / 1000  # seconds, or milliseconds
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def import_into(store, owner: str, data) -> dict:
+    """Every conversation of the file as a thread of the owner's: {"imported": n, "skipped": n}."""
+    kind, found = conversations(data)
+    if len(found) > MAX_IMPORT_THREADS:
+        raise Refused("invalid_request_error", f"{len(found)} conversations; at most {MAX_IMPORT_THREADS} at once")
+    imported = skipped = 0
+    for source_id, title, created, messages, leaf in found:
+        thread_id = uuid.uuid5(NAMESPACE, f"{owner}:{kind}:{source_id or json.dumps(messages)[:200]}").hex
+        if store.thread(thread_id, owner) is not None:
+            skipped += 1
+            continue
+        by_id = {m["id"]: m for m in messages}
+        messages = [by_id[i] for i in order({m["id"]: {"parent": m["parent_id"]} for m in messages})]
+        ids = {m["id"]: uuid.uuid5(NAMESPACE, f"{thread_id}:{m['id']}").hex for m in messages}
+        tree = [{**m, "id": ids[m["id"]], "parent_id": ids.get(m["parent_id"])} for m in messages]
+        check_tree(tree)
+        store.import_thread(owner, thread_id, title, tree, ids.get(leaf), created)
+        imported += 1
+    return {"imported": imported, "skipped": skipped}
+
+
+def check_tree(messages: list[dict]) -> None:
+    """Every parent is in the file and comes before its children (so there is no cycle)."""
+    seen = set()
+    for m in messages:
+        if m["parent_id"] is not None and m["parent_id"] not in seen:
+            raise Refused("invalid_request_error", f"message {m['id']!r}: its parent {m['parent_id']!r} is not "
+                                                   "before it in the file (a missing message, or a cycle)")
+        if m["role"] not in ("user", "assistant", "system", "tool"):
+            raise Refused("invalid_request_error", f"message {m['id']!r}: role {m['role']!r} is not one Rill keeps")
+        seen.add(m["id"])
+    if not all(isinstance(p, dict) and p.get("type") in ("text", "reasoning", "tool_call", "tool_result")
+               for m in messages for p in m["parts"]):
+        raise Refused("invalid_request_error", "parts: only text, reasoning, tool_call and tool_result are imported")
