@@ -35,7 +35,7 @@ def create_app(settings=None, providers=()):
     register_error_handlers(app)
     protected = (chat.bp, sessions.bp, threads.bp, threads.search_bp, models.bp, usage.bp, openai_api.bp,
                  anthropic_api.bp)
-    for bp in (*protected, status.bp, openapi.bp, cli, ui.bp):
+    for bp in (*protected, threads.shared_bp, status.bp, openapi.bp, cli, ui.bp):
         app.register_blueprint(bp)
     protected_names = {bp.name for bp in protected}
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, TypeAdapter
 from . import __version__
 from .api.models import LoadRequest
 from .api.sessions import SessionCreate
-from .schemas.threads import ForkRequest, MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
+from .schemas.threads import ForkRequest, MessageCreate, MessageUpdate, ShareRequest, ThreadCreate, ThreadUpdate
 from .chat.events import EVENTS
 from .schemas.anthropic import AnthropicRequest
 from .schemas.chat import ChatRequest
@@ -69,7 +69,7 @@ def server_bounds(schemas: dict, settings) -> None:
 def build(settings, auth_enabled: bool) -> dict:
     schemas = {"Error": ERROR}
     for model in (ChatRequest, OpenAIChatRequest, AnthropicRequest, LoadRequest, SessionCreate, ThreadCreate,
-                  ThreadUpdate, MessageCreate, MessageUpdate, ForkRequest):
+                  ThreadUpdate, MessageCreate, MessageUpdate, ForkRequest, ShareRequest):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -140,6 +140,23 @@ def build(settings, auth_enabled: bool) -> dict:
             "summary": "A new thread with a copy of the path down to leaf (default: the current leaf)",
             "parameters": path_param("thread_id"), "requestBody": {**body(ForkRequest), "required": False},
             "responses": {"201": {"description": "created"}, **responses(ANY_JSON, 400, 401, 404, 415)}}},
+        "/api/threads/{thread_id}/share": {"post": {
+            "summary": "A read-only snapshot of the branch down to leaf at an unguessable URL: {token, url, ...}",
+            "parameters": path_param("thread_id"), "requestBody": {**body(ShareRequest), "required": False},
+            "responses": {"201": {"description": "shared"}, **responses(ANY_JSON, 400, 401, 404, 415)}}},
+        "/api/threads/{thread_id}/shares": {"get": {
+            "summary": "The thread's share links", "parameters": path_param("thread_id"),
+            "responses": responses(ANY_JSON, 401, 404)}},
+        "/api/threads/{thread_id}/share/{token}": {"delete": {
+            "summary": "Revoke a share link (it answers 404 after)",
+            "parameters": [*path_param("thread_id"), *path_param("token")],
+            "responses": {"204": {"description": "revoked"}, **responses(ANY_JSON, 401, 404)}}},
+        "/api/shared/{token}": {"get": {
+            "summary": "What a share link shows: {title, messages, shared_at}; public unless RILL_SHARE_PUBLIC=0",
+            "security": [], "parameters": path_param("token"), "responses": responses(ANY_JSON, 401, 404)}},
+        "/s/{token}": {"get": {
+            "summary": "The read-only page of a share link (noindex)", "security": [], "parameters": path_param("token"),
+            "responses": responses({"text/html": {"schema": {"type": "string"}}})}},
         "/api/threads/{thread_id}/messages": {"post": {
             "summary": "Add a message under parent_id, written by hand (no reply is asked for)",
             "parameters": path_param("thread_id"), "requestBody": body(MessageCreate),

@@ -5,7 +5,7 @@ from backend.errors import ApiError
 from backend.api.requests import parse
 
 MODELS = ["ChatRequest", "OpenAIChatRequest", "AnthropicRequest", "LoadRequest", "SessionCreate", "ThreadCreate",
-          "ThreadUpdate", "MessageCreate", "MessageUpdate", "ForkRequest"]
+          "ThreadUpdate", "MessageCreate", "MessageUpdate", "ForkRequest", "ShareRequest"]
 
 
 @pytest.fixture
@@ -19,11 +19,12 @@ def request_model(name):
     from backend.schemas.anthropic import AnthropicRequest
     from backend.schemas.chat import ChatRequest
     from backend.schemas.openai import OpenAIChatRequest
-    from backend.schemas.threads import ForkRequest, MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
+    from backend.schemas.threads import (ForkRequest, MessageCreate, MessageUpdate, ShareRequest, ThreadCreate,
+                                         ThreadUpdate)
 
     return {model.__name__: model for model in (LoadRequest, SessionCreate, AnthropicRequest, ChatRequest,
                                                 OpenAIChatRequest, ThreadCreate, ThreadUpdate, MessageCreate,
-                                                MessageUpdate, ForkRequest)}[name]
+                                                MessageUpdate, ForkRequest, ShareRequest)}[name]
 
 
 ALIASES = {"session_id": "thread_id", "thread_id": "session_id"}  # ChatRequest: one thread, by either name

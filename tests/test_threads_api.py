@@ -185,3 +185,33 @@ def test_search_finds_a_word_that_is_only_on_another_branch(client):
     assert all(h["thread_id"] == start["thread_id"] and "<mark>volga</mark>" in h["snippet"] for h in hits)
     assert client.get("/api/search?q=").status_code == 400
     assert client.get("/api/search?q=" + "x" * 501).status_code == 400
+
+
+def test_a_share_link_shows_its_snapshot_to_anyone_until_revoked(make_app):
+    client = make_app(jwt_secret=SECRET).test_client()
+    alice = as_user("alice")
+    start, reply = ask(client, alice, message="share me")
+    r = client.post(f"/api/threads/{start['thread_id']}/share", headers=alice)
+    assert r.status_code == 201
+    token, url = r.get_json()["token"], r.get_json()["url"]
+    assert len(token) >= 32 and url.endswith(f"/s/{token}")
+    ask(client, alice, message="later, not shared", thread_id=start["thread_id"])
+    shared = client.get(f"/api/shared/{token}")  # signed out
+    assert shared.status_code == 200 and shared.headers["X-Robots-Tag"] == "noindex, nofollow"
+    assert [text(m) for m in shared.get_json()["messages"]] == ["share me", reply]  # the snapshot
+    page = client.get(f"/s/{token}")
+    assert page.status_code == 200 and b'name="robots" content="noindex' in page.data
+    assert client.delete(f"/api/threads/{start['thread_id']}/share/{token}", headers=as_user("mallory")).status_code == 404
+    assert client.delete(f"/api/threads/{start['thread_id']}/share/{token}", headers=alice).status_code == 204
+    assert client.get(f"/api/shared/{token}").status_code == 404
+    again = client.post(f"/api/threads/{start['thread_id']}/share", headers=alice).get_json()["token"]
+    client.delete(f"/api/threads/{start['thread_id']}", headers=alice)
+    assert client.get(f"/api/shared/{again}").status_code == 404  # deleted with its thread
+
+
+def test_with_public_sharing_off_a_share_needs_a_signed_in_user(make_app):
+    client = make_app(jwt_secret=SECRET, share_public=False).test_client()
+    start, _ = ask(client, as_user("alice"), message="members only")
+    token = client.post(f"/api/threads/{start['thread_id']}/share", headers=as_user("alice")).get_json()["token"]
+    assert client.get(f"/api/shared/{token}").status_code == 401
+    assert client.get(f"/api/shared/{token}", headers=as_user("bob")).status_code == 200

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, g, jsonify, render_template, request, url_for
 
 from ..errors import ApiError
 from ..conversations.exchange import export, import_into, markdown
-from ..schemas.threads import ForkRequest, MessageCreate, MessageUpdate, ThreadCreate, ThreadUpdate
+from ..schemas.threads import ForkRequest, MessageCreate, MessageUpdate, ShareRequest, ThreadCreate, ThreadUpdate
 from ..services import current
 from ..transports.sse import PING, format_event, sse_response
 from .requests import json_body, parse
@@ -133,6 +133,28 @@ def fork(thread_id: str):
     return jsonify(store().fork(g.user, thread_id, leaf)), 201
 
 
+@bp.post("/<thread_id>/share")
+def share(thread_id: str):
+    """A read-only snapshot of the branch down to `leaf` (the current one when none) at an
+    unguessable URL, until revoked; deleted with its thread."""
+    body = parse(ShareRequest, json_body()) if request.content_length else ShareRequest()
+    shared = store().share(g.user, thread_id, body.leaf)
+    return jsonify({**shared, "url": url_for("shared.page", token=shared["token"], _external=True)}), 201
+
+
+@bp.get("/<thread_id>/shares")
+def shares(thread_id: str):
+    thread_or_404(thread_id)
+    return jsonify({"shares": store().shares_of(g.user, thread_id)})
+
+
+@bp.delete("/<thread_id>/share/<token>")
+def unshare(thread_id: str, token: str):
+    if not store().unshare(g.user, thread_id, token):
+        raise ApiError(404, "share_not_found", f"no share {token!r} of thread {thread_id!r}")
+    return "", 204
+
+
 @search_bp.get("")
 def search():
     """The user's messages with every word of `q`, on any branch: {"hits": [{thread_id,
@@ -161,3 +183,28 @@ def changes():
             yield PING if revision is None else format_event({"revision": revision}, "changed")
 
     return sse_response(events(), encoder=lambda chunk: chunk)  # already encoded
+
+
+shared_bp = Blueprint("shared", __name__)  # not among the protected blueprints: a share may be public
+NOINDEX = {"X-Robots-Tag": "noindex, nofollow", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+
+
+def snapshot_or_404(token: str) -> dict:
+    rill = current()
+    if not rill.settings.share_public:
+        rill.auth.user_for_request()  # with auth on, any signed-in user; a 401 otherwise
+    snapshot = rill.threads.shared(token)
+    if snapshot is None:
+        raise ApiError(404, "share_not_found", "this share link does not exist, or was revoked")
+    return snapshot
+
+
+@shared_bp.get("/api/shared/<token>")
+def shared_json(token: str):
+    return jsonify(snapshot_or_404(token)), 200, NOINDEX
+
+
+@shared_bp.get("/s/<token>")
+def page(token: str):
+    """The page a share link opens: static/js/shared.js reads /api/shared/<token> and shows it."""
+    return render_template("shared.html", token=token), 200, NOINDEX

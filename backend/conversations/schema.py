@@ -48,6 +48,17 @@ revisions = Table(
     Column("revision", BigInteger, nullable=False),
 )
 
+shares = Table(  # a snapshot of a branch, readable by its unguessable token until revoked
+    "shares", metadata,
+    Column("token", ID, primary_key=True),
+    Column("owner", OWNER, nullable=False),
+    Column("thread_id", ID, ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("messages", JSON, nullable=False),  # the path as it was when shared
+    Column("created", Float, nullable=False),
+    Index("shares_by_thread", "thread_id"),
+)
+
 deletions = Table(  # tombstones: what a device that synced before must forget
     "deletions", metadata,
     Column("owner", OWNER, nullable=False),

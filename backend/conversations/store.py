@@ -10,6 +10,7 @@ Each thread belongs to the user who made it: for anyone else it does not exist.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import time
 import uuid
 from datetime import datetime, timezone
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Connection
 from ..refusals import Refused
 from .feed import ChangeFeed
 from .parts import text_of, title_of
-from .schema import deletions, messages, revisions, threads
+from .schema import deletions, messages, revisions, shares, threads
 from .search import search
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -242,11 +243,45 @@ class ThreadStore:
             conn.execute(update(threads).where(threads.c.id == thread_id).values(**values))
             return self._summary(conn, self._thread_row(conn, thread_id, owner))
 
+    def share(self, owner: str, thread_id: str, leaf: str | None = None) -> dict:
+        """A snapshot of the path down to `leaf` (the current leaf when none), under a new token."""
+        thread = self.thread(thread_id, owner)
+        if thread is None:
+            raise Refused("thread_not_found", f"no thread {thread_id!r}")
+        path = self.path(thread_id, owner, leaf)
+        if leaf is not None and (not path or path[-1]["id"] != leaf):
+            raise Refused("invalid_request_error", f"leaf: no message {leaf!r} in thread {thread_id!r}")
+        token = secrets.token_urlsafe(24)
+        snapshot = [{k: m[k] for k in ("role", "parts", "status", "model", "created_at")} for m in path]
+        with self.engine.begin() as conn:
+            conn.execute(insert(shares).values(token=token, owner=owner, thread_id=thread_id, title=thread["title"],
+                                               messages=snapshot, created=time.time()))
+        return {"token": token, "thread_id": thread_id, "title": thread["title"], "message_count": len(snapshot)}
+
+    def shares_of(self, owner: str, thread_id: str) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(shares.c.token, shares.c.created).where(
+                shares.c.owner == owner, shares.c.thread_id == thread_id).order_by(shares.c.created)).all()
+            return [{"token": token, "created_at": iso(created)} for token, created in rows]
+
+    def shared(self, token: str) -> dict | None:
+        """What a share link shows: {title, messages}; None once revoked (or its thread deleted)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(shares).where(shares.c.token == token)).first()
+            return None if row is None else {"title": row.title, "messages": row.messages,
+                                             "shared_at": iso(row.created)}
+
+    def unshare(self, owner: str, thread_id: str, token: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(delete(shares).where(shares.c.token == token, shares.c.owner == owner,
+                                                     shares.c.thread_id == thread_id)).rowcount > 0
+
     def delete_thread(self, owner: str, thread_id: str) -> bool:
         try:
             with self._change(owner) as (conn, revision):
                 if self._thread_row(conn, thread_id, owner) is None:
                     raise Unchanged
+                conn.execute(delete(shares).where(shares.c.thread_id == thread_id))
                 conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
                 conn.execute(delete(threads).where(threads.c.id == thread_id))
                 conn.execute(insert(deletions).values(owner=owner, thread_id=thread_id, revision=revision))

@@ -52,6 +52,11 @@ class ForkRequest(BaseModel):
     leaf: SessionId | None = None  # the end of the branch to copy; the current leaf when none
 
 
+class ShareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{}, {"leaf": "m-7"}]})
+    leaf: SessionId | None = None  # the end of the branch to share; the current leaf when none
+
+
 class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
         {"parent_id": "m-1", "role": "user", "parts": [{"type": "text", "text": "Name a lake instead."}]}]})

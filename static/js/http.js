@@ -71,7 +71,7 @@ export async function post(path, body, signal) {
   return response;
 }
 
-async function getJSON(path) {
+export async function getJSON(path) {
   let response;
   try {
     response = await fetch(path, { headers: withAuth({ Accept: "application/json" }) });
