@@ -1,4 +1,4 @@
-"""The `rill` command: ask, chat, serve, token."""
+"""The `rill` command: ask, chat, threads, serve, token."""
 from __future__ import annotations
 
 import functools
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markdown import Markdown
 
 from . import config
 from .backends import Reply, connect
@@ -15,6 +16,7 @@ from .conversation import Conversation, Conversations
 from .errors import ClientError
 from .keys import LineReader, ReplyKeys
 from .render import view_for
+from .threads import ThreadsClient, plain
 
 HELP = """/new             start a new conversation
 /model [NAME]    show or set the model
@@ -37,10 +39,15 @@ def conversation_options(command):
     ]):
         command = option(command)
 
+    return reports_client_errors(command)
+
+
+def reports_client_errors(command):
+    """A ClientError ends the command with its one line and status 1."""
     @functools.wraps(command)
-    def run(**kwargs):
+    def run(*args, **kwargs):
         try:
-            return command(**kwargs)
+            return command(*args, **kwargs)
         except ClientError as exc:
             click.echo(f"rill: {exc}", err=True)
             sys.exit(1)
@@ -186,6 +193,57 @@ def prompt_reader(keys: ReplyKeys):
         return line
 
     return read_plain
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--backend", "-b", help="a backend named in the config file (a Rill one)")
+@click.option("--url", help="the server's address (default: RILL_URL or http://127.0.0.1:5000)")
+@click.pass_context
+@reports_client_errors
+def threads(ctx, backend, url):
+    """Your conversations on a Rill server: list them (no command), search, show, export."""
+    name, settings = config.pick(config.load(config.config_path()), backend, url)
+    if settings.type != "rill":
+        raise click.UsageError(f"threads live on a Rill server; {name} is {settings.type}")
+    ctx.obj = ThreadsClient(settings.url, settings.key())
+    if ctx.invoked_subcommand is None:
+        for thread in ctx.obj.list():
+            click.echo(f"{thread['id']}  {thread['updated_at'][:16].replace('T', ' ')}  "
+                       f"{thread['message_count']:4d}  {thread['title'] or '(untitled)'}")
+
+
+@threads.command("search")
+@click.argument("words", nargs=-1, required=True)
+@click.pass_obj
+@reports_client_errors
+def threads_search(client, words):
+    """Messages with all these WORDS, on any branch of any thread."""
+    for hit in client.search(" ".join(words)):
+        click.echo(f"{hit['thread_id']}  {plain(hit['snippet'])}")
+
+
+@threads.command("show")
+@click.argument("thread_id")
+@click.pass_obj
+@reports_client_errors
+def threads_show(client, thread_id):
+    """A thread's current path, rendered as Markdown."""
+    Console().print(Markdown(client.markdown(thread_id)))
+
+
+@threads.command("export")
+@click.argument("thread_id")
+@click.option("--format", "kind", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="a file (default: stdout)")
+@click.pass_obj
+@reports_client_errors
+def threads_export(client, thread_id, kind, output):
+    """A thread as Markdown (its current path) or Rill JSON (the whole tree)."""
+    text = client.export(thread_id, kind)
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)
 
 
 @cli.command()

@@ -319,6 +319,23 @@ def test_slash_commands(terminal, home):
     assert t.exit_status() == 0
 
 
+def test_threads_are_listed_searched_shown_and_exported(server, home, tmp_path):
+    reply = requests.post(f"{server.url}/api/chat", json={"message": "tell me about the zambezi",
+                                                           "model": "scripted/echo"}, timeout=30).json()
+    thread_id, env = reply["thread_id"], {**home, "RILL_URL": server.url}
+    listed = rill(["threads"], env)
+    assert listed.returncode == 0 and f"{thread_id}" in listed.stdout and "tell me about the zambezi" in listed.stdout
+    found = rill(["threads", "search", "zambezi"], env)
+    assert found.returncode == 0 and f"{thread_id}  tell me about the [zambezi]" in found.stdout
+    shown = rill(["threads", "show", thread_id], env)
+    assert shown.returncode == 0 and "tell me about the zambezi" in shown.stdout
+    out = tmp_path / "thread.md"
+    assert rill(["threads", "export", thread_id, "-o", str(out)], env).returncode == 0
+    assert out.read_text().startswith("# tell me about the zambezi\n\n**You**\n\ntell me about the zambezi\n")
+    missing = rill(["threads", "show", "no-such-thread"], env)
+    assert missing.returncode == 1 and missing.stderr.strip() == "rill: server answered 404: no thread 'no-such-thread'"
+
+
 def test_rill_serve_runs_the_server(tmp_path, home):
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RILL_")}

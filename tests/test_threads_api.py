@@ -62,7 +62,7 @@ def test_edits_and_regenerates_are_branches_and_the_model_sees_only_the_chosen_p
     thread_id = first["thread_id"]
     second, _ = ask(client, message="two", thread_id=thread_id)
     edit, reply = ask(client, message="TWO", thread_id=thread_id, parent_id=first["reply_id"])  # beside "two"
-    assert reply == f"user: one | assistant: user: one |  | user: TWO | "  # "two" is not on this path
+    assert reply == "user: one | assistant: user: one |  | user: TWO | "  # "two" is not on this path
     again, _ = ask(client, thread_id=thread_id, parent_id=edit["question_id"])  # regenerate: a sibling reply
     assert again["question_id"] == edit["question_id"] and again["reply_id"] != edit["reply_id"]
     root, _ = ask(client, message="uno", thread_id=thread_id, parent_id=None)  # an edit of the first question
