@@ -131,6 +131,14 @@ def build(settings, auth_enabled: bool) -> dict:
                        "RILL_MAX_IMPORT_BYTES): {imported, skipped}; the same file twice adds nothing",
             "requestBody": {"required": True, "content": ANY_JSON},
             "responses": responses(ANY_JSON, 400, 401, 413, 415)}},
+        "/api/threads/{thread_id}/path": {"get": {
+            "summary": "A page of a path, oldest first: {thread, messages, siblings, has_more}; the newest `limit` "
+                       "messages above `before`, on the path to `leaf` (default: the current leaf)",
+            "parameters": [*path_param("thread_id"),
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                           {"name": "before", "in": "query", "schema": {"type": "string"}},
+                           {"name": "leaf", "in": "query", "schema": {"type": "string"}}],
+            "responses": responses(ANY_JSON, 400, 401, 404)}},
         "/api/threads/{thread_id}/export": {"get": {
             "summary": "format=markdown: the current path as Markdown; format=json (default): the whole tree",
             "parameters": [*path_param("thread_id"), {"name": "format", "in": "query", "schema": {

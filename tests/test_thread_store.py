@@ -169,3 +169,24 @@ def test_search_finds_words_on_any_branch_of_the_owners_threads_only(store):
     assert store.search("alice", "volga") == []
     with pytest.raises(Refused, match="at least one word"):
         store.search("alice", "  ?! ")
+
+
+def test_a_long_path_is_read_a_page_at_a_time_with_its_forks(store):
+    thread = store.create_thread("alice")
+    parent = None
+    for n in range(30):
+        parent = store.add_message("alice", thread["id"], parent, "user" if n % 2 == 0 else "assistant",
+                                   [{"type": "text", "text": str(n)}])["id"]
+    path = store.path(thread["id"], "alice")
+    fork = store.add_message("alice", thread["id"], path[27]["id"], "user", [{"type": "text", "text": "28b"}])
+    store.update_thread("alice", thread["id"], current_leaf=path[-1]["id"])
+    newest = store.page(thread["id"], "alice", limit=5)
+    assert [text(m) for m in newest["messages"]] == ["25", "26", "27", "28", "29"] and newest["has_more"]
+    assert newest["siblings"] == {path[28]["id"]: [path[28]["id"], fork["id"]]}  # arrows for message 28
+    older = store.page(thread["id"], "alice", limit=100, before=newest["messages"][0]["id"])
+    assert [text(m) for m in older["messages"]] == [str(n) for n in range(25)] and not older["has_more"]
+    other = store.page(thread["id"], "alice", limit=3, leaf=fork["id"])  # another branch, not shown
+    assert [text(m) for m in other["messages"]] == ["26", "27", "28b"]
+    with pytest.raises(Refused, match="before"):
+        store.page(thread["id"], "alice", before=fork["id"])
+    assert store.page(thread["id"], "mallory") is None

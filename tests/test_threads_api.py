@@ -215,3 +215,17 @@ def test_with_public_sharing_off_a_share_needs_a_signed_in_user(make_app):
     token = client.post(f"/api/threads/{start['thread_id']}/share", headers=as_user("alice")).get_json()["token"]
     assert client.get(f"/api/shared/{token}").status_code == 401
     assert client.get(f"/api/shared/{token}", headers=as_user("bob")).status_code == 200
+
+
+def test_a_path_comes_a_page_at_a_time(client):
+    start, _ = ask(client, message="one")
+    for word in ("two", "three"):
+        ask(client, message=word, thread_id=start["thread_id"])
+    page = client.get(f"/api/threads/{start['thread_id']}/path?limit=2").get_json()
+    assert [text(m) for m in page["messages"]] == ["three", "user: one | assistant: user: one |  | user: two | "
+                                                   "assistant: user: one | assistant: user: one |  | user: two |  | "
+                                                   "user: three | "] and page["has_more"]
+    older = client.get(f"/api/threads/{start['thread_id']}/path?limit=50&before={page['messages'][0]['id']}")
+    assert len(older.get_json()["messages"]) == 4 and not older.get_json()["has_more"]
+    assert client.get(f"/api/threads/{start['thread_id']}/path?limit=0").status_code == 400
+    assert client.get("/api/threads/nope/path").status_code == 404

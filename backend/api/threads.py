@@ -58,6 +58,19 @@ def show(thread_id: str):
     return jsonify(thread_or_404(thread_id))
 
 
+@bp.get("/<thread_id>/path")
+def path(thread_id: str):
+    """A page of the path down to `leaf` (default: the current leaf), newest first: the `limit`
+    (1-500, default 50) messages above `before` (default: the end), with their siblings' ids."""
+    raw = request.args.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise ApiError(400, "invalid_request_error", f"limit must be a whole number from 1 to 500, not {raw[:20]!r}")
+    found = store().page(thread_id, g.user, int(raw), request.args.get("before"), request.args.get("leaf"))
+    if found is None:
+        raise ApiError(404, "thread_not_found", f"no thread {thread_id!r}")
+    return jsonify(found)
+
+
 @bp.patch("/<thread_id>")
 def update(thread_id: str):
     body = parse(ThreadUpdate, json_body())

@@ -103,6 +103,33 @@ class ThreadStore:
                 return []
             return [public(m) for m in self._path(conn, thread_id, leaf or row.current_leaf)]
 
+    def page(self, thread_id: str, owner: str, limit: int = 50, before: str | None = None,
+             leaf: str | None = None) -> dict | None:
+        """The newest `limit` messages of the path down to `leaf` (the current leaf when none), or of
+        the part of it above `before`: {"thread", "messages", "siblings", "has_more"}, where
+        `siblings` gives, for each message shown that has any, its parent's children in order (so a
+        thread of 10,000 messages opens without loading them all, branch arrows included)."""
+        with self.engine.connect() as conn:
+            row = self._thread_row(conn, thread_id, owner)
+            if row is None:
+                return None
+            links = self._links(conn, thread_id)
+            ids = self._path_ids(conn, thread_id, leaf or row.current_leaf, links)
+            if leaf is not None and (not ids or ids[-1] != leaf):
+                raise Refused("invalid_request_error", f"leaf: no message {leaf!r} in thread {thread_id!r}")
+            if before is not None:
+                if before not in ids:
+                    raise Refused("invalid_request_error", f"before: message {before!r} is not on this path")
+                ids = ids[:ids.index(before)]
+            shown = ids[-limit:]
+            children: dict[str | None, list] = {}
+            for link in sorted(links, key=lambda link: (link.created, link.id)):
+                children.setdefault(link.parent_id, []).append(link.id)
+            parents = {link.id: link.parent_id for link in links}
+            siblings = {m: children[parents[m]] for m in shown if len(children[parents[m]]) > 1}
+            return {"thread": self._summary(conn, row, len(links)), "messages": [public(m) for m in self._rows(conn, shown)],
+                    "siblings": siblings, "has_more": len(ids) > len(shown)}
+
     def changes(self, owner: str, since: int) -> dict:
         """What changed after revision `since`: the threads (summaries) and the ids of deleted ones."""
         with self.engine.connect() as conn:
@@ -357,15 +384,31 @@ class ThreadStore:
                                                    messages.c.thread_id == thread_id)).first()
 
     @staticmethod
-    def _path(conn: Connection, thread_id: str, leaf: str | None) -> list:
-        if leaf is None:
-            return []
-        rows = {row.id: row for row in conn.execute(select(messages).where(messages.c.thread_id == thread_id))}
-        path, at = [], rows.get(leaf)
+    def _links(conn: Connection, thread_id: str) -> list:
+        """(id, parent_id, created) of every message of the thread: the tree without its contents."""
+        return conn.execute(select(messages.c.id, messages.c.parent_id, messages.c.created)
+                            .where(messages.c.thread_id == thread_id)).all()
+
+    @classmethod
+    def _path_ids(cls, conn: Connection, thread_id: str, leaf: str | None, links=None) -> list[str]:
+        parents = {row.id: row.parent_id for row in (links if links is not None else cls._links(conn, thread_id))}
+        path, at = [], leaf if leaf in parents else None
         while at is not None:
             path.append(at)
-            at = rows.get(at.parent_id)
+            at = parents[at]
         return path[::-1]
+
+    @staticmethod
+    def _rows(conn: Connection, ids: list[str]) -> list:
+        """Whole message rows, in the order of `ids`."""
+        found = {}
+        for chunk in chunks(ids):
+            found.update((row.id, row) for row in conn.execute(select(messages).where(messages.c.id.in_(chunk))))
+        return [found[i] for i in ids]
+
+    @classmethod
+    def _path(cls, conn: Connection, thread_id: str, leaf: str | None) -> list:
+        return cls._rows(conn, cls._path_ids(conn, thread_id, leaf))
 
     @staticmethod
     def _leaf_below(conn: Connection, message_id: str | None, thread_id: str) -> str | None:
