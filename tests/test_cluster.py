@@ -85,8 +85,11 @@ def test_a_cancel_sent_to_b_stops_the_turn_running_on_a(cluster):
     a, b, _, _ = cluster
     turn_id = uuid.uuid4().hex
     events = iter(ask(a.url, "long 20000", turn_id=turn_id))
-    for _ in range(10):
+    start = next(events).json()
+    for _ in range(9):
         next(events)
+    page = requests.get(f"{b.url}/api/threads/{start['thread_id']}/path", timeout=10).json()
+    assert page["running"] == [{"turn_id": turn_id, "question_id": start["question_id"], "reply_id": start["reply_id"]}]
     cancel = requests.post(f"{b.url}/api/chat/turns/{turn_id}/cancel", timeout=10)
     assert cancel.status_code == 202 and cancel.json()["cancelled"] is True
     started = time.monotonic()

@@ -229,3 +229,28 @@ def test_a_path_comes_a_page_at_a_time(client):
     assert len(older.get_json()["messages"]) == 4 and not older.get_json()["has_more"]
     assert client.get(f"/api/threads/{start['thread_id']}/path?limit=0").status_code == 400
     assert client.get("/api/threads/nope/path").status_code == 404
+
+
+def test_a_regenerate_shows_on_every_device_while_it_runs_and_a_branch_is_chosen_by_any_message(client):
+    first, _ = ask(client, message="one")
+    thread_id = first["thread_id"]
+    ask(client, message="two", thread_id=thread_id)
+    response = client.post("/api/chat/stream", json={"model": "scripted/hold", "thread_id": thread_id,
+                                                     "parent_id": first["question_id"], "turn_id": "again-1234"})
+    page = client.get(f"/api/threads/{thread_id}/path").get_json()
+    assert page["thread"]["current_leaf"] == first["question_id"]  # the path ends where the reply is coming
+    [running] = page["running"]
+    assert (running["turn_id"], running["question_id"]) == ("again-1234", first["question_id"])
+    client.post("/api/chat/turns/again-1234/cancel")
+    assert events_of(response)[0].json()["reply_id"] == running["reply_id"]
+    page = client.get(f"/api/threads/{thread_id}/path").get_json()
+    assert page["running"] == [] and page["messages"][-1]["status"] == "cancelled"
+    assert page["messages"][-1]["id"] == running["reply_id"]
+    assert page["siblings"][page["messages"][-1]["id"]] == [first["reply_id"], page["messages"][-1]["id"]]
+    # Choosing the first reply again shows its branch down to "two"'s reply, as the fork remembered it.
+    r = client.patch(f"/api/threads/{thread_id}", json={"branch": first["reply_id"]})
+    assert r.status_code == 200
+    assert path(tree(client, thread_id))[:3] == ["one", "user: one | ", "two"]
+    assert client.patch(f"/api/threads/{thread_id}", json={"branch": "nope"}).status_code == 400
+    r = client.patch(f"/api/threads/{thread_id}", json={"branch": first["reply_id"], "current_leaf": first["reply_id"]})
+    assert r.status_code == 400 and "not both" in r.get_json()["error"]["message"]

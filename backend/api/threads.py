@@ -61,20 +61,22 @@ def show(thread_id: str):
 @bp.get("/<thread_id>/path")
 def path(thread_id: str):
     """A page of the path down to `leaf` (default: the current leaf), newest first: the `limit`
-    (1-500, default 50) messages above `before` (default: the end), with their siblings' ids."""
+    (1-500, default 50) messages above `before` (default: the end), with their siblings' ids and
+    the replies being written in the thread (to follow)."""
     raw = request.args.get("limit", "50")
     if not raw.isdigit() or not 1 <= int(raw) <= 500:
         raise ApiError(400, "invalid_request_error", f"limit must be a whole number from 1 to 500, not {raw[:20]!r}")
     found = store().page(thread_id, g.user, int(raw), request.args.get("before"), request.args.get("leaf"))
     if found is None:
         raise ApiError(404, "thread_not_found", f"no thread {thread_id!r}")
-    return jsonify(found)
+    return jsonify({**found, "running": current().turns.running_in(g.user, thread_id)})
 
 
 @bp.patch("/<thread_id>")
 def update(thread_id: str):
     body = parse(ThreadUpdate, json_body())
-    return jsonify(store().update_thread(g.user, thread_id, title=body.title, current_leaf=body.current_leaf))
+    return jsonify(store().update_thread(g.user, thread_id, title=body.title, current_leaf=body.current_leaf,
+                                          branch=body.branch))
 
 
 @bp.delete("/<thread_id>")

@@ -232,6 +232,15 @@ class RedisTurns(Turns):
             "reply_id": place.reply_id if place else "", "model": turn.model})
         super().add(turn)
 
+    def running_in(self, user: str, thread_id: str) -> list[dict]:
+        """Those of every worker."""
+        found = []
+        for turn_id in sorted(_text(t) for t in self.client.smembers(f"{self.prefix}running:{user}")):
+            record = {_text(k): _text(v) for k, v in self.client.hgetall(f"{self.prefix}turn:{turn_id}").items()}
+            if record.get("thread_id") == thread_id:
+                found.append({"turn_id": turn_id, "question_id": record["question_id"], "reply_id": record["reply_id"]})
+        return found
+
     def _forget(self, turn_id: str, user: str) -> None:
         with contextlib.suppress(redis.RedisError):
             pipe = self.client.pipeline()

@@ -117,6 +117,7 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
             if question is None or question["role"] != "user":
                 raise Refused("invalid_request_error", "without a message, parent_id must name the question to "
                                                        "answer again (a user message of the thread)")
+            store.update_thread(user, thread_id, current_leaf=question["id"])  # every device: a reply is coming
         else:
             question = store.add_message(user, thread_id, parent_id, "user", [{"type": "text", "text": message}],
                                          turn_id=turn_id)

@@ -28,6 +28,11 @@ class Turns:
     def running(self, user: str | None = None) -> list[Turn]:
         return [t for t in list(self.by_id.values()) if t.running and (user is None or t.user == user)]
 
+    def running_in(self, user: str, thread_id: str) -> list[dict]:
+        """The user's replies being written in a thread, for a page that opens it to follow."""
+        return [{"turn_id": t.id, "question_id": t.place.question_id, "reply_id": t.place.reply_id}
+                for t in self.running(user) if t.thread_id == thread_id]
+
     def open_log(self, turn_id: str) -> TurnLog:
         return TurnLog(turn_id)
 

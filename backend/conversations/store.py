@@ -251,13 +251,19 @@ class ThreadStore:
             return public(self._message_row(conn, thread_id, message_id))
 
     def update_thread(self, owner: str, thread_id: str, title: str | None = None,
-                      current_leaf: str | None = None) -> dict:
-        """Rename, or choose the branch shown: every fork on the leaf's path remembers the choice."""
+                      current_leaf: str | None = None, branch: str | None = None) -> dict:
+        """Rename, or choose the branch shown: `current_leaf` names its end, `branch` any message on
+        it (the end is then found down the choice each fork below remembers). Every fork on the
+        new path remembers the choice, so a reload or another device shows the same branch."""
         with self._change(owner) as (conn, revision):
             self._owned(conn, thread_id, owner)
             values = {"revision": revision, "updated": time.time()}
             if title is not None:
                 values["title"] = title
+            if branch is not None:
+                if self._message_row(conn, thread_id, branch) is None:
+                    raise Refused("invalid_request_error", f"branch: no message {branch!r} in thread {thread_id!r}")
+                current_leaf = self._leaf_below(conn, branch, thread_id)
             if current_leaf is not None:
                 path = self._path(conn, thread_id, current_leaf)
                 if not path:

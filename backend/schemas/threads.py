@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .common import SessionId, Text
 
@@ -42,9 +42,16 @@ class ThreadCreate(BaseModel):
 
 class ThreadUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
-        {"title": "Rivers of Europe"}, {"current_leaf": "m-7"}]})
+        {"title": "Rivers of Europe"}, {"current_leaf": "m-7"}, {"branch": "m-4"}]})
     title: Title | None = None
     current_leaf: SessionId | None = None  # the branch to show: the path to this message
+    branch: SessionId | None = None  # the branch to show: the one through this message, down the remembered forks
+
+    @model_validator(mode="after")
+    def one_branch(self):
+        if self.current_leaf is not None and self.branch is not None:
+            raise ValueError("give current_leaf or branch, not both")
+        return self
 
 
 class ForkRequest(BaseModel):
