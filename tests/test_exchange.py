@@ -61,8 +61,9 @@ def test_a_chatgpt_export_imports_its_branches_as_siblings(client):
 def test_an_open_webui_export_and_the_browsers_old_export_import(client):
     owui = json.loads((FIXTURES / "openwebui-export.json").read_text())
     assert client.post("/api/threads/import", json=owui).get_json()["imported"] == 1
+    session = client.post("/api/chat/sessions", json={"messages": [{"role": "user", "content": "hi"}]}).get_json()
     old = {"format": "rill.threads", "version": 1, "threads": [{
-        "id": "t1", "title": "Old chat", "createdAt": "2026-11-01T10:00:00Z", "messages": [
+        "id": "t1", "title": "Old chat", "sessionId": session["id"], "createdAt": "2026-11-01T10:00:00Z", "messages": [
             {"id": "m1", "seq": 0, "role": "user", "content": "hi"},
             {"id": "m2", "seq": 1, "role": "assistant", "content": "hello", "reasoning": "greet back",
              "status": "stopped"}]}]}
@@ -71,6 +72,7 @@ def test_an_open_webui_export_and_the_browsers_old_export_import(client):
     path = client.get(f"/api/threads/{titles['Old chat']}").get_json()["messages"]
     assert path[1]["parts"] == [{"type": "reasoning", "text": "greet back"}, {"type": "text", "text": "hello"}]
     assert path[1]["status"] == "cancelled"
+    assert session["id"] not in titles.values()  # the session that browser chat showed: replaced by it
     lake = client.get(f"/api/threads/{titles['Lakes']}").get_json()["messages"]
     assert [m["parts"][0]["text"] for m in lake] == ["Name a lake.", "Lake Baikal."]
 

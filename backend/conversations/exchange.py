@@ -183,6 +183,12 @@ def import_into(store, owner: str, data) -> dict:
         check_tree(tree)
         store.import_thread(owner, thread_id, title, tree, ids.get(leaf), created)
         imported += 1
+    if kind == "rill" and data.get("version") == 1:
+        # The browser kept these chats itself; each named the server session the model saw, which
+        # became a thread on upgrade. The browser's copy is the whole chat: it replaces that one.
+        for t in data["threads"]:
+            if isinstance(t.get("sessionId"), str):
+                store.delete_thread(owner, t["sessionId"])
     return {"imported": imported, "skipped": skipped}
 
 
