@@ -194,6 +194,9 @@ def test_replace_turn_asks_again_without_the_old_answer(server):
     messages = requests.get(f"{server.url}/api/chat/sessions/{sid}", timeout=10).json()["messages"]
     assert [m["content"] for m in messages] == ["one", "one ", "deux", "deux "]
     assert messages[-1]["turn_id"] == third["turn_id"]
-    again = ask(message="trois", session_id=sid, replace_turn=second["turn_id"])  # gone already: nothing to drop
-    assert again["reply"] == "trois " and len(requests.get(f"{server.url}/api/chat/sessions/{sid}",
-                                                              timeout=10).json()["messages"]) == 6
+    again = ask(message="trois", session_id=sid, replace_turn=second["turn_id"])  # the old one stays a branch
+    assert again["reply"] == "trois "
+    messages = requests.get(f"{server.url}/api/chat/sessions/{sid}", timeout=10).json()["messages"]
+    assert [m["content"] for m in messages] == ["one", "one ", "trois", "trois "]
+    tree = requests.get(f"{server.url}/api/threads/{sid}", timeout=10).json()["messages"]
+    assert sorted(m["parts"][0]["text"] for m in tree if m["parent_id"] == first["reply_id"]) == ["deux", "trois", "two"]

@@ -140,7 +140,7 @@ def test_request_and_turn_log_lines_carry_the_request_id_and_no_text(server):
 def test_livez_and_readyz(server):
     assert requests.get(f"{server.url}/livez", timeout=10).json() == {"status": "ok"}
     ready = requests.get(f"{server.url}/readyz", timeout=10)
-    assert ready.status_code == 200 and ready.json()["checks"] == {"model": "ready", "sessions": "ok", "usage": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"model": "ready", "threads": "ok", "usage": "ok"}
 
 
 def test_workers_sharing_a_multiprocess_directory_report_one_set_of_figures(tmp_path):

@@ -204,7 +204,7 @@ def test_sessions_survive_a_restart_and_sigterm_saves_running_turns(tmp_path):
     try:
         messages = requests.get(f"{second.url}/api/chat/sessions/{done['session_id']}", timeout=10).json()["messages"]
         assert [(m["role"], m.get("status")) for m in messages] == [
-            ("user", None), ("assistant", "complete"), ("user", None), ("assistant", "interrupted")]
+            ("user", "complete"), ("assistant", "complete"), ("user", "complete"), ("assistant", "interrupted")]
         assert messages[1]["content"] == "one two "
     finally:
         stop_server(second)

@@ -10,11 +10,13 @@ pytestmark = pytest.mark.slow
 
 
 class ChatClient:
-    """A python-socketio client that records every event with its arrival time."""
+    """A python-socketio client that records every chat event with its arrival time (and, apart,
+    the revisions `threads_changed` announces)."""
 
     def __init__(self, url: str, transports=("websocket",)):
         self.url = url
         self.events: list[tuple[float, str, dict]] = []
+        self.revisions: list[int] = []
         self.changed = threading.Condition()
         self.sio = socketio.Client(reconnection=False)
         self.sio.on("*", self._record)
@@ -22,7 +24,10 @@ class ChatClient:
 
     def _record(self, name, data):
         with self.changed:
-            self.events.append((time.perf_counter(), name, data))
+            if name == "threads_changed":
+                self.revisions.append(data["revision"])
+            else:
+                self.events.append((time.perf_counter(), name, data))
             self.changed.notify_all()
 
     def ask(self, **payload) -> dict:
@@ -95,6 +100,7 @@ def test_two_clients_receive_only_their_own_tokens(server):
         a.close()
         b.close()
     assert {e[2].get("turn_id") for e in a.events} == {ack_a["turn_id"]}
+    assert a.revisions and a.revisions == sorted(a.revisions)  # told of each saved message, in order
     assert {e[2].get("turn_id") for e in b.events} == {ack_b["turn_id"]}
     assert "".join(e[2]["token"] for e in ends[1] if e[1] == "chat_token") == "alpha beta gamma delta "
     text_a = "".join(e[2]["token"] for e in ends[0] if e[1] == "chat_token")
@@ -126,7 +132,7 @@ def test_disconnect_only_detaches_and_another_connection_resumes(server):
     try:
         last = seen[-1]["seq"]
         resumed = after.sio.call("chat_resume", {"turn_id": ack["turn_id"], "after_seq": last}, timeout=10)
-        assert resumed == {"turn_id": ack["turn_id"], "session_id": ack["session_id"]}
+        assert resumed == {"turn_id": ack["turn_id"], "session_id": ack["session_id"], "thread_id": ack["session_id"]}
         events = [e[2] for e in after.wait_end(ack["turn_id"], timeout=60)]
         assert [e["seq"] for e in events] == list(range(last + 1, events[-1]["seq"] + 1))
         text = "".join(e["token"] for e in seen + events if "token" in e)

@@ -190,3 +190,16 @@ def test_a_long_path_is_read_a_page_at_a_time_with_its_forks(store):
     with pytest.raises(Refused, match="before"):
         store.page(thread["id"], "alice", before=fork["id"])
     assert store.page(thread["id"], "mallory") is None
+
+
+def test_an_imported_chain_of_5000_messages_reads_and_deletes_whole(store):
+    tree = [{"id": f"m{n}", "parent_id": f"m{n - 1}" if n else None, "role": ("user", "assistant")[n % 2],
+             "parts": [{"type": "text", "text": f"word{n}"}]} for n in range(5000)]
+    summary = store.import_thread("alice", "long", "Long", tree, "m4999", created=1_700_000_000, updated=1_700_000_060)
+    assert summary["current_leaf"] == "m4999" and summary["updated_at"].startswith("2023-11-14T22:14:20")
+    assert [text(m) for m in store.page("long", "alice", limit=2)["messages"]] == ["word4998", "word4999"]
+    assert [h["message_id"] for h in store.search("alice", "word2500")] == ["m2500"]
+    assert store.delete_message("alice", "long", "m2") is True  # a branch 4,998 deep
+    assert [m["id"] for m in store.path("long", "alice")] == ["m0", "m1"]
+    assert store.delete_thread("alice", "long") is True
+    assert store.thread("long", "alice") is None and store.search("alice", "word1") == []

@@ -104,7 +104,7 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
         if thread_id is None:
             thread_id = store.create_thread(user)["id"]
         elif (thread := store.thread(thread_id, user)) is None:
-            raise Refused(not_found, f"no thread {thread_id!r}")
+            raise Refused(not_found, f"no {'session' if not_found == 'session_not_found' else 'thread'} {thread_id!r}")
         elif replace_turn and (replaced := store.find_reply(thread_id, user, replace_turn)):
             question = store.message(thread_id, user, replaced["parent_id"])
             parent_id = question and question["parent_id"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from ..refusals import Refused
 from .parts import reply_parts
@@ -14,6 +15,17 @@ from .parts import reply_parts
 FORMAT = "rill.threads"
 NAMESPACE = uuid.UUID("9a3c6f0e-5b7d-4c21-8e0f-1f2a3b4c5d6e")  # ids of imported threads and messages
 MAX_IMPORT_THREADS = 10_000
+
+
+class Conversation(NamedTuple):
+    """One conversation of a file, as read: its messages list parents before children."""
+
+    source_id: str | None
+    title: str
+    created: float | None
+    updated: float | None  # the list shows it where the source did
+    messages: list[dict]
+    leaf: str | None
 
 
 def markdown(thread: dict, path: list[dict]) -> str:
@@ -90,8 +102,8 @@ def rill_conversations(data: dict) -> list[tuple]:
                                  "model": m.get("model")})
                 parent = m["id"]
             leaf = parent
-        out.append((t.get("id"), t.get("title", ""), timestamp(t.get("createdAt") or t.get("created_at")), messages,
-                    leaf))
+        out.append(Conversation(t.get("id"), t.get("title", ""), timestamp(t.get("createdAt") or t.get("created_at")),
+                                timestamp(t.get("updatedAt") or t.get("updated_at")), messages, leaf))
     return out
 
 
@@ -118,8 +130,8 @@ def chatgpt_conversation(c: dict) -> tuple:
                          "parts": [{"type": "text", "text": text}], "status": "complete",
                          "model": (message.get("metadata") or {}).get("model_slug")})
         kept[node_id] = True
-    return (c.get("conversation_id") or c.get("id"), c.get("title") or "", c.get("create_time"), messages,
-            kept_parent(c.get("current_node")))
+    return Conversation(c.get("conversation_id") or c.get("id"), c.get("title") or "", timestamp(c.get("create_time")),
+                        timestamp(c.get("update_time")), messages, kept_parent(c.get("current_node")))
 
 
 def order(mapping: dict) -> list[str]:
@@ -150,8 +162,8 @@ def openwebui_conversation(c: dict) -> tuple:
         messages.append({"id": node_id, "parent_id": m.get("parentId"), "role": m["role"],
                          "parts": [{"type": "text", "text": m.get("content") or ""}], "status": "complete",
                          "model": m.get("model")})
-    return (c.get("id"), c.get("title") or c["chat"].get("title") or "", c.get("created_at"), messages,
-            history.get("currentId"))
+    return Conversation(c.get("id"), c.get("title") or c["chat"].get("title") or "", timestamp(c.get("created_at")),
+                        timestamp(c.get("updated_at")), messages, history.get("currentId"))
 
 
 def timestamp(value) -> float | None:
@@ -171,7 +183,7 @@ def import_into(store, owner: str, data) -> dict:
     if len(found) > MAX_IMPORT_THREADS:
         raise Refused("invalid_request_error", f"{len(found)} conversations; at most {MAX_IMPORT_THREADS} at once")
     imported = skipped = 0
-    for source_id, title, created, messages, leaf in found:
+    for source_id, title, created, updated, messages, leaf in found:
         thread_id = uuid.uuid5(NAMESPACE, f"{owner}:{kind}:{source_id or json.dumps(messages)[:200]}").hex
         if store.thread(thread_id, owner) is not None:
             skipped += 1
@@ -181,7 +193,7 @@ def import_into(store, owner: str, data) -> dict:
         ids = {m["id"]: uuid.uuid5(NAMESPACE, f"{thread_id}:{m['id']}").hex for m in messages}
         tree = [{**m, "id": ids[m["id"]], "parent_id": ids.get(m["parent_id"])} for m in messages]
         check_tree(tree)
-        store.import_thread(owner, thread_id, title, tree, ids.get(leaf), created)
+        store.import_thread(owner, thread_id, title, tree, ids.get(leaf), created, updated)
         imported += 1
     if kind == "rill" and data.get("version") == 1:
         # The browser kept these chats itself; each named the server session the model saw, which

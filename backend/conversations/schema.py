@@ -26,7 +26,8 @@ messages = Table(
     "messages", metadata,
     Column("id", ID, primary_key=True),
     Column("thread_id", ID, ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
-    Column("parent_id", ID, ForeignKey("messages.id", ondelete="CASCADE")),  # null: a root
+    Column("parent_id", ID),  # null: a root; the store keeps it in the thread (no foreign key: a cascade
+    #                          down a chain of 10,000 messages would go past SQLite's trigger depth)
     Column("role", String(16), nullable=False),  # user | assistant | system | tool
     Column("parts", JSON, nullable=False),  # [{"type": "text" | "reasoning" | "tool_call" | "tool_result" | "file", ...}]
     Column("text", Text, nullable=False),  # the text parts joined: what search reads

@@ -193,25 +193,29 @@ class ThreadStore:
             return self._summary(conn, self._thread_row(conn, thread_id, owner))
 
     def import_thread(self, owner: str, thread_id: str, title: str, tree: list[dict], leaf: str | None,
-                      created: float | None = None) -> dict:
+                      created: float | None = None, updated: float | None = None) -> dict:
         """A whole tree at once (an import): `tree` lists parents before children, each message with
         its id and parent_id; each fork shows its last child, except along the path to `leaf`."""
         now = time.time()
         created = created or now
+        updated = min(updated or now, now)
+        leaf = leaf if any(m["id"] == leaf for m in tree) else (tree[-1]["id"] if tree else None)
+        parents = {m["id"]: m["parent_id"] for m in tree}
+        chosen = {m["parent_id"]: m["id"] for m in tree if m["parent_id"] is not None}  # the last child
+        at = leaf
+        while parents.get(at) is not None:
+            chosen[parents[at]] = at
+            at = parents[at]
         with self._change(owner) as (conn, revision):
             first = next((m for m in tree if m["role"] == "user"), None)
             conn.execute(insert(threads).values(
                 id=thread_id, owner=owner, title=title or title_of(text_of(first["parts"]) if first else ""),
-                current_leaf=None, revision=revision, created=created, updated=now))
-            for n, m in enumerate(tree):
-                self._insert(conn, thread_id, m["parent_id"], revision, role=m["role"], parts=m["parts"], id=m["id"],
-                             status=m.get("status", "complete"), model=m.get("model"), created=created + n * 1e-3)
-            leaf = leaf if any(m["id"] == leaf for m in tree) else (tree[-1]["id"] if tree else None)
-            if leaf is not None:
-                path = self._path(conn, thread_id, leaf)
-                for parent, child in zip(path, path[1:]):
-                    conn.execute(update(messages).where(messages.c.id == parent.id).values(active_child=child.id))
-                conn.execute(update(threads).where(threads.c.id == thread_id).values(current_leaf=leaf))
+                current_leaf=leaf, revision=revision, created=created, updated=updated))
+            if tree:
+                conn.execute(insert(messages), [
+                    {**self._row(thread_id, m["parent_id"], revision, m["role"], m["parts"], id=m["id"],
+                                 status=m.get("status", "complete"), model=m.get("model"), created=created + n * 1e-3),
+                     "active_child": chosen.get(m["id"])} for n, m in enumerate(tree)])
             return self._summary(conn, self._thread_row(conn, thread_id, owner))
 
     def fork(self, owner: str, thread_id: str, leaf: str) -> dict:
@@ -365,14 +369,20 @@ class ThreadStore:
                 parts: list[dict], id: str | None = None, status: str = "complete", model: str | None = None,
                 usage: dict | None = None, timings: dict | None = None, turn_id: str | None = None,
                 created: float | None = None) -> dict:
-        row = {"id": id or uuid.uuid4().hex, "thread_id": thread_id, "parent_id": parent_id, "role": role,
-               "parts": parts, "text": text_of(parts), "model": model, "status": status, "usage": usage,
-               "timings": timings, "turn_id": turn_id, "active_child": None, "created": created or time.time(),
-               "revision": revision}
+        row = self._row(thread_id, parent_id, revision, role, parts, id, status, model, usage, timings, turn_id, created)
         conn.execute(insert(messages).values(**row))
         if parent_id is not None:
             conn.execute(update(messages).where(messages.c.id == parent_id).values(active_child=row["id"]))
         return public(row)
+
+    @staticmethod
+    def _row(thread_id: str, parent_id: str | None, revision: int, role: str, parts: list[dict], id: str | None = None,
+             status: str = "complete", model: str | None = None, usage: dict | None = None,
+             timings: dict | None = None, turn_id: str | None = None, created: float | None = None) -> dict:
+        return {"id": id or uuid.uuid4().hex, "thread_id": thread_id, "parent_id": parent_id, "role": role,
+                "parts": parts, "text": text_of(parts), "model": model, "status": status, "usage": usage,
+                "timings": timings, "turn_id": turn_id, "active_child": None, "created": created or time.time(),
+                "revision": revision}
 
     @staticmethod
     def _thread_row(conn: Connection, thread_id: str, owner: str):

@@ -37,7 +37,7 @@ def upgrade() -> None:
         "messages",
         sa.Column("id", ID, primary_key=True),
         sa.Column("thread_id", ID, sa.ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("parent_id", ID, sa.ForeignKey("messages.id", ondelete="CASCADE")),
+        sa.Column("parent_id", ID),  # no foreign key: see schema.py
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("parts", sa.JSON, nullable=False),
         sa.Column("text", sa.Text, nullable=False),
