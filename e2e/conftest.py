@@ -1,11 +1,13 @@
 """Browser tests: the real server (real model plus the scripted provider) in headless Chromium.
 
 Debian's Chromium is used (`make browser` installs it): Playwright's own browser download is
-not. Each test gets a fresh browser context, so its own empty IndexedDB and localStorage.
+not. Each test gets a fresh browser context, so its own empty IndexedDB and localStorage, and
+starts with no chats on the shared server.
 """
 import json
 
 import pytest
+import requests
 from playwright.sync_api import expect, sync_playwright
 
 from e2e.browser import launch
@@ -47,6 +49,21 @@ def artifacts():
     return ARTIFACTS
 
 
+# A streamed reply is an item whose id is the page's own (`reply-<turn>`) until it ends.
+RECORD_STREAMED = """
+if (!window.__recording) {
+  window.__recording = true;
+  new MutationObserver(() => {
+    for (const item of document.querySelectorAll('.from-assistant[data-id^="reply-"]:not(.is-streaming):not([data-recorded])')) {
+      item.dataset.recorded = "1";
+      const kept = JSON.parse(sessionStorage.getItem("streamed") || "[]");
+      sessionStorage.setItem("streamed", JSON.stringify([...kept, item.querySelector(".body").innerText]));
+    }
+  }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ["class"] });
+}
+"""
+
+
 class Page:
     """A Playwright page on the app, plus what the tests check on every page."""
 
@@ -85,12 +102,20 @@ class Page:
     def last_reply(self):
         return self.page.locator(".from-assistant").last
 
-    def idb_threads(self):
-        """The threads as IndexedDB holds them."""
-        return self.page.evaluate("""async () => {
-            const { openStore } = await import("/static/js/store.js");
-            return (await openStore()).threads();
-        }""")
+    def newest_thread_id(self):
+        """The thread changed last, on the server (tests start with none)."""
+        threads = requests.get(f"{self.server.url}/api/threads", timeout=10).json()["threads"]
+        return max(threads, key=lambda t: t["updated_at"])["id"]
+
+    def record_streamed(self):
+        """From now on (reloads included), the text of each reply as streamed, kept when it ends
+        and before the thread is read again from the server: streamed() returns them."""
+        self.page.add_init_script(RECORD_STREAMED)
+        self.page.evaluate(RECORD_STREAMED)
+
+    def streamed(self):
+        return self.page.evaluate("JSON.parse(sessionStorage.getItem('streamed') || '[]')")
+
 
 
 @pytest.fixture
@@ -121,7 +146,9 @@ def open_page(browser):
 
 @pytest.fixture
 def open_app(open_page, server):
-    """Pages on the session's server."""
+    """Pages on the session's server, which keeps the chats: each test starts with none."""
+    for thread in requests.get(f"{server.url}/api/threads", timeout=10).json()["threads"]:
+        requests.delete(f"{server.url}/api/threads/{thread['id']}", timeout=10)
     return lambda **options: open_page(server, **options)
 
 

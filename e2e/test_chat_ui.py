@@ -94,7 +94,7 @@ def test_stop_keeps_the_partial_reply_and_cancels_the_turn_on_the_server(app, se
     assert_engine_idle(server)
     last = session_messages(server, session_id, 2)[-1]
     assert last["role"] == "assistant" and last["status"] == "cancelled" and last["content"]
-    assert app.idb_threads()[0]["sessionId"] == session_id
+    assert app.newest_thread_id() == session_id
 
 
 def test_socketio_transport_streams_and_escape_stops(app, server):
@@ -114,7 +114,7 @@ def test_socketio_transport_streams_and_escape_stops(app, server):
     expect(app.page.locator(".from-assistant.is-stopped")).to_have_count(2)
     assert_engine_idle(server)
 
-    session_id = app.idb_threads()[0]["sessionId"]
+    session_id = app.newest_thread_id()
     messages = session_messages(server, session_id, 4)
     assert [m["role"] for m in messages] == ["user", "assistant"] * 2
     assert [m["status"] for m in messages[1::2]] == ["cancelled", "cancelled"]

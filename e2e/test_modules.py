@@ -191,22 +191,23 @@ def test_tool_call_arguments_are_pretty_only_once_complete_and_valid(page):
                       '{"city": "Par', ""]
 
 
-def test_export_keeps_reasoning_and_tool_calls_and_nothing_odd(page):
-    messages = page.evaluate("""async () => {
-        const { parseExport } = await import("/static/js/store.js");
-        const [thread] = parseExport({ format: "rill.threads", threads: [{ title: "t", messages: [
-            { role: "user", content: "weather?" },
-            { role: "assistant", content: "", reasoning: "I should call the tools.", toolCalls: [
-                { id: "call_0", name: "get_weather", arguments: '{"city": "Paris"}', done: true, extra: "<b>" },
-                { name: 7, arguments: { not: "text" } }, null, "junk"] },
-            { role: "assistant", content: "hi", reasoning: 42, toolCalls: "no" },
-        ] }] });
-        return thread.messages.map(({ reasoning, toolCalls }) => ({ reasoning, toolCalls }));
+def test_a_servers_message_parts_become_what_the_view_draws(page):
+    views = page.evaluate("""async () => {
+        const { viewMessage } = await import("/static/js/threads.js");
+        return [
+            viewMessage({ id: "q", parent_id: null, role: "user", status: "complete",
+                          parts: [{ type: "text", text: "weather?" }] }),
+            viewMessage({ id: "r", parent_id: "q", role: "assistant", status: "interrupted", model: "m", turn_id: "t",
+                          usage: { completion_tokens: 7 }, timings: { ttft_ms: 12, duration_ms: 90, tokens_per_second: 80 },
+                          parts: [{ type: "reasoning", text: "I should " }, { type: "reasoning", text: "call it." },
+                                  { type: "tool_call", id: "c0", name: "get_weather", arguments: '{"city": "Paris"}' },
+                                  { type: "text", text: "Sunny." }] }),
+        ].map(({ id, parentId, content, reasoning, toolCalls, status, stats }) => ({ id, parentId, content, reasoning, toolCalls, status, stats }));
     }""")
-    assert messages == [
-        {"reasoning": "", "toolCalls": []},
-        {"reasoning": "I should call the tools.", "toolCalls": [
-            {"id": "call_0", "name": "get_weather", "arguments": '{"city": "Paris"}', "done": True},
-            {"id": None, "name": "tool", "arguments": "", "done": True}]},
-        {"reasoning": "", "toolCalls": []},
+    assert views == [
+        {"id": "q", "parentId": None, "content": "weather?", "reasoning": "", "toolCalls": [], "status": "complete",
+         "stats": None},
+        {"id": "r", "parentId": "q", "content": "Sunny.", "reasoning": "I should call it.", "status": "stopped",
+         "toolCalls": [{"id": "c0", "name": "get_weather", "arguments": '{"city": "Paris"}', "done": True}],
+         "stats": {"tokens": 7, "ttftMs": 12, "tokensPerSecond": 80, "durationMs": 90}},
     ]

@@ -1,6 +1,6 @@
 """Thinking and tool calls in the chat: the folding thinking block, tool call cards filling in,
-both kept in IndexedDB, followed again after a reload without a piece lost or doubled, and
-shown as text whatever the model wrote. Driven by the scripted models `think` and `tools`."""
+both kept on the server as parts of the reply, followed again after a dropped stream without a
+piece lost or doubled, and shown as text whatever the model wrote. Driven by the scripted models `think` and `tools`."""
 import json
 import re
 
@@ -15,8 +15,6 @@ THINK_REASONING = "Two and two make four."
 THINK_ANSWER = "The answer is 4."
 TOOLS_REASONING = "I should call the tools."
 WEATHER_ARGUMENTS = {"city": "Paris", "n": 0}
-
-TRANSPORTS = ["sse", "socketio"]
 
 
 def cut_stream_after(page, last_seq):
@@ -45,13 +43,10 @@ def release(page, held):
     held.pop().continue_()
 
 
-def idb_messages(app):
-    return app.page.evaluate("""async () => {
-        const { openStore } = await import("/static/js/store.js");
-        const store = await openStore();
-        const [thread] = await store.threads();
-        return store.messages(thread.id);
-    }""")
+def saved_messages(app):
+    """The open chat's path as the server keeps it."""
+    url = f"{app.server.url}/api/threads/{app.newest_thread_id()}/path"
+    return requests.get(url, timeout=10).json()["messages"]
 
 
 def pretty(arguments):
@@ -128,12 +123,12 @@ def test_thinking_and_tool_calls_survive_a_reload(app):
     app.send("And the weather?")
     app.wait_reply_done()
 
-    saved = idb_messages(app)
+    saved = saved_messages(app)
     assert [m["role"] for m in saved] == ["user", "assistant", "user", "assistant"]
-    assert saved[1]["reasoning"] == THINK_REASONING and saved[1]["content"] == THINK_ANSWER
-    assert saved[3]["reasoning"] == TOOLS_REASONING and saved[3]["content"] == ""
-    assert saved[3]["toolCalls"] == [{"id": "call_0_get_weather", "name": "get_weather",
-                                      "arguments": json.dumps(WEATHER_ARGUMENTS), "done": True}]
+    assert saved[1]["parts"] == [{"type": "reasoning", "text": THINK_REASONING}, {"type": "text", "text": THINK_ANSWER}]
+    assert saved[3]["parts"] == [{"type": "reasoning", "text": TOOLS_REASONING},
+                                 {"type": "tool_call", "id": "call_0_get_weather", "name": "get_weather",
+                                  "arguments": json.dumps(WEATHER_ARGUMENTS)}]
 
     app.reload()
     replies = app.page.locator(".from-assistant")
@@ -150,67 +145,6 @@ def test_thinking_and_tool_calls_survive_a_reload(app):
     expect(second.locator(".tool-call-name")).to_have_text("get_weather")
     expect(second.locator(".tool-call-args")).to_have_text(pretty(WEATHER_ARGUMENTS))
     assert second.locator(".body").inner_text() == ""
-
-
-SEED = """async ({ sessionId, turnId, message }) => {
-    const { openStore } = await import("/static/js/store.js");
-    const store = await openStore();
-    const now = new Date().toISOString();
-    const thread = { id: "t-resume", title: "Resumed", createdAt: now, updatedAt: now, sessionId };
-    await store.putThread(thread);
-    await store.putMessage({ id: "m-question", threadId: thread.id, seq: 0, createdAt: now, role: "user",
-        content: "Resume me", status: "complete" });
-    await store.putMessage({ id: "m-reply", threadId: thread.id, seq: 1, createdAt: now, role: "assistant",
-        status: "streaming", model: null, stats: null, turnId, ...message });
-}"""
-
-
-def finished_turn(server, model, turn_id):
-    """A turn run to its end on the server; its event log stays readable for a while."""
-    response = requests.post(f"{server.url}/api/chat", json={"message": "Resume me", "model": model, "turn_id": turn_id},
-                             timeout=30)
-    response.raise_for_status()
-    return response.json()["session_id"]
-
-
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_a_reload_mid_thinking_follows_on_without_doubling(app, server, transport):
-    """The page closed after the first thinking piece (seq 1) was saved: the reload follows the
-    turn from seq 1, so the rest of the thinking and the answer come once each."""
-    turn_id = f"resume-think-{transport}"
-    session_id = finished_turn(server, "scripted/think", turn_id)
-    app.open(transport=transport)
-    app.page.evaluate(SEED, {"sessionId": session_id, "turnId": turn_id, "message": {
-        "content": "", "reasoning": "Two and two ", "toolCalls": [], "lastSeq": 1}})
-    app.reload()
-    app.wait_reply_done()
-    reply = app.last_reply()
-    expect(reply.locator(".body")).to_have_text(THINK_ANSWER)
-    expect(reply.locator(".thinking-text")).to_have_text(THINK_REASONING)
-    expect(reply.locator(".thinking")).not_to_have_attribute("open", re.compile(".*"))
-    saved = idb_messages(app)[-1]
-    assert (saved["status"], saved["reasoning"], saved["content"]) == ("complete", THINK_REASONING, THINK_ANSWER)
-
-
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_a_reload_mid_tool_call_follows_on_without_doubling(app, server, transport):
-    """Saved after the second arguments fragment (seq 5): the call's arguments end whole, once."""
-    turn_id = f"resume-tools-{transport}"
-    session_id = finished_turn(server, "scripted/tools", turn_id)
-    app.open(transport=transport)
-    app.page.evaluate(SEED, {"sessionId": session_id, "turnId": turn_id, "message": {
-        "content": "", "reasoning": TOOLS_REASONING, "lastSeq": 5,
-        "toolCalls": [{"id": "call_0_get_weather", "name": "get_weather", "arguments": '{"city": "Par', "done": False}]}})
-    app.reload()
-    app.wait_reply_done()
-    reply = app.last_reply()
-    expect(reply.locator(".tool-call")).to_have_count(1)
-    expect(reply.locator(".tool-call-args")).to_have_text(pretty(WEATHER_ARGUMENTS))
-    expect(reply.locator(".thinking-text")).to_have_text(TOOLS_REASONING)
-    saved = idb_messages(app)[-1]
-    assert saved["status"] == "complete" and saved["reasoning"] == TOOLS_REASONING
-    assert saved["toolCalls"] == [{"id": "call_0_get_weather", "name": "get_weather",
-                                   "arguments": json.dumps(WEATHER_ARGUMENTS), "done": True}]
 
 
 HOSTILE = "<think>Plan: <b>bold</b> <img src=x onerror=window.__xss=1></think> Done"

@@ -49,10 +49,12 @@ class Server:
             time.sleep(0.05)
 
 
-def start_server(mode: str, log_dir: Path, entry: str = "tests.serve", ready: str = "ok", **env) -> Server:
+def start_server(mode: str, log_dir: Path, entry: str = "tests.serve", ready: str = "ok", port: int | None = None,
+                 **env) -> Server:
     """`entry` is the module to run: tests.serve (with the scripted provider) or app; `ready`
-    the /health status to wait for (`error` for a model that cannot load)."""
-    port = free_port()
+    the /health status to wait for (`error` for a model that cannot load); `port` a given one (a
+    restart where the last one ran), else a free one."""
+    port = port or free_port()
     log = log_dir / f"server-{mode}-{port}.log"
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("RILL_")}  # never the developer's settings
     environment = {**inherited, "RILL_PORT": str(port), "RILL_ASYNC_MODE": mode,

@@ -90,6 +90,14 @@ def test_files_rill_does_not_import_are_400s_that_change_nothing(client, data, w
     assert client.get("/api/threads").get_json()["revision"] == before
 
 
+def test_a_50_mb_import_is_a_413_and_adds_nothing(client):
+    before = client.get("/api/threads").get_json()["revision"]
+    body = json.dumps({"format": "rill.threads", "version": 2, "threads": [], "padding": "x" * (50 << 20)})
+    r = client.post("/api/threads/import", data=body, content_type="application/json")
+    assert r.status_code == 413 and "RILL_MAX_IMPORT_BYTES" in r.get_json()["error"]["message"]
+    assert client.get("/api/threads").get_json()["revision"] == before
+
+
 def test_an_import_over_the_limit_is_a_413_that_names_it(make_app):
     client = make_app(max_import_bytes=1000).test_client()
     r = client.post("/api/threads/import", data=json.dumps([{"x": "y" * 2000}]), content_type="application/json")

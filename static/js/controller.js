@@ -1,13 +1,18 @@
-// What the user does outside a reply: opening, renaming, deleting, searching, exporting and
-// importing chats, and changing settings. Replies themselves are turns.js's.
-import { getModels, getUsage, setAccessToken } from "./http.js";
+// What the user does outside a reply: opening chats and branches, editing, deleting, forking,
+// sharing, searching, exporting and importing, and changing settings; and keeping the page in
+// step with the server (a change on another device shows here at once). Replies are turns.js's.
+import { watchFeed, watchSocket } from "./changes.js";
+import { getModels, getUsage, setAccessToken, threadsApi } from "./http.js";
 import { saveSettings } from "./settings.js";
+import { viewMessage } from "./threads.js";
 import { USAGE_DAYS } from "./usage.js";
 import { applyTheme, download } from "./view/dom.js";
 
-function exportName(title) {
+const FIND_PAGES = 40; // how far up a search hit is looked for (40 pages of 50 messages)
+
+function fileName(title, extension) {
   const slug = title.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 40);
-  return `rill-${slug || "chat"}.json`;
+  return `rill-${slug || "chat"}.${extension}`;
 }
 
 export class Controller {
@@ -18,12 +23,19 @@ export class Controller {
     this.header = widgets.header;
     this.notices = widgets.notices;
     this.settingsDialog = widgets.settingsDialog;
+    this.shareDialog = widgets.shareDialog;
+    this.confirm = widgets.confirm;
     this.threads = threads;
     this.turns = turns;
     this.settings = settings;
     this.query = "";
     this.models = null;
-    this.usageAsked = 0;  // which opening of Settings the usage shown belongs to
+    this.usageAsked = 0;      // which opening of Settings the usage shown belongs to
+    this.sharing = null;      // the thread whose links the share dialog shows
+    this.stopWatching = null;
+    this.syncing = null;      // the sync under way
+    this.syncAgain = false;   // a change was heard during it
+    this.loadingOlder = false;
   }
 
   async start() {
@@ -34,7 +46,63 @@ export class Controller {
     }
     if (this.threads.list.length) await this.selectThread(this.threads.list[0].id);
     else this.newThread();
+    this.watch();
     this.loadModels();
+  }
+
+  // Hears of changes on the server (again after the transport or the token changed).
+  watch() {
+    this.stopWatching?.();
+    const onChange = () => this.sync();
+    const onReach = (reached) => {
+      if (reached) {
+        this.sync();
+      } else {
+        this.threads.offline = true;
+        this.showReach();
+      }
+    };
+    this.stopWatching = this.settings.stream && this.settings.transport === "socketio"
+      ? watchSocket(this.turns.socketTransport(), onChange, onReach)
+      : watchFeed(onChange, onReach);
+  }
+
+  // One sync at a time; a change heard meanwhile makes one more after it.
+  async sync() {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      do {
+        this.syncAgain = false;
+        const open = this.threads.current?.id;
+        const page = this.threads.page;
+        try {
+          await this.threads.sync();
+        } catch (err) {
+          this.error(err.message);
+        }
+        if (open && !this.threads.current) { // deleted on another device
+          this.turns.detach();
+          this.showThread();
+        } else if (this.threads.page !== page && !this.turns.busy) {
+          this.showThread({ keepScroll: true }); // changed on another device; a reply of this page's redraws when it ends
+        }
+        this.header.setTitle(this.threads.current?.title || null);
+        this.showReach();
+        await this.renderThreads();
+      } while (this.syncAgain);
+    })();
+    try {
+      await this.syncing;
+    } finally {
+      this.syncing = null;
+    }
+  }
+
+  showReach() {
+    this.notices.offline(this.threads.offline);
   }
 
   async loadModels() {
@@ -50,55 +118,131 @@ export class Controller {
     this.notices.error(message);
   }
 
-  async renderThreads() {
+  // Runs an action on the server; its failure is shown, not thrown. undefined: it failed.
+  async attempt(action, what) {
     try {
-      const threads = await this.threads.search(this.query);
-      this.sidebar.render(threads, this.threads.current?.id, { searching: Boolean(this.query) });
+      return (await action()) ?? true;
     } catch (err) {
-      this.error(err.message);
+      this.error(`${what} failed: ${err.message}`);
+      return undefined;
     }
+  }
+
+  async renderThreads() {
+    const active = this.threads.current?.id;
+    if (!this.query) {
+      this.sidebar.render(this.threads.list, active);
+      return;
+    }
+    const query = this.query;
+    const hits = await this.attempt(() => this.threads.search(query), "Search");
+    if (hits && query === this.query) this.sidebar.renderHits(hits, active);
+  }
+
+  // The path shown, from what the threads hold; a reply being written there is followed.
+  showThread({ keepScroll = false } = {}) {
+    const { current, page } = this.threads;
+    this.header.setTitle(current?.title || null);
+    this.messages.show(this.viewMessages(page.messages), { branchOf: (id) => this.branchOf(id), hasMore: page.hasMore, keepScroll });
+    this.turns.follow(page.running);
+  }
+
+  viewMessages(messages) {
+    return messages.map((m) => {
+      const view = viewMessage(m);
+      const error = this.turns.errors.get(m.id);
+      return error ? { ...view, error } : view;
+    });
+  }
+
+  branchOf(id) {
+    const siblings = this.threads.siblings(id);
+    return siblings && { index: siblings.index, count: siblings.ids.length };
   }
 
   async selectThread(id) {
     this.turns.detach();
-    try {
-      await this.threads.select(id);
-    } catch (err) {
-      this.error(err.message);
-      return;
+    await this.threads.select(id); // this browser's copy first, then the server's
+    this.showThread();
+    this.renderThreads();
+    await this.attempt(() => this.threads.refresh(id), "Opening the chat");
+    if (this.threads.current?.id === id) this.showThread();
+    this.showReach();
+  }
+
+  // A search hit: its thread, on the branch its message is on, scrolled to it.
+  async openHit(threadId, messageId) {
+    this.turns.detach();
+    await this.threads.select(threadId);
+    if (await this.attempt(() => this.threads.choose(messageId), "Opening the result") === undefined) return;
+    for (let n = 0; n < FIND_PAGES && !this.threads.page.messages.some((m) => m.id === messageId); n++) {
+      if (!(await this.threads.older())) break;
     }
-    // A reply still streaming goes on on the server: follow it. One from before replies had
-    // turn ids was cut off when the page closed.
-    for (const message of this.threads.messages) {
-      if (message.status === "streaming" && (!message.turnId || message !== this.threads.messages.at(-1))) {
-        message.status = "stopped";
-        this.threads.saveMessage(message);
+    this.showThread();
+    this.messages.reveal(messageId);
+    this.renderThreads();
+  }
+
+  async showOlder() {
+    if (this.loadingOlder) return;
+    this.loadingOlder = true;
+    try {
+      const shown = this.threads.page.messages.length;
+      if (await this.attempt(() => this.threads.older(), "Loading earlier messages")) {
+        const added = this.threads.page.messages.slice(0, this.threads.page.messages.length - shown);
+        this.messages.prepend(this.viewMessages(added), { branchOf: (id) => this.branchOf(id), hasMore: this.threads.page.hasMore });
       }
+    } finally {
+      this.loadingOlder = false;
     }
-    this.showThread();
-    this.turns.showActions();
-    this.turns.followStreaming({ owner: true });
+  }
+
+  // The sibling `step` before or after message `id`, and the branch below it.
+  async branch(id, step) {
+    const siblings = this.threads.siblings(id);
+    const target = siblings?.ids[siblings.index + step];
+    if (!target || this.turns.busy) return;
+    await this.attempt(() => this.threads.choose(target), "Showing that version");
+    this.showThread({ keepScroll: true });
+  }
+
+  // A reply started a new chat: it is the open one now.
+  started(threadId) {
+    this.threads.adopt(threadId);
+    this.sync();
+  }
+
+  // A reply ended: the thread as the server now has it (ids, versions, figures).
+  async replyEnded(threadId) {
+    if (this.threads.current?.id !== threadId) return;
+    await this.attempt(() => this.threads.refresh(threadId), "Reading the chat again");
+    if (this.threads.current?.id === threadId && !this.turns.busy) this.showThread({ keepScroll: true });
     this.renderThreads();
   }
 
-  // Another tab wrote to chat `id`: show it as it is now, and follow a reply it started.
-  async remoteChange(id) {
-    try {
-      await this.threads.refresh(id);
-    } catch (err) {
-      this.error(err.message);
-      return;
-    }
-    this.renderThreads();
-    if (this.threads.current?.id !== id || this.turns.busy) return;
-    this.showThread();
-    this.turns.showActions();
-    this.turns.followStreaming({ owner: false });
+  async saveEdit(id, text) {
+    await this.attempt(() => this.threads.edit(id, text), "Saving the edit");
+    this.showThread({ keepScroll: true });
   }
 
-  showThread() {
-    this.header.setTitle(this.threads.current?.title ?? null);
-    this.messages.show(this.threads.messages);
+  regenerate(id) {
+    const reply = this.threads.page.messages.find((m) => m.id === id);
+    if (reply?.parent_id) this.turns.regenerate(reply.parent_id);
+  }
+
+  async deleteBranch(id) {
+    if (this.turns.busy) return;
+    if (!(await this.confirm.ask("Delete this message and everything below it, on every branch? This cannot be undone."))) return;
+    await this.attempt(() => this.threads.removeBranch(id), "Deleting");
+    this.showThread({ keepScroll: true });
+    this.notices.announce("Deleted.");
+  }
+
+  async fork(id) {
+    const summary = await this.attempt(() => this.threads.fork(id), "Forking");
+    if (!summary) return;
+    await this.selectThread(summary.id);
+    this.notices.notice(`Forked into a new chat: “${summary.title}”.`);
   }
 
   newThread() {
@@ -110,15 +254,15 @@ export class Controller {
   }
 
   async renameThread(id, title) {
-    await this.threads.rename(id, title);
-    if (this.threads.current?.id === id) this.header.setTitle(title);
+    await this.attempt(() => this.threads.rename(id, title), "Renaming");
+    if (this.threads.current?.id === id) this.header.setTitle(this.threads.current.title);
     this.renderThreads();
   }
 
   async deleteThread(id) {
     const open = this.threads.current?.id === id;
     if (open) this.turns.abandon();
-    await this.threads.remove(id);
+    if (await this.attempt(() => this.threads.remove(id), "Deleting the chat") === undefined) return;
     if (open) this.newThread();
     else this.renderThreads();
     this.notices.announce("Chat deleted.");
@@ -133,22 +277,50 @@ export class Controller {
     return this.threads.messages.find((m) => m.id === id)?.content ?? null;
   }
 
-  async exportThread(id) {
+  async shareThread(id) {
+    this.sharing = this.threads.list.find((t) => t.id === id) || { id, title: "" };
+    this.shareDialog.open(this.sharing.title);
+    await this.showShares();
+  }
+
+  async showShares() {
+    const id = this.sharing.id;
     try {
-      const data = await this.threads.exportThreads([id]);
-      download(exportName(data.threads[0]?.title || "chat"), data);
+      const { shares } = await threadsApi.shares(id);
+      if (this.sharing?.id === id) this.shareDialog.show(shares.map(({ token }) => ({ token, url: `${location.origin}/s/${token}` })));
     } catch (err) {
-      this.error(`Export failed: ${err.message}`);
+      this.shareDialog.say(err.message);
     }
   }
 
-  async exportAll() {
+  async createShare() {
     try {
-      const data = await this.threads.exportThreads();
-      download(`rill-chats-${new Date().toISOString().slice(0, 10)}.json`, data);
+      await threadsApi.share(this.sharing.id);
+      await this.showShares();
     } catch (err) {
-      this.error(`Export failed: ${err.message}`);
+      this.shareDialog.say(`No link was made: ${err.message}`);
     }
+  }
+
+  async revokeShare(token) {
+    try {
+      await threadsApi.unshare(this.sharing.id, token);
+      await this.showShares();
+      this.notices.announce("Link revoked.");
+    } catch (err) {
+      this.shareDialog.say(`The link was not revoked: ${err.message}`);
+    }
+  }
+
+  async exportThread(id) {
+    const title = this.threads.list.find((t) => t.id === id)?.title || "chat";
+    const markdown = await this.attempt(() => threadsApi.exportAs(id, "markdown"), "Export");
+    if (markdown !== undefined) download(fileName(title, "md"), markdown);
+  }
+
+  async exportAll() {
+    const data = await this.attempt(() => this.threads.exportThreads(), "Export");
+    if (data) download(`rill-chats-${new Date().toISOString().slice(0, 10)}.json`, data);
   }
 
   async importFile(text) {
@@ -156,16 +328,13 @@ export class Controller {
     try {
       data = JSON.parse(text);
     } catch {
-      this.error("That file is not JSON, so it cannot be a Rill export.");
+      this.error("That file is not JSON, so it cannot be a Rill, ChatGPT or Open WebUI export.");
       return;
     }
-    try {
-      const count = await this.threads.importThreads(data);
-      this.notices.notice(`Imported ${count} ${count === 1 ? "chat" : "chats"}.`);
-      this.renderThreads();
-    } catch (err) {
-      this.error(`Import failed: ${err.message}`);
-    }
+    const count = await this.attempt(() => this.threads.importThreads(data), "Import");
+    if (count === undefined) return;
+    this.notices.notice(count ? `Imported ${count} ${count === 1 ? "chat" : "chats"}.` : "Nothing new: those chats are here already.");
+    this.renderThreads();
   }
 
   // Usage is asked for again on every opening, beside the models, and shown when it comes.
@@ -187,12 +356,14 @@ export class Controller {
   saveSettings(values) {
     const { settings, error } = saveSettings(values);
     const newToken = settings.token !== this.settings.token;
+    const newFeed = newToken || settings.transport !== this.settings.transport || settings.stream !== this.settings.stream;
     Object.assign(this.settings, settings);
     if (newToken) {
       setAccessToken(settings.token);
       this.turns.tokenChanged();
       this.models = null; // listed again with the new token
     }
+    if (newFeed) this.watch();
     applyTheme(settings.theme);
     this.header.showModel(settings.model || this.models?.default || "");
     if (error) this.error(error);

@@ -95,11 +95,43 @@ export function getUsage(days) {
   return getJSON(`/api/usage?days=${encodeURIComponent(days)}`);
 }
 
-// A session made from the browser's own copy of a chat the server no longer has.
-export async function restoreSession(messages) {
-  const response = await post("/api/chat/sessions", { messages });
-  return response.json();
+// A request with a JSON body (or none); its JSON answer, null for a 204, the text of anything else.
+export async function send(method, path, body = undefined) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: withAuth(body === undefined ? {} : { "Content-Type": "application/json" }),
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw networkError();
+  }
+  if (!response.ok) throw await errorFrom(response);
+  if (response.status === 204) return null;
+  return (response.headers.get("Content-Type") || "").startsWith("application/json") ? response.json() : response.text();
 }
+
+// The threads on the server (STREAMING_API_DOCS.md, Threads).
+const threadPath = (id) => `/api/threads/${encodeURIComponent(id)}`;
+export const threadsApi = {
+  changes: (since) => getJSON(`/api/threads?since=${since}`),
+  tree: (id) => getJSON(threadPath(id)),
+  path: (id, params) => getJSON(`${threadPath(id)}/path?${new URLSearchParams(
+    Object.entries(params).filter(([, value]) => value != null))}`),
+  update: (id, fields) => send("PATCH", threadPath(id), fields),
+  remove: (id) => send("DELETE", threadPath(id)),
+  addMessage: (id, fields) => send("POST", `${threadPath(id)}/messages`, fields),
+  editMessage: (id, messageId, parts) => send("PATCH", `${threadPath(id)}/messages/${encodeURIComponent(messageId)}`, { parts }),
+  removeMessage: (id, messageId) => send("DELETE", `${threadPath(id)}/messages/${encodeURIComponent(messageId)}`),
+  fork: (id, leaf) => send("POST", `${threadPath(id)}/fork`, { leaf }),
+  exportAs: (id, format) => send("GET", `${threadPath(id)}/export?format=${format}`),
+  share: (id) => send("POST", `${threadPath(id)}/share`, {}),
+  shares: (id) => getJSON(`${threadPath(id)}/shares`),
+  unshare: (id, token) => send("DELETE", `${threadPath(id)}/share/${encodeURIComponent(token)}`),
+  import: (data) => send("POST", "/api/threads/import", data),
+  search: (query) => getJSON(`/api/search?q=${encodeURIComponent(query)}`),
+};
 
 // Best effort: the turn may already have ended.
 export function cancelTurn(turnId) {

@@ -6,7 +6,7 @@ import { MemoryStore, openStore } from "./store.js";
 import { Threads } from "./threads.js";
 import { Turns } from "./turns.js";
 import { Composer } from "./view/composer.js";
-import { ConfirmDialog, SettingsDialog } from "./view/dialogs.js";
+import { ConfirmDialog, SettingsDialog, ShareDialog } from "./view/dialogs.js";
 import { applyTheme } from "./view/dom.js";
 import { Header } from "./view/header.js";
 import { MessageList } from "./view/messages.js";
@@ -30,28 +30,37 @@ try {
 const confirm = new ConfirmDialog();
 const header = new Header();
 const widgets = {
-  notices, header, sidebar: new Sidebar((text) => confirm.ask(text)), messages: new MessageList(),
-  composer: new Composer(), settingsDialog: new SettingsDialog(header.settings),
+  notices, header, confirm, sidebar: new Sidebar((text) => confirm.ask(text)), messages: new MessageList(),
+  composer: new Composer(), settingsDialog: new SettingsDialog(header.settings), shareDialog: new ShareDialog(),
 };
 const threads = new Threads(store, (message) => notices.error(message));
 const turns = new Turns({
   threads,
   widgets,
   getSettings: () => settings,
-  onChange: () => controller.renderThreads(), // called on user actions, once all is built
+  onStart: (threadId) => controller.started(threadId), // called once a reply runs, when all is built
+  onEnd: (threadId) => controller.replyEnded(threadId),
 });
 const controller = new Controller({ widgets, threads, turns, settings });
-threads.onRemoteChange = (threadId) => controller.remoteChange(threadId);
 
-const { sidebar, messages, composer } = widgets;
+const { sidebar, messages, composer, shareDialog } = widgets;
 composer.on("send", (text) => turns.send(text));
 composer.on("stop", () => turns.stop());
-messages.on("regenerate", () => turns.regenerate());
-messages.on("retry", () => turns.regenerate());
-messages.on("editLast", (text) => turns.editLast(text));
+messages.on("regenerate", (id) => controller.regenerate(id));
+messages.on("retry", (id) => turns.retry(id));
+messages.on("save", (id, text) => controller.saveEdit(id, text));
+messages.on("rerun", (id, text) => turns.rerun(id, text));
+messages.on("branch", (id, step) => controller.branch(id, step));
+messages.on("deleteBranch", (id) => controller.deleteBranch(id));
+messages.on("fork", (id) => controller.fork(id));
+messages.on("older", () => controller.showOlder());
 messages.on("messageText", (id) => controller.messageText(id));
 sidebar.on("newThread", () => controller.newThread());
 sidebar.on("selectThread", (id) => controller.selectThread(id));
+sidebar.on("openHit", (threadId, messageId) => controller.openHit(threadId, messageId));
+sidebar.on("shareThread", (id) => controller.shareThread(id));
+shareDialog.on("create", () => controller.createShare());
+shareDialog.on("revoke", (token) => controller.revokeShare(token));
 sidebar.on("renameThread", (id, title) => controller.renameThread(id, title));
 sidebar.on("deleteThread", (id) => controller.deleteThread(id));
 sidebar.on("exportThread", (id) => controller.exportThread(id));

@@ -2,7 +2,7 @@
 //
 // A streaming transport (this module's streamChat, socket.js's SocketTransport.stream, and
 // chatOnce for non-streamed replies) is called as `transport(request, handlers)`, where handlers
-// are {start({session_id, turn_id, model}), token(text, seq), reasoning(text, seq),
+// are {start({thread_id, question_id, reply_id, turn_id, model}), token(text, seq), reasoning(text, seq),
 // toolCall(kind, {index, id, name, arguments}, seq) (kind: start | delta | end), done(stats),
 // error(ApiError), reconnecting(bool)}, and returns {stop(), finished}. The request carries its own `turn_id`, so
 // Stop works before the first byte. A turn outlives its connection on the server: a dropped
@@ -138,9 +138,9 @@ export function chatOnce(request, handlers) {
   async function run() {
     try {
       const response = await post("/api/chat", request, controller.signal);
-      const { reply, session_id, turn_id, model, reasoning, tool_calls: calls, ...stats } = await response.json();
+      const { reply, session_id, thread_id, question_id, reply_id, turn_id, model, reasoning, tool_calls: calls, ...stats } = await response.json();
       if (state.stopped) return;
-      handlers.start({ session_id, turn_id, model });
+      handlers.start({ session_id, thread_id, question_id, reply_id, turn_id, model });
       if (reasoning) handlers.reasoning(reasoning, null); // where the server sends them
       (calls || []).forEach(({ id, name, arguments: args }, index) => {
         handlers.toolCall("start", { index, id, name }, null);

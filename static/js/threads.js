@@ -1,141 +1,254 @@
-// The chats: the list, the open one and its messages, kept in memory and written through to
-// the store (IndexedDB, or a MemoryStore where the browser gives none). A failed write is
-// reported through onError and the chat goes on in memory. Every write to a shared store is
-// announced to the other tabs on a BroadcastChannel; they read the chat again.
-import { newId } from "./store.js";
+// The chats: the server keeps them as threads (trees of messages); this is the page's view of
+// them, and of this browser's cache (store.js), synced by revision. The open thread shows one
+// path, from its root down to its current leaf, a page at a time from the newest; a message with
+// siblings can show another branch. Changes are written to the server first; the cache follows
+// what the server answers.
+import { ApiError, NETWORK_ERROR, threadsApi } from "./http.js";
 
-const TITLE_CHARS = 60;
+export const PAGE_SIZE = 50;
+const byNewest = (a, b) => b.updated_at.localeCompare(a.updated_at);
 
-export function titleFrom(text) {
-  const line = text.trim().split("\n")[0].trim();
-  return line.length > TITLE_CHARS ? `${line.slice(0, TITLE_CHARS - 1).trimEnd()}…` : line || "New chat";
+// A server message as the view draws it.
+export function viewMessage(m) {
+  const parts = m.parts || [];
+  const joined = (type) => parts.filter((p) => p.type === type).map((p) => p.text).join("");
+  const usage = m.usage || {};
+  const timings = m.timings || {};
+  return {
+    id: m.id,
+    parentId: m.parent_id,
+    role: m.role,
+    content: joined("text"),
+    reasoning: joined("reasoning"),
+    toolCalls: parts.filter((p) => p.type === "tool_call")
+      .map((p) => ({ id: p.id, name: p.name, arguments: p.arguments, done: true })),
+    status: m.status === "cancelled" || m.status === "interrupted" ? "stopped" : m.status,
+    model: m.model,
+    turnId: m.turn_id,
+    stats: m.role === "assistant" && m.usage ? {
+      tokens: usage.completion_tokens ?? null,
+      ttftMs: timings.ttft_ms ?? null,
+      tokensPerSecond: timings.tokens_per_second ?? null,
+      durationMs: timings.duration_ms ?? null,
+    } : null,
+  };
 }
 
-const now = () => new Date().toISOString();
-
-const CHANNEL = "rill-threads";
+const emptyPage = (threadId) => ({ threadId, messages: [], siblings: {}, hasMore: false, running: [] });
 
 export class Threads {
   constructor(store, onError) {
     this.store = store;
     this.onError = onError;
-    this.onRemoteChange = () => {};  // (threadId): another tab wrote to that chat
-    this.channel = typeof BroadcastChannel === "function" ? new BroadcastChannel(CHANNEL) : null;
-    if (this.channel) this.channel.onmessage = (event) => this.onRemoteChange(event.data.threadId);
-    this.list = [];                // newest first
-    this.current = null;           // null: a new chat not yet started
-    this.messages = [];            // the current chat's, in order
-    this.loaded = new Map();       // thread id -> its messages, once read
+    this.list = [];              // summaries, newest first
+    this.current = null;         // the open thread's summary; null: a new chat not yet started
+    this.page = emptyPage(null); // the open thread's path as far as loaded: server messages, root side first
+    this.revision = 0;           // what this page has synced to
+    this.offline = false;        // the server could not be reached last time
+  }
+
+  // The path shown, as view messages.
+  get messages() {
+    return this.page.messages.map(viewMessage);
   }
 
   async load() {
-    this.list = await this.store.threads();
+    this.list = (await this.cached(() => this.store.threads(), [])).sort(byNewest);
+    this.revision = await this.cached(() => this.store.revision(), 0);
+    await this.sync();
   }
 
-  write(operation, threadId = this.current?.id) {
-    return operation(this.store)
-      .then(() => this.store.shared && this.channel?.postMessage({ threadId }))
-      .catch((err) => this.onError(err.message));
-  }
-
-  // Another tab changed chat `id`: read the list, and that chat if it was read before, again.
-  async refresh(id) {
-    this.list = await this.store.threads();
-    if (this.loaded.has(id)) this.loaded.set(id, await this.store.messages(id));
-    if (this.current?.id === id) {
-      this.current = this.list.find((t) => t.id === id) || null;
-      this.messages = this.current ? this.loaded.get(id) : [];
+  async cached(read, fallback) {
+    try {
+      return await read();
+    } catch (err) {
+      this.onError(err.message);
+      return fallback;
     }
   }
 
-  async messagesOf(id) {
-    if (!this.loaded.has(id)) this.loaded.set(id, await this.store.messages(id));
-    return this.loaded.get(id);
+  keep(write) {
+    return write().catch((err) => this.onError(err.message));
   }
 
+  // Runs a read of the server; null when the server could not be reached (offline is set).
+  async reach(read) {
+    try {
+      const result = await read();
+      this.offline = false;
+      return result;
+    } catch (err) {
+      if (err.type !== NETWORK_ERROR) throw err;
+      this.offline = true;
+      return null;
+    }
+  }
+
+  // What changed on the server since the last sync (deletions included); the open thread is read
+  // again when it changed. Returns false when the server could not be reached.
+  async sync() {
+    let changes;
+    try {
+      changes = await this.reach(async () => {
+        await this.uploadLegacy();
+        return threadsApi.changes(this.revision);
+      });
+    } catch (err) {
+      if (err.status === 400 && this.revision) { // a server that has started afresh: sync from 0
+        this.revision = 0;
+        return this.sync();
+      }
+      throw err;
+    }
+    if (!changes) return false;
+    const changed = new Map(changes.threads.map((t) => [t.id, t]));
+    const gone = new Set(changes.deleted);
+    this.list = [...this.list.filter((t) => !changed.has(t.id) && !gone.has(t.id)), ...changed.values()].sort(byNewest);
+    await this.keep(() => this.store.putThreads([...changed.values()]));
+    if (gone.size) await this.keep(() => this.store.deleteThreads([...gone]));
+    this.revision = changes.revision;
+    await this.keep(() => this.store.setRevision(this.revision));
+    const open = this.current?.id;
+    if (open && gone.has(open)) this.startNew();
+    else if (open && changed.has(open) && changed.get(open).revision !== this.current.revision) await this.refresh(open);
+    return true;
+  }
+
+  // The chats release 0.1.0 kept in this browser go to the server once (it imports that export).
+  async uploadLegacy() {
+    const legacy = await this.cached(() => this.store.legacyExport(), null);
+    if (!legacy) return;
+    await threadsApi.import(legacy);
+    await this.keep(() => this.store.clearLegacy());
+  }
+
+  // Open a thread as this browser last saw it; refresh() brings the server's copy.
   async select(id) {
-    const thread = this.list.find((t) => t.id === id);
-    if (!thread) return;
-    this.messages = await this.messagesOf(id);
-    this.current = thread;
+    this.current = this.list.find((t) => t.id === id) || { id, title: "", current_leaf: null, revision: 0 };
+    this.page = (await this.cached(() => this.store.page(id), null)) || emptyPage(id);
+  }
+
+  // The open thread's newest page read again from the server (the cached copy stays when the
+  // server is away). Deleted meanwhile: it goes from the list.
+  async refresh(id) {
+    let page;
+    try {
+      page = await this.reach(() => threadsApi.path(id, { limit: PAGE_SIZE }));
+    } catch (err) {
+      if (err.status !== 404) throw err;
+      this.list = this.list.filter((t) => t.id !== id);
+      await this.keep(() => this.store.deleteThreads([id]));
+      if (this.current?.id === id) this.startNew();
+      return;
+    }
+    if (!page) return;
+    this.remember(page.thread);
+    if (this.current?.id !== id) return;
+    this.current = page.thread;
+    this.page = { threadId: id, messages: page.messages, siblings: page.siblings, hasMore: page.has_more, running: page.running };
+    await this.keep(() => this.store.putPage({ ...this.page, running: [] }));
+  }
+
+  // The page above the first message shown. Returns false when there is none (or no server).
+  async older() {
+    const first = this.page.messages[0];
+    if (!this.page.hasMore || !first) return false;
+    const id = this.current.id;
+    const page = await this.reach(() => threadsApi.path(id, { limit: PAGE_SIZE, before: first.id, leaf: this.current.current_leaf }));
+    if (!page || this.current?.id !== id || this.page.messages[0]?.id !== first.id) return false;
+    this.page = { ...this.page, messages: [...page.messages, ...this.page.messages],
+      siblings: { ...page.siblings, ...this.page.siblings }, hasMore: page.has_more };
+    return true;
+  }
+
+  remember(summary) {
+    this.list = [summary, ...this.list.filter((t) => t.id !== summary.id)].sort(byNewest);
+    return this.keep(() => this.store.putThreads([summary]));
   }
 
   startNew() {
     this.current = null;
-    this.messages = [];
+    this.page = emptyPage(null);
   }
 
-  // The open chat, created (titled after its first message) if there is none yet.
-  ensureCurrent(firstText) {
-    if (this.current) return this.current;
-    const thread = { id: newId(), title: titleFrom(firstText), createdAt: now(), updatedAt: now(), sessionId: null };
-    this.list.unshift(thread);
-    this.loaded.set(thread.id, []);
-    this.current = thread;
-    this.messages = this.loaded.get(thread.id);
-    this.write((s) => s.putThread(thread), thread.id);
-    return thread;
+  // Where message `id` is among its siblings: {index, ids}, or null when it has none.
+  siblings(id) {
+    const ids = this.page.siblings[id];
+    return ids ? { index: ids.indexOf(id), ids } : null;
   }
 
-  // `touch`: the chat had activity, so it moves to the top of the list.
-  saveThread(thread = this.current, { touch = true } = {}) {
-    if (touch) {
-      thread.updatedAt = now();
-      this.list.sort((a, b) => b.updatedAt.localeCompare(a.updatedAt));
-    }
-    return this.write((s) => s.putThread(thread), thread.id);
+  // Show the branch through message `id` (a sibling chosen with the arrows, a search hit); the
+  // server keeps the choice, so a reload or another device shows the same branch.
+  async choose(id) {
+    const summary = await threadsApi.update(this.current.id, { branch: id });
+    this.current = summary;
+    await this.refresh(summary.id);
+    return summary;
   }
 
-  addMessage(fields) {
-    const thread = this.current;
-    const last = this.messages.at(-1);
-    const message = { id: newId(), threadId: thread.id, seq: last ? last.seq + 1 : 0, createdAt: now(), ...fields };
-    this.messages.push(message);
-    this.saveMessage(message);
-    this.saveThread(thread);
-    return message;
+  // The thread a turn writes in, once the server has made it: the open one (a new chat becomes one).
+  adopt(id) {
+    if (this.current?.id !== id) this.current = { id, title: "", current_leaf: null, revision: 0 };
   }
 
-  saveMessage(message) {
-    return this.write((s) => s.putMessage({ ...message }), message.threadId);
+  async rename(id, title) {
+    const summary = await threadsApi.update(id, { title: title.slice(0, 200) });
+    if (this.current?.id === id) this.current = summary;
+    await this.remember(summary);
   }
 
-  removeMessages(messages) {
-    const ids = new Set(messages.map((m) => m.id));
-    const kept = this.messages.filter((m) => !ids.has(m.id));
-    this.messages.splice(0, this.messages.length, ...kept);
-    return this.write((s) => s.deleteMessages([...ids]));
-  }
-
-  rename(id, title) {
-    const thread = this.list.find((t) => t.id === id);
-    if (!thread) return;
-    thread.title = title.slice(0, 200);
-    return this.saveThread(thread, { touch: false });
-  }
-
-  remove(id) {
+  async remove(id) {
+    await threadsApi.remove(id);
     this.list = this.list.filter((t) => t.id !== id);
-    this.loaded.delete(id);
     if (this.current?.id === id) this.startNew();
-    return this.write((s) => s.deleteThread(id), id);
+    await this.keep(() => this.store.deleteThreads([id]));
   }
 
-  // The threads whose title or text contains `query`; all of them for an empty query.
+  // A question's new text, in place (Save: the model is not asked again).
+  async edit(id, text) {
+    await threadsApi.editMessage(this.current.id, id, [{ type: "text", text }]);
+    await this.refresh(this.current.id);
+  }
+
+  // A message and everything below it.
+  async removeBranch(id) {
+    await threadsApi.removeMessage(this.current.id, id);
+    await this.refresh(this.current.id);
+  }
+
+  // A new thread holding the path down to message `id`.
+  async fork(id) {
+    const summary = await threadsApi.fork(this.current.id, id);
+    await this.remember(summary);
+    return summary;
+  }
+
+  // Search hits ({thread_id, message_id, snippet, title}) on the server, across every branch;
+  // offline, the titles this browser has that contain the words.
   async search(query) {
-    if (!query) return this.list;
-    const hits = await this.store.search(query);
-    return this.list.filter((t) => hits.has(t.id));
+    const titles = new Map(this.list.map((t) => [t.id, t.title]));
+    try {
+      const { hits } = await threadsApi.search(query);
+      return hits.filter((h) => titles.has(h.thread_id)).map((h) => ({ ...h, title: titles.get(h.thread_id) }));
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.type !== NETWORK_ERROR) throw err;
+      const needle = query.toLowerCase();
+      return this.list.filter((t) => t.title.toLowerCase().includes(needle))
+        .map((t) => ({ thread_id: t.id, message_id: null, snippet: null, title: t.title }));
+    }
   }
 
-  exportThreads(ids = null) {
-    return this.store.exportThreads(ids);
+  // Rill JSON of these threads (all when `ids` is null), whole trees, as the server exports them.
+  async exportThreads(ids = null) {
+    const threads = [];
+    for (const t of this.list.filter((t) => !ids || ids.includes(t.id))) threads.push(await threadsApi.tree(t.id));
+    return { format: "rill.threads", version: 2, exported_at: new Date().toISOString(), threads };
   }
 
-  // Returns how many threads came in; throws an Error that says what is wrong with the file.
+  // Returns how many threads came in; an ApiError says what is wrong with the file.
   async importThreads(data) {
-    const count = await this.store.importThreads(data);
-    this.list = await this.store.threads();
-    return count;
+    const { imported } = await threadsApi.import(data);
+    await this.sync();
+    return imported;
   }
 }

@@ -1,16 +1,14 @@
-// Replies: asking, streaming into the view once per animation frame, stopping, and asking again.
-// A reply lives on the server as a turn with an event log: this page follows it, and follows it
-// again after a reload or a dropped network (from the last event it has, saved with the text),
-// and so does any other tab that has the chat open. Only the tab that asked (or took the reply
-// over after a reload) writes the partial reply to IndexedDB while it streams; every tab that
-// sees the end writes the same final text.
-import { ApiError, restoreSession } from "./http.js";
+// Replies: asking, streaming into the view once per animation frame, stopping, and asking again
+// (a regenerate, or an edited question) as a new branch. A reply lives on the server as a turn
+// with an event log, written into the thread when it ends: this page follows it, and any page
+// that opens the thread while it runs (a reload, another device) follows it too, from the start
+// of its log. When it ends, the thread is read again from the server.
+import { ApiError } from "./http.js";
 import { StreamingMarkdown } from "./markdown.js";
 import { requestOptions } from "./settings.js";
 import { SocketTransport } from "./socket.js";
 import { chatOnce, followTurn, newTurnId, streamChat } from "./stream.js";
 
-const SAVE_EVERY_MS = 1500;   // a partial reply survives a closed tab, give or take this much
 const RATE_EVERY_MS = 250;    // a live tokens/s figure that changes faster is unreadable
 const STOP_WAIT_MS = 5000;    // Stop waits this long for the server's last word, then ends here
 
@@ -28,73 +26,48 @@ function serverStats(done) {
 // One reply on its way: its pieces (thinking, answer, tool calls) are collected as they come
 // and drawn at most once per frame.
 class Reply {
-  constructor(thread, message, view, save, owner = true) {
-    this.thread = thread;
-    this.message = message;
+  constructor(message, view) {
+    this.message = message;   // {role, content, status, model, turnId, ...}: what the view draws
     this.view = view;
-    this.save = save;
-    this.owner = owner;       // writes the partial reply while it streams
+    this.threadId = null;     // known from the start event
+    this.replyId = null;      // the id the reply will have in the thread (start event)
+    this.request = null;      // what was asked (to ask again when it was refused)
     this.markdown = new StreamingMarkdown();
     this.reasoning = "";      // the thinking so far, plain text
     this.newReasoning = "";   // arrived since the last frame: appended, never redrawn whole
     this.toolCalls = [];      // [{id, name, arguments, done}] by index
     this.changedCalls = new Set();
-    this.lastSeq = -1;        // the turn's last event shown
-    this.seeded = false;
     this.count = 0;
     this.sentAt = performance.now();
     this.firstAt = 0;
     this.frame = 0;
-    this.savedAt = this.sentAt;
     this.rateAt = 0;
     this.handle = null;
-  }
-
-  // What an earlier page (or this one, before a reload) already showed and saved; the view
-  // drew its thinking and tool calls with the message.
-  seed(message) {
-    this.markdown.append(message.content || "");
-    this.reasoning = message.reasoning || "";
-    this.toolCalls = (message.toolCalls || []).map((call) => ({ ...call }));
-    this.lastSeq = message.lastSeq ?? -1;
-    this.seeded = Boolean(message.content);
-    this.flush();
   }
 
   get empty() {
     return !this.markdown.text && !this.reasoning && !this.toolCalls.length;
   }
 
-  // false for an event this reply already has (a resumed stream starts where the save was).
-  fresh(seq) {
-    if (seq === null) return true;
-    if (seq <= this.lastSeq) return false;
-    this.lastSeq = seq;
-    return true;
-  }
-
   schedule() {
     if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
   }
 
-  token(text, seq = null) {
-    if (!this.fresh(seq)) return;
+  token(text) {
     if (!this.count) this.firstAt = performance.now();
     this.count += 1;
     this.markdown.append(text);
     this.schedule();
   }
 
-  thought(text, seq = null) {
-    if (!this.fresh(seq)) return;
+  thought(text) {
     this.reasoning += text;
     this.newReasoning += text;
     this.schedule();
   }
 
   // kind: start {index, id, name} | delta {index, arguments} (a JSON fragment) | end {index}.
-  toolCall(kind, data, seq = null) {
-    if (!this.fresh(seq)) return;
+  toolCall(kind, data) {
     const index = data.index;
     if (kind === "start") this.toolCalls[index] = { id: data.id ?? null, name: data.name || "tool", arguments: "", done: false };
     const call = this.toolCalls[index];
@@ -114,35 +87,22 @@ class Reply {
     }
     for (const index of this.changedCalls) this.view.showToolCall(index, this.toolCalls[index]);
     this.changedCalls.clear();
-    if (!this.count && this.empty) return;
+    if (!this.count) return;
     const started = performance.now();
-    if (this.count || this.seeded) {
-      const { settled, live } = this.markdown.render();
-      this.view.update(settled, live);
-      performance.measure("rill:render", { start: started }); // read by bench/ui_bench.py and DevTools
-    }
+    const { settled, live } = this.markdown.render();
+    this.view.update(settled, live);
+    performance.measure("rill:render", { start: started }); // read by bench/ui_bench.py and DevTools
     if (started - this.rateAt >= RATE_EVERY_MS) {
       this.rateAt = started;
       this.view.showRate(this.rate(started));
     }
-    if (this.owner && started - this.savedAt >= SAVE_EVERY_MS) {
-      this.savedAt = started;
-      this.keep();
-    }
   }
 
-  // Everything shown and the seq it goes up to, in the message together: a reload follows on
-  // from exactly there.
+  // Everything shown, in the message the view draws when the reply ends.
   snapshot() {
     this.message.content = this.markdown.text;
     this.message.reasoning = this.reasoning;
     this.message.toolCalls = this.toolCalls.filter(Boolean).map((call) => ({ ...call }));
-    this.message.lastSeq = this.lastSeq;
-  }
-
-  keep() {
-    this.snapshot();
-    this.save(this.message);
   }
 
   rate(now) {
@@ -163,19 +123,23 @@ class Reply {
   }
 }
 
-// The widgets it draws on: messages (MessageList), composer, header, notices.
+// The widgets it draws on: messages (MessageList), composer, notices. `onEnd(threadId)`: a reply
+// ended in that thread (read it again); `onStart(threadId)`: a new chat got its thread.
 export class Turns {
-  constructor({ threads, widgets, getSettings, onChange }) {
+  constructor({ threads, widgets, getSettings, onStart, onEnd }) {
     this.threads = threads;
     this.messages = widgets.messages;
     this.composer = widgets.composer;
-    this.header = widgets.header;
     this.notices = widgets.notices;
     this.getSettings = getSettings;
-    this.onChange = onChange;   // the thread list changed (a new chat, a new time)
+    this.onStart = onStart;
+    this.onEnd = onEnd;
     this.active = null;
+    this.refused = null;        // the last reply, when the server refused it (nothing was saved)
     this.socket = null;         // connected on first use
     this.stopTimer = 0;
+    this.errors = new Map();    // reply id -> the error it failed with (the server keeps only the status)
+    this.ended = new Set();     // the turns that ended on this page: never followed again
   }
 
   get busy() {
@@ -187,126 +151,137 @@ export class Turns {
     this.messages.setBusy(busy);
   }
 
-  warn(message) {
-    this.notices.notice(message, { kind: "warning", sticky: true });
-  }
-
   // {stream(request, handlers), follow(turnId, lastSeq, handlers)}
   transport(settings) {
     if (settings.stream && settings.transport === "socketio") {
-      this.socket ??= new SocketTransport();
-      return { stream: (r, h) => this.socket.stream(r, h), follow: (id, seq, h) => this.socket.follow(id, seq, h) };
+      return { stream: (r, h) => this.socketTransport().stream(r, h), follow: (id, seq, h) => this.socketTransport().follow(id, seq, h) };
     }
     return { stream: settings.stream ? streamChat : chatOnce, follow: followTurn };
+  }
+
+  socketTransport() {
+    this.socket ??= new SocketTransport();
+    return this.socket;
   }
 
   tokenChanged() {
     this.socket?.reconnect();
   }
 
-  // false: not taken (a reply is still running), so the text stays in the box.
+  // A new question under the last message shown. false: not taken (a reply is still running),
+  // so the text stays in the box.
   send(text) {
     if (this.busy) return false;
-    const isNew = !this.threads.current;
-    this.threads.ensureCurrent(text);
-    if (isNew) this.header.setTitle(this.threads.current.title);
-    const question = this.threads.addMessage({ role: "user", content: text, status: "complete" });
-    this.messages.append(question);
-    this.ask(question);
+    const last = this.threads.page.messages.at(-1);
+    this.ask({ message: text }, last ? last.id : undefined, this.threads.messages.length);
     return true;
   }
 
-  // replaceTurn: the server turn this one asks again; the server forgets it (and what followed)
-  // first, so the model does not see the answer being replaced.
-  ask(question, replaceTurn = null) {
-    const thread = this.threads.current;
-    const settings = this.getSettings();
-    const message = this.threads.addMessage({
-      role: "assistant", content: "", reasoning: "", toolCalls: [], status: "streaming", model: settings.model || null, stats: null,
-      turnId: newTurnId(), lastSeq: -1,
-    });
-    const reply = this.begin(thread, message, this.messages.beginReply(message), true);
-    this.request(reply, question.content, settings, thread.sessionId, replaceTurn);
+  // Another reply to question `questionId`, beside the ones it has.
+  regenerate(questionId) {
+    if (this.busy) return;
+    const at = this.threads.messages.findIndex((m) => m.id === questionId);
+    if (at !== -1) this.ask({}, questionId, at + 1);
   }
 
-  begin(thread, message, replyView, owner) {
-    const reply = new Reply(thread, message, replyView, (m) => this.threads.saveMessage(m), owner);
+  // An edited question asked as a new branch beside it.
+  rerun(messageId, text) {
+    if (this.busy) return false;
+    const at = this.threads.messages.findIndex((m) => m.id === messageId);
+    if (at === -1) return false;
+    this.ask({ message: text }, this.threads.messages[at].parentId, at);
+    return true;
+  }
+
+  // Retry a reply that failed: one the server refused is asked again as it was; one that failed
+  // on the way is regenerated.
+  retry(id) {
+    if (this.busy) return;
+    const refused = this.refused;
+    if (refused?.message.id === id) {
+      this.messages.remove(id);
+      this.messages.remove(`asking-${refused.request.turn_id}`);
+      this.start({ ...refused.request, turn_id: newTurnId() });
+      return;
+    }
+    const reply = this.threads.messages.find((m) => m.id === id);
+    if (reply?.parentId) this.regenerate(reply.parentId);
+  }
+
+  // Asks on the server, under `parentId` (undefined: the thread's current leaf; null: a new root),
+  // showing the path's first `keep` messages and then the new question (if any) and the reply.
+  ask(fields, parentId, keep) {
+    const request = { ...fields, turn_id: newTurnId(), ...requestOptions(this.getSettings()) };
+    if (this.threads.current) request.thread_id = this.threads.current.id;
+    if (this.threads.current && parentId !== undefined) request.parent_id = parentId;
+    this.messages.keepFirst(keep);
+    this.start(request);
+  }
+
+  start(request) {
+    if (request.message !== undefined) {
+      this.messages.append({ id: `asking-${request.turn_id}`, role: "user", content: request.message, status: "complete" });
+    }
+    const message = { id: `reply-${request.turn_id}`, role: "assistant", content: "", status: "streaming", model: request.model || null, turnId: request.turn_id };
+    const reply = this.begin(message, this.messages.beginReply(message));
+    reply.request = request;
+    reply.threadId = request.thread_id ?? null;
+    reply.handle = this.transport(this.getSettings()).stream(request, this.handlers(reply));
+  }
+
+  // A reply being written that this page did not ask for (a reload, another device): followed
+  // from the start of its log, below the last message shown.
+  follow(running) {
+    const last = this.threads.page.messages.at(-1);
+    const turn = running.find((t) => t.question_id === last?.id && !this.ended.has(t.turn_id));
+    if (this.busy || !turn) return;
+    const message = { id: `reply-${turn.turn_id}`, role: "assistant", content: "", status: "streaming", model: null, turnId: turn.turn_id };
+    const reply = this.begin(message, this.messages.beginReply(message));
+    reply.threadId = this.threads.current.id;
+    reply.replyId = turn.reply_id;
+    reply.handle = this.transport(this.getSettings()).follow(turn.turn_id, -1, this.handlers(reply));
+  }
+
+  begin(message, replyView) {
+    const reply = new Reply(message, replyView);
     this.active = reply;
+    this.refused = null;
     this.setBusy(true);
-    this.messages.showActions({});
     this.notices.announce("Rill is replying.");
-    this.onChange();
     return reply;
   }
 
-  handlers(reply, onError) {
+  handlers(reply) {
+    const mine = (call) => (...args) => this.active === reply && call(...args);
     return {
-      start: (event) => this.started(reply, event),
-      token: (piece, seq) => this.active === reply && reply.token(piece, seq),
-      reasoning: (piece, seq) => this.active === reply && reply.thought(piece, seq),
-      toolCall: (kind, data, seq) => this.active === reply && reply.toolCall(kind, data, seq),
+      start: mine((event) => this.started(reply, event)),
+      token: mine((piece) => reply.token(piece)),
+      reasoning: mine((piece) => reply.thought(piece)),
+      toolCall: mine((kind, data) => reply.toolCall(kind, data)),
       done: (done) => this.finish(reply, done.finish_reason === "cancelled" ? "stopped" : "complete", serverStats(done)),
-      error: (error) => onError(error),
-      reconnecting: (away) => this.active === reply && this.notices.notice(away ? "Connection lost: reconnecting…"
-        : "Reconnected: the reply goes on.", { kind: away ? "warning" : "info" }),
+      error: (error) => this.failed(reply, error),
+      reconnecting: mine((away) => this.notices.notice(away ? "Connection lost: reconnecting…"
+        : "Reconnected: the reply goes on.", { kind: away ? "warning" : "info" })),
     };
   }
 
-  request(reply, text, settings, sessionId, replaceTurn = null) {
-    const request = { message: text, turn_id: reply.message.turnId, ...requestOptions(settings) };
-    if (sessionId) request.session_id = sessionId;
-    if (sessionId && replaceTurn) request.replace_turn = replaceTurn;
-    reply.handle = this.transport(settings).stream(request, this.handlers(reply, (error) => {
-      if (error.type === "session_not_found" && sessionId && !reply.count) this.restore(reply, text, settings);
-      else this.failed(reply, error);
-    }));
-  }
-
-  // The server no longer has this chat (it expired, or an older server): give it this
-  // browser's copy of the conversation so far, then ask again in the restored session.
-  async restore(reply, text, settings) {
-    const history = this.threads.messages
-      .filter((m) => m !== reply.message && m.content && (m.role === "user" || m.status !== "error"))
-      .slice(0, -1) // the question being asked goes with the request itself
-      .map((m) => ({ role: m.role, content: m.content }));
-    try {
-      const session = await restoreSession(history);
-      reply.thread.sessionId = session.id;
-      this.threads.saveThread(reply.thread, { touch: false });
-      this.warn("The server no longer had this chat, so it was restored from this browser's copy.");
-      this.request(reply, text, settings, session.id);
-    } catch (err) {
-      this.failed(reply, err instanceof ApiError ? err : new ApiError("restore_failed", err.message));
+  started(reply, event) {
+    if (event.model) reply.message.model = event.model;
+    reply.replyId = event.reply_id ?? reply.replyId;
+    const threadId = event.thread_id ?? event.session_id;
+    if (threadId && !reply.threadId) {
+      reply.threadId = threadId;
+      this.onStart(threadId);
     }
-  }
-
-  // A reply still streaming when this page opened the chat (a reload, another tab asking):
-  // follow it on the server from the last event this browser has.
-  followStreaming({ owner }) {
-    const message = this.threads.messages.at(-1);
-    if (this.busy || !message || message.role !== "assistant" || message.status !== "streaming" || !message.turnId) return;
-    const reply = this.begin(this.threads.current, message, this.messages.resumeReply(message), owner);
-    reply.seed(message);
-    reply.handle = this.transport(this.getSettings()).follow(message.turnId, reply.lastSeq,
-      this.handlers(reply, (error) => this.failed(reply, error)));
   }
 
   failed(reply, error) {
     // A reply that cannot be followed any more keeps what arrived.
     if (error.type === "connection_lost" && !reply.empty) {
-      this.warn(error.message);
+      this.notices.notice(error.message, { kind: "warning", sticky: true });
       this.finish(reply, "stopped", null);
     } else {
       this.finish(reply, "error", null, error);
-    }
-  }
-
-  started(reply, event) {
-    if (this.active !== reply) return;
-    if (event.model) reply.message.model = event.model;
-    if (event.session_id && reply.thread.sessionId !== event.session_id) {
-      reply.thread.sessionId = event.session_id;
-      this.threads.saveThread(reply.thread);
     }
   }
 
@@ -324,26 +299,20 @@ export class Turns {
     }, STOP_WAIT_MS);
   }
 
-  // Leave the reply to the server (another chat was opened): it goes on there and is followed
-  // again when this chat is opened.
+  // Leave the reply to the server (another chat was opened, or the chat changed under it): it
+  // goes on there and is followed again when this chat is shown.
   detach() {
     const reply = this.active;
     if (!reply) return;
     reply.handle?.detach();
-    reply.flush();
-    if (reply.owner) reply.keep();
     this.active = null;
     this.setBusy(false);
   }
 
   // The chat is being deleted: stop the reply on the server and forget it here.
   abandon() {
-    const reply = this.active;
-    if (!reply) return;
-    reply.handle?.cancel();
-    reply.handle?.detach();
-    this.active = null;
-    this.setBusy(false);
+    this.active?.handle?.cancel();
+    this.detach();
   }
 
   finish(reply, status, stats, error = null) {
@@ -351,6 +320,7 @@ export class Turns {
     clearTimeout(this.stopTimer);
     reply.flush();
     this.active = null;
+    this.ended.add(reply.message.turnId);
     const message = reply.message;
     reply.snapshot();
     message.status = status;
@@ -358,55 +328,14 @@ export class Turns {
     message.stats = status === "error" ? null : stats || reply.clientStats();
     message.error = error && { type: error.type, message: error.message };
     reply.view.finish(message);
-    this.threads.saveMessage(message);
-    this.threads.saveThread(reply.thread);
     this.setBusy(false);
-    this.showActions();
-    this.onChange();
     this.notices.announce({
       complete: "Reply finished.",
       stopped: "Reply stopped.",
       error: `The reply failed: ${error?.message}`,
     }[status]);
-  }
-
-  // [last question, its reply or null], or [] when the chat is empty.
-  lastExchange() {
-    const messages = this.threads.messages;
-    const last = messages.at(-1);
-    if (!last) return [];
-    if (last.role === "user") return [last, null];
-    const question = messages.at(-2);
-    return question?.role === "user" ? [question, last] : [];
-  }
-
-  regenerate() {
-    const [question, reply] = this.lastExchange();
-    if (this.busy || !question) return;
-    if (reply) {
-      this.threads.removeMessages([reply]);
-      this.messages.remove(reply.id);
-    }
-    this.ask(question, reply?.turnId);
-  }
-
-  editLast(text) {
-    const [question, reply] = this.lastExchange();
-    if (this.busy || !question) return false;
-    const old = [question, reply].filter(Boolean);
-    this.threads.removeMessages(old);
-    old.forEach((m) => this.messages.remove(m.id));
-    const edited = this.threads.addMessage({ role: "user", content: text, status: "complete" });
-    this.messages.append(edited);
-    this.ask(edited, reply?.turnId);
-    return true;
-  }
-
-  showActions() {
-    const [question, reply] = this.lastExchange();
-    this.messages.showActions({
-      editId: question?.id ?? null,
-      regenerateId: reply && reply.status !== "error" ? reply.id : null,
-    });
+    if (error && reply.replyId) this.errors.set(reply.replyId, message.error);
+    if (reply.threadId && (reply.replyId || !error)) this.onEnd(reply.threadId);
+    else this.refused = reply; // refused before it began: nothing is on the server; Retry asks again
   }
 }

@@ -1,6 +1,6 @@
-// The modal dialogs: a confirmation, and Settings (with its usage section). The Settings dialog
-// emits save(values) when it is closed with Save.
-import { Widget, byId } from "./dom.js";
+// The modal dialogs: a confirmation, Settings (with its usage section; emits save(values) when
+// it is closed with Save) and a chat's share links.
+import { Widget, byId, clone, copyText, flashCopied } from "./dom.js";
 import { UsageView } from "./usage.js";
 
 export class ConfirmDialog {
@@ -80,5 +80,47 @@ export class SettingsDialog extends Widget {
       theme: form.theme.value,
       token: form.token.value,
     };
+  }
+}
+
+// The share links of one chat: each can be copied or revoked; New link makes another. Emits
+// create() and revoke(token).
+export class ShareDialog extends Widget {
+  constructor() {
+    super();
+    this.dialog = byId("share");
+    this.title = byId("share-thread");
+    this.links = byId("share-links");
+    this.status = byId("share-status");
+    byId("share-create").addEventListener("click", () => this.emit("create"));
+    this.links.addEventListener("click", async (event) => {
+      const button = event.target.closest("[data-action]");
+      if (!button) return;
+      const item = button.closest(".share-link");
+      if (button.dataset.action === "revoke") this.emit("revoke", item.dataset.token);
+      else if (await copyText(item.querySelector("input").value)) flashCopied(button);
+    });
+  }
+
+  open(title) {
+    this.title.textContent = title;
+    this.show([]);
+    this.say("Loading…");
+    this.dialog.showModal();
+  }
+
+  // links: [{token, url}], oldest first.
+  show(links) {
+    this.links.replaceChildren(...links.map(({ token, url }) => {
+      const item = clone("share-link-template");
+      item.dataset.token = token;
+      item.querySelector("input").value = url;
+      return item;
+    }));
+    this.say(links.length ? "" : "No links yet: New link makes one.");
+  }
+
+  say(text) {
+    this.status.textContent = text;
   }
 }

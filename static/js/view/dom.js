@@ -80,8 +80,11 @@ export function flashCopied(button) {
   }, 1500);
 }
 
+// `data`: text (Markdown), or a value saved as JSON.
 export function download(filename, data) {
-  const url = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: "application/json" }));
+  const blob = typeof data === "string" ? new Blob([data], { type: "text/markdown" })
+    : new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+  const url = URL.createObjectURL(blob);
   const link = document.createElement("a");
   link.href = url;
   link.download = filename;

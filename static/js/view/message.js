@@ -46,11 +46,29 @@ function formatStats(stats) {
 
 export const isEmpty = (message) => !message.content && !message.reasoning && !message.toolCalls?.length;
 
-export function messageItem(message) {
+// `branch`: {index, count} when the message has siblings (the arrows), else null. A message not
+// yet on the server (`local`: being asked, or refused) has no actions.
+export function messageItem(message, { branch = null, local = false } = {}) {
   const item = clone("message-template");
+  const user = message.role === "user";
   item.dataset.id = message.id;
-  item.classList.add(message.role === "user" ? "from-user" : "from-assistant");
-  item.querySelector(".author").textContent = message.role === "user" ? "You said:" : "Rill said:";
+  item.classList.add(user ? "from-user" : "from-assistant");
+  item.classList.toggle("is-local", local);
+  item.querySelector(".author").textContent = user ? "You said:" : "Rill said:";
+  item.querySelector("[data-action=edit]").hidden = !user;
+  item.querySelector("[data-action=regenerate]").hidden = user;
+  const branches = item.querySelector(".branches");
+  branches.hidden = !branch;
+  if (branch) {
+    const what = user ? "question" : "reply";
+    branches.querySelector(".branch-count").textContent = `${branch.index + 1}/${branch.count}`;
+    branches.setAttribute("aria-label", `Version ${branch.index + 1} of ${branch.count} of this ${what}`);
+    const [previous, next] = branches.querySelectorAll("button");
+    previous.disabled = branch.index === 0;
+    next.disabled = branch.index === branch.count - 1;
+    previous.setAttribute("aria-label", `Previous version of this ${what}`);
+    next.setAttribute("aria-label", `Next version of this ${what}`);
+  }
   fillMessage(item, message);
   return item;
 }

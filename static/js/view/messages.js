@@ -1,9 +1,10 @@
-// The conversation: its messages in order, scrolled with the stream while the reader is at the
-// bottom, and the actions on them (copy, edit the last question, regenerate or retry the last
-// reply). Emits messageText(id) (the text to copy), editLast(text) (false: not taken),
-// regenerate() and retry().
+// The conversation: the path shown, scrolled with the stream while the reader is at the bottom,
+// earlier pages on demand, and the actions on each message. Emits messageText(id) (the text to
+// copy), save(id, text) and rerun(id, text) (an edited question: in place, or asked again as a
+// new branch; false: not taken), regenerate(id), retry(id), branch(id, step) (the sibling before
+// or after), deleteBranch(id), fork(id), older() (the page above).
 import { Widget, byId, clone, copyText, flashCopied } from "./dom.js";
-import { ReplyView, fillMessage, isEmpty, messageItem } from "./message.js";
+import { ReplyView, fillMessage, messageItem } from "./message.js";
 
 const BOTTOM_SLACK_PX = 24;   // this close to the end still counts as "at the bottom"
 
@@ -15,12 +16,18 @@ export class MessageList extends Widget {
     this.empty = byId("empty-state");
     this.list = byId("messages");
     this.jump = byId("jump");
+    this.older = byId("older");
     this.conversation.addEventListener("scroll", () => {
       this.stick = this.atBottom();
       this.jump.hidden = this.stick;
     }, { passive: true });
     this.jump.addEventListener("click", () => this.scrollToEnd());
     this.list.addEventListener("click", (event) => this.action(event));
+    this.older.addEventListener("click", () => this.emit("older"));
+    // Scrolled up to the top: the page above comes by itself.
+    new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting) && !this.older.hidden && !this.stick) this.emit("older");
+    }, { root: this.conversation }).observe(this.older);
   }
 
   atBottom() {
@@ -43,21 +50,41 @@ export class MessageList extends Widget {
     this.list.classList.toggle("busy", busy);
   }
 
-  show(messages) {
-    this.list.replaceChildren(...messages.map(messageItem));
-    this.empty.hidden = messages.length > 0;
-    this.scrollToEnd();
+  // The path: view messages, root side first; `branchOf(id)`: {index, count} or null.
+  // `keepScroll`: the same chat drawn again (it changed): the reader stays where they were.
+  show(messages, { branchOf = () => null, hasMore = false, keepScroll = false } = {}) {
+    const stick = !keepScroll || this.stick;
+    const top = this.conversation.scrollTop;
+    this.list.replaceChildren(...messages.map((m) => messageItem(m, { branch: branchOf(m.id) })));
+    this.older.hidden = !hasMore;
+    this.empty.hidden = messages.length > 0 || hasMore;
+    if (stick) this.scrollToEnd();
+    else this.conversation.scrollTop = top;
   }
 
+  // The page above the first message shown, drawn without moving what the reader sees.
+  prepend(messages, { branchOf = () => null, hasMore = false } = {}) {
+    const before = this.conversation.scrollHeight;
+    this.list.prepend(...messages.map((m) => messageItem(m, { branch: branchOf(m.id) })));
+    this.older.hidden = !hasMore;
+    this.conversation.scrollTop += this.conversation.scrollHeight - before;
+  }
+
+  // Only the first `count` messages stay (a branch being asked again from there).
+  keepFirst(count) {
+    [...this.list.children].slice(count).forEach((item) => item.remove());
+  }
+
+  // A question being asked (not on the server yet).
   append(message) {
     this.empty.hidden = true;
-    this.list.append(messageItem(message));
+    this.list.append(messageItem(message, { local: true }));
     this.scrollToEnd();
   }
 
   // A reply that is about to stream: shows the typing indicator until update() is called.
   beginReply(message) {
-    const item = messageItem({ ...message, content: "" });
+    const item = messageItem({ ...message, content: "" }, { local: true });
     item.classList.add("is-waiting", "is-streaming");
     item.setAttribute("aria-busy", "true");
     this.empty.hidden = true;
@@ -66,26 +93,22 @@ export class MessageList extends Widget {
     return new ReplyView(this, item, message);
   }
 
-  // A reply already on the page (or in the chat just opened) that goes on streaming.
-  resumeReply(message) {
-    let item = this.find(message.id);
-    if (!item) {
-      item = messageItem(message);
-      this.empty.hidden = true;
-      this.list.append(item);
-    }
-    item.classList.add("is-streaming");
-    item.classList.toggle("is-waiting", isEmpty(message));
-    item.setAttribute("aria-busy", "true");
-    return new ReplyView(this, item, message);
-  }
-
-  // Shows a message as it now is (a finished, stopped or failed reply, an edited question).
+  // Shows a message as it now is (a finished, stopped or failed reply).
   update(message) {
     const item = this.find(message.id);
     if (!item) return;
     fillMessage(item, message);
     this.followStream();
+  }
+
+  // Scrolled to a message (a search hit), marked for a moment.
+  reveal(id) {
+    const item = this.find(id);
+    if (!item) return;
+    this.stick = false;
+    item.scrollIntoView({ block: "center" });
+    item.classList.add("is-found");
+    setTimeout(() => item.classList.remove("is-found"), 2000);
   }
 
   remove(id) {
@@ -97,33 +120,28 @@ export class MessageList extends Widget {
     return this.list.querySelector(`[data-id="${CSS.escape(id)}"]`);
   }
 
-  // Edit goes on the last question, regenerate on the last reply; neither while a reply runs.
-  showActions({ editId = null, regenerateId = null }) {
-    for (const button of this.list.querySelectorAll("[data-action=edit], [data-action=regenerate]")) {
-      const id = button.closest(".message").dataset.id;
-      button.hidden = id !== (button.dataset.action === "edit" ? editId : regenerateId);
-    }
-  }
-
   action(event) {
     const button = event.target.closest("[data-action]");
     if (!button) return;
     const item = button.closest(".message");
+    const id = item.dataset.id;
     const action = button.dataset.action;
     if (action === "copy-code") {
       copyText(button.closest(".code-block").querySelector("code").textContent).then((ok) => ok && flashCopied(button));
     } else if (action === "copy") {
-      const text = this.emit("messageText", item.dataset.id);
+      const text = this.emit("messageText", id);
       if (text != null) copyText(text).then((ok) => ok && flashCopied(button));
     } else if (action === "edit") {
       this.startEdit(item);
-    } else if (action === "regenerate") {
-      this.emit("regenerate");
-    } else if (action === "retry") {
-      this.emit("retry");
+    } else if (action === "branch-prev" || action === "branch-next") {
+      this.emit("branch", id, action === "branch-prev" ? -1 : 1);
+    } else if (["regenerate", "retry", "fork", "delete"].includes(action)) {
+      this.emit({ delete: "deleteBranch" }[action] || action, id);
     }
   }
 
+  // The question's text in a box: Save keeps the edit in place, Save & rerun (Enter) asks it again
+  // as a new branch beside the old one.
   startEdit(item) {
     const body = item.querySelector(".body");
     const original = body.textContent;
@@ -139,15 +157,15 @@ export class MessageList extends Widget {
       item.classList.remove("editing");
       item.querySelector("[data-action=edit]")?.focus();
     };
-    const submit = () => {
+    const submit = (how) => {
       const text = area.value.trim();
       if (!text) return;
-      if (text === original.trim()) return restore();
-      if (this.emit("editLast", text) !== false) form.remove();
+      if (how === "save" && text === original.trim()) return restore();
+      if (this.emit(how, item.dataset.id, text) !== false) restore();
     };
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      submit();
+      submit(event.submitter?.value === "save" ? "save" : "rerun");
     });
     form.querySelector("[data-action=cancel-edit]").addEventListener("click", restore);
     area.addEventListener("keydown", (event) => {
@@ -156,7 +174,7 @@ export class MessageList extends Widget {
         restore();
       } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
-        submit();
+        submit("rerun");
       }
     });
     body.hidden = true;

@@ -7,6 +7,14 @@ export class Notices {
   constructor() {
     this.box = byId("notices");
     this.status = byId("status");
+    this.offlineBanner = byId("offline");
+  }
+
+  // The banner that says the server cannot be reached (the chats shown are this browser's copy).
+  offline(away) {
+    if (this.offlineBanner.hidden === !away) return;
+    this.offlineBanner.hidden = !away;
+    this.announce(away ? "The server cannot be reached." : "Connected to the server again.");
   }
 
   // kind: info | warning | error. Sticky notices stay until closed.

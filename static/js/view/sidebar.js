@@ -1,6 +1,8 @@
-// The chat list: new, open, rename, delete (after a confirm), search, export and import; a
-// drawer on narrow screens. Emits newThread(), selectThread(id), renameThread(id, title),
+// The chat list: new, open, rename, share, delete (after a confirm), search (the hits, with their
+// words marked), export and import; a drawer on narrow screens. Emits newThread(),
+// selectThread(id), openHit(threadId, messageId), renameThread(id, title), shareThread(id),
 // deleteThread(id), exportThread(id), exportAll(), importFile(text), search(query).
+import DOMPurify from "../../vendor/purify.es.js";
 import { Widget, byId, clone } from "./dom.js";
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
@@ -44,26 +46,52 @@ export class Sidebar extends Widget {
     el.scrim.addEventListener("click", () => this.close());
   }
 
-  render(threads, activeId, { searching = false } = {}) {
+  render(threads, activeId) {
     const items = threads.map((thread) => {
-      const item = clone("thread-template");
-      item.dataset.id = thread.id;
-      const open = item.querySelector(".thread-open");
-      item.querySelector(".thread-title").textContent = thread.title;
+      const item = this.item(thread.id, thread.title, activeId);
       const time = item.querySelector(".thread-time");
-      time.dateTime = thread.updatedAt;
-      time.textContent = shortTime(thread.updatedAt);
-      if (thread.id === activeId) open.setAttribute("aria-current", "page");
-      for (const button of item.querySelectorAll("[data-action]")) {
-        const label = { rename: "Rename", export: "Export", delete: "Delete" }[button.dataset.action];
-        button.setAttribute("aria-label", `${label} “${thread.title}”`);
-        button.title = label;
+      time.dateTime = thread.updated_at;
+      time.textContent = shortTime(thread.updated_at);
+      return item;
+    });
+    this.show(items, "No chats yet.");
+  }
+
+  // Search hits: {thread_id, message_id, title, snippet (the server's HTML: escaped text, the
+  // words in <mark>)}; each opens the branch its message is on.
+  renderHits(hits, activeId) {
+    const items = hits.map((hit) => {
+      const item = this.item(hit.thread_id, hit.title, activeId);
+      item.classList.add("hit");
+      if (hit.message_id) item.dataset.messageId = hit.message_id;
+      if (hit.snippet) {
+        const snippet = document.createElement("span");
+        snippet.className = "thread-snippet";
+        snippet.append(DOMPurify.sanitize(hit.snippet, { ALLOWED_TAGS: ["mark"], ALLOWED_ATTR: [], RETURN_DOM_FRAGMENT: true }));
+        item.querySelector(".thread-time").replaceWith(snippet);
       }
       return item;
     });
+    this.show(items, "No chats match.");
+  }
+
+  item(id, title, activeId) {
+    const item = clone("thread-template");
+    item.dataset.id = id;
+    item.querySelector(".thread-title").textContent = title;
+    if (id === activeId) item.querySelector(".thread-open").setAttribute("aria-current", "page");
+    for (const button of item.querySelectorAll("[data-action]")) {
+      const label = { rename: "Rename", share: "Share", export: "Export as Markdown", delete: "Delete" }[button.dataset.action];
+      button.setAttribute("aria-label", `${label} “${title}”`);
+      button.title = label;
+    }
+    return item;
+  }
+
+  show(items, emptyText) {
     this.el.threads.replaceChildren(...items);
     this.el.empty.hidden = items.length > 0;
-    this.el.empty.textContent = searching ? "No chats match." : "No chats yet.";
+    this.el.empty.textContent = emptyText;
   }
 
   action(event) {
@@ -74,7 +102,10 @@ export class Sidebar extends Widget {
     const title = item.querySelector(".thread-title").textContent;
     if (button.classList.contains("thread-open")) {
       this.close();
-      this.emit("selectThread", id);
+      if (item.dataset.messageId) this.emit("openHit", id, item.dataset.messageId);
+      else this.emit("selectThread", id);
+    } else if (button.dataset.action === "share") {
+      this.emit("shareThread", id);
     } else if (button.dataset.action === "rename") {
       this.startRename(item, title);
     } else if (button.dataset.action === "export") {
