@@ -29,7 +29,7 @@ messages = Table(
     Column("parent_id", ID),  # null: a root; the store keeps it in the thread (no foreign key: a cascade
     #                          down a chain of 10,000 messages would go past SQLite's trigger depth)
     Column("role", String(16), nullable=False),  # user | assistant | system | tool
-    Column("parts", JSON, nullable=False),  # [{"type": "text" | "reasoning" | "tool_call" | "tool_result" | "file", ...}]
+    Column("parts", JSON, nullable=False),  # [{"type": text | reasoning | tool_call | tool_result | file, ...}]
     Column("text", Text, nullable=False),  # the text parts joined: what search reads
     Column("model", String(256)),
     Column("status", String(16), nullable=False),  # complete | cancelled | error | interrupted

@@ -30,8 +30,8 @@ def search(conn: Connection, owner: str, query: str, limit: int) -> list[dict]:
     if conn.dialect.name == "postgresql":  # ts_headline reads the text as HTML: the snippet is made here
         rows = conn.execute(sql(
             "SELECT m.thread_id, m.id, m.text FROM messages m JOIN threads t ON t.id = m.thread_id, "
-            "to_tsquery('simple', :query) q WHERE t.owner = :owner AND to_tsvector('simple', m.text) @@ q "
-            "ORDER BY ts_rank(to_tsvector('simple', m.text), q) DESC, m.created DESC LIMIT :limit"),
+            "to_tsquery('simple', :query) q WHERE t.owner = :owner AND m.search @@ q "
+            "ORDER BY ts_rank(m.search, q) DESC, m.created DESC LIMIT :limit"),
             {"query": " & ".join(f"{w}:*" for w in words), "owner": owner, "limit": limit}).all()
         rows = [(thread_id, message_id, snippet(text, words)) for thread_id, message_id, text in rows]
     else:

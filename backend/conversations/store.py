@@ -18,7 +18,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ..refusals import Refused
@@ -113,22 +113,19 @@ class ThreadStore:
             row = self._thread_row(conn, thread_id, owner)
             if row is None:
                 return None
-            links = self._links(conn, thread_id)
-            ids = self._path_ids(conn, thread_id, leaf or row.current_leaf, links)
-            if leaf is not None and (not ids or ids[-1] != leaf):
+            if leaf is not None and self._message_row(conn, thread_id, leaf) is None:
                 raise Refused("invalid_request_error", f"leaf: no message {leaf!r} in thread {thread_id!r}")
+            start = leaf or row.current_leaf
             if before is not None:
-                if before not in ids:
+                walked = self._up(conn, thread_id, start, stop=before)
+                if not walked or walked[-1].id != before:
                     raise Refused("invalid_request_error", f"before: message {before!r} is not on this path")
-                ids = ids[:ids.index(before)]
-            shown = ids[-limit:]
-            children: dict[str | None, list] = {}
-            for link in sorted(links, key=lambda link: (link.created, link.id)):
-                children.setdefault(link.parent_id, []).append(link.id)
-            parents = {link.id: link.parent_id for link in links}
-            siblings = {m: children[parents[m]] for m in shown if len(children[parents[m]]) > 1}
-            return {"thread": self._summary(conn, row, len(links)), "messages": [public(m) for m in self._rows(conn, shown)],
-                    "siblings": siblings, "has_more": len(ids) > len(shown)}
+                start = walked[-1].parent_id
+            above = self._up(conn, thread_id, start, limit=limit + 1)  # newest first, one more: is there more?
+            shown = above[:limit]
+            rows = self._rows(conn, [r.id for r in reversed(shown)])
+            return {"thread": self._summary(conn, row), "messages": [public(m) for m in rows],
+                    "siblings": self._siblings(conn, thread_id, shown), "has_more": len(above) > limit}
 
     def changes(self, owner: str, since: int) -> dict:
         """What changed after revision `since`: the threads (summaries) and the ids of deleted ones."""
@@ -369,7 +366,8 @@ class ThreadStore:
                 parts: list[dict], id: str | None = None, status: str = "complete", model: str | None = None,
                 usage: dict | None = None, timings: dict | None = None, turn_id: str | None = None,
                 created: float | None = None) -> dict:
-        row = self._row(thread_id, parent_id, revision, role, parts, id, status, model, usage, timings, turn_id, created)
+        row = self._row(thread_id, parent_id, revision, role, parts, id, status, model, usage, timings, turn_id,
+                        created)
         conn.execute(insert(messages).values(**row))
         if parent_id is not None:
             conn.execute(update(messages).where(messages.c.id == parent_id).values(active_child=row["id"]))
@@ -400,19 +398,42 @@ class ThreadStore:
                                                    messages.c.thread_id == thread_id)).first()
 
     @staticmethod
-    def _links(conn: Connection, thread_id: str) -> list:
-        """(id, parent_id, created) of every message of the thread: the tree without its contents."""
-        return conn.execute(select(messages.c.id, messages.c.parent_id, messages.c.created)
-                            .where(messages.c.thread_id == thread_id)).all()
+    def _up(conn: Connection, thread_id: str, start: str | None, limit: int | None = None,
+            stop: str | None = None) -> list:
+        """(id, parent_id) from `start` up towards the root, `start` first: at most `limit` of
+        them, ending at `stop` where it is met. One recursive query, whatever the tree's size."""
+        if start is None:
+            return []
+        up = select(messages.c.id, messages.c.parent_id, literal(1).label("n")).where(
+            messages.c.id == start, messages.c.thread_id == thread_id).cte("up", recursive=True)
+        step = select(messages.c.id, messages.c.parent_id, (up.c.n + 1).label("n")).where(
+            messages.c.id == up.c.parent_id)
+        if limit is not None:
+            step = step.where(up.c.n < limit)
+        if stop is not None:
+            step = step.where(up.c.id != stop)
+        up = up.union_all(step)
+        return conn.execute(select(up.c.id, up.c.parent_id).order_by(up.c.n)).all()
+
+    @staticmethod
+    def _siblings(conn: Connection, thread_id: str, shown: list) -> dict[str, list[str]]:
+        """For each message shown that has any, its parent's children in order (branch arrows)."""
+        parents = {r.parent_id for r in shown}
+        if not parents:
+            return {}
+        known = [p for p in parents if p is not None]
+        where = or_(messages.c.parent_id.in_(known), messages.c.parent_id.is_(None)) if None in parents \
+            else messages.c.parent_id.in_(known)
+        children: dict[str | None, list[str]] = {}
+        for child in conn.execute(select(messages.c.id, messages.c.parent_id)
+                                  .where(messages.c.thread_id == thread_id, where)
+                                  .order_by(messages.c.created, messages.c.id)):
+            children.setdefault(child.parent_id, []).append(child.id)
+        return {r.id: children[r.parent_id] for r in shown if len(children.get(r.parent_id, ())) > 1}
 
     @classmethod
-    def _path_ids(cls, conn: Connection, thread_id: str, leaf: str | None, links=None) -> list[str]:
-        parents = {row.id: row.parent_id for row in (links if links is not None else cls._links(conn, thread_id))}
-        path, at = [], leaf if leaf in parents else None
-        while at is not None:
-            path.append(at)
-            at = parents[at]
-        return path[::-1]
+    def _path_ids(cls, conn: Connection, thread_id: str, leaf: str | None) -> list[str]:
+        return [r.id for r in reversed(cls._up(conn, thread_id, leaf))]
 
     @staticmethod
     def _rows(conn: Connection, ids: list[str]) -> list:
@@ -428,15 +449,14 @@ class ThreadStore:
 
     @staticmethod
     def _leaf_below(conn: Connection, message_id: str | None, thread_id: str) -> str | None:
-        """Down the chosen children from a message, to the end of that branch."""
-        at = message_id
-        while at is not None:
-            child = conn.scalar(select(messages.c.active_child).where(messages.c.id == at,
-                                                                      messages.c.thread_id == thread_id))
-            if child is None:
-                return at
-            at = child
-        return None
+        """Down the chosen children from a message, to the end of that branch (one query)."""
+        if message_id is None:
+            return None
+        down = select(messages.c.id, messages.c.active_child, literal(1).label("n")).where(
+            messages.c.id == message_id, messages.c.thread_id == thread_id).cte("down", recursive=True)
+        down = down.union_all(select(messages.c.id, messages.c.active_child, (down.c.n + 1).label("n"))
+                              .where(messages.c.id == down.c.active_child))
+        return conn.scalar(select(down.c.id).order_by(down.c.n.desc()).limit(1))
 
     @staticmethod
     def _summary(conn: Connection, row, count: int | None = None) -> dict:

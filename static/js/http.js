@@ -121,7 +121,6 @@ export const threadsApi = {
     Object.entries(params).filter(([, value]) => value != null))}`),
   update: (id, fields) => send("PATCH", threadPath(id), fields),
   remove: (id) => send("DELETE", threadPath(id)),
-  addMessage: (id, fields) => send("POST", `${threadPath(id)}/messages`, fields),
   editMessage: (id, messageId, parts) => send("PATCH", `${threadPath(id)}/messages/${encodeURIComponent(messageId)}`, { parts }),
   removeMessage: (id, messageId) => send("DELETE", `${threadPath(id)}/messages/${encodeURIComponent(messageId)}`),
   fork: (id, leaf) => send("POST", `${threadPath(id)}/fork`, { leaf }),

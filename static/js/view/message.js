@@ -44,7 +44,7 @@ function formatStats(stats) {
   return parts.join(" · ");
 }
 
-export const isEmpty = (message) => !message.content && !message.reasoning && !message.toolCalls?.length;
+const isEmpty = (message) => !message.content && !message.reasoning && !message.toolCalls?.length;
 
 // `branch`: {index, count} when the message has siblings (the arrows), else null. A message not
 // yet on the server (`local`: being asked, or refused) has no actions.
@@ -128,7 +128,7 @@ function fillStats(item, message) {
 // One reply while it streams: the typing indicator, the thinking, the growing Markdown, the
 // tool call cards, the live rate. `list` keeps the conversation scrolled with it.
 export class ReplyView {
-  constructor(list, item, message) {
+  constructor(list, item) {
     this.list = list;
     this.item = item;
     this.body = item.querySelector(".body");
@@ -138,11 +138,9 @@ export class ReplyView {
     this.live = document.createElement("div");
     this.live.className = "live";
     this.body.replaceChildren(this.live);
-    // The thinking stays open while it goes on (also when a reload caught it midway), and
-    // folds away once the answer or a tool call begins.
-    this.answered = Boolean(message.content || message.toolCalls?.length);
-    if (message.reasoning && !this.answered) this.thinking.open = true;
-    this.thinking.classList.toggle("is-live", !this.answered);
+    // The thinking stays open while it goes on, and folds away once the answer or a tool call begins.
+    this.answered = false;
+    this.thinking.classList.add("is-live");
   }
 
   // Plain text, appended: the thinking so far is never parsed or drawn again.

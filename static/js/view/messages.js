@@ -90,7 +90,7 @@ export class MessageList extends Widget {
     this.empty.hidden = true;
     this.list.append(item);
     this.scrollToEnd();
-    return new ReplyView(this, item, message);
+    return new ReplyView(this, item);
   }
 
   // Shows a message as it now is (a finished, stopped or failed reply).
