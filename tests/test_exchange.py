@@ -82,6 +82,16 @@ def test_an_open_webui_export_and_the_browsers_old_export_import(client):
     ([{"mapping": {"a": {"parent": "b", "message": None}, "b": {"parent": "a", "message": None}}}], "cycle"),
     ({"format": "rill.threads", "version": 2, "threads": [{"id": "x", "messages": [
         {"id": "m", "parent_id": None, "role": "user", "parts": [{"type": "file", "file_id": "f"}]}]}]}, "parts"),
+    ({"format": "rill.threads", "version": 2, "threads": [  # the good first thread is not added either
+        {"id": "good", "messages": [{"id": "a", "parent_id": None, "role": "user", "parts": [{"type": "text", "text": "x"}]}]},
+        {"id": "bad", "messages": [{"id": "b", "parent_id": "gone", "role": "user", "parts": [{"type": "text", "text": "y"}]}]}]},
+     "its parent 'gone' is not in the file"),
+    ({"format": "rill.threads", "version": 2, "threads": [{"id": "x", "messages": [
+        {"id": "m", "parent_id": None, "role": "assistant", "parts": [{"type": "tool_call"}]}]}]}, "parts.0: a tool_call"),
+    ({"format": "rill.threads", "version": 2, "threads": [{"id": "x", "messages": [
+        {"parent_id": None, "role": "user", "parts": [{"type": "text", "text": "x"}]}]}]}, "not a valid Rill export: no 'id'"),
+    ({"format": "rill.threads", "version": 2, "threads": "nope"}, "threads: a list"),
+    ([{"mapping": {}}, {"title": "no mapping"}], "not a valid ChatGPT conversations.json: no 'mapping'"),
 ])
 def test_files_rill_does_not_import_are_400s_that_change_nothing(client, data, words):
     before = client.get("/api/threads").get_json()["revision"]
@@ -113,3 +123,16 @@ def test_a_branch_forks_into_a_thread_of_its_own(client, thread):
     assert [m["parts"] for m in fork["messages"]] == [question["parts"], tree["messages"][1]["parts"]]
     assert fork["messages"][0]["id"] != question["id"] and fork["title"] == "Weather talk"
     assert client.post(f"/api/threads/{thread['id']}/fork", json={"leaf": "nope"}).status_code == 400
+
+
+def test_a_session_continued_elsewhere_is_kept_beside_the_browsers_old_copy(client):
+    session = client.post("/api/chat/sessions", json={"messages": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "asked later, from the terminal"}]}).get_json()
+    old = {"format": "rill.threads", "version": 1, "threads": [{
+        "id": "t2", "title": "Old chat", "sessionId": session["id"], "messages": [
+            {"id": "m1", "seq": 0, "role": "user", "content": "hi"},
+            {"id": "m2", "seq": 1, "role": "assistant", "content": "hello"}]}]}
+    assert client.post("/api/threads/import", json=old).get_json()["imported"] == 1
+    ids = {t["id"] for t in client.get("/api/threads").get_json()["threads"]}
+    assert session["id"] in ids and len(ids) == 2  # nothing of the later question is lost

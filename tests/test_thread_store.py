@@ -76,6 +76,12 @@ def test_changes_since_a_revision_include_deletions(store):
                                                            "deleted": []}
     with pytest.raises(Refused, match="not a revision of yours"):
         store.changes("alice", changed["revision"] + 5)
+    tree = [{"id": "m", "parent_id": None, "role": "user", "parts": [{"type": "text", "text": "again"}]}]
+    store.import_thread("alice", "back", "", tree, None)
+    store.delete_thread("alice", "back")
+    store.import_thread("alice", "back", "", tree, None)  # deleted, then here again
+    later = store.changes("alice", changed["revision"])
+    assert [t["id"] for t in later["threads"]] == ["back"] and later["deleted"] == []
 
 
 def test_a_thread_exists_for_its_owner_only(store):
@@ -203,3 +209,12 @@ def test_an_imported_chain_of_5000_messages_reads_and_deletes_whole(store):
     assert [m["id"] for m in store.path("long", "alice")] == ["m0", "m1"]
     assert store.delete_thread("alice", "long") is True
     assert store.thread("long", "alice") is None and store.search("alice", "word1") == []
+
+
+def test_readers_go_on_while_a_writer_holds_the_lock(store):
+    store.create_thread("alice", title="before")
+    with store.writer.begin() as conn:  # a change under way (on SQLite: the write lock is taken)
+        store._bump(conn, "alice")
+        assert [t["title"] for t in store.list("alice")] == ["before"]  # read at once, from before it
+        assert store.revision("alice") == 1
+    assert store.revision("alice") == 2

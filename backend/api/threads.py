@@ -64,7 +64,7 @@ def path(thread_id: str):
     (1-500, default 50) messages above `before` (default: the end), with their siblings' ids and
     the replies being written in the thread (to follow)."""
     raw = request.args.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+    if not re.fullmatch(r"[0-9]{1,3}", raw) or not 1 <= int(raw) <= 500:
         raise ApiError(400, "invalid_request_error", f"limit must be a whole number from 1 to 500, not {raw[:20]!r}")
     found = store().page(thread_id, g.user, int(raw), request.args.get("before"), request.args.get("leaf"))
     if found is None:

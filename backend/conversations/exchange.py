@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import NamedTuple
 
 from ..refusals import Refused
-from .parts import reply_parts
+from .parts import part_problem, reply_parts, text_of
 
 FORMAT = "rill.threads"
 NAMESPACE = uuid.UUID("9a3c6f0e-5b7d-4c21-8e0f-1f2a3b4c5d6e")  # ids of imported threads and messages
@@ -65,25 +65,36 @@ def iso_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-# -- imports: each gives [(source id, title, created, [message fields with "id" and "parent_id"],
-#    the current leaf's id)] --------------------------------------------------------------------
+# -- imports: each kind of file gives its Conversations -------------------------------------------
 
-def conversations(data) -> tuple[str, list[tuple]]:
-    """The file's kind and its conversations, or a Refused that says what the file is not."""
+KINDS = {"rill": "Rill export", "chatgpt": "ChatGPT conversations.json", "openwebui": "Open WebUI export"}
+
+
+def conversations(data) -> tuple[str, list[Conversation]]:
+    """The file's kind and its conversations, or a Refused that says what the file is not (or
+    where it breaks the format it claims)."""
     if isinstance(data, dict) and data.get("format") == FORMAT:
-        return "rill", rill_conversations(data)
-    if isinstance(data, list) and data and isinstance(data[0], dict) and "mapping" in data[0]:
-        return "chatgpt", [chatgpt_conversation(c) for c in data]
-    if isinstance(data, list) and data and isinstance(data[0], dict) and "history" in (data[0].get("chat") or {}):
-        return "openwebui", [openwebui_conversation(c) for c in data]
-    raise Refused("invalid_request_error", "not a file Rill imports: expected a Rill export "
-                                           f"(\"format\": \"{FORMAT}\"), a ChatGPT conversations.json or an "
-                                           "Open WebUI export (a list of chats)")
+        kind, read = "rill", lambda: rill_conversations(data)
+    elif isinstance(data, list) and data and isinstance(data[0], dict) and "mapping" in data[0]:
+        kind, read = "chatgpt", lambda: [chatgpt_conversation(c) for c in data]
+    elif isinstance(data, list) and data and isinstance(data[0], dict) and "history" in (data[0].get("chat") or {}):
+        kind, read = "openwebui", lambda: [openwebui_conversation(c) for c in data]
+    else:
+        raise Refused("invalid_request_error", "not a file Rill imports: expected a Rill export "
+                                               f"(\"format\": \"{FORMAT}\"), a ChatGPT conversations.json or an "
+                                               "Open WebUI export (a list of chats)")
+    try:
+        return kind, read()
+    except (KeyError, TypeError, AttributeError, ValueError) as broken:  # a field missing, or of another type
+        what = f"no {broken.args[0]!r}" if isinstance(broken, KeyError) else str(broken)
+        raise Refused("invalid_request_error", f"not a valid {KINDS[kind]}: {what}") from None
 
 
-def rill_conversations(data: dict) -> list[tuple]:
+def rill_conversations(data: dict) -> list[Conversation]:
     version, out = data.get("version"), []
-    for t in data.get("threads") or []:
+    if not isinstance(data.get("threads"), list):
+        raise Refused("invalid_request_error", "threads: a list of threads, each with its messages")
+    for t in data["threads"]:
         if not isinstance(t, dict) or not isinstance(t.get("messages"), list):
             raise Refused("invalid_request_error", "threads: each needs its messages")
         if version == 2:  # a tree, as this server exports it
@@ -107,7 +118,7 @@ def rill_conversations(data: dict) -> list[tuple]:
     return out
 
 
-def chatgpt_conversation(c: dict) -> tuple:
+def chatgpt_conversation(c: dict) -> Conversation:
     """ChatGPT's export: a mapping of nodes, each with its parent and a message (or none: the root)."""
     mapping = c["mapping"]
     messages = []
@@ -150,18 +161,25 @@ def order(mapping: dict) -> list[str]:
     return out
 
 
-def openwebui_conversation(c: dict) -> tuple:
+def openwebui_conversation(c: dict) -> Conversation:
     """Open WebUI's export: chat.history.messages by id, each with its parentId; currentId."""
     history = c["chat"]["history"]
     nodes = history.get("messages") or {}
-    messages = []
+    messages, kept = [], set()  # a message under a skipped one goes under the nearest kept one above
+
+    def kept_parent(node_id):
+        while node_id is not None and node_id not in kept:
+            node_id = (nodes.get(node_id) or {}).get("parentId")
+        return node_id
+
     for node_id in order({k: {"parent": v.get("parentId")} for k, v in nodes.items()}):
         m = nodes[node_id]
         if m.get("role") not in ("user", "assistant"):
             continue
-        messages.append({"id": node_id, "parent_id": m.get("parentId"), "role": m["role"],
+        messages.append({"id": node_id, "parent_id": kept_parent(m.get("parentId")), "role": m["role"],
                          "parts": [{"type": "text", "text": m.get("content") or ""}], "status": "complete",
                          "model": m.get("model")})
+        kept.add(node_id)
     return Conversation(c.get("id"), c.get("title") or c["chat"].get("title") or "", timestamp(c.get("created_at")),
                         timestamp(c.get("updated_at")), messages, history.get("currentId"))
 
@@ -178,42 +196,58 @@ def timestamp(value) -> float | None:
 
 
 def import_into(store, owner: str, data) -> dict:
-    """Every conversation of the file as a thread of the owner's: {"imported": n, "skipped": n}."""
+    """Every conversation of the file as a thread of the owner's: {"imported": n, "skipped": n}.
+    The whole file is checked before anything is added."""
     kind, found = conversations(data)
     if len(found) > MAX_IMPORT_THREADS:
         raise Refused("invalid_request_error", f"{len(found)} conversations; at most {MAX_IMPORT_THREADS} at once")
-    imported = skipped = 0
+    ready = []
     for source_id, title, created, updated, messages, leaf in found:
         thread_id = uuid.uuid5(NAMESPACE, f"{owner}:{kind}:{source_id or json.dumps(messages)[:200]}").hex
+        ready.append((thread_id, str(title or "")[:200], created, updated, tree_of(thread_id, messages, leaf)))
+    imported = skipped = 0
+    for thread_id, title, created, updated, (tree, leaf) in ready:
         if store.thread(thread_id, owner) is not None:
             skipped += 1
             continue
-        by_id = {m["id"]: m for m in messages}
-        messages = [by_id[i] for i in order({m["id"]: {"parent": m["parent_id"]} for m in messages})]
-        ids = {m["id"]: uuid.uuid5(NAMESPACE, f"{thread_id}:{m['id']}").hex for m in messages}
-        tree = [{**m, "id": ids[m["id"]], "parent_id": ids.get(m["parent_id"])} for m in messages]
-        check_tree(tree)
-        store.import_thread(owner, thread_id, title, tree, ids.get(leaf), created, updated)
+        store.import_thread(owner, thread_id, title, tree, leaf, created, updated)
         imported += 1
     if kind == "rill" and data.get("version") == 1:
-        # The browser kept these chats itself; each named the server session the model saw, which
-        # became a thread on upgrade. The browser's copy is the whole chat: it replaces that one.
         for t in data["threads"]:
-            if isinstance(t.get("sessionId"), str):
-                store.delete_thread(owner, t["sessionId"])
+            replace_session(store, owner, t)
     return {"imported": imported, "skipped": skipped}
 
 
-def check_tree(messages: list[dict]) -> None:
-    """Every parent is in the file and comes before its children (so there is no cycle)."""
-    seen = set()
+def tree_of(thread_id: str, messages: list[dict], leaf: str | None) -> tuple[list[dict], str | None]:
+    """The file's messages checked and given this server's ids (derived from the file's, so a
+    second import finds them), parents first; and the leaf's new id."""
+    by_id = {}
     for m in messages:
-        if m["parent_id"] is not None and m["parent_id"] not in seen:
+        if not isinstance(m.get("id"), str) or not m["id"]:
+            raise Refused("invalid_request_error", "messages: each needs its id")
+        if m["parent_id"] is not None and not isinstance(m["parent_id"], str):
+            raise Refused("invalid_request_error", f"message {m['id']!r}: parent_id must be a message id")
+        by_id[m["id"]] = m
+    for m in messages:
+        if m["parent_id"] is not None and m["parent_id"] not in by_id:
             raise Refused("invalid_request_error", f"message {m['id']!r}: its parent {m['parent_id']!r} is not "
-                                                   "before it in the file (a missing message, or a cycle)")
+                                                   "in the file")
         if m["role"] not in ("user", "assistant", "system", "tool"):
             raise Refused("invalid_request_error", f"message {m['id']!r}: role {m['role']!r} is not one Rill keeps")
-        seen.add(m["id"])
-    if not all(isinstance(p, dict) and p.get("type") in ("text", "reasoning", "tool_call", "tool_result")
-               for m in messages for p in m["parts"]):
-        raise Refused("invalid_request_error", "parts: only text, reasoning, tool_call and tool_result are imported")
+        if (wrong := part_problem(m["parts"])) is not None:
+            raise Refused("invalid_request_error", f"message {m['id']!r}: {wrong}")
+    ordered = [by_id[i] for i in order({m["id"]: {"parent": m["parent_id"]} for m in messages})]
+    ids = {m["id"]: uuid.uuid5(NAMESPACE, f"{thread_id}:{m['id']}").hex for m in ordered}
+    return [{**m, "id": ids[m["id"]], "parent_id": ids.get(m["parent_id"])} for m in ordered], ids.get(leaf)
+
+
+def replace_session(store, owner: str, thread: dict) -> None:
+    """A chat the browser kept itself (the 0.1.0 export) named the server session the model saw,
+    which became a thread on upgrade: the browser's copy, the whole chat, replaces it, unless the
+    session went on after it (a message the browser's copy does not have): then both stay."""
+    session_id = thread.get("sessionId")
+    if not isinstance(session_id, str):
+        return
+    kept = {(m.get("role"), m.get("content")) for m in thread["messages"]}
+    if all((m["role"], text_of(m["parts"])) in kept for m in store.path(session_id, owner)):
+        store.delete_thread(owner, session_id)

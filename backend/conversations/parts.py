@@ -11,6 +11,22 @@ from __future__ import annotations
 from ..providers.base import ChatMessage, ToolCall
 
 TITLE_CHARS = 60
+FIELDS = {"text": ("text",), "reasoning": ("text",), "tool_call": ("id", "name", "arguments"),
+          "tool_result": ("tool_call_id", "content")}  # each a string; `file` waits for the attachments
+
+
+def part_problem(parts) -> str | None:
+    """What is wrong with a list of parts that did not come through the API's models (an import),
+    or None: each part has its type's fields, as strings, and nothing else."""
+    if not isinstance(parts, list) or not parts:
+        return "parts: a list of at least one part"
+    for n, p in enumerate(parts):
+        fields = FIELDS.get(p.get("type")) if isinstance(p, dict) else None
+        if fields is None:
+            return f"parts.{n}: a part of type text, reasoning, tool_call or tool_result"
+        if set(p) != {"type", *fields} or not all(isinstance(p[f], str) for f in fields):
+            return f"parts.{n}: a {p['type']} part has {', '.join(fields)} (text), and nothing else"
+    return None
 
 
 def text_of(parts: list[dict]) -> str:

@@ -44,17 +44,18 @@ class ThreadStore:
         self.url = url
         self.feed = feed or ChangeFeed()  # told of every change once it is committed
         self.engine = create_engine(url, pool_pre_ping=True)
+        self.writer = self.engine.execution_options(rill_writes=True)  # the transactions that change things
         if self.engine.dialect.name == "sqlite":
             Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
             event.listen(self.engine, "connect", _sqlite_connection)
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            event.listen(self.engine, "begin", _sqlite_begin)
         self.migrate()
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (a database of an earlier release included)."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
             config.attributes["connection"] = conn
@@ -138,7 +139,9 @@ class ThreadStore:
                                 .order_by(threads.c.revision)).all()
             gone = conn.execute(select(deletions.c.thread_id).where(deletions.c.owner == owner,
                                                                    deletions.c.revision > since)).scalars().all()
-            return {"revision": now, "threads": [self._summary(conn, row) for row in rows], "deleted": list(gone)}
+            here = {row.id for row in rows}  # deleted, then imported again: it is here
+            return {"revision": now, "threads": [self._summary(conn, row) for row in rows],
+                    "deleted": sorted(set(gone) - here)}
 
     def search(self, owner: str, query: str, limit: int = 50) -> list[dict]:
         """The owner's messages with every word of `query`, on any branch: {thread_id, message_id,
@@ -168,7 +171,7 @@ class ThreadStore:
     def _change(self, owner: str):
         """One transaction that bumps the owner's revision: (connection, revision). A refusal (or
         Unchanged) inside rolls it back, revision included; the feed hears of it once committed."""
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             revision = self._bump(conn, owner)
             yield conn, revision
         self.feed.publish(owner, revision)
@@ -287,7 +290,7 @@ class ThreadStore:
             raise Refused("invalid_request_error", f"leaf: no message {leaf!r} in thread {thread_id!r}")
         token = secrets.token_urlsafe(24)
         snapshot = [{k: m[k] for k in ("role", "parts", "status", "model", "created_at")} for m in path]
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             conn.execute(insert(shares).values(token=token, owner=owner, thread_id=thread_id, title=thread["title"],
                                                messages=snapshot, created=time.time()))
         return {"token": token, "thread_id": thread_id, "title": thread["title"], "message_count": len(snapshot)}
@@ -306,7 +309,7 @@ class ThreadStore:
                                              "shared_at": iso(row.created)}
 
     def unshare(self, owner: str, thread_id: str, token: str) -> bool:
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             return conn.execute(delete(shares).where(shares.c.token == token, shares.c.owner == owner,
                                                      shares.c.thread_id == thread_id)).rowcount > 0
 
@@ -502,9 +505,15 @@ def _upsert(conn: Connection):
     return sqlite_insert
 
 
+def _sqlite_begin(conn) -> None:
+    """A writer's transaction takes the write lock at once (no lock upgrade can fail half-way);
+    a reader's takes none (WAL: it reads a snapshot, never waiting for the writer)."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("rill_writes") else "BEGIN")
+
+
 def _sqlite_connection(dbapi_connection, _record) -> None:
-    """WAL (readers never wait for the writer), foreign keys on, transactions begun by the engine's
-    BEGIN IMMEDIATE (no lock upgrade can fail half-way), a wait when another process writes."""
+    """WAL (readers never wait for the writer), foreign keys on, transactions begun by the engine
+    (_sqlite_begin), a wait when another process writes."""
     dbapi_connection.isolation_level = None
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
         dbapi_connection.execute(f"PRAGMA {pragma}")

@@ -6,32 +6,55 @@ import { withAuth } from "./http.js";
 import { readEvents } from "./sse.js";
 
 const RETRY_MS = [500, 1000, 2000, 4000];
+const STEADY_MS = 5000; // a feed that stayed up this long was fine: the next drop retries at once
 
-// The SSE feed, reconnected with growing pauses while the server is away. Returns stop().
+// Follows the SSE feed until `signal` aborts, reconnecting with growing pauses while the server
+// is away. `tell(what)`: "changed", "reached" or "lost".
+async function follow(signal, tell) {
+  for (let failures = 0; !signal.aborted; failures++) {
+    let response = null;
+    const opened = Date.now();
+    try {
+      // since=0: never ahead of the server (one that started afresh); the page's own revision
+      // decides what a sync fetches.
+      response = await fetch("/api/threads/changes?since=0", { headers: withAuth({ Accept: "text/event-stream" }), signal });
+      if (response.ok) {
+        tell("reached");
+        for await (const event of readEvents(response.body, signal)) {
+          if (event.type === "changed") tell("changed");
+        }
+      }
+    } catch {
+      // offline, or stopped
+    }
+    if (signal.aborted) return;
+    if (!response || response.status >= 500) tell("lost"); // a refused token is not "offline"
+    if (response?.ok && Date.now() - opened > STEADY_MS) failures = 0;
+    await new Promise((resolve) => setTimeout(resolve, RETRY_MS[Math.min(failures, RETRY_MS.length - 1)]));
+  }
+}
+
+// The SSE feed. A browser allows only a few connections to one server, so one tab of this
+// browser holds the feed and tells the others (where the browser can share: Web Locks and
+// BroadcastChannel; otherwise each tab has its own). Returns stop().
 export function watchFeed(onChange, onReach) {
   const controller = new AbortController();
   const { signal } = controller;
-  (async () => {
-    for (let failures = 0; !signal.aborted; failures++) {
-      let response = null;
-      try {
-        // since=0: never ahead of the server (one that started afresh); the page's own revision
-        // decides what a sync fetches.
-        response = await fetch("/api/threads/changes?since=0", { headers: withAuth({ Accept: "text/event-stream" }), signal });
-        if (response.ok) {
-          failures = 0;
-          onReach(true);
-          for await (const event of readEvents(response.body, signal)) if (event.type === "changed") onChange();
-        }
-      } catch {
-        // offline, or stopped
-      }
-      if (signal.aborted) return;
-      if (!response || response.status >= 500) onReach(false); // a refused token is not "offline"
-      await new Promise((resolve) => setTimeout(resolve, RETRY_MS[Math.min(failures, RETRY_MS.length - 1)]));
-    }
-  })();
-  return () => controller.abort();
+  const heard = (what) => (what === "changed" ? onChange() : onReach(what === "reached"));
+  if (!globalThis.navigator?.locks || !globalThis.BroadcastChannel) {
+    follow(signal, heard);
+    return () => controller.abort();
+  }
+  const channel = new BroadcastChannel("rill-changes");
+  channel.onmessage = (event) => heard(event.data);
+  navigator.locks.request("rill-change-feed", { signal }, () => follow(signal, (what) => {
+    heard(what);
+    channel.postMessage(what);
+  })).catch(() => {}); // stopped while waiting for the lock
+  return () => {
+    controller.abort();
+    channel.close();
+  };
 }
 
 // The same over the Socket.IO connection replies use. Returns stop().

@@ -76,18 +76,19 @@ export class Controller {
     this.syncing = (async () => {
       do {
         this.syncAgain = false;
-        const open = this.threads.current?.id;
         const page = this.threads.page;
+        let openGone = false;
         try {
-          await this.threads.sync();
+          ({ openGone } = await this.threads.sync({ refreshOpen: !this.turns.busy }));
         } catch (err) {
           this.error(err.message);
         }
-        if (open && !this.threads.current) { // deleted on another device
+        if (openGone) { // deleted on another device
           this.turns.detach();
           this.showThread();
+          this.notices.notice("This chat was deleted on another device.");
         } else if (this.threads.page !== page && !this.turns.busy) {
-          this.showThread({ keepScroll: true }); // changed on another device; a reply of this page's redraws when it ends
+          this.showThread({ keepScroll: true }); // changed on another device
         }
         this.header.setTitle(this.threads.current?.title || null);
         this.showReach();
@@ -166,7 +167,7 @@ export class Controller {
     this.showThread();
     this.renderThreads();
     await this.attempt(() => this.threads.refresh(id), "Opening the chat");
-    if (this.threads.current?.id === id) this.showThread();
+    if (!this.threads.current || this.threads.current.id === id) this.showThread(); // gone (404): a new chat
     this.showReach();
   }
 
@@ -174,12 +175,14 @@ export class Controller {
   async openHit(threadId, messageId) {
     this.turns.detach();
     await this.threads.select(threadId);
-    if (await this.attempt(() => this.threads.choose(messageId), "Opening the result") === undefined) return;
-    for (let n = 0; n < FIND_PAGES && !this.threads.page.messages.some((m) => m.id === messageId); n++) {
-      if (!(await this.threads.older())) break;
-    }
-    this.showThread();
-    this.messages.reveal(messageId);
+    const found = await this.attempt(async () => {
+      await this.threads.choose(messageId);
+      for (let n = 0; n < FIND_PAGES && !this.threads.page.messages.some((m) => m.id === messageId); n++) {
+        if (!(await this.threads.older())) break;
+      }
+    }, "Opening the result");
+    this.showThread(); // the hit's chat, on its branch when that worked
+    if (found) this.messages.reveal(messageId);
     this.renderThreads();
   }
 
@@ -212,17 +215,20 @@ export class Controller {
     this.sync();
   }
 
-  // A reply ended: the thread as the server now has it (ids, versions, figures).
+  // A reply ended: the thread as the server now has it (ids, versions, figures). The composer
+  // waits for it, so that the next question goes under this reply.
   async replyEnded(threadId) {
     if (this.threads.current?.id !== threadId) return;
     await this.attempt(() => this.threads.refresh(threadId), "Reading the chat again");
-    if (this.threads.current?.id === threadId && !this.turns.busy) this.showThread({ keepScroll: true });
+    if (this.threads.current?.id === threadId) this.showThread({ keepScroll: true });
     this.renderThreads();
   }
 
-  async saveEdit(id, text) {
-    await this.attempt(() => this.threads.edit(id, text), "Saving the edit");
-    this.showThread({ keepScroll: true });
+  // false: not taken (a reply is running), so the edit box stays.
+  saveEdit(id, text) {
+    if (this.turns.busy) return false;
+    this.attempt(() => this.threads.edit(id, text), "Saving the edit").then(() => this.showThread({ keepScroll: true }));
+    return true;
   }
 
   regenerate(id) {
@@ -337,6 +343,14 @@ export class Controller {
     this.renderThreads();
   }
 
+  // Perhaps another user: this browser's copy of the last one's chats goes, and the new one's come.
+  async signedInAgain() {
+    this.turns.detach();
+    await this.threads.reset();
+    this.showThread();
+    await this.sync();
+  }
+
   // Usage is asked for again on every opening, beside the models, and shown when it comes.
   async openSettings() {
     const asked = ++this.usageAsked;
@@ -362,6 +376,7 @@ export class Controller {
       setAccessToken(settings.token);
       this.turns.tokenChanged();
       this.models = null; // listed again with the new token
+      this.signedInAgain();
     }
     if (newFeed) this.watch();
     applyTheme(settings.theme);

@@ -24,6 +24,9 @@ export async function openStore() {
   if (!globalThis.indexedDB) throw new StoreError("Chats cannot be kept in this browser: it has no IndexedDB. They show while the server is reachable.");
   try {
     const request = indexedDB.open(DB_NAME, DB_VERSION);
+    const blocked = new Promise((_, reject) => {
+      request.onblocked = () => reject(new Error("a tab with an older Rill holds this browser's copy of the chats; close it, then reload"));
+    });
     request.onupgradeneeded = (event) => {
       const db = request.result;
       if (event.oldVersion === 1) { // the chats this browser kept itself: kept aside until the server has them
@@ -34,7 +37,7 @@ export async function openStore() {
       db.createObjectStore("pages", { keyPath: "threadId" });
       db.createObjectStore("meta", { keyPath: "key" });
     };
-    const db = await done(request);
+    const db = await Promise.race([done(request), blocked]);
     db.onversionchange = () => db.close(); // a newer release's page wants to upgrade it
     return new Store(db);
   } catch (err) {
@@ -95,6 +98,12 @@ class Store {
     return this.run("meta", "readwrite", (s) => done(s.meta.put({ key: "revision", value })), "The sync point was not kept");
   }
 
+  // Everything this browser kept of the server's chats (another user signed in here).
+  clear() {
+    return this.run(["threads", "pages", "meta"], "readwrite",
+      (s) => Promise.all([done(s.threads.clear()), done(s.pages.clear()), done(s.meta.clear())]), "The old copy was not cleared");
+  }
+
   // The chats of release 0.1.0, which this browser kept itself, as that release exported them
   // (the server imports this format); null when there are none.
   async legacyExport() {
@@ -152,6 +161,12 @@ export class MemoryStore {
 
   async setRevision(value) {
     this.meta.set("revision", value);
+  }
+
+  async clear() {
+    this.threadsById.clear();
+    this.pages.clear();
+    this.meta.clear();
   }
 
   async legacyExport() {

@@ -45,6 +45,7 @@ export class Threads {
     this.page = emptyPage(null); // the open thread's path as far as loaded: server messages, root side first
     this.revision = 0;           // what this page has synced to
     this.offline = false;        // the server could not be reached last time
+    this.legacyRefused = false;  // the server refused the chats an older release kept here
   }
 
   // The path shown, as view messages.
@@ -84,42 +85,62 @@ export class Threads {
     }
   }
 
-  // What changed on the server since the last sync (deletions included); the open thread is read
-  // again when it changed. Returns false when the server could not be reached.
-  async sync() {
+  // What changed on the server since the last sync (deletions included). The open thread is
+  // read again when it changed, unless `refreshOpen` is false (a reply of this page is being
+  // written there: its end reads it). Returns {reached, openGone}: whether the server answered,
+  // and whether the open thread was deleted (another device).
+  async sync({ refreshOpen = true } = {}) {
+    await this.uploadLegacy();
     let changes;
     try {
-      changes = await this.reach(async () => {
-        await this.uploadLegacy();
-        return threadsApi.changes(this.revision);
-      });
+      changes = await this.reach(() => threadsApi.changes(this.revision));
     } catch (err) {
       if (err.status === 400 && this.revision) { // a server that has started afresh: sync from 0
         this.revision = 0;
-        return this.sync();
+        return this.sync({ refreshOpen });
       }
       throw err;
     }
-    if (!changes) return false;
+    if (!changes) return { reached: false, openGone: false };
     const changed = new Map(changes.threads.map((t) => [t.id, t]));
     const gone = new Set(changes.deleted);
     this.list = [...this.list.filter((t) => !changed.has(t.id) && !gone.has(t.id)), ...changed.values()].sort(byNewest);
-    await this.keep(() => this.store.putThreads([...changed.values()]));
     if (gone.size) await this.keep(() => this.store.deleteThreads([...gone]));
+    await this.keep(() => this.store.putThreads([...changed.values()]));
     this.revision = changes.revision;
     await this.keep(() => this.store.setRevision(this.revision));
     const open = this.current?.id;
-    if (open && gone.has(open)) this.startNew();
-    else if (open && changed.has(open) && changed.get(open).revision !== this.current.revision) await this.refresh(open);
-    return true;
+    if (open && gone.has(open)) {
+      this.startNew();
+      return { reached: true, openGone: true };
+    }
+    if (refreshOpen && open && changed.has(open) && changed.get(open).revision !== this.current.revision) await this.refresh(open);
+    return { reached: true, openGone: false };
   }
 
-  // The chats release 0.1.0 kept in this browser go to the server once (it imports that export).
+  // The chats release 0.1.0 kept in this browser go to the server once (it imports that
+  // export). A file the server refuses is said once and left in the browser: syncs go on.
   async uploadLegacy() {
+    if (this.legacyRefused) return;
     const legacy = await this.cached(() => this.store.legacyExport(), null);
     if (!legacy) return;
-    await threadsApi.import(legacy);
+    try {
+      await threadsApi.import(legacy);
+    } catch (err) {
+      if (err.type === NETWORK_ERROR) return; // the next sync tries again
+      this.legacyRefused = true;
+      this.onError(`The chats kept in this browser by an older release could not move to the server: ${err.message}`);
+      return;
+    }
     await this.keep(() => this.store.clearLegacy());
+  }
+
+  // Another user signed in here: nothing of the last one's stays.
+  async reset() {
+    await this.keep(() => this.store.clear());
+    this.list = [];
+    this.revision = 0;
+    this.startNew();
   }
 
   // Open a thread as this browser last saw it; refresh() brings the server's copy.
@@ -145,7 +166,13 @@ export class Threads {
     this.remember(page.thread);
     if (this.current?.id !== id) return;
     this.current = page.thread;
-    this.page = { threadId: id, messages: page.messages, siblings: page.siblings, hasMore: page.has_more, running: page.running };
+    // The earlier pages already loaded stay when the newest one still follows on from them.
+    const loaded = this.page.threadId === id ? this.page.messages : [];
+    const at = loaded.findIndex((m) => m.id === page.messages[0]?.id);
+    const [earlier, siblings] = at > 0 && page.messages[0].parent_id === loaded[at - 1].id
+      ? [loaded.slice(0, at), { ...this.page.siblings, ...page.siblings }] : [[], page.siblings];
+    this.page = { threadId: id, messages: [...earlier, ...page.messages], siblings,
+      hasMore: earlier.length ? this.page.hasMore : page.has_more, running: page.running };
     await this.keep(() => this.store.putPage({ ...this.page, running: [] }));
   }
 

@@ -135,6 +135,7 @@ export class Turns {
     this.onStart = onStart;
     this.onEnd = onEnd;
     this.active = null;
+    this.settling = false;      // a reply ended: the composer waits for the thread to be read again
     this.refused = null;        // the last reply, when the server refused it (nothing was saved)
     this.socket = null;         // connected on first use
     this.stopTimer = 0;
@@ -142,8 +143,9 @@ export class Turns {
     this.ended = new Set();     // the turns that ended on this page: never followed again
   }
 
+  // A reply runs, or has just ended and the thread is being read again.
   get busy() {
-    return this.active !== null;
+    return this.active !== null || this.settling;
   }
 
   setBusy(busy) {
@@ -328,14 +330,21 @@ export class Turns {
     message.stats = status === "error" ? null : stats || reply.clientStats();
     message.error = error && { type: error.type, message: error.message };
     reply.view.finish(message);
-    this.setBusy(false);
     this.notices.announce({
       complete: "Reply finished.",
       stopped: "Reply stopped.",
       error: `The reply failed: ${error?.message}`,
     }[status]);
     if (error && reply.replyId) this.errors.set(reply.replyId, message.error);
-    if (reply.threadId && (reply.replyId || !error)) this.onEnd(reply.threadId);
-    else this.refused = reply; // refused before it began: nothing is on the server; Retry asks again
+    if (reply.threadId && (reply.replyId || !error)) {
+      this.settling = true;
+      Promise.resolve(this.onEnd(reply.threadId)).finally(() => {
+        this.settling = false;
+        if (!this.active) this.setBusy(false);
+      });
+    } else {
+      this.refused = reply; // refused before it began: nothing is on the server; Retry asks again
+      this.setBusy(false);
+    }
   }
 }
