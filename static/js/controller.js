@@ -344,10 +344,12 @@ export class Controller {
   }
 
   // Perhaps another user: this browser's copy of the last one's chats goes, and the new one's come.
+  // A new chat stays on screen, so that a question refused for want of a token can be retried.
   async signedInAgain() {
-    this.turns.detach();
+    const wasOpen = this.threads.current;
+    if (wasOpen) this.turns.detach();
     await this.threads.reset();
-    this.showThread();
+    if (wasOpen) this.showThread();
     await this.sync();
   }
 
