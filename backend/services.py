@@ -108,6 +108,8 @@ def build_services(settings: Settings, providers: tuple[Provider, ...] = ()) -> 
         directory.add(provider)
     feed = RedisChangeFeed(redis_client) if redis_client else ChangeFeed()
     store = open_threads(settings, feed)
+    if redis_client is not None:
+        move_sessions(redis_client, store)
     usage = open_usage(settings, redis_client)
     return Services(
         settings=settings,
@@ -130,6 +132,24 @@ def open_redis(url: str) -> redis.Redis:
 
     return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=30, health_check_interval=15,
                                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
+
+
+def move_sessions(redis_client: redis.Redis, store: ThreadStore) -> None:
+    """Sessions release 0.1.0 kept in Redis become threads; with Redis away, the next start does it."""
+    import logging
+
+    import redis
+
+    from .conversations.legacy import move_redis_sessions
+
+    log = logging.getLogger("rill")
+    try:
+        moved = move_redis_sessions(redis_client, store)
+    except redis.RedisError as err:
+        log.warning("the sessions of release 0.1.0 in Redis stay there until the next start: %s", err)
+        return
+    if moved:
+        log.info("moved %d sessions of release 0.1.0 from Redis into threads", moved)
 
 
 def open_threads(settings: Settings, feed: ChangeFeed | None = None) -> ThreadStore:

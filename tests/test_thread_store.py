@@ -1,17 +1,21 @@
 """The thread store's contract (conversations/store.py), and the migration of a database that the
 previous release wrote (fast tier)."""
+import json
 import shutil
 import sqlite3
 import threading
 import uuid
 
 import pytest
+import redis
 
 from backend.conversations.store import ThreadStore, sqlite_url
 from backend.refusals import Refused
 from tests.server import ROOT
 
 LEGACY = ROOT / "tests" / "fixtures" / "sessions-0.1.0.db"  # written by release 0.1.0's SQLiteSessionStore
+# The keys release 0.1.0's RedisSessionStore wrote for three sessions (alice: two, bob: one).
+LEGACY_REDIS = ROOT / "tests" / "fixtures" / "redis-sessions-0.1.0.json"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -218,3 +222,48 @@ def test_readers_go_on_while_a_writer_holds_the_lock(store):
         assert [t["title"] for t in store.list("alice")] == ["before"]  # read at once, from before it
         assert store.revision("alice") == 1
     assert store.revision("alice") == 2
+
+
+def restore_keys(client, dump: dict) -> None:
+    for key, entry in dump.items():
+        kind, value = entry["type"], entry["value"]
+        if kind == "hash":
+            client.hset(key, mapping=value)
+        elif kind == "list":
+            client.rpush(key, *value)
+        elif kind == "zset":
+            client.zadd(key, dict(value))
+        else:
+            client.set(key, value)
+
+
+def test_sessions_an_earlier_release_kept_in_redis_become_threads_on_start(make_app, redis_server, postgres_server):
+    """A cluster of release 0.1.0 kept sessions in Redis; this release's first start moves them into
+    the thread database, keeping ids, owners, order, parts, usage and times, and removes the keys."""
+    dump = json.loads(LEGACY_REDIS.read_text())
+    url = f"{redis_server.url}/6"  # a database of its own
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    restore_keys(client, dump)
+    database = postgres_server.database(f"t{uuid.uuid4().hex}")
+    app = make_app(redis_url=url, database_url=database)
+    store = app.extensions["rill"].threads
+    alice = {t["title"]: t for t in store.list("alice")}
+    assert set(alice) == {"Where does the Rhine rise?", ""} and [t["title"] for t in store.list("bob")] == [
+        "Hello from Bob"]
+    rhine = alice["Where does the Rhine rise?"]
+    assert dump[f"rill:sessions:s:{rhine['id']}"]["value"]["user"] == "alice"  # the session's id, kept
+    path_a = store.path(rhine["id"], "alice")
+    assert [(m["role"], m["status"], m["turn_id"]) for m in path_a] == [
+        ("user", "complete", "t1"), ("assistant", "complete", "t1"), ("user", "complete", "t2"),
+        ("assistant", "cancelled", "t2")]
+    assert path_a[1]["parts"] == [{"type": "reasoning", "text": "Geography."},
+                                  {"type": "text", "text": "In the Swiss Alps."}]
+    assert path_a[1]["usage"] == {"completion_tokens": 7} and path_a[1]["model"] == "local/smollm2"
+    assert path_a[3]["parts"] == [{"type": "tool_call", "id": "call_1", "name": "lookup",
+                                   "arguments": '{"river": "Rhine"}'}]
+    stored = json.loads(dump[f"rill:sessions:s:{rhine['id']}:m"]["value"][0])["created_at"]
+    assert path_a[0]["created_at"].startswith(stored[:19])
+    assert client.keys("rill:sessions:*") == []  # moved once: nothing left to move again
+    make_app(redis_url=url, database_url=database)
+    assert len(store.list("alice")) == 2 and len(store.path(rhine["id"], "alice")) == 4

@@ -195,7 +195,8 @@ class ThreadStore:
     def import_thread(self, owner: str, thread_id: str, title: str, tree: list[dict], leaf: str | None,
                       created: float | None = None, updated: float | None = None) -> dict:
         """A whole tree at once (an import): `tree` lists parents before children, each message with
-        its id and parent_id; each fork shows its last child, except along the path to `leaf`."""
+        its id and parent_id (and, when known, its usage, turn_id and created); each fork shows its
+        last child, except along the path to `leaf`."""
         now = time.time()
         created = created or now
         updated = min(updated or now, now)
@@ -214,7 +215,8 @@ class ThreadStore:
             if tree:
                 conn.execute(insert(messages), [
                     {**self._row(thread_id, m["parent_id"], revision, m["role"], m["parts"], id=m["id"],
-                                 status=m.get("status", "complete"), model=m.get("model"), created=created + n * 1e-3),
+                                 status=m.get("status", "complete"), model=m.get("model"), usage=m.get("usage"),
+                                 turn_id=m.get("turn_id"), created=m.get("created") or created + n * 1e-3),
                      "active_child": chosen.get(m["id"])} for n, m in enumerate(tree)])
             return self._summary(conn, self._thread_row(conn, thread_id, owner))
 

@@ -4,11 +4,12 @@ Revision ID: 0001
 Revises:
 """
 import json
-import uuid
-from datetime import datetime
 
 import sqlalchemy as sa
 from alembic import op
+
+from backend.conversations.legacy import session_message
+from backend.conversations.parts import title_of
 
 revision = "0001"
 down_revision = None
@@ -85,7 +86,8 @@ def import_sessions(threads, messages, revisions) -> None:
         revision = last_revision[owner] = last_revision.get(owner, 0) + 1
         parent = None
         for body in bodies.get(session_id, []):
-            row = legacy_message(body, session_id, parent, revision, created)
+            row = {**session_message(body, created), "thread_id": session_id, "parent_id": parent,
+                   "text": body.get("content", ""), "timings": None, "active_child": None, "revision": revision}
             if parent is not None:
                 message_rows[-1]["active_child"] = row["id"]
             message_rows.append(row)
@@ -96,30 +98,6 @@ def import_sessions(threads, messages, revisions) -> None:
     op.bulk_insert(threads, thread_rows)
     op.bulk_insert(messages, message_rows)
     op.bulk_insert(revisions, [{"owner": owner, "revision": n} for owner, n in last_revision.items()])
-
-
-def legacy_message(body: dict, thread_id: str, parent: str | None, revision: int, fallback: float) -> dict:
-    role = body.get("role", "user")
-    parts = [{"type": "reasoning", "text": body["reasoning"]}] if body.get("reasoning") else []
-    if body.get("content") or role == "user":
-        parts.append({"type": "text", "text": body.get("content", "")})
-    parts += [{"type": "tool_call", "id": c.get("id"), "name": c.get("name", ""), "arguments": c.get("arguments", "")}
-              for c in body.get("tool_calls") or []]
-    tokens = body.get("tokens")
-    usage = None if tokens is None else {"prompt_tokens" if role == "user" else "completion_tokens": tokens}
-    try:
-        created = datetime.fromisoformat(body["created_at"].replace("Z", "+00:00")).timestamp()
-    except (KeyError, ValueError):
-        created = fallback
-    return {"id": uuid.uuid4().hex, "thread_id": thread_id, "parent_id": parent, "role": role, "parts": parts,
-            "text": body.get("content", ""), "model": body.get("model"), "status": body.get("status") or "complete",
-            "usage": usage, "timings": None, "turn_id": body.get("turn_id"), "active_child": None,
-            "created": created, "revision": revision}
-
-
-def title_of(text: str, limit: int = 60) -> str:
-    line = text.strip().split("\n")[0].strip()
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def downgrade() -> None:
