@@ -1,6 +1,7 @@
 """Settings read once from RILL_* environment variables; tests pass overrides instead."""
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -10,6 +11,13 @@ def comma_list(value: str) -> list[str]:
     """A comma-separated setting as its items, spaces around them and empty ones dropped."""
     return [item.strip() for item in value.split(",") if item.strip()]
 
+
+# Settings of earlier releases that mean nothing now: named at start, so none is silently ignored.
+REMOVED = {
+    name: "threads do not expire or get cut, so it is ignored"
+    for name in ("RILL_SESSION_TTL_SECONDS", "RILL_MAX_SESSIONS", "RILL_MAX_SESSION_MESSAGES",
+                 "RILL_MAX_SESSIONS_PER_USER")
+}
 
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
@@ -98,5 +106,7 @@ class Settings:
                 values[f.name] = convert(raw, kind)
             except (ValueError, KeyError):
                 raise SystemExit(f"RILL_{f.name.upper()}={raw!r} is not a valid {kind.__name__}")
+        for name in REMOVED.keys() & environ.keys():
+            logging.getLogger("rill").warning("%s is no longer a setting: %s", name, REMOVED[name])
         settings = cls(**values)
         return replace(settings, **overrides)

@@ -45,7 +45,7 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * n + 256)), hard))  # the server inherits it
     srv = start_server("eventlet", Path(tempfile.mkdtemp()), RILL_RATE_LIMIT="1000000 per minute",
-                       RILL_MAX_CONCURRENT_TURNS=10 * n, RILL_MAX_SESSIONS=10 * n, RILL_KEEPALIVE_SECONDS=30)
+                       RILL_MAX_CONCURRENT_TURNS=10 * n, RILL_KEEPALIVE_SECONDS=30)
     pid = srv.process.pid
     http_session = requests.Session()
     message = ("Rivers carry water and stories to the sea. " * 5)[:200]

@@ -1,15 +1,15 @@
 """Resumable turns: how fast a reconnecting reader gets its first event, what a finished turn
-costs to keep, and session writes per second on SQLite against memory.
+costs to keep, and thread writes per second on SQLite against PostgreSQL.
 
 1. Reconnect: 300 GETs of /api/chat/turns/<id>/events with a random Last-Event-ID on finished
    turns, timed from the request to the first replayed event; the peer figure in the same run is
    the first event of a new turn (POST /api/chat/stream) on the same server.
 2. Memory: RSS of the server before and after 1,000 finished turns (retained; 40 tokens each,
    the scripted echo model), per turn and per event.
-3. Session appends (in process): 8 threads append question + reply pairs to their own sessions,
-   SQLite (WAL, on disk) against the in-memory store.
+3. Thread writes (in process): 8 writers add question + reply pairs to their own threads, SQLite
+   (WAL, on disk) against PostgreSQL (Debian's, on loopback).
 
-Usage: python bench/resume_bench.py [--turns 1000] [--reconnects 300] [--appends 2000]
+Usage: python bench/resume_bench.py [--turns 1000] [--reconnects 300] [--appends 500]
 """
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.memory_bench import settle  # noqa: E402
-from backend.sessions.memory import MemorySessionStore  # noqa: E402
-from backend.sessions.sqlite import SQLiteSessionStore  # noqa: E402
-from tests.server import start_server, stop_server  # noqa: E402
+from backend.conversations.store import ThreadStore, sqlite_url  # noqa: E402
+from deploy.cluster import start_postgres  # noqa: E402
+from tests.server import free_port, start_server, stop_server  # noqa: E402
 
 WORDS = " ".join(f"word{n}" for n in range(40))
 
@@ -87,52 +87,62 @@ def retained_memory(srv, port: int, count: int) -> None:
           f"{count} turns of 42 events, session rows included; RSS {before:.0f} -> {after:.0f} MiB)")
 
 
-def appends_per_second(store, writers: int, per_writer: int) -> float:
-    sessions = [store.create(f"user{w}")["id"] for w in range(writers)]
+def pairs_per_second(store: ThreadStore, writers: int, per_writer: int) -> float:
+    threads = [store.create_thread(f"user{w}")["id"] for w in range(writers)]
     barrier = threading.Barrier(writers + 1)
 
     def write(w: int) -> None:
         barrier.wait()
+        parent = None
         for n in range(per_writer):
-            store.append(sessions[w], {"role": "user", "content": f"question {n}"},
-                         {"role": "assistant", "content": WORDS, "status": "complete"}, user=f"user{w}")
+            question = store.add_message(f"user{w}", threads[w], parent, "user",
+                                         [{"type": "text", "text": f"question {n}"}])
+            parent = store.add_message(f"user{w}", threads[w], question["id"], "assistant",
+                                       [{"type": "text", "text": WORDS}])["id"]
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
-    for t in threads:
+    writing = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for t in writing:
         t.start()
     barrier.wait()
     started = time.perf_counter()
-    for t in threads:
+    for t in writing:
         t.join()
     return writers * per_writer / (time.perf_counter() - started)
 
 
-def session_appends(per_writer: int) -> None:
-    memory = appends_per_second(MemorySessionStore(max_messages=100_000), 8, per_writer)
+def thread_writes(per_writer: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        store = SQLiteSessionStore(Path(tmp) / "sessions.db", max_messages=100_000)
-        sqlite = appends_per_second(store, 8, per_writer)
+        Path(tmp).chmod(0o755)  # as root, PostgreSQL runs as its own user and makes its data inside
+        store = ThreadStore(sqlite_url(Path(tmp) / "threads.db"))
+        sqlite = pairs_per_second(store, 8, per_writer)
         store.close()
-    print(f"session appends/s, 8 writers: SQLite {sqlite:,.0f}, memory {memory:,.0f} "
-          f"(SQLite at {sqlite / memory:.2f}x memory; each append is a question and its reply)")
+        postgres, url = start_postgres(free_port(), Path(tmp) / "pg")
+        try:
+            store = ThreadStore(url)
+            postgresql = pairs_per_second(store, 8, per_writer)
+            store.close()
+        finally:
+            postgres.terminate()
+            postgres.wait(30)
+    print(f"thread writes/s, 8 writers (a question and its reply each, two transactions): SQLite {sqlite:,.0f}, "
+          f"PostgreSQL {postgresql:,.0f} (SQLite at {sqlite / postgresql:.2f}x PostgreSQL)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=1000)
     parser.add_argument("--reconnects", type=int, default=300)
-    parser.add_argument("--appends", type=int, default=2000, help="per writer")
+    parser.add_argument("--appends", type=int, default=500, help="question and reply pairs per writer")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as logs:
-        srv = start_server("eventlet", Path(logs), RILL_RATE_LIMIT="1000000 per minute",
-                           RILL_MAX_SESSIONS=100000)
+        srv = start_server("eventlet", Path(logs), RILL_RATE_LIMIT="1000000 per minute")
         port = int(srv.url.rsplit(":", 1)[1])
         try:
             reconnects(srv, port, args.reconnects)
             retained_memory(srv, port, args.turns)
         finally:
             stop_server(srv)
-    session_appends(args.appends)
+    thread_writes(args.appends)
 
 
 if __name__ == "__main__":

@@ -26,3 +26,8 @@ def test_a_bad_value_names_the_variable():
 def test_comma_lists_drop_spaces_and_blanks():
     assert comma_list(" alice, bob ,,") == ["alice", "bob"]
     assert comma_list("") == []
+
+
+def test_a_setting_of_an_earlier_release_is_named_not_silently_ignored(caplog):
+    Settings.from_env({"RILL_SESSION_TTL_SECONDS": "3600", "RILL_MODEL": "m"})
+    assert "RILL_SESSION_TTL_SECONDS is no longer a setting" in caplog.text

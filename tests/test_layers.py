@@ -8,7 +8,8 @@ from tests.server import ROOT
 DOMAIN = ["backend.chat.turn", "backend.chat.turns", "backend.chat.accounting", "backend.chat.redis_turns",
           "backend.providers.directory", "backend.providers.local.provider", "backend.providers.openai",
           "backend.providers.gemini", "backend.services", "backend.schemas.chat", "backend.schemas.openai",
-          "backend.schemas.anthropic", "backend.sessions.sqlite", "backend.usage"]
+          "backend.schemas.anthropic", "backend.conversations.store", "backend.conversations.exchange",
+          "backend.conversations.legacy", "backend.usage"]
 WEB = ("flask", "werkzeug", "flask_socketio", "socketio", "engineio", "flask_limiter")
 
 

@@ -4,6 +4,7 @@ import json
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 
 import pytest
@@ -222,6 +223,32 @@ def test_readers_go_on_while_a_writer_holds_the_lock(store):
         assert [t["title"] for t in store.list("alice")] == ["before"]  # read at once, from before it
         assert store.revision("alice") == 1
     assert store.revision("alice") == 2
+
+
+def test_a_write_waits_for_a_long_one_however_long_it_takes(tmp_path, monkeypatch):
+    """A reply saved while a big import holds SQLite's write lock waits for it: it is not refused
+    with "database is locked" once SQLite's own wait (here cut to 50 ms) runs out."""
+    monkeypatch.setattr("backend.conversations.store.SQLITE_BUSY_MS", 50)
+    store = ThreadStore(sqlite_url(tmp_path / "threads.db"))
+    thread = store.create_thread("alice")["id"]
+    holding, failures = threading.Event(), []
+
+    def long_import() -> None:
+        with store._writing() as conn:
+            store._bump(conn, "bob")
+            holding.set()
+            time.sleep(0.5)
+
+    importer = threading.Thread(target=long_import)
+    importer.start()
+    holding.wait(5)
+    try:
+        ask(store, "alice", thread, None, "Saved during the import?", "Yes.")
+    except Exception as err:  # noqa: BLE001 - the assertion below names it
+        failures.append(repr(err))
+    importer.join()
+    assert failures == [] and len(store.path(thread, "alice")) == 2
+    store.close()
 
 
 def restore_keys(client, dump: dict) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -29,6 +30,7 @@ from .search import search
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 PG_MIGRATION_LOCK = 0x52494C4C  # "RILL": one worker migrates, the others wait for it
+SQLITE_BUSY_MS = 5000  # how long a write waits for another process's before "database is locked"
 
 
 def iso(ts: float) -> str:
@@ -45,7 +47,9 @@ class ThreadStore:
         self.feed = feed or ChangeFeed()  # told of every change once it is committed
         self.engine = create_engine(url, pool_pre_ping=True)
         self.writer = self.engine.execution_options(rill_writes=True)  # the transactions that change things
+        self._write_lock = contextlib.nullcontext()
         if self.engine.dialect.name == "sqlite":
+            self._write_lock = threading.Lock()
             Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
             event.listen(self.engine, "connect", _sqlite_connection)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -55,7 +59,7 @@ class ThreadStore:
         """Bring the schema to the newest revision (a database of an earlier release included)."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.writer.begin() as conn:
+        with self._writing() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
             config.attributes["connection"] = conn
@@ -168,10 +172,19 @@ class ThreadStore:
     # -- writing ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
+    def _writing(self):
+        """A transaction that writes. SQLite lets one writer in at a time, and its own wait gives up
+        after SQLITE_BUSY_MS (and polls: under load a writer lost the race for seconds): a reply
+        saved during a long import failed with "database is locked". So this process's writers
+        queue on a lock for as long as it takes; SQLite's wait is left to other processes."""
+        with self._write_lock, self.writer.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
     def _change(self, owner: str):
         """One transaction that bumps the owner's revision: (connection, revision). A refusal (or
         Unchanged) inside rolls it back, revision included; the feed hears of it once committed."""
-        with self.writer.begin() as conn:
+        with self._writing() as conn:
             revision = self._bump(conn, owner)
             yield conn, revision
         self.feed.publish(owner, revision)
@@ -292,7 +305,7 @@ class ThreadStore:
             raise Refused("invalid_request_error", f"leaf: no message {leaf!r} in thread {thread_id!r}")
         token = secrets.token_urlsafe(24)
         snapshot = [{k: m[k] for k in ("role", "parts", "status", "model", "created_at")} for m in path]
-        with self.writer.begin() as conn:
+        with self._writing() as conn:
             conn.execute(insert(shares).values(token=token, owner=owner, thread_id=thread_id, title=thread["title"],
                                                messages=snapshot, created=time.time()))
         return {"token": token, "thread_id": thread_id, "title": thread["title"], "message_count": len(snapshot)}
@@ -311,7 +324,7 @@ class ThreadStore:
                                              "shared_at": iso(row.created)}
 
     def unshare(self, owner: str, thread_id: str, token: str) -> bool:
-        with self.writer.begin() as conn:
+        with self._writing() as conn:
             return conn.execute(delete(shares).where(shares.c.token == token, shares.c.owner == owner,
                                                      shares.c.thread_id == thread_id)).rowcount > 0
 
@@ -517,5 +530,5 @@ def _sqlite_connection(dbapi_connection, _record) -> None:
     """WAL (readers never wait for the writer), foreign keys on, transactions begun by the engine
     (_sqlite_begin), a wait when another process writes."""
     dbapi_connection.isolation_level = None
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", f"busy_timeout={SQLITE_BUSY_MS}"):
         dbapi_connection.execute(f"PRAGMA {pragma}")
