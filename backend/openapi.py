@@ -159,6 +159,24 @@ def build(settings, auth_enabled: bool) -> dict:
             "summary": "Revoke a share link (it answers 404 after)",
             "parameters": [*path_param("thread_id"), *path_param("token")],
             "responses": {"204": {"description": "revoked"}, **responses(ANY_JSON, 401, 404)}}},
+        "/api/files": {"post": {
+            "summary": "Upload one file (multipart field `file`, up to RILL_MAX_UPLOAD_BYTES; images, PDFs, text; "
+                       "typed by its bytes): {id, name, type, size, sha256, created_at, width, height}",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"], "additionalProperties": False,
+                "properties": {"file": {"type": "string", "format": "binary"}}}}}},
+            "responses": {"201": {"description": "stored"}, **responses(ANY_JSON, 400, 401, 413, 415)}}},
+        "/api/files/{file_id}": {
+            "get": {"summary": "The file's bytes (its owner only; ETag: its SHA-256; cached for good)",
+                    "parameters": path_param("file_id"),
+                    "responses": responses({"application/octet-stream": {"schema": {"type": "string",
+                                                                                   "format": "binary"}}}, 401, 404)},
+            "delete": {"summary": "Delete a file (its bytes go with the last file that has them)",
+                       "parameters": path_param("file_id"),
+                       "responses": {"204": {"description": "deleted"}, **responses(ANY_JSON, 401, 404)}}},
+        "/api/files/{file_id}/info": {"get": {
+            "summary": "The file's row: {id, name, type, size, sha256, created_at, width, height}",
+            "parameters": path_param("file_id"), "responses": responses(ANY_JSON, 401, 404)}},
         "/api/shared/{token}": {"get": {
             "summary": "What a share link shows: {title, messages, shared_at}; public unless RILL_SHARE_PUBLIC=0",
             "security": [], "parameters": path_param("token"), "responses": responses(ANY_JSON, 401, 404)}},

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .chat.turn import Turn, TurnObserver
     from .config import Settings
     from .conversations.feed import ChangeFeed
+    from .conversations.files import FileStore
     from .conversations.store import ThreadStore
     from .providers.base import Provider
     from .providers.directory import ProviderDirectory
@@ -79,6 +80,7 @@ class Services:
     settings: Settings
     providers: ProviderDirectory
     threads: ThreadStore
+    files: FileStore
     usage: UsageStore
     turns: TurnDirectory
     accounting: TurnObserver
@@ -115,6 +117,7 @@ def build_services(settings: Settings, providers: tuple[Provider, ...] = ()) -> 
         settings=settings,
         providers=directory,
         threads=store,
+        files=open_files(settings, store),
         usage=usage,
         turns=RedisTurns(settings, redis_client, store) if redis_client else Turns(settings),
         accounting=Accounting(usage, settings.log_content),
@@ -166,6 +169,18 @@ def open_threads(settings: Settings, feed: ChangeFeed | None = None) -> ThreadSt
     if settings.session_store == "sqlite":
         return ThreadStore(sqlite_url(Path(settings.data_dir).expanduser() / "sessions.db"), feed)
     raise SystemExit(f"RILL_SESSION_STORE={settings.session_store!r}: use sqlite or memory")
+
+
+def open_files(settings: Settings, store: ThreadStore) -> FileStore:
+    """Uploads under RILL_DATA_DIR/files (several workers share that directory), rows beside the
+    threads; for `memory`, a throwaway directory."""
+    import tempfile
+
+    from .conversations.files import FileStore
+
+    if settings.session_store == "memory" and not settings.database_url:
+        return FileStore(store, Path(tempfile.mkdtemp(prefix="rill-files-")))
+    return FileStore(store, Path(settings.data_dir).expanduser() / "files")
 
 
 def open_usage(settings: Settings, redis_client=None) -> UsageStore:

@@ -25,16 +25,25 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).resolve().parent / "nginx.conf"
 
 
-def render_nginx(run_dir: Path, listen: str, worker_ports: list[int]) -> Path:
-    """deploy/nginx.conf with its fields filled in, written to run_dir/nginx.conf."""
+def render_nginx(run_dir: Path, listen: str, worker_ports: list[int], upload_bytes: int | None = None) -> Path:
+    """deploy/nginx.conf with its fields filled in, written to run_dir/nginx.conf; the upload limit
+    is the workers' RILL_MAX_UPLOAD_BYTES (from the environment unless given)."""
+    from backend.api.files import MULTIPART_SLACK
+    from backend.config import Settings
+
+    upload_bytes = upload_bytes or Settings.from_env().max_upload_bytes
     run_dir.mkdir(parents=True, exist_ok=True)
     for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (run_dir / temp).mkdir(exist_ok=True)
         (run_dir / temp).chmod(0o777)  # nginx's workers run as another user when it starts as root
     servers = "\n".join(f"        server 127.0.0.1:{port};" for port in worker_ports)
-    text = TEMPLATE.read_text().replace("{{run}}", str(run_dir)).replace("{{listen}}", listen)
+    fields = {"run": str(run_dir), "listen": listen, "servers": servers, "upload_limit": f"{upload_bytes:,}",
+              "upload_body_bytes": str(upload_bytes + MULTIPART_SLACK)}
+    text = TEMPLATE.read_text()
+    for name, value in fields.items():
+        text = text.replace("{{" + name + "}}", value)
     path = run_dir / "nginx.conf"
-    path.write_text(text.replace("{{servers}}", servers))
+    path.write_text(text)
     return path
 
 

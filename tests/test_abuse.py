@@ -62,11 +62,19 @@ def test_refusals_are_json_that_says_why(server, name, words):
 
 
 def test_multipart_uploads_pass_the_server(server):
-    """A form upload's head is well formed: the app answers it (here: JSON only), not the server."""
-    response = requests.post(f"{server.url}/api/chat/stream", files={"file": ("notes.txt", b"river notes\n")},
-                             timeout=10)
-    assert response.status_code == 415, response.text
-    assert "expected Content-Type: application/json, got multipart/form-data" in response.json()["error"]["message"]
+    """A form upload's head is well formed: the app takes it, not the server refusing it."""
+    response = requests.post(f"{server.url}/api/files", files={"file": ("notes.txt", b"river notes\n")}, timeout=10)
+    assert response.status_code == 201, response.text
+    assert requests.get(f"{server.url}/api/files/{response.json()['id']}", timeout=10).content == b"river notes\n"
+
+
+def test_an_upload_over_the_limit_is_refused_before_its_body_is_sent(server):
+    """A 25 MB upload gets its 413 as soon as its head arrives: the client need not send 25 MB."""
+    head = (b"POST /api/files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 25000000\r\n\r\n")
+    response = abuse.raw_exchange(server.url, head)
+    assert abuse.status_of(response) == 413, response[:300]
+    assert b"RILL_MAX_UPLOAD_BYTES (20,000,000 bytes)" in response
 
 
 def test_chunked_request_bodies_are_read(server):

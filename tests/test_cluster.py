@@ -32,7 +32,9 @@ def cluster(tmp_path_factory, postgres_server):
     directory = tmp_path_factory.mktemp("cluster")
     DATABASE["url"] = postgres_server.database(f"cluster{uuid.uuid4().hex}")
     redis_server = RedisServer(directory)
-    a, b = (worker(directory, redis_server.url, RILL_MAX_CONCURRENT_TURNS="3") for _ in range(2))
+    a, b = (worker(directory, redis_server.url, RILL_MAX_CONCURRENT_TURNS="3",
+                   RILL_DATA_DIR=directory / "shared-data")  # uploads live in one directory both workers see
+            for _ in range(2))
     port = free_port()
     nginx = start_nginx(render_nginx(directory / "nginx", f"127.0.0.1:{port}", [a.url.rsplit(":", 1)[1],
                                                                                b.url.rsplit(":", 1)[1]]))
@@ -272,3 +274,21 @@ def test_redis_stopping_and_coming_back_hangs_nobody(cluster):
                 break
             time.sleep(0.5)
         assert r.status_code == 200, r.text
+
+
+def test_a_file_uploaded_through_one_worker_is_served_by_either(cluster):
+    a, b, front, _ = cluster
+    data = b"Rhine, 1,230 km; Danube, 2,850 km.\n" * 100
+    stored = requests.post(f"{front}/api/files", files={"file": ("rivers.csv", data)}, timeout=30)
+    assert stored.status_code == 201, stored.text
+    for server in (a, b):
+        got = requests.get(f"{server.url}/api/files/{stored.json()['id']}", timeout=30)
+        assert got.status_code == 200 and got.content == data
+
+
+def test_nginx_refuses_an_upload_over_the_limit_in_rills_words(cluster):
+    _, _, front, _ = cluster
+    r = requests.post(f"{front}/api/files", files={"file": ("big.bin", b"\0" * 25_000_000)}, timeout=60)
+    assert r.status_code == 413
+    assert r.json()["error"] == {"type": "request_too_large",
+                                 "message": "the file is larger than RILL_MAX_UPLOAD_BYTES (20,000,000 bytes)"}

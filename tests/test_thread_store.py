@@ -15,6 +15,9 @@ from backend.refusals import Refused
 from tests.server import ROOT
 
 LEGACY = ROOT / "tests" / "fixtures" / "sessions-0.1.0.db"  # written by release 0.1.0's SQLiteSessionStore
+# Written by the release whose schema ends at 0003 (commit f4126b6): one thread of alice's, a
+# question with two replies (branches), a share link.
+THREADS_0003 = ROOT / "tests" / "fixtures" / "threads-0003.db"
 # The keys release 0.1.0's RedisSessionStore wrote for three sessions (alice: two, bob: one).
 LEGACY_REDIS = ROOT / "tests" / "fixtures" / "redis-sessions-0.1.0.json"
 
@@ -234,7 +237,7 @@ def test_a_write_waits_for_a_long_one_however_long_it_takes(tmp_path, monkeypatc
     holding, failures = threading.Event(), []
 
     def long_import() -> None:
-        with store._writing() as conn:
+        with store.writing() as conn:
             store._bump(conn, "bob")
             holding.set()
             time.sleep(0.5)
@@ -294,3 +297,23 @@ def test_sessions_an_earlier_release_kept_in_redis_become_threads_on_start(make_
     assert client.keys("rill:sessions:*") == []  # moved once: nothing left to move again
     make_app(redis_url=url, database_url=database)
     assert len(store.list("alice")) == 2 and len(store.path(rhine["id"], "alice")) == 4
+
+
+def test_a_database_of_the_previous_schema_keeps_everything_and_gains_files(tmp_path):
+    path = tmp_path / "sessions.db"
+    shutil.copy(THREADS_0003, path)
+    store = ThreadStore(sqlite_url(path))
+    try:
+        [thread] = store.list("alice")
+        tree = store.tree(thread["id"], "alice")
+        assert [text(m) for m in tree["messages"]] == ["Which river flows through Basel?", "The Rhine.",
+                                                       "The Rhine, at its knee."]
+        assert tree["messages"][1]["parts"][0] == {"type": "reasoning", "text": "Swiss geography."}
+        assert tree["messages"][1]["usage"] == {"prompt_tokens": 12, "completion_tokens": 3}
+        assert [text(m) for m in store.path(thread["id"], "alice")][-1] == "The Rhine, at its knee."
+        assert len(store.shares_of("alice", thread["id"])) == 1
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM files").scalar() == 0
+    finally:
+        store.close()

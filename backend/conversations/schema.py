@@ -1,9 +1,9 @@
 """The conversation tables (SQLAlchemy Core): threads, their messages as a tree, one revision
-counter per user, tombstones of deleted threads, share links. Alembic migrations
+counter per user, tombstones of deleted threads, share links, uploaded files. Alembic migrations
 (migrations/versions) create and change them; this module is what the store queries."""
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, Float, ForeignKey, Index, MetaData, String, Table, Text
+from sqlalchemy import JSON, BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -66,4 +66,19 @@ deletions = Table(  # tombstones: what a device that synced before must forget
     Column("thread_id", ID, nullable=False),
     Column("revision", BigInteger, nullable=False),
     Index("deletions_by_owner", "owner", "revision"),
+)
+
+files = Table(  # an upload; its bytes are stored once per sha256 (files.py)
+    "files", metadata,
+    Column("id", ID, primary_key=True),
+    Column("owner", OWNER, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("type", String(128), nullable=False),  # sniffed from the bytes, never from the name
+    Column("size", BigInteger, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("width", Integer),  # images only
+    Column("height", Integer),
+    Column("created", Float, nullable=False),
+    Index("files_by_sha256", "sha256"),
+    Index("files_by_owner", "owner", "created"),
 )

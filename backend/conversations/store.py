@@ -59,7 +59,7 @@ class ThreadStore:
         """Bring the schema to the newest revision (a database of an earlier release included)."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self._writing() as conn:
+        with self.writing() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
             config.attributes["connection"] = conn
@@ -172,7 +172,7 @@ class ThreadStore:
     # -- writing ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _writing(self):
+    def writing(self):
         """A transaction that writes. SQLite lets one writer in at a time, and its own wait gives up
         after SQLITE_BUSY_MS (and polls: under load a writer lost the race for seconds): a reply
         saved during a long import failed with "database is locked". So this process's writers
@@ -184,7 +184,7 @@ class ThreadStore:
     def _change(self, owner: str):
         """One transaction that bumps the owner's revision: (connection, revision). A refusal (or
         Unchanged) inside rolls it back, revision included; the feed hears of it once committed."""
-        with self._writing() as conn:
+        with self.writing() as conn:
             revision = self._bump(conn, owner)
             yield conn, revision
         self.feed.publish(owner, revision)
@@ -305,7 +305,7 @@ class ThreadStore:
             raise Refused("invalid_request_error", f"leaf: no message {leaf!r} in thread {thread_id!r}")
         token = secrets.token_urlsafe(24)
         snapshot = [{k: m[k] for k in ("role", "parts", "status", "model", "created_at")} for m in path]
-        with self._writing() as conn:
+        with self.writing() as conn:
             conn.execute(insert(shares).values(token=token, owner=owner, thread_id=thread_id, title=thread["title"],
                                                messages=snapshot, created=time.time()))
         return {"token": token, "thread_id": thread_id, "title": thread["title"], "message_count": len(snapshot)}
@@ -324,7 +324,7 @@ class ThreadStore:
                                              "shared_at": iso(row.created)}
 
     def unshare(self, owner: str, thread_id: str, token: str) -> bool:
-        with self._writing() as conn:
+        with self.writing() as conn:
             return conn.execute(delete(shares).where(shares.c.token == token, shares.c.owner == owner,
                                                      shares.c.thread_id == thread_id)).rowcount > 0
 

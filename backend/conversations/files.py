@@ -1,0 +1,152 @@
+"""Uploaded files: a row each (owner, name, type, size, pixel size) in the conversation database,
+the bytes once per SHA-256 under `<directory>/<first two hex digits>/<sha256>`.
+
+The bytes are streamed to disk while they are hashed, never held whole; the type is sniffed from
+them (a PNG named notes.pdf is a PNG) and only what Rill can read is kept: images, PDFs, text.
+Several workers may share the directory: a blob is moved into place atomically, and a blob is
+removed only by the transaction that deletes its last row (on PostgreSQL under a lock on its hash,
+which an upload of the same bytes takes too).
+"""
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+import filetype
+from sqlalchemy import delete, func, insert, select
+
+from ..refusals import Refused
+from .schema import files
+from .store import ThreadStore, iso
+
+CHUNK = 1 << 16
+SNIFF_BYTES = 8192
+IMAGES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP", "image/gif": "GIF"}
+DOCUMENTS = {"application/pdf": "PDF"}
+TEXT = "text/plain"
+ACCEPTED = "images (PNG, JPEG, WebP, GIF), PDFs and text files (UTF-8)"
+
+
+class FileStore:
+    def __init__(self, threads: ThreadStore, directory: Path):
+        self.threads = threads
+        self.directory = Path(directory)
+        self.incoming = self.directory / "incoming"  # on the same disk, so that a rename moves a blob
+        self.incoming.mkdir(parents=True, exist_ok=True)
+
+    def save(self, owner: str, name: str, stream: BinaryIO, limit: int) -> dict:
+        """Store an upload of at most `limit` bytes: its public row. Refused: too large, a type Rill
+        does not read, an image that does not decode."""
+        handle, temp = tempfile.mkstemp(dir=self.incoming)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                sha256, size, head, text = copy(stream, out, limit)
+            kind = sniff(head, text)
+            if kind is None:
+                found = filetype.guess_mime(head) or "binary data"
+                raise Refused("unsupported_file_type", f"{name!r} is {found}: Rill reads {ACCEPTED}")
+            width = height = None
+            if kind in IMAGES:
+                width, height = image_size(temp, name)
+            row = {"id": uuid.uuid4().hex, "owner": owner, "sha256": sha256, "type": kind, "size": size,
+                   "name": name, "width": width, "height": height, "created": time.time()}
+            with self.threads.writing() as conn:
+                self._lock_blob(conn, sha256)
+                blob = self.blob(sha256)
+                blob.parent.mkdir(exist_ok=True)
+                os.replace(temp, blob)  # the same bytes again: the same blob
+                conn.execute(insert(files).values(**row))
+            return public(row)
+        finally:
+            Path(temp).unlink(missing_ok=True)
+
+    def get(self, file_id: str, owner: str) -> dict | None:
+        with self.threads.engine.connect() as conn:
+            row = conn.execute(select(files).where(files.c.id == file_id, files.c.owner == owner)).first()
+            return None if row is None else public(row._mapping)
+
+    def blob(self, sha256: str) -> Path:
+        return self.directory / sha256[:2] / sha256
+
+    def delete(self, file_id: str, owner: str) -> bool:
+        """The row, and the bytes once no other row has them."""
+        with self.threads.writing() as conn:
+            sha256 = conn.execute(select(files.c.sha256).where(files.c.id == file_id, files.c.owner == owner)).scalar()
+            if sha256 is None:
+                return False
+            self._lock_blob(conn, sha256)
+            conn.execute(delete(files).where(files.c.id == file_id))
+            if not conn.execute(select(func.count()).select_from(files).where(files.c.sha256 == sha256)).scalar():
+                self.blob(sha256).unlink(missing_ok=True)
+            return True
+
+    @staticmethod
+    def _lock_blob(conn, sha256: str) -> None:
+        """On PostgreSQL, uploads and deletes of the same bytes take turns (SQLite has one writer)."""
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(sha256[:15], 16)})")
+
+
+def too_large(limit: int) -> Refused:
+    return Refused("request_too_large", f"the file is larger than RILL_MAX_UPLOAD_BYTES ({limit:,} bytes)")
+
+
+def copy(stream: BinaryIO, out: BinaryIO, limit: int) -> tuple[str, int, bytes, bool]:
+    """Copy in chunks: (sha256, size, the first SNIFF_BYTES, whether it is all UTF-8 text)."""
+    digest, size, head = hashlib.sha256(), 0, b""
+    decoder, text = codecs.getincrementaldecoder("utf-8")(), True
+    while chunk := stream.read(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        digest.update(chunk)
+        out.write(chunk)
+        if len(head) < SNIFF_BYTES:
+            head += chunk[: SNIFF_BYTES - len(head)]
+        if text:
+            try:
+                decoder.decode(chunk)
+                text = b"\0" not in chunk
+            except UnicodeDecodeError:
+                text = False
+    if text:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            text = False
+    return digest.hexdigest(), size, head, text
+
+
+def sniff(head: bytes, text: bool) -> str | None:
+    """The type by the bytes: an image or PDF Rill reads, UTF-8 text, or None."""
+    found = filetype.guess_mime(head)
+    if found in IMAGES or found in DOCUMENTS:
+        return found
+    if found is None and text:
+        return TEXT
+    return None
+
+
+def image_size(path: str, name: str) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()  # the whole file parses, not only its header
+            return image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise Refused("invalid_request_error", f"{name!r} does not decode as an image: {err}") from None
+
+
+def public(row) -> dict:
+    out = {"id": row["id"], "name": row["name"], "type": row["type"], "size": row["size"], "sha256": row["sha256"],
+           "created_at": iso(row["created"])}
+    if row["width"] is not None:
+        out.update(width=row["width"], height=row["height"])
+    return out
