@@ -37,6 +37,7 @@ REFUSAL_STATUS = {  # the domain's refusals, by type
     "file_not_found": 404,
     "request_too_large": 413,
     "unsupported_file_type": 415,
+    "model_not_multimodal": 400,
     "turn_exists": 409,
     "too_many_turns": 429,
 }

@@ -81,7 +81,7 @@ def test_an_open_webui_export_and_the_browsers_old_export_import(client):
     ({"hello": "world"}, "not a file Rill imports"),
     ([{"mapping": {"a": {"parent": "b", "message": None}, "b": {"parent": "a", "message": None}}}], "cycle"),
     ({"format": "rill.threads", "version": 2, "threads": [{"id": "x", "messages": [
-        {"id": "m", "parent_id": None, "role": "user", "parts": [{"type": "file", "file_id": "f"}]}]}]}, "parts"),
+        {"id": "m", "parent_id": None, "role": "user", "parts": [{"type": "file", "file_id": "f"}]}]}]}, "no file 'f' of yours on this server"),
     ({"format": "rill.threads", "version": 2, "threads": [  # the good first thread is not added either
         {"id": "good", "messages": [{"id": "a", "parent_id": None, "role": "user", "parts": [{"type": "text", "text": "x"}]}]},
         {"id": "bad", "messages": [{"id": "b", "parent_id": "gone", "role": "user", "parts": [{"type": "text", "text": "y"}]}]}]},

@@ -18,6 +18,28 @@ def png(width=64, height=48, color=(200, 30, 30)) -> bytes:
     return out.getvalue()
 
 
+def pdf(pages: list[str]) -> bytes:
+    """A PDF with one line of text on each page (Helvetica), its cross-reference table exact."""
+    count = len(pages)
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>",
+               "<< /Type /Pages /Kids [" + " ".join(f"{4 + 2 * n} 0 R" for n in range(count)) + f"] /Count {count} >>",
+               "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    for n, text in enumerate(pages):
+        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET"
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+                       f"/Contents {5 + 2 * n} 0 R >>")
+        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
+    out, offsets = b"%PDF-1.4\n", []
+    for n, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n{body}\nendobj\n".encode()
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
 def as_user(user: str) -> dict:
     return {"Authorization": f"Bearer {jwt.encode({'sub': user, 'exp': time.time() + 600}, SECRET, 'HS256')}"}
 
@@ -57,8 +79,8 @@ def test_the_type_comes_from_the_bytes_not_the_name(app):
     assert renamed["type"] == "image/png" and renamed["name"] == "report.pdf"
     code = upload(client, "rivers.py", "print('Rhône, Rhein')\n".encode(), alice).get_json()
     assert code["type"] == "text/plain" and "width" not in code
-    pdf = upload(client, "x.txt", b"%PDF-1.4\n" + b"0" * 200, alice).get_json()
-    assert pdf["type"] == "application/pdf"
+    document = upload(client, "x.txt", pdf(["Rivers"]), alice).get_json()
+    assert document["type"] == "application/pdf"
 
 
 @pytest.mark.parametrize("name,data,status,words", [
@@ -66,6 +88,7 @@ def test_the_type_comes_from_the_bytes_not_the_name(app):
     ("blob.bin", bytes(range(256)) * 4, 415, "is binary data: Rill reads images"),
     ("latin1.txt", "café".encode("latin-1"), 415, "Rill reads images (PNG, JPEG, WebP, GIF), PDFs and text"),
     ("broken.png", png()[:60], 400, "'broken.png' does not decode as an image"),
+    ("broken.pdf", b"%PDF-1.4\n" + b"0" * 200, 400, "'broken.pdf' does not read as a PDF"),
 ])
 def test_what_rill_cannot_read_is_refused_by_name(app, name, data, status, words):
     r = upload(app.test_client(), name, data, as_user("alice"))

@@ -117,7 +117,8 @@ def import_file():
     if (request.content_length or 0) > limit:
         raise ApiError(413, "request_too_large", f"the file is larger than RILL_MAX_IMPORT_BYTES ({limit} bytes)")
     request.max_content_length = limit
-    return jsonify(import_into(store(), g.user, json_body(lists=True)))
+    files = current().files
+    return jsonify(import_into(store(), g.user, json_body(lists=True), lambda f: files.get(f, g.user) is not None))
 
 
 @bp.get("/<thread_id>/export")
@@ -127,7 +128,10 @@ def export_thread(thread_id: str):
     thread = thread_or_404(thread_id)
     name = f"rill-{thread_id[:12]}"
     if kind == "markdown":
-        body = markdown(thread, store().path(thread_id, g.user))
+        path = store().path(thread_id, g.user)
+        attached = {p["file_id"] for m in path for p in m["parts"] if p["type"] == "file"}
+        names = {f: row["name"] for f in attached if (row := current().files.get(f, g.user))}
+        body = markdown(thread, path, names)
         return body, 200, {"Content-Type": "text/markdown; charset=utf-8",
                            "Content-Disposition": f'attachment; filename="{name}.md"'}
     if kind != "json":

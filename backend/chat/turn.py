@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..providers.base import (ChatMessage, Failure, Finish, GenerationOptions, Job, Piece, Prompt, ProviderError,
                               Reasoning, ToolCallPart)
+from ..providers.token_count import count_tokens
 from ..refusals import Refused
 from ..conversations.parts import chat_messages, reply_parts, text_of
 from .events import (Done, Error, ErrorBody, Payload, ReasoningText, Start, Token, ToolCallDelta, ToolCallEnd,
@@ -71,6 +72,11 @@ class Caller:
     request_id: str = ""
 
 
+def count(text: str) -> int:
+    """Tokens in a file's text, as the default model's vocabulary counts them."""
+    return count_tokens(text, len(text) // 4 + 1)
+
+
 def interrupted(message: str = "the server shut down while the reply was being written; the partial reply is "
                                 "saved") -> ProviderError:
     """A new one each time: collect() raises it, and a raised exception keeps its traceback."""
@@ -89,17 +95,26 @@ class Place:
 def start_turn(services: Services, caller: Caller, message: str | None, options: GenerationOptions,
                model: str | None = None, thread_id: str | None = None, parent_id: str | None = None,
                system: str | None = None, replace_turn: str | None = None, turn_id: str | None = None,
-               new_root: bool = False, not_found: str = "thread_not_found") -> Turn:
+               new_root: bool = False, not_found: str = "thread_not_found", files: tuple[str, ...] = ()) -> Turn:
     """A turn of a thread (the app's routes). With a `message`, the question goes under
     `parent_id` (default: the thread's current leaf; a new thread when none is named) and the reply
     under it (`new_root`: the question starts a new root, an edit of the first question); without
     one, a new reply goes under the question `parent_id` (a regenerate).
     `replace_turn` asks that turn's question again beside it (the session API's regenerate).
+    `files` (uploads' ids) go with the question; the model gets what each becomes (attachments.py).
     The model sees the path from the root down to the question. Everything that can be refused
     is checked here, before any byte of a stream is sent; the question is saved then."""
     provider, model_id = services.providers.resolve(model)
     turn_id = turn_id or uuid.uuid4().hex
     store, user = services.threads, caller.user
+
+    def file_text(file_id: str) -> str:
+        return services.files.for_model(file_id, user, services.settings.file_token_limit, count, model_id)
+
+    for n, file_id in enumerate(files):  # refused before anything is written
+        if services.files.get(file_id, user) is None:
+            raise Refused("invalid_request_error", f"files.{n}: no file {file_id!r} (upload it with POST /api/files)")
+        file_text(file_id)
     with services.turns.reserve(user, turn_id):
         if thread_id is None:
             thread_id = store.create_thread(user)["id"]
@@ -119,11 +134,16 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
                                                        "answer again (a user message of the thread)")
             store.update_thread(user, thread_id, current_leaf=question["id"])  # every device: a reply is coming
         else:
-            question = store.add_message(user, thread_id, parent_id, "user", [{"type": "text", "text": message}],
-                                         turn_id=turn_id)
+            parts = [{"type": "text", "text": message}, *({"type": "file", "file_id": f} for f in files)]
+            question = store.add_message(user, thread_id, parent_id, "user", parts, turn_id=turn_id)
         path = store.path(thread_id, user, leaf=question["id"])
         messages = [ChatMessage("system", system)] if system else []
-        messages += chat_messages(path)[-(services.settings.max_history_messages + 1):]
+        try:
+            messages += chat_messages(path, file_text)[-(services.settings.max_history_messages + 1):]
+        except Refused:  # an earlier message's file this model cannot read: the question is not kept
+            if message is not None:
+                store.delete_message(user, thread_id, question["id"])
+            raise
         place = Place(thread_id, question["id"], uuid.uuid4().hex)
         turn = Turn(services, Job(provider, model_id, messages, options), turn_id, caller, place,
                     text_of(question["parts"]))

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from ..refusals import Refused
-from .parts import part_problem, reply_parts, text_of
+from .parts import file_ids, part_problem, reply_parts, text_of
 
 FORMAT = "rill.threads"
 NAMESPACE = uuid.UUID("9a3c6f0e-5b7d-4c21-8e0f-1f2a3b4c5d6e")  # ids of imported threads and messages
@@ -28,9 +28,9 @@ class Conversation(NamedTuple):
     leaf: str | None
 
 
-def markdown(thread: dict, path: list[dict]) -> str:
+def markdown(thread: dict, path: list[dict], file_names: dict[str, str] = {}) -> str:  # noqa: B006 - read only
     """The path as Markdown: each message under its author, thinking folded in a <details>, tool
-    calls and results as fenced blocks."""
+    calls and results as fenced blocks, attached files by name (`file_names`, by id)."""
     lines = [f"# {thread['title'] or 'Untitled chat'}", ""]
     for m in path:
         author = {"user": "You", "assistant": "Assistant"}.get(m["role"], m["role"].capitalize())
@@ -44,6 +44,8 @@ def markdown(thread: dict, path: list[dict]) -> str:
                 lines += [f"Tool call `{part['name']}`:", "", "```json", pretty(part["arguments"]), "```", ""]
             elif part["type"] == "tool_result":
                 lines += ["Tool result:", "", "```", part["content"], "```", ""]
+            elif part["type"] == "file":
+                lines += [f"Attached: {file_names.get(part['file_id'], 'a file')} (`{part['file_id']}`)", ""]
         if m["status"] not in ("complete",):
             lines += [f"*({m['status']})*", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -195,9 +197,10 @@ def timestamp(value) -> float | None:
     return None
 
 
-def import_into(store, owner: str, data) -> dict:
+def import_into(store, owner: str, data, owns_file: Callable[[str], bool]) -> dict:
     """Every conversation of the file as a thread of the owner's: {"imported": n, "skipped": n}.
-    The whole file is checked before anything is added."""
+    The whole file is checked before anything is added; a `file` part must name one of the
+    owner's files on this server (`owns_file`)."""
     kind, found = conversations(data)
     if len(found) > MAX_IMPORT_THREADS:
         raise Refused("invalid_request_error", f"{len(found)} conversations; at most {MAX_IMPORT_THREADS} at once")
@@ -205,6 +208,10 @@ def import_into(store, owner: str, data) -> dict:
     for source_id, title, created, updated, messages, leaf in found:
         thread_id = uuid.uuid5(NAMESPACE, f"{owner}:{kind}:{source_id or json.dumps(messages)[:200]}").hex
         ready.append((thread_id, str(title or "")[:200], created, updated, tree_of(thread_id, messages, leaf)))
+        for m in messages:
+            if missing := [f for f in file_ids(m["parts"]) if not owns_file(f)]:
+                raise Refused("invalid_request_error", f"message {m['id']!r}: no file {missing[0]!r} of yours on "
+                                                       "this server (files are not in exports: upload it again)")
     imported = skipped = 0
     for thread_id, title, created, updated, (tree, leaf) in ready:
         if store.thread(thread_id, owner) is not None:

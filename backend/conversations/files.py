@@ -22,7 +22,8 @@ import filetype
 from sqlalchemy import delete, func, insert, select
 
 from ..refusals import Refused
-from .schema import files
+from .attachments import Count, for_model, keep_pages, pages_path, pdf_pages
+from .schema import files, message_files
 from .store import ThreadStore, iso
 
 CHUNK = 1 << 16
@@ -39,6 +40,7 @@ class FileStore:
         self.directory = Path(directory)
         self.incoming = self.directory / "incoming"  # on the same disk, so that a rename moves a blob
         self.incoming.mkdir(parents=True, exist_ok=True)
+        threads.released = self.forget_unused  # a file goes with the last message that refers to it
 
     def save(self, owner: str, name: str, stream: BinaryIO, limit: int) -> dict:
         """Store an upload of at most `limit` bytes: its public row. Refused: too large, a type Rill
@@ -54,6 +56,7 @@ class FileStore:
             width = height = None
             if kind in IMAGES:
                 width, height = image_size(temp, name)
+            pages = pdf_pages(Path(temp), name) if kind in DOCUMENTS else None
             row = {"id": uuid.uuid4().hex, "owner": owner, "sha256": sha256, "type": kind, "size": size,
                    "name": name, "width": width, "height": height, "created": time.time()}
             with self.threads.writing() as conn:
@@ -61,6 +64,8 @@ class FileStore:
                 blob = self.blob(sha256)
                 blob.parent.mkdir(exist_ok=True)
                 os.replace(temp, blob)  # the same bytes again: the same blob
+                if pages is not None:
+                    keep_pages(blob, pages)
                 conn.execute(insert(files).values(**row))
             return public(row)
         finally:
@@ -71,20 +76,40 @@ class FileStore:
             row = conn.execute(select(files).where(files.c.id == file_id, files.c.owner == owner)).first()
             return None if row is None else public(row._mapping)
 
+    def for_model(self, file_id: str, owner: str, limit: int, count: Count, model: str) -> str:
+        """The text the file adds to a question (attachments.py)."""
+        row = self.get(file_id, owner)
+        if row is None:  # deleted since it was sent
+            return f"[a file that was deleted: {file_id}]"
+        return for_model(row, self.blob(row["sha256"]), limit, count, model)
+
     def blob(self, sha256: str) -> Path:
         return self.directory / sha256[:2] / sha256
 
     def delete(self, file_id: str, owner: str) -> bool:
         """The row, and the bytes once no other row has them."""
         with self.threads.writing() as conn:
-            sha256 = conn.execute(select(files.c.sha256).where(files.c.id == file_id, files.c.owner == owner)).scalar()
-            if sha256 is None:
-                return False
-            self._lock_blob(conn, sha256)
-            conn.execute(delete(files).where(files.c.id == file_id))
-            if not conn.execute(select(func.count()).select_from(files).where(files.c.sha256 == sha256)).scalar():
-                self.blob(sha256).unlink(missing_ok=True)
-            return True
+            sha256 = conn.scalar(select(files.c.sha256).where(files.c.id == file_id, files.c.owner == owner))
+            if sha256 is not None:
+                self._drop(conn, file_id, sha256)
+            return sha256 is not None
+
+    def forget_unused(self, file_ids: set[str]) -> None:
+        """Of the files deleted messages referred to, those no message refers to any more."""
+        if not file_ids:
+            return
+        with self.threads.writing() as conn:
+            used = set(conn.scalars(select(message_files.c.file_id).where(message_files.c.file_id.in_(file_ids))))
+            for file_id, sha256 in conn.execute(select(files.c.id, files.c.sha256)
+                                                .where(files.c.id.in_(file_ids - used))).all():
+                self._drop(conn, file_id, sha256)
+
+    def _drop(self, conn, file_id: str, sha256: str) -> None:
+        self._lock_blob(conn, sha256)
+        conn.execute(delete(files).where(files.c.id == file_id))
+        if not conn.scalar(select(func.count()).select_from(files).where(files.c.sha256 == sha256)):
+            self.blob(sha256).unlink(missing_ok=True)
+            pages_path(self.blob(sha256)).unlink(missing_ok=True)
 
     @staticmethod
     def _lock_blob(conn, sha256: str) -> None:

@@ -8,11 +8,13 @@ file         {"type": "file", "file_id"}            a reference; never the bytes
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from ..providers.base import ChatMessage, ToolCall
 
 TITLE_CHARS = 60
 FIELDS = {"text": ("text",), "reasoning": ("text",), "tool_call": ("id", "name", "arguments"),
-          "tool_result": ("tool_call_id", "content")}  # each a string; `file` waits for the attachments
+          "tool_result": ("tool_call_id", "content"), "file": ("file_id",)}  # each a string
 
 
 def part_problem(parts) -> str | None:
@@ -23,10 +25,14 @@ def part_problem(parts) -> str | None:
     for n, p in enumerate(parts):
         fields = FIELDS.get(p.get("type")) if isinstance(p, dict) else None
         if fields is None:
-            return f"parts.{n}: a part of type text, reasoning, tool_call or tool_result"
+            return f"parts.{n}: a part of type text, reasoning, tool_call, tool_result or file"
         if set(p) != {"type", *fields} or not all(isinstance(p[f], str) for f in fields):
             return f"parts.{n}: a {p['type']} part has {', '.join(fields)} (text), and nothing else"
     return None
+
+
+def file_ids(parts: list[dict]) -> list[str]:
+    return [p["file_id"] for p in parts if p["type"] == "file"]
 
 
 def text_of(parts: list[dict]) -> str:
@@ -49,16 +55,17 @@ def reply_parts(text: str, reasoning: str = "", tool_calls: list[dict] = ()) -> 
                     for c in tool_calls]
 
 
-def chat_messages(path: list[dict]) -> list[ChatMessage]:
-    """A path of messages as the model sees it: text and calls (thinking is not sent again; a
-    message with nothing to say, such as a failed reply, is left out)."""
+def chat_messages(path: list[dict], file_text: Callable[[str], str] | None = None) -> list[ChatMessage]:
+    """A path of messages as the model sees it: text, the text of its files (`file_text` of each
+    file id), and calls (thinking is not sent again; a message with nothing to say, such as a failed
+    reply, is left out)."""
     out = []
     for m in path:
         calls = tuple(ToolCall(p["id"], p["name"], p["arguments"]) for p in m["parts"] if p["type"] == "tool_call")
         for p in m["parts"]:
             if p["type"] == "tool_result":
                 out.append(ChatMessage("tool", p["content"], tool_call_id=p["tool_call_id"]))
-        text = text_of(m["parts"])
+        text = "\n\n".join(p for p in [*map(file_text, file_ids(m["parts"])), text_of(m["parts"])] if p)
         if text or calls:
             out.append(ChatMessage(m["role"], text, calls))
     return out

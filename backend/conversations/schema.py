@@ -82,3 +82,11 @@ files = Table(  # an upload; its bytes are stored once per sha256 (files.py)
     Index("files_by_sha256", "sha256"),
     Index("files_by_owner", "owner", "created"),
 )
+
+message_files = Table(  # which messages refer to which files (a file goes with the last of them)
+    "message_files", metadata,
+    Column("message_id", ID, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("file_id", ID, nullable=False),
+    Index("message_files_by_file", "file_id"),
+    Index("message_files_by_message", "message_id"),
+)

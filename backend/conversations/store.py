@@ -24,8 +24,8 @@ from sqlalchemy.engine import Connection
 
 from ..refusals import Refused
 from .feed import ChangeFeed
-from .parts import text_of, title_of
-from .schema import deletions, messages, revisions, shares, threads
+from .parts import file_ids, text_of, title_of
+from .schema import deletions, message_files, messages, revisions, shares, threads
 from .search import search
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -45,6 +45,7 @@ class ThreadStore:
     def __init__(self, url: str, feed: ChangeFeed | None = None):
         self.url = url
         self.feed = feed or ChangeFeed()  # told of every change once it is committed
+        self.released = lambda file_ids: None  # told the files deleted messages referred to (files.py)
         self.engine = create_engine(url, pool_pre_ping=True)
         self.writer = self.engine.execution_options(rill_writes=True)  # the transactions that change things
         self._write_lock = contextlib.nullcontext()
@@ -231,6 +232,9 @@ class ThreadStore:
                                  status=m.get("status", "complete"), model=m.get("model"), usage=m.get("usage"),
                                  turn_id=m.get("turn_id"), created=m.get("created") or created + n * 1e-3),
                      "active_child": chosen.get(m["id"])} for n, m in enumerate(tree)])
+                links = [{"message_id": m["id"], "file_id": f} for m in tree for f in file_ids(m["parts"])]
+                if links:
+                    conn.execute(insert(message_files), links)
             return self._summary(conn, self._thread_row(conn, thread_id, owner))
 
     def fork(self, owner: str, thread_id: str, leaf: str) -> dict:
@@ -334,12 +338,15 @@ class ThreadStore:
                 if self._thread_row(conn, thread_id, owner) is None:
                     raise Unchanged
                 conn.execute(delete(shares).where(shares.c.thread_id == thread_id))
+                released = set(conn.scalars(select(message_files.c.file_id).join(
+                    messages, messages.c.id == message_files.c.message_id).where(messages.c.thread_id == thread_id)))
                 conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
                 conn.execute(delete(threads).where(threads.c.id == thread_id))
                 conn.execute(insert(deletions).values(owner=owner, thread_id=thread_id, revision=revision))
-            return True
         except Unchanged:
             return False
+        self.released(released)
+        return True
 
     def delete_message(self, owner: str, thread_id: str, message_id: str) -> bool:
         """Delete a message and every message below it (a branch). Where the current leaf was in
@@ -353,7 +360,10 @@ class ThreadStore:
                 rows = conn.execute(select(messages.c.id, messages.c.parent_id)
                                     .where(messages.c.thread_id == thread_id)).all()
                 doomed = descendants({row.id: row.parent_id for row in rows}, message_id)
+                released = set()
                 for ids in chunks(sorted(doomed)):
+                    released.update(conn.scalars(select(message_files.c.file_id)
+                                                 .where(message_files.c.message_id.in_(ids))))
                     conn.execute(delete(messages).where(messages.c.id.in_(ids)))
                 values = {"revision": revision, "updated": time.time()}
                 if target.parent_id is not None:
@@ -367,9 +377,10 @@ class ThreadStore:
                         .order_by(messages.c.created.desc()).limit(1))
                     values["current_leaf"] = self._leaf_below(conn, start, thread_id)
                 conn.execute(update(threads).where(threads.c.id == thread_id).values(**values))
-            return True
         except Unchanged:
             return False
+        self.released(released)
+        return True
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -387,6 +398,8 @@ class ThreadStore:
         row = self._row(thread_id, parent_id, revision, role, parts, id, status, model, usage, timings, turn_id,
                         created)
         conn.execute(insert(messages).values(**row))
+        if links := [{"message_id": row["id"], "file_id": f} for f in file_ids(parts)]:
+            conn.execute(insert(message_files), links)
         if parent_id is not None:
             conn.execute(update(messages).where(messages.c.id == parent_id).values(active_child=row["id"]))
         return public(row)

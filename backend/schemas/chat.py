@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from .common import NON_BLANK, Int, MaxTokens, SessionId, checked_text
 
 
+MAX_FILES = 10
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
         {"message": "Hello!"},
@@ -35,6 +38,8 @@ class ChatRequest(BaseModel):
     replace_turn: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     # Chosen by the client, so it can cancel or resume the turn before the first byte arrives.
     turn_id: Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
+    # Uploads (POST /api/files) that go with the message.
+    files: Annotated[list[SessionId], Field(min_length=1, max_length=MAX_FILES)] | None = None
 
     @field_validator("message", mode="before")
     @classmethod
@@ -56,6 +61,8 @@ class ChatRequest(BaseModel):
             raise ValueError("parent_id needs the thread_id of the thread that holds it")
         if self.message is None and not self.parent_id:
             raise ValueError("message: Field required (without one, parent_id names the question to answer again)")
+        if self.files and self.message is None:
+            raise ValueError("files go with a message: send the question with them")
         if self.message is None and self.replace_turn:
             raise ValueError("replace_turn asks its question again with a message; to answer a question again, "
                              "send its id as parent_id")

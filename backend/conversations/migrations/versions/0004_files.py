@@ -1,4 +1,5 @@
-"""Files: what users upload, a row each; the bytes live once per SHA-256 under RILL_DATA_DIR/files.
+"""Files: what users upload, a row each; the bytes live once per SHA-256 under RILL_DATA_DIR/files;
+which messages refer to which files.
 
 Revision ID: 0004
 Revises: 0003
@@ -27,7 +28,15 @@ def upgrade() -> None:
     )
     op.create_index("files_by_sha256", "files", ["sha256"])
     op.create_index("files_by_owner", "files", ["owner", "created"])
+    op.create_table(
+        "message_files",
+        sa.Column("message_id", sa.String(64), sa.ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("file_id", sa.String(64), nullable=False),
+    )
+    op.create_index("message_files_by_file", "message_files", ["file_id"])
+    op.create_index("message_files_by_message", "message_files", ["message_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("message_files")
     op.drop_table("files")

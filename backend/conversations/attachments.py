@@ -1,0 +1,79 @@
+"""What a file becomes for the model: a text file a fenced block under its name, a PDF its text
+page by page under its name; each cut at RILL_FILE_TOKEN_LIMIT with a note that says where, never
+silently. A PDF's pages are read once, when it is uploaded, and kept beside its bytes. Images
+need a model that reads them: for a text-only one they are refused, never dropped."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+from ..refusals import Refused
+
+Count = Callable[[str], int]  # tokens in a text
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+
+
+def pdf_pages(path: Path, name: str) -> list[str]:
+    """The text of each page; a 400 for a file that does not read as a PDF."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted:
+            raise Refused("invalid_request_error", f"{name!r} is an encrypted PDF: Rill cannot read its text")
+        return [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as err:
+        raise Refused("invalid_request_error", f"{name!r} does not read as a PDF: {err}") from None
+
+
+def keep_pages(blob: Path, pages: list[str]) -> None:
+    temp = blob.with_name(blob.name + ".pages.tmp")
+    temp.write_text(json.dumps(pages))
+    os.replace(temp, pages_path(blob))
+
+
+def pages_path(blob: Path) -> Path:
+    return blob.with_name(blob.name + ".pages.json")
+
+
+def fenced(text: str) -> str:
+    """A Markdown fence longer than any run of backticks inside."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text}\n{fence}"
+
+
+def cut(units: list[str], limit: int, count: Count) -> tuple[list[str], int | None]:
+    """The units (pages, lines) that fit in `limit` tokens, and the number of the first one cut."""
+    used = 0
+    for n, unit in enumerate(units):
+        used += count(unit)
+        if used > limit:
+            return units[:n], n + 1
+    return units, None
+
+
+def for_model(row: dict, blob: Path, limit: int, count: Count, model: str) -> str:
+    """The text a file adds to its message (no model Rill serves reads images yet)."""
+    name = row["name"]
+    if row["type"] in IMAGE_TYPES:
+        raise Refused("model_not_multimodal", f"{model} reads text only, and {name!r} is an image: choose a "
+                                              "model that reads images, or send the question without it")
+    if row["type"] == "application/pdf":
+        pages = json.loads(pages_path(blob).read_text())
+        kept, cut_at = cut(pages, limit, count)
+        body = "\n\n".join(f"--- page {n} ---\n{text}" for n, text in enumerate(kept, 1))
+        note = f"\n[truncated at page {cut_at} of {len(pages)}: RILL_FILE_TOKEN_LIMIT is {limit:,} tokens]" \
+            if cut_at else ""
+        return f"{name} (PDF, {len(pages)} pages):\n{fenced(body)}{note}"
+    text = blob.read_text(encoding="utf-8")
+    lines = text[: limit * 16].splitlines(keepends=True)  # far past the cap already: not counted
+    kept, cut_at = cut(lines, limit, count)
+    if cut_at is None and len(text) > limit * 16:
+        cut_at = len(lines) + 1
+    note = f"\n[truncated at line {cut_at}: RILL_FILE_TOKEN_LIMIT is {limit:,} tokens]" if cut_at else ""
+    return f"{name}:\n{fenced(''.join(kept).rstrip(chr(10)))}{note}"

@@ -1,0 +1,96 @@
+"""Fast tier: files sent with a question (`files: [id, ...]` on the chat routes) are `file` parts of
+it, and the model gets what each becomes: a PDF's text by page under its name, a text file fenced
+under its name, each cut at RILL_FILE_TOKEN_LIMIT with a note; an image for a text-only model is
+refused before anything is written; a file goes with the last message that has it."""
+import pytest
+
+from tests.test_chat_routes import SECRET
+from tests.test_files import as_user, pdf, png, upload
+from tests.test_threads_api import HISTORY, ask
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(jwt_secret=SECRET, file_token_limit=200)
+
+
+def stored(client, name, data, user="alice") -> str:
+    r = upload(client, name, data, as_user(user))
+    assert r.status_code == 201, r.get_data(as_text=True)
+    return r.get_json()["id"]
+
+
+def test_a_pdf_reaches_the_model_page_by_page_under_its_name(app):
+    client, alice = app.test_client(), as_user("alice")
+    file_id = stored(client, "rivers.pdf", pdf(["The Rhine rises in the Alps.", "The Danube flows east.",
+                                                "The Rhone ends in the Mediterranean."]))
+    start, reply = ask(client, alice, message="Which river flows east?", files=[file_id])
+    assert "rivers.pdf (PDF, 3 pages):" in reply
+    for n, text in enumerate(["The Rhine rises in the Alps.", "The Danube flows east.",
+                              "The Rhone ends in the Mediterranean."], 1):
+        assert f"--- page {n} ---\n{text}" in reply
+    assert reply.index("rivers.pdf") < reply.index("Which river flows east?")
+    question = client.get(f"/api/threads/{start['thread_id']}", headers=alice).get_json()["messages"][0]
+    assert question["parts"] == [{"type": "text", "text": "Which river flows east?"},
+                                 {"type": "file", "file_id": file_id}]
+
+
+def test_a_long_document_is_cut_at_the_token_limit_with_a_note(app):
+    client, alice = app.test_client(), as_user("alice")
+    file_id = stored(client, "long.pdf", pdf([f"Page {n} tells of river number {n}." for n in range(1, 501)]))
+    _, reply = ask(client, alice, message="Summarise.", files=[file_id])
+    assert "long.pdf (PDF, 500 pages):" in reply and "--- page 1 ---" in reply
+    cut = int(reply.split("[truncated at page ")[1].split(" ")[0])
+    assert 2 < cut < 500 and f"--- page {cut} ---" not in reply and f"--- page {cut - 1} ---" in reply
+    assert "of 500: RILL_FILE_TOKEN_LIMIT is 200 tokens]" in reply
+
+
+def test_a_text_file_is_fenced_under_its_name(app):
+    client, alice = app.test_client(), as_user("alice")
+    code = "def flow(river):\n    return f'```{river}```'\n"
+    file_id = stored(client, "flow.py", code.encode())
+    _, reply = ask(client, alice, message="Explain.", files=[file_id])
+    assert f"flow.py:\n````\n{code.rstrip()}\n````" in reply  # a fence longer than the backticks inside
+
+
+def test_an_image_for_a_text_only_model_is_refused_and_nothing_is_written(app):
+    client, alice = app.test_client(), as_user("alice")
+    image = stored(client, "red.png", png())
+    before = client.get("/api/threads", headers=alice).get_json()["revision"]
+    r = client.post("/api/chat", json={"message": "What colour?", "model": HISTORY, "files": [image]}, headers=alice)
+    assert r.status_code == 400, r.get_data(as_text=True)
+    error = r.get_json()["error"]
+    assert error["type"] == "model_not_multimodal" and "'red.png' is an image" in error["message"]
+    assert client.get("/api/threads", headers=alice).get_json()["revision"] == before
+
+
+@pytest.mark.parametrize("body,words", [
+    ({"message": "x", "files": ["nope"]}, "files.0: no file 'nope'"),
+    ({"message": "x", "files": []}, "files"),
+    ({"message": "x", "files": [f"f{n}" for n in range(11)]}, "files"),
+    ({"thread_id": "t", "parent_id": "q", "files": ["f"]}, "files go with a message"),
+])
+def test_bad_files_are_400s(app, body, words):
+    r = app.test_client().post("/api/chat", json={"model": HISTORY, **body}, headers=as_user("alice"))
+    assert r.status_code == 400 and words in r.get_json()["error"]["message"], r.get_json()
+
+
+def test_another_users_file_is_not_found(app):
+    client = app.test_client()
+    bobs = stored(client, "bob.txt", b"Bob's notes", user="bob")
+    r = client.post("/api/chat", json={"message": "x", "model": HISTORY, "files": [bobs]}, headers=as_user("alice"))
+    assert r.status_code == 400 and f"no file {bobs!r}" in r.get_json()["error"]["message"]
+
+
+def test_a_file_goes_with_the_last_message_that_has_it(app):
+    client, alice = app.test_client(), as_user("alice")
+    file_id = stored(client, "notes.txt", b"The Aare joins the Rhine.")
+    first, _ = ask(client, alice, message="Where does the Aare go?", files=[file_id])
+    second, _ = ask(client, alice, message="And again?", files=[file_id])  # a thread of its own
+    assert client.delete(f"/api/threads/{first['thread_id']}", headers=alice).status_code == 204
+    assert client.get(f"/api/files/{file_id}", headers=alice).status_code == 200  # the second still has it
+    assert client.delete(f"/api/threads/{second['thread_id']}/messages/{second['question_id']}",
+                         headers=alice).status_code == 204
+    assert client.get(f"/api/files/{file_id}", headers=alice).status_code == 404
+    unsent = stored(client, "later.txt", b"kept until sent or deleted")
+    assert client.get(f"/api/files/{unsent}", headers=alice).status_code == 200  # no message had it: kept
