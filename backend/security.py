@@ -10,7 +10,7 @@ CSP = "; ".join([
     "default-src 'self'",
     "script-src 'self'",  # no inline script, no eval
     "style-src 'self'",
-    "img-src 'self' data:",
+    "img-src 'self' data: blob:",  # blob: an uploaded image, fetched with the access token
     "connect-src 'self'",
     "object-src 'none'",
     "base-uri 'none'",

@@ -61,15 +61,22 @@ def show(thread_id: str):
 @bp.get("/<thread_id>/path")
 def path(thread_id: str):
     """A page of the path down to `leaf` (default: the current leaf), newest first: the `limit`
-    (1-500, default 50) messages above `before` (default: the end), with their siblings' ids and
-    the replies being written in the thread (to follow)."""
+    (1-500, default 50) messages above `before` (default: the end), with their siblings' ids, the
+    files they have, and the replies being written in the thread (to follow)."""
     raw = request.args.get("limit", "50")
     if not re.fullmatch(r"[0-9]{1,3}", raw) or not 1 <= int(raw) <= 500:
         raise ApiError(400, "invalid_request_error", f"limit must be a whole number from 1 to 500, not {raw[:20]!r}")
     found = store().page(thread_id, g.user, int(raw), request.args.get("before"), request.args.get("leaf"))
     if found is None:
         raise ApiError(404, "thread_not_found", f"no thread {thread_id!r}")
-    return jsonify({**found, "running": current().turns.running_in(g.user, thread_id)})
+    return jsonify({**found, "files": files_of(found["messages"]),
+                    "running": current().turns.running_in(g.user, thread_id)})
+
+
+def files_of(messages: list[dict]) -> dict[str, dict]:
+    """The rows of the files the messages have (name, type, size, pixel size), by id."""
+    ids = {p["file_id"] for m in messages for p in m["parts"] if p["type"] == "file"}
+    return {f: row for f in sorted(ids) if (row := current().files.get(f, g.user))}
 
 
 @bp.patch("/<thread_id>")
@@ -129,9 +136,7 @@ def export_thread(thread_id: str):
     name = f"rill-{thread_id[:12]}"
     if kind == "markdown":
         path = store().path(thread_id, g.user)
-        attached = {p["file_id"] for m in path for p in m["parts"] if p["type"] == "file"}
-        names = {f: row["name"] for f in attached if (row := current().files.get(f, g.user))}
-        body = markdown(thread, path, names)
+        body = markdown(thread, path, {f: row["name"] for f, row in files_of(path).items()})
         return body, 200, {"Content-Type": "text/markdown; charset=utf-8",
                            "Content-Disposition": f'attachment; filename="{name}.md"'}
     if kind != "json":

@@ -109,7 +109,8 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
     store, user = services.threads, caller.user
 
     def file_text(file_id: str) -> str:
-        return services.files.for_model(file_id, user, services.settings.file_token_limit, count, model_id)
+        return services.files.for_model(file_id, user, services.settings.file_token_limit, count,
+                                        f"{provider.name}/{model_id}")
 
     for n, file_id in enumerate(files):  # refused before anything is written
         if services.files.get(file_id, user) is None:

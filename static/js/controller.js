@@ -150,7 +150,7 @@ export class Controller {
 
   viewMessages(messages) {
     return messages.map((m) => {
-      const view = viewMessage(m);
+      const view = viewMessage(m, this.threads.page.files);
       const error = this.turns.errors.get(m.id);
       return error ? { ...view, error } : view;
     });

@@ -137,3 +137,17 @@ export function cancelTurn(turnId) {
   return fetch(`/api/chat/turns/${encodeURIComponent(turnId)}/cancel`, { method: "POST", keepalive: true, headers: withAuth() })
     .catch(() => {});
 }
+
+// An uploaded file's bytes as an object URL (kept for the page: an id's bytes never change), or
+// null when it cannot be read.
+const fileUrls = new Map();
+
+export function fileUrl(id) {
+  if (!fileUrls.has(id)) {
+    fileUrls.set(id, fetch(`/api/files/${encodeURIComponent(id)}`, { headers: withAuth() })
+      .then((response) => (response.ok ? response.blob() : null))
+      .then((blob) => (blob ? URL.createObjectURL(blob) : null))
+      .catch(() => null));
+  }
+  return fileUrls.get(id);
+}

@@ -1,4 +1,5 @@
 // Wiring only: build the widgets and the pieces, and connect what the user does to them.
+import { Attachments } from "./attachments.js";
 import { Controller } from "./controller.js";
 import { setAccessToken } from "./http.js";
 import { loadSettings } from "./settings.js";
@@ -44,7 +45,18 @@ const turns = new Turns({
 const controller = new Controller({ widgets, threads, turns, settings });
 
 const { sidebar, messages, composer, shareDialog } = widgets;
-composer.on("send", (text) => turns.send(text));
+const maxUpload = Number(document.querySelector("meta[name=rill-max-upload-bytes]").content);
+const attachments = new Attachments(maxUpload, () => composer.showAttachments(attachments.items));
+composer.on("attach", (files) => attachments.add(files));
+composer.on("detach", (key) => attachments.remove(key));
+composer.on("send", (text) => {
+  const why = attachments.holdsBack();
+  if (why) {
+    notices.notice(why);
+    return false;
+  }
+  return !turns.busy && turns.send(text, attachments.take());
+});
 composer.on("stop", () => turns.stop());
 messages.on("regenerate", (id) => controller.regenerate(id));
 messages.on("retry", (id) => turns.retry(id));

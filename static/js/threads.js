@@ -9,7 +9,8 @@ export const PAGE_SIZE = 50;
 const byNewest = (a, b) => b.updated_at.localeCompare(a.updated_at);
 
 // A server message as the view draws it.
-export function viewMessage(m) {
+// `files`: the page's file rows by id (name, type), for the files a message has.
+export function viewMessage(m, files = {}) {
   const parts = m.parts || [];
   const joined = (type) => parts.filter((p) => p.type === type).map((p) => p.text).join("");
   const usage = m.usage || {};
@@ -20,6 +21,8 @@ export function viewMessage(m) {
     role: m.role,
     content: joined("text"),
     reasoning: joined("reasoning"),
+    files: parts.filter((p) => p.type === "file")
+      .map((p) => ({ id: p.file_id, name: files[p.file_id]?.name || "a deleted file", type: files[p.file_id]?.type || "" })),
     toolCalls: parts.filter((p) => p.type === "tool_call")
       .map((p) => ({ id: p.id, name: p.name, arguments: p.arguments, done: true })),
     status: m.status === "cancelled" || m.status === "interrupted" ? "stopped" : m.status,
@@ -34,7 +37,7 @@ export function viewMessage(m) {
   };
 }
 
-const emptyPage = (threadId) => ({ threadId, messages: [], siblings: {}, hasMore: false, running: [] });
+const emptyPage = (threadId) => ({ threadId, messages: [], siblings: {}, files: {}, hasMore: false, running: [] });
 
 export class Threads {
   constructor(store, onError) {
@@ -50,7 +53,7 @@ export class Threads {
 
   // The path shown, as view messages.
   get messages() {
-    return this.page.messages.map(viewMessage);
+    return this.page.messages.map((m) => viewMessage(m, this.page.files));
   }
 
   async load() {
@@ -172,6 +175,7 @@ export class Threads {
     const [earlier, siblings] = at > 0 && page.messages[0].parent_id === loaded[at - 1].id
       ? [loaded.slice(0, at), { ...this.page.siblings, ...page.siblings }] : [[], page.siblings];
     this.page = { threadId: id, messages: [...earlier, ...page.messages], siblings,
+      files: { ...(earlier.length ? this.page.files : {}), ...page.files },
       hasMore: earlier.length ? this.page.hasMore : page.has_more, running: page.running };
     await this.keep(() => this.store.putPage({ ...this.page, running: [] }));
   }
@@ -184,7 +188,8 @@ export class Threads {
     const page = await this.reach(() => threadsApi.path(id, { limit: PAGE_SIZE, before: first.id, leaf: this.current.current_leaf }));
     if (!page || this.current?.id !== id || this.page.messages[0]?.id !== first.id) return false;
     this.page = { ...this.page, messages: [...page.messages, ...this.page.messages],
-      siblings: { ...page.siblings, ...this.page.siblings }, hasMore: page.has_more };
+      siblings: { ...page.siblings, ...this.page.siblings }, files: { ...page.files, ...this.page.files },
+      hasMore: page.has_more };
     return true;
   }
 

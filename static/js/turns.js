@@ -172,10 +172,13 @@ export class Turns {
 
   // A new question under the last message shown. false: not taken (a reply is still running),
   // so the text stays in the box.
-  send(text) {
+  // `files`: uploaded ones ({id, name, type}) that go with it.
+  send(text, files = []) {
     if (this.busy) return false;
     const last = this.threads.page.messages.at(-1);
-    this.ask({ message: text }, last ? last.id : undefined, this.threads.messages.length);
+    const fields = files.length ? { message: text, files: files.map((f) => f.id) } : { message: text };
+    this.shownFiles = files;
+    this.ask(fields, last ? last.id : undefined, this.threads.messages.length);
     return true;
   }
 
@@ -222,7 +225,8 @@ export class Turns {
 
   start(request) {
     if (request.message !== undefined) {
-      this.messages.append({ id: `asking-${request.turn_id}`, role: "user", content: request.message, status: "complete" });
+      const files = (request.files || []).map((id) => this.shownFiles?.find((f) => f.id === id) || { id, name: "file" });
+      this.messages.append({ id: `asking-${request.turn_id}`, role: "user", content: request.message, status: "complete", files });
     }
     const message = { id: `reply-${request.turn_id}`, role: "assistant", content: "", status: "streaming", model: request.model || null, turnId: request.turn_id };
     const reply = this.begin(message, this.messages.beginReply(message));

@@ -1,5 +1,6 @@
-// The message box, Send and Stop. Emits send(text) (false: not taken, the text stays) and stop().
-import { Widget, byId } from "./dom.js";
+// The message box, Send, Stop and the files to send. Emits send(text) (false: not taken, the text
+// stays), stop(), attach(files) (picked, pasted or dropped) and detach(key) (a file removed).
+import { Widget, byId, clone } from "./dom.js";
 
 export class Composer extends Widget {
   constructor() {
@@ -21,6 +22,36 @@ export class Composer extends Widget {
     });
     this.prompt.addEventListener("input", () => this.fit());
     this.stop.addEventListener("click", () => this.emit("stop"));
+    this.attachments = byId("attachments");
+    const input = byId("attach-input");
+    byId("attach").addEventListener("click", () => input.click());
+    input.addEventListener("change", () => {
+      if (input.files.length) this.emit("attach", [...input.files]);
+      input.value = "";
+    });
+    this.prompt.addEventListener("paste", (event) => {
+      const files = [...(event.clipboardData?.files || [])];
+      if (!files.length) return;
+      event.preventDefault();
+      this.emit("attach", files);
+    });
+    const wrap = this.form.parentElement;
+    wrap.addEventListener("dragover", (event) => {
+      if (!event.dataTransfer?.types.includes("Files")) return;
+      event.preventDefault();
+      wrap.classList.add("dropping");
+    });
+    wrap.addEventListener("dragleave", () => wrap.classList.remove("dropping"));
+    wrap.addEventListener("drop", (event) => {
+      wrap.classList.remove("dropping");
+      if (!event.dataTransfer?.files.length) return;
+      event.preventDefault();
+      this.emit("attach", [...event.dataTransfer.files]);
+    });
+    this.attachments.addEventListener("click", (event) => {
+      const button = event.target.closest("[data-action=remove-file]");
+      if (button) this.emit("detach", Number(button.closest(".attachment").dataset.key));
+    });
     document.querySelector(".skip-link").addEventListener("click", (event) => {
       event.preventDefault();
       this.focus();
@@ -33,6 +64,24 @@ export class Composer extends Widget {
       this.prompt.value = "";
       this.fit();
     }
+  }
+
+  // The files to send, each with its name, progress or error.
+  showAttachments(items) {
+    this.attachments.hidden = !items.length;
+    this.attachments.replaceChildren(...items.map((item) => {
+      const chip = clone("attachment-template");
+      chip.dataset.key = item.key;
+      chip.classList.toggle("is-error", Boolean(item.error));
+      chip.querySelector(".attachment-name").textContent = item.name;
+      chip.querySelector(".attachment-state").textContent = item.error || (item.id ? "ready" : "uploading");
+      const bar = chip.querySelector("progress");
+      bar.hidden = Boolean(item.id || item.error);
+      bar.value = item.progress;
+      bar.setAttribute("aria-label", `Uploading ${item.name}`);
+      chip.querySelector("[data-action=remove-file]").setAttribute("aria-label", `Remove ${item.name}`);
+      return chip;
+    }));
   }
 
   fit() {

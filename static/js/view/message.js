@@ -1,6 +1,7 @@
 // One message on the page: a question, a saved reply (its thinking, tool call cards, text and
 // figures), or a reply while it streams (ReplyView).
 import { renderMarkdown } from "../markdown.js";
+import { fileUrl } from "../http.js";
 import { clone, html } from "./dom.js";
 
 // A tool call's arguments: pretty JSON once the call is complete and they parse, the raw
@@ -79,6 +80,7 @@ export function fillMessage(item, message) {
   const body = item.querySelector(".body");
   const stats = item.querySelector(".stats");
   fillExtras(item, message.role === "assistant" && message.status !== "error" ? message : {});
+  fillFiles(item, message.files || []);
   if (message.role === "user") {
     body.textContent = message.content;
     stats.textContent = "";
@@ -101,6 +103,29 @@ export function fillMessage(item, message) {
   }
   item.classList.toggle("is-stopped", message.status === "stopped");
   fillStats(item, message);
+}
+
+// The files a message has: a chip with its name, an image as a small picture (fetched with the
+// access token, which an <img src> could not send).
+function fillFiles(item, files) {
+  const list = item.querySelector(".files");
+  list.hidden = !files.length;
+  list.replaceChildren(...files.map((file) => {
+    const chip = document.createElement("li");
+    chip.className = "file";
+    chip.dataset.fileId = file.id;
+    const name = document.createElement("span");
+    name.textContent = file.name;
+    if (file.type?.startsWith("image/")) {
+      const picture = document.createElement("img");
+      picture.alt = file.name;
+      picture.className = "file-thumb";
+      fileUrl(file.id).then((url) => { if (url) picture.src = url; });
+      chip.append(picture);
+    }
+    chip.append(name);
+    return chip;
+  }));
 }
 
 // A reply's thinking (folded) and its tool call cards, as they were saved.

@@ -1,0 +1,90 @@
+"""Files in the browser: attached with the paper-clip or pasted, uploaded with their progress,
+sent with the question, shown in the thread after a reload; a file too big is said before any
+upload, an image for a text-only model is refused in words."""
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+# Pastes a file made in the page into the message box, as the clipboard would.
+PASTE = """([name, type, size, png]) => {
+  const make = () => {
+    if (!png) return Promise.resolve(new Blob([new Uint8Array(size)], {type}));
+    const canvas = document.createElement("canvas");
+    canvas.width = 40; canvas.height = 30;
+    const context = canvas.getContext("2d");
+    context.fillStyle = "#1e64c8";
+    context.fillRect(0, 0, 40, 30);
+    return new Promise((done) => canvas.toBlob(done, "image/png"));
+  };
+  return make().then((blob) => {
+    const data = new DataTransfer();
+    data.items.add(new File([blob], name, {type}));
+    document.getElementById("prompt").dispatchEvent(new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true}));
+  });
+}"""
+
+# The largest string in any IndexedDB record of the page's origin.
+LARGEST_VALUE = """async () => {
+  const sizes = [];
+  for (const {name} of await indexedDB.databases()) {
+    const db = await new Promise((ok, fail) => { const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = fail; });
+    for (const store of db.objectStoreNames) {
+      const all = await new Promise((ok) => { const r = db.transaction(store).objectStore(store).getAll(); r.onsuccess = () => ok(r.result); });
+      for (const value of all) sizes.push(JSON.stringify(value).length);
+    }
+    db.close();
+  }
+  return Math.max(0, ...sizes);
+}"""
+
+
+def test_a_document_attached_reaches_the_model_and_stays_in_the_thread(app, tmp_path, artifacts):
+    app.open(model="scripted/history")
+    page = app.page
+    notes = tmp_path / "rivers.md"
+    notes.write_text("The Aare joins the Rhine at Koblenz.\n")
+    page.set_input_files("#attach-input", str(notes))
+    chip = page.locator("#attachments .attachment")
+    expect(chip).to_contain_text("rivers.md")
+    expect(chip.locator(".attachment-state")).to_have_text("ready")
+    page.screenshot(path=artifacts / "attachment-ready.png")
+    app.send("Where does the Aare end?")
+    app.wait_reply_done()
+    expect(page.locator("#attachments")).to_be_hidden()
+    expect(app.last_reply().locator(".body")).to_contain_text("The Aare joins the Rhine at Koblenz.")
+    question = page.locator(".from-user").last
+    expect(question.locator(".file")).to_have_text("rivers.md")
+    app.reload()
+    expect(page.locator(".from-user").last.locator(".file")).to_have_text("rivers.md")
+    page.screenshot(path=artifacts / "attachment-sent.png")
+    assert page.evaluate(LARGEST_VALUE) < 100_000
+
+
+def test_a_pasted_image_shows_and_a_text_only_model_refuses_it_in_words(app, artifacts):
+    app.open(model="scripted/history")
+    page = app.page
+    page.evaluate(PASTE, ["blue.png", "image/png", 0, True])
+    expect(page.locator("#attachments .attachment .attachment-state")).to_have_text("ready")
+    app.send("What colour is it?")
+    error = page.locator(".error-message").last
+    expect(error).to_contain_text("reads text only")
+    expect(error).to_contain_text("'blue.png' is an image")
+    expect(page.locator(".from-user").last.locator(".file img")).to_have_attribute("alt", "blue.png")
+    page.screenshot(path=artifacts / "attachment-image-refused.png")
+
+
+def test_a_file_too_big_is_refused_before_it_is_sent_and_can_be_removed(app):
+    app.open()
+    page = app.page
+    uploads = []
+    page.on("request", lambda r: uploads.append(r.url) if r.url.endswith("/api/files") else None)
+    page.evaluate(PASTE, ["huge.bin", "application/octet-stream", 21_000_000, False])
+    chip = page.locator("#attachments .attachment")
+    expect(chip).to_have_class("attachment is-error")
+    expect(chip.locator(".attachment-state")).to_have_text("Too big (21 MB): this server takes files up to 20 MB.")
+    assert uploads == []
+    app.send("Anything?")
+    expect(page.locator("#notices")).to_contain_text("Remove the files that could not be uploaded first.")
+    chip.locator("[data-action=remove-file]").click()
+    expect(page.locator("#attachments")).to_be_hidden()
