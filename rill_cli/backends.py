@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import BinaryIO
 from dataclasses import dataclass, field
 
 import httpx2
@@ -73,10 +74,22 @@ class RillBackend:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx2.Client(headers=headers, timeout=httpx2.Timeout(10.0, read=READ_TIMEOUT))
 
-    def stream(self, conversation: Conversation, message: str, reply: Reply) -> Iterator[str]:
+    def upload(self, name: str, data: BinaryIO) -> dict:
+        """A file for the next question (POST /api/files): {id, name, type, size, ...}."""
+        try:
+            response = self.http.post(f"{self.url}/api/files", files={"file": (name, data)},
+                                      timeout=httpx2.Timeout(10.0, read=READ_TIMEOUT, write=READ_TIMEOUT))
+        except httpx2.TransportError as exc:
+            raise ClientError(f"cannot reach Rill at {self.url} ({exc})")
+        if response.status_code != 201:
+            self._check(response, resuming=False)
+        return response.json()
+
+    def stream(self, conversation: Conversation, message: str, reply: Reply, files: tuple[str, ...] = ()
+               ) -> Iterator[str]:
         reply.turn_id = uuid.uuid4().hex
         body = {"message": message, "turn_id": reply.turn_id, "session_id": conversation.session_id,
-                "model": conversation.model or self.model, "system": conversation.system}
+                "model": conversation.model or self.model, "system": conversation.system, "files": list(files) or None}
         body = {k: v for k, v in body.items() if v is not None}
         method, target, options = "POST", f"{self.url}/api/chat/stream", {"json": body}
         lost_since = None

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from . import config
-from .backends import Reply, connect
+from .backends import Reply, RillBackend, connect
 from .conversation import Conversation, Conversations
 from .errors import ClientError
 from .keys import LineReader, ReplyKeys
@@ -22,6 +22,7 @@ HELP = """/new             start a new conversation
 /model [NAME]    show or set the model
 /system [TEXT]   set the system prompt (no text: none)
 /stats           show the last reply's figures, and turn them on after each reply (again: off)
+/attach FILE     send a file with the next message (a PDF, text, an image; `-`: standard input)
 /help            this list
 Ctrl-C stops a reply (the partial text is kept); Ctrl-D exits."""
 
@@ -68,13 +69,28 @@ def open_conversation(backend_name, url, model, system, resume, session):
     return backend, conversation, store
 
 
-def answer(client, conversation: Conversation, message: str, view, keys: ReplyKeys) -> Reply:
+def attach(client, path: str) -> dict:
+    """Upload a file (`-`: standard input) for the next question: its row on the server."""
+    if not isinstance(client, RillBackend):
+        raise ClientError("files need a Rill backend (this one speaks an OpenAI or Anthropic API)")
+    if path == "-":
+        return client.upload("stdin.txt", sys.stdin.buffer)
+    try:
+        with open(path, "rb") as data:
+            return client.upload(os.path.basename(path), data)
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc.strerror}")
+
+
+def answer(client, conversation: Conversation, message: str, view, keys: ReplyKeys, files: tuple[str, ...] = ()
+           ) -> Reply:
     """Stream one reply into the view; Ctrl-C stops it on the server and keeps what came (a Ctrl-C
-    pressed after Enter but before the reply began stops it before it is sent)."""
+    pressed after Enter but before the reply began stops it before it is sent). `files`: uploads'
+    ids that go with the message."""
     reply = Reply()
     try:
         with keys.reply():
-            for piece in client.stream(conversation, message, reply):
+            for piece in client.stream(conversation, message, reply, *((files,) if files else ())):
                 with keys.draw():
                     view.add(piece)
     except KeyboardInterrupt:
@@ -94,20 +110,23 @@ def cli():
 
 @cli.command()
 @click.argument("question", nargs=-1)
+@click.option("--attach", "-a", "attached", multiple=True, metavar="FILE",
+              help="a file to send with the question (a PDF, text, an image; `-`: standard input); repeatable")
 @conversation_options
-def ask(question, backend, url, model, system, resume, session, stats):
+def ask(question, attached, backend, url, model, system, resume, session, stats):
     """Ask one QUESTION; the reply streams to stdout. Text piped on stdin is context for it."""
-    context = "" if sys.stdin.isatty() else sys.stdin.read().strip()
+    context = "" if sys.stdin.isatty() or "-" in attached else sys.stdin.read().strip()
     message = "\n\n".join(part for part in (context, " ".join(question).strip()) if part)
     if not message:
         raise click.UsageError("nothing to ask: give a question, or pipe text in")
     settings, conversation, store = open_conversation(backend, url, model, system, resume, session)
     view = view_for(Console())
     client = connect(settings, view.note)
+    files = tuple(attach(client, path)["id"] for path in attached)
     try:
         with ReplyKeys() as keys:
             keys.entered = True
-            reply = answer(client, conversation, message, view, keys)
+            reply = answer(client, conversation, message, view, keys, files)
     finally:
         store.save(conversation)
     if stats:
@@ -137,6 +156,7 @@ def converse(client, settings, conversation: Conversation, store: Conversations,
     console.print(f"rill chat · {where} · {state} · /help for commands, Ctrl-D to exit", style="dim",
                   markup=False, highlight=False)
     last: Reply | None = None
+    attached: list[dict] = []  # for the next question
     while True:
         try:
             line = read().strip()
@@ -164,17 +184,29 @@ def converse(client, settings, conversation: Conversation, store: Conversations,
                 stats = not stats
                 view.note(last.stats() if last else "no reply yet")
                 view.note(f"figures after each reply: {'on' if stats else 'off'}")
+            elif command == "/attach":
+                if not argument:
+                    view.note("attached: " + (", ".join(f["name"] for f in attached) or "nothing"))
+                    continue
+                try:
+                    attached.append(attach(client, argument))
+                except ClientError as exc:
+                    view.note(f"rill: {exc}")
+                    continue
+                view.note(f"attached {attached[-1]['name']} ({attached[-1]['type']}, {attached[-1]['size']:,} bytes): "
+                          "it goes with your next message")
             elif command == "/help":
                 view.note(HELP)
             else:
                 view.note(f"unknown command {command}; /help lists them")
             continue
         try:
-            last = answer(client, conversation, line, view, keys)
+            last = answer(client, conversation, line, view, keys, tuple(f["id"] for f in attached))
         except ClientError as exc:
             view.note(f"rill: {exc}")
             continue
         finally:
+            attached = []  # sent with that message (or refused with it: /attach them again)
             store.save(conversation)
         if stats:
             view.note(last.stats())

@@ -141,6 +141,25 @@ def test_ask_writes_plain_text_to_a_pipe_and_takes_stdin_as_context(server, home
     assert result.stdout == reply_of(server, "some piped context\n\nwhat is this?", "scripted/echo") + "\n"
 
 
+def test_ask_sends_files_and_says_what_is_refused(server, home, tmp_path):
+    from tests.test_files import png
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The Aare joins the Rhine at Koblenz.\n")
+    env = {**home, "RILL_URL": server.url}
+    result = rill(["ask", "-m", "scripted/history", "-a", str(notes), "Where does the Aare end?"], env)
+    assert result.returncode == 0, result.stderr
+    assert "notes.txt:" in result.stdout and "The Aare joins the Rhine at Koblenz." in result.stdout
+    piped = rill(["ask", "-m", "scripted/history", "-a", "-", "Summarise."], env, stdin="piped river notes\n")
+    assert piped.returncode == 0 and "stdin.txt:" in piped.stdout and "piped river notes" in piped.stdout
+    missing = rill(["ask", "-a", str(tmp_path / "gone.pdf"), "x"], env)
+    assert missing.returncode == 1 and "cannot read" in missing.stderr and "gone.pdf" in missing.stderr
+    image = tmp_path / "dot.png"
+    image.write_bytes(png())
+    refused = rill(["ask", "-m", "scripted/history", "-a", str(image), "What is it?"], env)
+    assert refused.returncode == 1 and "reads text only" in refused.stderr, refused.stderr
+
+
 def test_ask_stats_go_to_stderr(server, home):
     result = rill(["ask", "--stats", "-m", "scripted/echo", "a b c"], {**home, "RILL_URL": server.url})
     assert result.returncode == 0 and result.stdout.strip() == reply_of(server, "a b c", "scripted/echo").strip()
