@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
 import sys
 from pathlib import Path
@@ -74,7 +75,7 @@ def attach(client, path: str) -> dict:
     if not isinstance(client, RillBackend):
         raise ClientError("files need a Rill backend (this one speaks an OpenAI or Anthropic API)")
     if path == "-":
-        return client.upload("stdin.txt", sys.stdin.buffer)
+        return client.upload("stdin.txt", io.BytesIO(sys.stdin.buffer.read()))  # a pipe has no length to send
     try:
         with open(path, "rb") as data:
             return client.upload(os.path.basename(path), data)
