@@ -52,6 +52,7 @@ class Settings:
     max_body_bytes: int = 1_048_576
     max_import_bytes: int = 20 * 1_048_576  # a chat export to import (POST /api/threads/import)
     max_upload_bytes: int = 20_000_000  # one uploaded file (POST /api/files)
+    media_url_allowlist: str = ""  # comma-separated hosts whose http(s) media URLs the /v1 APIs may fetch
     file_token_limit: int = 8000  # a document's text beyond this many tokens is cut, with a note saying where
     share_public: bool = True  # share links open without signing in; off (with auth on): for signed-in users only
     data_dir: str = str(Path.home() / ".local" / "share" / "rill")  # sessions.db (the threads) lives here

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from flask import request
+from flask import g, request
 from pydantic import BaseModel, ValidationError
 
+from ..conversations.inline import InlineMedia
 from ..errors import ApiError
 from ..services import current
 
@@ -44,3 +45,9 @@ def parse(model: type[BaseModel], body: dict) -> BaseModel:
         return model.model_validate(body, context={"settings": current().settings})
     except ValidationError as exc:
         raise ApiError(400, "invalid_request_error", describe(exc))
+
+
+def inline_media(model: str) -> InlineMedia:
+    """How the /v1 APIs read the media parts of this request (its user's files, the settings)."""
+    services = current()
+    return InlineMedia(services.files, g.user, services.settings, model)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..providers.base import (ChatMessage, Failure, Finish, GenerationOptions, Job, Piece, Prompt, ProviderError,
                               Reasoning, ToolCallPart)
-from ..providers.token_count import count_tokens
 from ..refusals import Refused
+from ..conversations.attachments import tokens
 from ..conversations.parts import chat_messages, reply_parts, text_of
 from .events import (Done, Error, ErrorBody, Payload, ReasoningText, Start, Token, ToolCallDelta, ToolCallEnd,
                      ToolCallStart, Usage)
@@ -72,11 +72,6 @@ class Caller:
     request_id: str = ""
 
 
-def count(text: str) -> int:
-    """Tokens in a file's text, as the default model's vocabulary counts them."""
-    return count_tokens(text, len(text) // 4 + 1)
-
-
 def interrupted(message: str = "the server shut down while the reply was being written; the partial reply is "
                                 "saved") -> ProviderError:
     """A new one each time: collect() raises it, and a raised exception keeps its traceback."""
@@ -109,7 +104,7 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
     store, user = services.threads, caller.user
 
     def file_text(file_id: str) -> str:
-        return services.files.for_model(file_id, user, services.settings.file_token_limit, count,
+        return services.files.for_model(file_id, user, services.settings.file_token_limit, tokens,
                                         f"{provider.name}/{model_id}")
 
     for n, file_id in enumerate(files):  # refused before anything is written

@@ -7,13 +7,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Callable
 
+from ..providers.token_count import count_tokens
 from ..refusals import Refused
 
 Count = Callable[[str], int]  # tokens in a text
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+
+
+def tokens(text: str) -> int:
+    """Tokens in a file's text, as the default model's vocabulary counts them."""
+    return count_tokens(text, len(text) // 4 + 1)
 
 
 def pdf_pages(path: Path, name: str) -> list[str]:
@@ -57,23 +64,44 @@ def cut(units: list[str], limit: int, count: Count) -> tuple[list[str], int | No
     return units, None
 
 
+def not_multimodal(model: str, name: str) -> Refused:
+    return Refused("model_not_multimodal", f"{model} reads text only, and {name!r} is an image: choose a model "
+                                          "that reads images, or send the question without it")
+
+
 def for_model(row: dict, blob: Path, limit: int, count: Count, model: str) -> str:
     """The text a file adds to its message (no model Rill serves reads images yet)."""
-    name = row["name"]
     if row["type"] in IMAGE_TYPES:
-        raise Refused("model_not_multimodal", f"{model} reads text only, and {name!r} is an image: choose a "
-                                              "model that reads images, or send the question without it")
+        raise not_multimodal(model, row["name"])
     if row["type"] == "application/pdf":
-        pages = json.loads(pages_path(blob).read_text())
-        kept, cut_at = cut(pages, limit, count)
-        body = "\n\n".join(f"--- page {n} ---\n{text}" for n, text in enumerate(kept, 1))
-        note = f"\n[truncated at page {cut_at} of {len(pages)}: RILL_FILE_TOKEN_LIMIT is {limit:,} tokens]" \
-            if cut_at else ""
-        return f"{name} (PDF, {len(pages)} pages):\n{fenced(body)}{note}"
-    text = blob.read_text(encoding="utf-8")
+        return pdf_text(row["name"], json.loads(pages_path(blob).read_text()), limit, count)
+    return text_file(row["name"], blob.read_text(encoding="utf-8"), limit, count)
+
+
+def pdf_text(name: str, pages: list[str], limit: int, count: Count) -> str:
+    kept, cut_at = cut(pages, limit, count)
+    body = "\n\n".join(f"--- page {n} ---\n{text}" for n, text in enumerate(kept, 1))
+    note = f"\n[truncated at page {cut_at} of {len(pages)}: RILL_FILE_TOKEN_LIMIT is {limit:,} tokens]" if cut_at else ""
+    return f"{name} (PDF, {len(pages)} pages):\n{fenced(body)}{note}"
+
+
+def text_file(name: str, text: str, limit: int, count: Count) -> str:
     lines = text[: limit * 16].splitlines(keepends=True)  # far past the cap already: not counted
     kept, cut_at = cut(lines, limit, count)
     if cut_at is None and len(text) > limit * 16:
         cut_at = len(lines) + 1
     note = f"\n[truncated at line {cut_at}: RILL_FILE_TOKEN_LIMIT is {limit:,} tokens]" if cut_at else ""
     return f"{name}:\n{fenced(''.join(kept).rstrip(chr(10)))}{note}"
+
+
+def document_text(name: str, data: bytes, limit: int, count: Count) -> str:
+    """A document sent inline (the /v1 APIs' file and document parts): a PDF or UTF-8 text."""
+    if data.startswith(b"%PDF"):
+        with tempfile.NamedTemporaryFile(suffix=".pdf") as temp:
+            temp.write(data)
+            temp.flush()
+            return pdf_text(name, pdf_pages(Path(temp.name), name), limit, count)
+    try:
+        return text_file(name, data.decode("utf-8"), limit, count)
+    except UnicodeDecodeError:
+        raise Refused("unsupported_file_type", f"{name!r} is neither a PDF nor UTF-8 text") from None

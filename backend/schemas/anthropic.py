@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..providers.base import Tool
-from .common import Content, MaxTokens, ObjectSchema, Text, TextPart, ToolName, tools_and_choice
+from .common import (Content, DocumentBlock, ImageBlock, MaxTokens, ObjectSchema, Text, TextPart, ToolName,
+                     tools_and_choice)
 
 
 class AnthropicTool(BaseModel):
@@ -49,7 +50,8 @@ class ThinkingBlock(BaseModel):  # sent back in the history; the model does not 
     type: Literal["thinking", "redacted_thinking"]
 
 
-Block = Annotated[TextPart | ToolUseBlock | ToolResultBlock | ThinkingBlock, Field(discriminator="type")]
+Block = Annotated[TextPart | ToolUseBlock | ToolResultBlock | ThinkingBlock | ImageBlock | DocumentBlock,
+                  Field(discriminator="type")]
 
 
 class AnthropicMessage(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
 from ..providers.base import Tool
 
@@ -61,6 +61,60 @@ class TextPart(BaseModel):
 
 
 Content = Text | list[TextPart]
+
+
+class ImageUrl(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    url: Annotated[str, Field(min_length=1)]
+
+
+class ImageUrlPart(BaseModel):  # OpenAI
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+class FileData(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    file_data: str | None = None  # base64, or a data: URL
+    file_id: str | None = None  # a Rill upload (POST /api/files)
+    filename: Annotated[str, Field(max_length=255)] = "document"
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.file_data is None) == (self.file_id is None):
+            raise ValueError("give file_data (base64) or file_id (an upload's id), one of them")
+        return self
+
+
+class FilePart(BaseModel):  # OpenAI
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["file"]
+    file: FileData
+
+
+MediaContent = Text | list[Annotated[TextPart | ImageUrlPart | FilePart, Field(discriminator="type")]]
+
+
+class MediaSource(BaseModel):  # Anthropic's image and document sources
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["base64", "url", "text"]
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+
+
+class ImageBlock(BaseModel):  # Anthropic
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["image"]
+    source: MediaSource
+
+
+class DocumentBlock(BaseModel):  # Anthropic
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["document"]
+    source: MediaSource
+    title: Annotated[str, Field(max_length=255)] = "document"
 
 
 def content_text(content: Content | None) -> str:

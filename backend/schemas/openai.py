@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..providers.base import Tool
-from .common import Content, Int, MaxTokens, ObjectSchema, ToolName, tools_and_choice
+from .common import Int, MaxTokens, MediaContent, ObjectSchema, ToolName, tools_and_choice
 
 
 class FunctionSpec(BaseModel):
@@ -61,7 +61,7 @@ class NamedToolChoice(BaseModel):
 class OpenAIMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Content | None = None
+    content: MediaContent | None = None
     tool_calls: list[OpenAIToolCall] | None = None  # assistant
     tool_call_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # tool
 

@@ -13,14 +13,14 @@ from flask import Blueprint, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__, metrics
-from ..api.requests import json_body, parse
+from ..api.requests import inline_media, json_body, parse
 from ..chat.events import StreamEvent
 from ..chat.turn import Caller, Collected, Turn, start_stateless_turn
+from ..conversations.inline import InlineMedia
 from ..errors import ApiError, failure_status, http_error_message, status_of
 from ..extensions import chat_limit
 from ..providers.base import ChatMessage, GenerationOptions, ProviderError, ToolCall
 from ..refusals import Refused
-from ..schemas.common import content_text
 from ..schemas.openai import OpenAIChatRequest
 from ..services import current
 from .sse import PING, format_event, sse_response
@@ -61,10 +61,27 @@ def to_options(req: OpenAIChatRequest) -> GenerationOptions:
     )
 
 
-def to_messages(req: OpenAIChatRequest) -> list[ChatMessage]:
-    return [ChatMessage("system" if m.role == "developer" else m.role, content_text(m.content),
+def to_messages(req: OpenAIChatRequest, media: InlineMedia) -> list[ChatMessage]:
+    return [ChatMessage("system" if m.role == "developer" else m.role, content_of(m.content, media, f"messages.{n}"),
                         tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ()),
-                        m.tool_call_id) for m in req.messages]
+                        m.tool_call_id) for n, m in enumerate(req.messages)]
+
+
+def content_of(content, media: InlineMedia, where: str) -> str:
+    """A message's text: its documents' text first, then its text parts; an image is refused."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    documents, text = [], []
+    for n, part in enumerate(content):
+        what = f"{where}.content.{n}"
+        if part.type == "text":
+            text.append(part.text)
+        elif part.type == "image_url":
+            media.image(what, url=part.image_url.url)
+        else:
+            documents.append(media.document(what, part.file.filename, data=part.file.file_data,
+                                            file_id=part.file.file_id))
+    return "\n\n".join([*documents, "".join(text)] if documents else text)
 
 
 def message(reply: Collected) -> dict:
@@ -137,7 +154,7 @@ class ChunkEncoder:
 @chat_limit
 def chat_completions():
     req = parse(OpenAIChatRequest, json_body())
-    turn = start_stateless_turn(current(), Caller(g.user, "openai", g.request_id), req.model, to_messages(req),
+    turn = start_stateless_turn(current(), Caller(g.user, "openai", g.request_id), req.model, to_messages(req, inline_media(req.model)),
                                 to_options(req))
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)

@@ -1,0 +1,109 @@
+"""Fast tier: media sent inline on /v1 (in process, scripted provider): a document in an OpenAI
+`file` part or an Anthropic `document` block reaches the model as its text; an image is a 400
+`model_not_multimodal`, after its URL is checked: file:// is never read, and no request is made
+to a host RILL_MEDIA_URL_ALLOWLIST does not name."""
+import base64
+import socket
+
+import pytest
+
+from tests.test_files import pdf, png, upload
+from tests.test_threads_api import HISTORY
+
+PAGES = ["The Rhine rises in the Alps.", "The Danube flows east."]
+
+
+def data_url(data: bytes, kind: str) -> str:
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def completion(client, *parts):
+    return client.post("/v1/chat/completions", json={"model": HISTORY, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "What does it say?"}, *parts]}]})
+
+
+@pytest.fixture
+def client(make_app):
+    return make_app(max_upload_bytes=100_000).test_client()
+
+
+@pytest.fixture
+def listener():
+    """A loopback socket that counts the connections made to it."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.setblocking(False)
+    yield server
+    server.close()
+
+
+def connections(server) -> int:
+    count = 0
+    while True:
+        try:
+            server.accept()[0].close()
+            count += 1
+        except BlockingIOError:
+            return count
+
+
+def test_an_openai_file_part_reaches_the_model_as_its_text(client):
+    r = completion(client, {"type": "file", "file": {"filename": "rivers.pdf", "file_data": data_url(pdf(PAGES),
+                                                                                                     "application/pdf")}})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    reply = r.get_json()["choices"][0]["message"]["content"]
+    assert "rivers.pdf (PDF, 2 pages):" in reply and "--- page 2 ---\nThe Danube flows east." in reply
+    uploaded = upload(client, "notes.txt", b"The Aare joins the Rhine.").get_json()["id"]
+    r = completion(client, {"type": "file", "file": {"file_id": uploaded}})
+    assert "notes.txt:\n```\nThe Aare joins the Rhine.\n```" in r.get_json()["choices"][0]["message"]["content"]
+
+
+def test_an_anthropic_document_block_reaches_the_model_as_its_text(client):
+    r = client.post("/v1/messages", json={"model": HISTORY, "max_tokens": 64, "messages": [{"role": "user", "content": [
+        {"type": "document", "title": "rivers.pdf", "source": {"type": "base64", "media_type": "application/pdf",
+                                                                "data": base64.b64encode(pdf(PAGES)).decode()}},
+        {"type": "document", "title": "note", "source": {"type": "text", "media_type": "text/plain",
+                                                          "data": "Lakes too."}},
+        {"type": "text", "text": "Summarise."}]}]})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    reply = r.get_json()["content"][0]["text"]
+    assert "--- page 1 ---\nThe Rhine rises in the Alps." in reply and "note:\n```\nLakes too.\n```" in reply
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": data_url(png(), "image/png")}}]}]}),
+    ("/v1/messages", {"max_tokens": 8, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                     "data": base64.b64encode(png()).decode()}}]}]}),
+])
+def test_an_image_for_a_text_only_model_is_a_400_that_says_so(client, path, body):
+    r = client.post(path, json={"model": HISTORY, **body})
+    assert r.status_code == 400, r.get_data(as_text=True)
+    error = r.get_json()["error"]  # OpenAI's shape names the refusal in `code`; Anthropic's has only its words
+    assert error.get("code", "model_not_multimodal") == "model_not_multimodal"
+    assert "scripted/history reads text only" in error["message"] and "is an image" in error["message"]
+
+
+def test_no_url_is_read_from_disk_or_fetched_from_a_host_not_allowed(make_app, listener):
+    port = listener.getsockname()[1]
+    client = make_app().test_client()
+    r = completion(client, {"type": "image_url", "image_url": {"url": "file:///etc/passwd"}})
+    assert r.status_code == 400 and "Rill never reads files by URL" in r.get_json()["error"]["message"]
+    r = completion(client, {"type": "image_url", "image_url": {"url": f"http://127.0.0.1:{port}/cat.png"}})
+    assert r.status_code == 400 and "RILL_MEDIA_URL_ALLOWLIST, and '127.0.0.1' is not one" in r.get_json()["error"][
+        "message"]
+    allowed = make_app(media_url_allowlist="127.0.0.1").test_client()
+    r = completion(allowed, {"type": "image_url", "image_url": {"url": f"http://127.0.0.1:{port}/cat.png"}})
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "model_not_multimodal"  # refused before any fetch
+    assert connections(listener) == 0
+
+
+def test_inline_bytes_over_the_limit_or_not_base64_are_refused(client):
+    r = completion(client, {"type": "file", "file": {"file_data": data_url(b"a" * 200_000, "text/plain")}})
+    assert r.status_code == 413 and "RILL_MAX_UPLOAD_BYTES (100,000 bytes)" in r.get_json()["error"]["message"]
+    r = completion(client, {"type": "file", "file": {"file_data": "not base64!"}})
+    assert r.status_code == 400 and "messages.0.content.1: not valid base64" in r.get_json()["error"]["message"]
+    r = completion(client, {"type": "file", "file": {}})
+    assert r.status_code == 400 and "give file_data (base64) or file_id" in r.get_json()["error"]["message"]
