@@ -107,3 +107,10 @@ def test_inline_bytes_over_the_limit_or_not_base64_are_refused(client):
     assert r.status_code == 400 and "messages.0.content.1: not valid base64" in r.get_json()["error"]["message"]
     r = completion(client, {"type": "file", "file": {}})
     assert r.status_code == 400 and "give file_data (base64) or file_id" in r.get_json()["error"]["message"]
+
+
+def test_models_say_what_they_read(client):
+    listed = client.get("/v1/models").get_json()["data"]
+    assert listed and all(m["input_modalities"] == ["text"] for m in listed)
+    app_listing = client.get("/api/models").get_json()
+    assert all(m["input_modalities"] == ["text"] for p in app_listing["providers"] for m in p["models"])

@@ -98,7 +98,7 @@ class ProviderDirectory:
             "default": self.default,
             "providers": [
                 {"name": p.name, "available": p.unavailable() is None,
-                 "models": [{**m, "id": f"{p.name}/{m['id']}"} for m in p.models()]}
+                 "models": [{"input_modalities": ["text"], **m, "id": f"{p.name}/{m['id']}"} for m in p.models()]}
                 for p in self.providers
             ],
         }

@@ -176,5 +176,6 @@ def models():
     listing = current().providers.listing()
     created = int(time.time())
     return jsonify({"object": "list", "data": [
-        {"id": m["id"], "object": "model", "created": created, "owned_by": p["name"]}
+        {"id": m["id"], "object": "model", "created": created, "owned_by": p["name"],
+         "input_modalities": m["input_modalities"]}
         for p in listing["providers"] for m in p["models"]]})
