@@ -106,3 +106,13 @@ def spawn(function, *args) -> None:
 def os_thread(target, name: str, *args) -> None:
     """Start a real OS thread (daemon), whatever the async mode: for CPU-bound or blocking C work."""
     real_threading.Thread(target=target, args=args, name=name, daemon=True).start()
+
+
+def off_hub(function, *args):
+    """Call CPU-bound `function` and return its result; under eventlet it runs in a pool of OS
+    threads meanwhile (a PDF being read would otherwise stall every client), else right here."""
+    if green():
+        from eventlet import tpool
+
+        return tpool.execute(function, *args)
+    return function(*args)

@@ -11,6 +11,7 @@ import socketio
 
 from bench import abuse
 from tests.server import start_server, stop_server
+from tests.test_files import pdf
 from tests.sse import SSEStream
 
 pytestmark = pytest.mark.slow
@@ -62,10 +63,13 @@ def test_refusals_are_json_that_says_why(server, name, words):
 
 
 def test_multipart_uploads_pass_the_server(server):
+
     """A form upload's head is well formed: the app takes it, not the server refusing it."""
     response = requests.post(f"{server.url}/api/files", files={"file": ("notes.txt", b"river notes\n")}, timeout=10)
     assert response.status_code == 201, response.text
     assert requests.get(f"{server.url}/api/files/{response.json()['id']}", timeout=10).content == b"river notes\n"
+    document = requests.post(f"{server.url}/api/files", files={"file": ("r.pdf", pdf(["Rhine", "Rhone"]))}, timeout=30)
+    assert document.status_code == 201 and document.json()["type"] == "application/pdf", document.text  # read off the hub
 
 
 def test_an_upload_over_the_limit_is_refused_before_its_body_is_sent(server):

@@ -22,6 +22,7 @@ import filetype
 from sqlalchemy import delete, func, insert, select
 
 from ..refusals import Refused
+from ..runtime import off_hub
 from .attachments import Count, for_model, keep_pages, pages_path, pdf_pages
 from .schema import files, message_files
 from .store import ThreadStore, iso
@@ -55,8 +56,8 @@ class FileStore:
                 raise Refused("unsupported_file_type", f"{name!r} is {found}: Rill reads {ACCEPTED}")
             width = height = None
             if kind in IMAGES:
-                width, height = image_size(temp, name)
-            pages = pdf_pages(Path(temp), name) if kind in DOCUMENTS else None
+                width, height = off_hub(image_size, temp, name)
+            pages = off_hub(pdf_pages, Path(temp), name) if kind in DOCUMENTS else None
             row = {"id": uuid.uuid4().hex, "owner": owner, "sha256": sha256, "type": kind, "size": size,
                    "name": name, "width": width, "height": height, "created": time.time()}
             with self.threads.writing() as conn:
