@@ -59,6 +59,15 @@ def test_a_document_attached_reaches_the_model_and_stays_in_the_thread(app, tmp_
     expect(page.locator(".from-user").last.locator(".file")).to_have_text("rivers.md")
     page.screenshot(path=artifacts / "attachment-sent.png")
     assert page.evaluate(LARGEST_VALUE) < 100_000
+    question = page.locator(".from-user").last
+    question.hover()
+    question.locator("[data-action=edit]").click()
+    question.locator("textarea").fill("Where does the Aare rise?")
+    question.locator("textarea").press("Enter")  # Save & rerun: the new branch keeps the file
+    app.wait_reply_done()
+    expect(page.locator(".from-user").last.locator(".file")).to_have_text("rivers.md")
+    expect(page.locator(".from-user").last.locator(".branch-count")).to_have_text("2/2")
+    expect(app.last_reply().locator(".body")).to_contain_text("The Aare joins the Rhine at Koblenz.")
 
 
 def test_a_pasted_image_shows_and_a_text_only_model_refuses_it_in_words(app, artifacts):

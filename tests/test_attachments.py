@@ -94,3 +94,18 @@ def test_a_file_goes_with_the_last_message_that_has_it(app):
     assert client.get(f"/api/files/{file_id}", headers=alice).status_code == 404
     unsent = stored(client, "later.txt", b"kept until sent or deleted")
     assert client.get(f"/api/files/{unsent}", headers=alice).status_code == 200  # no message had it: kept
+
+
+def test_an_edit_keeps_or_drops_a_questions_files(app):
+    client, alice = app.test_client(), as_user("alice")
+    kept, dropped = stored(client, "kept.txt", b"kept"), stored(client, "dropped.txt", b"dropped")
+    start, _ = ask(client, alice, message="Compare.", files=[kept, dropped])
+    route = f"/api/threads/{start['thread_id']}/messages/{start['question_id']}"
+    r = client.patch(route, json={"parts": [{"type": "text", "text": "Compare again."},
+                                            {"type": "file", "file_id": kept}]}, headers=alice)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert r.get_json()["parts"][1] == {"type": "file", "file_id": kept}
+    assert client.get(f"/api/files/{kept}", headers=alice).status_code == 200
+    assert client.get(f"/api/files/{dropped}", headers=alice).status_code == 404  # no message has it now
+    r = client.patch(route, json={"parts": [{"type": "file", "file_id": "not-mine"}]}, headers=alice)
+    assert r.status_code == 400 and "parts.0: no file 'not-mine' of yours" in r.get_json()["error"]["message"]

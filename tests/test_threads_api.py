@@ -162,7 +162,8 @@ def test_other_users_threads_do_not_exist(make_app):
 
 
 @pytest.mark.parametrize("route,body,words", [
-    ("/api/threads/THREAD/messages", {"role": "user", "parts": [{"type": "file", "file_id": "f1"}]}, "parts.0"),
+    ("/api/threads/THREAD/messages", {"role": "user", "parts": [{"type": "file", "file_id": "f1"}]},
+     "parts.0: no file 'f1' of yours"),
     ("/api/threads/THREAD/messages", {"role": "robot", "parts": [{"type": "text", "text": "x"}]}, "role"),
     ("/api/threads/THREAD/messages", {"role": "user", "parts": []}, "parts"),
     ("/api/threads/THREAD", {"current_leaf": "nope"}, "current_leaf"),

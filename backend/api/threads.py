@@ -97,14 +97,22 @@ def delete(thread_id: str):
 def add_message(thread_id: str):
     """A message written by hand (an edit saved as a new branch without asking the model)."""
     body = parse(MessageCreate, json_body())
-    parts = [p.model_dump() for p in body.parts]
-    return jsonify(store().add_message(g.user, thread_id, body.parent_id, body.role, parts)), 201
+    return jsonify(store().add_message(g.user, thread_id, body.parent_id, body.role, owned_parts(body.parts))), 201
 
 
 @bp.patch("/<thread_id>/messages/<message_id>")
 def edit_message(thread_id: str, message_id: str):
     body = parse(MessageUpdate, json_body())
-    return jsonify(store().edit_message(g.user, thread_id, message_id, [p.model_dump() for p in body.parts]))
+    return jsonify(store().edit_message(g.user, thread_id, message_id, owned_parts(body.parts)))
+
+
+def owned_parts(parts) -> list[dict]:
+    """The parts as dicts; a `file` part must name one of the user's uploads."""
+    for n, part in enumerate(parts):
+        if part.type == "file" and current().files.get(part.file_id, g.user) is None:
+            raise ApiError(400, "invalid_request_error", f"parts.{n}: no file {part.file_id!r} of yours "
+                                                         "(upload it with POST /api/files)")
+    return [p.model_dump() for p in parts]
 
 
 @bp.delete("/<thread_id>/messages/<message_id>")

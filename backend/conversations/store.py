@@ -269,9 +269,16 @@ class ThreadStore:
                 raise Refused("message_not_found", f"no message {message_id!r} in thread {thread_id!r}")
             conn.execute(update(messages).where(messages.c.id == message_id).values(
                 parts=parts, text=text_of(parts), revision=revision))
+            released = set(conn.scalars(select(message_files.c.file_id)
+                                        .where(message_files.c.message_id == message_id))) - set(file_ids(parts))
+            conn.execute(delete(message_files).where(message_files.c.message_id == message_id))
+            if links := [{"message_id": message_id, "file_id": f} for f in file_ids(parts)]:
+                conn.execute(insert(message_files), links)
             conn.execute(update(threads).where(threads.c.id == thread_id).values(revision=revision,
                                                                                  updated=time.time()))
-            return public(self._message_row(conn, thread_id, message_id))
+            edited = public(self._message_row(conn, thread_id, message_id))
+        self.released(released)  # the files the edit took out, once no other message has them
+        return edited
 
     def update_thread(self, owner: str, thread_id: str, title: str | None = None,
                       current_leaf: str | None = None, branch: str | None = None) -> dict:

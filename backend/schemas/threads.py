@@ -31,7 +31,13 @@ class ToolResultPart(BaseModel):
     content: Annotated[Text, Field(max_length=100_000)]
 
 
-Part = Annotated[TextPart | ToolCallPart | ToolResultPart, Field(discriminator="type")]
+class FilePart(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["file"]
+    file_id: SessionId  # one of the user's uploads (POST /api/files)
+
+
+Part = Annotated[TextPart | ToolCallPart | ToolResultPart | FilePart, Field(discriminator="type")]
 
 
 class ThreadCreate(BaseModel):

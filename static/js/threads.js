@@ -237,8 +237,10 @@ export class Threads {
   }
 
   // A question's new text, in place (Save: the model is not asked again).
+  // New text for a message; its files stay.
   async edit(id, text) {
-    await threadsApi.editMessage(this.current.id, id, [{ type: "text", text }]);
+    const files = (this.page.messages.find((m) => m.id === id)?.parts || []).filter((p) => p.type === "file");
+    await threadsApi.editMessage(this.current.id, id, [{ type: "text", text }, ...files]);
     await this.refresh(this.current.id);
   }
 

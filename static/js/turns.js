@@ -194,7 +194,9 @@ export class Turns {
     if (this.busy) return false;
     const at = this.threads.messages.findIndex((m) => m.id === messageId);
     if (at === -1) return false;
-    this.ask({ message: text }, this.threads.messages[at].parentId, at);
+    const { files, parentId } = this.threads.messages[at]; // the edited question keeps its files
+    this.shownFiles = files;
+    this.ask(files.length ? { message: text, files: files.map((f) => f.id) } : { message: text }, parentId, at);
     return true;
   }
 
