@@ -54,6 +54,7 @@ class Settings:
     max_upload_bytes: int = 20_000_000  # one uploaded file (POST /api/files)
     media_url_allowlist: str = ""  # comma-separated hosts whose http(s) media URLs the /v1 APIs may fetch
     file_token_limit: int = 8000  # a document's text beyond this many tokens is cut, with a note saying where
+    image_max_side: int = 1024  # an uploaded image is scaled down to this many pixels on its long side for models
     share_public: bool = True  # share links open without signing in; off (with auth on): for signed-in users only
     data_dir: str = str(Path.home() / ".local" / "share" / "rill")  # sessions.db (the threads) lives here
     session_store: str = "sqlite"  # or "memory" (lost on restart): threads and usage, unless database_url is set

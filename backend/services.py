@@ -179,8 +179,8 @@ def open_files(settings: Settings, store: ThreadStore) -> FileStore:
     from .conversations.files import FileStore
 
     if settings.session_store == "memory" and not settings.database_url:
-        return FileStore(store, Path(tempfile.mkdtemp(prefix="rill-files-")))
-    return FileStore(store, Path(settings.data_dir).expanduser() / "files")
+        return FileStore(store, Path(tempfile.mkdtemp(prefix="rill-files-")), settings.image_max_side)
+    return FileStore(store, Path(settings.data_dir).expanduser() / "files", settings.image_max_side)
 
 
 def open_usage(settings: Settings, redis_client=None) -> UsageStore:

@@ -20,13 +20,13 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.memory_bench import settle  # noqa: E402
+from bench.together import all_at_once  # noqa: E402
 from backend.conversations.store import ThreadStore, sqlite_url  # noqa: E402
 from deploy.cluster import start_postgres  # noqa: E402
 from tests.server import free_port, start_server, stop_server  # noqa: E402
@@ -89,10 +89,7 @@ def retained_memory(srv, port: int, count: int) -> None:
 
 def pairs_per_second(store: ThreadStore, writers: int, per_writer: int) -> float:
     threads = [store.create_thread(f"user{w}")["id"] for w in range(writers)]
-    barrier = threading.Barrier(writers + 1)
-
     def write(w: int) -> None:
-        barrier.wait()
         parent = None
         for n in range(per_writer):
             question = store.add_message(f"user{w}", threads[w], parent, "user",
@@ -100,14 +97,7 @@ def pairs_per_second(store: ThreadStore, writers: int, per_writer: int) -> float
             parent = store.add_message(f"user{w}", threads[w], question["id"], "assistant",
                                        [{"type": "text", "text": WORDS}])["id"]
 
-    writing = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
-    for t in writing:
-        t.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for t in writing:
-        t.join()
-    return writers * per_writer / (time.perf_counter() - started)
+    return writers * per_writer / all_at_once(write, writers)
 
 
 def thread_writes(per_writer: int) -> None:

@@ -23,29 +23,21 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.memory_bench import rss_mib, settle  # noqa: E402
+from bench.together import all_at_once  # noqa: E402
 from tests.server import start_server, stop_server  # noqa: E402
 
 
 def upload_round(url: str, files: list[Path]) -> tuple[float, list[str]]:
     """All files at once, one client each: (seconds, ids)."""
     ids: list[str | None] = [None] * len(files)
-    barrier = threading.Barrier(len(files) + 1)
 
     def send(n: int) -> None:
-        barrier.wait()
         with open(files[n], "rb") as data:
             r = requests.post(f"{url}/api/files", files={"file": (files[n].name, data)}, timeout=300)
         r.raise_for_status()
         ids[n] = r.json()["id"]
 
-    clients = [threading.Thread(target=send, args=(n,)) for n in range(len(files))]
-    for c in clients:
-        c.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for c in clients:
-        c.join()
-    return time.perf_counter() - started, [i for i in ids if i]
+    return all_at_once(send, len(files)), [i for i in ids if i]
 
 
 def peak_rss(pid: int, stop: threading.Event, out: list[float]) -> None:

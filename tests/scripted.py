@@ -9,7 +9,8 @@ of Markdown, N the first number in the message, 400 by default, for the UI bench
 (`<think>...</think>` then an answer, the tags cut across pieces), `history` (the conversation it
 was given, one piece per message: `role: content | `), `tools` (reasoning, then a call
 to each tool given (or to get_weather when none are), at most two, their arguments cut mid-JSON;
-after a tool result, an answer that quotes it).
+after a tool result, an answer that quotes it), `sees` (like `history`, with each message's
+images by type, pixel size and SHA-256; the only one that reads images).
 """
 from __future__ import annotations
 
@@ -70,7 +71,10 @@ class ScriptedProvider(Streamed):
 
     def models(self):
         return [{"id": m, "state": "ready"}
-                for m in ("echo", "fail", "slow", "xss", "long", "hold", "think", "tools", "history")]
+                for m in ("echo", "fail", "slow", "xss", "long", "hold", "think", "tools", "history", "sees")]
+
+    def input_modalities(self, model):
+        return ["text", "image"] if model == "sees" else ["text"]
 
     def load(self):
         pass
@@ -88,6 +92,8 @@ class ScriptedProvider(Streamed):
             pieces = [w + " " for w in messages[-1].content.split()]
         elif model == "history":
             pieces = [f"{m.role}: {m.content} | " for m in messages]
+        elif model == "sees":
+            pieces = [f"{m.role}: {m.content} {[described(i) for i in m.images]} | " for m in messages]
         elif model == "think":
             pieces = ["<thi", "nk>Two and two ", "make four.</th", "ink>", "The answer ", "is 4."]
         elif model == "slow":
@@ -111,6 +117,15 @@ class ScriptedProvider(Streamed):
         if model == "fail":
             raise RuntimeError("scripted failure in the middle of a reply")
         yield Finish("stop", 1, len(pieces))
+
+
+def described(image) -> str:
+    from io import BytesIO
+
+    from PIL import Image
+
+    with Image.open(BytesIO(image.data)) as opened:
+        return f"{image.media_type} {opened.width}x{opened.height} {image.sha256}"
 
 
 def tool_turn(messages, options):

@@ -1,8 +1,13 @@
 """Fast tier: files sent with a question (`files: [id, ...]` on the chat routes) are `file` parts of
 it, and the model gets what each becomes: a PDF's text by page under its name, a text file fenced
-under its name, each cut at RILL_FILE_TOKEN_LIMIT with a note; an image for a text-only model is
-refused before anything is written; a file goes with the last message that has it."""
+under its name, each cut at RILL_FILE_TOKEN_LIMIT with a note; an image is normalised once at upload
+for a model that reads images, and refused for a text-only one before anything is written; a file
+goes with the last message that has it."""
+import hashlib
+import io
+
 import pytest
+from PIL import Image
 
 from tests.test_chat_routes import SECRET
 from tests.test_files import as_user, pdf, png, upload
@@ -51,6 +56,56 @@ def test_a_text_file_is_fenced_under_its_name(app):
     file_id = stored(client, "flow.py", code.encode())
     _, reply = ask(client, alice, message="Explain.", files=[file_id])
     assert f"flow.py:\n````\n{code.rstrip()}\n````" in reply  # a fence longer than the backticks inside
+
+
+def photo(size, fmt: str, orientation: int | None = None, **save) -> bytes:
+    """A picture whose left half is red and right half blue, with EXIF (a camera, a place, and an
+    orientation when given)."""
+    image = Image.new("RGB", size, (255, 0, 0))
+    image.paste((0, 0, 255), (size[0] // 2, 0, size[0], size[1]))
+    exif = Image.Exif()
+    exif[0x010F] = "RiverCam"  # Make
+    if orientation:
+        exif[0x0112] = orientation
+    out = io.BytesIO()
+    image.save(out, fmt, exif=exif, **save)
+    return out.getvalue()
+
+
+def seen(reply: str) -> list[tuple[str, int, int, str]]:
+    """The images the `sees` model was shown: (type, width, height, sha256)."""
+    return [(kind, *map(int, size.split("x")), sha) for kind, size, sha in
+            (item.split(" ") for item in reply.split("[")[1].split("]")[0].strip("'").split("', '") if item)]
+
+
+def test_an_image_is_normalised_once_for_models_and_kept_as_sent_for_its_owner(app):
+    client, alice = app.test_client(), as_user("alice")
+    camera = photo((3000, 2000), "JPEG", orientation=6)  # taken sideways: shown turned 90 degrees clockwise
+    animated, frames = io.BytesIO(), [Image.new("P", (40, 30), n) for n in range(3)]
+    frames[0].save(animated, "GIF", save_all=True, append_images=frames[1:])
+    logo = io.BytesIO()
+    Image.new("RGBA", (50, 50), (0, 200, 0, 100)).save(logo, "WEBP")
+    ids = [stored(client, "camera.jpg", camera), stored(client, "clip.gif", animated.getvalue()),
+           stored(client, "shot.webp", photo((300, 200), "WEBP")), stored(client, "logo.webp", logo.getvalue())]
+    _, reply = ask(client, alice, message="What are these?", files=ids, model="scripted/sees")
+    shown_to_model = seen(reply)
+    assert [kind_and_size[:3] for kind_and_size in shown_to_model] == [
+        ("image/jpeg", 683, 1024),  # upright, long side 1024
+        ("image/png", 40, 30),  # a GIF's first frame, lossless
+        ("image/jpeg", 300, 200), ("image/png", 50, 50)]  # a WebP photo as JPEG, one with transparency as PNG
+    shown = Image.open(io.BytesIO(client.get(f"/api/files/{ids[0]}", headers=alice).data))
+    assert shown.size == (3000, 2000) and shown.getexif()[0x010F] == "RiverCam"  # the owner's original, as sent
+    files_dir = app.extensions["rill"].files
+    blob = files_dir.blob(hashlib.sha256(camera).hexdigest())
+    normalised = Image.open(blob.with_name(blob.name + ".image"))
+    assert not normalised.getexif() and normalised.size == (683, 1024)
+    top, bottom = normalised.getpixel((340, 100)), normalised.getpixel((340, 900))
+    assert top[0] > 200 > top[2] and bottom[2] > 200 > bottom[0]  # turned: red above, blue below
+    info = client.get(f"/api/files/{ids[0]}/info", headers=alice).get_json()
+    assert (info["width"], info["height"]) == (3000, 2000)
+    blob.with_name(blob.name + ".image").unlink()  # as an upload of the release before this one was kept
+    _, again = ask(client, alice, message="And now?", files=ids[:1], model="scripted/sees")
+    assert seen(again)[0] == shown_to_model[0]
 
 
 def test_an_image_for_a_text_only_model_is_refused_and_nothing_is_written(app):

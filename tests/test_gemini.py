@@ -1,5 +1,7 @@
 """The Gemini provider against a loopback fake of Gemini's REST API (tests/fake_gemini.py),
 through the real server in both async modes. No request leaves the machine."""
+import base64
+import hashlib
 import threading
 import time
 import uuid
@@ -15,6 +17,7 @@ from backend.providers.gemini import build_request
 from tests.fake_gemini import DELAY, KEY, FakeGemini, fake_gemini
 from tests.server import free_port, start_server, stop_server
 from tests.sse import SSEStream, decode_all
+from tests.test_files import png
 
 slow = pytest.mark.slow  # the tests with a real server, or the fake Gemini server; the rest are fast
 
@@ -149,6 +152,23 @@ def test_history_and_system_reach_gemini(server, fake):
         {"role": "user", "parts": [{"text": f"What is my name? {marker}"}]},
     ]
     assert body["systemInstruction"]["parts"] == [{"text": "Answer briefly."}]
+
+
+@slow
+def test_an_image_reaches_gemini_as_inline_data_with_the_same_bytes(server, fake):
+    picture = png(17, 9, (0, 90, 200))
+    marker = uuid.uuid4().hex[:8]
+    reply = requests.post(f"{server.url}/v1/chat/completions", timeout=15, json={
+        "model": "gemini/gemini-fake", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{base64.b64encode(picture).decode()}"}},
+            {"type": "text", "text": marker}]}]})
+    assert reply.status_code == 200, reply.text
+    body = next(r["body"] for r in reversed(fake.requests)
+                if {"text": marker} in r["body"].get("contents", [{}])[-1].get("parts", []))
+    image, text = body["contents"][-1]["parts"]
+    blob = image["inlineData"]  # the SDK leaves the field inside as written: both spellings are proto JSON
+    assert text == {"text": marker} and blob.get("mimeType", blob.get("mime_type")) == "image/png"
+    assert hashlib.sha256(base64.b64decode(blob["data"])).digest() == hashlib.sha256(picture).digest()
 
 
 @slow

@@ -4,6 +4,8 @@ The upstream is either a second Rill (its /v1 API, serving the real local model)
 OpenAI server written below, for what a real one will not do on demand: fail with HTTP 500 or
 401, break off mid-stream, never answer. No request leaves the machine.
 """
+import base64
+import hashlib
 import json
 import threading
 import time
@@ -16,10 +18,12 @@ import openai
 import pytest
 import requests
 
+from backend.conversations.images import normalise
 from backend.providers.token_count import count_tokens
 
 from tests.server import free_port, start_server, stop_server
 from tests.sse import SSEStream
+from tests.test_files import png
 from tests.test_tools import ANTHROPIC_TOOLS, TOOLS, accumulate
 
 pytestmark = pytest.mark.slow
@@ -319,6 +323,39 @@ def test_request_options_reach_the_upstream_and_usage_comes_back(rill, fake):
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": marker}],
         "model": "ok", "max_tokens": 7, "seed": 42, "stop": ["END"], "stream": True,
         "stream_options": {"include_usage": True}, "temperature": 0.5, "top_p": 0.9}
+
+
+def image_sent(fake, marker: str) -> tuple[dict, str]:
+    """The image_url part of the request whose last message's text is `marker`, and the SHA-256 of
+    the bytes its data: URL holds."""
+    sent = next(q for q in fake.requests if q["body"]["messages"][-1]["content"][-1:] == [
+        {"type": "text", "text": marker}])
+    part = sent["body"]["messages"][-1]["content"][0]
+    assert part["type"] == "image_url" and part["image_url"]["url"].startswith("data:image/")
+    return part, hashlib.sha256(base64.b64decode(part["image_url"]["url"].split(",", 1)[1])).hexdigest()
+
+
+def test_images_reach_the_upstream_as_the_bytes_each_sdk_sent_and_an_upload_as_normalised(rill, fake, tmp_path):
+    picture = png(33, 21, (250, 120, 0))
+    digest, b64 = hashlib.sha256(picture).hexdigest(), base64.b64encode(picture).decode()
+    markers = [uuid.uuid4().hex for _ in range(3)]
+    openai.OpenAI(base_url=f"{rill.faulty.url}/v1", api_key="unused", max_retries=0).chat.completions.create(
+        model="openai/ok", messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64}", "detail": "high"}},
+            {"type": "text", "text": markers[0]}]}])
+    part, sent_digest = image_sent(fake, markers[0])
+    assert sent_digest == digest and part["image_url"]["detail"] == "high"  # the part as given
+    anthropic.Anthropic(base_url=rill.faulty.url, api_key="unused", max_retries=0).messages.create(
+        model="openai/ok", max_tokens=8, messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b64}},
+            {"type": "text", "text": markers[1]}]}])
+    assert image_sent(fake, markers[1])[1] == digest  # Anthropic's block in OpenAI's shape
+    uploaded = requests.post(f"{rill.faulty.url}/api/files", files={"file": ("orange.png", picture)}, timeout=15)
+    assert uploaded.status_code == 201, uploaded.text
+    events, _ = chat(rill.faulty, message=markers[2], model="openai/ok", files=[uploaded.json()["id"]])
+    assert events[-1].type == "done", events[-1].data
+    (tmp_path / "orange.png").write_bytes(picture)
+    assert image_sent(fake, markers[2])[1] == hashlib.sha256(normalise(tmp_path / "orange.png", "x", 1024)[0]).hexdigest()
 
 
 def test_other_finish_reasons_end_as_stop(rill):

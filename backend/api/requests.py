@@ -47,7 +47,7 @@ def parse(model: type[BaseModel], body: dict) -> BaseModel:
         raise ApiError(400, "invalid_request_error", describe(exc))
 
 
-def inline_media(model: str) -> InlineMedia:
+def inline_media() -> InlineMedia:
     """How the /v1 APIs read the media parts of this request (its user's files, the settings)."""
     services = current()
-    return InlineMedia(services.files, g.user, services.settings, model)
+    return InlineMedia(services.files, g.user, services.settings)

@@ -75,8 +75,7 @@ def path(thread_id: str):
 
 def files_of(messages: list[dict]) -> dict[str, dict]:
     """The rows of the files the messages have (name, type, size, pixel size), by id."""
-    ids = {p["file_id"] for m in messages for p in m["parts"] if p["type"] == "file"}
-    return {f: row for f in sorted(ids) if (row := current().files.get(f, g.user))}
+    return current().files.rows({p["file_id"] for m in messages for p in m["parts"] if p["type"] == "file"}, g.user)
 
 
 @bp.patch("/<thread_id>")

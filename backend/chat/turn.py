@@ -17,8 +17,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..providers.base import (ChatMessage, Failure, Finish, GenerationOptions, Job, Piece, Prompt, ProviderError,
-                              Reasoning, ToolCallPart)
+from ..providers.base import (ChatMessage, Failure, Finish, GenerationOptions, Image, Job, Piece, Prompt, Provider,
+                              ProviderError, Reasoning, ToolCallPart)
 from ..refusals import Refused
 from ..conversations.attachments import tokens
 from ..conversations.parts import chat_messages, reply_parts, text_of
@@ -103,14 +103,18 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
     turn_id = turn_id or uuid.uuid4().hex
     store, user = services.threads, caller.user
 
-    def file_text(file_id: str) -> str:
-        return services.files.for_model(file_id, user, services.settings.file_token_limit, tokens,
-                                        f"{provider.name}/{model_id}")
+    rendered: dict[str, str | Image] = {}  # each file read once per turn
+
+    def file_content(file_id: str) -> str | Image:
+        if file_id not in rendered:
+            rendered[file_id] = services.files.for_model(file_id, user, services.settings.file_token_limit, tokens)
+        return rendered[file_id]
 
     for n, file_id in enumerate(files):  # refused before anything is written
         if services.files.get(file_id, user) is None:
             raise Refused("invalid_request_error", f"files.{n}: no file {file_id!r} (upload it with POST /api/files)")
-        file_text(file_id)
+    new_images = tuple(c for c in map(file_content, files) if isinstance(c, Image))
+    check_modalities(provider, model_id, [ChatMessage("user", "", images=new_images)])
     with services.turns.reserve(user, turn_id):
         if thread_id is None:
             thread_id = store.create_thread(user)["id"]
@@ -135,8 +139,9 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
         path = store.path(thread_id, user, leaf=question["id"])
         messages = [ChatMessage("system", system)] if system else []
         try:
-            messages += chat_messages(path, file_text)[-(services.settings.max_history_messages + 1):]
-        except Refused:  # an earlier message's file this model cannot read: the question is not kept
+            messages += chat_messages(path, file_content)[-(services.settings.max_history_messages + 1):]
+            check_modalities(provider, model_id, messages)
+        except Refused:  # an earlier message's image, and a model that reads text only: the question is not kept
             if message is not None:
                 store.delete_message(user, thread_id, question["id"])
             raise
@@ -156,11 +161,21 @@ def start_stateless_turn(services: Services, caller: Caller, model: str, message
     limit = services.settings.max_history_messages
     if len(messages) > limit + 1:
         raise Refused("invalid_request_error", f"messages: {len(messages)} messages; the limit is {limit + 1}")
+    check_modalities(provider, model_id, messages)
     turn_id = uuid.uuid4().hex
     with services.turns.reserve(caller.user, turn_id):
         turn = Turn(services, Job(provider, model_id, messages, options), turn_id, caller)
         services.turns.add(turn)
     return turn
+
+
+def check_modalities(provider: Provider, model: str, messages: list[ChatMessage]) -> None:
+    """Images only for a model that reads them: refused, never dropped."""
+    image = next((image for m in messages for image in m.images), None)
+    if image is not None and "image" not in provider.input_modalities(model):
+        raise Refused("model_not_multimodal", f"{provider.name}/{model} reads text only, and {image.name!r} is an "
+                                              "image: choose a model that reads images, or send the question "
+                                              "without it")
 
 
 @dataclass

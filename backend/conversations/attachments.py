@@ -1,7 +1,8 @@
 """What a file becomes for the model: a text file a fenced block under its name, a PDF its text
 page by page under its name; each cut at RILL_FILE_TOKEN_LIMIT with a note that says where, never
-silently. A PDF's pages are read once, when it is uploaded, and kept beside its bytes. Images
-need a model that reads them: for a text-only one they are refused, never dropped."""
+silently (an image is what images.py made of it). A PDF's pages are read once, when it
+is uploaded, and kept beside its bytes. Images need a model that reads them: for a text-only one
+they are refused, never dropped."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ from ..providers.token_count import count_tokens
 from ..refusals import Refused
 
 Count = Callable[[str], int]  # tokens in a text
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 
 
 def tokens(text: str) -> int:
@@ -37,14 +37,19 @@ def pdf_pages(path: Path, name: str) -> list[str]:
         raise Refused("invalid_request_error", f"{name!r} does not read as a PDF: {err}") from None
 
 
-def keep_pages(blob: Path, pages: list[str]) -> None:
-    temp = blob.with_name(blob.name + ".pages.tmp")
-    temp.write_text(json.dumps(pages))
-    os.replace(temp, pages_path(blob))
+def keep(path: Path, data: bytes) -> None:
+    """What is read from a blob once (a PDF's pages, an image for models), kept beside it."""
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
 
 
 def pages_path(blob: Path) -> Path:
     return blob.with_name(blob.name + ".pages.json")
+
+
+def image_path(blob: Path) -> Path:
+    return blob.with_name(blob.name + ".image")
 
 
 def fenced(text: str) -> str:
@@ -64,15 +69,8 @@ def cut(units: list[str], limit: int, count: Count) -> tuple[list[str], int | No
     return units, None
 
 
-def not_multimodal(model: str, name: str) -> Refused:
-    return Refused("model_not_multimodal", f"{model} reads text only, and {name!r} is an image: choose a model "
-                                          "that reads images, or send the question without it")
-
-
-def for_model(row: dict, blob: Path, limit: int, count: Count, model: str) -> str:
-    """The text a file adds to its message (no model Rill serves reads images yet)."""
-    if row["type"] in IMAGE_TYPES:
-        raise not_multimodal(model, row["name"])
+def document(row: dict, blob: Path, limit: int, count: Count) -> str:
+    """The text a PDF or a text file adds to its message."""
     if row["type"] == "application/pdf":
         return pdf_text(row["name"], json.loads(pages_path(blob).read_text()), limit, count)
     return text_file(row["name"], blob.read_text(encoding="utf-8"), limit, count)

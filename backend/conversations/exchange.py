@@ -28,7 +28,7 @@ class Conversation(NamedTuple):
     leaf: str | None
 
 
-def markdown(thread: dict, path: list[dict], file_names: dict[str, str] = {}) -> str:  # noqa: B006 - read only
+def markdown(thread: dict, path: list[dict], file_names: dict[str, str] | None = None) -> str:
     """The path as Markdown: each message under its author, thinking folded in a <details>, tool
     calls and results as fenced blocks, attached files by name (`file_names`, by id)."""
     lines = [f"# {thread['title'] or 'Untitled chat'}", ""]
@@ -45,7 +45,7 @@ def markdown(thread: dict, path: list[dict], file_names: dict[str, str] = {}) ->
             elif part["type"] == "tool_result":
                 lines += ["Tool result:", "", "```", part["content"], "```", ""]
             elif part["type"] == "file":
-                lines += [f"Attached: {file_names.get(part['file_id'], 'a file')} (`{part['file_id']}`)", ""]
+                lines += [f"Attached: {(file_names or {}).get(part['file_id'], 'a file')} (`{part['file_id']}`)", ""]
         if m["status"] not in ("complete",):
             lines += [f"*({m['status']})*", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import json
 import os
 import tempfile
 import time
@@ -23,7 +24,9 @@ from sqlalchemy import delete, func, insert, select
 
 from ..refusals import Refused
 from ..runtime import off_hub
-from .attachments import Count, for_model, keep_pages, pages_path, pdf_pages
+from ..providers.base import Image
+from .attachments import Count, document, image_path, keep, pages_path, pdf_pages
+from .images import kept, normalise
 from .schema import files, message_files
 from .store import ThreadStore, iso
 
@@ -36,8 +39,9 @@ ACCEPTED = "images (PNG, JPEG, WebP, GIF), PDFs and text files (UTF-8)"
 
 
 class FileStore:
-    def __init__(self, threads: ThreadStore, directory: Path):
+    def __init__(self, threads: ThreadStore, directory: Path, image_max_side: int = 1024):
         self.threads = threads
+        self.image_max_side = image_max_side
         self.directory = Path(directory)
         self.incoming = self.directory / "incoming"  # on the same disk, so that a rename moves a blob
         self.incoming.mkdir(parents=True, exist_ok=True)
@@ -55,8 +59,8 @@ class FileStore:
                 found = filetype.guess_mime(head) or "binary data"
                 raise Refused("unsupported_file_type", f"{name!r} is {found}: Rill reads {ACCEPTED}")
             width = height = None
-            if kind in IMAGES:
-                width, height = off_hub(image_size, temp, name)
+            if kind in IMAGES:  # decoded once, now: what models get is kept beside the original
+                for_models, width, height = off_hub(normalise, temp, name, self.image_max_side)
             pages = off_hub(pdf_pages, Path(temp), name) if kind in DOCUMENTS else None
             row = {"id": uuid.uuid4().hex, "owner": owner, "sha256": sha256, "type": kind, "size": size,
                    "name": name, "width": width, "height": height, "created": time.time()}
@@ -66,7 +70,9 @@ class FileStore:
                 blob.parent.mkdir(exist_ok=True)
                 os.replace(temp, blob)  # the same bytes again: the same blob
                 if pages is not None:
-                    keep_pages(blob, pages)
+                    keep(pages_path(blob), json.dumps(pages).encode())
+                if kind in IMAGES:
+                    keep(image_path(blob), for_models)
                 conn.execute(insert(files).values(**row))
             return public(row)
         finally:
@@ -77,12 +83,23 @@ class FileStore:
             row = conn.execute(select(files).where(files.c.id == file_id, files.c.owner == owner)).first()
             return None if row is None else public(row._mapping)
 
-    def for_model(self, file_id: str, owner: str, limit: int, count: Count, model: str) -> str:
-        """The text the file adds to a question (attachments.py)."""
+    def rows(self, file_ids: set[str], owner: str) -> dict[str, dict]:
+        """The public rows of those of the files that are the owner's, by id."""
+        with self.threads.engine.connect() as conn:
+            found = conn.execute(select(files).where(files.c.id.in_(file_ids), files.c.owner == owner)).all()
+            return {row.id: public(row._mapping) for row in found}
+
+    def for_model(self, file_id: str, owner: str, limit: int, count: Count) -> str | Image:
+        """What the file adds to a question (attachments.py): its text, or an image."""
         row = self.get(file_id, owner)
         if row is None:  # deleted since it was sent
             return f"[a file that was deleted: {file_id}]"
-        return for_model(row, self.blob(row["sha256"]), limit, count, model)
+        blob = self.blob(row["sha256"])
+        if row["type"] not in IMAGES:
+            return document(row, blob, limit, count)
+        if not image_path(blob).exists():  # uploaded by a release that kept only the original
+            keep(image_path(blob), off_hub(normalise, blob, row["name"], self.image_max_side)[0])
+        return kept(image_path(blob).read_bytes(), row["name"])
 
     def blob(self, sha256: str) -> Path:
         return self.directory / sha256[:2] / sha256
@@ -109,8 +126,8 @@ class FileStore:
         self._lock_blob(conn, sha256)
         conn.execute(delete(files).where(files.c.id == file_id))
         if not conn.scalar(select(func.count()).select_from(files).where(files.c.sha256 == sha256)):
-            self.blob(sha256).unlink(missing_ok=True)
-            pages_path(self.blob(sha256)).unlink(missing_ok=True)
+            for path in (self.blob(sha256), pages_path(self.blob(sha256)), image_path(self.blob(sha256))):
+                path.unlink(missing_ok=True)
 
     @staticmethod
     def _lock_blob(conn, sha256: str) -> None:
@@ -157,17 +174,6 @@ def sniff(head: bytes, text: bool) -> str | None:
     if found is None and text:
         return TEXT
     return None
-
-
-def image_size(path: str, name: str) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.verify()  # the whole file parses, not only its header
-            return image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise Refused("invalid_request_error", f"{name!r} does not decode as an image: {err}") from None
 
 
 def public(row) -> dict:

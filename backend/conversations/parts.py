@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..providers.base import ChatMessage, ToolCall
+from ..providers.base import ChatMessage, Image, ToolCall
 
 TITLE_CHARS = 60
 FIELDS = {"text": ("text",), "reasoning": ("text",), "tool_call": ("id", "name", "arguments"),
@@ -55,17 +55,19 @@ def reply_parts(text: str, reasoning: str = "", tool_calls: list[dict] = ()) -> 
                     for c in tool_calls]
 
 
-def chat_messages(path: list[dict], file_text: Callable[[str], str] | None = None) -> list[ChatMessage]:
-    """A path of messages as the model sees it: text, the text of its files (`file_text` of each
-    file id), and calls (thinking is not sent again; a message with nothing to say, such as a failed
-    reply, is left out)."""
+def chat_messages(path: list[dict], file_content: Callable[[str], str | Image] | None = None) -> list[ChatMessage]:
+    """A path of messages as the model sees it: its images and text, the text of its other files
+    (`file_content` of each file id), and calls (thinking is not sent again; a message with nothing
+    to say, such as a failed reply, is left out)."""
     out = []
     for m in path:
         calls = tuple(ToolCall(p["id"], p["name"], p["arguments"]) for p in m["parts"] if p["type"] == "tool_call")
         for p in m["parts"]:
             if p["type"] == "tool_result":
                 out.append(ChatMessage("tool", p["content"], tool_call_id=p["tool_call_id"]))
-        text = "\n\n".join(p for p in [*map(file_text, file_ids(m["parts"])), text_of(m["parts"])] if p)
-        if text or calls:
-            out.append(ChatMessage(m["role"], text, calls))
+        files = [file_content(f) for f in file_ids(m["parts"])]
+        images = tuple(f for f in files if isinstance(f, Image))
+        text = "\n\n".join(p for p in [*(f for f in files if isinstance(f, str)), text_of(m["parts"])] if p)
+        if text or calls or images:
+            out.append(ChatMessage(m["role"], text, calls, images=images))
     return out

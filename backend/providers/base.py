@@ -7,7 +7,10 @@ a turn reads back is typed: Prompt, Piece | Reasoning | ToolCallPart..., then Fi
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterator, Protocol
 
 from ..runtime import Channel, real_threading
@@ -23,12 +26,32 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class Image:
+    """An image a message shows the model: its encoded bytes (PNG, JPEG, WebP or GIF), verified to
+    decode. Its hash names it to a prefix cache, so that another image never reuses its cells."""
+
+    data: bytes
+    media_type: str
+    name: str = "an image"  # its file's name, or where in the request it was: for messages
+    detail: str | None = None  # OpenAI's image_url detail (auto | low | high), for the upstreams that take it
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode()}"
+
+
+@dataclass(frozen=True)
 class ChatMessage:
     role: str  # system | user | assistant | tool
     content: str
     tool_calls: tuple[ToolCall, ...] = ()  # assistant: the calls it made
     tool_call_id: str | None = None  # tool: the call this is the result of
     name: str | None = None  # tool: the called function's name (Gemini needs it)
+    images: tuple[Image, ...] = ()  # user: shown to the model before the text
 
 
 @dataclass(frozen=True)
@@ -164,6 +187,9 @@ class Provider(Protocol):
 
     def refuses_tools(self, model: str, tool_choice: str) -> str | None:
         """Why this model cannot be given tools with this tool_choice, or None when it can."""
+
+    def input_modalities(self, model: str) -> list[str]:
+        """What this model reads: ["text"], or ["text", "image"]."""
 
     def load(self) -> None:
         """Slow preparation, run once in the provider's own OS thread when the server starts."""

@@ -98,7 +98,8 @@ class ProviderDirectory:
             "default": self.default,
             "providers": [
                 {"name": p.name, "available": p.unavailable() is None,
-                 "models": [{"input_modalities": ["text"], **m, "id": f"{p.name}/{m['id']}"} for m in p.models()]}
+                 "models": [{**m, "id": f"{p.name}/{m['id']}", "input_modalities": p.input_modalities(m["id"])}
+                            for m in p.models()]}
                 for p in self.providers
             ],
         }

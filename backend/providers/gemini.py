@@ -46,7 +46,8 @@ def build_request(model: str, messages: list[ChatMessage], options: GenerationOp
 
 
 def contents(messages: list[ChatMessage]) -> list[dict]:
-    """The conversation in Gemini's shape: the model's calls as functionCall parts, their results
+    """The conversation in Gemini's shape: images as inline_data parts before the text, the model's
+    calls as functionCall parts, their results
     (consecutive tool messages together) as one user turn of functionResponse parts."""
     names = {c.id: c.name for m in messages for c in m.tool_calls}
     out: list[dict] = []
@@ -61,7 +62,8 @@ def contents(messages: list[ChatMessage]) -> list[dict]:
             else:
                 out.append({"role": "user", "parts": [part], "tool_results": True})
             continue
-        parts = [{"text": m.content}] if m.content or not m.tool_calls else []
+        parts = [{"inline_data": {"mime_type": image.media_type, "data": image.data}} for image in m.images]
+        parts += [{"text": m.content}] if m.content or not (m.tool_calls or m.images) else []
         parts += [{"function_call": {"name": c.name, "args": json.loads(c.arguments or "{}")}} for c in m.tool_calls]
         out.append({"role": "model" if m.role == "assistant" else "user", "parts": parts})
     for content in out:

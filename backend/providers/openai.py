@@ -32,8 +32,14 @@ def describe(exc: BaseException) -> str:
 
 
 def wire_message(m: ChatMessage) -> dict:
-    """A message as the Chat Completions API takes it: tool calls and tool results included."""
+    """A message as the Chat Completions API takes it: images as image_url parts (data: URLs)
+    before its text, tool calls and tool results included."""
     message = {"role": m.role, "content": m.content}
+    if m.images:
+        message["content"] = [{"type": "image_url", "image_url": {"url": image.data_url} | (
+                                  {"detail": image.detail} if image.detail else {})} for image in m.images]
+        if m.content:
+            message["content"].append({"type": "text", "text": m.content})
     if m.tool_calls:
         message["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                                  for c in m.tool_calls]

@@ -46,6 +46,9 @@ class Streamed:
     def refuses_tools(self, model: str, tool_choice: str) -> str | None:
         return None  # the upstream takes tools, or says itself why not
 
+    def input_modalities(self, model: str) -> list[str]:
+        return ["text", "image"]  # the upstream reads images, or says itself why not
+
     def submit(self, job: Job) -> None:
         spawn(run_job, job)
 

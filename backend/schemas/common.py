@@ -66,6 +66,7 @@ Content = Text | list[TextPart]
 class ImageUrl(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     url: Annotated[str, Field(min_length=1)]
+    detail: Literal["auto", "low", "high"] | None = None  # passed to upstreams that take it
 
 
 class ImageUrlPart(BaseModel):  # OpenAI

@@ -22,7 +22,7 @@ from ..chat.turn import Caller, Collected, Turn, start_stateless_turn
 from ..conversations.inline import InlineMedia
 from ..errors import ApiError, failure_status, http_error_message, status_of
 from ..extensions import chat_limit
-from ..providers.base import ChatMessage, GenerationOptions, ProviderError, ToolCall
+from ..providers.base import ChatMessage, GenerationOptions, Image, ProviderError, ToolCall
 from ..refusals import Refused
 from ..schemas.anthropic import AnthropicRequest
 from ..schemas.common import content_text
@@ -215,30 +215,30 @@ class EventEncoder:
 
 def to_messages(req: AnthropicRequest, media: InlineMedia) -> list[ChatMessage]:
     """Anthropic's content blocks as the conversation: tool results become `tool` messages, a
-    document its text above the message's text; an image is refused (no model reads images yet)."""
+    document its text above the message's text, images go with the message."""
     chat = [ChatMessage("system", content_text(req.system))] if req.system else []
     for n, m in enumerate(req.messages):
         if isinstance(m.content, str):
             chat.append(ChatMessage(m.role, m.content))
             continue
-        documents = []
+        documents, images = [], []
         for k, b in enumerate(m.content):
             what, source = f"messages.{n}.content.{k}", getattr(b, "source", None)
             if b.type == "image":
-                media.image(what, url=source.url if source.type == "url" else None,
-                            data=source.data if source.type == "base64" else None)
+                images.append(media.image(what, url=source.url if source.type == "url" else None,
+                                          data=source.data if source.type == "base64" else None))
             elif b.type == "document":
-                if source.type == "url":
-                    media.image(what, url=source.url)  # refused before any request: the URL check first
-                documents.append(media.document(what, b.title, data=source.data if source.type == "base64" else None,
-                                                text=source.data if source.type == "text" else None))
+                found = media.document(what, b.title, data=source.data if source.type == "base64" else None,
+                                       text=source.data if source.type == "text" else None,
+                                       url=source.url if source.type == "url" else None)
+                (images if isinstance(found, Image) else documents).append(found)
         text = "\n\n".join([*documents, "".join(b.text for b in m.content if b.type == "text")]) if documents \
             else "".join(b.text for b in m.content if b.type == "text")
         chat += [ChatMessage("tool", content_text(b.content), tool_call_id=b.tool_use_id)
                  for b in m.content if b.type == "tool_result"]
         calls = tuple(ToolCall(b.id, b.name, json.dumps(b.input)) for b in m.content if b.type == "tool_use")
-        if text or calls:
-            chat.append(ChatMessage(m.role, text, calls))
+        if text or calls or images:
+            chat.append(ChatMessage(m.role, text, calls, images=tuple(images)))
     return chat
 
 
@@ -251,7 +251,7 @@ def messages():
         temperature=req.temperature, top_p=req.top_p, stop=tuple(req.stop_sequences),
         hidden_states=req.return_hidden_states, tools=req.internal_tools(), tool_choice=req.internal_tool_choice(),
     )
-    turn = start_stateless_turn(current(), Caller(g.user, "anthropic", g.request_id), req.model, to_messages(req, inline_media(req.model)),
+    turn = start_stateless_turn(current(), Caller(g.user, "anthropic", g.request_id), req.model, to_messages(req, inline_media()),
                                 options)
     if req.stream:
         # An SDK client that closes the stream wants the reply stopped.

@@ -19,7 +19,7 @@ from ..chat.turn import Caller, Collected, Turn, start_stateless_turn
 from ..conversations.inline import InlineMedia
 from ..errors import ApiError, failure_status, http_error_message, status_of
 from ..extensions import chat_limit
-from ..providers.base import ChatMessage, GenerationOptions, ProviderError, ToolCall
+from ..providers.base import ChatMessage, GenerationOptions, Image, ProviderError, ToolCall
 from ..refusals import Refused
 from ..schemas.openai import OpenAIChatRequest
 from ..services import current
@@ -62,26 +62,30 @@ def to_options(req: OpenAIChatRequest) -> GenerationOptions:
 
 
 def to_messages(req: OpenAIChatRequest, media: InlineMedia) -> list[ChatMessage]:
-    return [ChatMessage("system" if m.role == "developer" else m.role, content_of(m.content, media, f"messages.{n}"),
-                        tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ()),
-                        m.tool_call_id) for n, m in enumerate(req.messages)]
+    out = []
+    for n, m in enumerate(req.messages):
+        text, images = content_of(m.content, media, f"messages.{n}")
+        out.append(ChatMessage("system" if m.role == "developer" else m.role, text,
+                               tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ()),
+                               m.tool_call_id, images=images))
+    return out
 
 
-def content_of(content, media: InlineMedia, where: str) -> str:
-    """A message's text: its documents' text first, then its text parts; an image is refused."""
+def content_of(content, media: InlineMedia, where: str) -> tuple[str, tuple[Image, ...]]:
+    """A message's text (its documents' text first, then its text parts) and its images."""
     if content is None or isinstance(content, str):
-        return content or ""
-    documents, text = [], []
+        return content or "", ()
+    documents, text, images = [], [], []
     for n, part in enumerate(content):
         what = f"{where}.content.{n}"
         if part.type == "text":
             text.append(part.text)
         elif part.type == "image_url":
-            media.image(what, url=part.image_url.url)
+            images.append(media.image(what, url=part.image_url.url, detail=part.image_url.detail))
         else:
-            documents.append(media.document(what, part.file.filename, data=part.file.file_data,
-                                            file_id=part.file.file_id))
-    return "\n\n".join([*documents, "".join(text)] if documents else text)
+            found = media.document(what, part.file.filename, data=part.file.file_data, file_id=part.file.file_id)
+            (images if isinstance(found, Image) else documents).append(found)
+    return "\n\n".join([*documents, "".join(text)] if documents else text), tuple(images)
 
 
 def message(reply: Collected) -> dict:
@@ -154,7 +158,7 @@ class ChunkEncoder:
 @chat_limit
 def chat_completions():
     req = parse(OpenAIChatRequest, json_body())
-    turn = start_stateless_turn(current(), Caller(g.user, "openai", g.request_id), req.model, to_messages(req, inline_media(req.model)),
+    turn = start_stateless_turn(current(), Caller(g.user, "openai", g.request_id), req.model, to_messages(req, inline_media()),
                                 to_options(req))
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)

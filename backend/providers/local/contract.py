@@ -19,6 +19,7 @@ class Model(Protocol):
     layers: int
     context_tokens: int  # the window a prompt and its reply must fit in
     template_source: str  # the chat template's text (tools are offered only where it has them)
+    reads_images: bool  # a vision model: a prompt's images go in with its tokens
 
     def load(self) -> None: ...
 

@@ -96,6 +96,7 @@ class Vocab:
 
 class LlamaModel:
     engine = "llama.cpp"
+    reads_images = False  # a projector (mmproj) is not loaded yet
 
     def __init__(self, source: Path, options: LocalOptions):
         self.source, self.name = source, options.name

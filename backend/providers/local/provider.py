@@ -55,6 +55,9 @@ class LocalProvider:
                     f"decides; use tool_choice auto")
         return None
 
+    def input_modalities(self, model: str) -> list[str]:
+        return ["text", "image"] if self.model is not None and self.model.reads_images else ["text"]
+
     def load(self) -> None:
         started = time.perf_counter()
         o = self.options

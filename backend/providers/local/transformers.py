@@ -83,6 +83,7 @@ def prepare_model_dir(source: Path, cache_dir: Path, name: str) -> Path:
 
 class HFModel:
     engine = "transformers"
+    reads_images = False
 
     def __init__(self, source: Path, options: LocalOptions):
         self.source, self.name, self.cache_dir = source, options.name, options.cache_dir
