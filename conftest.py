@@ -1,7 +1,20 @@
 """What the tests and the browser tests share: the real server, started once per async mode."""
+import re
+
 import pytest
 
 from tests.server import start_server, stop_server
+
+ALL_SLOW = re.compile(r"^pytestmark = .*pytest\.mark\.slow", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """The fast tier (-m "not slow") does not import the modules whose tests are all slow: their
+    imports (torch, transformers, the SDKs, Playwright) took a third of its minute."""
+    if config.getoption("markexpr") == "not slow" and collection_path.suffix == ".py" \
+            and ALL_SLOW.search(collection_path.read_text()):
+        return True
+    return None
 
 
 @pytest.fixture(scope="session")
