@@ -5,6 +5,7 @@ for a model that reads images, and refused for a text-only one before anything i
 goes with the last message that has it."""
 import hashlib
 import io
+import json
 
 import pytest
 from PIL import Image
@@ -164,3 +165,29 @@ def test_an_edit_keeps_or_drops_a_questions_files(app):
     assert client.get(f"/api/files/{dropped}", headers=alice).status_code == 404  # no message has it now
     r = client.patch(route, json={"parts": [{"type": "file", "file_id": "not-mine"}]}, headers=alice)
     assert r.status_code == 400 and "parts.0: no file 'not-mine' of yours" in r.get_json()["error"]["message"]
+
+
+def test_a_share_link_shows_its_files_and_keeps_them_until_it_is_revoked(make_app):
+    app = make_app(jwt_secret=SECRET, share_public=True)
+    client, alice = app.test_client(), as_user("alice")
+    picture, notes = png(40, 20), b"The Aare joins the Rhine."
+    ids = [stored(client, "lake.png", picture), stored(client, "notes.txt", notes)]
+    start, _ = ask(client, alice, message="Look.", files=ids, model="scripted/sees")
+    thread = start["thread_id"]
+    token = client.post(f"/api/threads/{thread}/share", headers=alice).get_json()["token"]
+    shared = client.get(f"/api/shared/{token}").get_json()  # signed out
+    assert sorted(shared["files"]) == sorted(ids) and shared["files"][ids[0]]["name"] == "lake.png"
+    assert "owner" not in shared and "alice" not in json.dumps(shared)
+    assert client.get(f"/api/shared/{token}/files/{ids[1]}").data == notes
+    preview = client.get(f"/api/shared/{token}/files/{ids[0]}/preview")
+    assert preview.status_code == 200 and preview.mimetype == "image/png" and preview.headers["Cache-Control"] == "no-store"
+    other = stored(client, "other.txt", b"not shown")
+    assert client.get(f"/api/shared/{token}/files/{other}").status_code == 404  # alice's, but not on the link
+    assert client.get(f"/api/files/{ids[1]}").status_code == 401  # the owner's route still wants the owner
+    question = client.get(f"/api/threads/{thread}", headers=alice).get_json()["messages"][0]["id"]
+    assert client.delete(f"/api/threads/{thread}/messages/{question}", headers=alice).status_code == 204
+    assert client.get(f"/api/shared/{token}/files/{ids[1]}").data == notes  # pinned by the link
+    assert client.get(f"/api/files/{ids[1]}/info", headers=alice).status_code == 200
+    blob = app.extensions["rill"].files.blob(hashlib.sha256(notes).hexdigest())
+    assert client.delete(f"/api/threads/{thread}/share/{token}", headers=alice).status_code == 204
+    assert client.get(f"/api/files/{ids[1]}/info", headers=alice).status_code == 404 and not blob.exists()

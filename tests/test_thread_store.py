@@ -18,6 +18,11 @@ LEGACY = ROOT / "tests" / "fixtures" / "sessions-0.1.0.db"  # written by release
 # Written by the release whose schema ends at 0003 (commit f4126b6): one thread of alice's, a
 # question with two replies (branches), a share link.
 THREADS_0003 = ROOT / "tests" / "fixtures" / "threads-0003.db"
+# Written by the release whose schema ends at 0004 (commit e136f5d): alice's question with an image
+# and a text file (their blobs in files-0004/, no normalised image beside them yet), a reply, and
+# a share link of the two.
+THREADS_0004, FILES_0004 = ROOT / "tests" / "fixtures" / "threads-0004.db", ROOT / "tests" / "fixtures" / "files-0004"
+PICTURE_0004, NOTES_0004 = "1a0e892ff9f34f5d9d4d8ca18c51e592", "cb3274b9d6c1405db2cb3907e9905a71"
 # The keys release 0.1.0's RedisSessionStore wrote for three sessions (alice: two, bob: one).
 LEGACY_REDIS = ROOT / "tests" / "fixtures" / "redis-sessions-0.1.0.json"
 
@@ -313,7 +318,31 @@ def test_a_database_of_the_previous_schema_keeps_everything_and_gains_files(tmp_
         assert [text(m) for m in store.path(thread["id"], "alice")][-1] == "The Rhine, at its knee."
         assert len(store.shares_of("alice", thread["id"])) == 1
         with store.engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0005"
             assert conn.exec_driver_sql("SELECT COUNT(*) FROM files").scalar() == 0
+    finally:
+        store.close()
+
+
+def test_share_links_of_the_previous_schema_pin_their_files(tmp_path):
+    from backend.conversations.files import FileStore
+
+    shutil.copy(THREADS_0004, tmp_path / "threads.db")
+    shutil.copytree(FILES_0004, tmp_path / "files")
+    store = ThreadStore(sqlite_url(tmp_path / "threads.db"))
+    files = FileStore(store, tmp_path / "files")
+    try:
+        [thread] = store.list("alice")
+        [share] = store.shares_of("alice", thread["id"])
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0005"
+            assert sorted(conn.exec_driver_sql("SELECT file_id FROM share_files").scalars()) == sorted(
+                [PICTURE_0004, NOTES_0004])
+        question = store.path(thread["id"], "alice")[0]
+        assert store.delete_message("alice", thread["id"], question["id"])
+        picture = files.get(PICTURE_0004, "alice")
+        assert picture is not None and files.for_model(PICTURE_0004, "alice", 100, len).media_type == "image/png"
+        assert store.unshare("alice", thread["id"], share["token"])
+        assert files.get(PICTURE_0004, "alice") is None and not files.blob(picture["sha256"]).exists()
     finally:
         store.close()

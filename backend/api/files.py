@@ -1,7 +1,8 @@
 """/api/files: uploads that messages refer to by id (a `file` part), never carrying the bytes.
 
 POST takes one multipart field `file` of at most RILL_MAX_UPLOAD_BYTES; GET serves the bytes to
-their owner only, with the SHA-256 as ETag and caching for good (the bytes of an id never change).
+their owner only (and to a share link that shows the file: threads.py), with the SHA-256 as ETag
+and caching for good (the bytes of an id never change).
 """
 from __future__ import annotations
 
@@ -43,14 +44,32 @@ def upload():
     return jsonify(current().files.save(g.user, name[:255], uploads[0].stream, limit)), 201
 
 
-@bp.get("/<file_id>")
-def download(file_id: str):
-    found = file_or_404(file_id)
-    response = send_file(current().files.blob(found["sha256"]), mimetype=found["type"], etag=found["sha256"],
-                         download_name=found["name"], conditional=True, max_age=ONE_YEAR)
+def serve(found: dict, preview: bool = False):
+    """A file's bytes (or an image's preview), cached for good: the bytes of an id never change."""
+    files = current().files
+    if not preview:
+        response = send_file(files.blob(found["sha256"]), mimetype=found["type"], etag=found["sha256"],
+                             download_name=found["name"], conditional=True, max_age=ONE_YEAR)
+    elif found["type"].startswith("image/"):
+        path = files.preview(found)
+        response = send_file(path, mimetype="image/png" if path.read_bytes()[:4] == b"\x89PNG" else "image/jpeg",
+                             etag=f"{found['sha256']}-preview", conditional=True, max_age=ONE_YEAR)
+    else:
+        raise ApiError(404, "file_not_found", f"{found['name']!r} is not an image: it has no preview")
     response.headers["Cache-Control"] = f"private, max-age={ONE_YEAR}, immutable"
     response.headers["Content-Security-Policy"] = "sandbox"  # opened directly, a file runs nothing
     return response
+
+
+@bp.get("/<file_id>")
+def download(file_id: str):
+    return serve(file_or_404(file_id))
+
+
+@bp.get("/<file_id>/preview")
+def preview(file_id: str):
+    """An image as models get it: upright, without its metadata, at most RILL_IMAGE_MAX_SIDE."""
+    return serve(file_or_404(file_id), preview=True)
 
 
 @bp.get("/<file_id>/info")

@@ -12,9 +12,11 @@ from flask import Blueprint, g, jsonify, render_template, request, url_for
 
 from ..errors import ApiError
 from ..conversations.exchange import export, import_into, markdown
+from ..conversations.parts import file_ids
 from ..schemas.threads import ForkRequest, MessageCreate, MessageUpdate, ShareRequest, ThreadCreate, ThreadUpdate
 from ..services import current
 from ..transports.sse import PING, format_event, sse_response
+from .files import serve
 from .requests import json_body, parse
 
 bp = Blueprint("threads", __name__, url_prefix="/api/threads")
@@ -232,7 +234,27 @@ def snapshot_or_404(token: str) -> dict:
 
 @shared_bp.get("/api/shared/<token>")
 def shared_json(token: str):
-    return jsonify(snapshot_or_404(token)), 200, NOINDEX
+    """{title, messages, shared_at, files}: the snapshot, and the rows of the files it shows."""
+    snapshot = snapshot_or_404(token)
+    owner = snapshot.pop("owner")
+    return jsonify({**snapshot, "files": current().files.rows(shared_file_ids(snapshot), owner)}), 200, NOINDEX
+
+
+def shared_file_ids(snapshot: dict) -> set[str]:
+    return {f for m in snapshot["messages"] for f in file_ids(m["parts"])}
+
+
+@shared_bp.get("/api/shared/<token>/files/<file_id>")
+@shared_bp.get("/api/shared/<token>/files/<file_id>/<any(preview):preview>")
+def shared_file(token: str, file_id: str, preview: str | None = None):
+    """A file the share link shows (pinned by it), or its preview."""
+    snapshot = snapshot_or_404(token)
+    found = current().files.get(file_id, snapshot["owner"]) if file_id in shared_file_ids(snapshot) else None
+    if found is None:
+        raise ApiError(404, "file_not_found", f"this share link shows no file {file_id!r}")
+    response = serve(found, preview=preview is not None)
+    response.headers.update(NOINDEX)  # not kept by the browser: a revoked link shows nothing more
+    return response
 
 
 @shared_bp.get("/s/<token>")

@@ -27,7 +27,7 @@ from ..runtime import off_hub
 from ..providers.base import Image
 from .attachments import Count, document, image_path, keep, pages_path, pdf_pages
 from .images import kept, normalise
-from .schema import files, message_files
+from .schema import files, message_files, share_files
 from .store import ThreadStore, iso
 
 CHUNK = 1 << 16
@@ -94,12 +94,17 @@ class FileStore:
         row = self.get(file_id, owner)
         if row is None:  # deleted since it was sent
             return f"[a file that was deleted: {file_id}]"
-        blob = self.blob(row["sha256"])
         if row["type"] not in IMAGES:
-            return document(row, blob, limit, count)
+            return document(row, self.blob(row["sha256"]), limit, count)
+        return kept(self.preview(row).read_bytes(), row["name"])
+
+    def preview(self, row: dict) -> Path:
+        """An image as models get it (upright, no metadata, at most image_max_side): also what a
+        thread shows, smaller than most originals."""
+        blob = self.blob(row["sha256"])
         if not image_path(blob).exists():  # uploaded by a release that kept only the original
             keep(image_path(blob), off_hub(normalise, blob, row["name"], self.image_max_side)[0])
-        return kept(image_path(blob).read_bytes(), row["name"])
+        return image_path(blob)
 
     def blob(self, sha256: str) -> Path:
         return self.directory / sha256[:2] / sha256
@@ -113,11 +118,13 @@ class FileStore:
             return sha256 is not None
 
     def forget_unused(self, file_ids: set[str]) -> None:
-        """Of the files deleted messages referred to, those no message refers to any more."""
+        """Of the files deleted messages (or revoked share links) referred to, those no message and
+        no share link refers to any more."""
         if not file_ids:
             return
         with self.threads.writing() as conn:
-            used = set(conn.scalars(select(message_files.c.file_id).where(message_files.c.file_id.in_(file_ids))))
+            used = set(conn.scalars(select(message_files.c.file_id).where(message_files.c.file_id.in_(file_ids))
+                                    .union(select(share_files.c.file_id).where(share_files.c.file_id.in_(file_ids)))))
             for file_id, sha256 in conn.execute(select(files.c.id, files.c.sha256)
                                                 .where(files.c.id.in_(file_ids - used))).all():
                 self._drop(conn, file_id, sha256)

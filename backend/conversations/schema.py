@@ -90,3 +90,11 @@ message_files = Table(  # which messages refer to which files (a file goes with 
     Index("message_files_by_file", "file_id"),
     Index("message_files_by_message", "message_id"),
 )
+
+share_files = Table(  # the files a share link's snapshot shows: kept while the link lives
+    "share_files", metadata,
+    Column("token", ID, ForeignKey("shares.token", ondelete="CASCADE"), nullable=False),
+    Column("file_id", ID, nullable=False),
+    Index("share_files_by_file", "file_id"),
+    Index("share_files_by_token", "token"),
+)

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from ..refusals import Refused
 from .feed import ChangeFeed
 from .parts import file_ids, text_of, title_of
-from .schema import deletions, message_files, messages, revisions, shares, threads
+from .schema import deletions, message_files, messages, revisions, share_files, shares, threads
 from .search import search
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -319,6 +319,8 @@ class ThreadStore:
         with self.writing() as conn:
             conn.execute(insert(shares).values(token=token, owner=owner, thread_id=thread_id, title=thread["title"],
                                                messages=snapshot, created=time.time()))
+            if pinned := sorted({f for m in snapshot for f in file_ids(m["parts"])}):
+                conn.execute(insert(share_files), [{"token": token, "file_id": f} for f in pinned])
         return {"token": token, "thread_id": thread_id, "title": thread["title"], "message_count": len(snapshot)}
 
     def shares_of(self, owner: str, thread_id: str) -> list[dict]:
@@ -328,25 +330,31 @@ class ThreadStore:
             return [{"token": token, "created_at": iso(created)} for token, created in rows]
 
     def shared(self, token: str) -> dict | None:
-        """What a share link shows: {title, messages}; None once revoked (or its thread deleted)."""
+        """What a share link shows: {title, messages, owner}; None once revoked (or its thread deleted)."""
         with self.engine.connect() as conn:
             row = conn.execute(select(shares).where(shares.c.token == token)).first()
             return None if row is None else {"title": row.title, "messages": row.messages,
-                                             "shared_at": iso(row.created)}
+                                             "shared_at": iso(row.created), "owner": row.owner}
 
     def unshare(self, owner: str, thread_id: str, token: str) -> bool:
         with self.writing() as conn:
-            return conn.execute(delete(shares).where(shares.c.token == token, shares.c.owner == owner,
+            released = set(conn.scalars(select(share_files.c.file_id).where(share_files.c.token == token)))
+            gone = conn.execute(delete(shares).where(shares.c.token == token, shares.c.owner == owner,
                                                      shares.c.thread_id == thread_id)).rowcount > 0
+        if gone:
+            self.released(released)  # the files only this link still showed
+        return gone
 
     def delete_thread(self, owner: str, thread_id: str) -> bool:
         try:
             with self._change(owner) as (conn, revision):
                 if self._thread_row(conn, thread_id, owner) is None:
                     raise Unchanged
-                conn.execute(delete(shares).where(shares.c.thread_id == thread_id))
                 released = set(conn.scalars(select(message_files.c.file_id).join(
                     messages, messages.c.id == message_files.c.message_id).where(messages.c.thread_id == thread_id)))
+                released.update(conn.scalars(select(share_files.c.file_id).join(
+                    shares, shares.c.token == share_files.c.token).where(shares.c.thread_id == thread_id)))
+                conn.execute(delete(shares).where(shares.c.thread_id == thread_id))
                 conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
                 conn.execute(delete(threads).where(threads.c.id == thread_id))
                 conn.execute(insert(deletions).values(owner=owner, thread_id=thread_id, revision=revision))

@@ -1,7 +1,8 @@
 // Files picked, pasted or dropped for the next question: each is uploaded at once (POST
 // /api/files, with its progress), sent by id with the question, and can be removed before that.
-// A file over the server's limit is refused here, before a byte is sent; a type the server does
-// not read is refused by it (it looks at the bytes), in its words.
+// A file over the server's limit, or a picture for a model that reads text only, is refused here,
+// before a byte is sent; a type the server does not read is refused by it (it looks at the bytes),
+// in its words.
 import { ApiError, NETWORK_ERROR, withAuth } from "./http.js";
 
 const megabytes = (bytes) => `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
@@ -14,13 +15,15 @@ export class Attachments {
     this.counter = 0;
   }
 
-  add(files) {
+  add(files, takesImages = true) {
     for (const file of files) {
       const item = { key: ++this.counter, name: file.name || "pasted file", size: file.size, type: file.type,
         progress: 0, id: null, error: null, xhr: null };
       this.items.push(item);
       if (file.size > this.limit) {
         item.error = `Too big (${megabytes(file.size)}): this server takes files up to ${megabytes(this.limit)}.`;
+      } else if (!takesImages && file.type.startsWith("image/")) {
+        item.error = "This model reads text only: choose one that reads images to send a picture.";
       } else {
         this.upload(item, file);
       }

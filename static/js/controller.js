@@ -112,7 +112,16 @@ export class Controller {
     } catch {
       this.models = null; // the server may be starting; a send says so if it is still down
     }
-    this.header.showModel(this.settings.model || this.models?.default || "");
+    this.showModel();
+  }
+
+  // The chosen model in the header; pictures only for a model that reads them (unknown: the
+  // server says, when the question is sent).
+  showModel() {
+    const name = this.settings.model || this.models?.default || "";
+    this.header.showModel(name);
+    const listed = this.models?.providers?.flatMap((p) => p.models || []).find((m) => m.id === name);
+    this.composer.readsImages(listed?.input_modalities ? listed.input_modalities.includes("image") : true);
   }
 
   error(message) {
@@ -382,7 +391,7 @@ export class Controller {
     }
     if (newFeed) this.watch();
     applyTheme(settings.theme);
-    this.header.showModel(settings.model || this.models?.default || "");
+    this.showModel();
     if (error) this.error(error);
   }
 }

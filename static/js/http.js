@@ -138,16 +138,17 @@ export function cancelTurn(turnId) {
     .catch(() => {});
 }
 
-// An uploaded file's bytes as an object URL (kept for the page: an id's bytes never change), or
-// null when it cannot be read.
+// The bytes at a file's path (/api/files/<id>/preview, a share's file) as an object URL, kept for
+// the page (an id's bytes never change), or null when they cannot be read. Fetched with the access
+// token, which an <img src> could not send.
 const fileUrls = new Map();
 
-export function fileUrl(id) {
-  if (!fileUrls.has(id)) {
-    fileUrls.set(id, fetch(`/api/files/${encodeURIComponent(id)}`, { headers: withAuth() })
+export function fileUrl(path) {
+  if (!fileUrls.has(path)) {
+    fileUrls.set(path, fetch(path, { headers: withAuth() })
       .then((response) => (response.ok ? response.blob() : null))
       .then((blob) => (blob ? URL.createObjectURL(blob) : null))
       .catch(() => null));
   }
-  return fileUrls.get(id);
+  return fileUrls.get(path);
 }

@@ -47,7 +47,7 @@ const controller = new Controller({ widgets, threads, turns, settings });
 const { sidebar, messages, composer, shareDialog } = widgets;
 const maxUpload = Number(document.querySelector("meta[name=rill-max-upload-bytes]").content);
 const attachments = new Attachments(maxUpload, () => composer.showAttachments(attachments.items));
-composer.on("attach", (files) => attachments.add(files));
+composer.on("attach", (files) => attachments.add(files, composer.takesImages));
 composer.on("detach", (key) => attachments.remove(key));
 composer.on("send", (text) => {
   const why = attachments.holdsBack();

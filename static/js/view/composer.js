@@ -1,5 +1,6 @@
 // The message box, Send, Stop and the files to send. Emits send(text) (false: not taken, the text
 // stays), stop(), attach(files) (picked, pasted or dropped) and detach(key) (a file removed).
+// `takesImages`: whether the chosen model reads pictures.
 import { Widget, byId, clone } from "./dom.js";
 
 export class Composer extends Widget {
@@ -23,8 +24,10 @@ export class Composer extends Widget {
     this.prompt.addEventListener("input", () => this.fit());
     this.stop.addEventListener("click", () => this.emit("stop"));
     this.attachments = byId("attachments");
-    const input = byId("attach-input");
-    byId("attach").addEventListener("click", () => input.click());
+    this.takesImages = true;
+    this.attach = byId("attach");
+    const input = (this.attachInput = byId("attach-input"));
+    this.attach.addEventListener("click", () => input.click());
     input.addEventListener("change", () => {
       if (input.files.length) this.emit("attach", [...input.files]);
       input.value = "";
@@ -64,6 +67,15 @@ export class Composer extends Widget {
       this.prompt.value = "";
       this.fit();
     }
+  }
+
+  // A text-only model: the paper-clip greyed, offering documents only (pictures are refused).
+  readsImages(yes) {
+    this.takesImages = yes;
+    this.attach.classList.toggle("text-only", !yes);
+    this.attach.title = yes ? "Attach files (or paste or drop them here)"
+      : "Attach documents: this model reads text only, so no pictures (PDF, text and code files)";
+    this.attachInput.accept = yes ? "" : ".pdf,.txt,.md,.csv,.json,.py,.js,.ts,.html,.css,.xml,.yaml,.yml,text/*,application/pdf";
   }
 
   // The files to send, each with its name, progress or error.

@@ -105,27 +105,28 @@ export function fillMessage(item, message) {
   fillStats(item, message);
 }
 
-// The files a message has: a chip with its name, an image as a small picture (fetched with the
-// access token, which an <img src> could not send).
+// The files a message has: a chip with its name, an image as a small picture (its preview).
 function fillFiles(item, files) {
   const list = item.querySelector(".files");
   list.hidden = !files.length;
-  list.replaceChildren(...files.map((file) => {
-    const chip = document.createElement("li");
-    chip.className = "file";
-    chip.dataset.fileId = file.id;
-    const name = document.createElement("span");
-    name.textContent = file.name;
-    if (file.type?.startsWith("image/")) {
-      const picture = document.createElement("img");
-      picture.alt = file.name;
-      picture.className = "file-thumb";
-      fileUrl(file.id).then((url) => { if (url) picture.src = url; });
-      chip.append(picture);
-    }
-    chip.append(name);
-    return chip;
-  }));
+  list.replaceChildren(...files.map((file) => fileChip(file, `/api/files/${encodeURIComponent(file.id)}/preview`)));
+}
+
+export function fileChip(file, previewPath) {
+  const chip = document.createElement("li");
+  chip.className = "file";
+  chip.dataset.fileId = file.id;
+  const name = document.createElement("span");
+  name.textContent = file.name;
+  if (file.type?.startsWith("image/")) {
+    const picture = document.createElement("img");
+    picture.alt = file.name;
+    picture.className = "file-thumb";
+    fileUrl(previewPath).then((url) => { if (url) picture.src = url; });
+    chip.append(picture);
+  }
+  chip.append(name);
+  return chip;
 }
 
 // A reply's thinking (folded) and its tool call cards, as they were saved.
