@@ -1,7 +1,11 @@
 """Files in the browser: attached with the paper-clip or pasted, uploaded with their progress,
 sent with the question, shown in the thread after a reload; a file too big is said before any
-upload, an image for a text-only model is refused in words."""
+upload, and so is an image for a text-only model (its paper-clip greyed); an image for a model
+that reads images shows in the thread after a reload and on a share link."""
+import re
+
 import pytest
+import requests
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -70,17 +74,44 @@ def test_a_document_attached_reaches_the_model_and_stays_in_the_thread(app, tmp_
     expect(app.last_reply().locator(".body")).to_contain_text("The Aare joins the Rhine at Koblenz.")
 
 
-def test_a_pasted_image_shows_and_a_text_only_model_refuses_it_in_words(app, artifacts):
+def test_a_text_only_model_greys_the_paper_clip_and_refuses_a_picture_before_upload(app):
     app.open(model="scripted/history")
     page = app.page
+    expect(page.locator("#attach")).to_have_class(re.compile(r"\btext-only\b"))
+    expect(page.locator("#attach-input")).to_have_attribute("accept", re.compile(r"\.pdf"))
+    uploads = []
+    page.on("request", lambda r: uploads.append(r.url) if r.url.endswith("/api/files") else None)
+    page.evaluate(PASTE, ["blue.png", "image/png", 0, True])
+    expect(page.locator("#attachments .attachment .attachment-state")).to_have_text(
+        "This model reads text only: choose one that reads images to send a picture.")
+    assert uploads == []
+
+
+def test_a_pasted_image_reaches_a_model_that_reads_images_and_shows_after_reload_and_on_a_share(
+        open_app, server, artifacts):
+    app = open_app()
+    app.open(model="scripted/sees")
+    page = app.page
+    expect(page.locator("#attach")).not_to_have_class(re.compile(r"\btext-only\b"))
     page.evaluate(PASTE, ["blue.png", "image/png", 0, True])
     expect(page.locator("#attachments .attachment .attachment-state")).to_have_text("ready")
     app.send("What colour is it?")
-    error = page.locator(".error-message").last
-    expect(error).to_contain_text("reads text only")
-    expect(error).to_contain_text("'blue.png' is an image")
+    app.wait_reply_done()
+    expect(app.last_reply().locator(".body")).to_contain_text("image/png 40x30")
+    app.reload()
     expect(page.locator(".from-user").last.locator(".file img")).to_have_attribute("alt", "blue.png")
-    page.screenshot(path=artifacts / "attachment-image-refused.png")
+    page.wait_for_function(SHOWN)
+    page.screenshot(path=artifacts / "attachment-image-seen.png")
+    assert page.evaluate(LARGEST_VALUE) < 100_000
+    thread = app.newest_thread_id()
+    token = requests.post(f"{server.url}/api/threads/{thread}/share", timeout=10).json()["token"]
+    page.goto(f"{server.url}/s/{token}")
+    page.wait_for_function(SHOWN)
+    expect(page.locator(".from-user .file")).to_contain_text("blue.png")
+
+
+# The first picture of a message has loaded, at its size.
+SHOWN = "() => { const i = document.querySelector('.from-user .file img'); return i && i.complete && i.naturalWidth === 40; }"
 
 
 def test_a_file_too_big_is_refused_before_it_is_sent_and_can_be_removed(app):
