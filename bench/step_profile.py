@@ -59,7 +59,7 @@ def profile(engine: str, rows: int, steps: int) -> tuple[float, float, str]:
     batch = provider.model.new_batch(16)
     options = GenerationOptions(temperature=0, max_tokens=steps + 16)
     batch.add([Row(provider.model, provider.encode_prompt([ChatMessage("user", f"Reader {n}: tell me a long story.")],
-                                                          options), options, threading.Event(), lambda item: None)
+                                                          options)[0], options, threading.Event(), lambda item: None)
                for n in range(rows)])
     for _ in range(8):  # prefill and settle
         batch.step()

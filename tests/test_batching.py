@@ -99,7 +99,7 @@ def assert_greedy(local, prompt: str | list[ChatMessage], got: str, alone: str) 
         assert got == alone
         return
     messages = [ChatMessage("user", prompt)] if isinstance(prompt, str) else prompt
-    row = Forced(local.model, local.encode_prompt(messages, GenerationOptions(max_tokens=64)),
+    row = Forced(local.model, local.encode_prompt(messages, GenerationOptions(max_tokens=64))[0],
                  local.model.tokenizer.encode(got))
     batch = local.model.new_batch(1)
     batch.add([row])
@@ -289,7 +289,7 @@ def test_a_long_prompt_prefilled_in_slices_answers_as_alone(local, jobs):
     slice by slice beside the decode steps (on transformers, in the same forward pass): both turns'
     greedy replies equal the same turns alone."""
     long_text = " ".join(f"Item {i} is a {PROMPTS[i % 6].lower()}" for i in range(40)) + " Which item is first?"
-    assert len(local.encode_prompt([ChatMessage("user", long_text)], GenerationOptions())) > 2 * local.options.prefill_chunk
+    assert len(local.encode_prompt([ChatMessage("user", long_text)], GenerationOptions())[0]) > 2 * local.options.prefill_chunk
     running_alone, _ = alone(local, PROMPTS[1], temperature=0, max_tokens=60)
     long_alone, _ = alone(local, long_text, temperature=0, max_tokens=16)
     running = submit(jobs, local, PROMPTS[1], temperature=0, max_tokens=60)

@@ -77,7 +77,7 @@ def test_llama_cpp_keeps_a_finished_conversation_out_of_its_kv_cache_and_brings_
     def turn(messages: list[ChatMessage]) -> tuple[Row, str]:
         out = []
         options = GenerationOptions(temperature=0, max_tokens=30)
-        row = Row(provider.model, provider.encode_prompt(messages, options), options, threading.Event(), out.append)
+        row = Row(provider.model, provider.encode_prompt(messages, options)[0], options, threading.Event(), out.append)
         batch.add([row])
         while not row.done:
             batch.step()
@@ -105,8 +105,8 @@ def test_llama_cpp_turns_sharing_a_prompt_prefix_share_its_cells():
         beside, finish = collect(submit(provider, colors, max_tokens=12))
         options = GenerationOptions(temperature=0)
         system_prompt = common_prefix(
-            provider.encode_prompt([ChatMessage("user", "Count from one to a hundred.")], options),
-            provider.encode_prompt(colors, options))
+            provider.encode_prompt([ChatMessage("user", "Count from one to a hundred.")], options)[0],
+            provider.encode_prompt(colors, options)[0])
         assert system_prompt > 5 and finish.cached_tokens == system_prompt
         counting.cancel.set()
         collect(counting)
@@ -129,7 +129,7 @@ def test_llama_cpp_newcomers_with_one_prompt_all_decode_after_two_steps():
     provider.load()
     batch = provider.model.new_batch(8)
     options = GenerationOptions(temperature=0, max_tokens=30)
-    prompt = provider.encode_prompt([ChatMessage("user", "Name three colors.")], options)
+    prompt = provider.encode_prompt([ChatMessage("user", "Name three colors.")], options)[0]
     rows = [Row(provider.model, prompt, options, threading.Event(), lambda item: None) for _ in range(6)]
     batch.add(rows)
     batch.step()

@@ -76,7 +76,7 @@ def test_tiny_top_p_is_greedy_and_seeds_repeat(local):
 def test_history_reaches_the_model(local):
     convo = [ChatMessage("user", "My name is Zorblat."), ChatMessage("assistant", "Nice to meet you, Zorblat!"),
              ChatMessage("user", "Repeat my name.")]
-    prompt = local.model.tokenizer.decode(local.encode_prompt(convo, GenerationOptions(max_tokens=16)))
+    prompt = local.model.tokenizer.decode(local.encode_prompt(convo, GenerationOptions(max_tokens=16))[0])
     assert "Zorblat" in prompt and prompt.index("My name") < prompt.index("Repeat my name")
 
 
@@ -86,7 +86,7 @@ def test_context_window_drops_oldest_turns_and_keeps_system(local):
     for i in range(12):
         convo += [ChatMessage("user", f"Q{i} {filler}"), ChatMessage("assistant", f"A{i} {filler}")]
     convo.append(ChatMessage("user", "LAST-QUESTION"))
-    ids = local.encode_prompt(convo, GenerationOptions(max_tokens=64))
+    ids = local.encode_prompt(convo, GenerationOptions(max_tokens=64))[0]
     prompt = local.model.tokenizer.decode(ids)
     assert len(ids) <= 512 - 64
     assert "SYSTEM-RULE" in prompt and "LAST-QUESTION" in prompt

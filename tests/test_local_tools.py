@@ -31,7 +31,7 @@ def local(request):
 
 
 def prompt_text(local, messages, **options) -> str:
-    return local.model.tokenizer.decode(local.encode_prompt(messages, GenerationOptions(**options)))
+    return local.model.tokenizer.decode(local.encode_prompt(messages, GenerationOptions(**options))[0])
 
 
 def test_tools_and_tool_results_reach_the_prompt_through_the_template(local):
@@ -58,7 +58,7 @@ def written(local, reply: str, **options) -> list:
     """What a turn emits when the real engine writes `reply`, token by token."""
     out = []
     options = GenerationOptions(max_tokens=100, **options)
-    row = Row(local.model, local.encode_prompt([ChatMessage("user", "Weather in Paris?")], options), options,
+    row = Row(local.model, local.encode_prompt([ChatMessage("user", "Weather in Paris?")], options)[0], options,
               threading.Event(), out.append)
     row.sampler = Scripted(local.model.tokenizer.encode(reply), min(local.model.stop_ids))
     batch = local.model.new_batch(1)

@@ -2,10 +2,21 @@
 tokenizes and makes Batches, and a Batch that steps its rows together."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .row import Row
+
+
+@dataclass
+class Media:
+    """A prompt's images, for a vision model: the processor's tensors (pixel values and the like),
+    and the prompt's ids as a prefix cache knows them, each image's tokens replaced by a number
+    from that image's hash (the same text with another image shares nothing past the image)."""
+
+    inputs: dict
+    key: list[int]
 
 
 class Tokenizer(Protocol):
@@ -30,6 +41,10 @@ class Model(Protocol):
 
     def chat_tokens(self, chat: list[dict], tools: list[dict] | None = None) -> list[int]:
         """The chat template applied, with the generation prompt: the prompt's token ids."""
+
+    def chat_media(self, chat: list[dict], tools: list[dict] | None, images: list) -> tuple[list[int], Media]:
+        """The same for a chat with images (a model that reads_images): the ids with each image's
+        tokens in place, and what the images become."""
 
     def new_batch(self, max_rows: int) -> Batch: ...
 

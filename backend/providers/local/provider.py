@@ -10,7 +10,7 @@ from typing import Iterator
 
 from ..base import CancelToken, ChatMessage, Failure, Finish, GenerationOptions, Job, Piece, Prompt, ProviderError
 from .choice import pick_engine, wheel_gguf_path
-from .contract import Model
+from .contract import Media, Model
 from .options import LocalOptions
 from .row import Row
 from .scheduler import Scheduler
@@ -84,8 +84,9 @@ class LocalProvider:
         self.state = "ready"
         log.warning("local model %s ready in %.1f s (%s)", self.model_name, self.load_seconds, self.model.describe())
 
-    def encode_prompt(self, messages: list[ChatMessage], options: GenerationOptions) -> list[int]:
-        """Apply the chat template, dropping the oldest turns until prompt + reply fit the window."""
+    def encode_prompt(self, messages: list[ChatMessage], options: GenerationOptions) -> tuple[list[int], Media | None]:
+        """Apply the chat template (with the images of the turns kept, for a vision model), dropping
+        the oldest turns until prompt + reply fit the window."""
         max_tokens = options.max_tokens
         tools = template_tools(options.tools) if options.tool_choice != "none" else None
         system = [m for m in messages if m.role == "system"]
@@ -93,9 +94,11 @@ class LocalProvider:
         window = self.model.context_tokens
         budget = window - max_tokens
         while True:
-            ids = self.model.chat_tokens([template_message(m) for m in system + turns], tools)
+            chat = [template_message(m) for m in system + turns]
+            images = [image for m in system + turns for image in m.images]
+            ids, media = self.model.chat_media(chat, tools, images) if images else (self.model.chat_tokens(chat, tools), None)
             if len(ids) <= budget:
-                return ids
+                return ids, media
             if len(turns) <= 1:
                 raise ProviderError(
                     f"the prompt needs {len(ids)} tokens but only {max(budget, 0)} of the "
@@ -113,7 +116,8 @@ class LocalProvider:
         """One turn alone, in this thread: a batch of one (the raw engine the benchmark measures)."""
         self._check_ready()
         out = collections.deque()
-        row = Row(self.model, self.encode_prompt(messages, options), options, cancel, out.append)
+        prompt, media = self.encode_prompt(messages, options)
+        row = Row(self.model, prompt, options, cancel, out.append, media)
         batch = self.model.new_batch(1)
         try:
             row.emit(Prompt(len(row.prompt)))

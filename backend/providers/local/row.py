@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..base import CancelToken, Failure, Finish, GenerationOptions, HiddenStates, Piece, ProviderError
-from .contract import Model
+from .contract import Media, Model
 from .decoding import IncrementalDecoder, Sampler
 from .stops import StopMatcher
 from .tool_calls import ToolCallReader
@@ -15,9 +15,11 @@ class Row:
     batch feeds it `last_token` at position `length` and hands back logits through accept()."""
 
     def __init__(self, model: Model, prompt: list[int], options: GenerationOptions, cancel: CancelToken,
-                 emit: Callable):
+                 emit: Callable, media: Media | None = None):
         self.model = model
         self.prompt = prompt
+        self.media = media  # the prompt's images, for a vision model
+        self.key = media.key if media else prompt  # the prompt as a prefix cache knows it
         self.options = options
         self.cancel = cancel
         self.emit = emit
@@ -37,6 +39,7 @@ class Row:
         self.kv: list[int] = []  # the tokens in the row's cache
         self.seq: int | None = None  # llama.cpp: the row's sequence id
         self.own_cache = None  # transformers: the cache of a prompt prefilled in slices, until it joins
+        self.embeds = None  # transformers: a prompt with images, embedded (its slices are fed from it)
 
     def accept(self, logits, hidden: list[float] | None) -> None:
         """Pick this row's next token from its logits; emit text; finish on a stop."""

@@ -10,12 +10,12 @@ from typing import Callable
 from ... import metrics
 from ...runtime import real_queue
 from ..base import Failure, Finish, GenerationOptions, ChatMessage, Job, Prompt, ProviderError
-from .contract import Model
+from .contract import Media, Model
 from .row import Row
 
 log = logging.getLogger(__name__)
 
-PromptFor = Callable[[list[ChatMessage], GenerationOptions], list[int]]
+PromptFor = Callable[[list[ChatMessage], GenerationOptions], tuple[list[int], Media | None]]
 
 
 class Scheduler:
@@ -59,7 +59,8 @@ class Scheduler:
             job.channel.put(Finish("cancelled", 0, 0))
             return None
         try:
-            return Row(model, prompt_for(job.messages, job.options), job.options, job.cancel, job.channel.put)
+            prompt, media = prompt_for(job.messages, job.options)
+            return Row(model, prompt, job.options, job.cancel, job.channel.put, media)
         except ProviderError as exc:
             job.channel.put(Failure(exc))
         except Exception as exc:  # e.g. a chat template that rejects these messages

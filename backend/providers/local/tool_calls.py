@@ -23,8 +23,12 @@ def template_tools(tools: tuple[Tool, ...]) -> list[dict]:
 
 
 def template_message(m: ChatMessage) -> dict:
-    """A message as chat templates take it: calls with parsed arguments, results with their call id."""
+    """A message as chat templates take it: images as image parts before the text (a vision
+    model's processor puts each image's tokens there), calls with parsed arguments, results with
+    their call id."""
     out = {"role": m.role, "content": m.content}
+    if m.images:
+        out["content"] = [{"type": "image"} for _ in m.images] + ([{"type": "text", "text": m.content}] if m.content else [])
     if m.tool_calls:
         out["tool_calls"] = [{"id": c.id, "type": "function",
                               "function": {"name": c.name, "arguments": _parsed(c.arguments)}} for c in m.tool_calls]

@@ -19,6 +19,7 @@ and bfloat16's many short ones run at half speed.
 """
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 import time
@@ -30,7 +31,9 @@ from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
+from ..base import Image
 from .choice import pick_device
+from .contract import Media
 from .options import LocalOptions
 from .pacer import PrefillPacer
 from .prefix_cache import FINISHED, Kept, PrefixCache
@@ -83,7 +86,7 @@ def prepare_model_dir(source: Path, cache_dir: Path, name: str) -> Path:
 
 class HFModel:
     engine = "transformers"
-    reads_images = False
+    reads_images = False  # set at load: a vision model's images are embedded with its prompt (embed)
 
     def __init__(self, source: Path, options: LocalOptions):
         self.source, self.name, self.cache_dir = source, options.name, options.cache_dir
@@ -98,19 +101,26 @@ class HFModel:
         self.dtype_for: dict[int, torch.dtype] = {}  # batch size -> the faster copy (both kept)
 
     def load(self) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
         if self.threads:
             torch.set_num_threads(self.threads)
         directory = prepare_model_dir(self.source, self.cache_dir, self.name)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        # A vision model (SmolVLM, Idefics3 and the like) has a vision config and a processor.
+        self.reads_images = hasattr(AutoConfig.from_pretrained(str(directory)), "vision_config")
+        if self.reads_images:
+            self.processor = AutoProcessor.from_pretrained(str(directory))
+            self.tokenizer = self.processor.tokenizer
+        else:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
         first = self._first_dtype()
-        self.model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=first, attn_implementation=ATTENTION)
+        loader = AutoModelForImageTextToText if self.reads_images else AutoModelForCausalLM
+        self.model = loader.from_pretrained(str(directory), dtype=first, attn_implementation=ATTENTION)
         self.model.to(self.device).eval()
         self.copies = {first: self.model}
         if self.device == "cpu" and self.dtype_name == "auto":
             self._pick_cpu_dtype()
-        self.config = self.model.config
+        self.config = self.model.config.get_text_config()  # what the caches are made for
         self.layers = self.config.num_hidden_layers
         window = getattr(self.config, "max_position_embeddings", None) or self.context_tokens
         self.context_tokens = min(self.context_tokens, window)
@@ -188,8 +198,49 @@ class HFModel:
         return self.tokenizer.apply_chat_template(chat, tools=tools, add_generation_prompt=True, tokenize=True,
                                                   return_dict=True)["input_ids"]
 
+    def chat_media(self, chat: list[dict], tools: list[dict] | None, images: list[Image]) -> tuple[list[int], Media]:
+        from PIL import Image as Pillow
+
+        text = self.processor.apply_chat_template(chat, tools=tools, add_generation_prompt=True)
+        pictures = [Pillow.open(io.BytesIO(image.data)).convert("RGB") for image in images]
+        inputs = dict(self.processor(text=text, images=[pictures], return_tensors="pt"))
+        ids = inputs.pop("input_ids")[0].tolist()
+        inputs.pop("attention_mask", None)
+        marker = self.processor.image_token
+        each = [self.processor(text=marker, images=[[p]])["input_ids"][0].count(self.image_token_id) for p in pictures]
+        return ids, Media(inputs, image_key(ids, self.image_token_id, [i.sha256 for i in images], each))
+
+    @property
+    def image_token_id(self) -> int:
+        return self.model.config.image_token_id
+
+    @torch.inference_mode()
+    def embed(self, row: Row) -> torch.Tensor:
+        """A prompt as the text model takes it, [tokens, width]: its ids' embeddings, the image
+        tokens' replaced by what the vision encoder makes of each image."""
+        ids = torch.tensor([row.prompt], device=self.device)
+        embeds = self.model.get_input_embeddings()(ids)
+        if row.media is not None:
+            pixels = {k: v.to(self.device) for k, v in row.media.inputs.items()}
+            pixels["pixel_values"] = pixels["pixel_values"].to(self.model.dtype)
+            features = self.model.model.get_image_features(**pixels, return_dict=True).pooler_output
+            features = torch.cat(list(features)) if isinstance(features, (list, tuple)) else features
+            where = (ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)
+            embeds = embeds.masked_scatter(where, features.to(embeds.dtype))
+        return embeds[0]
+
     def new_batch(self, max_rows: int) -> HFBatch:
         return HFBatch(self)
+
+
+def image_key(ids: list[int], image_token: int, hashes: list[str], counts: list[int]) -> list[int]:
+    """The ids with each image's tokens (counts[i] of them, in order) replaced by a negative number
+    from its hash: never a token id, and another image's never the same."""
+    marks = [-1 - int(sha[:15], 16) for sha, count in zip(hashes, counts) for _ in range(count)]
+    key, taken = [], iter(marks)
+    for token in ids:
+        key.append(next(taken, -1) if token == image_token else token)
+    return key
 
 
 class GrowingLayer(DynamicLayer):
@@ -313,6 +364,8 @@ class HFBatch:
                     layer.set(layer.keys.to(model.dtype), layer.values.to(model.dtype))
         want_hidden = any(r.options.hidden_states for r in rows)
         inputs = {k: v.to(self.model.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        if "inputs_embeds" in inputs:
+            inputs["inputs_embeds"] = inputs["inputs_embeds"].to(model.dtype)
         # Only the positions that pick a token need logits (the others would cost a vocabulary-sized
         # matmul each); float32 because CPU argmax and softmax are several times faster.
         out = model(**inputs, use_cache=True, output_hidden_states=want_hidden,
@@ -343,14 +396,25 @@ class HFBatch:
             ids = torch.tensor([[self.model.pad_id] * (width - len(r.prompt)) + r.prompt for r in now])
             mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in now])
             cache = new_cache(self.model.config)
-            self._forward(now, len(self.decoding) + len(now), input_ids=ids, attention_mask=mask,
-                          position_ids=(mask.cumsum(-1) - 1).clamp(min=0), past_key_values=cache)
+            tokens = {"input_ids": ids}
+            if any(r.media for r in now):  # images: the prompts go in as embeddings
+                pad = self.model.model.get_input_embeddings()(torch.tensor([self.model.pad_id], device=self.model.device))
+                tokens = {"inputs_embeds": torch.stack([torch.cat([pad.expand(width - len(r.prompt), -1),
+                                                                   self._embeds(r)]) for r in now])}
+            self._forward(now, len(self.decoding) + len(now), attention_mask=mask,
+                          position_ids=(mask.cumsum(-1) - 1).clamp(min=0), past_key_values=cache, **tokens)
             self._join(now, cache, mask)
+
+    def _embeds(self, row: Row) -> torch.Tensor:
+        """The row's prompt embedded, images and all: once, however many slices it is fed in."""
+        if row.embeds is None:
+            row.embeds = self.model.embed(row)
+        return row.embeds
 
     def _start_from_prefix(self, row: Row) -> None:
         """Give the row the cache of the kept turn sharing the longest prefix with its prompt (at
         least the prompt's last token is prefilled again, for its logits)."""
-        shared, prefix = self.kept.find(row.prompt)
+        shared, prefix = self.kept.find(row.key)
         if shared <= 0:
             return
         row.own_cache, row.fed, row.cached_tokens = new_cache(self.model.config), shared, shared
@@ -369,7 +433,7 @@ class HFBatch:
 
     def _join(self, rows: list[Row], cache: DynamicCache, mask: torch.Tensor) -> None:
         for row in rows:
-            row.kv = list(row.prompt)  # the tokens in its row of the cache
+            row.kv = list(row.key)  # the tokens in its row of the cache (an image's by its hash)
         mask = mask.to(self.model.device)
         if self.cache is None:
             self.cache, self.mask = cache, mask
@@ -436,10 +500,15 @@ class HFBatch:
         last = end == len(row.prompt)  # then the slice's last position gives the row its first token
         keep = list(range(len(decoding))) + ([len(tokens) - 1] if last else [])
         packed = PackedStep(self.cache, len(decoding), self.mask, row.own_cache, row.fed, len(piece))
+        inputs = {"input_ids": torch.tensor([tokens])}
+        if row.media:  # images: the slice goes in as embeddings, beside the decoding rows' tokens
+            embed = self.model.model.get_input_embeddings()
+            ids = torch.tensor(tokens[:len(decoding)], dtype=torch.long, device=self.model.device)
+            inputs = {"inputs_embeds": torch.cat([embed(ids), self._embeds(row)[row.fed: end]]).unsqueeze(0)}
         # A packed pass is as heavy as a full batch: the copy for the largest batch runs it.
         self._forward(decoding + [row] if last else decoding, self.model.max_batch, keep=keep,
-                      input_ids=torch.tensor([tokens]), position_ids=torch.tensor([positions]),
-                      attention_mask=packed.slice_mask, past_key_values=packed, packed=packed)
+                      position_ids=torch.tensor([positions]), attention_mask=packed.slice_mask,
+                      past_key_values=packed, packed=packed, **inputs)
         for r in decoding:
             r.length += 1
         row.fed = end
