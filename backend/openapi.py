@@ -174,12 +174,27 @@ def build(settings, auth_enabled: bool) -> dict:
             "delete": {"summary": "Delete a file (its bytes go with the last file that has them)",
                        "parameters": path_param("file_id"),
                        "responses": {"204": {"description": "deleted"}, **responses(ANY_JSON, 401, 404)}}},
+        "/api/files/{file_id}/preview": {"get": {
+            "summary": "An image as models get it: upright, no metadata, PNG or JPEG, at most RILL_IMAGE_MAX_SIDE px",
+            "parameters": path_param("file_id"),
+            "responses": responses({"image/png": {"schema": {"type": "string", "format": "binary"}},
+                                    "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}, 401, 404)}},
         "/api/files/{file_id}/info": {"get": {
             "summary": "The file's row: {id, name, type, size, sha256, created_at, width, height}",
             "parameters": path_param("file_id"), "responses": responses(ANY_JSON, 401, 404)}},
         "/api/shared/{token}": {"get": {
-            "summary": "What a share link shows: {title, messages, shared_at}; public unless RILL_SHARE_PUBLIC=0",
+            "summary": "What a share link shows: {title, messages, shared_at, files}; public unless RILL_SHARE_PUBLIC=0",
             "security": [], "parameters": path_param("token"), "responses": responses(ANY_JSON, 401, 404)}},
+        "/api/shared/{token}/files/{file_id}": {"get": {
+            "summary": "A file the share link shows (the link keeps it until revoked)", "security": [],
+            "parameters": [*path_param("token"), *path_param("file_id")],
+            "responses": responses({"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                                   401, 404)}},
+        "/api/shared/{token}/files/{file_id}/preview": {"get": {
+            "summary": "The preview of an image the share link shows", "security": [],
+            "parameters": [*path_param("token"), *path_param("file_id")],
+            "responses": responses({"image/png": {"schema": {"type": "string", "format": "binary"}},
+                                    "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}, 401, 404)}},
         "/s/{token}": {"get": {
             "summary": "The read-only page of a share link (noindex)", "security": [], "parameters": path_param("token"),
             "responses": responses({"text/html": {"schema": {"type": "string"}}})}},

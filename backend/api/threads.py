@@ -244,15 +244,15 @@ def shared_file_ids(snapshot: dict) -> set[str]:
     return {f for m in snapshot["messages"] for f in file_ids(m["parts"])}
 
 
-@shared_bp.get("/api/shared/<token>/files/<file_id>")
-@shared_bp.get("/api/shared/<token>/files/<file_id>/<any(preview):preview>")
-def shared_file(token: str, file_id: str, preview: str | None = None):
+@shared_bp.get("/api/shared/<token>/files/<file_id>", defaults={"preview": False})
+@shared_bp.get("/api/shared/<token>/files/<file_id>/preview", defaults={"preview": True})
+def shared_file(token: str, file_id: str, preview: bool):
     """A file the share link shows (pinned by it), or its preview."""
     snapshot = snapshot_or_404(token)
     found = current().files.get(file_id, snapshot["owner"]) if file_id in shared_file_ids(snapshot) else None
     if found is None:
         raise ApiError(404, "file_not_found", f"this share link shows no file {file_id!r}")
-    response = serve(found, preview=preview is not None)
+    response = serve(found, preview)
     response.headers.update(NOINDEX)  # not kept by the browser: a revoked link shows nothing more
     return response
 
