@@ -14,6 +14,7 @@ import filetype
 
 from ..config import comma_list
 from ..refusals import Refused
+from ..runtime import off_hub
 from ..providers.base import Image
 from .attachments import document_text, text_file, tokens
 from .files import too_large
@@ -82,7 +83,7 @@ class InlineMedia:
         self.timeout = settings.upstream_timeout_seconds
 
     def image(self, what: str, url: str | None = None, data: str | None = None, detail: str | None = None) -> Image:
-        return checked(self._bytes(what, url, data), what, detail)
+        return off_hub(checked, self._bytes(what, url, data), what, detail)  # decoding stalls no other client
 
     def _bytes(self, what: str, url: str | None, data: str | None) -> bytes:
         """Base64 `data`, or what `url` (a data: URL, or an allowed http(s) one) holds."""
@@ -104,5 +105,5 @@ class InlineMedia:
             return text_file(name, text, self.token_limit, tokens)
         raw = self._bytes(what, url, data)
         if (filetype.guess_mime(raw[:8192]) or "").startswith("image/"):
-            return checked(raw, what)
+            return off_hub(checked, raw, what)
         return document_text(name, raw, self.token_limit, tokens)
