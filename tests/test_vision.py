@@ -1,9 +1,12 @@
-"""Local vision on the transformers engine, with a tiny random-weight Idefics3 (tests/tiny_vision.py):
+"""Local vision. The transformers engine, with a tiny random-weight Idefics3 (tests/tiny_vision.py):
 images go into the batched scheduler with their prompt and decode as transformers' own generate()
 does; image tokens count in the prompt's usage; the prefix cache knows each image by its hash, so
 the same text with another image never reuses the first image's cache. Then the real server:
 an uploaded image reaches the model through the app's route, /v1 takes an image part, and the
-model is listed as reading images."""
+model is listed as reading images. The llama.cpp engine, with the wheel's SmolLM2 and a tiny
+random LLaVA-style projector (tests/tiny_mmproj.py) read by llama.cpp's multimodal library: the same
+mechanics, checked by the final hidden state (the same prompt and picture give the same state,
+from the cache or not; another picture another)."""
 import base64
 import io
 
@@ -17,6 +20,7 @@ from backend.providers.local import LocalProvider
 from tests.server import start_server, stop_server
 from tests.test_batching import collect, scheduling
 from tests.test_files import png
+from tests.tiny_mmproj import build as build_mmproj
 from tests.tiny_vision import build
 
 pytestmark = pytest.mark.slow
@@ -112,3 +116,48 @@ def test_a_stopped_image_turn_ends_at_once(vision):
     job.cancel.set()
     _, finish = collect(job, timeout=30)
     assert finish.reason == "cancelled" and finish.completion_tokens < 400
+
+
+# -- llama.cpp: the wheel's SmolLM2 with a tiny random projector ---------------------------------
+
+ONE_STEP = GenerationOptions(max_tokens=1, temperature=0, hidden_states=True)
+
+
+@pytest.fixture(scope="module")
+def llama_vision(tmp_path_factory):
+    projector = build_mmproj(tmp_path_factory.mktemp("mmproj") / "tiny-mmproj.gguf")
+    provider = LocalProvider(Settings.from_env(engine="llamacpp", mmproj_path=str(projector), context_tokens=2048,
+                                               max_batch=4))
+    provider.load()
+    assert provider.state == "ready", provider.error
+    with scheduling(provider):
+        yield provider
+
+
+def state(provider, message) -> tuple[list[float], object]:
+    """The final hidden state after the prompt (one token asked for), and the Finish."""
+    _, finish = collect(ask(provider, message, options=ONE_STEP))
+    assert not isinstance(finish, Exception), finish
+    return finish.hidden_states.values, finish
+
+
+def test_llama_cpp_reads_an_image_through_its_projector(llama_vision):
+    assert llama_vision.input_modalities("smollm2-135m-instruct") == ["text", "image"]
+    picture = Image(png(120, 80, (30, 160, 90)), "image/png")
+    message = ChatMessage("user", "what colour is it", images=(picture,))
+    ids, media = llama_vision.encode_prompt([message], GREEDY)
+    chunks = media.inputs["images"]  # one per picture here (a projector that tiles makes one per tile)
+    start, end = chunks[0][0], chunks[-1][0] + chunks[-1][1]
+    marks = {ids[p] for first, size, _ in chunks for p in range(first, first + size)}
+    assert end > start and len(marks) == 1 and marks.pop() < 0  # every position marked by the picture's hash
+    text_only, _ = llama_vision.encode_prompt([ChatMessage("user", "what colour is it")], GREEDY)
+    fresh, finish = state(llama_vision, message)
+    assert finish.prompt_tokens == len(ids) > len(text_only)  # the image's positions count
+    again, cached = state(llama_vision, message)
+    assert cached.cached_tokens > end and again == pytest.approx(fresh, abs=1e-3)  # from the cache: the same
+    other, other_finish = state(llama_vision, ChatMessage("user", "what colour is it",
+                                                          images=(Image(png(120, 80, (200, 20, 200)), "image/png"),)))
+    assert other_finish.cached_tokens <= start  # another picture: nothing of the first one's cells
+    assert other != pytest.approx(fresh, abs=1e-3)  # and the model sees it
+    text, done = collect(ask(llama_vision, message, options=GenerationOptions(max_tokens=12, temperature=0)))
+    assert done.reason in ("stop", "length") and done.completion_tokens >= 1

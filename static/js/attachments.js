@@ -6,6 +6,9 @@
 import { ApiError, NETWORK_ERROR, withAuth } from "./http.js";
 
 const megabytes = (bytes) => `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
+// Types the server refuses whatever their bytes, where the browser already names them (otherwise
+// the server decides, by the bytes).
+const REFUSED = /^(audio|video)\/|^image\/(?!(png|jpeg|webp|gif|svg\+xml)$)|^application\/(zip|gzip|x-7z-compressed|x-rar-compressed|x-tar|msword|vnd\.ms-|vnd\.openxmlformats|vnd\.oasis)/;
 
 export class Attachments {
   constructor(limit, onChange) {
@@ -22,6 +25,8 @@ export class Attachments {
       this.items.push(item);
       if (file.size > this.limit) {
         item.error = `Too big (${megabytes(file.size)}): this server takes files up to ${megabytes(this.limit)}.`;
+      } else if (REFUSED.test(file.type)) {
+        item.error = `Rill cannot read ${file.type} files: it reads pictures (PNG, JPEG, WebP, GIF), PDFs and text files.`;
       } else if (!takesImages && file.type.startsWith("image/")) {
         item.error = "This model reads text only: choose one that reads images to send a picture.";
       } else {

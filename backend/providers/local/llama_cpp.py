@@ -24,7 +24,10 @@ import llama_cpp as C
 import numpy as np
 
 from .options import LocalOptions
+from ..base import Image
+from .contract import Media
 from .pacer import PrefillPacer
+from .projector import Projector
 from .prefix_cache import FINISHED, Kept, PrefixCache, longest_prefix
 from .row import Row
 
@@ -96,7 +99,7 @@ class Vocab:
 
 class LlamaModel:
     engine = "llama.cpp"
-    reads_images = False  # a projector (mmproj) is not loaded yet
+    reads_images = False  # with a projector (RILL_MMPROJ_PATH): its images go through projector.py
 
     def __init__(self, source: Path, options: LocalOptions):
         self.source, self.name = source, options.name
@@ -105,6 +108,8 @@ class LlamaModel:
         self.context_tokens = options.context_tokens
         self.cache_tokens = options.cache_tokens
         self.prefill_chunk = options.prefill_chunk
+        self.mmproj = options.mmproj
+        self.projector: Projector | None = None
 
     def load(self) -> None:
         init_llama_cpp()
@@ -128,6 +133,9 @@ class LlamaModel:
         buf = ctypes.create_string_buffer(256)
         C.llama_model_desc(self.handle, buf, len(buf))
         self.desc = buf.value.decode(errors="replace")
+        if self.mmproj:
+            self.projector = Projector(self.mmproj, self.handle, self.threads, gpu)
+            self.reads_images = True
 
     def _special(self, token: int) -> str:
         return self.tokenizer.piece(token, special=True).decode(errors="replace") if token >= 0 else ""
@@ -155,8 +163,13 @@ class LlamaModel:
         self.template_source = source
 
     def chat_tokens(self, chat: list[dict], tools: list[dict] | None = None) -> list[int]:
-        return self.tokenizer.encode(self.template.render(messages=chat, tools=tools, add_generation_prompt=True,
-                                                          **self.special))
+        return self.tokenizer.encode(self._render(chat, tools))
+
+    def chat_media(self, chat: list[dict], tools: list[dict] | None, images: list[Image]) -> tuple[list[int], Media]:
+        return self.projector.tokenize(self._render([self.projector.flatten(m) for m in chat], tools), images)
+
+    def _render(self, chat: list[dict], tools: list[dict] | None) -> str:
+        return self.template.render(messages=chat, tools=tools, add_generation_prompt=True, **self.special)
     def describe(self) -> dict:
         return {"engine": self.engine, "device": self.device, "dtype": self.desc.split()[-1]}
 
@@ -275,7 +288,8 @@ class LlamaBatch:
         for i, row in enumerate(prefilling):
             if budget <= 0 or self._waits(row, prefilling[:i]):
                 continue
-            take = min(budget, len(row.prompt) - row.fed)
+            self._decode_images(row)
+            take = min(budget, self._text_end(row) - row.fed)
             for position in range(row.fed, row.fed + take):
                 self._put(n, row.prompt[position], position, row.seq, position == len(row.prompt) - 1)
                 n += 1
@@ -304,6 +318,37 @@ class LlamaBatch:
             row.accept(logits, vector)
         for row in decoding:
             row.length += 1
+
+    @staticmethod
+    def _text_end(row: Row) -> int:
+        """Where the prompt's text from row.fed ends: its next image, or its end."""
+        starts = [start for start, _, _ in row.media.inputs["images"] if start >= row.fed] if row.media else []
+        return min(starts, default=len(row.prompt))
+
+    def _decode_images(self, row: Row) -> None:
+        """The images the row's prefill has reached, each through the vision encoder and into the
+        row's cells as embeddings (in decodes of their own: a llama_batch holds tokens or
+        embeddings, not both). A prompt never ends with an image: its logits come from text."""
+        for start, size, chunk in row.media.inputs["images"] if row.media else []:
+            if start != row.fed:
+                continue
+            width = self.model.n_embd
+            vectors = self.model.projector.embeddings(chunk, size, width)
+            for first in range(0, size, self.width):
+                count = min(self.width, size - first)
+                batch = C.llama_batch_init(count, width, 1)
+                try:
+                    ctypes.memmove(batch.embd, ctypes.addressof(vectors) + first * width * 4, count * width * 4)
+                    for n in range(count):
+                        batch.pos[n], batch.n_seq_id[n], batch.logits[n] = start + first + n, 1, False
+                        batch.seq_id[n][0] = row.seq
+                    batch.n_tokens = count
+                    if (status := C.llama_decode(self.ctx, batch)) != 0:
+                        raise RuntimeError(f"llama_decode failed on an image ({status})")
+                finally:
+                    C.llama_batch_free(batch)
+            row.kv += row.prompt[start: start + size]
+            row.fed = start + size
 
     def drop_done(self) -> None:
         """Finished rows leave and free their sequence; a finished conversation is kept first."""

@@ -18,6 +18,7 @@ class LocalOptions:
     cache_tokens: int = 32768  # tokens of finished conversations kept; llama.cpp: its KV cells too
     prefill_chunk: int = 128  # most prompt tokens per step while other rows stream
     chat_template: str = ""  # a Jinja template file used instead of the model's own
+    mmproj: Path | None = None  # llama.cpp: the model's vision projector (GGUF)
     cache_dir: Path = Path.home() / ".cache" / "rill"  # transformers: GGUF files converted once
 
     @classmethod
@@ -28,7 +29,9 @@ class LocalOptions:
                    dtype=settings.dtype, threads=settings.threads, context_tokens=settings.context_tokens,
                    max_batch=settings.max_batch, cache_tokens=settings.cache_tokens,
                    prefill_chunk=settings.prefill_chunk, chat_template=settings.chat_template,
-                   cache_dir=Path(settings.cache_dir))
+                   cache_dir=Path(settings.cache_dir),
+                   # the server's own model's projector; a model loaded while serving has none
+                   mmproj=Path(settings.mmproj_path) if settings.mmproj_path and model_path is None else None)
 
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"

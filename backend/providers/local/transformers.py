@@ -90,6 +90,7 @@ class HFModel:
 
     def __init__(self, source: Path, options: LocalOptions):
         self.source, self.name, self.cache_dir = source, options.name, options.cache_dir
+        self.mmproj = options.mmproj
         self.device = pick_device(options.device)
         self.dtype_name = options.dtype
         self.threads = options.threads
@@ -103,6 +104,9 @@ class HFModel:
     def load(self) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
+        if self.mmproj:
+            raise RuntimeError("RILL_MMPROJ_PATH is a projector for the llama.cpp engine; the transformers engine "
+                               "reads a vision model from its own directory (RILL_MODEL_PATH)")
         if self.threads:
             torch.set_num_threads(self.threads)
         directory = prepare_model_dir(self.source, self.cache_dir, self.name)
