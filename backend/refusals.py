@@ -7,3 +7,8 @@ class Refused(Exception):
         super().__init__(message)
         self.type = type
         self.message = message
+
+
+def not_multimodal(model: str, image: str) -> Refused:
+    return Refused("model_not_multimodal", f"{model} reads text only, and {image!r} is an image: choose a model "
+                                          "that reads images, or send the question without it")

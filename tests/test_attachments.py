@@ -181,6 +181,7 @@ def test_a_share_link_shows_its_files_and_keeps_them_until_it_is_revoked(make_ap
     assert client.get(f"/api/shared/{token}/files/{ids[1]}").data == notes
     preview = client.get(f"/api/shared/{token}/files/{ids[0]}/preview")
     assert preview.status_code == 200 and preview.mimetype == "image/png" and preview.headers["Cache-Control"] == "no-store"
+    assert client.get(f"/api/shared/{token}/files/{ids[0]}").data == preview.data  # never the original (its EXIF)
     other = stored(client, "other.txt", b"not shown")
     assert client.get(f"/api/shared/{token}/files/{other}").status_code == 404  # alice's, but not on the link
     assert client.get(f"/api/files/{ids[1]}").status_code == 401  # the owner's route still wants the owner

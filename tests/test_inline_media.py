@@ -135,10 +135,26 @@ def test_no_url_is_read_from_disk_or_fetched_from_a_host_not_allowed(make_app, m
         {"type": "image_url", "image_url": {"url": f"{media_host.base}/cat.png"}}]}]})
     assert r.status_code == 200, r.get_data(as_text=True)
     assert hashlib.sha256(media_host.cat).hexdigest() in r.get_json()["choices"][0]["message"]["content"]
+    r = completion(allowed, {"type": "image_url", "image_url": {"url": f"{media_host.base}/cat.png"}})
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "model_not_multimodal"  # text only: not fetched
     for path, words in [("/moved", "redirects to"), ("/gone.png", "answered HTTP 404")]:
-        r = completion(allowed, {"type": "image_url", "image_url": {"url": f"{media_host.base}{path}"}})
+        r = allowed.post("/v1/chat/completions", json={"model": SEES, "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": f"{media_host.base}{path}"}}]}]})
         assert r.status_code == 400 and words in r.get_json()["error"]["message"], r.get_json()
     assert media_host.asked == ["/cat.png", "/moved", "/gone.png"]  # a redirect is not followed
+
+
+def test_images_go_in_user_messages_and_at_most_twenty_to_a_request(client):
+    picture = {"type": "image_url", "image_url": {"url": data_url(png(8, 8), "image/png")}}
+    r = client.post("/v1/chat/completions", json={"model": SEES, "messages": [
+        {"role": "system", "content": [picture, {"type": "text", "text": "Be brief."}]},
+        {"role": "user", "content": "Hi"}]})
+    assert r.status_code == 400 and "messages.0: images go in user messages, not system ones" in r.get_json()[
+        "error"]["message"]
+    r = client.post("/v1/chat/completions", json={"model": SEES, "messages": [
+        {"role": "user", "content": [picture] * 21}]})
+    assert r.status_code == 400 and "messages.0.content.20: at most 20 images in a request" in r.get_json()[
+        "error"]["message"]
 
 
 def test_inline_bytes_over_the_limit_or_not_base64_are_refused(client):

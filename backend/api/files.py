@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request, send_file
 
 from ..conversations.files import too_large
+from ..conversations.images import normalised_type
 from ..errors import ApiError
 from ..services import current
 
@@ -52,8 +53,10 @@ def serve(found: dict, preview: bool = False):
                              download_name=found["name"], conditional=True, max_age=ONE_YEAR)
     elif found["type"].startswith("image/"):
         path = files.preview(found)
-        response = send_file(path, mimetype="image/png" if path.read_bytes()[:4] == b"\x89PNG" else "image/jpeg",
-                             etag=f"{found['sha256']}-preview", conditional=True, max_age=ONE_YEAR)
+        with open(path, "rb") as head:
+            kind = normalised_type(head.read(8))
+        response = send_file(path, mimetype=kind, etag=f"{found['sha256']}-preview", conditional=True,
+                             max_age=ONE_YEAR)
     else:
         raise ApiError(404, "file_not_found", f"{found['name']!r} is not an image: it has no preview")
     response.headers["Cache-Control"] = f"private, max-age={ONE_YEAR}, immutable"

@@ -47,7 +47,10 @@ def parse(model: type[BaseModel], body: dict) -> BaseModel:
         raise ApiError(400, "invalid_request_error", describe(exc))
 
 
-def inline_media() -> InlineMedia:
-    """How the /v1 APIs read the media parts of this request (its user's files, the settings)."""
+def inline_media(model: str | None) -> InlineMedia:
+    """How the /v1 APIs read the media parts of a request for this model (its user's files, the
+    settings, whether the model reads images)."""
     services = current()
-    return InlineMedia(services.files, g.user, services.settings)
+    provider, model_id = services.providers.resolve(model)
+    return InlineMedia(services.files, g.user, services.settings, f"{provider.name}/{model_id}",
+                       "image" in provider.input_modalities(model_id))

@@ -247,12 +247,13 @@ def shared_file_ids(snapshot: dict) -> set[str]:
 @shared_bp.get("/api/shared/<token>/files/<file_id>", defaults={"preview": False})
 @shared_bp.get("/api/shared/<token>/files/<file_id>/preview", defaults={"preview": True})
 def shared_file(token: str, file_id: str, preview: bool):
-    """A file the share link shows (pinned by it), or its preview."""
+    """A file the share link shows (pinned by it), or its preview; an image only as its preview,
+    which has no camera data or place in it."""
     snapshot = snapshot_or_404(token)
     found = current().files.get(file_id, snapshot["owner"]) if file_id in shared_file_ids(snapshot) else None
     if found is None:
         raise ApiError(404, "file_not_found", f"this share link shows no file {file_id!r}")
-    response = serve(found, preview)
+    response = serve(found, preview or found["type"].startswith("image/"))
     response.headers.update(NOINDEX)  # not kept by the browser: a revoked link shows nothing more
     return response
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..providers.base import (ChatMessage, Failure, Finish, GenerationOptions, Image, Job, Piece, Prompt, Provider,
                               ProviderError, Reasoning, ToolCallPart)
-from ..refusals import Refused
+from ..refusals import Refused, not_multimodal
 from ..conversations.attachments import tokens
 from ..conversations.parts import chat_messages, reply_parts, text_of
 from .events import (Done, Error, ErrorBody, Payload, ReasoningText, Start, Token, ToolCallDelta, ToolCallEnd,
@@ -173,9 +173,7 @@ def check_modalities(provider: Provider, model: str, messages: list[ChatMessage]
     """Images only for a model that reads them: refused, never dropped."""
     image = next((image for m in messages for image in m.images), None)
     if image is not None and "image" not in provider.input_modalities(model):
-        raise Refused("model_not_multimodal", f"{provider.name}/{model} reads text only, and {image.name!r} is an "
-                                              "image: choose a model that reads images, or send the question "
-                                              "without it")
+        raise not_multimodal(f"{provider.name}/{model}", image.name)
 
 
 @dataclass

@@ -1,8 +1,7 @@
-"""What a file becomes for the model: a text file a fenced block under its name, a PDF its text
+"""What a document becomes for the model: a text file a fenced block under its name, a PDF its text
 page by page under its name; each cut at RILL_FILE_TOKEN_LIMIT with a note that says where, never
-silently (an image is what images.py made of it). A PDF's pages are read once, when it
-is uploaded, and kept beside its bytes. Images need a model that reads them: for a text-only one
-they are refused, never dropped."""
+silently. A PDF's pages are read once, when it is uploaded, and kept beside its bytes (images:
+images.py)."""
 from __future__ import annotations
 
 import json
@@ -38,9 +37,11 @@ def pdf_pages(path: Path, name: str) -> list[str]:
 
 
 def keep(path: Path, data: bytes) -> None:
-    """What is read from a blob once (a PDF's pages, an image for models), kept beside it."""
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_bytes(data)
+    """What is read from a blob once (a PDF's pages, an image for models), kept beside it; moved
+    into place whole, so two workers writing it at once leave one whole copy."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
     os.replace(temp, path)
 
 

@@ -53,6 +53,11 @@ def normalise(path: str | Path, name: str, max_side: int) -> tuple[bytes, int, i
         raise undecodable(name, err) from None
 
 
+def normalised_type(head: bytes) -> str:
+    """A normalised image's type, by its first bytes: PNG or JPEG."""
+    return "image/png" if head.startswith(b"\x89PNG") else "image/jpeg"
+
+
 def kept(data: bytes, name: str) -> Image:
-    """A normalised upload read back: PNG or JPEG by its first bytes."""
-    return Image(data, "image/png" if data.startswith(b"\x89PNG") else "image/jpeg", name)
+    """A normalised upload read back."""
+    return Image(data, normalised_type(data), name)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import filetype
 
 from ..config import comma_list
-from ..refusals import Refused
+from ..refusals import Refused, not_multimodal
 from ..runtime import off_hub
 from ..providers.base import Image
 from .attachments import document_text, text_file, tokens
@@ -50,8 +50,12 @@ def check_url(url: str, allowlist: list[str], what: str) -> None:
                                                "bytes as a data: URL (base64) instead")
 
 
+MAX_IMAGES = 20  # in one request: each may be fetched and decoded
+
+
 class NoRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
+        fp.close()
         raise Refused("invalid_request_error", f"{req.full_url} redirects to {newurl}: Rill does not follow media "
                                                "redirects; give the final URL")
 
@@ -63,6 +67,7 @@ def fetched(url: str, limit: int, timeout: float, what: str) -> bytes:
         with opener.open(urllib.request.Request(url, headers={"User-Agent": "Rill"}), timeout=timeout) as response:
             body = response.read(limit + 1)
     except urllib.error.HTTPError as err:
+        err.close()
         raise Refused("invalid_request_error", f"{what}: {url} answered HTTP {err.code}") from None
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise Refused("invalid_request_error", f"{what}: {url} could not be read: "
@@ -73,17 +78,29 @@ def fetched(url: str, limit: int, timeout: float, what: str) -> bytes:
 
 
 class InlineMedia:
-    """What the /v1 APIs' media parts become: a document its text (as an upload's would be), an
-    image its bytes, checked to decode (whether the model reads images is the turn's check)."""
+    """What the /v1 APIs' media parts become for one request's model: a document its text (as an
+    upload's would be), an image its bytes, checked to decode; for a model that reads text only an
+    image is refused before anything is fetched or decoded."""
 
-    def __init__(self, files, owner: str, settings):
-        self.files, self.owner = files, owner
+    def __init__(self, files, owner: str, settings, model: str, reads_images: bool):
+        self.files, self.owner, self.model, self.reads_images = files, owner, model, reads_images
         self.allowlist = [host.lower() for host in comma_list(settings.media_url_allowlist)]
         self.max_bytes, self.token_limit = settings.max_upload_bytes, settings.file_token_limit
         self.timeout = settings.upstream_timeout_seconds
+        self.images = 0
 
     def image(self, what: str, url: str | None = None, data: str | None = None, detail: str | None = None) -> Image:
+        if url is not None:
+            check_url(url, self.allowlist, what)
+        self._count(what)
         return off_hub(checked, self._bytes(what, url, data), what, detail)  # decoding stalls no other client
+
+    def _count(self, what: str) -> None:
+        if not self.reads_images:
+            raise not_multimodal(self.model, what)
+        self.images += 1
+        if self.images > MAX_IMAGES:
+            raise Refused("invalid_request_error", f"{what}: at most {MAX_IMAGES} images in a request")
 
     def _bytes(self, what: str, url: str | None, data: str | None) -> bytes:
         """Base64 `data`, or what `url` (a data: URL, or an allowed http(s) one) holds."""
@@ -105,5 +122,6 @@ class InlineMedia:
             return text_file(name, text, self.token_limit, tokens)
         raw = self._bytes(what, url, data)
         if (filetype.guess_mime(raw[:8192]) or "").startswith("image/"):
+            self._count(what)
             return off_hub(checked, raw, what)
         return document_text(name, raw, self.token_limit, tokens)

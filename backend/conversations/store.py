@@ -308,15 +308,15 @@ class ThreadStore:
 
     def share(self, owner: str, thread_id: str, leaf: str | None = None) -> dict:
         """A snapshot of the path down to `leaf` (the current leaf when none), under a new token."""
-        thread = self.thread(thread_id, owner)
-        if thread is None:
-            raise Refused("thread_not_found", f"no thread {thread_id!r}")
-        path = self.path(thread_id, owner, leaf)
-        if leaf is not None and (not path or path[-1]["id"] != leaf):
-            raise Refused("invalid_request_error", f"leaf: no message {leaf!r} in thread {thread_id!r}")
         token = secrets.token_urlsafe(24)
-        snapshot = [{k: m[k] for k in ("role", "parts", "status", "model", "created_at")} for m in path]
-        with self.writing() as conn:
+        with self.writing() as conn:  # no message (and so no file) goes between the read and the pins
+            thread = self.thread(thread_id, owner)
+            if thread is None:
+                raise Refused("thread_not_found", f"no thread {thread_id!r}")
+            path = self.path(thread_id, owner, leaf)
+            if leaf is not None and (not path or path[-1]["id"] != leaf):
+                raise Refused("invalid_request_error", f"leaf: no message {leaf!r} in thread {thread_id!r}")
+            snapshot = [{k: m[k] for k in ("role", "parts", "status", "model", "created_at")} for m in path]
             conn.execute(insert(shares).values(token=token, owner=owner, thread_id=thread_id, title=thread["title"],
                                                messages=snapshot, created=time.time()))
             if pinned := sorted({f for m in snapshot for f in file_ids(m["parts"])}):

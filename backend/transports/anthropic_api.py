@@ -237,6 +237,8 @@ def to_messages(req: AnthropicRequest, media: InlineMedia) -> list[ChatMessage]:
         chat += [ChatMessage("tool", content_text(b.content), tool_call_id=b.tool_use_id)
                  for b in m.content if b.type == "tool_result"]
         calls = tuple(ToolCall(b.id, b.name, json.dumps(b.input)) for b in m.content if b.type == "tool_use")
+        if images and m.role != "user":
+            raise Refused("invalid_request_error", f"messages.{n}: images go in user messages, not {m.role} ones")
         if text or calls or images:
             chat.append(ChatMessage(m.role, text, calls, images=tuple(images)))
     return chat
@@ -251,7 +253,7 @@ def messages():
         temperature=req.temperature, top_p=req.top_p, stop=tuple(req.stop_sequences),
         hidden_states=req.return_hidden_states, tools=req.internal_tools(), tool_choice=req.internal_tool_choice(),
     )
-    turn = start_stateless_turn(current(), Caller(g.user, "anthropic", g.request_id), req.model, to_messages(req, inline_media()),
+    turn = start_stateless_turn(current(), Caller(g.user, "anthropic", g.request_id), req.model, to_messages(req, inline_media(req.model)),
                                 options)
     if req.stream:
         # An SDK client that closes the stream wants the reply stopped.

@@ -65,6 +65,8 @@ def to_messages(req: OpenAIChatRequest, media: InlineMedia) -> list[ChatMessage]
     out = []
     for n, m in enumerate(req.messages):
         text, images = content_of(m.content, media, f"messages.{n}")
+        if images and m.role != "user":
+            raise Refused("invalid_request_error", f"messages.{n}: images go in user messages, not {m.role} ones")
         out.append(ChatMessage("system" if m.role == "developer" else m.role, text,
                                tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or ()),
                                m.tool_call_id, images=images))
@@ -158,7 +160,7 @@ class ChunkEncoder:
 @chat_limit
 def chat_completions():
     req = parse(OpenAIChatRequest, json_body())
-    turn = start_stateless_turn(current(), Caller(g.user, "openai", g.request_id), req.model, to_messages(req, inline_media()),
+    turn = start_stateless_turn(current(), Caller(g.user, "openai", g.request_id), req.model, to_messages(req, inline_media(req.model)),
                                 to_options(req))
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)

@@ -11,9 +11,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class Media:
-    """A prompt's images, for a vision model: the processor's tensors (pixel values and the like),
-    and the prompt's ids as a prefix cache knows them, each image's tokens replaced by a number
-    from that image's hash (the same text with another image shares nothing past the image)."""
+    """A prompt's images, for a vision model: what its engine needs of them (transformers: the
+    processor's tensors; llama.cpp: where each image chunk goes), and the prompt's ids as a prefix
+    cache knows them, each image's tokens replaced by a number from that image's hash (the same
+    text with another image shares nothing past the image)."""
 
     inputs: dict
     key: list[int]

@@ -288,8 +288,8 @@ class LlamaBatch:
         for i, row in enumerate(prefilling):
             if budget <= 0 or self._waits(row, prefilling[:i]):
                 continue
-            self._decode_images(row)
-            take = min(budget, self._text_end(row) - row.fed)
+            budget -= self._decode_images(row)
+            take = max(0, min(budget, self._text_end(row) - row.fed))
             for position in range(row.fed, row.fed + take):
                 self._put(n, row.prompt[position], position, row.seq, position == len(row.prompt) - 1)
                 n += 1
@@ -325,10 +325,11 @@ class LlamaBatch:
         starts = [start for start, _, _ in row.media.inputs["images"] if start >= row.fed] if row.media else []
         return min(starts, default=len(row.prompt))
 
-    def _decode_images(self, row: Row) -> None:
-        """The images the row's prefill has reached, each through the vision encoder and into the
-        row's cells as embeddings (in decodes of their own: a llama_batch holds tokens or
-        embeddings, not both). A prompt never ends with an image: its logits come from text."""
+    def _decode_images(self, row: Row) -> int:
+        """The image the row's prefill has reached, through the vision encoder and into the row's
+        cells as embeddings (in decodes of their own: a llama_batch holds tokens or embeddings, not
+        both): how many positions that took from the step's prefill budget. A prompt never ends
+        with an image: its logits come from text."""
         for start, size, chunk in row.media.inputs["images"] if row.media else []:
             if start != row.fed:
                 continue
@@ -349,6 +350,8 @@ class LlamaBatch:
                     C.llama_batch_free(batch)
             row.kv += row.prompt[start: start + size]
             row.fed = start + size
+            return size
+        return 0
 
     def drop_done(self) -> None:
         """Finished rows leave and free their sequence; a finished conversation is kept first."""

@@ -1,6 +1,7 @@
 """The local engines' settings, in one place and by name."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,15 @@ class LocalOptions:
     chat_template: str = ""  # a Jinja template file used instead of the model's own
     mmproj: Path | None = None  # llama.cpp: the model's vision projector (GGUF)
     cache_dir: Path = Path.home() / ".cache" / "rill"  # transformers: GGUF files converted once
+
+    @property
+    def reads_images(self) -> bool:
+        """Whether the model will read images, before it is loaded: a projector is given, or a
+        Hugging Face directory's config has a vision part."""
+        if self.mmproj is not None:
+            return True
+        config = self.source / "config.json" if self.source is not None else None
+        return bool(config and config.is_file() and "vision_config" in json.loads(config.read_text()))
 
     @classmethod
     def from_settings(cls, settings, model_path: str | None = None) -> "LocalOptions":

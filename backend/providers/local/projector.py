@@ -38,9 +38,6 @@ class Projector:
             raise RuntimeError(f"{path} needs M-RoPE positions (Qwen2-VL and the like), which Rill does not do yet")
         self.marker = M.mtmd_default_marker().decode()
 
-    def close(self) -> None:
-        self.M.mtmd_free(self.ctx)
-
     def flatten(self, message: dict) -> dict:
         """A message whose content has image parts, as text with a marker where each image goes."""
         if isinstance(message.get("content"), list):

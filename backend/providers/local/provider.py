@@ -56,7 +56,9 @@ class LocalProvider:
         return None
 
     def input_modalities(self, model: str) -> list[str]:
-        return ["text", "image"] if self.model is not None and self.model.reads_images else ["text"]
+        if self.model is not None and self.state == "ready":
+            return ["text", "image"] if self.model.reads_images else ["text"]
+        return ["text", "image"] if self.options.reads_images else ["text"]  # loading: what its files say
 
     def load(self) -> None:
         started = time.perf_counter()

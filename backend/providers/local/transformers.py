@@ -197,6 +197,8 @@ class HFModel:
 
     def set_template(self, source: str) -> None:
         self.tokenizer.chat_template = source
+        if self.reads_images:
+            self.processor.chat_template = source  # what renders a prompt with images
 
     def chat_tokens(self, chat: list[dict], tools: list[dict] | None = None) -> list[int]:
         return self.tokenizer.apply_chat_template(chat, tools=tools, add_generation_prompt=True, tokenize=True,
@@ -438,6 +440,7 @@ class HFBatch:
     def _join(self, rows: list[Row], cache: DynamicCache, mask: torch.Tensor) -> None:
         for row in rows:
             row.kv = list(row.key)  # the tokens in its row of the cache (an image's by its hash)
+            row.embeds = row.media = None  # prefilled: its pixels and embeddings are not needed again
         mask = mask.to(self.model.device)
         if self.cache is None:
             self.cache, self.mask = cache, mask
