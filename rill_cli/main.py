@@ -5,6 +5,7 @@ import functools
 import io
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -18,6 +19,9 @@ from .errors import ClientError
 from .keys import LineReader, ReplyKeys
 from .render import view_for
 from .threads import ThreadsClient, plain
+
+# The commands that run server code (pull, token) import eventlet, which warns on import: not the user's concern.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 HELP = """/new             start a new conversation
 /model [NAME]    show or set the model
@@ -302,3 +306,44 @@ def token(user, ttl):
     from backend.config import Settings
 
     click.echo(Auth(Settings.from_env()).mint(user, parse_ttl(ttl)))
+
+
+def hub_failure(err) -> None:
+    click.echo(f"rill: {err}", err=True)
+    sys.exit(1)
+
+
+@cli.command()
+@click.argument("name")
+def pull(name):
+    """Download a model from the Hugging Face hub: org/repo:QUANT (a GGUF file of that
+    quantization, Q4_K_M by default, and the repository's vision projector) or org/repo."""
+    from backend.providers.local.hub import PullError, pull as pull_model
+
+    try:
+        pulled = pull_model(name)
+    except PullError as err:
+        hub_failure(err)
+    click.echo(f"{pulled.repo}: {pulled.path}")
+    settings = f"RILL_MODEL_PATH={pulled.path}" + (f" RILL_MMPROJ_PATH={pulled.mmproj}" if pulled.mmproj else "")
+    click.echo(f"serve it: {settings} make run")
+
+
+@cli.command()
+def models():
+    """The models pulled from the hub, largest first."""
+    from backend.providers.local.hub import local_models
+
+    for model in local_models():
+        click.echo(f"{model['repo']}  {model['size'] / 1e6:,.1f} MB  {model['files']} files")
+
+
+@cli.command()
+@click.argument("repo")
+def rm(repo):
+    """Delete a pulled model from the hub's cache."""
+    from backend.providers.local.hub import remove
+
+    if not remove(repo):
+        hub_failure(f"no pulled model {repo} (rill models lists them)")
+    click.echo(f"deleted {repo}")
