@@ -77,7 +77,7 @@ def path(thread_id: str):
 
 def files_of(messages: list[dict]) -> dict[str, dict]:
     """The rows of the files the messages have (name, type, size, pixel size), by id."""
-    return current().files.rows({p["file_id"] for m in messages for p in m["parts"] if p["type"] == "file"}, g.user)
+    return current().files.rows({f for m in messages for f in file_ids(m["parts"])}, g.user)
 
 
 @bp.patch("/<thread_id>")

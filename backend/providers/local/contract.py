@@ -20,6 +20,12 @@ class Media:
     key: list[int]
 
 
+def image_mark(sha256: str) -> int:
+    """What stands in a Media key for each token of an image: a negative number from its hash,
+    never a token id, and another image's never the same."""
+    return -1 - int(sha256[:15], 16)
+
+
 class Tokenizer(Protocol):
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str: ...
 

@@ -15,11 +15,7 @@ import weakref
 from pathlib import Path
 
 from ..base import Image
-from .contract import Media
-
-
-def mark(sha256: str) -> int:
-    return -1 - int(sha256[:15], 16)
+from .contract import Media, image_mark
 
 
 class Projector:
@@ -88,7 +84,7 @@ class Projector:
                                        "which Rill does not do yet")
                 size = M.mtmd_input_chunk_get_n_tokens(chunk)  # an image may come in several (its tiles)
                 placed.append((len(ids), size, chunk))
-                ids += [mark(M.mtmd_input_chunk_get_id(chunk).decode())] * size
+                ids += [image_mark(M.mtmd_input_chunk_get_id(chunk).decode())] * size
         media = Media({"images": placed}, ids)
         weakref.finalize(media, M.mtmd_input_chunks_free, chunks)  # the chunks live as long as the row's media
         return ids, media

@@ -33,7 +33,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMa
 
 from ..base import Image
 from .choice import pick_device
-from .contract import Media
+from .contract import Media, image_mark
 from .options import LocalOptions
 from .pacer import PrefillPacer
 from .prefix_cache import FINISHED, Kept, PrefixCache
@@ -240,9 +240,8 @@ class HFModel:
 
 
 def image_key(ids: list[int], image_token: int, hashes: list[str], counts: list[int]) -> list[int]:
-    """The ids with each image's tokens (counts[i] of them, in order) replaced by a negative number
-    from its hash: never a token id, and another image's never the same."""
-    marks = [-1 - int(sha[:15], 16) for sha, count in zip(hashes, counts) for _ in range(count)]
+    """The ids with each image's tokens (counts[i] of them, in order) replaced by its mark."""
+    marks = [image_mark(sha) for sha, count in zip(hashes, counts) for _ in range(count)]
     key, taken = [], iter(marks)
     for token in ids:
         key.append(next(taken, -1) if token == image_token else token)
