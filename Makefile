@@ -4,8 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 LLAMA_STAMP  := $(VENV)/.llama-cpp
+WHEELS       := .cache/wheels
 NODE_STAMP   := node_modules/.installed
-VENDOR       := static/vendor
+VENDOR       := rill/static/vendor
 VENDOR_STAMP := $(VENDOR)/.copied
 CHROMIUM     := /usr/bin/chromium
 REDIS        := /usr/bin/redis-server
@@ -20,13 +21,16 @@ LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=ON
 
 setup: $(STAMP) vendor
 
-# llama.cpp compiled once for this CPU; again only when its pinned version (or these flags) change.
+# llama.cpp compiled once for this CPU; again only when its pinned version (or these flags) change. The
+# wheel is kept in .cache/wheels: the installed-wheel test installs rill[llamacpp] without compiling again.
 $(LLAMA_STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	command -v g++ >/dev/null || { apt-get update && apt-get install -y --no-install-recommends g++; }
 	@echo "Compiling llama.cpp (llama-cpp-python) for this CPU, once: about 5 minutes on 2 cores."
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install \
-	  --disable-pip-version-check --no-cache-dir --force-reinstall --no-deps $$(grep '^llama-cpp-python==' requirements.txt)
+	rm -rf $(WHEELS)/llama_cpp_python-*
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip wheel \
+	  --disable-pip-version-check --no-cache-dir --no-deps -w $(WHEELS) $$(grep '^llama-cpp-python==' requirements.txt)
+	$(PY) -m pip install --disable-pip-version-check --force-reinstall --no-deps $(WHEELS)/llama_cpp_python-*.whl
 	test -n "$$(ls $(VENV)/lib/python*/site-packages/llama_cpp/lib/libmtmd.so)"
 	touch $@
 
@@ -44,7 +48,7 @@ $(NODE_STAMP): package.json $(wildcard package-lock.json)
 	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 	touch $@
 
-# Their browser (ES module) builds, where the page imports them. static/vendor is git-ignored.
+# Their browser (ES module) builds, where the page imports them. rill/static/vendor is git-ignored.
 vendor: $(VENDOR_STAMP)
 
 $(VENDOR_STAMP): $(NODE_STAMP)
@@ -94,7 +98,7 @@ $(TMUX):
 # The transformers engine's copy of the wheel's GGUF model, converted once (progress bar) for the
 # tests and benchmarks that run both engines; `make run` needs none (llama.cpp reads the GGUF itself).
 model: setup
-	$(PY) -m backend.providers.local
+	$(PY) -m rill.providers.local
 
 run: setup
 	$(VENV)/bin/rill serve

@@ -1,7 +1,17 @@
 """What the tests and the browser tests share: the real server, started once per async mode."""
+import atexit
+import os
 import re
+import shutil
+import tempfile
 
 import pytest
+
+# No test reaches the real Hugging Face hub or sees the developer's pulled models: the run has a hub
+# cache of its own, offline (the pull tests point their own at a loopback stand-in, tests/fake_hub.py).
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="rill-test-hf-")
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], True)
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 from tests.server import start_server, stop_server
 

@@ -46,14 +46,14 @@ def main() -> None:
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="rill-cluster-bench-"))
 
-    single = start_server("eventlet", logs, entry="app", **ENV)
+    single = start_server("eventlet", logs, entry="rill.entry", **ENV)
     try:
         alone = sequential(single.url, args.requests, args.tokens)
     finally:
         stop_server(single)
 
     redis_server = RedisServer(logs)
-    workers = [start_server("eventlet", logs, entry="app", RILL_REDIS_URL=redis_server.url, **ENV) for _ in range(2)]
+    workers = [start_server("eventlet", logs, entry="rill.entry", RILL_REDIS_URL=redis_server.url, **ENV) for _ in range(2)]
     port = free_port()
     nginx = start_nginx(render_nginx(logs / "nginx", f"127.0.0.1:{port}", [w.url.rsplit(":", 1)[1] for w in workers]))
     front = f"http://127.0.0.1:{port}"

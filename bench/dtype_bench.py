@@ -21,11 +21,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.config import Settings  # noqa: E402
-from backend.providers.base import ChatMessage, Failure, Finish, GenerationOptions, Job  # noqa: E402
-from backend.providers.directory import ProviderDirectory  # noqa: E402
-from backend.providers.local import LocalProvider  # noqa: E402
-from backend.runtime import real_threading  # noqa: E402
+from rill.config import Settings  # noqa: E402
+from rill.providers.base import ChatMessage, Failure, Finish, GenerationOptions, Job  # noqa: E402
+from rill.providers.directory import ProviderDirectory  # noqa: E402
+from rill.providers.local import LocalProvider  # noqa: E402
+from rill.runtime import real_threading  # noqa: E402
 
 PROMPT = "Write a long, detailed story about a river that flows through an old city."
 MODEL_DIR = Path(Settings.from_env().cache_dir) / "models" / "smollm2-135m-instruct"

@@ -38,8 +38,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.config import Settings  # noqa: E402
-from backend.providers.local import wheel_gguf_path  # noqa: E402
+from rill.config import Settings  # noqa: E402
+from rill.providers.local import wheel_gguf_path  # noqa: E402
 from tests.server import free_port, start_server, stop_server  # noqa: E402
 from tests.sse import SSEStream  # noqa: E402
 
@@ -190,7 +190,7 @@ def start_target(name: str, log_dir: Path) -> tuple[str, str, object]:
     """(url, model name to ask for, stop function)"""
     gguf, port = str(wheel_gguf_path()), free_port()
     if name.startswith("rill-"):
-        server = start_server("eventlet", log_dir, entry="app", RILL_ENGINE=name.removeprefix("rill-"),
+        server = start_server("eventlet", log_dir, entry="rill.entry", RILL_ENGINE=name.removeprefix("rill-"),
                               RILL_RATE_LIMIT="1000000 per minute", RILL_MAX_CONCURRENT_TURNS="1000")
         return server.url, "local/smollm2-135m-instruct", lambda: stop_server(server)
     if name == "llama-server":

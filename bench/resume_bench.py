@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.memory_bench import settle  # noqa: E402
 from bench.together import all_at_once  # noqa: E402
-from backend.conversations.store import ThreadStore, sqlite_url  # noqa: E402
+from rill.conversations.store import ThreadStore, sqlite_url  # noqa: E402
 from deploy.cluster import start_postgres  # noqa: E402
 from tests.server import free_port, start_server, stop_server  # noqa: E402
 

@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--engine", default="llamacpp", choices=["llamacpp", "transformers"])
     args = parser.parse_args()
-    server = start_server("eventlet", Path(tempfile.mkdtemp(prefix="rill-serve-cost-")), entry="app",
+    server = start_server("eventlet", Path(tempfile.mkdtemp(prefix="rill-serve-cost-")), entry="rill.entry",
                           RILL_ENGINE=args.engine, RILL_RATE_LIMIT="1000000 per minute",
                           RILL_MAX_CONCURRENT_TURNS="1000")
     try:

@@ -18,10 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend.config import Settings  # noqa: E402
-from backend.providers.base import ChatMessage, GenerationOptions  # noqa: E402
-from backend.providers.local import LocalProvider  # noqa: E402
-from backend.providers.local.row import Row  # noqa: E402
+from rill.config import Settings  # noqa: E402
+from rill.providers.base import ChatMessage, GenerationOptions  # noqa: E402
+from rill.providers.local import LocalProvider  # noqa: E402
+from rill.providers.local.row import Row  # noqa: E402
 
 
 class ModelClock:
@@ -31,7 +31,7 @@ class ModelClock:
         self.seconds = 0.0
         self.undo = lambda: None
         if provider.model.engine == "llama.cpp":
-            from backend.providers.local import llama_cpp as llama_model
+            from rill.providers.local import llama_cpp as llama_model
 
             decode = llama_model.C.llama_decode
             self.undo = lambda: setattr(llama_model.C, "llama_decode", decode)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend.config import Settings  # noqa: E402
-from backend.providers.base import ChatMessage, Finish, GenerationOptions  # noqa: E402
-from backend.providers.local import LocalProvider  # noqa: E402
+from rill.config import Settings  # noqa: E402
+from rill.providers.base import ChatMessage, Finish, GenerationOptions  # noqa: E402
+from rill.providers.local import LocalProvider  # noqa: E402
 from tests.server import start_server, stop_server  # noqa: E402
 from tests.sse import SSEStream  # noqa: E402
 
@@ -73,7 +73,7 @@ def main() -> None:
 
     provider = LocalProvider(Settings.from_env())
     provider.load()
-    server = start_server(args.mode, Path(tempfile.mkdtemp()), entry="app")
+    server = start_server(args.mode, Path(tempfile.mkdtemp()), entry="rill.entry")
     try:
         run_raw(provider, 8), run_server(server.url, 8)  # warm-up
         raw, http = [], []

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backend import create_app  # noqa: E402
-from backend.config import Settings  # noqa: E402
+from rill import create_app  # noqa: E402
+from rill.config import Settings  # noqa: E402
 from deploy.cluster import start_postgres  # noqa: E402
 from e2e.browser import launch  # noqa: E402
 from tests.server import free_port, start_server, stop_server  # noqa: E402

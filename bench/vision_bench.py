@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from PIL import Image as Pillow  # noqa: E402
 
-from backend.config import Settings  # noqa: E402
-from backend.providers.base import ChatMessage, Finish, GenerationOptions, Image, Job, Piece  # noqa: E402
-from backend.providers.local import LocalProvider  # noqa: E402
-from backend.providers.local.choice import wheel_gguf_path  # noqa: E402
+from rill.config import Settings  # noqa: E402
+from rill.providers.base import ChatMessage, Finish, GenerationOptions, Image, Job, Piece  # noqa: E402
+from rill.providers.local import LocalProvider  # noqa: E402
+from rill.providers.local.choice import wheel_gguf_path  # noqa: E402
 from bench.load_bench import LLAMA_SERVER, start_process  # noqa: E402
 from tests.server import free_port, start_server, stop_server  # noqa: E402
 from tests.tiny_mmproj import build as build_mmproj  # noqa: E402
@@ -119,7 +119,7 @@ def llama_cpp(args, scratch: Path) -> None:
         sys.exit(f"no {LLAMA_SERVER}: run bench/peer-env.sh first")
     model = Path(args.model) if args.model else wheel_gguf_path()
     projector = Path(args.mmproj) if args.mmproj else build_mmproj(scratch / "tiny-mmproj.gguf")
-    rill = start_server("eventlet", scratch, entry="app", RILL_ENGINE="llamacpp", RILL_MODEL_PATH=str(model),
+    rill = start_server("eventlet", scratch, entry="rill.entry", RILL_ENGINE="llamacpp", RILL_MODEL_PATH=str(model),
                         RILL_MMPROJ_PATH=str(projector), RILL_CONTEXT_TOKENS="4096", RILL_MAX_BATCH="4")
     port = free_port()
     peer_url, stop_peer = start_process("llama-server", [

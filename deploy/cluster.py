@@ -1,5 +1,5 @@
 """Several Rill workers as one service on this machine, for a try-out: redis-server, PostgreSQL (the
-threads), N workers (`python app.py`, each on its own port with RILL_REDIS_URL and
+threads), N workers (`python -m rill.entry`, each on its own port with RILL_REDIS_URL and
 RILL_DATABASE_URL) and nginx in front of them, all on loopback. `make cluster` runs it; Ctrl-C
 stops everything.
 
@@ -28,8 +28,8 @@ TEMPLATE = Path(__file__).resolve().parent / "nginx.conf"
 def render_nginx(run_dir: Path, listen: str, worker_ports: list[int], upload_bytes: int | None = None) -> Path:
     """deploy/nginx.conf with its fields filled in, written to run_dir/nginx.conf; the upload limit
     is the workers' RILL_MAX_UPLOAD_BYTES (from the environment unless given)."""
-    from backend.api.files import MULTIPART_SLACK
-    from backend.config import Settings
+    from rill.api.files import MULTIPART_SLACK
+    from rill.config import Settings
 
     upload_bytes = upload_bytes or Settings.from_env().max_upload_bytes
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ def main() -> None:
         log = open(args.dir / f"worker-{port}.log", "ab")
         env = {**os.environ, "RILL_PORT": str(port), "RILL_REDIS_URL": redis_url, "RILL_DATABASE_URL": database_url,
                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-        processes.append(subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
+        processes.append(subprocess.Popen([sys.executable, "-m", "rill.entry"], cwd=ROOT, env=env, stdout=log,
                                           stderr=subprocess.STDOUT))
         print(f"worker on http://127.0.0.1:{port} (log: {log.name})", flush=True)
     for port, process in zip(ports, processes[2:]):

@@ -27,8 +27,8 @@ document.addEventListener("securitypolicyviolation", (e) => window.__cspViolatio
 
 @pytest.fixture(scope="session")
 def server(servers):
-    if not (ROOT / "static" / "vendor" / "marked.esm.js").exists():
-        pytest.fail("static/vendor is empty: run `make vendor` (npm ci, then copies the browser builds)", pytrace=False)
+    if not (ROOT / "rill" / "static" / "vendor" / "marked.esm.js").exists():
+        pytest.fail("rill/static/vendor is empty: run `make vendor` (npm ci, then copies the browser builds)", pytrace=False)
     return servers("eventlet")
 
 

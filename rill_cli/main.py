@@ -287,14 +287,14 @@ def threads_export(client, thread_id, kind, output):
 @click.option("--host", help="address to listen on (RILL_HOST, default 127.0.0.1)")
 @click.option("--port", type=int, help="port to listen on (RILL_PORT, default 5000)")
 def serve(host, port):
-    """Start the Rill server (what `make run` runs)."""
-    import app  # the entry point; it patches eventlet first, so it runs in a fresh interpreter
-
+    """Start the Rill server (what `make run` runs), from any directory: threads and files in
+    $XDG_DATA_HOME/rill, caches in $XDG_CACHE_HOME/rill, models in the hub's cache."""
     if host:
         os.environ["RILL_HOST"] = host
     if port:
         os.environ["RILL_PORT"] = str(port)
-    os.execv(sys.executable, [sys.executable, str(Path(app.__file__).resolve())])
+    # The entry point patches eventlet before anything else is imported: a fresh interpreter.
+    os.execv(sys.executable, [sys.executable, "-m", "rill.entry"])
 
 
 @cli.command()
@@ -302,8 +302,8 @@ def serve(host, port):
 @click.option("--ttl", default="1h", show_default=True, help="lifetime: 30m, 12h, 7d ...")
 def token(user, ttl):
     """Print a signed token for USER (needs the server's RILL_JWT_SECRET or RILL_JWT_PRIVATE_KEY)."""
-    from backend.auth import Auth, parse_ttl
-    from backend.config import Settings
+    from rill.auth import Auth, parse_ttl
+    from rill.config import Settings
 
     click.echo(Auth(Settings.from_env()).mint(user, parse_ttl(ttl)))
 
@@ -318,21 +318,22 @@ def hub_failure(err) -> None:
 def pull(name):
     """Download a model from the Hugging Face hub: org/repo:QUANT (a GGUF file of that
     quantization, Q4_K_M by default, and the repository's vision projector) or org/repo."""
-    from backend.providers.local.hub import PullError, pull as pull_model
+    from rill.providers.local.hub import PullError, pull as pull_model
 
     try:
         pulled = pull_model(name)
     except PullError as err:
         hub_failure(err)
     click.echo(f"{pulled.repo}: {pulled.path}")
-    settings = f"RILL_MODEL_PATH={pulled.path}" + (f" RILL_MMPROJ_PATH={pulled.mmproj}" if pulled.mmproj else "")
-    click.echo(f"serve it: {settings} make run")
+    if pulled.mmproj:
+        click.echo(f"vision projector: {pulled.mmproj}")
+    click.echo(f"serve it: RILL_MODEL=hf:{name.removeprefix('hf:')} rill serve")
 
 
 @cli.command()
 def models():
     """The models pulled from the hub, largest first."""
-    from backend.providers.local.hub import local_models
+    from rill.providers.local.hub import local_models
 
     for model in local_models():
         click.echo(f"{model['repo']}  {model['size'] / 1e6:,.1f} MB  {model['files']} files")
@@ -342,7 +343,7 @@ def models():
 @click.argument("repo")
 def rm(repo):
     """Delete a pulled model from the hub's cache."""
-    from backend.providers.local.hub import remove
+    from rill.providers.local.hub import remove
 
     if not remove(repo):
         hub_failure(f"no pulled model {repo} (rill models lists them)")

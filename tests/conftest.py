@@ -12,8 +12,8 @@ settings.load_profile("rill")
 @pytest.fixture
 def make_app(tmp_path):
     """create_app with settings overrides, the scripted provider beside the local model."""
-    from backend import create_app
-    from backend.config import Settings
+    from rill import create_app
+    from rill.config import Settings
     from tests.scripted import ScriptedProvider
 
     def make(**overrides):

@@ -18,8 +18,8 @@ import itertools
 import re
 from time import sleep  # green under eventlet, where this runs as a green thread
 
-from backend.providers.base import Finish, Reasoning, Tool, ToolCallPart
-from backend.providers.streamed import Streamed
+from rill.providers.base import Finish, Reasoning, Tool, ToolCallPart
+from rill.providers.streamed import Streamed
 
 # Everything a page must show as text or drop: none of it may run, load or navigate.
 XSS = """Hostile reply <script>window.__xss = 'script'; alert('script')</script>

@@ -1,9 +1,9 @@
 """Run the real server with the scripted provider added: python -m tests.serve."""
-import app
+from rill import entry
 
-app.patch()  # before anything else imports the standard library's networking
+entry.patch()  # before anything else imports the standard library's networking
 
 from tests.scripted import ScriptedProvider  # noqa: E402
 
 if __name__ == "__main__":
-    app.main(providers=[ScriptedProvider()])
+    entry.main(providers=[ScriptedProvider()])

@@ -51,7 +51,7 @@ class Server:
 
 def start_server(mode: str, log_dir: Path, entry: str = "tests.serve", ready: str = "ok", port: int | None = None,
                  **env) -> Server:
-    """`entry` is the module to run: tests.serve (with the scripted provider) or app; `ready`
+    """`entry` is the module to run: tests.serve (with the scripted provider) or rill.entry; `ready`
     the /health status to wait for (`error` for a model that cannot load); `port` a given one (a
     restart where the last one ran), else a free one."""
     port = port or free_port()

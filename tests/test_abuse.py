@@ -1,5 +1,5 @@
 """The abuse suite (bench/abuse.py), smaller, against the real server; and the HTTP server's
-protections one by one (backend/server.py), in both async modes where the server differs."""
+protections one by one (rill/server.py), in both async modes where the server differs."""
 import json
 import socket
 import time

@@ -8,7 +8,7 @@ from tests.server import ROOT
 
 SCRIPT = textwrap.dedent("""
     import sys
-    import app
+    from rill import entry as app
     app.patch()
     import logging, eventlet, eventlet.patcher
     logging.basicConfig(level=logging.INFO, stream=open("/dev/null", "w"))

@@ -152,7 +152,7 @@ def test_socketio_connect_needs_a_valid_token(hs_server):
 
 
 def test_cli_mints_a_token_the_server_accepts(hs_server):
-    out = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "rill", "token", "carol", "--ttl", "10m"],
+    out = subprocess.run([sys.executable, "-m", "flask", "--app", "rill", "rill", "token", "carol", "--ttl", "10m"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={"RILL_JWT_SECRET": SECRET, "RILL_JWT_AUDIENCE": AUD, "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from backend.config import Settings
-from backend.providers.base import ChatMessage, Failure, Finish, GenerationOptions, Job, Piece, Prompt, ProviderError
-from backend.providers.local import LocalProvider
-from backend.providers.local.row import Row
+from rill.config import Settings
+from rill.providers.base import ChatMessage, Failure, Finish, GenerationOptions, Job, Piece, Prompt, ProviderError
+from rill.providers.local import LocalProvider
+from rill.providers.local.row import Row
 
 pytestmark = pytest.mark.slow
 

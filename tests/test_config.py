@@ -1,7 +1,7 @@
 """Fast tier: settings from RILL_* variables."""
 import pytest
 
-from backend.config import Settings, comma_list
+from rill.config import Settings, comma_list
 
 
 @pytest.mark.parametrize("raw,value", [("false", False), ("0", False), ("off", False), ("True", True), ("1", True)])

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from backend.providers.base import ChatMessage, Finish, GenerationOptions, Job
-from backend.providers.directory import ProviderDirectory
-from backend.refusals import Refused
+from rill.providers.base import ChatMessage, Finish, GenerationOptions, Job
+from rill.providers.directory import ProviderDirectory
+from rill.refusals import Refused
 from tests.scripted import ScriptedProvider
 
 

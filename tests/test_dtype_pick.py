@@ -2,7 +2,7 @@
 shape: bfloat16 wins alone, float32 batched)."""
 import torch
 
-from backend.providers.local.transformers import HFModel
+from rill.providers.local.transformers import HFModel
 
 # ms per decode step, as measured on a 2-core AVX2-only machine
 STEPS = {torch.float32: {1: 88, 2: 151, 4: 165, 8: 155, 16: 160},

@@ -1,9 +1,9 @@
 """Fast tier: every refusal and failure maps to one HTTP status and one JSON shape (errors.py)."""
 import pytest
 
-from backend.errors import ApiError, status_of
-from backend.providers.base import ProviderError
-from backend.refusals import Refused
+from rill.errors import ApiError, status_of
+from rill.providers.base import ProviderError
+from rill.refusals import Refused
 
 
 @pytest.mark.parametrize("error,status", [

@@ -1,4 +1,4 @@
-"""Fast tier: one vocabulary of turn events (backend/chat/events.py), and everything that names
+"""Fast tier: one vocabulary of turn events (rill/chat/events.py), and everything that names
 them derives from it: the browser's table, the OpenAPI document, the events a turn writes."""
 import json
 import re
@@ -6,13 +6,13 @@ from dataclasses import MISSING, fields
 
 import pytest
 
-from backend.chat.events import EVENTS
+from rill.chat.events import EVENTS
 from tests.server import ROOT
 from tests.test_chat_routes import events_of
 
 
 def test_the_browsers_table_is_the_servers():
-    source = (ROOT / "static" / "js" / "events.js").read_text()
+    source = (ROOT / "rill" / "static" / "js" / "events.js").read_text()
     table = json.loads(re.search(r"export const EVENTS = (\{.*?\});", source, re.S).group(1))
     assert table == {kind: payload.socketio for kind, payload in EVENTS.items()}
 

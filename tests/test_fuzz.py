@@ -10,8 +10,8 @@ import socketio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend.config import Settings
-from backend.openapi import build
+from rill.config import Settings
+from rill.openapi import build
 from tests.server import start_server, stop_server
 
 pytestmark = pytest.mark.slow

@@ -10,10 +10,10 @@ import openai
 import pytest
 import requests
 
-from backend import create_app
-from backend.config import Settings
-from backend.providers.base import ChatMessage, GenerationOptions
-from backend.providers.gemini import build_request
+from rill import create_app
+from rill.config import Settings
+from rill.providers.base import ChatMessage, GenerationOptions
+from rill.providers.gemini import build_request
 from tests.fake_gemini import DELAY, KEY, FakeGemini, fake_gemini
 from tests.server import free_port, start_server, stop_server
 from tests.sse import SSEStream, decode_all
@@ -32,7 +32,7 @@ def fake():
 
 @pytest.fixture(scope="module", params=["eventlet", "threading"])
 def server(request, fake, tmp_path_factory):
-    srv = start_server(request.param, tmp_path_factory.mktemp("logs"), entry="app",
+    srv = start_server(request.param, tmp_path_factory.mktemp("logs"), entry="rill.entry",
                        RILL_GEMINI_BASE_URL=fake.url, RILL_GEMINI_API_KEY=KEY, RILL_MODEL="gemini/gemini-fake",
                        RILL_GEMINI_MODELS="gemini-fake,gemini-2.5-flash", RILL_MODEL_PATH=NO_LOCAL_MODEL,
                        RILL_UPSTREAM_TIMEOUT_SECONDS=10, RILL_RATE_LIMIT="1000 per minute",

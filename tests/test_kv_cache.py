@@ -6,11 +6,11 @@ import threading
 import llama_cpp as C
 import pytest
 
-from backend.config import Settings
-from backend.providers.base import ChatMessage, Finish, GenerationOptions, Piece
-from backend.providers.local import LocalProvider
-from backend.providers.local.prefix_cache import common_prefix
-from backend.providers.local.row import Row
+from rill.config import Settings
+from rill.providers.base import ChatMessage, Finish, GenerationOptions, Piece
+from rill.providers.local import LocalProvider
+from rill.providers.local.prefix_cache import common_prefix
+from rill.providers.local.row import Row
 from tests.test_batching import collect, scheduling
 from tests.test_batching import submit_messages as submit
 

@@ -5,11 +5,11 @@ import textwrap
 
 from tests.server import ROOT
 
-DOMAIN = ["backend.chat.turn", "backend.chat.turns", "backend.chat.accounting", "backend.chat.redis_turns",
-          "backend.providers.directory", "backend.providers.local.provider", "backend.providers.openai",
-          "backend.providers.gemini", "backend.services", "backend.schemas.chat", "backend.schemas.openai",
-          "backend.schemas.anthropic", "backend.conversations.store", "backend.conversations.exchange",
-          "backend.conversations.legacy", "backend.usage"]
+DOMAIN = ["rill.chat.turn", "rill.chat.turns", "rill.chat.accounting", "rill.chat.redis_turns",
+          "rill.providers.directory", "rill.providers.local.provider", "rill.providers.openai",
+          "rill.providers.gemini", "rill.services", "rill.schemas.chat", "rill.schemas.openai",
+          "rill.schemas.anthropic", "rill.conversations.store", "rill.conversations.exchange",
+          "rill.conversations.legacy", "rill.usage"]
 WEB = ("flask", "werkzeug", "flask_socketio", "socketio", "engineio", "flask_limiter")
 
 

@@ -4,10 +4,10 @@ import threading
 
 import pytest
 
-from backend.config import Settings
-from backend.providers.base import ChatMessage, Finish, GenerationOptions, Prompt
-from backend.providers.local.decoding import IncrementalDecoder
-from backend.providers.local import LocalProvider
+from rill.config import Settings
+from rill.providers.base import ChatMessage, Finish, GenerationOptions, Prompt
+from rill.providers.local.decoding import IncrementalDecoder
+from rill.providers.local import LocalProvider
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +94,7 @@ def test_context_window_drops_oldest_turns_and_keeps_system(local):
 
 
 def test_prompt_too_long_for_the_window_is_a_clear_error(local):
-    from backend.providers.base import ProviderError
+    from rill.providers.base import ProviderError
 
     with pytest.raises(ProviderError, match="context") as err:
         local.encode_prompt([ChatMessage("user", "word " * 2000)], GenerationOptions(max_tokens=64))

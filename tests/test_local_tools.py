@@ -8,10 +8,10 @@ from pathlib import Path
 import openai
 import pytest
 
-from backend.config import Settings
-from backend.providers.base import ChatMessage, Finish, GenerationOptions, Piece, Tool, ToolCall, ToolCallPart
-from backend.providers.local import LocalProvider
-from backend.providers.local.row import Row
+from rill.config import Settings
+from rill.providers.base import ChatMessage, Finish, GenerationOptions, Piece, Tool, ToolCall, ToolCallPart
+from rill.providers.local import LocalProvider
+from rill.providers.local.row import Row
 from tests.server import start_server, stop_server
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from backend.config import Settings
+from rill.config import Settings
 from tests.sse import SSEStream
 
 pytestmark = pytest.mark.slow
@@ -19,7 +19,7 @@ def converted_model_dir() -> Path:
 
 @pytest.mark.parametrize("kind,engine", [("gguf", "llama.cpp"), ("directory", "transformers")])
 def test_load_a_second_model_while_serving(server, tmp_path, kind, engine):
-    from backend.providers.local import wheel_gguf_path
+    from rill.providers.local import wheel_gguf_path
 
     copy = tmp_path / f"smollm-{kind}{'.gguf' if kind == 'gguf' else ''}"
     copy.symlink_to(wheel_gguf_path() if kind == "gguf" else converted_model_dir())

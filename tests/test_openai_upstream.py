@@ -18,8 +18,8 @@ import openai
 import pytest
 import requests
 
-from backend.conversations.images import normalise
-from backend.providers.token_count import count_tokens
+from rill.conversations.images import normalise
+from rill.providers.token_count import count_tokens
 
 from tests.server import free_port, start_server, stop_server
 from tests.sse import SSEStream
@@ -173,7 +173,7 @@ def fake():
 
 def in_front_of(base_url: str, default: str, **env) -> dict:
     """Environment of a Rill whose openai provider points at `base_url`, with no local model."""
-    return dict(entry="app", RILL_OPENAI_BASE_URL=base_url, RILL_OPENAI_API_KEY="test-key",
+    return dict(entry="rill.entry", RILL_OPENAI_BASE_URL=base_url, RILL_OPENAI_API_KEY="test-key",
                 RILL_MODEL=f"openai/{default}", RILL_MODEL_PATH=NO_LOCAL_MODEL, **env)
 
 

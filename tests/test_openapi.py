@@ -1,8 +1,8 @@
 """Fast tier: /openapi.json says what the validators do, and lists every route."""
 import pytest
 
-from backend.errors import ApiError
-from backend.api.requests import parse
+from rill.errors import ApiError
+from rill.api.requests import parse
 
 MODELS = ["ChatRequest", "OpenAIChatRequest", "AnthropicRequest", "LoadRequest", "SessionCreate", "ThreadCreate",
           "ThreadUpdate", "MessageCreate", "MessageUpdate", "ForkRequest", "ShareRequest"]
@@ -14,12 +14,12 @@ def doc(client):
 
 
 def request_model(name):
-    from backend.api.models import LoadRequest
-    from backend.api.sessions import SessionCreate
-    from backend.schemas.anthropic import AnthropicRequest
-    from backend.schemas.chat import ChatRequest
-    from backend.schemas.openai import OpenAIChatRequest
-    from backend.schemas.threads import (ForkRequest, MessageCreate, MessageUpdate, ShareRequest, ThreadCreate,
+    from rill.api.models import LoadRequest
+    from rill.api.sessions import SessionCreate
+    from rill.schemas.anthropic import AnthropicRequest
+    from rill.schemas.chat import ChatRequest
+    from rill.schemas.openai import OpenAIChatRequest
+    from rill.schemas.threads import (ForkRequest, MessageCreate, MessageUpdate, ShareRequest, ThreadCreate,
                                          ThreadUpdate)
 
     return {model.__name__: model for model in (LoadRequest, SessionCreate, AnthropicRequest, ChatRequest,

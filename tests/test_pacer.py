@@ -1,5 +1,5 @@
 """Fast tier: how much of a long prompt each step prefills (providers/local/pacer.py)."""
-from backend.providers.local.pacer import PrefillPacer
+from rill.providers.local.pacer import PrefillPacer
 
 
 def test_prompt_slices_fit_the_stall_bound_from_measured_step_costs():

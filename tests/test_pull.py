@@ -5,6 +5,8 @@ half-way resumed, bytes that do not match the hub's hash refused and deleted, ba
 import hashlib
 import os
 import random
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,12 +33,12 @@ def hub():
     server.stop()
 
 
-def rill(hub, tmp_path, *args) -> subprocess.CompletedProcess:
+def rill(hub, tmp_path, *args, **run) -> subprocess.CompletedProcess:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("HF_", "RILL_"))},
            "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
            "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     return subprocess.run([sys.executable, "-c", "from rill_cli.main import cli; cli()", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, **run)
 
 
 def test_a_gguf_is_picked_by_quantization_with_its_projector_then_listed_and_deleted(hub, tmp_path):
@@ -44,7 +46,8 @@ def test_a_gguf_is_picked_by_quantization_with_its_projector_then_listed_and_del
     assert r.returncode == 0, r.stderr
     model = Path(r.stdout.split("\n")[0].split(": ", 1)[1])
     assert model.name == "river-Q4_K_M.gguf" and model.read_bytes() == hub.repos["tiny/river-GGUF"]["river-Q4_K_M.gguf"]
-    assert "RILL_MMPROJ_PATH=" in r.stdout and "mmproj-river-f16.gguf" in r.stdout
+    assert "vision projector: " in r.stdout and "mmproj-river-f16.gguf" in r.stdout
+    assert "serve it: RILL_MODEL=hf:tiny/river-GGUF rill serve" in r.stdout
     r = rill(hub, tmp_path, "pull", "tiny/river-GGUF:q8_0")
     assert r.returncode == 0 and "river-Q8_0.gguf" in r.stdout, r.stderr
     listed = rill(hub, tmp_path, "models").stdout
@@ -88,3 +91,17 @@ def test_a_cut_download_resumes_and_a_wrong_hash_is_refused_and_deleted(hub, tmp
     bad = rill(hub, tmp_path, "pull", "tiny/river-GGUF:Q4_K_M")
     assert bad.returncode == 1 and "does not match the hub's SHA-256: it was deleted" in bad.stderr
     assert not list((tmp_path / "hf").rglob("river-Q4_K_M.gguf"))
+
+
+def test_a_disk_that_fills_up_mid_download_is_one_line_and_leaves_no_model(hub, tmp_path):
+    """The pull may write files of at most 100 kB (RLIMIT_FSIZE): the 300 kB file's write fails
+    half-way with EFBIG, as a full disk fails it with ENOSPC."""
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    r = rill(hub, tmp_path, "pull", "tiny/river-GGUF:Q4_K_M", preexec_fn=small_files)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "no room left while pulling tiny/river-GGUF (a full disk, or a file size limit): free some space" in r.stderr
+    assert not list((tmp_path / "hf").rglob("river-Q4_K_M.gguf"))  # nothing where Rill would load it
+    assert not list((tmp_path / "hf").rglob("*.incomplete"))  # nor the part

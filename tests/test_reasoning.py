@@ -5,9 +5,9 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.chat.reasoning import ReasoningSplitter
-from backend.providers.base import ToolCallPart
-from backend.providers.local.tool_calls import ToolCallReader
+from rill.chat.reasoning import ReasoningSplitter
+from rill.providers.base import ToolCallPart
+from rill.providers.local.tool_calls import ToolCallReader
 
 TEXT = "<think>Two and two, <b>4</b>; a < in here.</think>The answer is 4 </thin and < too."
 

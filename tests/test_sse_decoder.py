@@ -1,8 +1,8 @@
 """The test decoder follows the spec, and our encoder's output decodes to what was sent."""
 import json
 
-from backend.chat.events import StreamEvent
-from backend.transports.sse import encode
+from rill.chat.events import StreamEvent
+from rill.transports.sse import encode
 from tests.sse import SSEDecoder, decode_all
 
 

@@ -1,5 +1,5 @@
 """Fast tier: stop strings found across the pieces a reply streams in (providers/local/stops.py)."""
-from backend.providers.local.stops import StopMatcher
+from rill.providers.local.stops import StopMatcher
 
 
 def test_stop_matcher_holds_back_a_partial_match():

@@ -10,8 +10,8 @@ import uuid
 import pytest
 import redis
 
-from backend.conversations.store import ThreadStore, sqlite_url
-from backend.refusals import Refused
+from rill.conversations.store import ThreadStore, sqlite_url
+from rill.refusals import Refused
 from tests.server import ROOT
 
 LEGACY = ROOT / "tests" / "fixtures" / "sessions-0.1.0.db"  # written by release 0.1.0's SQLiteSessionStore
@@ -236,7 +236,7 @@ def test_readers_go_on_while_a_writer_holds_the_lock(store):
 def test_a_write_waits_for_a_long_one_however_long_it_takes(tmp_path, monkeypatch):
     """A reply saved while a big import holds SQLite's write lock waits for it: it is not refused
     with "database is locked" once SQLite's own wait (here cut to 50 ms) runs out."""
-    monkeypatch.setattr("backend.conversations.store.SQLITE_BUSY_MS", 50)
+    monkeypatch.setattr("rill.conversations.store.SQLITE_BUSY_MS", 50)
     store = ThreadStore(sqlite_url(tmp_path / "threads.db"))
     thread = store.create_thread("alice")["id"]
     holding, failures = threading.Event(), []
@@ -325,7 +325,7 @@ def test_a_database_of_the_previous_schema_keeps_everything_and_gains_files(tmp_
 
 
 def test_share_links_of_the_previous_schema_pin_their_files(tmp_path):
-    from backend.conversations.files import FileStore
+    from rill.conversations.files import FileStore
 
     shutil.copy(THREADS_0004, tmp_path / "threads.db")
     shutil.copytree(FILES_0004, tmp_path / "files")

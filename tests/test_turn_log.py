@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from backend.chat.events import Done, Start, Token, Usage
-from backend.chat.log import TurnLog
+from rill.chat.events import Done, Start, Token, Usage
+from rill.chat.log import TurnLog
 
 START = Start(None, None, "t1", "scripted/echo", None, None)
 DONE = Done(True, 3, "stop", 1.0, 2.0, None, Usage(1, 3, 0))
@@ -78,7 +78,7 @@ class FakeTurn:
 
 
 def test_the_reaper_cancels_orphans_and_forgets_old_turns():
-    from backend.chat.turns import Turns
+    from rill.chat.turns import Turns
 
     turns = Turns(Settings())
     orphan, read, old, recent = FakeTurn(), FakeTurn(), FakeTurn(running=False, ended_at=0.0), \

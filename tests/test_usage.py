@@ -8,8 +8,8 @@ import jwt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from backend import metrics
-from backend.usage import MemoryUsage, Prices, RedisUsage, SQLiteUsage, TurnUsage, day_of, days_back, report
+from rill import metrics
+from rill.usage import MemoryUsage, Prices, RedisUsage, SQLiteUsage, TurnUsage, day_of, days_back, report
 
 SECRET = "usage-tests-secret-that-is-long-enough-for-hs256"
 DAY = 86400

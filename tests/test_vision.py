@@ -14,9 +14,9 @@ import pytest
 import requests
 import torch
 
-from backend.config import Settings
-from backend.providers.base import ChatMessage, GenerationOptions, Image, Job, Piece
-from backend.providers.local import LocalProvider
+from rill.config import Settings
+from rill.providers.base import ChatMessage, GenerationOptions, Image, Job, Piece
+from rill.providers.local import LocalProvider
 from tests.server import start_server, stop_server
 from tests.test_batching import collect, scheduling
 from tests.test_files import png
@@ -86,7 +86,7 @@ def test_the_prefix_cache_never_reuses_one_images_cells_for_another(vision):
 
 
 def test_an_uploaded_image_reaches_the_local_vision_model_through_the_server(tiny, tmp_path):
-    server = start_server("eventlet", tmp_path, entry="app", RILL_ENGINE="transformers", RILL_DTYPE="float32",
+    server = start_server("eventlet", tmp_path, entry="rill.entry", RILL_ENGINE="transformers", RILL_DTYPE="float32",
                           RILL_MODEL_PATH=str(tiny), RILL_MODEL="local/" + tiny.name)
     try:
         listed = {m["id"]: m for m in requests.get(f"{server.url}/v1/models", timeout=10).json()["data"]}

@@ -1,0 +1,370 @@
+"""The llama.cpp engine (llama-cpp-python's C API): GGUF files run as they are, quantized.
+
+One context serves every running turn. Each turn is a sequence in one unified KV cache, and each
+step is one llama_decode over a batch holding the next token of every decoding sequence plus a
+slice of the newcomers' prompts: chunked prefill (pacer.PrefillPacer sizes the slices), so a
+4,000-token prompt joins without stalling the streams already running. The KV cache holds running
+turns only: every token attends over the cache's whole used range, so a finished conversation
+left in it would slow every step. A finished turn's cache is copied out to memory instead, and a
+follow-up turn (or any prompt sharing a prefix with a kept one) is copied back in and prefills only
+the rest. A prompt sharing a prefix with a running turn (the same system prompt, the same question
+from several users) shares that turn's cells instead (a cell may belong to several sequences), and
+one of several such newcomers prefills the shared part for all. A cancelled or failed turn's cache
+is freed at once.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import time
+from pathlib import Path
+
+import llama_cpp as C
+import numpy as np
+
+from .options import LocalOptions
+from ..base import Image
+from .contract import Media
+from .pacer import PrefillPacer
+from .projector import Projector
+from .prefix_cache import FINISHED, Kept, PrefixCache, longest_prefix
+from .row import Row
+
+log = logging.getLogger(__name__)
+
+GGML_WARN, GGML_ERROR = 3, 4
+
+
+# Warnings that say nothing wrong here: asking for hidden states while a prompt is prefilled makes
+# llama.cpp output every token, as it says each time; the unified cache is larger than the model's
+# training context, but no turn is given more than that (LlamaBatch.reserved).
+EXPECTED = (b"embeddings required", b"possible training context overflow")
+
+
+@C.llama_log_callback
+def _log(level: int, text: bytes, _user_data) -> None:
+    """llama.cpp's own log: warnings and errors go to ours, its loading chatter nowhere."""
+    if level in (GGML_WARN, GGML_ERROR) and text.strip() and not any(e in text for e in EXPECTED):
+        log.warning("llama.cpp: %s", text.decode(errors="replace").rstrip())
+
+
+def init_llama_cpp() -> None:
+    """Once per process, before anything else of llama.cpp's: its log into ours."""
+    C.llama_log_set(_log, None)
+    C.llama_backend_init()
+
+
+def load_vocab(source: Path):
+    """A GGUF file's vocabulary alone (no weights): tokenizing without a model."""
+    init_llama_cpp()
+    params = C.llama_model_default_params()
+    params.vocab_only = True
+    handle = C.llama_model_load_from_file(str(source).encode(), params)
+    if not handle:
+        raise RuntimeError(f"llama.cpp could not read the vocabulary of {source}")
+    return handle, Vocab(C.llama_model_get_vocab(handle))
+
+
+class Vocab:
+    """The tokenizer face the decoding code expects (`decode(ids)`), on llama.cpp's vocabulary."""
+
+    def __init__(self, vocab):
+        self.vocab = vocab
+        self.pieces: dict[int, bytes] = {}
+
+    def piece(self, token: int, special: bool = False) -> bytes:
+        if special or token not in self.pieces:
+            buf = ctypes.create_string_buffer(256)
+            n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+            if special:
+                return buf.raw[: max(n, 0)]
+            self.pieces[token] = buf.raw[: max(n, 0)]
+        return self.pieces[token]
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return b"".join(self.piece(t, special=not skip_special_tokens) for t in ids).decode("utf-8", "replace")
+
+    def encode(self, text: str) -> list[int]:
+        """Special tokens written in the text (a chat template's markers) parse as themselves."""
+        data = text.encode()
+        size = len(data) + 8
+        while True:
+            buf = (C.llama_token * size)()
+            n = C.llama_tokenize(self.vocab, data, len(data), buf, size, False, True)
+            if n >= 0:
+                return buf[:n]
+            size = -n
+
+
+class LlamaModel:
+    engine = "llama.cpp"
+    reads_images = False  # with a projector (RILL_MMPROJ_PATH): its images go through projector.py
+
+    def __init__(self, source: Path, options: LocalOptions):
+        self.source, self.name = source, options.name
+        self.device = options.device
+        self.threads = options.threads or os.cpu_count() or 1
+        self.context_tokens = options.context_tokens
+        self.cache_tokens = options.cache_tokens
+        self.prefill_chunk = options.prefill_chunk
+        self.mmproj = options.mmproj
+        self.projector: Projector | None = None
+
+    def load(self) -> None:
+        init_llama_cpp()
+        params = C.llama_model_default_params()
+        gpu = self.device != "cpu" and C.llama_supports_gpu_offload()
+        params.n_gpu_layers = 999 if gpu else 0
+        self.device = "gpu" if gpu else "cpu"
+        self.handle = C.llama_model_load_from_file(str(self.source).encode(), params)
+        if not self.handle:
+            raise RuntimeError(f"llama.cpp could not load {self.source}")
+        self.vocab = C.llama_model_get_vocab(self.handle)
+        self.tokenizer = Vocab(self.vocab)
+        self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
+        self.layers = C.llama_model_n_layer(self.handle)
+        self.n_embd = C.llama_model_n_embd(self.handle)
+        self.context_tokens = min(self.context_tokens, C.llama_model_n_ctx_train(self.handle))
+        self.stop_ids = {t for t in range(self.n_vocab) if C.llama_vocab_is_eog(self.vocab, t)}
+        self.set_template(self._chat_template())
+        self.special = {"bos_token": self._special(C.llama_vocab_bos(self.vocab)),
+                        "eos_token": self._special(C.llama_vocab_eos(self.vocab))}
+        buf = ctypes.create_string_buffer(256)
+        C.llama_model_desc(self.handle, buf, len(buf))
+        self.desc = buf.value.decode(errors="replace")
+        if self.mmproj:
+            self.projector = Projector(self.mmproj, self.handle, self.threads, gpu)
+            self.reads_images = True
+
+    def _special(self, token: int) -> str:
+        return self.tokenizer.piece(token, special=True).decode(errors="replace") if token >= 0 else ""
+
+    def _chat_template(self) -> str:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = C.llama_model_meta_val_str(self.handle, b"tokenizer.chat_template", buf, len(buf))
+        if n < 0:
+            raise RuntimeError(f"{self.source.name} has no chat template (tokenizer.chat_template)")
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            C.llama_model_meta_val_str(self.handle, b"tokenizer.chat_template", buf, len(buf))
+        return buf.value.decode()
+
+    def set_template(self, source: str) -> None:
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message):
+            raise ValueError(message)
+
+        # The options transformers renders chat templates with, so both engines see the same prompt.
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        self.template = env.from_string(source)
+        self.template_source = source
+
+    def chat_tokens(self, chat: list[dict], tools: list[dict] | None = None) -> list[int]:
+        return self.tokenizer.encode(self._render(chat, tools))
+
+    def chat_media(self, chat: list[dict], tools: list[dict] | None, images: list[Image]) -> tuple[list[int], Media]:
+        return self.projector.tokenize(self._render([self.projector.flatten(m) for m in chat], tools), images)
+
+    def _render(self, chat: list[dict], tools: list[dict] | None) -> str:
+        return self.template.render(messages=chat, tools=tools, add_generation_prompt=True, **self.special)
+    def unload(self) -> None:
+        if self.projector is not None:
+            self.projector.close()
+            self.projector = None
+        C.llama_model_free(self.handle)
+        self.handle = None
+
+    def describe(self) -> dict:
+        return {"engine": self.engine, "device": self.device, "dtype": self.desc.split()[-1]}
+
+    def new_context(self, cells: int, sequences: int, batch_tokens: int):
+        params = C.llama_context_default_params()
+        params.n_ctx = cells
+        params.n_batch = params.n_ubatch = batch_tokens
+        params.n_seq_max = sequences
+        params.n_threads = params.n_threads_batch = self.threads
+        params.kv_unified = True  # any sequence may use any cell: one shared budget
+        params.no_perf = True
+        ctx = C.llama_init_from_model(self.handle, params)
+        if not ctx:
+            raise RuntimeError(f"llama.cpp could not make a context of {cells} cells")
+        return ctx
+
+    def new_batch(self, max_rows: int) -> "LlamaBatch":
+        return LlamaBatch(self, max_rows, cells=max(self.cache_tokens, self.context_tokens) if max_rows > 1
+                          else self.context_tokens)
+
+
+class LlamaBatch:
+    PREFILL_ALONE = 512  # prompt tokens per step when no stream is waiting on the step
+
+    def __init__(self, model: LlamaModel, max_rows: int, cells: int):
+        self.model = model
+        self.width = self.PREFILL_ALONE + max_rows
+        self.ctx = model.new_context(cells, max_rows, self.width)
+        self.cells = C.llama_n_ctx(self.ctx)
+        self.memory = C.llama_get_memory(self.ctx)
+        self.batch = C.llama_batch_init(self.width, 0, 1)
+        self.embeddings = False
+        self.pacer = PrefillPacer(model.prefill_chunk)
+        self.rows: list[Row] = []
+        self.free = list(range(max_rows))  # sequence ids
+        # Finished conversations, out of the KV cache (llama_state_seq_get_data); a batch of one
+        # ends with its turn and keeps none.
+        self.kept = PrefixCache(model.cache_tokens if max_rows > 1 else 0)
+
+    def close(self) -> None:
+        C.llama_batch_free(self.batch)
+        C.llama_free(self.ctx)
+
+    def reserved(self, row: Row) -> int:
+        return min(len(row.prompt) + row.options.max_tokens, self.model.context_tokens)
+
+    def can_admit(self, row: Row, newcomers: list[Row]) -> bool:
+        """Room in the cache for every admitted row's whole reply."""
+        return sum(self.reserved(r) for r in (*self.rows, *newcomers, row)) <= self.cells
+
+    def add(self, rows: list[Row]) -> None:
+        for row in rows:
+            row.seq = self.free.pop()
+            row.fed = row.cached_tokens = self._restore(row)
+            row.kv = row.prompt[: row.fed]  # the tokens in its sequence's cache
+            self.rows.append(row)
+
+    def _restore(self, row: Row) -> int:
+        """Copy in the kept conversation sharing the longest prefix with the row's prompt; how many
+        prompt tokens that gives. At least the prompt's last token is decoded again (its logits)."""
+        shared, saved = self.kept.find(row.prompt)
+        room = self.cells - sum(self.reserved(r) for r in self.rows)  # the copy holds all its tokens a moment
+        if shared <= 0 or len(saved.tokens) > room:
+            return 0
+        if C.llama_state_seq_set_data(self.ctx, saved.state.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+                                      saved.state.size, row.seq) == 0:
+            log.warning("llama.cpp could not restore a kept conversation; prefilling it again")
+            C.llama_memory_seq_rm(self.memory, row.seq, -1, -1)
+            return 0
+        C.llama_memory_seq_rm(self.memory, row.seq, shared, -1)
+        return shared
+
+    def _share(self, row: Row) -> None:
+        """Take the cells of the prompt's next tokens that another running turn already holds: the
+        same tokens at the same positions have the same keys and values."""
+        shared, donor = longest_prefix([r for r in self.rows if r is not row], row.prompt, lambda r: r.kv)
+        if shared > row.fed:
+            C.llama_memory_seq_cp(self.memory, donor.seq, row.seq, row.fed, shared)
+            row.kv += row.prompt[row.fed: shared]
+            row.cached_tokens += shared - row.fed
+            row.fed = shared
+
+    @staticmethod
+    def _waits(row: Row, earlier: list[Row]) -> bool:
+        """Whether an earlier newcomer is about to prefill next tokens of this prompt that it could
+        share (all but the last: every row decodes that one itself, for its own logits)."""
+        return longest_prefix(earlier, row.prompt, lambda r: r.prompt)[0] > row.fed
+
+    def _keep(self, row: Row) -> None:
+        """Copy a finished row's cache out for a follow-up turn; a kept turn it extends is dropped."""
+        if not self.kept.fits(row.kv):
+            return
+        state = np.empty(C.llama_state_seq_get_size(self.ctx, row.seq), dtype=np.uint8)
+        C.llama_state_seq_get_data(self.ctx, state.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), state.size,
+                                   row.seq)
+        self.kept.keep(Kept(row.kv, state))
+
+    def _put(self, n: int, token: int, position: int, seq: int, logits: bool) -> None:
+        b = self.batch
+        b.token[n], b.pos[n], b.n_seq_id[n], b.logits[n] = token, position, 1, logits
+        b.seq_id[n][0] = seq
+
+    def step(self) -> None:
+        """One llama_decode: a token for every decoding row, then prompt slices for newcomers."""
+        prefilling = [r for r in self.rows if r.fed < len(r.prompt)]
+        for row in prefilling:  # before this step's tokens go in: only decoded cells are shared
+            self._share(row)
+        decoding = [r for r in self.rows if r.fed == len(r.prompt)]
+        budget = self.pacer.budget() if decoding else self.PREFILL_ALONE
+        outputs, n = [], 0
+        for row in decoding:
+            self._put(n, row.last_token, row.length, row.seq, True)
+            row.kv.append(row.last_token)
+            outputs.append((n, row))
+            n += 1
+        for i, row in enumerate(prefilling):
+            if budget <= 0 or self._waits(row, prefilling[:i]):
+                continue
+            budget -= self._decode_images(row)
+            take = max(0, min(budget, self._text_end(row) - row.fed))
+            for position in range(row.fed, row.fed + take):
+                self._put(n, row.prompt[position], position, row.seq, position == len(row.prompt) - 1)
+                n += 1
+            row.kv += row.prompt[row.fed: row.fed + take]
+            row.fed += take
+            budget -= take
+            if row.fed == len(row.prompt):
+                outputs.append((n - 1, row))
+        self.batch.n_tokens = n
+        hidden = any(row.options.hidden_states for _, row in outputs)
+        if hidden != self.embeddings:
+            C.llama_set_embeddings(self.ctx, hidden)
+            self.embeddings = hidden
+        started = time.perf_counter()
+        status = C.llama_decode(self.ctx, self.batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed ({status})")
+        if decoding:
+            self.pacer.record(time.perf_counter() - started, n - len(decoding))
+        for index, row in outputs:
+            logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self.ctx, index), shape=(self.model.n_vocab,))
+            vector = None
+            if row.options.hidden_states:
+                vector = np.ctypeslib.as_array(C.llama_get_embeddings_ith(self.ctx, index),
+                                               shape=(self.model.n_embd,)).tolist()
+            row.accept(logits, vector)
+        for row in decoding:
+            row.length += 1
+
+    @staticmethod
+    def _text_end(row: Row) -> int:
+        """Where the prompt's text from row.fed ends: its next image, or its end."""
+        starts = [start for start, _, _ in row.media.inputs["images"] if start >= row.fed] if row.media else []
+        return min(starts, default=len(row.prompt))
+
+    def _decode_images(self, row: Row) -> int:
+        """The image the row's prefill has reached, through the vision encoder and into the row's
+        cells as embeddings (in decodes of their own: a llama_batch holds tokens or embeddings, not
+        both): how many positions that took from the step's prefill budget. A prompt never ends
+        with an image: its logits come from text."""
+        for start, size, chunk in row.media.inputs["images"] if row.media else []:
+            if start != row.fed:
+                continue
+            width = self.model.n_embd
+            vectors = self.model.projector.embeddings(chunk, size, width)
+            for first in range(0, size, self.width):
+                count = min(self.width, size - first)
+                batch = C.llama_batch_init(count, width, 1)
+                try:
+                    ctypes.memmove(batch.embd, ctypes.addressof(vectors) + first * width * 4, count * width * 4)
+                    for n in range(count):
+                        batch.pos[n], batch.n_seq_id[n], batch.logits[n] = start + first + n, 1, False
+                        batch.seq_id[n][0] = row.seq
+                    batch.n_tokens = count
+                    if (status := C.llama_decode(self.ctx, batch)) != 0:
+                        raise RuntimeError(f"llama_decode failed on an image ({status})")
+                finally:
+                    C.llama_batch_free(batch)
+            row.kv += row.prompt[start: start + size]
+            row.fed = start + size
+            return size
+        return 0
+
+    def drop_done(self) -> None:
+        """Finished rows leave and free their sequence; a finished conversation is kept first."""
+        for row in [r for r in self.rows if r.done]:
+            self.rows.remove(row)
+            if row.reason in FINISHED:
+                self._keep(row)
+            C.llama_memory_seq_rm(self.memory, row.seq, -1, -1)
+            self.free.append(row.seq)

@@ -1,0 +1,549 @@
+"""The transformers engine: Hugging Face model directories, GPUs, and GGUF where llama.cpp is missing.
+
+A GGUF file is dequantized once into `<cache_dir>/models/<name>/` as safetensors (30-50 s, with a
+progress bar); later starts load that directory in about a second.
+
+Continuous batching: decoding one stream is bound by reading the weights from memory; a step for
+eight rows reads them once. New turns are prefilled together (left-padded) between decode steps
+and then join the batch; finished or cancelled rows leave it at once. The KV cache is one
+left-padded tensor per layer with a 0/1 attention mask; each row's position ids count only its
+real tokens. A long prompt, and the rest of a prompt whose start a kept conversation's cache
+already holds, is prefilled in slices packed into the decode steps' forward passes (PackedStep).
+
+On a CPU the dtype is picked by timing decode steps at load: bfloat16 wins at batch 1 on most
+machines, but without native bf16 (AVX2 only) float32 wins at batch 8 (87 against 55 tok/s). When
+each wins somewhere, both weight copies stay and every step uses the faster one for its batch size.
+Loading, timing and every step run on the engine's one thread: once a second thread has used
+torch's OpenMP pool, libgomp's threads outnumber the cores, stop spinning between parallel regions,
+and bfloat16's many short ones run at half speed.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from transformers import AttentionInterface, DynamicCache
+from transformers.cache_utils import DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+from ..base import Image
+from .choice import pick_device
+from .contract import Media, image_mark
+from .options import LocalOptions
+from .pacer import PrefillPacer
+from .prefix_cache import FINISHED, Kept, PrefixCache
+from .row import Row
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+          "float32": torch.float32, "fp32": torch.float32}
+TIMED_BATCHES = (1, 2, 4, 8, 16)  # batch sizes timed at load when the dtype is "auto" on a CPU
+
+
+def prepare_model_dir(source: Path, cache_dir: Path, name: str) -> Path:
+    """Return a directory transformers loads quickly; convert a GGUF file into the cache first."""
+    if source.is_dir():
+        return source
+    target = cache_dir / "models" / name
+    if (target / ".complete").exists():
+        return target
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("converting %s into %s (one time, about a minute)", source, target)
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    with tqdm(total=4, desc=f"Preparing {name}", unit="step") as bar:
+        bar.set_postfix_str("tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        bar.update()
+        bar.set_postfix_str("weights")
+        model = AutoModelForCausalLM.from_pretrained(
+            str(source.parent), gguf_file=source.name, dtype=torch.float32
+        )
+        bar.update()
+        # A GGUF-loaded model refuses to save while it still looks quantized.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        bar.set_postfix_str("saving")
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        bar.update()
+        (staging / ".complete").write_text(str(source))
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        bar.set_postfix_str("done")
+        bar.update()
+    return target
+
+
+class HFModel:
+    engine = "transformers"
+    reads_images = False  # set at load: a vision model's images are embedded with its prompt (embed)
+
+    def __init__(self, source: Path, options: LocalOptions):
+        self.source, self.name, self.cache_dir = source, options.name, options.cache_dir
+        self.mmproj = options.mmproj
+        self.device = pick_device(options.device)
+        self.dtype_name = options.dtype
+        self.threads = options.threads
+        self.context_tokens = options.context_tokens
+        self.max_batch = options.max_batch
+        self.prefill_chunk = options.prefill_chunk
+        self.cache_tokens = options.cache_tokens  # finished conversations' caches kept, in tokens
+        self.copies: dict[torch.dtype, object] = {}  # the weights, in each dtype kept
+        self.dtype_for: dict[int, torch.dtype] = {}  # batch size -> the faster copy (both kept)
+
+    def load(self) -> None:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+        if self.mmproj:
+            raise RuntimeError("RILL_MMPROJ_PATH is a projector for the llama.cpp engine; the transformers engine "
+                               "reads a vision model from its own directory (RILL_MODEL_PATH)")
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        directory = prepare_model_dir(self.source, self.cache_dir, self.name)
+        # A vision model (SmolVLM, Idefics3 and the like) has a vision config and a processor.
+        self.reads_images = hasattr(AutoConfig.from_pretrained(str(directory)), "vision_config")
+        if self.reads_images:
+            self.processor = AutoProcessor.from_pretrained(str(directory))
+            self.tokenizer = self.processor.tokenizer
+        else:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        first = self._first_dtype()
+        loader = AutoModelForImageTextToText if self.reads_images else AutoModelForCausalLM
+        self.model = loader.from_pretrained(str(directory), dtype=first, attn_implementation=ATTENTION)
+        self.model.to(self.device).eval()
+        self.copies = {first: self.model}
+        if self.device == "cpu" and self.dtype_name == "auto":
+            self._pick_cpu_dtype()
+        self.config = self.model.config.get_text_config()  # what the caches are made for
+        self.layers = self.config.num_hidden_layers
+        window = getattr(self.config, "max_position_embeddings", None) or self.context_tokens
+        self.context_tokens = min(self.context_tokens, window)
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        self.stop_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.stop_ids)
+
+    def _first_dtype(self) -> torch.dtype:
+        if self.dtype_name != "auto":
+            return DTYPES[self.dtype_name]
+        if self.device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if self.device == "mps":
+            return torch.float16
+        return torch.float32  # the CPU's pick comes from timing, next
+
+    @torch.inference_mode()
+    def _pick_cpu_dtype(self) -> None:
+        """Time a few decode steps in float32 and bfloat16 at each batch size in use, smallest first;
+        keep a copy only where it is the faster one. Once float32 wins it is taken for the larger
+        sizes untimed: without native bf16 a bfloat16 step grows faster with the batch (compute),
+        and timing bfloat16's large batches there is what made loading slow."""
+        import copy
+
+        bf16 = self.copies[torch.bfloat16] = copy.deepcopy(self.model).to(torch.bfloat16)
+        sizes = sorted({b for b in TIMED_BATCHES if b < self.max_batch} | {self.max_batch})
+        timings: dict[torch.dtype, dict[int, float]] = {torch.float32: {}, torch.bfloat16: {}}
+        winner = None
+        for b in sizes:
+            if winner != torch.float32:
+                timings[torch.float32][b] = self._time_steps(self.model, b)
+                timings[torch.bfloat16][b] = self._time_steps(bf16, b)
+                winner = min(timings, key=lambda d: timings[d][b])
+            self.dtype_for[b] = winner
+        winners = set(self.dtype_for.values())
+        self.copies = {d: m for d, m in self.copies.items() if d in winners}
+        self.model = self.copies[self.dtype_for[1]]
+        log.warning("dtype by timing (ms per decode step): %s -> %s", {
+            str(d).removeprefix("torch."): {b: round(t * 1000, 1) for b, t in by.items()} for d, by in timings.items()},
+            self.describe()["dtype"])
+
+    def _time_steps(self, model, rows: int, context: int = 16, steps: int = 5) -> float:
+        """The fastest of a few decode steps: the least disturbed by whatever else runs. A short
+        context: a decode step's cost is the weights', and a long one's prefill is slow in bfloat16."""
+        cache = DynamicCache(config=model.config)
+        ids = torch.ones(rows, context, dtype=torch.long)
+        model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        fastest = float("inf")
+        for _ in range(steps):
+            started = time.perf_counter()
+            model(input_ids=ids[:, :1], past_key_values=cache, use_cache=True, logits_to_keep=1)
+            fastest = min(fastest, time.perf_counter() - started)
+        return fastest
+
+    def model_for(self, rows: int):
+        """The weight copy that decodes `rows` rows faster."""
+        if len(self.copies) == 1:
+            return self.model
+        size = max((b for b in self.dtype_for if b <= rows), default=1)
+        return self.copies[self.dtype_for[size]]
+
+    def unload(self) -> None:
+        self.model = self.copies = None  # torch frees the weights with their last reference
+
+    def describe(self) -> dict:
+        dtypes = "+".join(str(d).removeprefix("torch.") for d in self.copies)
+        return {"engine": self.engine, "device": self.device, "dtype": dtypes}
+
+    @property
+    def template_source(self) -> str:
+        return self.tokenizer.chat_template or ""
+
+    def set_template(self, source: str) -> None:
+        self.tokenizer.chat_template = source
+        if self.reads_images:
+            self.processor.chat_template = source  # what renders a prompt with images
+
+    def chat_tokens(self, chat: list[dict], tools: list[dict] | None = None) -> list[int]:
+        return self.tokenizer.apply_chat_template(chat, tools=tools, add_generation_prompt=True, tokenize=True,
+                                                  return_dict=True)["input_ids"]
+
+    def chat_media(self, chat: list[dict], tools: list[dict] | None, images: list[Image]) -> tuple[list[int], Media]:
+        from PIL import Image as Pillow
+
+        text = self.processor.apply_chat_template(chat, tools=tools, add_generation_prompt=True)
+        pictures = [Pillow.open(io.BytesIO(image.data)).convert("RGB") for image in images]
+        inputs = dict(self.processor(text=text, images=[pictures], return_tensors="pt"))
+        ids = inputs.pop("input_ids")[0].tolist()
+        inputs.pop("attention_mask", None)
+        marker = self.processor.image_token
+        each = [self.processor(text=marker, images=[[p]])["input_ids"][0].count(self.image_token_id) for p in pictures]
+        return ids, Media(inputs, image_key(ids, self.image_token_id, [i.sha256 for i in images], each))
+
+    @property
+    def image_token_id(self) -> int:
+        return self.model.config.image_token_id
+
+    @torch.inference_mode()
+    def embed(self, row: Row) -> torch.Tensor:
+        """A prompt as the text model takes it, [tokens, width]: its ids' embeddings, the image
+        tokens' replaced by what the vision encoder makes of each image."""
+        ids = torch.tensor([row.prompt], device=self.device)
+        embeds = self.model.get_input_embeddings()(ids)
+        if row.media is not None:
+            pixels = {k: v.to(self.device) for k, v in row.media.inputs.items()}
+            pixels["pixel_values"] = pixels["pixel_values"].to(self.model.dtype)
+            features = self.model.model.get_image_features(**pixels, return_dict=True).pooler_output
+            features = torch.cat(list(features)) if isinstance(features, (list, tuple)) else features
+            where = (ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)
+            embeds = embeds.masked_scatter(where, features.to(embeds.dtype))
+        return embeds[0]
+
+    def new_batch(self, max_rows: int) -> HFBatch:
+        return HFBatch(self)
+
+
+def image_key(ids: list[int], image_token: int, hashes: list[str], counts: list[int]) -> list[int]:
+    """The ids with each image's tokens (counts[i] of them, in order) replaced by its mark."""
+    marks = [image_mark(sha) for sha, count in zip(hashes, counts) for _ in range(count)]
+    key, taken = [], iter(marks)
+    for token in ids:
+        key.append(next(taken, -1) if token == image_token else token)
+    return key
+
+
+class GrowingLayer(DynamicLayer):
+    """A cache layer that writes each step into spare room instead of concatenating: with a
+    batch of 16, re-copying the whole cache every step cost about 15% of the step."""
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self.set(key_states, value_states)
+            return self.keys, self.values
+        start, end = self.keys.shape[-2], self.keys.shape[-2] + key_states.shape[-2]
+        if end > self.key_room.shape[-2]:
+            self.set(self.keys, self.values, extra=key_states.shape[-2])
+        self.key_room[:, :, start:end] = key_states
+        self.value_room[:, :, start:end] = value_states
+        self.keys, self.values = self.key_room[:, :, :end], self.value_room[:, :, :end]
+        return self.keys, self.values
+
+    def set(self, keys: torch.Tensor, values: torch.Tensor, extra: int = 0) -> None:
+        """Hold these states, with room to grow (used also after rows join or leave)."""
+        length = keys.shape[-2]
+        shape = (*keys.shape[:2], max(64, 2 * (length + extra)), keys.shape[-1])
+        self.key_room, self.value_room = keys.new_empty(shape), values.new_empty(shape)
+        self.key_room[:, :, :length] = keys
+        self.value_room[:, :, :length] = values
+        self.keys, self.values = self.key_room[:, :, :length], self.value_room[:, :, :length]
+
+
+def new_cache(config) -> DynamicCache:
+    cache = DynamicCache(config=config)
+    cache.layers = [GrowingLayer() for _ in cache.layers]
+    return cache
+
+
+class PackedStep:
+    """One forward pass for the decoding rows' next tokens and a slice of a long prompt: the
+    tokens go in as one packed sequence (the weights are read once, as for a bigger batch), and
+    attention splits them again: each decoding row attends to its row of the batch's cache, the
+    slice to the prompt's own cache. A second forward pass for the slice cost as much as the
+    decode step itself on a CPU, which left almost no room for prompt tokens within the stall
+    bound."""
+
+    def __init__(self, main: DynamicCache | None, rows: int, mask: torch.Tensor | None, own: DynamicCache,
+                 fed: int, size: int):
+        self.main, self.rows, self.own = main, rows, own
+        self.decode_mask = mask[:, None, None, :].bool() if rows else None
+        end = fed + size
+        self.slice_mask = (torch.arange(end)[None, :] <= torch.arange(fed, end)[:, None])[None, None]
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, layer: int, *args, **kwargs):
+        """The model's cache hook: each token's keys and values go to the cache they belong to."""
+        if self.rows:
+            self.main.layers[layer].update(keys[0, :, :self.rows].transpose(0, 1).unsqueeze(2),
+                                           values[0, :, :self.rows].transpose(0, 1).unsqueeze(2))
+        self.own.layers[layer].update(keys[:, :, self.rows:], values[:, :, self.rows:])
+        return keys, values
+
+    def attend(self, module, query: torch.Tensor, **kwargs) -> tuple[torch.Tensor, None]:
+        outputs, layer = [], module.layer_idx
+        if self.rows:  # [1, heads, rows, dim] -> one query per row: [rows, heads, 1, dim]
+            main = self.main.layers[layer]
+            out, _ = sdpa_attention_forward(module, query[0, :, :self.rows].transpose(0, 1).unsqueeze(2), main.keys,
+                                            main.values, self.decode_mask.to(query.device), **kwargs)
+            outputs.append(out.reshape(1, self.rows, *out.shape[2:]))
+        own = self.own.layers[layer]
+        out, _ = sdpa_attention_forward(module, query[:, :, self.rows:], own.keys, own.values,
+                                        self.slice_mask.to(query.device), **kwargs)
+        outputs.append(out)
+        return torch.cat(outputs, dim=1), None
+
+
+def attention(module, query, key, value, attention_mask, packed: PackedStep | None = None, **kwargs):
+    """SDPA, or a PackedStep's split attention when the forward pass carries one."""
+    if packed is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return packed.attend(module, query, **kwargs)
+
+
+ATTENTION = "rill_packed"
+AttentionInterface.register(ATTENTION, attention)
+AttentionMaskInterface.register(ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+
+
+class HFBatch:
+    """Rows decoded together. Short prompts are prefilled together when they join (ADMIT_TOKENS of
+    prompt at most between two steps); a longer one, while others stream, is prefilled a slice per
+    step (sized by pacer.PrefillPacer, in the decode step's forward pass) in a cache of its own and
+    merged in when done, so the running rows never wait for a whole long prompt. Finished turns'
+    caches stay (model.cache_tokens in all): a follow-up turn starts from the longest shared
+    prefix and prefills only the rest, the same way."""
+
+    ADMIT_TOKENS = 1024
+
+    def __init__(self, model: HFModel):
+        self.model = model
+        self.rows: list[Row] = []  # every row in the batch
+        self.decoding: list[Row] = []  # the rows in self.cache, in its order
+        self.prefilling: list[Row] = []  # long prompts still being prefilled, in arrival order
+        self.pacer = PrefillPacer(model.prefill_chunk)
+        self.cache: DynamicCache | None = None
+        self.mask: torch.Tensor | None = None  # [decoding rows, cached positions], 1 = a real token
+        # Finished conversations: each layer's keys and values, [1, heads, tokens, dim].
+        self.kept = PrefixCache(model.cache_tokens)
+
+    def can_admit(self, row: Row, newcomers: list[Row]) -> bool:
+        return not newcomers or sum(len(r.prompt) for r in newcomers) + len(row.prompt) <= self.ADMIT_TOKENS
+
+    def close(self) -> None:
+        self.rows, self.decoding, self.prefilling, self.cache, self.mask = [], [], [], None, None
+        self.kept.clear()
+
+    def _forward(self, rows: list[Row], tokens: int, keep: list[int] | None = None, **inputs) -> None:
+        """Run the model (the weight copy for `tokens` tokens at once) and feed each row its logits:
+        from its last position, or with a packed sequence from position `keep[i]`."""
+        model = self.model.model_for(tokens)
+        caches = inputs["past_key_values"]
+        for cache in [caches.main, caches.own] if isinstance(caches, PackedStep) else [caches]:
+            if cache is not None and cache.layers[0].is_initialized and cache.layers[0].keys.dtype != model.dtype:
+                for layer in cache.layers:  # the batch crossed to the other weight copy
+                    layer.set(layer.keys.to(model.dtype), layer.values.to(model.dtype))
+        want_hidden = any(r.options.hidden_states for r in rows)
+        inputs = {k: v.to(self.model.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        if "inputs_embeds" in inputs:
+            inputs["inputs_embeds"] = inputs["inputs_embeds"].to(model.dtype)
+        # Only the positions that pick a token need logits (the others would cost a vocabulary-sized
+        # matmul each); float32 because CPU argmax and softmax are several times faster.
+        out = model(**inputs, use_cache=True, output_hidden_states=want_hidden,
+                    logits_to_keep=1 if keep is None else torch.tensor(keep, dtype=torch.long, device=self.model.device))
+        if not rows:
+            return
+        last = out.hidden_states[-1] if want_hidden else None
+        if keep is None:
+            logits, hidden = out.logits[:, -1], last[:, -1] if want_hidden else None
+        else:
+            logits, hidden = out.logits[0], last[0, keep] if want_hidden else None
+        logits = logits.float().cpu()
+        for i, row in enumerate(rows):
+            if not row.done:
+                row.accept(logits[i], hidden[i].float().tolist() if want_hidden and row.options.hidden_states else None)
+
+    @torch.inference_mode()
+    def add(self, rows: list[Row]) -> None:
+        """Prefill short newcomers together now; queue long ones for slices while others stream."""
+        chunk = self.model.prefill_chunk
+        for row in rows:
+            self._start_from_prefix(row)
+        now = [r for r in rows if r.own_cache is None and (len(r.prompt) <= chunk or not self.decoding)]
+        self.prefilling += [r for r in rows if r not in now]
+        self.rows += rows
+        if now:
+            width = max(len(r.prompt) for r in now)
+            ids = torch.tensor([[self.model.pad_id] * (width - len(r.prompt)) + r.prompt for r in now])
+            mask = torch.tensor([[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in now])
+            cache = new_cache(self.model.config)
+            tokens = {"input_ids": ids}
+            if any(r.media for r in now):  # images: the prompts go in as embeddings
+                pad = self.model.model.get_input_embeddings()(torch.tensor([self.model.pad_id], device=self.model.device))
+                tokens = {"inputs_embeds": torch.stack([torch.cat([pad.expand(width - len(r.prompt), -1),
+                                                                   self._embeds(r)]) for r in now])}
+            self._forward(now, len(self.decoding) + len(now), attention_mask=mask,
+                          position_ids=(mask.cumsum(-1) - 1).clamp(min=0), past_key_values=cache, **tokens)
+            self._join(now, cache, mask)
+
+    def _embeds(self, row: Row) -> torch.Tensor:
+        """The row's prompt embedded, images and all: once, however many slices it is fed in."""
+        if row.embeds is None:
+            row.embeds = self.model.embed(row)
+        return row.embeds
+
+    def _start_from_prefix(self, row: Row) -> None:
+        """Give the row the cache of the kept turn sharing the longest prefix with its prompt (at
+        least the prompt's last token is prefilled again, for its logits)."""
+        shared, prefix = self.kept.find(row.key)
+        if shared <= 0:
+            return
+        row.own_cache, row.fed, row.cached_tokens = new_cache(self.model.config), shared, shared
+        for layer, (keys, values) in zip(row.own_cache.layers, prefix.state):
+            layer.lazy_initialization(keys, values)
+            layer.set(keys[:, :, :shared], values[:, :, :shared])
+
+    def _keep(self, index: int, row: Row) -> None:
+        """Keep a finished row's cache for a follow-up turn; a kept turn it extends is dropped."""
+        if not self.kept.fits(row.kv):
+            return
+        columns = self.mask[index].nonzero().squeeze(1)
+        layers = [(layer.keys[index:index + 1, :, columns], layer.values[index:index + 1, :, columns])
+                  for layer in self.cache.layers]
+        self.kept.keep(Kept(row.kv, layers))
+
+    def _join(self, rows: list[Row], cache: DynamicCache, mask: torch.Tensor) -> None:
+        for row in rows:
+            row.kv = list(row.key)  # the tokens in its row of the cache (an image's by its hash)
+            row.embeds = row.media = None  # prefilled: its pixels and embeddings are not needed again
+        mask = mask.to(self.model.device)
+        if self.cache is None:
+            self.cache, self.mask = cache, mask
+        else:
+            self._merge(cache, mask)
+        self.decoding += rows
+
+    def _merge(self, cache: DynamicCache, mask: torch.Tensor) -> None:
+        width = max(self.mask.shape[1], mask.shape[1])
+
+        def left_pad(t: torch.Tensor, dim: int) -> torch.Tensor:
+            missing = width - t.shape[dim]
+            if missing == 0:
+                return t
+            shape = list(t.shape)
+            shape[dim] = missing
+            return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+        for mine, theirs in zip(self.cache.layers, cache.layers):
+            dtype = theirs.keys.dtype  # the copy that prefilled them is the one for the new size
+            mine.set(torch.cat([left_pad(mine.keys.to(dtype), 2), left_pad(theirs.keys, 2)]),
+                     torch.cat([left_pad(mine.values.to(dtype), 2), left_pad(theirs.values, 2)]))
+        self.mask = torch.cat([left_pad(self.mask, 1), left_pad(mask, 1)])
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """One forward pass: the next token of every decoding row, and a slice of the first long
+        prompt waiting (sized by the pacer while others stream)."""
+        started, streaming = time.perf_counter(), len(self.decoding)
+        size = 0
+        if self.prefilling:
+            size = self._step_with_slice(self.prefilling[0], self.pacer.budget() if streaming else self.ADMIT_TOKENS)
+        else:
+            self._decode_step()
+        if streaming:
+            self.pacer.record(time.perf_counter() - started, size)
+
+    def _next_tokens(self) -> list[int]:
+        """Each decoding row's input; a row that just stopped on its first token is fed padding (it
+        leaves after this step)."""
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.decoding), 1)], dim=1)
+        tokens = [self.model.pad_id if r.done else r.last_token for r in self.decoding]
+        for row, token in zip(self.decoding, tokens):
+            row.kv.append(token)
+        return tokens
+
+    def _decode_step(self) -> None:
+        tokens = self._next_tokens()
+        self._forward(self.decoding, len(tokens), input_ids=torch.tensor(tokens).unsqueeze(1), attention_mask=self.mask,
+                      position_ids=torch.tensor([[r.length] for r in self.decoding]), past_key_values=self.cache)
+        for row in self.decoding:
+            row.length += 1
+
+    def _step_with_slice(self, row: Row, size: int) -> int:
+        """A decode step that also prefills up to `size` more of this row's prompt, in the same
+        forward pass; returns how many prompt tokens it took."""
+        if row.own_cache is None:
+            row.own_cache, row.fed = new_cache(self.model.config), 0
+        piece = row.prompt[row.fed: row.fed + size]
+        end = row.fed + len(piece)
+        decoding = self.decoding
+        tokens = (self._next_tokens() if decoding else []) + piece
+        positions = [r.length for r in decoding] + list(range(row.fed, end))
+        last = end == len(row.prompt)  # then the slice's last position gives the row its first token
+        keep = list(range(len(decoding))) + ([len(tokens) - 1] if last else [])
+        packed = PackedStep(self.cache, len(decoding), self.mask, row.own_cache, row.fed, len(piece))
+        inputs = {"input_ids": torch.tensor([tokens])}
+        if row.media:  # images: the slice goes in as embeddings, beside the decoding rows' tokens
+            embed = self.model.model.get_input_embeddings()
+            ids = torch.tensor(tokens[:len(decoding)], dtype=torch.long, device=self.model.device)
+            inputs = {"inputs_embeds": torch.cat([embed(ids), self._embeds(row)[row.fed: end]]).unsqueeze(0)}
+        # A packed pass is as heavy as a full batch: the copy for the largest batch runs it.
+        self._forward(decoding + [row] if last else decoding, self.model.max_batch, keep=keep,
+                      position_ids=torch.tensor([positions]), attention_mask=packed.slice_mask,
+                      past_key_values=packed, packed=packed, **inputs)
+        for r in decoding:
+            r.length += 1
+        row.fed = end
+        if last:
+            self.prefilling.remove(row)
+            self._join([row], row.own_cache, torch.ones(1, end, dtype=torch.long))
+            row.own_cache = None
+        return len(piece)
+
+    def drop_done(self) -> None:
+        """Remove finished rows, and cache columns that only padding still uses."""
+        if not any(r.done for r in self.rows):
+            return
+        self.rows = [r for r in self.rows if not r.done]
+        self.prefilling = [r for r in self.prefilling if not r.done]
+        for i, row in enumerate(self.decoding):
+            if row.done and row.reason in FINISHED:
+                self._keep(i, row)
+        keep = [i for i, r in enumerate(self.decoding) if not r.done]
+        self.decoding = [self.decoding[i] for i in keep]
+        if not keep:
+            self.cache = self.mask = None
+            return
+        index = torch.tensor(keep, device=self.mask.device)
+        self.mask = self.mask[index]
+        first = int(self.mask.any(dim=0).nonzero()[0])
+        self.mask = self.mask[:, first:]
+        for layer in self.cache.layers:
+            layer.set(layer.keys[index, :, first:], layer.values[index, :, first:])

@@ -1,0 +1,16 @@
+// A turn's events: each kind by its name on Socket.IO, as the server's table has them
+// (rill/chat/events.py; a test holds the two equal). Written as JSON.
+export const EVENTS = {
+  "start": "chat_start",
+  "reasoning": "chat_reasoning",
+  "token": "chat_token",
+  "tool_call_start": "chat_tool_call_start",
+  "tool_call_delta": "chat_tool_call_delta",
+  "tool_call_end": "chat_tool_call_end",
+  "done": "chat_complete",
+  "error": "chat_error"
+};
+
+// The kind of a Socket.IO event name, and what handlers.toolCall gets for each tool call event.
+export const KIND_OF = Object.fromEntries(Object.entries(EVENTS).map(([kind, name]) => [name, kind]));
+export const TOOL_CALL_KINDS = { tool_call_start: "start", tool_call_delta: "delta", tool_call_end: "end" };
