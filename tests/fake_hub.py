@@ -1,13 +1,14 @@
 """A loopback stand-in for the Hugging Face hub's download routes, as `huggingface_hub` asks them
 (pointed at with HF_ENDPOINT): a repository's file list with sizes and LFS hashes, and each file
 by HEAD and GET (with Range, so an interrupted download resumes). It can cut a download half-way
-once, and serve bytes that do not match the hash it lists."""
+once, serve bytes that do not match the hash it lists, and send slowly (a pull to watch or cancel)."""
 from __future__ import annotations
 
 import hashlib
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -21,6 +22,7 @@ class FakeHub(ThreadingHTTPServer):
         self.repos = repos
         self.cut_once: set[str] = set()  # "repo/file": the next GET stops half-way
         self.corrupt: set[str] = set()  # "repo/file": served with a byte changed
+        self.rate: dict[str, int] = {}  # "repo": bytes per second its files are sent at
         self.gets: list[tuple[str, str | None]] = []  # (path, Range header)
         self.misses: list[str] = []  # routes it does not answer
 
@@ -125,4 +127,14 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
-        self.wfile.write(sent[start:])
+        rate = self.server.rate.get(repo)
+        if rate is None:
+            self.wfile.write(sent[start:])
+            return
+        step = max(rate // 20, 1)
+        try:
+            for at in range(start, len(sent), step):
+                self.wfile.write(sent[at: at + step])
+                time.sleep(step / rate)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the puller went away (cancelled)

@@ -201,7 +201,8 @@ def size_of(path: Path) -> int:
 def main(spec: str) -> int:
     """`python -m rill.providers.local.hub SPEC`: the server's pull, in a process of its own (so a
     cancel is a kill, and the hub's client never runs on the server's event loop). Prints JSON lines:
-    {"done", "total"} twice a second, then {"repo", "path", "mmproj"} or {"error"}."""
+    {"done", "total"} twice a second (the first one with the "blobs" being written), then {"repo",
+    "path", "mmproj"} or {"error"}."""
     def report(plan):
         total = sum(size for _, size in plan)
 
@@ -209,7 +210,7 @@ def main(spec: str) -> int:
             while not finished.wait(0.5):
                 print(json.dumps({"done": bytes_down(plan), "total": total}), flush=True)
 
-        print(json.dumps({"done": bytes_down(plan), "total": total}), flush=True)
+        print(json.dumps({"done": bytes_down(plan), "total": total, "blobs": [str(b) for b, _ in plan]}), flush=True)
         ticker.append(threading.Thread(target=tick, daemon=True))
         ticker[0].start()
 
