@@ -57,3 +57,15 @@ def test_with_no_admins_nobody_is_one(make_app):
     assert r.status_code == 401
     r = client.post("/api/models/load", json={"path": "/tmp"}, headers={"Authorization": f"Bearer {token()}"})
     assert r.status_code == 403
+
+
+def test_only_admins_pull_or_cancel_models(auth_client):
+    def call(route, body, who):
+        return auth_client.post(f"/api/models/{route}", json=body, headers={"Authorization": f"Bearer {token(sub=who)}"})
+
+    assert call("pull", {"name": "not a name"}, "alice").status_code == 400  # let in; the name is refused
+    refused = call("pull", {"name": "org/repo:Q4_K_M"}, "bob")
+    assert refused.status_code == 403 and "pulling models is for the users listed in RILL_ADMIN_USERS" in \
+        refused.json["error"]["message"]
+    assert call("cancel", {"id": "local/none"}, "root").status_code == 404
+    assert call("cancel", {"id": "local/none"}, "bob").status_code == 403

@@ -31,7 +31,7 @@ def test_a_missing_engine_is_named_as_the_extra_to_install(tmp_path, monkeypatch
     """An installed wheel without its engines (pip install rill) says which extra runs the model."""
     monkeypatch.setattr(local, "installed", lambda module: False)
     assert local.pick_device("auto") == "cpu"  # no torch: no GPU to ask about
-    with pytest.raises(ProviderError, match=r"m.gguf: a GGUF file needs pip install 'rill\[llamacpp\]'"):
+    with pytest.raises(ProviderError, match=r"a GGUF model needs pip install 'rill\[llamacpp\]'"):
         local.pick_engine("auto", tmp_path / "m.gguf", "auto")
-    with pytest.raises(ProviderError, match=r"m: a transformers model needs pip install 'rill\[transformers\]'"):
+    with pytest.raises(ProviderError, match=r"a transformers model needs pip install 'rill\[transformers\]'"):
         local.pick_engine("auto", tmp_path / "m", "auto")

@@ -74,6 +74,5 @@ def pick_engine(wanted: str, source: Path, device: str) -> str:
     if gguf and wanted == "auto" and installed("llama_cpp") and (pick_device(device) == "cpu" or llama_cpp_offloads()):
         return "llamacpp"
     if not installed("transformers"):
-        raise missing_engine("llamacpp" if gguf else "transformers",
-                             f"{source.name}: a GGUF file" if gguf else f"{source.name}: a transformers model")
+        raise missing_engine("llamacpp" if gguf else "transformers", "a GGUF model" if gguf else "a transformers model")
     return "transformers"
