@@ -17,7 +17,7 @@ POSTGRES     := /usr/lib/postgresql
 # for a model given a vision projector, RILL_MMPROJ_PATH).
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=ON
 
-.PHONY: setup vendor browser redis nginx postgres terminal model run cluster test test-fast bench bench-ui clean
+.PHONY: setup vendor browser redis nginx postgres terminal model run wheel cluster test test-fast bench bench-ui clean
 
 setup: $(STAMP) vendor
 
@@ -102,6 +102,10 @@ model: setup
 
 run: setup
 	$(VENV)/bin/rill serve
+
+# The installable package (the UI inside it): dist/rill-<version>-py3-none-any.whl, for pip, pipx or uv.
+wheel: setup
+	$(PY) -m pip wheel --disable-pip-version-check --no-deps --no-build-isolation -w dist .
 
 # Redis, PostgreSQL, WORKERS workers and nginx on loopback (http://127.0.0.1:8080): see "Running several workers".
 WORKERS ?= 2

@@ -48,6 +48,8 @@ class LocalProvider:
         if self.state == "ready":
             entry.update(**self.model.describe(), context_tokens=self.model.context_tokens,
                          tools="tools" in self.model.template_source, size_bytes=self.size_bytes,
+                         # a template that writes or switches thinking (Qwen3, DeepSeek-R1): reasoning
+                         reasoning=any(w in self.model.template_source for w in ("<think>", "enable_thinking")),
                          load_seconds=round(self.load_seconds, 2))
         if self.state == "pulling":
             entry["progress"] = self.pull.progress()

@@ -125,6 +125,15 @@ export class Controller {
     this.composer.readsImages(listed?.input_modalities ? listed.input_modalities.includes("image") : true);
   }
 
+  // A model chosen while it is out of memory (RILL_MAX_LOADED_MODELS) or still loading: the first
+  // reply waits for it to load, so say so.
+  sayWhenModelLoads() {
+    const name = this.settings.model || this.models?.default || "";
+    const listed = this.models?.providers?.flatMap((p) => p.models || []).find((m) => m.id === name);
+    if (listed?.state === "unloaded") this.notices.notice(`${name} is loaded when you send (a few seconds, more for a large model).`);
+    else if (listed?.state === "loading") this.notices.notice(`${name} is loading; the first reply starts when it is ready.`);
+  }
+
   error(message) {
     this.notices.error(message);
   }
@@ -431,6 +440,7 @@ export class Controller {
     if (newFeed) this.watch();
     applyTheme(settings.theme);
     this.showModel();
+    this.sayWhenModelLoads();
     if (error) this.error(error);
   }
 }
