@@ -171,9 +171,23 @@ def test_pulled_models_are_listed_after_a_restart_and_load_with_their_first_turn
     other = start_server("eventlet", tmp_path, entry="rill.entry", RILL_MAX_LOADED_MODELS=1,
                          HF_HOME=server.hf_home, HF_HUB_OFFLINE=1)
     try:
+        from rill.providers.local import wheel_gguf_path
+
         listed = models(other)
         assert listed[OWN]["state"] == "unloaded" and listed["local/tiny-vlm"]["state"] == "unloaded"
+        assert listed[OWN]["size_bytes"] == wheel_gguf_path().stat().st_size  # known before it loads
         assert "local/big-gguf" not in listed  # cancelled: nothing of it was kept
         assert ask(other, OWN) == ask(server, OWN)
     finally:
         stop_server(other)
+
+
+def test_turns_that_switch_models_back_and_forth_all_get_their_reply(server):
+    """Each turn's model unloads the other's (RILL_MAX_LOADED_MODELS=1): none is lost or refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = {OWN: ask(server, OWN), "local/tiny-vlm": ask(server, "local/tiny-vlm")}
+    order = [OWN, "local/tiny-vlm"] * 4
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda model: ask(server, model), order))
+    assert replies == [expected[model] for model in order]

@@ -83,7 +83,7 @@ def add_model(provider: LocalProvider):
     model_id = f"local/{provider.model_name}"
     with _loading:
         if directory.find(model_id):
-            raise ApiError(409, "model_exists", f"{model_id} is already loaded")
+            raise ApiError(409, "model_exists", f"{model_id} is already on this server (GET /api/models)")
         directory.add(provider, removable=True)
     return jsonify({"id": model_id, "state": provider.state}), 202
 

@@ -54,17 +54,27 @@ class ProviderDirectory:
         def work() -> None:
             if fetch := getattr(provider, "fetch", None):
                 fetch()  # a pull from the hub: nothing in memory yet
-            self._make_room(provider)
-            provider.load()
-            if getattr(provider, "state", "ready") == "error" and id(provider) in self._removable:
-                log.warning("%s could not be loaded, so it is not listed: %s", self._label(provider), provider.error)
-                self.providers.remove(provider)
-                self.failed[self._label(provider)] = provider.error
-                provider.close(f"the model could not be loaded: {provider.error}")
-            else:
-                provider.run()
+            while True:
+                self._make_room(provider)
+                provider.load()
+                if getattr(provider, "state", "ready") == "error" and id(provider) in self._removable:
+                    self._drop(provider)
+                    return
+                provider.run()  # until closed, or unloaded
+                with self._reloading:  # as submit() checks: a turn sent while it unloaded is not lost
+                    if getattr(provider, "state", None) != "unloaded" or not provider.pending():
+                        return
+                    provider.reload()
 
         os_thread(work, f"rill-{provider.name}")
+
+    def _drop(self, provider: Provider) -> None:
+        log.warning("%s could not be loaded, so it is not listed: %s", self._label(provider), provider.error)
+        self.providers.remove(provider)
+        self.failed[self._label(provider)] = provider.error
+        while len(self.failed) > 10:  # the latest failures, not every one since the start
+            del self.failed[next(iter(self.failed))]
+        provider.close(f"the model could not be loaded: {provider.error}")
 
     @staticmethod
     def _label(provider: Provider) -> str:
@@ -75,7 +85,7 @@ class ProviderDirectory:
         if not self.max_loaded or not hasattr(coming, "unload"):
             return
         held = [p for p in self.providers if p is not coming and hasattr(p, "unload")
-                and p.state in ("loading", "ready", "unloading")]
+                and p.state in ("loading", "ready")]
         for provider in sorted(held, key=lambda p: self.used.get(id(p), 0.0)):
             if len(held) < self.max_loaded:
                 return
@@ -89,11 +99,11 @@ class ProviderDirectory:
         self.open()
         provider = job.provider
         self.used[id(provider)] = time.monotonic()
-        with self._reloading:
+        with self._reloading:  # with the check in _load's work(): a turn never waits for a model nobody loads
             if getattr(provider, "state", None) == "unloaded":
                 provider.reload()
                 self._load(provider)
-        provider.submit(job)
+            provider.submit(job)
 
     def status(self) -> dict:
         """Providers that schedule their own jobs, by `provider/model`: rows running, turns waiting."""

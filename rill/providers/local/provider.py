@@ -21,7 +21,15 @@ from .tool_calls import template_message, template_tools
 
 log = logging.getLogger(__name__)
 
-UNLOADED = "unloaded to make room for another model (RILL_MAX_LOADED_MODELS); send again to load it again"
+
+
+def disk_size(source: Path | None) -> int:
+    """A GGUF file's size, or a model directory's files' (the hub's are links to its blobs)."""
+    if source is None or not source.exists():
+        return 0
+    if source.is_file():
+        return source.stat().st_size
+    return sum(f.stat().st_size for f in source.rglob("*") if f.is_file())
 
 
 class LocalProvider:
@@ -34,12 +42,12 @@ class LocalProvider:
         with its first turn."""
         self.options = LocalOptions.from_settings(settings, model_path, name, mmproj)
         self.model_name = self.options.name
-        # pulling -> loading -> ready (-> unloading -> unloaded -> loading ...) | error
+        # pulling -> loading -> ready (-> unloaded -> loading ...) | error
         self.state = "pulling" if self.options.hub else "loading" if loaded else "unloaded"
         self.error = ""
         self.pull: Pull | None = Pull(self.options.hub) if self.options.hub else None
         self.load_seconds: float | None = None
-        self.size_bytes = 0  # of its files on disk, once loaded
+        self.size_bytes = disk_size(self.options.source)  # of its files (0 until a pull is done)
         self.model: Model | None = None  # once loaded
         self.scheduler = Scheduler(self.options.max_batch, f"{self.name}/{self.model_name}")
 
@@ -47,10 +55,12 @@ class LocalProvider:
         entry = {"id": self.model_name, "state": self.state}
         if self.state == "ready":
             entry.update(**self.model.describe(), context_tokens=self.model.context_tokens,
-                         tools="tools" in self.model.template_source, size_bytes=self.size_bytes,
+                         tools="tools" in self.model.template_source,
                          # a template that writes or switches thinking (Qwen3, DeepSeek-R1): reasoning
                          reasoning=any(w in self.model.template_source for w in ("<think>", "enable_thinking")),
                          load_seconds=round(self.load_seconds, 2))
+        if self.size_bytes:
+            entry["size_bytes"] = self.size_bytes
         if self.state == "pulling":
             entry["progress"] = self.pull.progress()
         if self.error:
@@ -87,6 +97,7 @@ class LocalProvider:
             log.warning("%s", exc)
             return
         self.options = dataclasses.replace(self.options, source=pulled.path, mmproj=pulled.mmproj)
+        self.size_bytes = disk_size(pulled.path)
         self.state = "loading"
 
     def load(self) -> None:
@@ -114,8 +125,6 @@ class LocalProvider:
             log.exception("loading the local model failed")
             return
         self.load_seconds = time.perf_counter() - started
-        self.size_bytes = source.stat().st_size if source.is_file() else sum(
-            f.stat().st_size for f in source.rglob("*") if f.is_file())
         self.state = "ready"
         log.warning("local model %s ready in %.1f s (%s)", self.model_name, self.load_seconds, self.model.describe())
 
@@ -176,17 +185,19 @@ class LocalProvider:
         return self.state == "ready" and self.scheduler.status() == {"busy": False, "running": 0, "queued": 0}
 
     def unload(self) -> bool:
-        """Free the model's memory if no turn is using it; run() frees it as its loop ends."""
+        """Free the model's memory if no turn is using it: run() returns and frees it (unless a turn
+        came first). Turns sent meanwhile wait in the queue for it to load again."""
         if not self.idle():
             return False
-        self.state = "unloading"
-        self.scheduler.close(UNLOADED)
+        self.scheduler.unload()
         return True
 
+    def pending(self) -> bool:
+        """Turns queued for a model that is not running its loop (unloaded, or about to be)."""
+        return self.scheduler.pending()
+
     def reload(self) -> None:
-        """An unloaded model, to be loaded again (its turn waits in the new scheduler's queue)."""
         self.state = "loading"
-        self.scheduler = Scheduler(self.options.max_batch, f"{self.name}/{self.model_name}")
 
     def submit(self, job: Job) -> None:
         if self.state == "pulling":  # minutes, maybe: answered now rather than kept waiting
@@ -210,8 +221,7 @@ class LocalProvider:
         except ProviderError as never_loaded:
             self.scheduler.refuse_all(never_loaded)
             return
-        self.scheduler.run(self.model, self.encode_prompt)
-        if self.state == "unloading":
+        if self.scheduler.run(self.model, self.encode_prompt):
             self.model.unload()
             self.model = None
             self.state = "unloaded"

@@ -16,13 +16,14 @@ from .row import Row
 log = logging.getLogger(__name__)
 
 PromptFor = Callable[[list[ChatMessage], GenerationOptions], tuple[list[int], Media | None]]
+UNLOAD = object()  # in the job queue: run() returns if nothing runs or waits, so the model can be freed
 
 
 class Scheduler:
     def __init__(self, max_batch: int, label: str):
         self.max_batch = max_batch  # rows decoded together
         self.label = label  # `local/<model>`, the metrics label
-        self.jobs = real_queue.SimpleQueue()  # Jobs for run(), and close()'s None
+        self.jobs = real_queue.SimpleQueue()  # Jobs for run(), close()'s None, unload()'s UNLOAD
         self.running = 0  # rows in the batch now
         self.waiting = 0  # turns queued for a place in it
         self.closed: str | None = None  # why it takes no more jobs
@@ -45,6 +46,13 @@ class Scheduler:
                 self.submit(job)
         self.jobs.put(None)
 
+    def unload(self) -> None:
+        """Ask run() to return when it is idle; turns queued after that wait for the next run()."""
+        self.jobs.put(UNLOAD)
+
+    def pending(self) -> bool:
+        return not self.jobs.empty()
+
     def refuse_all(self, error: ProviderError) -> None:
         """The model never loaded: every turn gets the reason, until close()."""
         while job := self.jobs.get():
@@ -52,8 +60,9 @@ class Scheduler:
 
     def _row_for(self, job: Job | None, model: Model, prompt_for: PromptFor) -> Row | None:
         """The job's row, or None when it is answered already (cancelled, or refused), or when it
-        is close()'s None."""
-        if job is None:
+        is close()'s None or an UNLOAD (which run() has noted)."""
+        if job is None or job is UNLOAD:
+            self.unload_asked = job is UNLOAD
             return None
         if job.cancel.is_set():
             job.channel.put(Finish("cancelled", 0, 0))
@@ -68,11 +77,13 @@ class Scheduler:
                                                   type="invalid_request_error")))
         return None
 
-    def run(self, model: Model, prompt_for: PromptFor) -> None:
-        """Admit waiting turns between steps, until close()."""
+    def run(self, model: Model, prompt_for: PromptFor) -> bool:
+        """Admit waiting turns between steps, until close() (False), or until an unload() finds
+        nothing running or waiting (True)."""
         jobs = self.jobs
         batch = model.new_batch(self.max_batch)
         waiting: collections.deque[Row] = collections.deque()
+        self.unload_asked = False
         while True:
             if not batch.rows and not waiting:
                 if row := self._row_for(jobs.get(), model, prompt_for):  # idle: block until work arrives
@@ -86,7 +97,11 @@ class Scheduler:
                         row.fail(ProviderError(self.closed, type="model_unavailable"))
                 batch.close()
                 self.running = self.waiting = 0
-                return
+                return False
+            if self.unload_asked and not batch.rows and not waiting and jobs.empty():
+                batch.close()
+                return True
+            self.unload_asked = False  # busy again: it stays loaded
             newcomers = []
             while waiting and len(batch.rows) + len(newcomers) < self.max_batch:
                 if waiting[0].cancel.is_set():

@@ -25,13 +25,15 @@ export class ConfirmDialog {
 // A model as the picker lists it: its id, what it can do and its size, or what it is doing.
 export function modelLabel(model, provider = {}) {
   if (provider.available === false) return `${model.id} (not configured)`;
+  const size = model.size_bytes >= 1e9 ? `${(model.size_bytes / 1e9).toFixed(1)} GB` : model.size_bytes ? `${Math.round(model.size_bytes / 1e6)} MB` : "";
+  if (model.state === "unloaded") return `${model.id}${size && ` · ${size}`} (loads when used)`;
   if (model.state && model.state !== "ready") return `${model.id} (${model.state})`;
   const can = [];
   if (model.context_tokens) can.push(`${Math.round(model.context_tokens / 1024)}k context`);
   if (model.tools) can.push("tools");
   if (model.input_modalities?.includes("image")) can.push("vision");
   if (model.reasoning) can.push("reasoning");
-  if (model.size_bytes) can.push(model.size_bytes >= 1e9 ? `${(model.size_bytes / 1e9).toFixed(1)} GB` : `${Math.round(model.size_bytes / 1e6)} MB`);
+  if (size) can.push(size);
   return can.length ? `${model.id} · ${can.join(" · ")}` : model.id;
 }
 
