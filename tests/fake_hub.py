@@ -25,6 +25,7 @@ class FakeHub(ThreadingHTTPServer):
         self.rate: dict[str, int] = {}  # "repo": bytes per second its files are sent at
         self.gets: list[tuple[str, str | None]] = []  # (path, Range header)
         self.misses: list[str] = []  # routes it does not answer
+        self.stopped = False
 
     @property
     def url(self) -> str:
@@ -35,6 +36,9 @@ class FakeHub(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         self.shutdown()
         self.server_close()
 

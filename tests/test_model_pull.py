@@ -167,15 +167,15 @@ def test_the_least_recently_used_model_is_unloaded_and_loads_again_when_asked(se
 
 
 def test_pulled_models_are_listed_after_a_restart_and_load_with_their_first_turn(server, hub, tmp_path):
-    """A second server on the same hub cache, offline: the pulled models are there, unloaded."""
+    """A second server on the same hub cache, offline: RILL_MODEL's model comes from the cache, the
+    other pulled models are there, unloaded."""
     other = start_server("eventlet", tmp_path, entry="rill.entry", RILL_MAX_LOADED_MODELS=1,
-                         HF_HOME=server.hf_home, HF_HUB_OFFLINE=1)
+                         RILL_MODEL=f"hf:{GGUF_REPO}:Q4_1", HF_HOME=server.hf_home, HF_HUB_OFFLINE=1)
     try:
-        from rill.providers.local import wheel_gguf_path
-
         listed = models(other)
-        assert listed[OWN]["state"] == "unloaded" and listed["local/tiny-vlm"]["state"] == "unloaded"
-        assert listed[OWN]["size_bytes"] == wheel_gguf_path().stat().st_size  # known before it loads
+        assert listed[OWN]["state"] == "ready" and listed["local/tiny-vlm"]["state"] == "unloaded"
+        assert listed["local/tiny-vlm"]["size_bytes"] > 0  # known before it loads
+        assert "local/smollm2-135m-instruct" not in listed  # RILL_MODEL's took the local model's place
         assert "local/big-gguf" not in listed  # cancelled: nothing of it was kept
         assert ask(other, OWN) == ask(server, OWN)
     finally:

@@ -33,10 +33,10 @@ def hub():
     server.stop()
 
 
-def rill(hub, tmp_path, *args, **run) -> subprocess.CompletedProcess:
+def rill(hub, tmp_path, *args, offline=False, **run) -> subprocess.CompletedProcess:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("HF_", "RILL_"))},
            "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
-           "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "1" if offline else "0"}
     return subprocess.run([sys.executable, "-c", "from rill_cli.main import cli; cli()", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, **run)
 
@@ -50,6 +50,13 @@ def test_a_gguf_is_picked_by_quantization_with_its_projector_then_listed_and_del
     assert "serve it: RILL_MODEL=hf:tiny/river-GGUF rill serve" in r.stdout
     r = rill(hub, tmp_path, "pull", "tiny/river-GGUF:q8_0")
     assert r.returncode == 0 and "river-Q8_0.gguf" in r.stdout, r.stderr
+    cached = rill(hub, tmp_path, "pull", "tiny/river-GGUF", offline=True)  # offline: from the cache
+    assert cached.returncode == 0 and str(model) in cached.stdout, cached.stderr
+    hub.stop()  # the hub goes away: the same
+    assert str(model) in rill(hub, tmp_path, "pull", "tiny/river-GGUF").stdout
+    missing = rill(hub, tmp_path, "pull", "tiny/river-GGUF:Q5_K_M", offline=True)
+    assert missing.returncode == 1 and "the hub cannot be reached (OfflineModeIsEnabled) and tiny/river-GGUF:Q5_K_M " \
+        "is not in the local cache: pull it while online" in missing.stderr
     listed = rill(hub, tmp_path, "models").stdout
     assert "tiny/river-GGUF  24.4 MB  3 files" in listed, listed
     assert rill(hub, tmp_path, "rm", "tiny/river-GGUF").returncode == 0

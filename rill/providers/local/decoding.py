@@ -60,6 +60,8 @@ class Sampler:
             probs = np.zeros_like(probs)
             probs[order[keep]] = sorted_probs[keep]
         cumulative = np.cumsum(probs)
+        if not np.isfinite(cumulative[-1]) or cumulative[-1] <= 0:  # as torch.multinomial refuses them
+            raise ValueError("probability tensor contains either inf, nan or element < 0")
         index = int(np.searchsorted(cumulative, self.generator.random() * cumulative[-1], side="right"))
         return min(index, len(probs) - 1)
 

@@ -73,14 +73,21 @@ def pull(spec: str, progress: bool = True, on_plan: Callable[[list[tuple[Path, i
     from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
     from huggingface_hub.file_download import repo_folder_name
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError)
+                                        OfflineModeIsEnabled, RepositoryNotFoundError)
     from huggingface_hub.utils import disable_progress_bars
+    from httpx2 import TransportError
 
     repo, quant = parse(spec)
     if not progress:
         disable_progress_bars()
     try:
-        info = HfApi().model_info(repo, files_metadata=True)
+        try:
+            info = HfApi().model_info(repo, files_metadata=True)
+        except (OfflineModeIsEnabled, TransportError) as unreachable:  # offline, or no network: the cache
+            if cached := from_cache(repo, quant):
+                return cached
+            raise PullError(f"the hub cannot be reached ({type(unreachable).__name__}) and {spec.removeprefix('hf:')} "
+                            f"is not in the local cache: pull it while online") from None
         hashes = {s.rfilename: s.lfs.sha256 if s.lfs else None for s in info.siblings or []}
         model, projector = pick(repo, quant, list(hashes))
         if on_plan:
@@ -139,9 +146,8 @@ def local_models() -> list[dict]:
                    if r.repo_type == "model"), key=lambda r: -r["size"])
 
 
-def cached_models() -> list[tuple[str, Path, Path | None]]:
-    """What the hub's cache holds that Rill can run, from each repository's newest revision:
-    (spec, model file or directory, vision projector). Each GGUF quantization is a model."""
+def snapshots() -> list[tuple[str, Path, dict[str, Path]]]:
+    """Each cached model repository's newest revision: (repo, its directory, {file name: path})."""
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
@@ -153,14 +159,38 @@ def cached_models() -> list[tuple[str, Path, Path | None]]:
     for repo in sorted((r for r in cache.repos if r.repo_type == "model" and r.revisions), key=lambda r: r.repo_id):
         revision = max(repo.revisions, key=lambda r: r.last_modified)
         files = {str(f.file_path.relative_to(revision.snapshot_path)): f.file_path for f in revision.files}
-        _, projector = pick(repo.repo_id, None, list(files))
+        found.append((repo.repo_id, revision.snapshot_path, files))
+    return found
+
+
+def from_cache(repo: str, quant: str | None) -> Pulled | None:
+    """What a pull would give, from the cache alone (the hub cannot be reached), if it is there."""
+    for cached, directory, files in snapshots():
+        if cached != repo:
+            continue
+        try:
+            model, projector = pick(repo, quant, list(files))
+        except PullError:
+            return None
+        if model is None:
+            return Pulled(repo, directory) if "config.json" in files else None
+        return Pulled(repo, files[model], files[projector] if projector else None)
+    return None
+
+
+def cached_models() -> list[tuple[str, Path, Path | None]]:
+    """What the hub's cache holds that Rill can run: (spec, model file or directory, vision
+    projector). Each GGUF quantization is a model."""
+    found = []
+    for repo, directory, files in snapshots():
+        _, projector = pick(repo, None, list(files))
         mmproj = files[projector] if projector else None
-        for name in sorted(files):
-            if name.endswith(".gguf") and not Path(name).name.lower().startswith("mmproj"):
-                quant = quant_of(name)
-                found.append((f"{repo.repo_id}:{quant}" if quant else repo.repo_id, files[name], mmproj))
-        if "config.json" in files and not any(spec == repo.repo_id for spec, _, _ in found):
-            found.append((repo.repo_id, revision.snapshot_path, None))
+        ggufs = [n for n in sorted(files) if n.endswith(".gguf") and not Path(n).name.lower().startswith("mmproj")]
+        for name in ggufs:
+            quant = quant_of(name)
+            found.append((f"{repo}:{quant}" if quant else repo, files[name], mmproj))
+        if not ggufs and "config.json" in files:
+            found.append((repo, directory, None))
     return found
 
 
