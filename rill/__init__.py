@@ -10,7 +10,7 @@ def create_app(settings=None, providers=()):
     from flask import Flask, g, request
 
     from . import logs, openapi
-    from .api import chat, files, models, sessions, status, threads, ui, usage
+    from .api import chat, files, mcp, models, sessions, status, threads, ui, usage
     from .auth import ANONYMOUS, cli
     from .chat.reasoning import ReasoningSplitter
     from .config import Settings
@@ -33,8 +33,8 @@ def create_app(settings=None, providers=()):
 
     logs.register(app)  # first: every request gets its id, refused ones too
     register_error_handlers(app)
-    protected = (chat.bp, sessions.bp, threads.bp, threads.search_bp, files.bp, models.bp, usage.bp, openai_api.bp,
-                 anthropic_api.bp)
+    protected = (chat.bp, sessions.bp, threads.bp, threads.search_bp, files.bp, models.bp, mcp.bp, usage.bp,
+                 openai_api.bp, anthropic_api.bp)
     for bp in (*protected, threads.shared_bp, status.bp, openapi.bp, cli, ui.bp):
         app.register_blueprint(bp)
     protected_names = {bp.name for bp in protected}

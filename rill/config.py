@@ -102,6 +102,11 @@ class Settings:
     prices: str = ""  # JSON, dollars per million tokens per model: {"openai/x": {"prompt": 0.4, "completion": 1.6}}
     log_format: str = "text"  # or "json": one JSON object per line
     log_content: bool = False  # log message and reply text (never on by default)
+    # Tools that run (MCP servers the operator configures).
+    mcp_config: str = ""  # a JSON file: {"mcpServers": {name: {command, args, env, cwd} | {url, headers}}}
+    mcp_timeout_seconds: float = 30.0  # a tool call (and a server's start) that takes longer is an error result
+    mcp_output_chars: int = 8000  # a tool result longer than this is cut, with a mark saying how much
+    max_tool_rounds: int = 5  # tool calls run per turn before the model must answer
     reasoning_tags: str = "<think>,</think>"  # text between these is streamed as reasoning; empty: off
 
     @classmethod

@@ -38,6 +38,7 @@ REFUSAL_STATUS = {  # the domain's refusals, by type
     "request_too_large": 413,
     "unsupported_file_type": 415,
     "model_not_multimodal": 400,
+    "mcp_server_unavailable": 503,
     "turn_exists": 409,
     "too_many_turns": 429,
 }

@@ -209,6 +209,8 @@ def build(settings, auth_enabled: bool) -> dict:
             "delete": {"summary": "Delete a message and every message below it (a branch)",
                        "parameters": [*path_param("thread_id"), *path_param("message_id")],
                        "responses": {"204": {"description": "deleted"}, **responses(ANY_JSON, 401, 404)}}},
+        "/api/mcp": {"get": {"summary": "The MCP servers configured (RILL_MCP_CONFIG) and their tools",
+                             "responses": responses(ANY_JSON, 401)}},
         "/api/models": {"get": {"summary": "Providers and models", "responses": responses(ANY_JSON, 401)}},
         "/api/models/load": {"post": {"summary": "Load another local model", "requestBody": body(LoadRequest),
                                       "responses": {"202": {"description": "loading"},

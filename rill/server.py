@@ -276,6 +276,7 @@ def stop_gracefully(rill) -> None:
     then the process exits (nothing is half-written: each save is one transaction)."""
     log.warning("shutting down: saving running turns as interrupted")
     rill.turns.interrupt_all(rill.settings.shutdown_grace_seconds)
+    rill.mcp.close()  # stdio servers' processes end with the server
     rill.threads.close()
     logging.shutdown()
     os._exit(0)

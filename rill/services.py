@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .conversations.feed import ChangeFeed
     from .conversations.files import FileStore
     from .conversations.store import ThreadStore
+    from .mcp.servers import McpServers
     from .providers.base import Provider
     from .providers.directory import ProviderDirectory
     from .usage import Prices, TurnUsage
@@ -86,6 +87,7 @@ class Services:
     accounting: TurnObserver
     auth: Auth
     prices: Prices
+    mcp: McpServers
     started: float = field(default_factory=time.monotonic)
 
 
@@ -106,6 +108,8 @@ def build_services(settings: Settings, providers: tuple[Provider, ...] = ()) -> 
     from .chat.accounting import Accounting
     from .chat.redis_turns import RedisTurns
     from .chat.turns import Turns
+    from .mcp.config import load as load_mcp
+    from .mcp.servers import McpServers
     from .conversations.feed import ChangeFeed, RedisChangeFeed
     from .providers.directory import ProviderDirectory
     from .providers.gemini import GeminiProvider
@@ -135,6 +139,7 @@ def build_services(settings: Settings, providers: tuple[Provider, ...] = ()) -> 
         turns=RedisTurns(settings, redis_client, store) if redis_client else Turns(settings),
         accounting=Accounting(usage, settings.log_content),
         auth=Auth(settings),
+        mcp=McpServers(load_mcp(settings.mcp_config), settings.mcp_timeout_seconds, settings.mcp_output_chars),
         prices=Prices(settings.prices),
     )
 

@@ -1,7 +1,10 @@
 """A real MCP server for the tests, made with the SDK: `python -m tests.mcp_tools` speaks stdio,
-`python -m tests.mcp_tools PORT` Streamable HTTP on 127.0.0.1."""
+`python -m tests.mcp_tools PORT` Streamable HTTP on 127.0.0.1 (http_server() starts one)."""
 import os
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -38,6 +41,26 @@ def long(characters: int) -> str:
 def pid() -> int:
     """The server's process id (a restart changes it)."""
     return os.getpid()
+
+
+def http_server(port: int) -> tuple[subprocess.Popen, str]:
+    """This server over Streamable HTTP in a process of its own, once it answers: (process, URL)."""
+    import requests
+
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen([sys.executable, "-m", "tests.mcp_tools", str(port)], cwd=root,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/mcp"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(url, timeout=1)
+            return process, url
+        except requests.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("the HTTP MCP server did not start")
+            time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ class ScriptedProvider(Streamed):
 
     def models(self):
         return [{"id": m, "state": "ready"}
-                for m in ("echo", "fail", "slow", "xss", "long", "hold", "think", "tools", "history", "sees")]
+                for m in ("echo", "fail", "slow", "xss", "long", "hold", "think", "tools", "history", "sees", "call")]
 
     def input_modalities(self, model):
         return ["text", "image"] if model == "sees" else ["text"]
@@ -87,6 +87,9 @@ class ScriptedProvider(Streamed):
             return
         if model == "tools":
             yield from tool_turn(messages, options)
+            return
+        if model == "call":
+            yield from call_turn(messages, options)
             return
         if model == "echo":
             pieces = [w + " " for w in messages[-1].content.split()]
@@ -126,6 +129,26 @@ def described(image) -> str:
 
     with Image.open(BytesIO(image.data)) as opened:
         return f"{image.media_type} {opened.width}x{opened.height} {image.sha256}"
+
+
+def call_turn(messages, options):
+    """`call`: the question `<tool> <JSON arguments>` becomes that call, in two pieces; after its
+    result, the answer quotes it (a tool Rill runs: the MCP tests)."""
+    if messages[-1].role == "tool":
+        for piece in ["The result is ", messages[-1].content, "."]:
+            yield piece
+        yield Finish("stop", 3, 3)
+        return
+    name, _, arguments = messages[-1].content.partition(" ")
+    if name not in {tool.name for tool in options.tools} or options.tool_choice == "none":
+        yield f"no tool {name} to call"
+        yield Finish("stop", 3, 1)
+        return
+    yield ToolCallPart(0, f"call_{name}", name)
+    middle = len(arguments) // 2
+    yield ToolCallPart(0, arguments=arguments[:middle])
+    yield ToolCallPart(0, arguments=arguments[middle:])
+    yield Finish("tool_calls", 3, 2)
 
 
 def tool_turn(messages, options):

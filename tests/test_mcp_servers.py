@@ -2,16 +2,15 @@
 SDK (tests/mcp_tools.py), over stdio and Streamable HTTP: tools listed, calls answered, a timeout,
 a failing tool, a long result cut, Stop, a server killed between calls, one that cannot start."""
 import json
-import subprocess
 import sys
 import time
 
 import psutil
 import pytest
-import requests
 
 from rill.mcp.config import HttpServer, StdioServer, load
 from rill.mcp.servers import McpServers
+from tests.mcp_tools import http_server
 from tests.server import ROOT, free_port
 
 pytestmark = pytest.mark.slow
@@ -21,18 +20,7 @@ STDIO = StdioServer(command=sys.executable, args=["-m", "tests.mcp_tools"], cwd=
 
 @pytest.fixture(scope="module")
 def http_url():
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.mcp_tools", str(port)], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/mcp"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(url, timeout=1)
-            break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline and process.poll() is None, "the HTTP MCP server did not start"
-            time.sleep(0.2)
+    process, url = http_server(free_port())
     yield url
     process.terminate()
     process.wait(10)
@@ -117,6 +105,7 @@ def test_a_server_that_cannot_start_is_said_not_raised():
     ('{"servers": {}}', "mcpServers: Field required"),
     ('{"mcpServers": {"a b": {"command": "x"}}}', "server name 'a b'"),
     ('{"mcpServers": {"x": {"command": "x", "shell": true}}}', "shell: Extra inputs are not permitted"),
+    ('{"mcpServers": {"x": {"command": "x", "ask_first": true}}}', "ask_first: Extra inputs are not permitted"),
     ('{"mcpServers": {"x": {"url": "ftp://host"}}}', "url: String should match pattern"),
 ])
 def test_a_config_rill_cannot_use_stops_the_start_with_why(tmp_path, content, words):
@@ -130,8 +119,8 @@ def test_a_config_rill_cannot_use_stops_the_start_with_why(tmp_path, content, wo
 def test_the_common_config_shape_loads(tmp_path):
     path = tmp_path / "mcp.json"
     path.write_text(json.dumps({"mcpServers": {
-        "files": {"command": "python", "args": ["-m", "x"], "env": {"A": "1"}, "cwd": "/tmp", "ask_first": True},
+        "files": {"command": "python", "args": ["-m", "x"], "env": {"A": "1"}, "cwd": "/tmp"},
         "web": {"url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": "Bearer k"}, "timeout_seconds": 5}}}))
     servers = load(str(path))
-    assert servers["files"].ask_first and servers["files"].args == ["-m", "x"]
+    assert servers["files"].args == ["-m", "x"] and servers["files"].env == {"A": "1"}
     assert isinstance(servers["web"], HttpServer) and servers["web"].timeout_seconds == 5

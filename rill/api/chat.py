@@ -32,7 +32,8 @@ def start(req: ChatRequest, caller: Caller) -> Turn:
     return start_turn(rill, caller, req.message, options, model=req.model, thread_id=req.thread_id or req.session_id,
                       parent_id=req.parent_id, system=req.system, replace_turn=req.replace_turn, turn_id=req.turn_id,
                       new_root="parent_id" in req.model_fields_set and req.parent_id is None,
-                      not_found="thread_not_found" if req.thread_id else "session_not_found", files=tuple(req.files or ()))
+                      not_found="thread_not_found" if req.thread_id else "session_not_found", files=tuple(req.files or ()),
+                      mcp_servers=tuple(req.mcp_servers or ()))
 
 
 def follow(turn, after: int = -1):

@@ -12,8 +12,8 @@ from typing import ClassVar, Literal
 
 from ..providers.base import HiddenStates
 
-Kind = Literal["start", "reasoning", "token", "tool_call_start", "tool_call_delta", "tool_call_end", "done", "error",
-               "ping"]
+Kind = Literal["start", "reasoning", "token", "tool_call_start", "tool_call_delta", "tool_call_end", "tool_result",
+               "done", "error", "ping"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,18 @@ class ToolCallEnd(Payload):
 
 
 @dataclass(frozen=True)
+class ToolResult(Payload):
+    """What a tool Rill ran (an MCP server's) answered, cut at RILL_MCP_OUTPUT_CHARS with a mark,
+    or why it failed (`is_error`); the model's answer goes on from it."""
+    kind = "tool_result"
+    socketio = "chat_tool_result"
+    index: int  # the call's
+    id: str  # the call's
+    content: str
+    is_error: bool
+
+
+@dataclass(frozen=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
@@ -149,7 +161,7 @@ class Error(Payload):
 
 
 EVENTS: dict[str, type[Payload]] = {p.kind: p for p in (Start, ReasoningText, Token, ToolCallStart, ToolCallDelta,
-                                                         ToolCallEnd, Done, Error)}
+                                                         ToolCallEnd, ToolResult, Done, Error)}
 
 
 def field_names(payload: type[Payload]) -> list[str]:

@@ -10,23 +10,25 @@ finds the reply there. Its figures (metrics, usage, the log line) are the observ
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from ..providers.base import (ChatMessage, Failure, Finish, GenerationOptions, Image, Job, Piece, Prompt, Provider,
-                              ProviderError, Reasoning, ToolCallPart)
+                              ProviderError, Reasoning, Tool, ToolCall, ToolCallPart)
 from ..refusals import Refused, not_multimodal
 from ..conversations.attachments import tokens
 from ..conversations.parts import chat_messages, reply_parts, text_of
 from .events import (Done, Error, ErrorBody, Payload, ReasoningText, Start, Token, ToolCallDelta, ToolCallEnd,
-                     ToolCallStart, Usage)
+                     ToolCallStart, ToolResult, Usage)
 from .reasoning import ReasoningSplitter
 
 if TYPE_CHECKING:
+    from ..mcp.servers import Call, Tool as McpTool
     from ..services import Services
 
 log = logging.getLogger(__name__)
@@ -90,16 +92,23 @@ class Place:
 def start_turn(services: Services, caller: Caller, message: str | None, options: GenerationOptions,
                model: str | None = None, thread_id: str | None = None, parent_id: str | None = None,
                system: str | None = None, replace_turn: str | None = None, turn_id: str | None = None,
-               new_root: bool = False, not_found: str = "thread_not_found", files: tuple[str, ...] = ()) -> Turn:
+               new_root: bool = False, not_found: str = "thread_not_found", files: tuple[str, ...] = (),
+               mcp_servers: tuple[str, ...] = ()) -> Turn:
     """A turn of a thread (the app's routes). With a `message`, the question goes under
     `parent_id` (default: the thread's current leaf; a new thread when none is named) and the reply
     under it (`new_root`: the question starts a new root, an edit of the first question); without
     one, a new reply goes under the question `parent_id` (a regenerate).
     `replace_turn` asks that turn's question again beside it (the session API's regenerate).
     `files` (uploads' ids) go with the question; the model gets what each becomes (attachments.py).
-    The model sees the path from the root down to the question. Everything that can be refused
-    is checked here, before any byte of a stream is sent; the question is saved then."""
+    The model sees the path from the root down to the question; the tools of `mcp_servers` are
+    offered to it, and its calls to them run (the turn goes on from their results). Everything
+    that can be refused is checked here, before any byte of a stream is sent; the question is saved then."""
     provider, model_id = services.providers.resolve(model)
+    tools = mcp_tools(services, provider, model_id, mcp_servers)
+    if tools:
+        options = replace(options, tool_choice="auto", tools=options.tools + tuple(
+            Tool(name, tool.description, tool.schema or {"type": "object", "properties": {}})
+            for name, tool in tools.items()))
     turn_id = turn_id or uuid.uuid4().hex
     store, user = services.threads, caller.user
 
@@ -147,7 +156,7 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
             raise
         place = Place(thread_id, question["id"], uuid.uuid4().hex)
         turn = Turn(services, Job(provider, model_id, messages, options), turn_id, caller, place,
-                    text_of(question["parts"]))
+                    text_of(question["parts"]), tools)
         services.turns.add(turn)
     return turn
 
@@ -169,6 +178,24 @@ def start_stateless_turn(services: Services, caller: Caller, model: str, message
     return turn
 
 
+def mcp_tools(services: Services, provider: Provider, model: str, names: tuple[str, ...]) -> dict[str, McpTool]:
+    """The tools of these MCP servers, by the name the model calls them; refused when a server is
+    not configured or cannot be reached, or the model cannot call tools."""
+    if not names:
+        return {}
+    configured = services.mcp.config
+    for n, name in enumerate(names):
+        if name not in configured:
+            raise Refused("invalid_request_error", f"mcp_servers.{n}: no MCP server {name!r} (configured: "
+                                                   f"{', '.join(configured) or 'none; see RILL_MCP_CONFIG'})")
+    if why := provider.refuses_tools(model, "auto"):
+        raise Refused("invalid_request_error", why)
+    tools, failed = services.mcp.tools(list(dict.fromkeys(names)))
+    if failed:
+        raise Refused("mcp_server_unavailable", "; ".join(f"MCP server {name!r}: {why}" for name, why in failed.items()))
+    return {tool.qualified: tool for tool in tools}
+
+
 def check_modalities(provider: Provider, model: str, messages: list[ChatMessage]) -> None:
     """Images only for a model that reads them: refused, never dropped."""
     image = next((image for m in messages for image in m.images), None)
@@ -188,7 +215,7 @@ class Collected:
 
 class Turn:
     def __init__(self, services: Services, job: Job, turn_id: str, caller: Caller = Caller(),
-                 place: Place | None = None, message: str = ""):
+                 place: Place | None = None, message: str = "", tools: dict[str, McpTool] | None = None):
         self.services = services
         self.observer: TurnObserver = services.accounting
         self.job = job
@@ -213,6 +240,12 @@ class Turn:
         self.last_at: float | None = None
         self._ending = threading.Lock()
         self._interrupting = False  # a cancel from a shutdown: the turn ends interrupted
+        self.tools = tools or {}  # the MCP tools Rill runs when the model calls them, by that name
+        self.rounds = 0  # tool rounds run
+        self.done_parts: list[dict] = []  # the parts of the rounds before this one: calls, then their results
+        self.round_start = (0, 0, 0)  # where this round's text, reasoning and calls begin
+        self.spent = (0, 0, 0)  # earlier rounds' prompt, completion and cached tokens
+        self.call: Call | None = None  # the tool call running now
 
     @property
     def running(self) -> bool:
@@ -223,8 +256,11 @@ class Turn:
         return self.place and self.place.thread_id
 
     def cancel(self) -> None:
-        """Stop the model within one decode step; the turn ends `cancelled` with what it wrote."""
+        """Stop the model within one decode step (or the running tool call at once); the turn ends
+        `cancelled` with what it wrote."""
         self.job.cancel.set()
+        if (call := self.call) is not None:
+            call.cancel()
 
     @property
     def cancelling(self) -> bool:
@@ -232,7 +268,7 @@ class Turn:
 
     def interrupt(self) -> None:
         self._interrupting = True
-        self.job.cancel.set()
+        self.cancel()
 
     def run(self) -> None:
         """The pump: the provider's output into the log, until the turn ends. A store that fails
@@ -271,8 +307,11 @@ class Turn:
                 case Finish() as finish:
                     for kind, part in self.splitter.flush():
                         self._text(kind, part)
+                    finish = self._spend(finish)
                     self.prompt_tokens = finish.prompt_tokens
-                    if self._interrupting:
+                    if self._runs_tools(finish):
+                        self._run_tools(finish)
+                    elif self._interrupting:
                         self.end(TurnState.INTERRUPTED, interrupted())
                     else:
                         self.end(TurnState.CANCELLED if finish.reason == "cancelled" else TurnState.COMPLETE,
@@ -335,6 +374,68 @@ class Turn:
         for upstream_index in sorted(self.open_calls, key=lambda i: self.open_calls[i]["index"]):
             self._end_call(upstream_index)
 
+    def _spend(self, finish: Finish) -> Finish:
+        """The turn's tokens so far: this round's added to the earlier rounds'."""
+        prompt, completion, cached = self.spent
+        return replace(finish, prompt_tokens=prompt + finish.prompt_tokens,
+                       completion_tokens=completion + finish.completion_tokens,
+                       cached_tokens=cached + finish.cached_tokens)
+
+    def _runs_tools(self, finish: Finish) -> bool:
+        """The round ended in calls Rill runs (each one to a tool it offered), with rounds left."""
+        calls = self.tool_calls[self.round_start[2]:]
+        return (bool(calls) and finish.reason != "cancelled" and not self.cancelling
+                and all(c["name"] in self.tools for c in calls))
+
+    def _run_tools(self, finish: Finish) -> None:
+        """Run this round's calls one by one, each result an event; then the model goes on from
+        them in a new round (the last one without tools: it must answer)."""
+        self._end_tool_calls()
+        text_at, reasoning_at, calls_at = self.round_start
+        calls = self.tool_calls[calls_at:]
+        parts = reply_parts("".join(self.pieces[text_at:]), "", calls)
+        results = []
+        for call in calls:
+            output = self._run(call)
+            if output is None:  # stopped
+                self.end(TurnState.INTERRUPTED if self._interrupting else TurnState.CANCELLED,
+                         interrupted() if self._interrupting else None, replace(finish, reason="cancelled"))
+                return
+            content, is_error = output
+            with self._ending:
+                if not self.running:
+                    return
+                self.log.append(ToolResult(call["index"], call["id"], content, is_error))
+            results.append(ChatMessage("tool", content, tool_call_id=call["id"], name=call["name"]))
+            parts.append({"type": "tool_result", "tool_call_id": call["id"], "content": content})
+        self.done_parts += [p for p in parts if p["type"] != "text" or p["text"]]
+        self.rounds += 1
+        self.round_start = (len(self.pieces), len(self.reasoning), len(self.tool_calls))
+        self.spent = (finish.prompt_tokens, finish.completion_tokens, finish.cached_tokens)
+        job = self.job
+        said = ChatMessage("assistant", "".join(self.pieces[text_at:]),
+                           tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in calls))
+        last = self.rounds >= self.services.settings.max_tool_rounds
+        options = replace(job.options, tool_choice="none") if last else job.options
+        self.job = Job(job.provider, job.model, [*job.messages, said, *results], options, cancel=job.cancel)
+        self.services.providers.submit(self.job)
+
+    def _run(self, call: dict) -> tuple[str, bool] | None:
+        """One call's (content, is_error); None when the turn was stopped meanwhile."""
+        tool = self.tools[call["name"]]
+        try:
+            arguments = json.loads(call["arguments"] or "{}")
+        except ValueError as err:
+            return f"the arguments are not valid JSON ({err}): {call['arguments'][:200]}", True
+        if not isinstance(arguments, dict):
+            return "the arguments must be a JSON object", True
+        self.call = running = self.services.mcp.call(tool.server, tool.name, arguments)
+        if self.cancelling:  # stopped just before the call began
+            running.cancel()
+        output = running.result()
+        self.call = None
+        return None if self.cancelling else (output.text, output.is_error)
+
     def end(self, state: TurnState, error: ProviderError | None = None, finish: Finish | None = None) -> None:
         """Save the reply, then write the final event; once, whoever calls first (the pump, or a
         shutdown that cannot wait for the model)."""
@@ -361,7 +462,10 @@ class Turn:
                      "cached_tokens": finish.cached_tokens}
             timings = {"ttft_ms": final.ttft_ms, "duration_ms": final.duration_ms,
                        "tokens_per_second": final.tokens_per_second}
-        parts = reply_parts("".join(self.pieces), "".join(self.reasoning), self.tool_calls)
+        text_at, reasoning_at, calls_at = self.round_start
+        reasoning = "".join(self.reasoning)  # all rounds' thinking, shown first
+        parts = [*([{"type": "reasoning", "text": reasoning}] if reasoning else []), *self.done_parts,
+                 *reply_parts("".join(self.pieces[text_at:]), "", self.tool_calls[calls_at:])]
         try:
             self.services.threads.add_message(self.user, self.place.thread_id, self.place.question_id, "assistant",
                                               parts, id=self.place.reply_id, status=state.value, model=self.model,

@@ -58,16 +58,26 @@ def reply_parts(text: str, reasoning: str = "", tool_calls: list[dict] = ()) -> 
 def chat_messages(path: list[dict], file_content: Callable[[str], str | Image] | None = None) -> list[ChatMessage]:
     """A path of messages as the model sees it: its images and text, the text of its other files
     (`file_content` of each file id), and calls (thinking is not sent again; a message with nothing
-    to say, such as a failed reply, is left out)."""
+    to say, such as a failed reply, is left out). A reply whose tools Rill ran holds rounds, in
+    order: what the model said and called, then each call's result, then what it said next."""
     out = []
     for m in path:
-        calls = tuple(ToolCall(p["id"], p["name"], p["arguments"]) for p in m["parts"] if p["type"] == "tool_call")
-        for p in m["parts"]:
-            if p["type"] == "tool_result":
-                out.append(ChatMessage("tool", p["content"], tool_call_id=p["tool_call_id"]))
-        files = [file_content(f) for f in file_ids(m["parts"])]
-        images = tuple(f for f in files if isinstance(f, Image))
-        text = "\n\n".join(p for p in [*(f for f in files if isinstance(f, str)), text_of(m["parts"])] if p)
-        if text or calls or images:
-            out.append(ChatMessage(m["role"], text, calls, images=images))
+        said: list[dict] = []
+        for p in [*m["parts"], None]:
+            if p is None or p["type"] == "tool_result":
+                if message := said_message(m["role"], said, file_content):
+                    out.append(message)
+                said = []
+                if p is not None:
+                    out.append(ChatMessage("tool", p["content"], tool_call_id=p["tool_call_id"]))
+            else:
+                said.append(p)
     return out
+
+
+def said_message(role: str, parts: list[dict], file_content) -> ChatMessage | None:
+    calls = tuple(ToolCall(p["id"], p["name"], p["arguments"]) for p in parts if p["type"] == "tool_call")
+    files = [file_content(f) for f in file_ids(parts)]
+    images = tuple(f for f in files if isinstance(f, Image))
+    text = "\n\n".join(p for p in [*(f for f in files if isinstance(f, str)), text_of(parts)] if p)
+    return ChatMessage(role, text, calls, images=images) if text or calls or images else None

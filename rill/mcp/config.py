@@ -1,6 +1,6 @@
 """RILL_MCP_CONFIG: the `{"mcpServers": {name: ...}}` file users already have from other MCP
-clients. A server is a command (stdio) or a URL (Streamable HTTP); Rill adds `ask_first` (the
-user approves each call) and `timeout_seconds`. Anything else is an error that names it."""
+clients. A server is a command (stdio) or a URL (Streamable HTTP); Rill adds `timeout_seconds`.
+Anything else is an error that names it."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,6 @@ class StdioServer(BaseModel):
     args: list[str] = []
     env: dict[str, str] = {}
     cwd: str | None = None
-    ask_first: bool = False
     timeout_seconds: float | None = Field(default=None, gt=0)
 
 
@@ -24,7 +23,6 @@ class HttpServer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(pattern=r"^https?://")
     headers: dict[str, str] = {}
-    ask_first: bool = False
     timeout_seconds: float | None = Field(default=None, gt=0)
 
 

@@ -33,7 +33,7 @@ class Tool:
 
 
 @dataclass(frozen=True)
-class ToolResult:
+class ToolOutput:
     text: str
     is_error: bool = False
 
@@ -116,17 +116,22 @@ def reason(err: BaseException) -> str:
 class Call:
     """A running call: its result arrives on `channel`; cancel() stops it."""
 
-    def __init__(self, servers: McpServers, future):
+    def __init__(self, loop: asyncio.AbstractEventLoop):
         self.channel = Channel()
-        self._servers, self._future = servers, future
-        future.add_done_callback(lambda f: self.channel.put(f.result() if not f.cancelled() else
-                                                            ToolResult("the call was stopped", True)))
+        self.loop = loop
+        self.task: asyncio.Task | None = None  # set on the loop
+        self.cancelled = False
 
-    def result(self) -> ToolResult:
+    def result(self) -> ToolOutput:
         return self.channel.get()
 
     def cancel(self) -> None:
-        self._servers.loop.call_soon_threadsafe(self._future.cancel)
+        def stop() -> None:
+            self.cancelled = True
+            if self.task is not None:
+                self.task.cancel()
+
+        self.loop.call_soon_threadsafe(stop)
 
 
 class McpServers:
@@ -152,16 +157,28 @@ class McpServers:
                 ready.wait()
         return self.loop
 
-    def _run(self, coroutine):
-        """A coroutine on the servers' loop; its concurrent future."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self._start())
+    def _run(self, coroutine, deliver, call: Call | None = None) -> None:
+        """Run a coroutine on the servers' loop; deliver(task) is called there when it is done.
+        (No concurrent.futures.Future: its lock would be green under eventlet, and shared by two threads.)"""
+        def begin() -> None:
+            task = asyncio.ensure_future(coroutine)
+            task.add_done_callback(deliver)
+            if call is not None:
+                call.task = task
+                if call.cancelled:
+                    task.cancel()
+
+        self._start().call_soon_threadsafe(begin)
 
     def wait(self, coroutine):
         """Its result, waited for without blocking the hub (a green thread yields meanwhile)."""
         channel = Channel()
-        future = self._run(coroutine)
-        future.add_done_callback(channel.put)
-        return channel.get().result()
+        self._run(coroutine, lambda task: channel.put((task.exception(), None) if task.exception() else
+                                                      (None, task.result())))
+        error, result = channel.get()
+        if error is not None:
+            raise error
+        return result
 
     def tools(self, names: list[str]) -> tuple[list[Tool], dict[str, str]]:
         """The tools of these servers, and why each server that could not list them failed."""
@@ -189,25 +206,28 @@ class McpServers:
         return self.config[name].timeout_seconds or self.timeout_seconds
 
     def call(self, server: str, tool: str, arguments: dict) -> Call:
-        return Call(self, self._run(self._call(server, tool, arguments)))
+        call = Call(self._start())
+        self._run(self._call(server, tool, arguments), lambda task: call.channel.put(
+            ToolOutput("the call was stopped", True) if task.cancelled() else task.result()), call)
+        return call
 
-    async def _call(self, name: str, tool: str, arguments: dict) -> ToolResult:
+    async def _call(self, name: str, tool: str, arguments: dict) -> ToolOutput:
         connection = self.connections[name]
         timeout = self._timeout(name)
         try:
             client = await asyncio.wait_for(connection.session(), timeout)
             result = await asyncio.wait_for(client.call_tool(tool, arguments), timeout)
         except asyncio.TimeoutError:
-            return ToolResult(f"{name}_{tool} did not answer within {timeout:g} s", True)
+            return ToolOutput(f"{name}_{tool} did not answer within {timeout:g} s", True)
         except asyncio.CancelledError:
             if connection.stdio:  # stopped mid-call: a fresh process, whatever the old one was doing
                 await connection.restart()
             raise
         except Exception as err:  # noqa: BLE001 - a crash, a closed pipe: the model is told, the server restarts
             await connection.restart()
-            return ToolResult(f"{name}_{tool} failed: {reason(err)}", True)
+            return ToolOutput(f"{name}_{tool} failed: {reason(err)}", True)
         text = "\n".join(getattr(part, "text", None) or f"[{part.type} content]" for part in result.content)
-        return ToolResult(self.capped(text), bool(result.is_error))
+        return ToolOutput(self.capped(text), bool(result.is_error))
 
     def capped(self, text: str) -> str:
         if len(text) <= self.output_chars:
@@ -224,7 +244,8 @@ class McpServers:
                 await connection.restart()
             await asyncio.sleep(0.2)  # their tasks leave their sessions: stdio children end
 
-        with contextlib.suppress(Exception):
-            self._run(stop_all()).result(5)
+        stopped = real_threading.Event()
+        self._run(stop_all(), lambda task: stopped.set())
+        stopped.wait(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
 

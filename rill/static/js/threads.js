@@ -23,8 +23,10 @@ export function viewMessage(m, files = {}) {
     reasoning: joined("reasoning"),
     files: parts.filter((p) => p.type === "file")
       .map((p) => ({ id: p.file_id, name: files[p.file_id]?.name || "a deleted file", type: files[p.file_id]?.type || "" })),
-    toolCalls: parts.filter((p) => p.type === "tool_call")
-      .map((p) => ({ id: p.id, name: p.name, arguments: p.arguments, done: true })),
+    toolCalls: parts.filter((p) => p.type === "tool_call").map((p) => {
+      const result = parts.find((r) => r.type === "tool_result" && r.tool_call_id === p.id);
+      return { id: p.id, name: p.name, arguments: p.arguments, done: true, ...(result && { result: result.content }) };
+    }),
     status: m.status === "cancelled" || m.status === "interrupted" ? "stopped" : m.status,
     model: m.model,
     turnId: m.turn_id,

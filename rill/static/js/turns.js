@@ -66,7 +66,8 @@ class Reply {
     this.schedule();
   }
 
-  // kind: start {index, id, name} | delta {index, arguments} (a JSON fragment) | end {index}.
+  // kind: start {index, id, name} | delta {index, arguments} (a JSON fragment) | end {index} |
+  // result {index, content, is_error} (a tool Rill ran).
   toolCall(kind, data) {
     const index = data.index;
     if (kind === "start") this.toolCalls[index] = { id: data.id ?? null, name: data.name || "tool", arguments: "", done: false };
@@ -74,6 +75,7 @@ class Reply {
     if (!call) return; // a fragment of a call never started: nothing to show it in
     if (kind === "delta") call.arguments += data.arguments || "";
     if (kind === "end") call.done = true;
+    if (kind === "result") Object.assign(call, { result: data.content, isError: Boolean(data.is_error) });
     this.changedCalls.add(index);
     this.schedule();
   }

@@ -15,11 +15,20 @@ export function formatArguments(text, done) {
   }
 }
 
-// One card per tool call: its name and arguments, both shown as text.
+const LONG_RESULT = 400; // characters: a longer result starts folded
+
+// One card per tool call: its name and arguments, and the result of a tool Rill ran, all as text.
 function fillToolCall(card, call) {
   card.querySelector(".tool-call-name").textContent = call.name;
-  card.querySelector("code").textContent = formatArguments(call.arguments, call.done);
+  card.querySelector(".tool-call-args code").textContent = formatArguments(call.arguments, call.done);
   card.classList.toggle("is-done", Boolean(call.done));
+  const result = card.querySelector(".tool-call-result");
+  const hasResult = call.result !== undefined;
+  if (hasResult && result.hidden) result.open = call.result.length <= LONG_RESULT;
+  result.hidden = !hasResult;
+  result.classList.toggle("is-error", Boolean(call.isError));
+  result.querySelector("summary").textContent = call.isError ? "Error" : "Result";
+  result.querySelector("code").textContent = call.result ?? "";
 }
 
 function toolCallCard(index) {

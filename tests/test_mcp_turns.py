@@ -1,0 +1,183 @@
+"""Tools that run in a turn: the scripted model calls a tool of a real MCP server (tests/mcp_tools.py,
+stdio and Streamable HTTP), Rill runs it, the result is a `tool_result` event in the turn's log and a
+part of the saved reply, and the model answers from it. Over SSE and Socket.IO, resumed, stopped,
+timed out, failing, with its server killed between turns, and refused when it cannot be offered."""
+import json
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+import requests
+import socketio
+
+from tests.mcp_tools import http_server
+from tests.server import ROOT, free_port, start_server, stop_server
+from tests.sse import SSEStream
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def mcp_config(tmp_path_factory):
+    process, url = http_server(free_port())
+    path = tmp_path_factory.mktemp("mcp") / "mcp.json"
+    stdio = {"command": sys.executable, "args": ["-m", "tests.mcp_tools"], "cwd": str(ROOT)}
+    path.write_text(json.dumps({"mcpServers": {"t": stdio, "quick": {**stdio, "timeout_seconds": 2}, "web": {"url": url}}}))
+    yield path
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(scope="module", params=["eventlet", "threading"])
+def server(request, mcp_config, tmp_path_factory):
+    srv = start_server(request.param, tmp_path_factory.mktemp(f"mcp-{request.param}"), RILL_MCP_CONFIG=mcp_config,
+                       RILL_MAX_CONCURRENT_TURNS=32)
+    yield srv
+    stop_server(srv)
+
+
+def ask(server, message, servers=("t",), **extra):
+    body = {"message": message, "model": "scripted/call", "mcp_servers": list(servers), **extra}
+    stream = SSEStream(f"{server.url}/api/chat/stream", body)
+    events = list(stream)
+    stream.close()
+    return events
+
+
+def kinds(events):
+    return [e.type for e in events]
+
+
+def text(events):
+    return "".join(e.json()["token"] for e in events if e.type == "token")
+
+
+@pytest.mark.parametrize("name", ["t", "web"])
+def test_a_call_runs_its_result_is_an_event_and_the_model_answers_from_it(server, name):
+    events = ask(server, f'{name}_add {{"a": 2, "b": 3}}', servers=(name,))
+    assert kinds(events)[:2] == ["start", "tool_call_start"] and kinds(events)[-1] == "done"
+    results = [e.json() for e in events if e.type == "tool_result"]
+    assert results == [{"index": 0, "id": f"call_{name}_add", "content": "5", "is_error": False}]
+    assert kinds(events).index("tool_result") > kinds(events).index("tool_call_end")
+    assert text(events) == "The result is 5."
+    done = events[-1].json()
+    assert done["finish_reason"] == "stop" and done["usage"]["completion_tokens"] == 2 + 3  # both rounds
+    thread_id = events[0].json()["thread_id"]
+    reply = requests.get(f"{server.url}/api/threads/{thread_id}", timeout=10).json()["messages"][-1]
+    assert reply["parts"] == [
+        {"type": "tool_call", "id": f"call_{name}_add", "name": f"{name}_add", "arguments": '{"a": 2, "b": 3}'},
+        {"type": "tool_result", "tool_call_id": f"call_{name}_add", "content": "5"},
+        {"type": "text", "text": "The result is 5."}]
+    history = requests.post(f"{server.url}/api/chat", timeout=30, json={
+        "message": "and then?", "model": "scripted/history", "thread_id": thread_id}).json()["reply"]
+    assert history == (f'user: {name}_add {{"a": 2, "b": 3}} | assistant:  | tool: 5 | '
+                       'assistant: The result is 5. | user: and then? | ')  # the rounds, in order
+
+
+def test_socketio_carries_the_result_once(server):
+    client = socketio.Client(reconnection=False)
+    got, ended = [], threading.Event()
+    client.on("chat_tool_result", lambda data: got.append(data))
+    client.on("chat_complete", lambda data: ended.set())
+    client.on("chat_error", lambda data: (got.append(data), ended.set()))
+    client.connect(server.url, transports=["websocket"], wait_timeout=10)
+    try:
+        client.emit("chat_stream", {"message": 't_add {"a": 2, "b": 3}', "model": "scripted/call",
+                                    "mcp_servers": ["t"]})
+        assert ended.wait(30)
+    finally:
+        client.disconnect()
+    assert [(g["content"], g["is_error"]) for g in got] == [("5", False)]
+
+
+def test_a_reader_that_comes_back_gets_the_call_and_its_result_once(server):
+    events = ask(server, 't_slow {"seconds": 1}')
+    turn_id = events[0].json()["turn_id"]
+    at = next(int(e.id) for e in events if e.type == "tool_call_end")
+    again = SSEStream(f"{server.url}/api/chat/turns/{turn_id}/events", None, headers={"Last-Event-ID": str(at - 1)})
+    replay = list(again)
+    again.close()
+    assert kinds(replay).count("tool_call_end") == 1 and kinds(replay).count("tool_result") == 1
+    assert [e.id for e in replay] == [e.id for e in events if int(e.id) >= at]
+
+
+def test_a_slow_tool_times_out_and_the_turn_goes_on(server):
+    started = time.monotonic()
+    events = ask(server, 'quick_slow {"seconds": 60}', servers=("quick",))
+    result = next(e.json() for e in events if e.type == "tool_result")
+    assert result["is_error"] and result["content"] == "quick_slow did not answer within 2 s"
+    assert events[-1].type == "done" and time.monotonic() - started < 3.5
+    assert text(events) == "The result is quick_slow did not answer within 2 s."
+
+
+def test_a_failing_tool_is_an_error_result_the_model_reads(server):
+    events = ask(server, "t_boom {}")
+    result = next(e.json() for e in events if e.type == "tool_result")
+    assert result["is_error"] and "boom" in result["content"] and events[-1].type == "done"
+
+
+def test_stop_during_a_call_ends_the_turn_at_once_and_its_stdio_server_starts_again(server):
+    pid = int(text(ask(server, "quick_pid {}", servers=("quick",))).removeprefix("The result is ").rstrip("."))
+    stream = SSEStream(f"{server.url}/api/chat/stream", {"message": 'quick_slow {"seconds": 60}',
+                                                         "model": "scripted/call", "mcp_servers": ["quick"]})
+    events = iter(stream)
+    first = next(events)
+    for event in events:
+        if event.type == "tool_call_end":
+            break
+    time.sleep(0.3)  # the call is running
+    stopped_at = time.monotonic()
+    requests.post(f"{server.url}/api/chat/turns/{first.json()['turn_id']}/cancel", timeout=10)
+    rest = list(events)
+    stream.close()
+    assert rest[-1].type == "done" and rest[-1].json()["finish_reason"] == "cancelled"
+    assert time.monotonic() - stopped_at < 1
+    assert "tool_result" not in kinds(rest)
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the stopped call's server process is still there"
+        time.sleep(0.1)
+    assert text(ask(server, 'quick_add {"a": 2, "b": 3}', servers=("quick",))) == "The result is 5."
+
+
+def test_a_server_killed_between_turns_starts_again_with_the_next_call(server):
+    pid = int(text(ask(server, "t_pid {}")).removeprefix("The result is ").rstrip("."))
+    psutil.Process(pid).kill()
+    time.sleep(0.3)
+    answers = [text(ask(server, 't_add {"a": 2, "b": 3}')) for _ in range(2)]
+    assert answers[-1] == "The result is 5."  # the first may find the pipe closed (an error result)
+
+
+@pytest.mark.parametrize("body,status,words", [
+    ({"mcp_servers": ["nope"]}, 400, "mcp_servers.0: no MCP server 'nope' (configured: t, quick, web)"),
+    ({"mcp_servers": ["t"], "model": "local/smollm2-135m-instruct"}, 400, "cannot call tools"),
+])
+def test_servers_that_cannot_be_offered_are_refused_before_anything_runs(server, body, status, words):
+    r = requests.post(f"{server.url}/api/chat/stream", timeout=30,
+                      json={"message": 't_add {"a": 1, "b": 2}', "model": "scripted/call", **body})
+    assert r.status_code == status and words in r.json()["error"]["message"], r.text
+
+
+def test_the_servers_and_their_tools_are_listed(server):
+    listed = {s["name"]: s for s in requests.get(f"{server.url}/api/mcp", timeout=30).json()["servers"]}
+    assert set(listed) == {"t", "quick", "web"}
+    assert listed["web"]["transport"] == "http" and listed["t"]["transport"] == "stdio"
+    add = next(t for t in listed["t"]["tools"] if t["name"] == "t_add")
+    assert add["description"] == "Add two integers." and add["parameters"]["required"] == ["a", "b"]
+
+
+def test_twenty_turns_at_once_each_run_their_call_and_the_server_stays_responsive(server):
+    answers, latencies = [], []
+    timer = threading.Thread(target=server.time_health, args=(40, 0.05, latencies))
+    timer.start()
+    threads = [threading.Thread(target=lambda: answers.append(text(ask(server, 't_add {"a": 2, "b": 3}'))))
+               for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    timer.join(30)
+    assert answers == ["The result is 5."] * 20
+    assert max(latencies) < 0.1, f"/health took {max(latencies) * 1000:.0f} ms"
