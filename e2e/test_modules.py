@@ -211,3 +211,26 @@ def test_a_servers_message_parts_become_what_the_view_draws(page):
          "toolCalls": [{"id": "c0", "name": "get_weather", "arguments": '{"city": "Paris"}', "done": True}],
          "stats": {"tokens": 7, "ttftMs": 12, "tokensPerSecond": 80, "durationMs": 90}},
     ]
+
+
+def test_a_tool_rill_ran_shows_its_result_on_the_call_card(page):
+    """A saved reply with a call, its result and the answer after it: the card carries the result
+    (open when short, folded when long; an error in the error colour)."""
+    cards = page.evaluate("""async () => {
+        const { viewMessage } = await import("/static/js/threads.js");
+        const { messageItem } = await import("/static/js/view/message.js");
+        const message = viewMessage({ id: "r", parent_id: "q", role: "assistant", status: "complete",
+            parts: [{ type: "tool_call", id: "c0", name: "t_add", arguments: '{"a": 2, "b": 3}' },
+                    { type: "tool_result", tool_call_id: "c0", content: "5" },
+                    { type: "tool_call", id: "c1", name: "t_long", arguments: "{}" },
+                    { type: "tool_result", tool_call_id: "c1", content: "x".repeat(500) },
+                    { type: "text", text: "The result is 5." }] });
+        const item = messageItem(message);
+        return [...item.querySelectorAll(".tool-call")].map((card) => {
+            const result = card.querySelector(".tool-call-result");
+            return { name: card.querySelector(".tool-call-name").textContent, hidden: result.hidden, open: result.open,
+                     label: result.querySelector("summary").textContent, length: result.querySelector("code").textContent.length };
+        });
+    }""")
+    assert cards == [{"name": "t_add", "hidden": False, "open": True, "label": "Result", "length": 1},
+                     {"name": "t_long", "hidden": False, "open": False, "label": "Result", "length": 500}]

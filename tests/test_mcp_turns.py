@@ -169,8 +169,18 @@ def test_the_servers_and_their_tools_are_listed(server):
 
 
 def test_twenty_turns_at_once_each_run_their_call_and_the_server_stays_responsive(server):
-    answers, latencies = [], []
-    timer = threading.Thread(target=server.time_health, args=(40, 0.05, latencies))
+    """A stalled event loop (a tool waited for on the hub) would hold /livez for the tools' whole
+    time; a busy 2-core machine adds tens of milliseconds (bench/mcp_bench.py measures it)."""
+    answers, latencies, done = [], [], threading.Event()
+
+    def probe():
+        while not done.is_set():
+            started = time.perf_counter()
+            requests.get(f"{server.url}/livez", timeout=5).raise_for_status()
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.02)
+
+    timer = threading.Thread(target=probe)
     timer.start()
     threads = [threading.Thread(target=lambda: answers.append(text(ask(server, 't_add {"a": 2, "b": 3}'))))
                for _ in range(20)]
@@ -178,6 +188,7 @@ def test_twenty_turns_at_once_each_run_their_call_and_the_server_stays_responsiv
         t.start()
     for t in threads:
         t.join(60)
-    timer.join(30)
+    done.set()
+    timer.join(10)
     assert answers == ["The result is 5."] * 20
-    assert max(latencies) < 0.1, f"/health took {max(latencies) * 1000:.0f} ms"
+    assert len(latencies) > 5 and max(latencies) < 0.5, f"/livez took up to {max(latencies) * 1000:.0f} ms"
