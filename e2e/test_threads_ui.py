@@ -159,9 +159,19 @@ def test_search_finds_a_word_only_on_another_branch_and_opens_that_branch(app):
     hits = app.page.locator(".thread.hit")
     expect(hits).to_have_count(2)  # the question and its echo
     expect(hits.first.locator(".thread-snippet mark")).to_have_text("volga")
+    # The found message is marked for two seconds: recorded as it happens, not looked for after.
+    app.page.evaluate("""() => {
+        window.__found = [];
+        new MutationObserver((changes) => {
+            for (const change of changes) {
+                if (change.target.classList?.contains("is-found")) window.__found.push(change.target.innerText);
+            }
+        }).observe(document, { subtree: true, attributes: true, attributeFilter: ["class"] });
+    }""")
     hits.first.locator(".thread-open").click()
     expect(app.page.locator(".from-user .body")).to_have_text("the volga flows south")
-    expect(app.page.locator(".is-found")).to_have_count(1)
+    app.page.wait_for_function("() => window.__found.length > 0")
+    assert all("the volga flows south" in found for found in app.page.evaluate("window.__found"))
     app.page.fill("#thread-search", "nothing like this")
     expect(app.page.locator("#thread-empty")).to_have_text("No chats match.")
     app.page.fill("#thread-search", "")
