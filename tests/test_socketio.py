@@ -41,9 +41,16 @@ class ChatClient:
             assert self.changed.wait_for(lambda: predicate(self.events), timeout), self.events[-5:]
 
     def wait_end(self, turn_id: str, timeout: float = 120) -> list[tuple[float, str, dict]]:
-        self.wait_for(lambda evs: any(e[1] in ("chat_complete", "chat_error") and e[2].get("turn_id") == turn_id
-                                      for e in evs), timeout)
-        return self.turn(turn_id)
+        """The turn's events once its final one and every one before it (down to the first this
+        client got) are in, in seq order: python-socketio runs each event's handler in a thread of
+        its own, so the final one may be recorded before the last token."""
+        def whole(evs) -> bool:
+            seqs = sorted(e[2]["seq"] for e in evs if e[2].get("turn_id") == turn_id and "seq" in e[2])
+            ended = any(e[1] in ("chat_complete", "chat_error") and e[2].get("turn_id") == turn_id for e in evs)
+            return ended and seqs == list(range(seqs[0], seqs[-1] + 1))
+
+        self.wait_for(whole, timeout)
+        return sorted(self.turn(turn_id), key=lambda e: e[2].get("seq", -1))
 
     def tokens(self, turn_id: str, n: int):
         self.wait_for(lambda evs: sum(1 for e in evs if e[1] == "chat_token" and e[2]["turn_id"] == turn_id) >= n)
