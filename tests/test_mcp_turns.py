@@ -192,3 +192,21 @@ def test_twenty_turns_at_once_each_run_their_call_and_the_server_stays_responsiv
     timer.join(10)
     assert answers == ["The result is 5."] * 20
     assert len(latencies) > 5 and max(latencies) < 0.5, f"/livez took up to {max(latencies) * 1000:.0f} ms"
+
+
+def test_a_thread_remembers_its_servers_until_told_otherwise(server):
+    first = ask(server, 't_add {"a": 2, "b": 3}')
+    thread_id = first[0].json()["thread_id"]
+    summary = requests.get(f"{server.url}/api/threads/{thread_id}", timeout=10).json()
+    assert summary["mcp_servers"] == ["t"]
+    again = SSEStream(f"{server.url}/api/chat/stream", {"message": 't_add {"a": 4, "b": 5}', "model": "scripted/call",
+                                                        "thread_id": thread_id})  # no mcp_servers: the thread's
+    assert text(list(again)) == "The result is 9."
+    again.close()
+    off = requests.patch(f"{server.url}/api/threads/{thread_id}", json={"mcp_servers": []}, timeout=10)
+    assert off.status_code == 200 and off.json()["mcp_servers"] == []
+    none = requests.post(f"{server.url}/api/chat", timeout=30, json={
+        "message": 't_add {"a": 1, "b": 1}', "model": "scripted/call", "thread_id": thread_id}).json()
+    assert none["reply"] == "no tool t_add to call"
+    bad = requests.patch(f"{server.url}/api/threads/{thread_id}", json={"mcp_servers": ["nope"]}, timeout=10)
+    assert bad.status_code == 400 and "mcp_servers.0: no MCP server 'nope'" in bad.json()["error"]["message"]

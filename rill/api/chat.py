@@ -33,7 +33,7 @@ def start(req: ChatRequest, caller: Caller) -> Turn:
                       parent_id=req.parent_id, system=req.system, replace_turn=req.replace_turn, turn_id=req.turn_id,
                       new_root="parent_id" in req.model_fields_set and req.parent_id is None,
                       not_found="thread_not_found" if req.thread_id else "session_not_found", files=tuple(req.files or ()),
-                      mcp_servers=tuple(req.mcp_servers or ()))
+                      mcp_servers=None if req.mcp_servers is None else tuple(req.mcp_servers))
 
 
 def follow(turn, after: int = -1):

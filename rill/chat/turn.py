@@ -93,24 +93,30 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
                model: str | None = None, thread_id: str | None = None, parent_id: str | None = None,
                system: str | None = None, replace_turn: str | None = None, turn_id: str | None = None,
                new_root: bool = False, not_found: str = "thread_not_found", files: tuple[str, ...] = (),
-               mcp_servers: tuple[str, ...] = ()) -> Turn:
+               mcp_servers: tuple[str, ...] | None = None) -> Turn:
     """A turn of a thread (the app's routes). With a `message`, the question goes under
     `parent_id` (default: the thread's current leaf; a new thread when none is named) and the reply
     under it (`new_root`: the question starts a new root, an edit of the first question); without
     one, a new reply goes under the question `parent_id` (a regenerate).
     `replace_turn` asks that turn's question again beside it (the session API's regenerate).
     `files` (uploads' ids) go with the question; the model gets what each becomes (attachments.py).
-    The model sees the path from the root down to the question; the tools of `mcp_servers` are
-    offered to it, and its calls to them run (the turn goes on from their results). Everything
-    that can be refused is checked here, before any byte of a stream is sent; the question is saved then."""
+    The model sees the path from the root down to the question; the tools of `mcp_servers` (None:
+    those the thread remembers) are offered to it, and its calls to them run (the turn goes on
+    from their results); the thread remembers them. Everything that can be refused is checked
+    here, before any byte of a stream is sent; the question is saved then."""
     provider, model_id = services.providers.resolve(model)
-    tools = mcp_tools(services, provider, model_id, mcp_servers)
+    store, user = services.threads, caller.user
+    if mcp_servers is None:  # the thread's choice, less servers no longer configured
+        known = store.thread(thread_id, user) if thread_id else None
+        servers = tuple(n for n in (known["mcp_servers"] if known else ()) if n in services.mcp.config)
+    else:
+        servers = mcp_servers
+    tools = mcp_tools(services, provider, model_id, servers)
     if tools:
         options = replace(options, tool_choice="auto", tools=options.tools + tuple(
             Tool(name, tool.description, tool.schema or {"type": "object", "properties": {}})
             for name, tool in tools.items()))
     turn_id = turn_id or uuid.uuid4().hex
-    store, user = services.threads, caller.user
 
     rendered: dict[str, str | Image] = {}  # each file read once per turn
 
@@ -136,6 +142,9 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
             parent_id = None if new_root else thread["current_leaf"]
         elif store.message(thread_id, user, parent_id) is None:
             raise Refused("invalid_request_error", f"parent_id: no message {parent_id!r} in thread {thread_id!r}")
+        chosen = None if mcp_servers is None else list(dict.fromkeys(mcp_servers))
+        if chosen is not None and store.thread(thread_id, user)["mcp_servers"] != chosen:
+            store.update_thread(user, thread_id, mcp_servers=chosen)
         if message is None:  # a new reply to an existing question
             question = store.message(thread_id, user, parent_id) if parent_id else None
             if question is None or question["role"] != "user":

@@ -19,6 +19,7 @@ threads = Table(
     Column("revision", BigInteger, nullable=False),  # the owner's revision at the thread's last change
     Column("created", Float, nullable=False),
     Column("updated", Float, nullable=False),
+    Column("mcp_servers", JSON),  # the MCP servers its turns use (null: none)
     Index("threads_by_owner", "owner", "revision"),
 )
 

@@ -281,7 +281,8 @@ class ThreadStore:
         return edited
 
     def update_thread(self, owner: str, thread_id: str, title: str | None = None,
-                      current_leaf: str | None = None, branch: str | None = None) -> dict:
+                      current_leaf: str | None = None, branch: str | None = None,
+                      mcp_servers: list[str] | None = None) -> dict:
         """Rename, or choose the branch shown: `current_leaf` names its end, `branch` any message on
         it (the end is then found down the choice each fork below remembers). Every fork on the
         new path remembers the choice, so a reload or another device shows the same branch."""
@@ -290,6 +291,8 @@ class ThreadStore:
             values = {"revision": revision, "updated": time.time()}
             if title is not None:
                 values["title"] = title
+            if mcp_servers is not None:
+                values["mcp_servers"] = mcp_servers
             if branch is not None:
                 if self._message_row(conn, thread_id, branch) is None:
                     raise Refused("invalid_request_error", f"branch: no message {branch!r} in thread {thread_id!r}")
@@ -509,7 +512,8 @@ class ThreadStore:
         if count is None:
             count = conn.scalar(select(func.count()).select_from(messages).where(messages.c.thread_id == row.id))
         return {"id": row.id, "title": row.title, "current_leaf": row.current_leaf, "revision": row.revision,
-                "created_at": iso(row.created), "updated_at": iso(row.updated), "message_count": count}
+                "created_at": iso(row.created), "updated_at": iso(row.updated), "message_count": count,
+                "mcp_servers": row.mcp_servers or []}
 
 
 class Unchanged(Exception):
