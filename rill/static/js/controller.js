@@ -2,7 +2,7 @@
 // sharing, searching, exporting and importing, and changing settings; and keeping the page in
 // step with the server (a change on another device shows here at once). Replies are turns.js's.
 import { watchFeed, watchSocket } from "./changes.js";
-import { getModels, getUsage, modelEvents, modelsApi, setAccessToken, threadsApi } from "./http.js";
+import { getMcpServers, getModels, getUsage, modelEvents, modelsApi, setAccessToken, threadsApi } from "./http.js";
 import { saveSettings } from "./settings.js";
 import { viewMessage } from "./threads.js";
 import { USAGE_DAYS } from "./usage.js";
@@ -23,6 +23,7 @@ export class Controller {
     this.header = widgets.header;
     this.notices = widgets.notices;
     this.settingsDialog = widgets.settingsDialog;
+    this.tools = widgets.tools;
     this.shareDialog = widgets.shareDialog;
     this.confirm = widgets.confirm;
     this.threads = threads;
@@ -49,6 +50,32 @@ export class Controller {
     else this.newThread();
     this.watch();
     this.loadModels();
+    this.loadTools();
+  }
+
+  async loadTools() {
+    try {
+      this.tools.setServers((await getMcpServers()).servers);
+    } catch {
+      this.tools.setServers([]); // an older server, or none reachable: no tools to offer
+    }
+    this.tools.show(this.threads.current?.mcp_servers || this.threads.draftTools);
+  }
+
+  // The open chat's tools: its thread keeps them; a new chat's go with its first question.
+  async chooseTools(names) {
+    const current = this.threads.current;
+    if (!current) {
+      this.threads.draftTools = names;
+      return;
+    }
+    try {
+      const summary = await threadsApi.update(current.id, { mcp_servers: names });
+      current.mcp_servers = summary.mcp_servers;
+    } catch (err) {
+      this.error(err.message);
+      this.tools.show(current.mcp_servers || []);
+    }
   }
 
   // Hears of changes on the server (again after the transport or the token changed).
@@ -163,6 +190,8 @@ export class Controller {
   showThread({ keepScroll = false } = {}) {
     const { current, page } = this.threads;
     this.header.setTitle(current?.title || null);
+    if (current) this.threads.draftTools = [];
+    this.tools.show(current?.mcp_servers || this.threads.draftTools);
     this.messages.show(this.viewMessages(page.messages), { branchOf: (id) => this.branchOf(id), hasMore: page.hasMore, keepScroll });
     this.turns.follow(page.running);
   }

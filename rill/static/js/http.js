@@ -106,6 +106,10 @@ export async function* modelEvents(signal) {
   }
 }
 
+export function getMcpServers() {
+  return getJSON("/api/mcp");
+}
+
 export const modelsApi = {
   pull: (name) => send("POST", "/api/models/pull", { name }),
   cancel: (id) => send("POST", "/api/models/cancel", { id }),

@@ -13,6 +13,7 @@ import { Header } from "./view/header.js";
 import { MessageList } from "./view/messages.js";
 import { Notices } from "./view/notices.js";
 import { Sidebar } from "./view/sidebar.js";
+import { ToolsPicker } from "./view/tools.js";
 
 const notices = new Notices();
 const { settings, error: settingsError } = loadSettings();
@@ -33,6 +34,7 @@ const header = new Header();
 const widgets = {
   notices, header, confirm, sidebar: new Sidebar((text) => confirm.ask(text)), messages: new MessageList(),
   composer: new Composer(), settingsDialog: new SettingsDialog(header.settings), shareDialog: new ShareDialog(),
+  tools: new ToolsPicker(),
 };
 const threads = new Threads(store, (message) => notices.error(message));
 const turns = new Turns({
@@ -81,6 +83,7 @@ sidebar.on("importFile", (text) => controller.importFile(text));
 sidebar.on("search", (query) => controller.search(query));
 header.on("openSettings", () => controller.openSettings());
 widgets.settingsDialog.on("save", (values) => controller.saveSettings(values));
+widgets.tools.on("choose", (names) => controller.chooseTools(names));
 widgets.settingsDialog.on("closed", () => controller.stopFollowingModels());
 widgets.settingsDialog.pulls.on("pull", (name) => controller.pullModel(name));
 widgets.settingsDialog.pulls.on("cancel", (id) => controller.cancelPull(id));

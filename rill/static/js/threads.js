@@ -47,6 +47,7 @@ export class Threads {
     this.onError = onError;
     this.list = [];              // summaries, newest first
     this.current = null;         // the open thread's summary; null: a new chat not yet started
+    this.draftTools = [];        // the MCP servers a new chat's first question asks for (then its thread keeps them)
     this.page = emptyPage(null); // the open thread's path as far as loaded: server messages, root side first
     this.revision = 0;           // what this page has synced to
     this.offline = false;        // the server could not be reached last time

@@ -222,6 +222,7 @@ export class Turns {
   ask(fields, parentId, keep) {
     const request = { ...fields, turn_id: newTurnId(), ...requestOptions(this.getSettings()) };
     if (this.threads.current) request.thread_id = this.threads.current.id;
+    else if (this.threads.draftTools.length) request.mcp_servers = this.threads.draftTools; // then the thread's
     if (this.threads.current && parentId !== undefined) request.parent_id = parentId;
     this.messages.keepFirst(keep);
     this.start(request);
