@@ -252,7 +252,7 @@ class Turn:
         self.tools = tools or {}  # the MCP tools Rill runs when the model calls them, by that name
         self.rounds = 0  # tool rounds run
         self.done_parts: list[dict] = []  # the parts of the rounds before this one: calls, then their results
-        self.round_start = (0, 0, 0)  # where this round's text, reasoning and calls begin
+        self.round_start = (0, 0)  # where this round's text and calls begin
         self.spent = (0, 0, 0)  # earlier rounds' prompt, completion and cached tokens
         self.call: Call | None = None  # the tool call running now
 
@@ -391,16 +391,18 @@ class Turn:
                        cached_tokens=cached + finish.cached_tokens)
 
     def _runs_tools(self, finish: Finish) -> bool:
-        """The round ended in calls Rill runs (each one to a tool it offered), with rounds left."""
-        calls = self.tool_calls[self.round_start[2]:]
+        """The round ended in calls Rill runs (each one to a tool it offered), with rounds left (a
+        model that calls again after the last one ends the turn with its calls not run)."""
+        calls = self.tool_calls[self.round_start[1]:]
         return (bool(calls) and finish.reason != "cancelled" and not self.cancelling
+                and self.rounds < self.services.settings.max_tool_rounds
                 and all(c["name"] in self.tools for c in calls))
 
     def _run_tools(self, finish: Finish) -> None:
         """Run this round's calls one by one, each result an event; then the model goes on from
         them in a new round (the last one without tools: it must answer)."""
         self._end_tool_calls()
-        text_at, reasoning_at, calls_at = self.round_start
+        text_at, calls_at = self.round_start
         calls = self.tool_calls[calls_at:]
         parts = reply_parts("".join(self.pieces[text_at:]), "", calls)
         results = []
@@ -419,7 +421,7 @@ class Turn:
             parts.append({"type": "tool_result", "tool_call_id": call["id"], "content": content})
         self.done_parts += [p for p in parts if p["type"] != "text" or p["text"]]
         self.rounds += 1
-        self.round_start = (len(self.pieces), len(self.reasoning), len(self.tool_calls))
+        self.round_start = (len(self.pieces), len(self.tool_calls))
         self.spent = (finish.prompt_tokens, finish.completion_tokens, finish.cached_tokens)
         job = self.job
         said = ChatMessage("assistant", "".join(self.pieces[text_at:]),
@@ -471,7 +473,7 @@ class Turn:
                      "cached_tokens": finish.cached_tokens}
             timings = {"ttft_ms": final.ttft_ms, "duration_ms": final.duration_ms,
                        "tokens_per_second": final.tokens_per_second}
-        text_at, reasoning_at, calls_at = self.round_start
+        text_at, calls_at = self.round_start
         reasoning = "".join(self.reasoning)  # all rounds' thinking, shown first
         parts = [*([{"type": "reasoning", "text": reasoning}] if reasoning else []), *self.done_parts,
                  *reply_parts("".join(self.pieces[text_at:]), "", self.tool_calls[calls_at:])]
