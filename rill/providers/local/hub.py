@@ -45,10 +45,15 @@ def quant_of(filename: str) -> str | None:
     return found.group(1).upper() if found else None
 
 
+def is_projector(filename: str) -> bool:
+    """A GGUF repository's vision projector (`mmproj-*.gguf`), not a model."""
+    return Path(filename).name.lower().startswith("mmproj")
+
+
 def pick(repo: str, quant: str | None, files: list[str]) -> tuple[str | None, str | None]:
     """(the GGUF file, the projector) of a repository's files; (None, None) for a transformers one."""
-    ggufs = [f for f in files if f.endswith(".gguf") and not Path(f).name.lower().startswith("mmproj")]
-    projectors = sorted(f for f in files if f.endswith(".gguf") and Path(f).name.lower().startswith("mmproj"))
+    ggufs = [f for f in files if f.endswith(".gguf") and not is_projector(f)]
+    projectors = sorted(f for f in files if f.endswith(".gguf") and is_projector(f))
     if not ggufs:
         if quant:
             raise PullError(f"{repo} has no GGUF files, so no {quant}: pull {repo} for its transformers model")
@@ -133,30 +138,32 @@ def checked(path: Path, sha256: str | None, repo: str) -> Path:
     return path
 
 
-def local_models() -> list[dict]:
-    """What the cache holds: [{repo, size, files}], largest first."""
+def hub_cache():
+    """huggingface_hub's scan of its cache (HFCacheInfo); None before anything was downloaded."""
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
     try:
-        cache = scan_cache_dir()
+        return scan_cache_dir()
     except CacheNotFound:
-        return []
-    return sorted(({"repo": r.repo_id, "size": r.size_on_disk, "files": r.nb_files} for r in cache.repos
-                   if r.repo_type == "model"), key=lambda r: -r["size"])
+        return None
+
+
+def model_repos(cache) -> list:
+    """A cache scan's model repositories (CachedRepoInfo)."""
+    return [r for r in cache.repos if r.repo_type == "model"] if cache else []
+
+
+def local_models() -> list[dict]:
+    """What the cache holds: [{repo, size, files}], largest first."""
+    return sorted(({"repo": r.repo_id, "size": r.size_on_disk, "files": r.nb_files} for r in model_repos(hub_cache())),
+                  key=lambda r: -r["size"])
 
 
 def snapshots() -> list[tuple[str, Path, dict[str, Path]]]:
     """Each cached model repository's newest revision: (repo, its directory, {file name: path})."""
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    try:
-        cache = scan_cache_dir()
-    except CacheNotFound:
-        return []
     found = []
-    for repo in sorted((r for r in cache.repos if r.repo_type == "model" and r.revisions), key=lambda r: r.repo_id):
+    for repo in sorted((r for r in model_repos(hub_cache()) if r.revisions), key=lambda r: r.repo_id):
         revision = max(repo.revisions, key=lambda r: r.last_modified)
         files = {str(f.file_path.relative_to(revision.snapshot_path)): f.file_path for f in revision.files}
         found.append((repo.repo_id, revision.snapshot_path, files))
@@ -185,7 +192,7 @@ def cached_models() -> list[tuple[str, Path, Path | None]]:
     for repo, directory, files in snapshots():
         _, projector = pick(repo, None, list(files))
         mmproj = files[projector] if projector else None
-        ggufs = [n for n in sorted(files) if n.endswith(".gguf") and not Path(n).name.lower().startswith("mmproj")]
+        ggufs = [n for n in sorted(files) if n.endswith(".gguf") and not is_projector(n)]
         for name in ggufs:
             quant = quant_of(name)
             found.append((f"{repo}:{quant}" if quant else repo, files[name], mmproj))
@@ -196,15 +203,8 @@ def cached_models() -> list[tuple[str, Path, Path | None]]:
 
 def remove(repo: str) -> bool:
     """Delete every cached revision of a model; False when the cache has none."""
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    try:
-        cache = scan_cache_dir()
-    except CacheNotFound:
-        return False
-    revisions = [rev.commit_hash for r in cache.repos if r.repo_id == repo and r.repo_type == "model"
-                 for rev in r.revisions]
+    cache = hub_cache()
+    revisions = [rev.commit_hash for r in model_repos(cache) if r.repo_id == repo for rev in r.revisions]
     if not revisions:
         return False
     cache.delete_revisions(*revisions).execute()
