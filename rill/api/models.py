@@ -11,7 +11,6 @@ from pathlib import Path
 from flask import Blueprint, Response, g, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..config import comma_list
 from ..errors import ApiError
 from ..providers.local import LocalProvider
 from ..providers.local.hub import PullError, parse as parse_name
@@ -71,8 +70,7 @@ def events():
 
 
 def admin_only(what: str) -> None:
-    rill = current()
-    if rill.auth.enabled and g.user not in comma_list(rill.settings.admin_users):
+    if not current().auth.is_admin(g.user):
         raise ApiError(403, "permission_error", f"{what} models is for the users listed in RILL_ADMIN_USERS")
 
 

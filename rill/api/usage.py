@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
 
-from ..config import comma_list
 from ..errors import ApiError
 from ..services import current
 from ..usage import report
@@ -20,7 +19,6 @@ def usage():
         raise ApiError(400, "invalid_request_error", f"days must be a whole number from 1 to {MAX_DAYS}, "
                                                      f"not {raw_days[:20]!r}")
     who = request.args.get("user", g.user)
-    if who != g.user:
-        if rill.auth.enabled and g.user not in comma_list(rill.settings.admin_users):
-            raise ApiError(403, "permission_error", "only RILL_ADMIN_USERS may see other users' usage")
+    if who != g.user and not rill.auth.is_admin(g.user):
+        raise ApiError(403, "permission_error", "only RILL_ADMIN_USERS may see other users' usage")
     return jsonify(report(rill.usage, rill.prices, int(raw_days), None if who == "*" else who))
