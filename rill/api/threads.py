@@ -83,11 +83,7 @@ def files_of(messages: list[dict]) -> dict[str, dict]:
 @bp.patch("/<thread_id>")
 def update(thread_id: str):
     body = parse(ThreadUpdate, json_body())
-    configured = current().mcp.config
-    for n, name in enumerate(body.mcp_servers or ()):
-        if name not in configured:
-            raise ApiError(400, "invalid_request_error", f"mcp_servers.{n}: no MCP server {name!r} (configured: "
-                                                         f"{', '.join(configured) or 'none; see RILL_MCP_CONFIG'})")
+    current().mcp.check(body.mcp_servers or ())
     return jsonify(store().update_thread(g.user, thread_id, title=body.title, current_leaf=body.current_leaf,
                                           branch=body.branch, mcp_servers=body.mcp_servers))
 

@@ -132,7 +132,8 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
     check_modalities(provider, model_id, [ChatMessage("user", "", images=new_images)])
     with services.turns.reserve(user, turn_id):
         if thread_id is None:
-            thread_id = store.create_thread(user)["id"]
+            thread = store.create_thread(user)
+            thread_id = thread["id"]
         elif (thread := store.thread(thread_id, user)) is None:
             raise Refused(not_found, f"no {'session' if not_found == 'session_not_found' else 'thread'} {thread_id!r}")
         elif replace_turn and (replaced := store.find_reply(thread_id, user, replace_turn)):
@@ -143,7 +144,7 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
         elif store.message(thread_id, user, parent_id) is None:
             raise Refused("invalid_request_error", f"parent_id: no message {parent_id!r} in thread {thread_id!r}")
         chosen = None if mcp_servers is None else list(dict.fromkeys(mcp_servers))
-        if chosen is not None and store.thread(thread_id, user)["mcp_servers"] != chosen:
+        if chosen is not None and thread["mcp_servers"] != chosen:
             store.update_thread(user, thread_id, mcp_servers=chosen)
         if message is None:  # a new reply to an existing question
             question = store.message(thread_id, user, parent_id) if parent_id else None
@@ -192,11 +193,7 @@ def mcp_tools(services: Services, provider: Provider, model: str, names: tuple[s
     not configured or cannot be reached, or the model cannot call tools."""
     if not names:
         return {}
-    configured = services.mcp.config
-    for n, name in enumerate(names):
-        if name not in configured:
-            raise Refused("invalid_request_error", f"mcp_servers.{n}: no MCP server {name!r} (configured: "
-                                                   f"{', '.join(configured) or 'none; see RILL_MCP_CONFIG'})")
+    services.mcp.check(names)
     if why := provider.refuses_tools(model, "auto"):
         raise Refused("invalid_request_error", why)
     tools, failed = services.mcp.tools(list(dict.fromkeys(names)))

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from ..refusals import Refused
 from ..runtime import Channel, os_thread, real_threading
 from .config import HttpServer, Server
 
@@ -142,6 +143,13 @@ class McpServers:
         self.connections = {name: Connection(name, server) for name, server in config.items()}
         self.loop: asyncio.AbstractEventLoop | None = None
         self._started = real_threading.Lock()
+
+    def check(self, names) -> None:
+        """Each name a configured server's, or a refusal naming the first that is not."""
+        for n, name in enumerate(names):
+            if name not in self.config:
+                raise Refused("invalid_request_error", f"mcp_servers.{n}: no MCP server {name!r} (configured: "
+                                                       f"{', '.join(self.config) or 'none; see RILL_MCP_CONFIG'})")
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._started:
