@@ -19,6 +19,7 @@ REMOVED = {
                  "RILL_MAX_SESSIONS_PER_USER")
 }
 
+
 def xdg(variable: str, default: str) -> Path:
     """A base directory of the XDG spec: the variable's, or its default under the home directory."""
     return Path(os.environ.get(variable) or Path.home() / default)

@@ -124,3 +124,12 @@ def test_the_common_config_shape_loads(tmp_path):
     servers = load(str(path))
     assert servers["files"].args == ["-m", "x"] and servers["files"].env == {"A": "1"}
     assert isinstance(servers["web"], HttpServer) and servers["web"].timeout_seconds == 5
+
+
+def test_an_http_server_with_headers_is_reached_through_its_own_client(http_url):
+    """Headers (an API key) need an httpx2 client of Rill's making: the transport built for them."""
+    hub = McpServers({"h": HttpServer(url=http_url, headers={"Authorization": "Bearer test-key"})})
+    try:
+        assert call(hub, "h", "add", a=2, b=3).text == "5"
+    finally:
+        hub.close()

@@ -81,7 +81,7 @@ class Connection:
         return StdioServerParameters(command=self.server.command, args=self.server.args, env=self.server.env or None,
                                      cwd=self.server.cwd)
 
-    async def restart(self) -> None:
+    def restart(self) -> None:
         """Close the session (a stdio server's process ends); the next use starts it again."""
         if self._stop is not None:
             self._stop.set()
@@ -229,10 +229,10 @@ class McpServers:
             return ToolOutput(f"{name}_{tool} did not answer within {timeout:g} s", True)
         except asyncio.CancelledError:
             if connection.stdio:  # stopped mid-call: a fresh process, whatever the old one was doing
-                await connection.restart()
+                connection.restart()
             raise
         except Exception as err:  # noqa: BLE001 - a crash, a closed pipe: the model is told, the server restarts
-            await connection.restart()
+            connection.restart()
             return ToolOutput(f"{name}_{tool} failed: {reason(err)}", True)
         text = "\n".join(getattr(part, "text", None) or f"[{part.type} content]" for part in result.content)
         return ToolOutput(self.capped(text), bool(result.is_error))
@@ -249,7 +249,7 @@ class McpServers:
 
         async def stop_all():
             for connection in self.connections.values():
-                await connection.restart()
+                connection.restart()
             await asyncio.sleep(0.2)  # their tasks leave their sessions: stdio children end
 
         stopped = real_threading.Event()

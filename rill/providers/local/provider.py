@@ -22,7 +22,6 @@ from .tool_calls import template_message, template_tools
 log = logging.getLogger(__name__)
 
 
-
 def disk_size(source: Path | None) -> int:
     """A GGUF file's size, or a model directory's files' (the hub's are links to its blobs)."""
     if source is None or not source.exists():
