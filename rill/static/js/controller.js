@@ -146,17 +146,21 @@ export class Controller {
   // The chosen model in the header; pictures only for a model that reads them (unknown: the
   // server says, when the question is sent).
   showModel() {
-    const name = this.settings.model || this.models?.default || "";
+    const { name, listed } = this.chosenModel();
     this.header.showModel(name);
-    const listed = this.models?.providers?.flatMap((p) => p.models || []).find((m) => m.id === name);
     this.composer.readsImages(listed?.input_modalities ? listed.input_modalities.includes("image") : true);
+  }
+
+  // The model replies come from (its name, and its entry in the server's list when it is there).
+  chosenModel() {
+    const name = this.settings.model || this.models?.default || "";
+    return { name, listed: this.models?.providers?.flatMap((p) => p.models || []).find((m) => m.id === name) };
   }
 
   // A model chosen while it is out of memory (RILL_MAX_LOADED_MODELS) or still loading: the first
   // reply waits for it to load, so say so.
   sayWhenModelLoads() {
-    const name = this.settings.model || this.models?.default || "";
-    const listed = this.models?.providers?.flatMap((p) => p.models || []).find((m) => m.id === name);
+    const { name, listed } = this.chosenModel();
     if (listed?.state === "unloaded") this.notices.notice(`${name} is loaded when you send (a few seconds, more for a large model).`);
     else if (listed?.state === "loading") this.notices.notice(`${name} is loading; the first reply starts when it is ready.`);
   }
