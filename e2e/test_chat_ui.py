@@ -168,6 +168,7 @@ def test_theme_and_settings_persist(app, artifacts):
     assert dialog.locator("input[name=temperature]").input_value() == "0.3"
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()  # the page behind a modal dialog takes no input
+    expect(app.page.locator("#open-settings")).to_be_focused()  # given back to its opener, then typing
     app.send("60")
     expect(app.page.locator(".from-user")).to_have_count(1)
     app.wait_reply_done()

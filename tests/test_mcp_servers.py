@@ -57,6 +57,7 @@ def test_a_failing_tool_and_a_long_result_are_results_the_model_can_read(servers
 
 
 def test_a_call_past_its_timeout_is_an_error_within_it_and_the_server_goes_on(servers):
+    assert call(servers, "quick", "add", a=1, b=2).text == "3"  # started: its start-up is not the call's time
     started = time.monotonic()
     late = call(servers, "quick", "slow", seconds=60)
     assert late.is_error and late.text == "quick_slow did not answer within 2 s"
