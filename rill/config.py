@@ -108,6 +108,7 @@ class Settings:
     mcp_timeout_seconds: float = 30.0  # a tool call (and a server's start) that takes longer is an error result
     mcp_output_chars: int = 8000  # a tool result longer than this is cut, with a mark saying how much
     max_tool_rounds: int = 5  # tool calls run per turn before the model must answer
+    tool_approval_seconds: float = 600.0  # a call to an "ask first" server not approved by then is declined
     reasoning_tags: str = "<think>,</think>"  # text between these is streamed as reasoning; empty: off
 
     @classmethod

@@ -40,6 +40,7 @@ REFUSAL_STATUS = {  # the domain's refusals, by type
     "model_not_multimodal": 400,
     "mcp_server_unavailable": 503,
     "turn_exists": 409,
+    "approval_not_awaited": 409,
     "too_many_turns": 429,
 }
 FAILURE_STATUS = {  # a model's or upstream's failures, by type (a turn's `error` event carries the type)

@@ -11,7 +11,7 @@ from .api.sessions import SessionCreate
 from .schemas.threads import ForkRequest, MessageCreate, MessageUpdate, ShareRequest, ThreadCreate, ThreadUpdate
 from .chat.events import EVENTS
 from .schemas.anthropic import AnthropicRequest
-from .schemas.chat import ChatRequest
+from .schemas.chat import Approval, ChatRequest
 from .schemas.openai import OpenAIChatRequest
 from .services import current
 
@@ -68,7 +68,7 @@ def server_bounds(schemas: dict, settings) -> None:
 
 def build(settings, auth_enabled: bool) -> dict:
     schemas = {"Error": ERROR}
-    for model in (ChatRequest, OpenAIChatRequest, AnthropicRequest, LoadRequest, PullRequest, CancelRequest,
+    for model in (ChatRequest, Approval, OpenAIChatRequest, AnthropicRequest, LoadRequest, PullRequest, CancelRequest,
                   SessionCreate, ThreadCreate, ThreadUpdate, MessageCreate, MessageUpdate, ForkRequest, ShareRequest):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
@@ -84,6 +84,11 @@ def build(settings, auth_enabled: bool) -> dict:
                                                       "parameters": path_param("turn_id"),
                                                       "responses": {"202": {"description": "cancelled"},
                                                                     **responses(ANY_JSON, 401, 404)}}},
+        "/api/chat/turns/{turn_id}/approve": {"post": {
+            "summary": "Run (approved) or decline a tool call that waits for approval (a tool_approval_request event)",
+            "parameters": path_param("turn_id"), "requestBody": body(Approval),
+            "responses": {"202": {"description": "answered; the turn goes on"},
+                          **responses(ANY_JSON, 400, 401, 404, 409, 415)}}},
         "/api/chat/turns/{turn_id}/events": {"get": {
             "summary": "A turn's events after Last-Event-ID (or ?after), then the live ones, as SSE",
             "parameters": [*path_param("turn_id"),

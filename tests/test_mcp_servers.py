@@ -106,7 +106,7 @@ def test_a_server_that_cannot_start_is_said_not_raised():
     ('{"servers": {}}', "mcpServers: Field required"),
     ('{"mcpServers": {"a b": {"command": "x"}}}', "server name 'a b'"),
     ('{"mcpServers": {"x": {"command": "x", "shell": true}}}', "shell: Extra inputs are not permitted"),
-    ('{"mcpServers": {"x": {"command": "x", "ask_first": true}}}', "ask_first: Extra inputs are not permitted"),
+    ('{"mcpServers": {"x": {"command": "x", "ask_first": "yes"}}}', "ask_first: Input should be a valid boolean"),
     ('{"mcpServers": {"x": {"url": "ftp://host"}}}', "url: String should match pattern"),
 ])
 def test_a_config_rill_cannot_use_stops_the_start_with_why(tmp_path, content, words):

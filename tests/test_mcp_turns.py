@@ -24,7 +24,8 @@ def mcp_config(tmp_path_factory):
     process, url = http_server(free_port())
     path = tmp_path_factory.mktemp("mcp") / "mcp.json"
     stdio = {"command": sys.executable, "args": ["-m", "tests.mcp_tools"], "cwd": str(ROOT)}
-    path.write_text(json.dumps({"mcpServers": {"t": stdio, "quick": {**stdio, "timeout_seconds": 2}, "web": {"url": url}}}))
+    path.write_text(json.dumps({"mcpServers": {"t": stdio, "quick": {**stdio, "timeout_seconds": 2}, "web": {"url": url},
+                                               "ask": {**stdio, "ask_first": True}}}))
     yield path
     process.terminate()
     process.wait(10)
@@ -33,7 +34,7 @@ def mcp_config(tmp_path_factory):
 @pytest.fixture(scope="module", params=["eventlet", "threading"])
 def server(request, mcp_config, tmp_path_factory):
     srv = start_server(request.param, tmp_path_factory.mktemp(f"mcp-{request.param}"), RILL_MCP_CONFIG=mcp_config,
-                       RILL_MAX_CONCURRENT_TURNS=32)
+                       RILL_MAX_CONCURRENT_TURNS=32, RILL_TOOL_APPROVAL_SECONDS=5)
     yield srv
     stop_server(srv)
 
@@ -151,7 +152,7 @@ def test_a_server_killed_between_turns_starts_again_with_the_next_call(server):
 
 
 @pytest.mark.parametrize("body,status,words", [
-    ({"mcp_servers": ["nope"]}, 400, "mcp_servers.0: no MCP server 'nope' (configured: t, quick, web)"),
+    ({"mcp_servers": ["nope"]}, 400, "mcp_servers.0: no MCP server 'nope' (configured: t, quick, web, ask)"),
     ({"mcp_servers": ["t"], "model": "local/smollm2-135m-instruct"}, 400, "cannot call tools"),
 ])
 def test_servers_that_cannot_be_offered_are_refused_before_anything_runs(server, body, status, words):
@@ -162,7 +163,7 @@ def test_servers_that_cannot_be_offered_are_refused_before_anything_runs(server,
 
 def test_the_servers_and_their_tools_are_listed(server):
     listed = {s["name"]: s for s in requests.get(f"{server.url}/api/mcp", timeout=30).json()["servers"]}
-    assert set(listed) == {"t", "quick", "web"}
+    assert set(listed) == {"t", "quick", "web", "ask"} and listed["ask"]["ask_first"] and not listed["t"]["ask_first"]
     assert listed["web"]["transport"] == "http" and listed["t"]["transport"] == "stdio"
     add = next(t for t in listed["t"]["tools"] if t["name"] == "t_add")
     assert add["description"] == "Add two integers." and add["parameters"]["required"] == ["a", "b"]
@@ -210,3 +211,88 @@ def test_a_thread_remembers_its_servers_until_told_otherwise(server):
     assert none["reply"] == "no tool t_add to call"
     bad = requests.patch(f"{server.url}/api/threads/{thread_id}", json={"mcp_servers": ["nope"]}, timeout=10)
     assert bad.status_code == 400 and "mcp_servers.0: no MCP server 'nope'" in bad.json()["error"]["message"]
+
+
+def read_until(events, kind):
+    """The events read up to and including the first of this kind."""
+    got = []
+    for event in events:
+        got.append(event)
+        if event.type == kind:
+            return got
+    raise AssertionError(f"no {kind} event in {kinds(got)}")
+
+
+def test_an_ask_first_call_waits_for_approval_which_a_reader_coming_back_can_give(server):
+    stream = SSEStream(f"{server.url}/api/chat/stream", {"message": 'ask_add {"a": 2, "b": 3}',
+                                                         "model": "scripted/call", "mcp_servers": ["ask"]})
+    asked = read_until(iter(stream), "tool_approval_request")
+    stream.close()  # a reload while the call waits
+    turn_id, request = asked[0].json()["turn_id"], asked[-1].json()
+    assert request == {"index": 0, "id": "call_ask_add"} and "tool_result" not in kinds(asked)
+    time.sleep(0.5)
+    again = SSEStream(f"{server.url}/api/chat/turns/{turn_id}/events", None)
+    replay = iter(again)
+    assert [e.id for e in read_until(replay, "tool_approval_request")] == [e.id for e in asked]  # still waiting
+    approve = f"{server.url}/api/chat/turns/{turn_id}/approve"
+    r = requests.post(approve, json={"tool_call_id": "call_ask_add", "approved": True}, timeout=10)
+    assert r.status_code == 202 and r.json() == {"turn_id": turn_id, "tool_call_id": "call_ask_add", "approved": True}
+    rest = list(replay)
+    again.close()
+    assert kinds(rest)[:2] == ["tool_approval", "tool_result"] and rest[0].json()["approved"] is True
+    assert rest[1].json()["content"] == "5" and text(rest) == "The result is 5." and rest[-1].type == "done"
+    late = requests.post(approve, json={"tool_call_id": "call_ask_add", "approved": False}, timeout=10)
+    assert late.status_code == 409 and "waits for approval" in late.json()["error"]["message"]
+
+
+def test_a_declined_call_over_socketio_is_an_error_result_the_model_reads(server):
+    client = socketio.Client(reconnection=False)
+    got, ended = [], threading.Event()
+    client.on("chat_tool_approval_request", lambda data: client.emit(
+        "chat_approve", {"turn_id": data["turn_id"], "tool_call_id": data["id"], "approved": False},
+        callback=lambda answer: got.append(("answer", answer))))
+    client.on("chat_tool_approval", lambda data: got.append(("approval", data["approved"])))
+    client.on("chat_tool_result", lambda data: got.append(("result", data["content"], data["is_error"])))
+    client.on("chat_token", lambda data: got.append(("token", data["token"])))
+    client.on("chat_complete", lambda data: ended.set())
+    client.on("chat_error", lambda data: (got.append(("error", data)), ended.set()))
+    client.connect(server.url, transports=["websocket"], wait_timeout=10)
+    try:
+        client.emit("chat_stream", {"message": 'ask_add {"a": 2, "b": 3}', "model": "scripted/call",
+                                    "mcp_servers": ["ask"]})
+        assert ended.wait(30)
+    finally:
+        client.disconnect()
+    declined = "the user did not approve this call; it was not run"
+    assert ("approval", False) in got and ("result", declined, True) in got
+    assert "".join(g[1] for g in got if g[0] == "token") == f"The result is {declined}."
+
+
+def test_an_unanswered_call_is_declined_in_time_and_stop_ends_a_waiting_turn(server):
+    events = ask(server, 'ask_add {"a": 2, "b": 3}', servers=("ask",))  # RILL_TOOL_APPROVAL_SECONDS=5
+    assert [e.json()["approved"] for e in events if e.type == "tool_approval"] == [False]
+    assert next(e.json() for e in events if e.type == "tool_result")["is_error"] and events[-1].type == "done"
+
+    stream = SSEStream(f"{server.url}/api/chat/stream", {"message": 'ask_add {"a": 2, "b": 3}',
+                                                         "model": "scripted/call", "mcp_servers": ["ask"]})
+    events = iter(stream)
+    turn_id = read_until(events, "tool_approval_request")[0].json()["turn_id"]
+    stopped_at = time.monotonic()
+    requests.post(f"{server.url}/api/chat/turns/{turn_id}/cancel", timeout=10)
+    rest = list(events)
+    stream.close()
+    assert time.monotonic() - stopped_at < 1 and kinds(rest) == ["done"]
+    assert rest[-1].json()["finish_reason"] == "cancelled"
+
+
+@pytest.mark.parametrize("turn,body,status,words", [
+    ("nope", {"tool_call_id": "x", "approved": True}, 404, "no turn 'nope'"),
+    (None, {"tool_call_id": "x"}, 400, "approved"),
+    (None, {"tool_call_id": "x", "approved": "yes"}, 400, "approved"),
+    (None, {"tool_call_id": "x", "approved": True, "why": "ok"}, 400, "why"),
+    (None, {"tool_call_id": "x", "approved": True}, 409, "no tool call 'x'"),
+])
+def test_an_approval_that_cannot_be_taken_says_why(server, turn, body, status, words):
+    turn = turn or ask(server, 't_add {"a": 2, "b": 3}')[0].json()["turn_id"]
+    r = requests.post(f"{server.url}/api/chat/turns/{turn}/approve", json=body, timeout=10)
+    assert r.status_code == status and words in r.json()["error"]["message"], r.text

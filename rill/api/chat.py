@@ -1,4 +1,5 @@
-"""Chat routes: start a turn (SSE or one JSON reply), follow a turn's events again, cancel it.
+"""Chat routes: start a turn (SSE or one JSON reply), follow a turn's events again, cancel it,
+answer a tool call that waits for approval.
 
 A client that leaves an SSE stream only detaches: the turn goes on and is saved; it can be
 followed again from any event with GET /api/chat/turns/<id>/events. Stopping is explicit.
@@ -10,11 +11,11 @@ import re
 from flask import Blueprint, g, jsonify, request
 
 from .. import metrics
-from ..chat.turn import Caller, Turn, start_turn
+from ..chat.turn import Caller, Turn, approve, start_turn
 from ..errors import ApiError
 from ..extensions import chat_limit
 from ..providers.base import GenerationOptions
-from ..schemas.chat import ChatRequest
+from ..schemas.chat import Approval, ChatRequest
 from ..services import current
 from ..transports.sse import sse_response
 from .requests import json_body, parse
@@ -99,3 +100,11 @@ def cancel_turn(turn_id: str):
         return jsonify({"turn_id": turn_id, "cancelled": False, "status": turn.state.value})
     turn.cancel()
     return jsonify({"turn_id": turn_id, "cancelled": True}), 202
+
+
+@bp.post("/turns/<turn_id>/approve")
+def approve_tool_call(turn_id: str):
+    """Run (approved) or decline a call to an "ask first" MCP server; its turn goes on."""
+    answer = parse(Approval, json_body())
+    approve(find_turn(turn_id), answer.tool_call_id, answer.approved)
+    return jsonify({"turn_id": turn_id, "tool_call_id": answer.tool_call_id, "approved": answer.approved}), 202

@@ -17,6 +17,7 @@ def index():
     tools, failed = mcp.tools(names) if names else ([], {})
     return jsonify({"servers": [
         {"name": name, "transport": "http" if isinstance(server, HttpServer) else "stdio",
+         "ask_first": server.ask_first,
          **({"error": failed[name]} if name in failed else {}),
          "tools": [{"name": t.qualified, "description": t.description, "parameters": t.schema}
                    for t in tools if t.server == name]}

@@ -12,8 +12,8 @@ from typing import ClassVar, Literal
 
 from ..providers.base import HiddenStates
 
-Kind = Literal["start", "reasoning", "token", "tool_call_start", "tool_call_delta", "tool_call_end", "tool_result",
-               "done", "error", "ping"]
+Kind = Literal["start", "reasoning", "token", "tool_call_start", "tool_call_delta", "tool_call_end",
+               "tool_approval_request", "tool_approval", "tool_result", "done", "error", "ping"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,26 @@ class ToolCallEnd(Payload):
 
 
 @dataclass(frozen=True)
+class ToolApprovalRequest(Payload):
+    """A call to an "ask first" server waits for the user to approve or decline it (POST
+    /api/chat/turns/<id>/approve, Socket.IO chat_approve); a reader that comes back sees it again."""
+    kind = "tool_approval_request"
+    socketio = "chat_tool_approval_request"
+    index: int  # the call's
+    id: str  # the call's
+
+
+@dataclass(frozen=True)
+class ToolApproval(Payload):
+    """The user's answer to an approval request (declined also when none came in time)."""
+    kind = "tool_approval"
+    socketio = "chat_tool_approval"
+    index: int
+    id: str
+    approved: bool
+
+
+@dataclass(frozen=True)
 class ToolResult(Payload):
     """What a tool Rill ran (an MCP server's) answered, cut at RILL_MCP_OUTPUT_CHARS with a mark,
     or why it failed (`is_error`); the model's answer goes on from it."""
@@ -161,7 +181,8 @@ class Error(Payload):
 
 
 EVENTS: dict[str, type[Payload]] = {p.kind: p for p in (Start, ReasoningText, Token, ToolCallStart, ToolCallDelta,
-                                                         ToolCallEnd, ToolResult, Done, Error)}
+                                                         ToolCallEnd, ToolApprovalRequest, ToolApproval, ToolResult,
+                                                         Done, Error)}
 
 
 def field_names(payload: type[Payload]) -> list[str]:

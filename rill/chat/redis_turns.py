@@ -9,7 +9,8 @@ need lives in Redis, so any worker can serve them:
   `turn:<id>:readers` who follows it (`<worker>:<reader>`, so a dead worker's readers drop out);
 - `running` (turn id -> owner) and `running:<user>` hold the running turns: the per-user cap is
   checked and taken in one script, so it holds across workers;
-- a cancel sent to any worker is published on `cancel`; the owner stops the turn;
+- a cancel sent to any worker is published on `cancel`, an approval of a tool call on `approve`;
+  the owner acts on them;
 - each worker refreshes `worker:<id>` every HEARTBEAT seconds. A worker that finds a running turn
   whose owner's key has expired ends it `interrupted` for its readers and saves what it wrote.
 """
@@ -182,6 +183,9 @@ class RemoteTurn:
     def cancel(self) -> None:
         self.turns.client.publish(f"{self.turns.prefix}cancel", self.id)
 
+    def decide(self, call_id: str, approved: bool) -> None:
+        self.turns.client.publish(f"{self.turns.prefix}approve", json.dumps([self.id, call_id, approved]))
+
 
 class RedisTurns(Turns):
     """The Turns directory for several workers (see the module docstring)."""
@@ -196,11 +200,11 @@ class RedisTurns(Turns):
         self._reserve = client.register_script(RESERVE)
 
     def start_background(self) -> None:
-        """The reaper, the heartbeat (with the sweep for dead owners' turns), the cancel listener."""
+        """The reaper, the heartbeat (with the sweep for dead owners' turns), the listener for cancels and approvals."""
         if not self._started:
             super().start_background()
             spawn(self._heartbeat_forever)
-            spawn(self._listen_for_cancels)
+            spawn(self._listen_for_controls)
 
     def open_log(self, turn_id: str) -> RedisTurnLog:
         return RedisTurnLog(self, turn_id)
@@ -315,16 +319,21 @@ class RedisTurns(Turns):
         final = Error(ErrorBody(error.type, error.message))
         self.write(turn_id, StreamEvent(final.kind, final.as_data(), turn_id, events[-1].seq + 1 if events else 0))
 
-    def _listen_for_cancels(self) -> None:
-        """Cancels published by any worker; the owner acts on its own turns."""
+    def _listen_for_controls(self) -> None:
+        """Cancels and approvals published by any worker; the owner acts on its own turns."""
+        cancel, approve = f"{self.prefix}cancel", f"{self.prefix}approve"
         while True:
             try:
                 pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(f"{self.prefix}cancel")
+                pubsub.subscribe(cancel, approve)
                 for message in pubsub.listen():
-                    turn = self.by_id.get(_text(message["data"]))
-                    if turn is not None:
-                        turn.cancel()
+                    if _text(message["channel"]) == cancel:
+                        if (turn := self.by_id.get(_text(message["data"]))) is not None:
+                            turn.cancel()
+                    else:
+                        turn_id, call_id, approved = json.loads(message["data"])
+                        if (turn := self.by_id.get(turn_id)) is not None:
+                            turn.decide(call_id, approved)
             except redis.RedisError as exc:
-                log.warning("Redis cancel listener lost its connection (%s); reconnecting", exc)
+                log.warning("Redis control listener lost its connection (%s); reconnecting", exc)
                 time.sleep(1.0)

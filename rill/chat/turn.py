@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -23,8 +24,9 @@ from ..providers.base import (ChatMessage, Failure, Finish, GenerationOptions, I
 from ..refusals import Refused, not_multimodal
 from ..conversations.attachments import tokens
 from ..conversations.parts import chat_messages, reply_parts, text_of
-from .events import (Done, Error, ErrorBody, Payload, ReasoningText, Start, Token, ToolCallDelta, ToolCallEnd,
-                     ToolCallStart, ToolResult, Usage)
+from ..runtime import Channel
+from .events import (Done, Error, ErrorBody, Payload, ReasoningText, Start, Token, ToolApproval, ToolApprovalRequest,
+                     ToolCallDelta, ToolCallEnd, ToolCallStart, ToolResult, Usage)
 from .reasoning import ReasoningSplitter
 
 if TYPE_CHECKING:
@@ -202,6 +204,25 @@ def mcp_tools(services: Services, provider: Provider, model: str, names: tuple[s
     return {tool.qualified: tool for tool in tools}
 
 
+def approve(turn: Turn, call_id: str, approved: bool) -> None:
+    """The user's answer to a call waiting for approval, for the turn's owner (on any worker)."""
+    if not turn.running or call_id not in awaiting_approval(turn.log.events):
+        raise Refused("approval_not_awaited", f"no tool call {call_id!r} of turn {turn.id!r} waits for approval "
+                                              "(answered already, ended, or never asked)")
+    turn.decide(call_id, approved)
+
+
+def awaiting_approval(events) -> set[str]:
+    """The ids of the calls asked about in these events and not answered yet."""
+    waiting = set()
+    for event in events:
+        if event.kind == "tool_approval_request":
+            waiting.add(event.data["id"])
+        elif event.kind == "tool_approval":
+            waiting.discard(event.data["id"])
+    return waiting
+
+
 def check_modalities(provider: Provider, model: str, messages: list[ChatMessage]) -> None:
     """Images only for a model that reads them: refused, never dropped."""
     image = next((image for m in messages for image in m.images), None)
@@ -252,6 +273,7 @@ class Turn:
         self.round_start = (0, 0)  # where this round's text and calls begin
         self.spent = (0, 0, 0)  # earlier rounds' prompt, completion and cached tokens
         self.call: Call | None = None  # the tool call running now
+        self.decisions = Channel()  # (call id, approved) for a call waiting for approval; (None, False): stop
 
     @property
     def running(self) -> bool:
@@ -267,6 +289,11 @@ class Turn:
         self.job.cancel.set()
         if (call := self.call) is not None:
             call.cancel()
+        self.decisions.put((None, False))
+
+    def decide(self, call_id: str, approved: bool) -> None:
+        """The user's answer for a call waiting for approval (one not waiting is ignored)."""
+        self.decisions.put((call_id, approved))
 
     @property
     def cancelling(self) -> bool:
@@ -437,12 +464,43 @@ class Turn:
             return f"the arguments are not valid JSON ({err}): {call['arguments'][:200]}", True
         if not isinstance(arguments, dict):
             return "the arguments must be a JSON object", True
+        if self.services.mcp.config[tool.server].ask_first:
+            approved = self._approval(call)
+            if approved is None:
+                return None
+            if not approved:
+                return "the user did not approve this call; it was not run", True
         self.call = running = self.services.mcp.call(tool.server, tool.name, arguments)
         if self.cancelling:  # stopped just before the call began
             running.cancel()
         output = running.result()
         self.call = None
         return None if self.cancelling else (output.text, output.is_error)
+
+    def _approval(self, call: dict) -> bool | None:
+        """Ask the user, and wait (RILL_TOOL_APPROVAL_SECONDS at most: then it is declined);
+        None when the turn was stopped meanwhile."""
+        with self._ending:
+            if not self.running:
+                return None
+            self.log.append(ToolApprovalRequest(call["index"], call["id"]))
+        deadline = time.monotonic() + self.services.settings.tool_approval_seconds
+        approved = False
+        while not self.cancelling:
+            try:
+                call_id, approved = self.decisions.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if call_id == call["id"]:
+                break
+            approved = False  # an answer for another call, or a wake-up to stop
+        if self.cancelling:
+            return None
+        with self._ending:
+            if not self.running:
+                return None
+            self.log.append(ToolApproval(call["index"], call["id"], approved))
+        return approved
 
     def end(self, state: TurnState, error: ProviderError | None = None, finish: Finish | None = None) -> None:
         """Save the reply, then write the final event; once, whoever calls first (the pump, or a

@@ -1,6 +1,6 @@
 """RILL_MCP_CONFIG: the `{"mcpServers": {name: ...}}` file users already have from other MCP
-clients. A server is a command (stdio) or a URL (Streamable HTTP); Rill adds `timeout_seconds`.
-Anything else is an error that names it."""
+clients. A server is a command (stdio) or a URL (Streamable HTTP); Rill adds `timeout_seconds` and
+`ask_first` (each call waits for the user's approval). Anything else is an error that names it."""
 from __future__ import annotations
 
 import json
@@ -11,19 +11,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class StdioServer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     command: str = Field(min_length=1)
     args: list[str] = []
     env: dict[str, str] = {}
     cwd: str | None = None
     timeout_seconds: float | None = Field(default=None, gt=0)
+    ask_first: bool = False
 
 
 class HttpServer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     url: str = Field(pattern=r"^https?://")
     headers: dict[str, str] = {}
     timeout_seconds: float | None = Field(default=None, gt=0)
+    ask_first: bool = False
 
 
 Server = StdioServer | HttpServer

@@ -74,3 +74,11 @@ class ChatRequest(BaseModel):
     @classmethod
     def _system(cls, value: str | None, info: ValidationInfo) -> str | None:
         return None if value is None else checked_text(value, info.context["settings"].max_system_chars)
+
+
+class Approval(BaseModel):
+    """The answer to a tool call waiting for approval (a `tool_approval_request` event)."""
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
+        {"tool_call_id": "call_0a1b2c", "approved": True}]})
+    tool_call_id: str = Field(min_length=1, max_length=200)
+    approved: bool

@@ -1,8 +1,9 @@
-"""Socket.IO transport: `chat_stream`, `chat_resume` and `chat_cancel` in, `chat_*` events out
-to that client only, each with the turn's `seq`.
+"""Socket.IO transport: `chat_stream`, `chat_resume`, `chat_cancel` and `chat_approve` in,
+`chat_*` events out to that client only, each with the turn's `seq`.
 
 A connection follows the turns it starts or resumes (any of its user's); a client that
-disconnects only detaches, the turns go on. `chat_cancel` stops any running turn of the user's.
+disconnects only detaches, the turns go on. `chat_cancel` stops any running turn of the user's;
+`chat_approve` answers one of its tool calls that waits for approval.
 Flask's before_request hooks do not run for Socket.IO events, so the token is checked at
 connect and the rate limit is hit here, on the same budget as the HTTP chat routes.
 """
@@ -26,11 +27,11 @@ from ..api.chat import start
 from ..api.requests import parse
 from ..auth import ANONYMOUS, limit_key
 from ..chat.events import EVENTS
-from ..chat.turn import Caller, Turn
+from ..chat.turn import Caller, Turn, approve
 from ..errors import ApiError, error_body, status_of
 from ..extensions import CHAT_SCOPE, limiter
 from ..refusals import Refused
-from ..schemas.chat import ChatRequest
+from ..schemas.chat import Approval, ChatRequest
 from ..services import current
 
 log = logging.getLogger(__name__)
@@ -209,10 +210,28 @@ def register(socketio, feed) -> None:
         turn.cancel()
         return {"turn_id": turn_id, "cancelled": cancelled}
 
+    @socketio.on("chat_approve")
+    def chat_approve(*args):
+        """{turn_id, tool_call_id, approved}: run or decline a call waiting for approval."""
+        if refusal := malformed("chat_approve", args):
+            return refusal
+        fields = dict(args[0])
+        turn_id = fields.pop("turn_id", None)
+        turn = find(users.get(request.sid), turn_id)
+        if turn is None:
+            return refuse("turn_not_found", f"no turn {turn_id!r}: unknown, expired, or not yours")
+        try:
+            answer = parse(Approval, fields)
+            approve(turn, answer.tool_call_id, answer.approved)
+        except (ApiError, Refused) as err:
+            return refuse(err.type, err.message)
+        return {"turn_id": turn_id, "tool_call_id": answer.tool_call_id, "approved": answer.approved}
+
     @socketio.on("*")
     def unknown_event(event, *args):
         log.warning("unknown Socket.IO event %r from %s", str(event)[:100], request.sid)
-        return refuse("unknown_event", f"unknown event {str(event)[:100]!r}: send chat_stream, chat_resume or chat_cancel")
+        return refuse("unknown_event", f"unknown event {str(event)[:100]!r}: send chat_stream, chat_resume, "
+                                       "chat_cancel or chat_approve")
 
     @socketio.on_error_default
     def failed(exc):

@@ -7,12 +7,16 @@ export const EVENTS = {
   "tool_call_start": "chat_tool_call_start",
   "tool_call_delta": "chat_tool_call_delta",
   "tool_call_end": "chat_tool_call_end",
+  "tool_approval_request": "chat_tool_approval_request",
+  "tool_approval": "chat_tool_approval",
   "tool_result": "chat_tool_result",
   "done": "chat_complete",
   "error": "chat_error"
 };
 
 // The kind of a Socket.IO event name, and what handlers.toolCall gets for each tool call event
-// (a result: what a tool Rill ran answered).
+// (asked, answered: a call waiting for the user's approval, and the answer; a result: what a tool
+// Rill ran answered).
 export const KIND_OF = Object.fromEntries(Object.entries(EVENTS).map(([kind, name]) => [name, kind]));
-export const TOOL_CALL_KINDS = { tool_call_start: "start", tool_call_delta: "delta", tool_call_end: "end", tool_result: "result" };
+export const TOOL_CALL_KINDS = { tool_call_start: "start", tool_call_delta: "delta", tool_call_end: "end",
+  tool_approval_request: "asked", tool_approval: "answered", tool_result: "result" };
