@@ -154,6 +154,7 @@ def test_a_server_killed_between_turns_starts_again_with_the_next_call(server):
 @pytest.mark.parametrize("body,status,words", [
     ({"mcp_servers": ["nope"]}, 400, "mcp_servers.0: no MCP server 'nope' (configured: t, quick, web, ask)"),
     ({"mcp_servers": ["t"], "model": "local/smollm2-135m-instruct"}, 400, "cannot call tools"),
+    ({"mcp_servers": ["t/add", "t/nope"]}, 400, "mcp_servers.1: MCP server 't' has no tool 'nope' (it has: add, "),
 ])
 def test_servers_that_cannot_be_offered_are_refused_before_anything_runs(server, body, status, words):
     r = requests.post(f"{server.url}/api/chat/stream", timeout=30,
@@ -166,7 +167,7 @@ def test_the_servers_and_their_tools_are_listed(server):
     assert set(listed) == {"t", "quick", "web", "ask"} and listed["ask"]["ask_first"] and not listed["t"]["ask_first"]
     assert listed["web"]["transport"] == "http" and listed["t"]["transport"] == "stdio"
     add = next(t for t in listed["t"]["tools"] if t["name"] == "t_add")
-    assert add["description"] == "Add two integers." and add["parameters"]["required"] == ["a", "b"]
+    assert add["id"] == "t/add" and add["description"] == "Add two integers." and add["parameters"]["required"] == ["a", "b"]
 
 
 def test_twenty_turns_at_once_each_run_their_call_and_the_server_stays_responsive(server):
@@ -211,6 +212,16 @@ def test_a_thread_remembers_its_servers_until_told_otherwise(server):
     assert none["reply"] == "no tool t_add to call"
     bad = requests.patch(f"{server.url}/api/threads/{thread_id}", json={"mcp_servers": ["nope"]}, timeout=10)
     assert bad.status_code == 400 and "mcp_servers.0: no MCP server 'nope'" in bad.json()["error"]["message"]
+
+
+def test_one_tool_of_a_server_can_be_chosen_alone(server):
+    events = ask(server, 't_add {"a": 2, "b": 3}', servers=("t/add",))
+    assert text(events) == "The result is 5."
+    thread_id = events[0].json()["thread_id"]
+    other = requests.post(f"{server.url}/api/chat", timeout=30, json={
+        "message": "t_pid {}", "model": "scripted/call", "thread_id": thread_id}).json()  # remembered: add alone
+    assert other["reply"] == "no tool t_pid to call"
+    assert requests.get(f"{server.url}/api/threads/{thread_id}", timeout=10).json()["mcp_servers"] == ["t/add"]
 
 
 def read_until(events, kind):

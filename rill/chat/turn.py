@@ -110,10 +110,10 @@ def start_turn(services: Services, caller: Caller, message: str | None, options:
     store, user = services.threads, caller.user
     if mcp_servers is None:  # the thread's choice, less servers no longer configured
         known = store.thread(thread_id, user) if thread_id else None
-        servers = tuple(n for n in (known["mcp_servers"] if known else ()) if n in services.mcp.config)
+        servers = tuple(n for n in (known["mcp_servers"] if known else ()) if n.partition("/")[0] in services.mcp.config)
     else:
         servers = mcp_servers
-    tools = mcp_tools(services, provider, model_id, servers)
+    tools = mcp_tools(services, provider, model_id, servers, remembered=mcp_servers is None)
     if tools:
         options = replace(options, tool_choice="auto", tools=options.tools + tuple(
             Tool(name, tool.description, tool.schema or {"type": "object", "properties": {}})
@@ -190,18 +190,16 @@ def start_stateless_turn(services: Services, caller: Caller, model: str, message
     return turn
 
 
-def mcp_tools(services: Services, provider: Provider, model: str, names: tuple[str, ...]) -> dict[str, McpTool]:
-    """The tools of these MCP servers, by the name the model calls them; refused when a server is
-    not configured or cannot be reached, or the model cannot call tools."""
-    if not names:
+def mcp_tools(services: Services, provider: Provider, model: str, entries: tuple[str, ...],
+              remembered: bool = False) -> dict[str, McpTool]:
+    """The tools these `mcp_servers` entries offer, by the name the model calls them; refused when
+    one is not configured or cannot be reached, or the model cannot call tools."""
+    if not entries:
         return {}
-    services.mcp.check(names)
+    services.mcp.check(entries)
     if why := provider.refuses_tools(model, "auto"):
         raise Refused("invalid_request_error", why)
-    tools, failed = services.mcp.tools(list(dict.fromkeys(names)))
-    if failed:
-        raise Refused("mcp_server_unavailable", "; ".join(f"MCP server {name!r}: {why}" for name, why in failed.items()))
-    return {tool.qualified: tool for tool in tools}
+    return {tool.qualified: tool for tool in services.mcp.offered(list(dict.fromkeys(entries)), remembered)}
 
 
 def approve(turn: Turn, call_id: str, approved: bool) -> None:

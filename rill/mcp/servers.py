@@ -144,12 +144,34 @@ class McpServers:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._started = real_threading.Lock()
 
-    def check(self, names) -> None:
-        """Each name a configured server's, or a refusal naming the first that is not."""
-        for n, name in enumerate(names):
-            if name not in self.config:
-                raise Refused("invalid_request_error", f"mcp_servers.{n}: no MCP server {name!r} (configured: "
-                                                       f"{', '.join(self.config) or 'none; see RILL_MCP_CONFIG'})")
+    def check(self, entries) -> None:
+        """Each entry a configured server's name (or `server/tool`), or a refusal naming the first that is not."""
+        for n, entry in enumerate(entries):
+            if entry.partition("/")[0] not in self.config:
+                raise Refused("invalid_request_error", f"mcp_servers.{n}: no MCP server {entry.partition('/')[0]!r} "
+                                                       f"(configured: {', '.join(self.config) or 'none; see RILL_MCP_CONFIG'})")
+
+    def offered(self, entries, remembered: bool = False) -> list[Tool]:
+        """The tools these entries offer: a server's name, all its tools; `server/tool`, that one.
+        Refused when a server cannot be reached, or a tool is not there (unless `remembered`: a
+        thread's earlier choice, whose tool may have gone since)."""
+        self.check(entries)
+        wanted: dict[str, set[str] | None] = {}  # server -> its tools chosen (None: all)
+        for entry in entries:
+            server, _, tool = entry.partition("/")
+            if not tool:
+                wanted[server] = None
+            elif wanted.get(server, set()) is not None:
+                wanted.setdefault(server, set()).add(tool)
+        tools, failed = self.tools(list(wanted))
+        if failed:
+            raise Refused("mcp_server_unavailable", "; ".join(f"MCP server {name!r}: {why}" for name, why in failed.items()))
+        for n, entry in enumerate(entries):
+            server, _, tool = entry.partition("/")
+            if tool and not remembered and not any(t.server == server and t.name == tool for t in tools):
+                raise Refused("invalid_request_error", f"mcp_servers.{n}: MCP server {server!r} has no tool {tool!r} "
+                              f"(it has: {', '.join(t.name for t in tools if t.server == server) or 'none'})")
+        return [t for t in tools if wanted[t.server] is None or t.name in wanted[t.server]]
 
     def _start(self) -> asyncio.AbstractEventLoop:
         with self._started:

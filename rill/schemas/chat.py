@@ -40,8 +40,9 @@ class ChatRequest(BaseModel):
     turn_id: Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
     # Uploads (POST /api/files) that go with the message.
     files: Annotated[list[SessionId], Field(min_length=1, max_length=MAX_FILES)] | None = None
-    # MCP servers (GET /api/mcp) whose tools the model may call, Rill running them; [] for none.
-    mcp_servers: Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=32)] | None = None
+    # MCP servers (GET /api/mcp) whose tools the model may call, Rill running them, or `server/tool`
+    # for one of a server's tools; [] for none.
+    mcp_servers: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=64)] | None = None
 
     @field_validator("message", mode="before")
     @classmethod

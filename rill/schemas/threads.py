@@ -53,7 +53,7 @@ class ThreadUpdate(BaseModel):
     current_leaf: SessionId | None = None  # the branch to show: the path to this message
     branch: SessionId | None = None  # the branch to show: the one through this message, down the remembered forks
     # The MCP servers (GET /api/mcp) whose tools the thread's turns use; [] for none.
-    mcp_servers: Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=32)] | None = None
+    mcp_servers: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=64)] | None = None
 
     @model_validator(mode="after")
     def one_branch(self):
