@@ -157,6 +157,12 @@ export const threadsApi = {
   search: (query) => getJSON(`/api/search?q=${encodeURIComponent(query)}`),
 };
 
+// Run (approved) or decline a tool call that waits for the user; an ApiError when it cannot be
+// (answered already, or the turn ended).
+export function approveCall(turnId, callId, approved) {
+  return send("POST", `/api/chat/turns/${encodeURIComponent(turnId)}/approve`, { tool_call_id: callId, approved });
+}
+
 // Best effort: the turn may already have ended.
 export function cancelTurn(turnId) {
   return fetch(`/api/chat/turns/${encodeURIComponent(turnId)}/cancel`, { method: "POST", keepalive: true, headers: withAuth() })

@@ -62,6 +62,7 @@ composer.on("send", (text) => {
 composer.on("stop", () => turns.stop());
 messages.on("regenerate", (id) => controller.regenerate(id));
 messages.on("retry", (id) => turns.retry(id));
+messages.on("approveCall", (index, approved) => turns.approve(index, approved));
 messages.on("save", (id, text) => controller.saveEdit(id, text));
 messages.on("rerun", (id, text) => turns.rerun(id, text));
 messages.on("branch", (id, step) => controller.branch(id, step));

@@ -130,7 +130,8 @@ export class SocketTransport {
       }
       this.turns.delete(turn.id);
     })();
-    return { finished, cancel: () => this.cancel(turn), detach: () => this.detach(turn) };
+    return { finished, cancel: () => this.cancel(turn), detach: () => this.detach(turn),
+      approve: (callId, approved) => this.approve(turn, callId, approved) };
   }
 
   async ask(socket, event, payload) {
@@ -155,6 +156,12 @@ export class SocketTransport {
     if (turn.ended) return;
     if (turn.sent) this.socket?.emit("chat_cancel", { turn_id: turn.id });
     else turn.cancelAsked = true; // before the ack: run() cancels once it comes
+  }
+
+  // A tool call waiting for the user: run it (approved) or not; an ApiError when refused.
+  async approve(turn, callId, approved) {
+    const ack = await this.ask(this.connection(), "chat_approve", { turn_id: turn.id, tool_call_id: callId, approved });
+    if (ack?.error) throw new ApiError(ack.error.type, ack.error.message);
   }
 
   detach(turn) {

@@ -3,17 +3,19 @@
 // A streaming transport (this module's streamChat, socket.js's SocketTransport.stream, and
 // chatOnce for non-streamed replies) is called as `transport(request, handlers)`, where handlers
 // are {start({thread_id, question_id, reply_id, turn_id, model}), token(text, seq), reasoning(text, seq),
-// toolCall(kind, {index, id, name, arguments}, seq) (kind: start | delta | end), done(stats),
-// error(ApiError), reconnecting(bool)}, and returns {stop(), finished}. The request carries its own `turn_id`, so
+// toolCall(kind, {index, id, name, arguments, ...}, seq) (kind: start | delta | end | asked |
+// answered | result: events.js's TOOL_CALL_KINDS), done(stats), error(ApiError),
+// reconnecting(bool)}, and returns {stop(), finished}. The request carries its own `turn_id`, so
 // Stop works before the first byte. A turn outlives its connection on the server: a dropped
 // stream is followed again from the last event received (seq), so nothing is lost or doubled;
 // followTurn attaches to a turn already running (a reload, another tab). The
-// handle: {cancel(), detach(), finished}: cancel() stops the turn on the server (its final
-// event still arrives), detach() stops following it here (no handler is called again);
+// handle: {cancel(), detach(), approve(callId, approved), finished}: cancel() stops the turn on the
+// server (its final event still arrives), detach() stops following it here (no handler is called
+// again), approve() answers a tool call waiting for the user;
 // `finished` resolves when the turn is over either way.
 
 import { TOOL_CALL_KINDS } from "./events.js";
-import { ApiError, badEvent, cancelTurn, errorFrom, networkError, post, withAuth } from "./http.js";
+import { ApiError, approveCall, badEvent, cancelTurn, errorFrom, networkError, post, withAuth } from "./http.js";
 import { readEvents } from "./sse.js";
 
 export function newTurnId() {
@@ -85,13 +87,15 @@ async function follow(state, handlers, controller) {
 }
 
 // cancel(): stop the turn on the server (its final event still comes); detach(): stop
-// following it here (the turn goes on; no handler is called again).
+// following it here (the turn goes on; no handler is called again); approve(callId, approved):
+// answer a tool call that waits for approval.
 function controls(state, controller, finished) {
   return {
     finished,
     cancel() {
       if (state.turnId) cancelTurn(state.turnId);
     },
+    approve: (callId, approved) => approveCall(state.turnId, callId, approved),
     detach() {
       if (state.stopped) return;
       state.stopped = true;

@@ -67,6 +67,7 @@ class Reply {
   }
 
   // kind: start {index, id, name} | delta {index, arguments} (a JSON fragment) | end {index} |
+  // asked {index} (it waits for the user's approval) | answered {index, approved} |
   // result {index, content, is_error} (a tool Rill ran).
   toolCall(kind, data) {
     const index = data.index;
@@ -75,6 +76,8 @@ class Reply {
     if (!call) return; // a fragment of a call never started: nothing to show it in
     if (kind === "delta") call.arguments += data.arguments || "";
     if (kind === "end") call.done = true;
+    if (kind === "asked") call.asking = true;
+    if (kind === "answered") Object.assign(call, { asking: false, approved: Boolean(data.approved) });
     if (kind === "result") Object.assign(call, { result: data.content, isError: Boolean(data.is_error) });
     this.changedCalls.add(index);
     this.schedule();
@@ -308,6 +311,22 @@ export class Turns {
       reply.handle?.detach();
       this.finish(reply, "stopped", null);
     }, STOP_WAIT_MS);
+  }
+
+  // The user's answer to a tool call of the running reply that waits for approval.
+  async approve(index, approved) {
+    const reply = this.active;
+    const call = reply?.toolCalls[index];
+    if (!call?.asking || call.answering) return;
+    call.answering = true; // the buttons wait for the server's answer
+    reply.toolCall("asked", { index });
+    try {
+      await reply.handle.approve(call.id, approved);
+    } catch (err) {
+      this.notices.error(`The tool call could not be ${approved ? "approved" : "declined"}: ${err.message}`);
+      call.answering = false;
+      reply.toolCall("asked", { index });
+    }
   }
 
   // Leave the reply to the server (another chat was opened, or the chat changed under it): it

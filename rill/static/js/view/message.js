@@ -17,11 +17,29 @@ export function formatArguments(text, done) {
 
 const LONG_RESULT = 400; // characters: a longer result starts folded
 
-// One card per tool call: its name and arguments, and the result of a tool Rill ran, all as text.
-function fillToolCall(card, call) {
+// What a call of a reply being written is doing: waiting for the user, running (a tool Rill runs:
+// complete, no result yet), or not run because the user said no.
+function callState(call) {
+  if (call.asking) return ["is-asking", "waiting for your approval"];
+  if (call.approved === false) return ["is-declined", "not run"];
+  if (call.done && call.result === undefined) return ["is-running", "running"];
+  return ["", ""];
+}
+
+// One card per tool call: its name and arguments, and the result of a tool Rill ran, all as text;
+// `live` (the reply is being written): what it is doing, and the approval buttons when it asks.
+function fillToolCall(card, call, live = false) {
   card.querySelector(".tool-call-name").textContent = call.name;
   card.querySelector(".tool-call-args code").textContent = formatArguments(call.arguments, call.done);
   card.classList.toggle("is-done", Boolean(call.done));
+  const [state, words] = live ? callState(call) : ["", ""];
+  const label = card.querySelector(".tool-call-state");
+  label.className = `tool-call-state ${state}`.trim();
+  label.textContent = words;
+  card.classList.toggle("is-asking", state === "is-asking");
+  const approval = card.querySelector(".tool-call-approval");
+  approval.hidden = state !== "is-asking";
+  for (const button of approval.querySelectorAll("button")) button.disabled = Boolean(call.answering);
   const result = card.querySelector(".tool-call-result");
   const hasResult = call.result !== undefined;
   if (hasResult && result.hidden) result.open = call.result.length <= LONG_RESULT;
@@ -170,6 +188,7 @@ export class ReplyView {
     this.stats = item.querySelector(".stats");
     this.thinking = item.querySelector(".thinking");
     this.calls = item.querySelector(".tool-calls");
+    this.shownCalls = []; // by index, as last drawn
     this.live = document.createElement("div");
     this.live.className = "live";
     this.body.replaceChildren(this.live);
@@ -216,7 +235,8 @@ export class ReplyView {
       this.calls.append(card);
       this.calls.hidden = false;
     }
-    fillToolCall(card, call);
+    this.shownCalls[index] = call;
+    fillToolCall(card, call, true);
     this.list.followStream();
   }
 
@@ -231,6 +251,7 @@ export class ReplyView {
       return;
     }
     this.thinking.classList.remove("is-live");
+    for (const card of this.calls.children) fillToolCall(card, this.shownCalls[card.dataset.index]); // none runs now
     this.item.classList.remove("is-waiting", "is-streaming");
     this.item.removeAttribute("aria-busy");
     this.item.classList.toggle("is-stopped", message.status === "stopped");

@@ -2,7 +2,8 @@
 // earlier pages on demand, and the actions on each message. Emits messageText(id) (the text to
 // copy), save(id, text) and rerun(id, text) (an edited question: in place, or asked again as a
 // new branch; false: not taken), regenerate(id), retry(id), branch(id, step) (the sibling before
-// or after), deleteBranch(id), fork(id), older() (the page above).
+// or after), deleteBranch(id), fork(id), older() (the page above), approveCall(index, approved)
+// (a tool call of the reply being written, waiting for the user).
 import { Widget, byId, clone, copyText, flashCopied } from "./dom.js";
 import { ReplyView, fillMessage, messageItem } from "./message.js";
 
@@ -135,6 +136,8 @@ export class MessageList extends Widget {
       this.startEdit(item);
     } else if (action === "branch-prev" || action === "branch-next") {
       this.emit("branch", id, action === "branch-prev" ? -1 : 1);
+    } else if (action === "approve-call" || action === "decline-call") {
+      this.emit("approveCall", Number(button.closest(".tool-call").dataset.index), action === "approve-call");
     } else if (["regenerate", "retry", "fork", "delete"].includes(action)) {
       this.emit({ delete: "deleteBranch" }[action] || action, id);
     }
