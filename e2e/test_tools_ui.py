@@ -4,14 +4,13 @@ card shows a spinner while it runs, then the result `5` once, and the answer fol
 reload (also one during a call) the thread still shows each card and result once, and remembers
 its tools. A server marked "ask first" runs a call only once the user approves it on the card,
 also after a reload; declined, the model reads that it was not run."""
-import json
 import re
-import sys
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.server import ROOT, start_server, stop_server
+from tests.mcp_tools import STDIO, config_file
+from tests.server import start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -19,9 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def tools_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("tools-ui")
-    config = home / "mcp.json"
-    stdio = {"command": sys.executable, "args": ["-m", "tests.mcp_tools"], "cwd": str(ROOT)}
-    config.write_text(json.dumps({"mcpServers": {"t": stdio, "ask": {**stdio, "ask_first": True}}}))
+    config = config_file(home / "mcp.json", t=STDIO, ask={**STDIO, "ask_first": True})
     srv = start_server("eventlet", home, RILL_MCP_CONFIG=config)
     yield srv
     stop_server(srv)

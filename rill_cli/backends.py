@@ -3,7 +3,9 @@ as it comes and fills in a Reply; `stop()` ends it on the server.
 
 - Rill through its app API: the server keeps the conversation (session), the client picks the
   turn id so it can cancel before the first byte, and a dropped connection resumes the turn
-  from the last event it had (`GET /api/chat/turns/<id>/events`, `Last-Event-ID`).
+  from the last event it had (`GET /api/chat/turns/<id>/events`, `Last-Event-ID`). The tools it
+  runs (MCP) come as ToolSteps among the text: a call, a call that asks first (answer it with
+  `approve()`), a result.
 - Any OpenAI- or Anthropic-compatible server through the official SDKs: the client keeps the
   messages, and closing the stream is what stops the reply there.
 """
@@ -66,6 +68,18 @@ class Reply:
         return " · ".join(parts)
 
 
+@dataclass
+class ToolStep:
+    """A tool call Rill runs, as the terminal shows it: `call` (its arguments are complete), `ask`
+    (it waits for the user's approval), `result` (what the tool answered)."""
+    kind: str
+    id: str
+    name: str
+    arguments: str = ""
+    content: str = ""
+    is_error: bool = False
+
+
 class RillBackend:
     def __init__(self, url: str, token: str | None, model: str | None, notify: Callable[[str], None]):
         self.url = url.rstrip("/")
@@ -86,10 +100,12 @@ class RillBackend:
         return response.json()
 
     def stream(self, conversation: Conversation, message: str, reply: Reply, files: tuple[str, ...] = ()
-               ) -> Iterator[str]:
+               ) -> Iterator[str | ToolStep]:
         reply.turn_id = uuid.uuid4().hex
+        calls: dict[int, ToolStep] = {}  # this reply's tool calls, by index
         body = {"message": message, "turn_id": reply.turn_id, "session_id": conversation.session_id,
-                "model": conversation.model or self.model, "system": conversation.system, "files": list(files) or None}
+                "model": conversation.model or self.model, "system": conversation.system, "files": list(files) or None,
+                "mcp_servers": conversation.tools}
         body = {k: v for k, v in body.items() if v is not None}
         method, target, options = "POST", f"{self.url}/api/chat/stream", {"json": body}
         lost_since = None
@@ -101,8 +117,8 @@ class RillBackend:
                     self._check(response, resuming=lost_since is not None)
                     for event in self._events(response):
                         lost_since = None
-                        if self._take(event, conversation, reply):
-                            yield event["token"]
+                        if (shown := self._take(event, conversation, reply, calls)) is not None:
+                            yield shown
                         if event["kind"] in ("done", "error"):
                             return
             except httpx2.ConnectError as exc:
@@ -131,18 +147,28 @@ class RillBackend:
                     raise StoreUnavailable()  # not part of the turn: resume once the store is back
                 yield {"kind": event.type, "seq": int(event.id) if event.id else None, **data}
 
-    def _take(self, event: dict, conversation: Conversation, reply: Reply) -> bool:
-        """Record an event; True for a token to show."""
+    def _take(self, event: dict, conversation: Conversation, reply: Reply, calls: dict[int, ToolStep]
+              ) -> str | ToolStep | None:
+        """Record an event; what it shows, if anything (a token's text, a tool step)."""
         if event["seq"] is not None:
             if event["seq"] <= reply.seq:
-                return False  # already had it
+                return None  # already had it
             reply.seq = event["seq"]
         kind = event["kind"]
         if kind == "start":
             conversation.session_id = event["session_id"]
         elif kind == "token":
             reply.add(event["token"])
-            return True
+            return event["token"]
+        elif kind == "tool_call_start":
+            calls[event["index"]] = ToolStep("call", event["id"], event["name"])
+        elif kind == "tool_call_delta":
+            calls[event["index"]].arguments += event["arguments"]
+        elif kind in ("tool_call_end", "tool_approval_request", "tool_result"):
+            call = calls[event["index"]]
+            step = {"tool_call_end": "call", "tool_approval_request": "ask", "tool_result": "result"}[kind]
+            return ToolStep(step, call.id, call.name, call.arguments, event.get("content", ""),
+                            event.get("is_error", False))
         elif kind == "done":
             reply.ended = time.monotonic()
             reply.finish_reason = event["finish_reason"]
@@ -150,7 +176,7 @@ class RillBackend:
             reply.prompt_tokens, reply.completion_tokens = usage.get("prompt_tokens"), event["tokens"]
         elif kind == "error":
             raise ClientError(f"{event['error']['type']}: {event['error']['message']}")
-        return False
+        return None
 
     def _check(self, response, resuming: bool) -> None:
         if response.status_code == 200:
@@ -163,6 +189,25 @@ class RillBackend:
         if resuming and response.status_code == 404:
             raise ClientError(f"lost the connection and the turn is gone from the server: {message}")
         raise http_error(response.status_code, message, response.headers.get("Retry-After"))
+
+    def mcp_servers(self) -> list[dict]:
+        """The MCP servers the Rill server runs tools of (GET /api/mcp)."""
+        try:
+            response = self.http.get(f"{self.url}/api/mcp", timeout=httpx2.Timeout(10.0, read=READ_TIMEOUT))
+        except httpx2.HTTPError as exc:
+            raise ClientError(f"cannot reach Rill at {self.url} ({exc})")
+        self._check(response, resuming=False)
+        return response.json()["servers"]
+
+    def approve(self, reply: Reply, call_id: str, approved: bool) -> None:
+        """Run (approved) or decline a call that asks first; the turn goes on either way."""
+        try:
+            response = self.http.post(f"{self.url}/api/chat/turns/{reply.turn_id}/approve",
+                                      json={"tool_call_id": call_id, "approved": approved})
+        except httpx2.HTTPError as exc:
+            raise ClientError(f"cannot reach Rill at {self.url} ({exc})")
+        if response.status_code != 202:
+            self._check(response, resuming=False)
 
     def stop(self, reply: Reply) -> None:
         """Cancel the turn on the server (the partial reply is saved there as cancelled). A Ctrl-C

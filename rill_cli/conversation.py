@@ -16,6 +16,7 @@ class Conversation:
     messages: list[dict] = field(default_factory=list)
     model: str | None = None
     system: str | None = None
+    tools: list[str] | None = None  # Rill's mcp_servers for the next questions (None: what the thread keeps)
 
 
 class Conversations:

@@ -23,6 +23,7 @@ class ReplyKeys:
         self.entered = False  # a question was entered and its reply has not begun
         self.drawing = False
         self.pressed = False  # a Ctrl-C held back, not acted on yet
+        self.saved_tty = None  # the terminal's settings before a reply made it quiet
 
     def __enter__(self):
         self.previous = signal.signal(signal.SIGINT, self._interrupt)
@@ -40,9 +41,9 @@ class ReplyKeys:
     @contextlib.contextmanager
     def reply(self):
         """While one reply streams. A Ctrl-C pressed since its Enter stops it before it starts."""
-        saved_tty = None
+        self.saved_tty = None
         if sys.stdin.isatty():
-            saved_tty = termios.tcgetattr(sys.stdin)
+            self.saved_tty = termios.tcgetattr(sys.stdin)
             quiet = termios.tcgetattr(sys.stdin)
             quiet[3] &= ~termios.ECHO
             termios.tcsetattr(sys.stdin, termios.TCSANOW, quiet)
@@ -53,8 +54,23 @@ class ReplyKeys:
                 raise KeyboardInterrupt
             yield
         finally:
-            if saved_tty is not None:
-                termios.tcsetattr(sys.stdin, termios.TCSANOW, saved_tty)
+            if self.saved_tty is not None:
+                termios.tcsetattr(sys.stdin, termios.TCSANOW, self.saved_tty)
+
+    def confirm(self, question: str) -> bool:
+        """A yes or no typed while a reply waits (a tool call that asks first), echoed; the end of
+        the input is a no. Ctrl-C stops the reply, as anywhere in it."""
+        quiet = termios.tcgetattr(sys.stdin) if self.saved_tty is not None else None
+        if quiet is not None:
+            termios.tcsetattr(sys.stdin, termios.TCSANOW, self.saved_tty)
+        try:
+            sys.stderr.write(question)
+            sys.stderr.flush()
+            answer = sys.stdin.readline()
+        finally:
+            if quiet is not None:
+                termios.tcsetattr(sys.stdin, termios.TCSANOW, quiet)
+        return answer.strip().lower() in ("y", "yes")
 
     @contextlib.contextmanager
     def draw(self):

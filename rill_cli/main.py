@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from . import config
-from .backends import Reply, RillBackend, connect
+from .backends import Reply, RillBackend, ToolStep, connect
 from .conversation import Conversation, Conversations
 from .errors import ClientError
 from .keys import LineReader, ReplyKeys
-from .render import view_for
+from .render import tool_step, view_for
 from .threads import ThreadsClient, plain
 
 # The commands that run server code (pull, token) import eventlet, which warns on import: not the user's concern.
@@ -28,6 +28,8 @@ HELP = """/new             start a new conversation
 /system [TEXT]   set the system prompt (no text: none)
 /stats           show the last reply's figures, and turn them on after each reply (again: off)
 /attach FILE     send a file with the next message (a PDF, text, an image; `-`: standard input)
+/tools [NAME...] show or set the tools the model may call, Rill running them: MCP servers or
+                 server/tool (`none`: no tools); a call that asks first waits for your y or n
 /help            this list
 Ctrl-C stops a reply (the partial text is kept); Ctrl-D exits."""
 
@@ -42,6 +44,9 @@ def conversation_options(command):
         click.option("--continue", "-c", "resume", is_flag=True, help="continue the last conversation"),
         click.option("--session", help="continue this Rill session"),
         click.option("--stats", is_flag=True, help="show time to first token, tokens/s and token counts"),
+        click.option("--tools", "-t", multiple=True, metavar="NAME",
+                     help="an MCP server of the Rill server (or server/tool) whose tools the model may call, "
+                          "Rill running them; repeatable; `none`: no tools (default: the conversation's)"),
     ]):
         command = option(command)
 
@@ -60,7 +65,7 @@ def reports_client_errors(command):
     return run
 
 
-def open_conversation(backend_name, url, model, system, resume, session):
+def open_conversation(backend_name, url, model, system, resume, session, tools=()):
     """The backend to talk to and the conversation to talk in."""
     name, backend = config.pick(config.load(config.config_path()), backend_name, url)
     store = Conversations(config.state_dir())
@@ -71,7 +76,16 @@ def open_conversation(backend_name, url, model, system, resume, session):
         conversation = Conversation(name, session_id=session)
     conversation.model = model or conversation.model
     conversation.system = system if system is not None else conversation.system
+    if tools:
+        if backend.type != "rill":
+            raise ClientError(f"--tools needs a Rill backend ({name} is {backend.type}): Rill runs the tools")
+        conversation.tools = chosen_tools(tools)
     return backend, conversation, store
+
+
+def chosen_tools(names) -> list[str]:
+    """`mcp_servers` from the names given (`none`: no tools)."""
+    return [] if list(names) == ["none"] else list(names)
 
 
 def attach(client, path: str) -> dict:
@@ -96,6 +110,13 @@ def answer(client, conversation: Conversation, message: str, view, keys: ReplyKe
     try:
         with keys.reply():
             for piece in client.stream(conversation, message, reply, *((files,) if files else ())):
+                if isinstance(piece, ToolStep):
+                    view.end()  # the text so far stays above the call
+                    if piece.kind == "ask":
+                        client.approve(reply, piece.id, keys.confirm(f"Run {piece.name}? [y/N] "))
+                    else:
+                        view.note(tool_step(piece))
+                    continue
                 with keys.draw():
                     view.add(piece)
     except KeyboardInterrupt:
@@ -118,13 +139,13 @@ def cli():
 @click.option("--attach", "-a", "attached", multiple=True, metavar="FILE",
               help="a file to send with the question (a PDF, text, an image; `-`: standard input); repeatable")
 @conversation_options
-def ask(question, attached, backend, url, model, system, resume, session, stats):
+def ask(question, attached, backend, url, model, system, resume, session, stats, tools):
     """Ask one QUESTION; the reply streams to stdout. Text piped on stdin is context for it."""
     context = "" if sys.stdin.isatty() or "-" in attached else sys.stdin.read().strip()
     message = "\n\n".join(part for part in (context, " ".join(question).strip()) if part)
     if not message:
         raise click.UsageError("nothing to ask: give a question, or pipe text in")
-    settings, conversation, store = open_conversation(backend, url, model, system, resume, session)
+    settings, conversation, store = open_conversation(backend, url, model, system, resume, session, tools)
     view = view_for(Console())
     client = connect(settings, view.note)
     files = tuple(attach(client, path)["id"] for path in attached)
@@ -142,9 +163,9 @@ def ask(question, attached, backend, url, model, system, resume, session, stats)
 
 @cli.command()
 @conversation_options
-def chat(backend, url, model, system, resume, session, stats):
+def chat(backend, url, model, system, resume, session, stats, tools):
     """A conversation: Markdown rendered as it streams; /help lists the commands."""
-    settings, conversation, store = open_conversation(backend, url, model, system, resume, session)
+    settings, conversation, store = open_conversation(backend, url, model, system, resume, session, tools)
     console = Console()
     view = view_for(console)
     client = connect(settings, view.note)
@@ -200,6 +221,22 @@ def converse(client, settings, conversation: Conversation, store: Conversations,
                     continue
                 view.note(f"attached {attached[-1]['name']} ({attached[-1]['type']}, {attached[-1]['size']:,} bytes): "
                           "it goes with your next message")
+            elif command == "/tools":
+                if not isinstance(client, RillBackend):
+                    view.note("tools need a Rill backend: Rill runs them")
+                    continue
+                if argument:
+                    conversation.tools = chosen_tools(argument.split())
+                else:
+                    try:
+                        for server in client.mcp_servers():
+                            tools = ", ".join(t["id"] for t in server["tools"]) or server.get("error", "no tools")
+                            view.note(f"{server['name']}{' (asks first)' if server['ask_first'] else ''}: {tools}")
+                    except ClientError as exc:
+                        view.note(f"rill: {exc}")
+                chosen = conversation.tools
+                view.note("tools: " + ("the conversation's (as the server keeps them)" if chosen is None
+                                       else ", ".join(chosen) or "none"))
             elif command == "/help":
                 view.note(HELP)
             else:

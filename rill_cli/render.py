@@ -6,6 +6,7 @@ live. Anywhere else (a pipe, a file) the text is written as it comes, with no es
 """
 from __future__ import annotations
 
+import json
 import sys
 
 from markdown_it import MarkdownIt
@@ -110,3 +111,20 @@ class PlainView:
 def view_for(console: Console):
     """Markdown in a terminal, plain text anywhere else."""
     return MarkdownView(console) if console.is_terminal else PlainView()
+
+
+def tool_step(step) -> str:
+    """A tool call Rill runs (backends.ToolStep), in one line or a few: `→ name {arguments}` when
+    it is called, `← name: result` (cut) when it answered."""
+    if step.kind == "result":
+        text = step.content.strip()
+        lines = text.splitlines()
+        shown = "\n  ".join(lines[:5])[:400]
+        more = len(text) - len(shown.replace("\n  ", "\n"))
+        cut = f" … ({more:,} more characters)" if more > 0 else ""
+        return f"← {step.name}{' failed' if step.is_error else ''}: {shown}{cut}"
+    try:
+        arguments = json.dumps(json.loads(step.arguments or "{}"), ensure_ascii=False)
+    except ValueError:
+        arguments = step.arguments
+    return f"→ {step.name} {arguments[:200]}{'…' if len(arguments) > 200 else ''}"

@@ -1,5 +1,6 @@
 """A real MCP server for the tests, made with the SDK: `python -m tests.mcp_tools` speaks stdio,
 `python -m tests.mcp_tools PORT` Streamable HTTP on 127.0.0.1 (http_server() starts one)."""
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,15 @@ def long(characters: int) -> str:
 def pid() -> int:
     """The server's process id (a restart changes it)."""
     return os.getpid()
+
+
+STDIO = {"command": sys.executable, "args": ["-m", "tests.mcp_tools"], "cwd": str(Path(__file__).resolve().parent.parent)}
+
+
+def config_file(path: Path, **servers: dict) -> Path:
+    """A RILL_MCP_CONFIG file of these servers (each as its `mcpServers` entry, e.g. STDIO)."""
+    path.write_text(json.dumps({"mcpServers": servers}))
+    return path
 
 
 def http_server(port: int) -> tuple[subprocess.Popen, str]:

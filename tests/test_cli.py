@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.mcp_tools import STDIO, config_file
 from tests.server import free_port, start_server, stop_server
 from tests.tcp_proxy import TcpProxy
 
@@ -376,3 +377,46 @@ def test_rill_serve_runs_the_server(tmp_path, home):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def tools_server(tmp_path_factory):
+    """A server with MCP servers (tests/mcp_tools.py): `t`, and `ask`, whose calls ask first."""
+    home = tmp_path_factory.mktemp("cli-tools")
+    srv = start_server("eventlet", home, RILL_MCP_CONFIG=config_file(home / "mcp.json", t=STDIO,
+                                                                     ask={**STDIO, "ask_first": True}))
+    yield srv
+    stop_server(srv)
+
+
+def test_ask_shows_the_calls_rill_runs_and_their_results_beside_the_reply(tools_server, home):
+    done = rill(["ask", "--url", tools_server.url, "-m", "scripted/call", "--tools", "t/add", 't_add {"a": 2, "b": 3}'],
+                home)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "The result is 5.\n"  # the pipe gets the reply; the steps go to stderr
+    assert done.stderr.splitlines() == ['→ t_add {"a": 2, "b": 3}', "← t_add: 5"]
+    assert last_conversation(home)["tools"] == ["t/add"]
+    refused = rill(["ask", "--url", tools_server.url, "-m", "scripted/call", "-t", "nope", "hi"], home)
+    assert refused.returncode == 1 and "no MCP server 'nope'" in refused.stderr
+
+
+def test_chat_asks_before_a_call_that_asks_first_and_lists_the_tools(tools_server, home):
+    t = Terminal([RILL, "chat", "-m", "scripted/call", "-t", "ask"], {**home, "RILL_URL": tools_server.url})
+    try:
+        t.wait_for(lambda s: prompt_count(s) == 1, what="the prompt")
+        t.send('ask_add {"a": 2, "b": 3}', "Enter")
+        t.wait_for(lambda s: '→ ask_add {"a": 2, "b": 3}' in s and "Run ask_add? [y/N]" in s, what="the question")
+        t.send("y", "Enter")
+        t.wait_for(lambda s: "← ask_add: 5" in s and "The result is 5." in s and prompt_count(s) == 2,
+                   what="the result and the answer")
+        t.send('ask_add {"a": 1, "b": 1}', "Enter")
+        t.wait_for(lambda s: s.count("Run ask_add? [y/N]") == 2, what="the second question")
+        t.send("n", "Enter")
+        declined = "the user did not approve this call; it was not run"
+        t.wait_for(lambda s: f"← ask_add failed: {declined}" in s and prompt_count(s) == 3, what="the declined call")
+        t.send("/tools", "Enter")
+        t.wait_for(lambda s: "ask (asks first): ask/add, ask/slow" in s and "tools: ask" in s, what="the tools")
+        t.send("C-d")
+        assert t.exit_status() == 0
+    finally:
+        t.close()

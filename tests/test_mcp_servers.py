@@ -2,7 +2,6 @@
 SDK (tests/mcp_tools.py), over stdio and Streamable HTTP: tools listed, calls answered, a timeout,
 a failing tool, a long result cut, Stop, a server killed between calls, one that cannot start."""
 import json
-import sys
 import time
 
 import psutil
@@ -10,12 +9,13 @@ import pytest
 
 from rill.mcp.config import HttpServer, StdioServer, load
 from rill.mcp.servers import McpServers
+from tests import mcp_tools
 from tests.mcp_tools import http_server
-from tests.server import ROOT, free_port
+from tests.server import free_port
 
 pytestmark = pytest.mark.slow
 
-STDIO = StdioServer(command=sys.executable, args=["-m", "tests.mcp_tools"], cwd=str(ROOT))
+STDIO = StdioServer(**mcp_tools.STDIO)
 
 
 @pytest.fixture(scope="module")

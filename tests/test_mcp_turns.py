@@ -2,8 +2,6 @@
 stdio and Streamable HTTP), Rill runs it, the result is a `tool_result` event in the turn's log and a
 part of the saved reply, and the model answers from it. Over SSE and Socket.IO, resumed, stopped,
 timed out, failing, with its server killed between turns, and refused when it cannot be offered."""
-import json
-import sys
 import threading
 import time
 
@@ -12,8 +10,8 @@ import pytest
 import requests
 import socketio
 
-from tests.mcp_tools import http_server
-from tests.server import ROOT, free_port, start_server, stop_server
+from tests.mcp_tools import STDIO, config_file, http_server
+from tests.server import free_port, start_server, stop_server
 from tests.sse import SSEStream
 
 pytestmark = pytest.mark.slow
@@ -22,11 +20,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def mcp_config(tmp_path_factory):
     process, url = http_server(free_port())
-    path = tmp_path_factory.mktemp("mcp") / "mcp.json"
-    stdio = {"command": sys.executable, "args": ["-m", "tests.mcp_tools"], "cwd": str(ROOT)}
-    path.write_text(json.dumps({"mcpServers": {"t": stdio, "quick": {**stdio, "timeout_seconds": 2}, "web": {"url": url},
-                                               "ask": {**stdio, "ask_first": True}}}))
-    yield path
+    yield config_file(tmp_path_factory.mktemp("mcp") / "mcp.json", t=STDIO, quick={**STDIO, "timeout_seconds": 2},
+                      web={"url": url}, ask={**STDIO, "ask_first": True})
     process.terminate()
     process.wait(10)
 
