@@ -2,6 +2,7 @@
 template that has them (tests/tool_template.jinja, given with RILL_CHAT_TEMPLATE), and a
 `<tool_call>` block the model writes read out as a streamed call. SmolLM2-135M is no tool-calling
 model, so the reply is fed to the real engine token by token instead of left to chance."""
+import json
 import threading
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from rill.config import Settings
 from rill.providers.base import ChatMessage, Finish, GenerationOptions, Piece, Tool, ToolCall, ToolCallPart
 from rill.providers.local import LocalProvider
 from rill.providers.local.row import Row
+from tests.mcp_tools import STDIO, config_file
 from tests.server import start_server, stop_server
+from tests.sse import decode_all
 
 pytestmark = pytest.mark.slow
 
@@ -110,3 +113,39 @@ def test_v1_takes_tools_for_a_local_model_whose_template_has_them(server):
     assert with_tools.usage.prompt_tokens > plain.usage.prompt_tokens + 20  # the tool list is in the prompt
     with pytest.raises(openai.BadRequestError, match="tool_choice"):
         client.chat.completions.create(**ask, tools=tools, tool_choice="required")
+
+
+@pytest.mark.parametrize("engine", ["llamacpp", "transformers"])
+def test_the_real_model_round_trips_a_call_to_an_mcp_server(make_app, tmp_path, monkeypatch, engine):
+    """A turn on the real engine, with the tool template and a real MCP server (tests/mcp_tools.py):
+    the first reply's sampler writes the call (SmolLM2-135M cannot be relied on to choose it), Rill
+    runs it, and the model goes on for real from a prompt that holds the call and its result."""
+    rows = []
+    original = Row.__init__
+
+    def init(row, *args, **kwargs):
+        original(row, *args, **kwargs)
+        if row.calls is None:
+            return  # not a reply offered tools (a warm-up at load)
+        rows.append(row.model.tokenizer.decode(row.prompt))
+        if len(rows) == 1:
+            call = '<tool_call>{"name": "t_add", "arguments": {"a": 2, "b": 3}}</tool_call>'
+            row.sampler = Scripted(row.model.tokenizer.encode(call), min(row.model.stop_ids))
+
+    monkeypatch.setattr(Row, "__init__", init)
+    app = make_app(model_path="", engine=engine, dtype="float32", context_tokens=2048, chat_template=str(TEMPLATE),
+                   mcp_config=str(config_file(tmp_path / "mcp.json", t=STDIO)))
+    try:
+        reply = app.test_client().post("/api/chat/stream", json={
+            "message": "What is 2 + 3? Use the tool.", "model": "local/smollm2-135m-instruct", "temperature": 0,
+            "max_tokens": 64, "mcp_servers": ["t"]})
+        events = decode_all(reply.data)
+    finally:
+        app.extensions["rill"].mcp.close()
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["start", "tool_call_start"] and kinds[-1] == "done", kinds
+    call = json.loads("".join(json.loads(e.data)["arguments"] for e in events if e.type == "tool_call_delta"))
+    assert call == {"a": 2, "b": 3}
+    assert [json.loads(e.data)["content"] for e in events if e.type == "tool_result"][:1] == ["5"]
+    assert len(rows) >= 2 and "<tool_response>5</tool_response>" in rows[1] and "t_add" in rows[1]
+    assert json.loads(events[-1].data)["usage"]["completion_tokens"] > 1  # the second round wrote too
