@@ -39,6 +39,13 @@ def long(characters: int) -> str:
 
 
 @app.tool()
+def complain(text: str) -> str:
+    """Write this line to stderr (which Rill logs)."""
+    print(text, file=sys.stderr, flush=True)
+    return "said"
+
+
+@app.tool()
 def pid() -> int:
     """The server's process id (a restart changes it)."""
     return os.getpid()

@@ -2,6 +2,7 @@
 SDK (tests/mcp_tools.py), over stdio and Streamable HTTP: tools listed, calls answered, a timeout,
 a failing tool, a long result cut, Stop, a server killed between calls, one that cannot start."""
 import json
+import logging
 import time
 
 import psutil
@@ -132,5 +133,19 @@ def test_an_http_server_with_headers_is_reached_through_its_own_client(http_url)
     hub = McpServers({"h": HttpServer(url=http_url, headers={"Authorization": "Bearer test-key"})})
     try:
         assert call(hub, "h", "add", a=2, b=3).text == "5"
+    finally:
+        hub.close()
+
+
+def test_a_stdio_servers_stderr_goes_to_the_log_under_its_name(caplog):
+    hub = McpServers({"t": STDIO}, timeout_seconds=30)
+    try:
+        with caplog.at_level(logging.INFO, logger="rill.mcp.servers"):
+            assert call(hub, "t", "complain", text="the disk is full\nsecond line").text == "said"
+            deadline = time.monotonic() + 5
+            while "MCP server t: second line" not in caplog.messages:
+                assert time.monotonic() < deadline, caplog.messages
+                time.sleep(0.05)
+        assert "MCP server t: the disk is full" in caplog.messages
     finally:
         hub.close()

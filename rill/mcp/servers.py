@@ -5,7 +5,8 @@ loop of its own in an OS thread, never on eventlet's hub; callers get results th
 A server starts with its first use, stays connected, and starts again after it died; a stdio
 server whose call was stopped is restarted (a server that ignores the cancel keeps no stale
 work). Results are text, cut at `output_chars` with a visible mark; every failure (a crash, a
-timeout, an unknown tool, a server that cannot start) is an error result, never an exception."""
+timeout, an unknown tool, a server that cannot start) is an error result, never an exception. A
+stdio server's stderr goes to Rill's log, a line at a time under the server's name."""
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from ..refusals import Refused
-from ..runtime import Channel, os_thread, real_threading
+from ..runtime import Channel, os_thread, real_os, real_threading
 from .config import HttpServer, Server
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,9 @@ class Connection:
     async def _hold(self, ready: asyncio.Future, stop: asyncio.Event) -> None:
         from mcp import Client
 
+        stderr = StderrLog(self.name) if self.stdio else None
         try:
-            async with Client(self._target()) as client:
+            async with Client(self._target(stderr)) as client:
                 ready.set_result(client)
                 await stop.wait()
         except BaseException as err:  # noqa: BLE001 - the server could not start, or died: said to its callers
@@ -70,16 +72,19 @@ class Connection:
             if isinstance(err, asyncio.CancelledError):
                 raise
         finally:
+            if stderr is not None:
+                stderr.close()
             if self._ready is ready:
                 self._ready = None  # ended, or never started: the next use connects again
 
-    def _target(self):
+    def _target(self, stderr: StderrLog | None):
         from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
 
         if isinstance(self.server, HttpServer):
             return self.server.url if not self.server.headers else http_transport(self.server)
-        return StdioServerParameters(command=self.server.command, args=self.server.args, env=self.server.env or None,
-                                     cwd=self.server.cwd)
+        return stdio_client(StdioServerParameters(command=self.server.command, args=self.server.args,
+                                                  env=self.server.env or None, cwd=self.server.cwd), errlog=stderr.file)
 
     def restart(self) -> None:
         """Close the session (a stdio server's process ends); the next use starts it again."""
@@ -91,6 +96,36 @@ class Connection:
     @property
     def stdio(self) -> bool:
         return not isinstance(self.server, HttpServer)
+
+
+class StderrLog:
+    """A stdio server's stderr: a pipe read on the servers' loop, each line logged under the
+    server's name (the child keeps its end open until it exits; then the reading ends)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.read, write = real_os.pipe()
+        real_os.set_blocking(self.read, False)
+        self.file = open(write, "w")  # given to the child as its stderr
+        self.partial = b""
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_reader(self.read, self._drain)
+
+    def _drain(self) -> None:
+        try:
+            data = real_os.read(self.read, 65536)
+        except BlockingIOError:
+            return
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop() if data else b""
+        for line in filter(None, (raw.decode(errors="replace").rstrip() for raw in lines)):
+            log.info("MCP server %s: %s", self.name, line[:2000])
+        if not data:  # every writer has gone
+            self.loop.remove_reader(self.read)
+            real_os.close(self.read)
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def http_transport(server: HttpServer):
