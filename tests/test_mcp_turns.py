@@ -72,19 +72,25 @@ def test_a_call_runs_its_result_is_an_event_and_the_model_answers_from_it(server
                        'assistant: The result is 5. | user: and then? | ')  # the rounds, in order
 
 
-def test_socketio_carries_the_result_once(server):
+def over_socketio(server, message, servers, listen):
+    """A turn over Socket.IO, to its end; listen(client) adds the handlers a test watches with."""
     client = socketio.Client(reconnection=False)
-    got, ended = [], threading.Event()
-    client.on("chat_tool_result", lambda data: got.append(data))
+    ended, failed = threading.Event(), []
+    listen(client)
     client.on("chat_complete", lambda data: ended.set())
-    client.on("chat_error", lambda data: (got.append(data), ended.set()))
+    client.on("chat_error", lambda data: (failed.append(data), ended.set()))
     client.connect(server.url, transports=["websocket"], wait_timeout=10)
     try:
-        client.emit("chat_stream", {"message": 't_add {"a": 2, "b": 3}', "model": "scripted/call",
-                                    "mcp_servers": ["t"]})
+        client.emit("chat_stream", {"message": message, "model": "scripted/call", "mcp_servers": list(servers)})
         assert ended.wait(30)
     finally:
         client.disconnect()
+    assert failed == []
+
+
+def test_socketio_carries_the_result_once(server):
+    got = []
+    over_socketio(server, 't_add {"a": 2, "b": 3}', ["t"], lambda client: client.on("chat_tool_result", got.append))
     assert [(g["content"], g["is_error"]) for g in got] == [("5", False)]
 
 
@@ -252,25 +258,21 @@ def test_an_ask_first_call_waits_for_approval_which_a_reader_coming_back_can_giv
 
 
 def test_a_declined_call_over_socketio_is_an_error_result_the_model_reads(server):
-    client = socketio.Client(reconnection=False)
-    got, ended = [], threading.Event()
-    client.on("chat_tool_approval_request", lambda data: client.emit(
-        "chat_approve", {"turn_id": data["turn_id"], "tool_call_id": data["id"], "approved": False},
-        callback=lambda answer: got.append(("answer", answer))))
-    client.on("chat_tool_approval", lambda data: got.append(("approval", data["approved"])))
-    client.on("chat_tool_result", lambda data: got.append(("result", data["content"], data["is_error"])))
-    client.on("chat_token", lambda data: got.append(("token", data["token"])))
-    client.on("chat_complete", lambda data: ended.set())
-    client.on("chat_error", lambda data: (got.append(("error", data)), ended.set()))
-    client.connect(server.url, transports=["websocket"], wait_timeout=10)
-    try:
-        client.emit("chat_stream", {"message": 'ask_add {"a": 2, "b": 3}', "model": "scripted/call",
-                                    "mcp_servers": ["ask"]})
-        assert ended.wait(30)
-    finally:
-        client.disconnect()
+    got = []
+
+    def listen(client):
+        client.on("chat_tool_approval_request", lambda data: client.emit(
+            "chat_approve", {"turn_id": data["turn_id"], "tool_call_id": data["id"], "approved": False},
+            callback=lambda answer: got.append(("answer", answer))))
+        client.on("chat_tool_approval", lambda data: got.append(("approval", data["approved"])))
+        client.on("chat_tool_result", lambda data: got.append(("result", data["content"], data["is_error"])))
+        client.on("chat_token", lambda data: got.append(("token", data["token"])))
+
+    over_socketio(server, 'ask_add {"a": 2, "b": 3}', ["ask"], listen)
     declined = "the user did not approve this call; it was not run"
     assert ("approval", False) in got and ("result", declined, True) in got
+    answers = [g[1] for g in got if g[0] == "answer"]  # chat_approve's ack
+    assert [(a["tool_call_id"], a["approved"]) for a in answers] == [("call_ask_add", False)]
     assert "".join(g[1] for g in got if g[0] == "token") == f"The result is {declined}."
 
 
