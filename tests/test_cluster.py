@@ -12,6 +12,7 @@ import socketio
 
 from deploy.cluster import render_nginx, start_nginx, wait_healthy
 from tests.redis_server import RedisServer
+from tests.mcp_tools import STDIO, config_file
 from tests.server import free_port, start_server, stop_server
 from tests.sse import SSEStream
 from tests.test_socketio import ChatClient, hang_up
@@ -32,7 +33,8 @@ def cluster(tmp_path_factory, postgres_server):
     directory = tmp_path_factory.mktemp("cluster")
     DATABASE["url"] = postgres_server.database(f"cluster{uuid.uuid4().hex}")
     redis_server = RedisServer(directory)
-    a, b = (worker(directory, redis_server.url, RILL_MAX_CONCURRENT_TURNS="3",
+    tools = config_file(directory / "mcp.json", ask={**STDIO, "ask_first": True})
+    a, b = (worker(directory, redis_server.url, RILL_MAX_CONCURRENT_TURNS="3", RILL_MCP_CONFIG=tools,
                    RILL_DATA_DIR=directory / "shared-data")  # uploads live in one directory both workers see
             for _ in range(2))
     port = free_port()
@@ -100,6 +102,20 @@ def test_a_cancel_sent_to_b_stops_the_turn_running_on_a(cluster):
     assert last.json()["tokens"] < 20000 and time.monotonic() - started < 5
     again = requests.post(f"{b.url}/api/chat/turns/{turn_id}/cancel", timeout=10).json()
     assert again == {"turn_id": turn_id, "cancelled": False, "status": "cancelled"}
+
+
+def test_a_tool_call_waiting_on_a_is_approved_through_b(cluster):
+    a, b, _, _ = cluster
+    stream = ask(a.url, 'ask_add {"a": 2, "b": 3}', model="scripted/call", mcp_servers=["ask"])
+    events = iter(stream)
+    turn_id = next(events).json()["turn_id"]
+    asked = next(e for e in events if e.type == "tool_approval_request").json()
+    approved = requests.post(f"{b.url}/api/chat/turns/{turn_id}/approve", timeout=10,
+                             json={"tool_call_id": asked["id"], "approved": True})
+    assert approved.status_code == 202, approved.text
+    rest = list(events)
+    stream.close()
+    assert [e.json()["content"] for e in rest if e.type == "tool_result"] == ["5"] and rest[-1].type == "done"
 
 
 def test_a_session_written_on_a_is_read_and_continued_on_b(cluster):

@@ -196,7 +196,6 @@ def mcp_tools(services: Services, provider: Provider, model: str, entries: tuple
     one is not configured or cannot be reached, or the model cannot call tools."""
     if not entries:
         return {}
-    services.mcp.check(entries)
     if why := provider.refuses_tools(model, "auto"):
         raise Refused("invalid_request_error", why)
     return {tool.qualified: tool for tool in services.mcp.offered(list(dict.fromkeys(entries)), remembered)}

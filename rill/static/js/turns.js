@@ -79,6 +79,10 @@ class Reply {
     if (kind === "asked") call.asking = true;
     if (kind === "answered") Object.assign(call, { asking: false, approved: Boolean(data.approved) });
     if (kind === "result") Object.assign(call, { result: data.content, isError: Boolean(data.is_error) });
+    this.redrawCall(index);
+  }
+
+  redrawCall(index) {
     this.changedCalls.add(index);
     this.schedule();
   }
@@ -319,13 +323,13 @@ export class Turns {
     const call = reply?.toolCalls[index];
     if (!call?.asking || call.answering) return;
     call.answering = true; // the buttons wait for the server's answer
-    reply.toolCall("asked", { index });
+    reply.redrawCall(index);
     try {
       await reply.handle.approve(call.id, approved);
     } catch (err) {
       this.notices.error(`The tool call could not be ${approved ? "approved" : "declined"}: ${err.message}`);
       call.answering = false;
-      reply.toolCall("asked", { index });
+      reply.redrawCall(index);
     }
   }
 
