@@ -46,7 +46,7 @@ RATE_LIMITED = Counter("rill_rate_limit_refusals", "Chat requests refused by the
 UPSTREAM_ERRORS = Counter("rill_upstream_errors", "Upstream provider failures", ["provider"])
 
 
-APIS = ("sse", "app", "socketio", "openai", "anthropic")
+APIS = ("sse", "app", "socketio", "openai", "responses", "anthropic")
 FINISHED_REASONS = ("stop", "length", "stop_sequence", "tool_calls", "cancelled", "error", "interrupted")
 
 
@@ -76,6 +76,8 @@ def api_of(path: str) -> str:
     """The api label of an HTTP chat route."""
     if path.startswith("/v1/messages"):
         return "anthropic"
+    if path.startswith("/v1/responses"):
+        return "responses"
     if path.startswith("/v1/"):
         return "openai"
     return "sse" if path.endswith("/stream") else "app"

@@ -37,18 +37,23 @@ def openai_error(status: int, code: str, message: str) -> dict:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-@bp.errorhandler(ApiError)
-@bp.errorhandler(Refused)
-@bp.errorhandler(ProviderError)
-@bp.errorhandler(redis.RedisError)
 def _refused(err):
     status, type, message = status_of(err)
     return jsonify(openai_error(status, type, message)), status
 
 
-@bp.errorhandler(HTTPException)
 def _http_error(err: HTTPException):
     return jsonify(openai_error(err.code, err.name.lower().replace(" ", "_"), http_error_message(err))), err.code
+
+
+def openai_errors(blueprint: Blueprint) -> None:
+    """Every error of these routes in OpenAI's shape (this module's, and the Responses API's)."""
+    for kind in (ApiError, Refused, ProviderError, redis.RedisError):
+        blueprint.register_error_handler(kind, _refused)
+    blueprint.register_error_handler(HTTPException, _http_error)
+
+
+openai_errors(bp)
 
 
 def to_options(req: OpenAIChatRequest) -> GenerationOptions:

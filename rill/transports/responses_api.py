@@ -1,0 +1,229 @@
+"""OpenAI Responses API: POST /v1/responses, streamed or not, as one more encoding of a turn's
+events.
+
+The encoding is a pure function of the request and the turn's events: item ids come from the
+turn's id and their place in the output, so the same log always gives the same events with the
+same sequence numbers. A non-streamed response is the last state of the same encoder.
+"""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, g, jsonify
+
+from .. import metrics
+from ..api.requests import inline_media, json_body, parse
+from ..chat.events import StreamEvent
+from ..chat.turn import Caller, Turn, start_stateless_turn
+from ..conversations.inline import InlineMedia
+from ..errors import failure_status
+from ..extensions import chat_limit
+from ..providers.base import ChatMessage, GenerationOptions, Image, ToolCall
+from ..refusals import Refused
+from ..schemas.responses import FunctionCallItem, FunctionCallOutputItem, MessageItem, ResponsesRequest
+from ..services import current
+from . import openai_api
+from .sse import PING, format_event, sse_response
+
+bp = Blueprint("responses_api", __name__, url_prefix="/v1")
+ERROR_CODES = {"rate_limit_error": "rate_limit_exceeded", "context_length_exceeded": "invalid_prompt"}
+openai_api.openai_errors(bp)
+
+
+def to_messages(req: ResponsesRequest, media: InlineMedia) -> list[ChatMessage]:
+    """The conversation the model sees: the instructions, then the input items in order (a run of
+    function calls joins the assistant message before it, as one turn of the model's)."""
+    out = [ChatMessage("system", req.instructions)] if req.instructions else []
+    for n, item in enumerate(req.input):
+        where = f"input.{n}"
+        if isinstance(item, MessageItem):
+            text, images = content_of(item.content, media, where)
+            if images and item.role != "user":
+                raise Refused("invalid_request_error", f"{where}: images go in user messages, not {item.role} ones")
+            out.append(ChatMessage("system" if item.role == "developer" else item.role, text, images=images))
+        elif isinstance(item, FunctionCallItem):
+            call = ToolCall(item.call_id, item.name, item.arguments or "{}")
+            if out and out[-1].role == "assistant":
+                last = out[-1]
+                out[-1] = ChatMessage("assistant", last.content, (*last.tool_calls, call))
+            else:
+                out.append(ChatMessage("assistant", "", (call,)))
+        elif isinstance(item, FunctionCallOutputItem):
+            output = item.output if isinstance(item.output, str) else "".join(p.text for p in item.output)
+            out.append(ChatMessage("tool", output, tool_call_id=item.call_id))
+    return out
+
+
+def content_of(content, media: InlineMedia, where: str) -> tuple[str, tuple[Image, ...]]:
+    """A message's text (its documents' text first) and its images."""
+    if isinstance(content, str):
+        return content, ()
+    documents, text, images = [], [], []
+    for n, part in enumerate(content):
+        what = f"{where}.content.{n}"
+        if part.type in ("input_text", "output_text"):
+            text.append(part.text)
+        elif part.type == "input_image":
+            images.append(media.image(what, url=part.image_url, detail=part.detail) if part.image_url else
+                          media.document(what, "image", file_id=part.file_id))
+        else:
+            found = media.document(what, part.filename or "file", data=part.file_data, file_id=part.file_id)
+            (images if isinstance(found, Image) else documents).append(found)
+    return "\n\n".join([*documents, "".join(text)] if documents else text), tuple(images)
+
+
+def skeleton(req: ResponsesRequest, turn: Turn) -> dict:
+    """The response object before any output: what was asked, echoed as the API does."""
+    choice = req.tool_choice if isinstance(req.tool_choice, str) else req.tool_choice.model_dump()
+    return {
+        "id": f"resp_{turn.id}", "object": "response", "created_at": int(time.time()), "status": "in_progress",
+        "background": False, "error": None, "incomplete_details": None, "instructions": req.instructions,
+        "max_output_tokens": req.max_output_tokens, "metadata": req.metadata or {}, "model": turn.model,
+        "output": [], "parallel_tool_calls": req.parallel_tool_calls, "previous_response_id": None,
+        "safety_identifier": req.safety_identifier, "prompt_cache_key": req.prompt_cache_key,
+        "service_tier": req.service_tier or "default", "store": False, "temperature": req.temperature,
+        "text": {"format": {"type": "text"}}, "tool_choice": choice,
+        "tools": [{"type": "function", "name": t.name, "description": t.description,
+                   "parameters": t.parameters, "strict": False} for t in req.tools],
+        "top_p": req.top_p, "truncation": req.truncation, "usage": None, "user": req.user,
+    }
+
+
+class ResponseEncoder:
+    """A turn's events as the Responses stream: an output item opens when its kind of output
+    begins (reasoning, text, a function call) and closes when another begins or the turn ends.
+    `response` is the object as it stands; each event carries its `sequence_number`."""
+
+    def __init__(self, response: dict):
+        self.response = response
+        self.seq = 0
+        self.open: dict | None = None  # the item being written
+
+    def __call__(self, event: StreamEvent) -> bytes:
+        if event.kind == "ping":
+            return PING
+        return b"".join(format_event(e, e["type"]) for e in self.events(event))
+
+    def events(self, event: StreamEvent) -> list[dict]:
+        out: list[dict] = []
+        kind, data = event.kind, event.data
+        if kind == "start":
+            self.emit(out, "response.created", response=self.snapshot())
+            self.emit(out, "response.in_progress", response=self.snapshot())
+        elif kind == "reasoning":
+            self.part(out, "reasoning", "reasoning_text", data["reasoning"])
+        elif kind == "token":
+            self.part(out, "message", "output_text", data["token"])
+        elif kind == "tool_call_start":
+            self.close(out)
+            self.add(out, {"id": self.item_id("fc"), "type": "function_call", "status": "in_progress",
+                           "call_id": data["id"], "name": data["name"], "arguments": ""})
+        elif kind == "tool_call_delta" and self.open is not None:
+            self.open["arguments"] += data["arguments"]
+            self.emit(out, "response.function_call_arguments.delta", item_id=self.open["id"],
+                      output_index=self.index, delta=data["arguments"])
+        elif kind == "tool_call_end":
+            self.close(out)
+        elif kind == "done":
+            self.close(out)
+            self.finish(out, data)
+        elif kind == "error":
+            self.close(out, "incomplete")
+            error = data["error"]
+            code = ERROR_CODES.get(error["type"], "server_error")  # the API's few codes; Rill's own type beside
+            self.response.update(status="failed", error={"code": code, "message": error["message"],
+                                                         "type": error["type"]})
+            self.emit(out, "response.failed", response=self.snapshot())
+        return out
+
+    @property
+    def index(self) -> int:
+        return len(self.response["output"]) - 1
+
+    def item_id(self, prefix: str) -> str:
+        return f"{prefix}_{self.response['id'].removeprefix('resp_')}_{len(self.response['output'])}"
+
+    def emit(self, out: list, type: str, **fields) -> None:
+        out.append({"type": type, "sequence_number": self.seq, **fields})
+        self.seq += 1
+
+    def snapshot(self) -> dict:
+        return {**self.response, "output": [dict(item) for item in self.response["output"]]}
+
+    def add(self, out: list, item: dict) -> None:
+        self.response["output"].append(item)
+        self.open = item
+        self.emit(out, "response.output_item.added", output_index=self.index, item=dict(item))
+
+    def part(self, out: list, item_type: str, part_type: str, text: str) -> None:
+        """Text into the open item of this type (opened, with its one content part, when needed)."""
+        if self.open is None or self.open["type"] != item_type:
+            self.close(out)
+            prefix, item = ("msg", {"role": "assistant", "content": []}) if item_type == "message" else \
+                ("rs", {"summary": [], "content": []})
+            self.add(out, {"id": self.item_id(prefix), "type": item_type, "status": "in_progress", **item})
+            part = {"type": part_type, "text": ""} | ({"annotations": [], "logprobs": []} if item_type == "message" else {})
+            self.open["content"].append(part)
+            self.emit(out, "response.content_part.added", item_id=self.open["id"], output_index=self.index,
+                      content_index=0, part=dict(part))
+        self.open["content"][0]["text"] += text
+        extra = {"logprobs": []} if item_type == "message" else {}
+        self.emit(out, f"response.{part_type}.delta", item_id=self.open["id"], output_index=self.index,
+                  content_index=0, delta=text, **extra)
+
+    def close(self, out: list, status: str = "completed") -> None:
+        item, self.open = self.open, None
+        if item is None:
+            return
+        where = {"item_id": item["id"], "output_index": self.index}
+        if item["type"] == "function_call":
+            self.emit(out, "response.function_call_arguments.done", **where, name=item["name"],
+                      arguments=item["arguments"])
+        else:
+            part = item["content"][0]
+            extra = {"logprobs": []} if part["type"] == "output_text" else {}
+            self.emit(out, f"response.{part['type']}.done", **where, content_index=0, text=part["text"], **extra)
+            self.emit(out, "response.content_part.done", **where, content_index=0, part=dict(part))
+        item["status"] = status
+        self.emit(out, "response.output_item.done", output_index=self.index, item=dict(item))
+
+    def finish(self, out: list, done: dict) -> None:
+        used = done["usage"]
+        self.response["usage"] = {
+            "input_tokens": used["prompt_tokens"], "output_tokens": used["completion_tokens"],
+            "total_tokens": used["prompt_tokens"] + used["completion_tokens"],
+            "input_tokens_details": {"cached_tokens": used["cached_tokens"], "cache_write_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0}}
+        reason = done["finish_reason"]
+        if reason == "length":
+            self.response.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
+        elif reason == "cancelled":
+            self.response["status"] = "cancelled"
+        else:
+            self.response.update(status="completed", completed_at=int(time.time()))
+        final = "response.completed" if self.response["status"] == "completed" else "response.incomplete"
+        self.emit(out, final, response=self.snapshot())
+
+
+@bp.post("/responses")
+@chat_limit
+def create_response():
+    req = parse(ResponsesRequest, json_body())
+    options = GenerationOptions(max_tokens=req.max_output_tokens or current().settings.default_max_tokens,
+                                temperature=req.temperature, top_p=req.top_p, tools=req.internal_tools(),
+                                tool_choice=req.internal_tool_choice())
+    turn = start_stateless_turn(current(), Caller(g.user, "responses", g.request_id), req.model,
+                                to_messages(req, inline_media(req.model)), options)
+    encoder = ResponseEncoder(skeleton(req, turn))
+    events = turn.log.follow(keepalive=current().settings.keepalive_seconds)
+    if req.stream:
+        # A client that closes the stream wants the response stopped (nothing is stored to come back to).
+        return sse_response(metrics.following("responses", events), encoder, on_close=turn.cancel)
+    for event in events:
+        encoder.events(event)
+    response = encoder.response
+    if response["status"] == "failed":
+        error = response["error"]
+        status = failure_status(error["type"])
+        return jsonify(openai_api.openai_error(status, error["type"], error["message"])), status
+    return jsonify(response)
