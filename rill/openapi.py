@@ -13,6 +13,7 @@ from .chat.events import EVENTS
 from .schemas.anthropic import AnthropicRequest
 from .schemas.chat import Approval, ChatRequest
 from .schemas.openai import OpenAIChatRequest
+from .schemas.responses import ResponsesRequest
 from .services import current
 
 bp = Blueprint("openapi", __name__)
@@ -59,16 +60,16 @@ def server_bounds(schemas: dict, settings) -> None:
     chat = schemas["ChatRequest"]["properties"]
     nullable_part(chat["message"])["maxLength"] = settings.max_message_chars
     nullable_part(chat["system"])["maxLength"] = settings.max_system_chars
-    for name in ("ChatRequest", "OpenAIChatRequest", "AnthropicRequest"):
+    for name in ("ChatRequest", "OpenAIChatRequest", "AnthropicRequest", "ResponsesRequest"):
         props = schemas[name]["properties"]
-        for field in ("max_tokens", "max_completion_tokens"):
+        for field in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
             if field in props:
                 nullable_part(props[field])["maximum"] = settings.max_tokens_cap
 
 
 def build(settings, auth_enabled: bool) -> dict:
     schemas = {"Error": ERROR}
-    for model in (ChatRequest, Approval, OpenAIChatRequest, AnthropicRequest, LoadRequest, PullRequest, CancelRequest,
+    for model in (ChatRequest, Approval, OpenAIChatRequest, ResponsesRequest, AnthropicRequest, LoadRequest, PullRequest, CancelRequest,
                   SessionCreate, ThreadCreate, ThreadUpdate, MessageCreate, MessageUpdate, ForkRequest, ShareRequest):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
@@ -248,6 +249,8 @@ def build(settings, auth_enabled: bool) -> dict:
             "responses": responses(ANY_JSON, 400, 401, 403)}},
         "/v1/chat/completions": {"post": {"summary": "OpenAI-compatible chat", "requestBody": body(OpenAIChatRequest),
                                           "responses": responses({**ANY_JSON, **SSE}, *chat_errors)}},
+        "/v1/responses": {"post": {"summary": "OpenAI Responses API (stateless for now)", "requestBody": body(ResponsesRequest),
+                                   "responses": responses({**ANY_JSON, **SSE}, *chat_errors)}},
         "/v1/models": {"get": {"summary": "OpenAI-compatible model list", "responses": responses(ANY_JSON, 401)}},
         "/v1/messages": {"post": {"summary": "Anthropic-compatible messages", "requestBody": body(AnthropicRequest),
                                   "responses": responses({**ANY_JSON, **SSE}, *chat_errors)}},

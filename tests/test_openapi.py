@@ -4,8 +4,8 @@ import pytest
 from rill.errors import ApiError
 from rill.api.requests import parse
 
-MODELS = ["ChatRequest", "OpenAIChatRequest", "AnthropicRequest", "LoadRequest", "SessionCreate", "ThreadCreate",
-          "ThreadUpdate", "MessageCreate", "MessageUpdate", "ForkRequest", "ShareRequest"]
+MODELS = ["ChatRequest", "Approval", "OpenAIChatRequest", "ResponsesRequest", "AnthropicRequest", "LoadRequest",
+          "SessionCreate", "ThreadCreate", "ThreadUpdate", "MessageCreate", "MessageUpdate", "ForkRequest", "ShareRequest"]
 
 
 @pytest.fixture
@@ -17,14 +17,15 @@ def request_model(name):
     from rill.api.models import LoadRequest
     from rill.api.sessions import SessionCreate
     from rill.schemas.anthropic import AnthropicRequest
-    from rill.schemas.chat import ChatRequest
+    from rill.schemas.chat import Approval, ChatRequest
     from rill.schemas.openai import OpenAIChatRequest
+    from rill.schemas.responses import ResponsesRequest
     from rill.schemas.threads import (ForkRequest, MessageCreate, MessageUpdate, ShareRequest, ThreadCreate,
                                          ThreadUpdate)
 
-    return {model.__name__: model for model in (LoadRequest, SessionCreate, AnthropicRequest, ChatRequest,
-                                                OpenAIChatRequest, ThreadCreate, ThreadUpdate, MessageCreate,
-                                                MessageUpdate, ForkRequest, ShareRequest)}[name]
+    return {model.__name__: model for model in (LoadRequest, SessionCreate, AnthropicRequest, ChatRequest, Approval,
+                                                OpenAIChatRequest, ResponsesRequest, ThreadCreate, ThreadUpdate,
+                                                MessageCreate, MessageUpdate, ForkRequest, ShareRequest)}[name]
 
 
 # Fields a body gives one of: ChatRequest's thread by either name, ThreadUpdate's branch by its end or a message on it.

@@ -140,6 +140,9 @@ class ResponsesRequest(BaseModel):
         {"model": "local/smollm2-135m-instruct", "instructions": "Be brief.", "stream": True, "store": False,
          "input": [{"role": "user", "content": [{"type": "input_text", "text": "Name a river."}]}],
          "max_output_tokens": 32, "temperature": 0},
+        {"model": "openai/gpt-4.1-mini", "input": "Weather in Paris?", "tool_choice": "auto",
+         "tools": [{"type": "function", "name": "get_weather", "description": "Weather in a city",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]},
     ]})
 
     model: Annotated[str, Field(min_length=1, max_length=200)]
@@ -168,7 +171,7 @@ class ResponsesRequest(BaseModel):
     @classmethod
     def _function_tools_only(cls, value):
         for n, tool in enumerate(value if isinstance(value, list) else ()):
-            kind = tool.get("type") if isinstance(tool, dict) else None
+            kind = tool.get("type") if isinstance(tool, dict) else "function"  # not an object: said below
             if kind != "function":
                 raise ValueError(f"tools.{n}: a tool of type {kind!r} is a built-in tool Rill does not run; "
                                  "only function tools (type function), which the caller runs")
