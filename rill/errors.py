@@ -34,6 +34,7 @@ REFUSAL_STATUS = {  # the domain's refusals, by type
     "message_not_found": 404,
     "model_not_found": 404,
     "turn_not_found": 404,
+    "response_not_found": 404,
     "file_not_found": 404,
     "request_too_large": 413,
     "unsupported_file_type": 415,

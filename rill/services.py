@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .conversations.feed import ChangeFeed
     from .conversations.files import FileStore
+    from .conversations.responses import ResponseStore
     from .conversations.store import ThreadStore
     from .mcp.servers import McpServers
     from .providers.base import Provider
@@ -81,6 +82,7 @@ class Services:
     settings: Settings
     providers: ProviderDirectory
     threads: ThreadStore
+    responses: ResponseStore
     files: FileStore
     usage: UsageStore
     turns: TurnDirectory
@@ -111,6 +113,7 @@ def build_services(settings: Settings, providers: tuple[Provider, ...] = ()) -> 
     from .mcp.config import load as load_mcp
     from .mcp.servers import McpServers
     from .conversations.feed import ChangeFeed, RedisChangeFeed
+    from .conversations.responses import ResponseStore
     from .providers.directory import ProviderDirectory
     from .providers.gemini import GeminiProvider
     from .providers.local import LocalProvider
@@ -134,6 +137,7 @@ def build_services(settings: Settings, providers: tuple[Provider, ...] = ()) -> 
         settings=settings,
         providers=directory,
         threads=store,
+        responses=ResponseStore(store),
         files=open_files(settings, store),
         usage=usage,
         turns=RedisTurns(settings, redis_client, store) if redis_client else Turns(settings),

@@ -91,9 +91,7 @@ def test_a_failure_mid_stream_is_response_failed(client):
 
 
 @pytest.mark.parametrize("body,words", [
-    ({"store": True}, "store: stored responses are not supported yet"),
-    ({"previous_response_id": "resp_1"}, "previous_response_id: stored responses are not supported yet"),
-    ({"background": True}, "background: stored responses are not supported yet"),
+    ({"background": True, "store": False}, "background: a background response must be stored"),
     ({"tools": [{"type": "web_search"}]}, "a tool of type 'web_search' is a built-in tool Rill does not run"),
     ({"tools": [{**TOOL, "strict": True}]}, "strict: true is not supported yet"),
     ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {}}}}, "text.format"),
@@ -108,6 +106,49 @@ def test_what_rill_does_not_do_is_a_400_that_names_it(client, body, words):
     assert reply.status_code == 400, reply.data
     error = reply.json["error"]
     assert error["type"] == "invalid_request_error" and words in error["message"], error
+
+
+def test_a_stored_response_is_read_back_continued_and_deleted(client):
+    first = create(client, model="scripted/history", input="My name is Ada.").json
+    assert first["store"] is True and client.get(f"/v1/responses/{first['id']}").json == first
+    second = create(client, model="scripted/history", input="I like rivers.", previous_response_id=first["id"]).json
+    third = create(client, model="scripted/history", input="What is my name?", instructions="Answer.",
+                   previous_response_id=second["id"]).json
+    assert third["previous_response_id"] == second["id"]
+    assert Response.model_validate(third).output_text == (
+        "system: Answer. | user: My name is Ada. | assistant: user: My name is Ada. |  | user: I like rivers. | "
+        "assistant: user: My name is Ada. | assistant: user: My name is Ada. |  | user: I like rivers. |  | "
+        "user: What is my name? | ")  # each earlier input and output, in order; only this one's instructions
+    assert client.delete(f"/v1/responses/{second['id']}").json == {"id": second["id"], "object": "response",
+                                                                   "deleted": True}
+    gone = client.get(f"/v1/responses/{second['id']}")
+    assert gone.status_code == 404 and gone.json["error"]["code"] == "response_not_found"
+    refused = create(client, input="and?", previous_response_id=second["id"])
+    assert refused.status_code == 404 and "previous_response_id: no response" in refused.json["error"]["message"]
+    unstored = create(client, input="hi", store=False).json
+    assert client.get(f"/v1/responses/{unstored['id']}").status_code == 404
+
+
+def test_a_stream_is_resumed_after_any_event_with_nothing_lost_or_doubled(client):
+    events = streamed(client, model="scripted/long", input="long 30")
+    response_id = events[0]["response"]["id"]
+    again = client.get(f"/v1/responses/{response_id}?stream=true&starting_after=20")
+    resumed = [json.loads(e.data) for e in decode_all(again.data)]
+    assert resumed == events[21:]  # the same events, the same sequence numbers
+    assert client.get(f"/v1/responses/{response_id}?stream=yes").status_code == 400
+
+
+def test_a_background_response_runs_without_a_reader_and_is_cancelled(client):
+    started = create(client, model="scripted/hold", input="wait", background=True)
+    assert started.status_code == 200 and started.json["status"] == "in_progress" and started.json["background"]
+    response_id = started.json["id"]
+    assert client.get(f"/v1/responses/{response_id}").json["status"] == "in_progress"
+    cancelled = client.post(f"/v1/responses/{response_id}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json["status"] == "cancelled"
+    assert client.get(f"/v1/responses/{response_id}").json["status"] == "cancelled"
+    foreground = create(client, input="hi").json
+    refused = client.post(f"/v1/responses/{foreground['id']}/cancel")
+    assert refused.status_code == 400 and "background" in refused.json["error"]["message"]
 
 
 @pytest.mark.slow

@@ -99,3 +99,16 @@ share_files = Table(  # the files a share link's snapshot shows: kept while the 
     Index("share_files_by_file", "file_id"),
     Index("share_files_by_token", "token"),
 )
+
+responses = Table(  # the Responses API's stored responses (/v1/responses with store: true)
+    "responses", metadata,
+    Column("id", ID, primary_key=True),  # resp_<turn id>
+    Column("owner", OWNER, nullable=False),
+    Column("previous_id", ID),  # the response it continues (null: none); gone once that one is deleted
+    Column("turn_id", ID, nullable=False),
+    Column("status", String(16), nullable=False),  # in_progress | completed | incomplete | failed | cancelled
+    Column("response", JSON, nullable=False),  # the response object as last known
+    Column("input", JSON, nullable=False),  # its own input items (the conversation before it is the chain's)
+    Column("created", Float, nullable=False),
+    Index("responses_by_owner", "owner", "created"),
+)

@@ -155,9 +155,9 @@ class ResponsesRequest(BaseModel):
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     stream: bool = False
-    store: bool = False  # see _stateless
-    previous_response_id: str | None = None
-    background: bool = False
+    store: bool = True  # kept: GET /v1/responses/<id>, and previous_response_id continues from it
+    previous_response_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    background: bool = False  # runs on without a reader; cancel it with POST .../cancel
     text: TextConfig = TextConfig()
     truncation: Literal["auto", "disabled"] = "disabled"
     # Taken and echoed; none changes what Rill does.
@@ -178,13 +178,9 @@ class ResponsesRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _stateless(self):
-        """Stored responses (store, previous_response_id, background) are not built yet: asking for
-        one is refused, never answered as if it had been kept."""
-        for field in ("store", "previous_response_id", "background"):
-            if getattr(self, field):
-                raise ValueError(f"{field}: stored responses are not supported yet (send store: false, "
-                                 "and the whole conversation as input)")
+    def _checked_together(self):
+        if self.background and not self.store:
+            raise ValueError("background: a background response must be stored (store: true), to be read later")
         choice = self.tool_choice if isinstance(self.tool_choice, str) else self.tool_choice.name
         tools = [Tool(t.name, t.description or "", t.parameters or {"type": "object", "properties": {}})
                  for t in self.tools]

@@ -1,15 +1,19 @@
 """OpenAI Responses API: POST /v1/responses, streamed or not, as one more encoding of a turn's
-events.
+events; stored responses (`store`, the default) read back, continued, resumed, cancelled, deleted.
 
-The encoding is a pure function of the request and the turn's events: item ids come from the
-turn's id and their place in the output, so the same log always gives the same events with the
-same sequence numbers. A non-streamed response is the last state of the same encoder.
+The encoding is a pure function of the response's first state and the turn's events: item ids come
+from the turn's id and their place in the output, so the same log always gives the same events
+with the same sequence numbers, on any worker: `GET /v1/responses/<id>?stream=true&starting_after=N`
+is the turn's log encoded again, from after event N. A non-streamed response is the last state of
+the same encoder. A stored response is kept by a reader of its own (`keep`), which writes its
+last state when the turn ends; a background one runs on whoever reads it.
 """
 from __future__ import annotations
 
 import time
 
-from flask import Blueprint, g, jsonify
+from flask import Blueprint, g, jsonify, request
+from pydantic import TypeAdapter
 
 from .. import metrics
 from ..api.requests import inline_media, json_body, parse
@@ -20,8 +24,9 @@ from ..errors import failure_status
 from ..extensions import chat_limit
 from ..providers.base import ChatMessage, GenerationOptions, Image, ToolCall
 from ..refusals import Refused
-from ..schemas.responses import FunctionCallItem, FunctionCallOutputItem, MessageItem, ResponsesRequest
-from ..services import current
+from ..runtime import spawn
+from ..schemas.responses import FunctionCallItem, FunctionCallOutputItem, InputItem, MessageItem, ResponsesRequest
+from ..services import Services, current
 from . import openai_api
 from .sse import PING, format_event, sse_response
 
@@ -30,11 +35,14 @@ ERROR_CODES = {"rate_limit_error": "rate_limit_exceeded", "context_length_exceed
 openai_api.openai_errors(bp)
 
 
-def to_messages(req: ResponsesRequest, media: InlineMedia) -> list[ChatMessage]:
-    """The conversation the model sees: the instructions, then the input items in order (a run of
+ITEMS = TypeAdapter(list[InputItem])
+
+
+def to_messages(instructions: str | None, items: list, media: InlineMedia) -> list[ChatMessage]:
+    """The conversation the model sees: the instructions, then the items in order (a run of
     function calls joins the assistant message before it, as one turn of the model's)."""
-    out = [ChatMessage("system", req.instructions)] if req.instructions else []
-    for n, item in enumerate(req.input):
+    out = [ChatMessage("system", instructions)] if instructions else []
+    for n, item in enumerate(items):
         where = f"input.{n}"
         if isinstance(item, MessageItem):
             text, images = content_of(item.content, media, where)
@@ -77,11 +85,11 @@ def skeleton(req: ResponsesRequest, turn: Turn) -> dict:
     choice = req.tool_choice if isinstance(req.tool_choice, str) else req.tool_choice.model_dump()
     return {
         "id": f"resp_{turn.id}", "object": "response", "created_at": int(time.time()), "status": "in_progress",
-        "background": False, "error": None, "incomplete_details": None, "instructions": req.instructions,
+        "background": req.background, "error": None, "incomplete_details": None, "instructions": req.instructions,
         "max_output_tokens": req.max_output_tokens, "metadata": req.metadata or {}, "model": turn.model,
-        "output": [], "parallel_tool_calls": req.parallel_tool_calls, "previous_response_id": None,
+        "output": [], "parallel_tool_calls": req.parallel_tool_calls, "previous_response_id": req.previous_response_id,
         "safety_identifier": req.safety_identifier, "prompt_cache_key": req.prompt_cache_key,
-        "service_tier": req.service_tier or "default", "store": False, "temperature": req.temperature,
+        "service_tier": req.service_tier or "default", "store": req.store, "temperature": req.temperature,
         "text": {"format": {"type": "text"}}, "tool_choice": choice,
         "tools": [{"type": "function", "name": t.name, "description": t.description,
                    "parameters": t.parameters, "strict": False} for t in req.tools],
@@ -94,15 +102,16 @@ class ResponseEncoder:
     begins (reasoning, text, a function call) and closes when another begins or the turn ends.
     `response` is the object as it stands; each event carries its `sequence_number`."""
 
-    def __init__(self, response: dict):
+    def __init__(self, response: dict, after: int = -1):
         self.response = response
+        self.after = after  # the stream sends only the events after this sequence number
         self.seq = 0
         self.open: dict | None = None  # the item being written
 
     def __call__(self, event: StreamEvent) -> bytes:
         if event.kind == "ping":
             return PING
-        return b"".join(format_event(e, e["type"]) for e in self.events(event))
+        return b"".join(format_event(e, e["type"]) for e in self.events(event) if e["sequence_number"] > self.after)
 
     def events(self, event: StreamEvent) -> list[dict]:
         out: list[dict] = []
@@ -205,25 +214,131 @@ class ResponseEncoder:
         self.emit(out, final, response=self.snapshot())
 
 
+def first_state(response: dict) -> dict:
+    """A stored response as it was before any output: where its events are encoded from again."""
+    first = {**response, "status": "in_progress", "output": [], "usage": None, "error": None,
+             "incomplete_details": None}
+    first.pop("completed_at", None)
+    return first
+
+
+def fold(turn: Turn, response: dict, to_end: bool) -> dict:
+    """The response after the events its turn has written so far, or (`to_end`) after its last."""
+    encoder = ResponseEncoder(first_state(response))
+    events = turn.log.follow(keepalive=current().settings.keepalive_seconds) if to_end else list(turn.log.events)
+    for event in events:
+        encoder.events(event)
+    return encoder.response
+
+
+def keep(services: Services, turn: Turn, response: dict) -> None:
+    """Read a stored response's turn to its end, and store its last state (a reader of its own:
+    a background turn runs on while nobody else reads it)."""
+    encoder = ResponseEncoder(first_state(response))
+    for event in turn.log.follow(keepalive=services.settings.keepalive_seconds):
+        encoder.events(event)
+    services.responses.update(encoder.response)
+
+
 @bp.post("/responses")
 @chat_limit
 def create_response():
+    rill = current()
     req = parse(ResponsesRequest, json_body())
-    options = GenerationOptions(max_tokens=req.max_output_tokens or current().settings.default_max_tokens,
+    earlier = []  # the conversation before it: each earlier response's input and output
+    if req.previous_response_id:
+        for row in rill.responses.chain(req.previous_response_id, g.user, rill.settings.max_history_messages):
+            earlier += ITEMS.validate_python([*row["input"], *row["response"]["output"]])
+    options = GenerationOptions(max_tokens=req.max_output_tokens or rill.settings.default_max_tokens,
                                 temperature=req.temperature, top_p=req.top_p, tools=req.internal_tools(),
                                 tool_choice=req.internal_tool_choice())
-    turn = start_stateless_turn(current(), Caller(g.user, "responses", g.request_id), req.model,
-                                to_messages(req, inline_media(req.model)), options)
-    encoder = ResponseEncoder(skeleton(req, turn))
-    events = turn.log.follow(keepalive=current().settings.keepalive_seconds)
+    turn = start_stateless_turn(rill, Caller(g.user, "responses", g.request_id), req.model,
+                                to_messages(req.instructions, [*earlier, *req.input], inline_media(req.model)), options)
+    response = skeleton(req, turn)
+    if req.store:
+        rill.responses.create(g.user, response, [item.model_dump(exclude_none=True) for item in req.input], turn.id)
+        spawn(keep, rill, turn, response)
+    if req.background and not req.stream:
+        return jsonify(response)
+    encoder = ResponseEncoder(dict(response, output=[]))
+    events = turn.log.follow(keepalive=rill.settings.keepalive_seconds)
     if req.stream:
-        # A client that closes the stream wants the response stopped (nothing is stored to come back to).
-        return sse_response(metrics.following("responses", events), encoder, on_close=turn.cancel)
+        # A client that closes the stream wants the response stopped, unless it runs in the background.
+        return sse_response(metrics.following("responses", events), encoder,
+                            on_close=None if req.background else turn.cancel)
     for event in events:
         encoder.events(event)
-    response = encoder.response
-    if response["status"] == "failed":
-        error = response["error"]
-        status = failure_status(error["type"])
-        return jsonify(openai_api.openai_error(status, error["type"], error["message"])), status
-    return jsonify(response)
+    return answer(encoder.response)
+
+
+def answer(response: dict):
+    """A response as JSON; a failed one as the error it failed with."""
+    if response["status"] != "failed":
+        return jsonify(response)
+    error = response["error"]
+    status = failure_status(error["type"])
+    return jsonify(openai_api.openai_error(status, error["type"], error["message"])), status
+
+
+def stored(response_id: str) -> dict:
+    row = current().responses.get(response_id, g.user)
+    if row is None:
+        raise Refused("response_not_found", f"no response {response_id!r} (unknown, deleted, not stored, "
+                                            "or not yours)")
+    return row
+
+
+def now(row: dict, to_end: bool = False) -> dict:
+    """A stored response as it stands (or, `to_end`, once its turn has ended): while it runs, from
+    its turn's log; one whose turn was lost with a stopped server failed."""
+    response = row["response"]
+    if response["status"] != "in_progress":
+        return response
+    turn = current().turns.get(row["turn_id"], g.user)
+    if turn is not None:
+        return fold(turn, response, to_end)
+    response = {**response, "status": "failed", "error": {
+        "code": "server_error", "type": "interrupted",
+        "message": "the server stopped while this response was being written"}}
+    current().responses.update(response)
+    return response
+
+
+@bp.get("/responses/<response_id>")
+def get_response(response_id: str):
+    row = stored(response_id)
+    stream, after = request.args.get("stream", "false"), request.args.get("starting_after")
+    if stream not in ("true", "false") or (after is not None and not after.isdigit()):
+        raise Refused("invalid_request_error", "stream must be true or false, and starting_after the sequence "
+                                               "number of the last event received")
+    if stream == "false":
+        return jsonify(now(row))
+    turn = current().turns.get(row["turn_id"], g.user)
+    if turn is None:
+        raise Refused("response_not_found", f"the events of response {response_id!r} are no longer kept (they are "
+                                            "for RILL_TURN_RETENTION_SECONDS after it ends); GET it without stream")
+    encoder = ResponseEncoder(first_state(row["response"]), after=int(after) if after else -1)
+    return sse_response(metrics.following("responses", turn.log.follow(
+        keepalive=current().settings.keepalive_seconds)), encoder)
+
+
+@bp.post("/responses/<response_id>/cancel")
+def cancel_response(response_id: str):
+    row = stored(response_id)
+    if not row["response"]["background"]:
+        raise Refused("invalid_request_error", f"response {response_id!r} was not made with background: true; only "
+                                               "a background response can be cancelled (close the stream instead)")
+    turn = current().turns.get(row["turn_id"], g.user)
+    if turn is not None and turn.running:
+        turn.cancel()
+    return jsonify(now(row, to_end=True))
+
+
+@bp.delete("/responses/<response_id>")
+def delete_response(response_id: str):
+    row = stored(response_id)
+    turn = current().turns.get(row["turn_id"], g.user)
+    if turn is not None and turn.running:
+        turn.cancel()
+    current().responses.delete(response_id, g.user)
+    return jsonify({"id": response_id, "object": "response", "deleted": True})
