@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 
+import openai
 import pytest
 import requests
 import socketio
@@ -116,6 +117,20 @@ def test_a_tool_call_waiting_on_a_is_approved_through_b(cluster):
     rest = list(events)
     stream.close()
     assert [e.json()["content"] for e in rest if e.type == "tool_result"] == ["5"] and rest[-1].type == "done"
+
+
+def test_a_response_made_on_a_is_read_resumed_and_continued_on_b(cluster):
+    a, b, _, _ = cluster
+    on_a = openai.OpenAI(base_url=f"{a.url}/v1", api_key="x", max_retries=0)
+    on_b = openai.OpenAI(base_url=f"{b.url}/v1", api_key="x", max_retries=0)
+    first = on_a.responses.create(model="scripted/history", input="My name is Ada.")
+    assert on_b.responses.retrieve(first.id).output_text == first.output_text
+    events = list(on_a.responses.create(model="scripted/long", input="long 30", stream=True))
+    again = list(on_b.responses.retrieve(events[0].response.id, stream=True, starting_after=20))
+    assert [e.sequence_number for e in again] == list(range(21, len(events)))
+    assert [e.model_dump() for e in again] == [e.model_dump() for e in events[21:]]
+    second = on_b.responses.create(model="scripted/history", input="And my name?", previous_response_id=first.id)
+    assert second.output_text.startswith("user: My name is Ada. | assistant: user: My name is Ada. | ")
 
 
 def test_a_session_written_on_a_is_read_and_continued_on_b(cluster):

@@ -2,12 +2,14 @@
 turn. The fast tests use the scripted provider in process and check every event and response
 against the openai SDK's own models of them; the slow ones drive the real model with the SDK."""
 import json
+import time
 
 import openai
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from tests.server import start_server, stop_server
 from tests.sse import decode_all
 
 STREAM_EVENT = TypeAdapter(ResponseStreamEvent)
@@ -175,3 +177,38 @@ def test_a_reply_cut_by_max_output_tokens_is_incomplete(server):
                                   max_output_tokens=3, temperature=0)
     assert cut.status == "incomplete" and cut.incomplete_details.reason == "max_output_tokens"
     assert cut.usage.output_tokens == 3 and cut.output[0].status == "completed"
+
+
+@pytest.mark.slow
+def test_a_background_response_of_the_real_model_is_cancelled_within_a_second(server):
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+    started = client.responses.create(model="local/smollm2-135m-instruct", input="Write a very long story.",
+                                      max_output_tokens=2000, background=True)
+    time.sleep(0.5)  # writing by now
+    asked = time.monotonic()
+    cancelled = client.responses.cancel(started.id)
+    assert cancelled.status == "cancelled" and time.monotonic() - asked < 1
+    assert 0 < cancelled.usage.output_tokens < 2000 and cancelled.output_text
+    assert client.responses.retrieve(started.id).status == "cancelled"
+
+
+@pytest.mark.slow
+def test_a_chain_of_three_recalls_the_first_turn_across_a_restart(tmp_path):
+    data = {"RILL_DATA_DIR": tmp_path / "data"}
+    srv = start_server("eventlet", tmp_path, **data)
+    try:
+        client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
+        first = client.responses.create(model="scripted/history", input="My name is Ada.")
+        second = client.responses.create(model="scripted/history", input="I like rivers.",
+                                         previous_response_id=first.id)
+    finally:
+        stop_server(srv)
+    srv = start_server("eventlet", tmp_path, **data)  # a new process: only the database remembers
+    try:
+        client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
+        assert client.responses.retrieve(first.id).output_text == first.output_text
+        third = client.responses.create(model="scripted/history", input="What is my name?",
+                                        previous_response_id=second.id)
+        assert third.output_text.startswith("user: My name is Ada. | ") and "user: I like rivers." in third.output_text
+    finally:
+        stop_server(srv)

@@ -23,6 +23,7 @@ THREADS_0003 = ROOT / "tests" / "fixtures" / "threads-0003.db"
 # a share link of the two.
 THREADS_0004, FILES_0004 = ROOT / "tests" / "fixtures" / "threads-0004.db", ROOT / "tests" / "fixtures" / "files-0004"
 THREADS_0005 = ROOT / "tests" / "fixtures" / "threads-0005.db"  # written by the release before threads remembered tools
+THREADS_0006 = ROOT / "tests" / "fixtures" / "threads-0006.db"  # written by the release before stored responses
 PICTURE_0004, NOTES_0004 = "1a0e892ff9f34f5d9d4d8ca18c51e592", "cb3274b9d6c1405db2cb3907e9905a71"
 # The keys release 0.1.0's RedisSessionStore wrote for three sessions (alice: two, bob: one).
 LEGACY_REDIS = ROOT / "tests" / "fixtures" / "redis-sessions-0.1.0.json"
@@ -319,7 +320,7 @@ def test_a_database_of_the_previous_schema_keeps_everything_and_gains_files(tmp_
         assert [text(m) for m in store.path(thread["id"], "alice")][-1] == "The Rhine, at its knee."
         assert len(store.shares_of("alice", thread["id"])) == 1
         with store.engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
             assert conn.exec_driver_sql("SELECT COUNT(*) FROM files").scalar() == 0
     finally:
         store.close()
@@ -336,7 +337,7 @@ def test_share_links_of_the_previous_schema_pin_their_files(tmp_path):
         [thread] = store.list("alice")
         [share] = store.shares_of("alice", thread["id"])
         with store.engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
             assert sorted(conn.exec_driver_sql("SELECT file_id FROM share_files").scalars()) == sorted(
                 [PICTURE_0004, NOTES_0004])
         question = store.path(thread["id"], "alice")[0]
@@ -360,6 +361,26 @@ def test_threads_of_the_previous_schema_keep_their_messages_and_remember_no_tool
         assert path[1]["parts"][0]["arguments"] == '{"a": 2, "b": 3}'
         assert store.update_thread("alice", thread["id"], mcp_servers=["calc"])["mcp_servers"] == ["calc"]
         with store.engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
+    finally:
+        store.close()
+
+
+def test_a_database_of_the_release_before_stored_responses_keeps_its_threads_and_stores_responses(tmp_path):
+    from rill.conversations.responses import ResponseStore
+
+    shutil.copy(THREADS_0006, tmp_path / "threads.db")
+    store = ThreadStore(sqlite_url(tmp_path / "threads.db"))
+    try:
+        [thread] = store.list("alice")
+        assert thread["title"] == "Rivers" and thread["mcp_servers"] == ["calc"]
+        assert [m["parts"][0]["text"] for m in store.path(thread["id"], "alice")] == ["Name a river.", "The Nile."]
+        responses = ResponseStore(store)
+        responses.create("alice", {"id": "resp_1", "status": "completed", "previous_response_id": None, "output": []},
+                         [{"type": "message", "role": "user", "content": "hi"}], "t1")
+        assert responses.get("resp_1", "alice")["input"][0]["content"] == "hi"
+        assert responses.get("resp_1", "bob") is None
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
     finally:
         store.close()
