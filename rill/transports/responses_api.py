@@ -252,8 +252,11 @@ def create_response():
     options = GenerationOptions(max_tokens=req.max_output_tokens or rill.settings.default_max_tokens,
                                 temperature=req.temperature, top_p=req.top_p, tools=req.internal_tools(),
                                 tool_choice=req.internal_tool_choice())
-    turn = start_stateless_turn(rill, Caller(g.user, "responses", g.request_id), req.model,
-                                to_messages(req.instructions, [*earlier, *req.input], inline_media(req.model)), options)
+    messages = to_messages(req.instructions, [*earlier, *req.input], inline_media(req.model))
+    if earlier:  # a long chain's oldest messages are left out, as a long chat's are
+        first = 1 if req.instructions else 0
+        del messages[first:first + max(0, len(messages) - rill.settings.max_history_messages - 1)]
+    turn = start_stateless_turn(rill, Caller(g.user, "responses", g.request_id), req.model, messages, options)
     response = skeleton(req, turn)
     if req.store:
         rill.responses.create(g.user, response, [item.model_dump(exclude_none=True) for item in req.input], turn.id)
