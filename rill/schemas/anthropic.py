@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..providers.base import Tool
-from .common import (Content, DocumentBlock, ImageBlock, MaxTokens, ObjectSchema, Text, TextPart, ToolName,
-                     tools_and_choice)
+from .common import (CheckedTools, Content, DocumentBlock, ImageBlock, MaxTokens, ObjectSchema, Text, TextPart,
+                     ToolName, tools_and_choice)
 
 
 class AnthropicTool(BaseModel):
@@ -60,7 +60,7 @@ class AnthropicMessage(BaseModel):
     content: Text | list[Block]
 
 
-class AnthropicRequest(BaseModel):
+class AnthropicRequest(CheckedTools, BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra={"examples": [
         {"model": "local/smollm2-135m-instruct", "max_tokens": 64, "messages": [{"role": "user", "content": "Hello!"}]},
         {"model": "local/smollm2-135m-instruct", "max_tokens": 64, "stream": True, "system": "Be brief.",
@@ -91,9 +91,3 @@ class AnthropicRequest(BaseModel):
                                                                                                   choice.name)
         self._checked = tools_and_choice(tools, name)
         return self
-
-    def internal_tools(self) -> tuple[Tool, ...]:
-        return self._checked[0]
-
-    def internal_tool_choice(self) -> str:
-        return self._checked[1]

@@ -137,6 +137,16 @@ def object_schema(value: dict) -> dict:
 ObjectSchema = Annotated[dict, AfterValidator(object_schema)]
 
 
+class CheckedTools:
+    """A request whose tools and tool_choice its validator checked together (into `_checked`)."""
+
+    def internal_tools(self) -> tuple[Tool, ...]:
+        return self._checked[0]
+
+    def internal_tool_choice(self) -> str:
+        return self._checked[1]
+
+
 def tools_and_choice(tools: list[Tool], choice: str) -> tuple[tuple[Tool, ...], str]:
     """Checked together: a named tool must be one of the tools, and a choice needs tools."""
     names = [t.name for t in tools]

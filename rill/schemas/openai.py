@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..providers.base import Tool
-from .common import Int, MaxTokens, MediaContent, ObjectSchema, ToolName, tools_and_choice
+from .common import CheckedTools, Int, MaxTokens, MediaContent, ObjectSchema, ToolName, tools_and_choice
 
 
 class FunctionSpec(BaseModel):
@@ -79,7 +79,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class OpenAIChatRequest(BaseModel):
+class OpenAIChatRequest(CheckedTools, BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra={"examples": [
         {"model": "local/smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hello!"}]},
         {"model": "local/smollm2-135m-instruct", "stream": True, "stream_options": {"include_usage": True},
@@ -112,9 +112,3 @@ class OpenAIChatRequest(BaseModel):
         tools = [Tool(t.function.name, t.function.description, t.function.parameters) for t in self.tools]
         self._checked = tools_and_choice(tools, choice)
         return self
-
-    def internal_tools(self) -> tuple[Tool, ...]:
-        return self._checked[0]
-
-    def internal_tool_choice(self) -> str:
-        return self._checked[1]

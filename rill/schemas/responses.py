@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from ..providers.base import Tool
-from .common import MaxTokens, ObjectSchema, Text, ToolName, tools_and_choice
+from .common import CheckedTools, MaxTokens, ObjectSchema, Text, ToolName, tools_and_choice
 
 Loose = ConfigDict(extra="ignore", strict=True)  # an item a client echoes back may carry fields of OpenAI's own
 CallId = Annotated[str, Field(min_length=1, max_length=200)]
@@ -134,7 +134,7 @@ class TextConfig(BaseModel):
     format: TextFormat = TextFormat(type="text")
 
 
-class ResponsesRequest(BaseModel):
+class ResponsesRequest(CheckedTools, BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
         {"model": "local/smollm2-135m-instruct", "input": "Hello!"},
         {"model": "local/smollm2-135m-instruct", "instructions": "Be brief.", "stream": True, "store": False,
@@ -186,10 +186,4 @@ class ResponsesRequest(BaseModel):
                  for t in self.tools]
         self._checked = tools_and_choice(tools, choice)
         return self
-
-    def internal_tools(self) -> tuple[Tool, ...]:
-        return self._checked[0]
-
-    def internal_tool_choice(self) -> str:
-        return self._checked[1]
 
