@@ -261,6 +261,13 @@ def build(settings, auth_enabled: bool) -> dict:
                     "responses": responses({**ANY_JSON, **SSE}, 400, 401, 404)},
             "delete": {"summary": "Delete a stored response (a running one is stopped)",
                        "parameters": path_param("response_id"), "responses": responses(ANY_JSON, 401, 404)}},
+        "/v1/responses/{response_id}/input_items": {"get": {
+            "summary": "A stored response's own input items, a page at a time",
+            "parameters": [*path_param("response_id"),
+                           {"name": "limit", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+                           {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"]}},
+                           {"name": "after", "in": "query", "schema": {"type": "string"}}],
+            "responses": responses(ANY_JSON, 400, 401, 404)}},
         "/v1/responses/{response_id}/cancel": {"post": {
             "summary": "Cancel a background response", "parameters": path_param("response_id"),
             "responses": responses(ANY_JSON, 400, 401, 404)}},

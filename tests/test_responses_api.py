@@ -6,7 +6,7 @@ import time
 
 import openai
 import pytest
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses import Response, ResponseItemList, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from tests.server import start_server, stop_server
@@ -129,6 +129,25 @@ def test_a_stored_response_is_read_back_continued_and_deleted(client):
     assert refused.status_code == 404 and "previous_response_id: no response" in refused.json["error"]["message"]
     unstored = create(client, input="hi", store=False).json
     assert client.get(f"/v1/responses/{unstored['id']}").status_code == 404
+
+
+def test_a_stored_responses_input_items_are_listed_as_the_api_lists_them(client):
+    made = create(client, model="scripted/history", input=[
+        {"role": "user", "content": "Weather in Paris?"},
+        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Sunny."}]},
+        {"role": "user", "content": [{"type": "input_text", "text": "Thanks."}]}]).json
+    listed = client.get(f"/v1/responses/{made['id']}/input_items").json
+    page = ResponseItemList.model_validate(listed)
+    assert [item.type for item in page.data] == ["message", "message", "function_call_output", "function_call",
+                                                 "message"]  # newest first, as the API's default order
+    assert page.data[-1].content[0].text == "Weather in Paris?" and not page.has_more
+    first_two = client.get(f"/v1/responses/{made['id']}/input_items?order=asc&limit=2").json
+    assert [i["type"] for i in first_two["data"]] == ["message", "function_call"] and first_two["has_more"]
+    rest = client.get(f"/v1/responses/{made['id']}/input_items?order=asc&after={first_two['last_id']}").json
+    assert [i["type"] for i in rest["data"]] == ["function_call_output", "message", "message"]
+    assert client.get(f"/v1/responses/{made['id']}/input_items?limit=0").status_code == 400
 
 
 def test_a_stream_is_resumed_after_any_event_with_nothing_lost_or_doubled(client):

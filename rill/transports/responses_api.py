@@ -248,7 +248,7 @@ def create_response():
     earlier = []  # the conversation before it: each earlier response's input and output
     if req.previous_response_id:
         for row in rill.responses.chain(req.previous_response_id, g.user, rill.settings.max_history_messages):
-            earlier += ITEMS.validate_python([*row["input"], *row["response"]["output"]])
+            earlier += ITEMS.validate_python([*row["input"], *now(row, to_end=True)["output"]])
     options = GenerationOptions(max_tokens=req.max_output_tokens or rill.settings.default_max_tokens,
                                 temperature=req.temperature, top_p=req.top_p, tools=req.internal_tools(),
                                 tool_choice=req.internal_tool_choice())
@@ -271,6 +271,8 @@ def create_response():
                             on_close=None if req.background else turn.cancel)
     for event in events:
         encoder.events(event)
+    if req.store:  # now, not when `keep` gets to it: the client may continue from it at once
+        rill.responses.update(encoder.response)
     return answer(encoder.response)
 
 
@@ -323,6 +325,39 @@ def get_response(response_id: str):
     encoder = ResponseEncoder(first_state(row["response"]), after=int(after) if after else -1)
     return sse_response(metrics.following("responses", turn.log.follow(
         keepalive=current().settings.keepalive_seconds)), encoder)
+
+
+@bp.get("/responses/<response_id>/input_items")
+def input_items(response_id: str):
+    """A stored response's own input items (not its chain's), each with an id, a page at a time."""
+    row = stored(response_id)
+    limit, order, after = request.args.get("limit", "20"), request.args.get("order", "desc"), request.args.get("after")
+    if not limit.isdigit() or not 1 <= int(limit) <= 100 or order not in ("asc", "desc"):
+        raise Refused("invalid_request_error", "limit must be 1 to 100, and order asc or desc")
+    items = [listed(item, f"{ITEM_PREFIX[item['type']]}_{response_id.removeprefix('resp_')}_in{n}")
+             for n, item in enumerate(row["input"])]
+    items = items[::-1] if order == "desc" else items
+    start = next((n + 1 for n, item in enumerate(items) if item["id"] == after), None) if after else 0
+    if start is None:
+        raise Refused("invalid_request_error", f"after: no input item {after!r} in response {response_id!r}")
+    page = items[start:start + int(limit)]
+    return jsonify({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                    "last_id": page[-1]["id"] if page else None, "has_more": start + len(page) < len(items)})
+
+
+ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+
+
+def listed(item: dict, item_id: str) -> dict:
+    """An input item as the API lists it: with its id and status, a message's text as parts."""
+    if item["type"] == "reasoning":
+        return {"id": item_id, "type": "reasoning", "summary": []}
+    if item["type"] != "message":
+        return {**item, "id": item_id, "status": "completed"}
+    parts = [{"type": "input_text", "text": item["content"]}] if isinstance(item["content"], str) else item["content"]
+    if item["role"] == "assistant":  # an earlier answer sent back: an output message
+        parts = [{"type": "output_text", "text": p.get("text", ""), "annotations": []} for p in parts]
+    return {"id": item_id, "type": "message", "role": item["role"], "status": "completed", "content": parts}
 
 
 @bp.post("/responses/<response_id>/cancel")
