@@ -13,8 +13,6 @@ import uuid
 from flask import Flask, g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 
-from .runtime import real_threading
-
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 log = logging.getLogger("rill.requests")
@@ -39,12 +37,7 @@ class RequestIdFilter(logging.Filter):
 
 
 def configure(settings) -> None:
-    """One handler on the root logger. Its lock is a real one: OS threads log too (the model's, the
-    MCP servers' loop with their stderr), and under eventlet a green lock taken by two OS threads
-    raises "cannot switch to a different thread" or hangs one (eventlet issue 432); a real lock is
-    held only while a line is written."""
     handler = logging.StreamHandler()
-    handler.lock = real_threading.RLock()
     layout = "%(asctime)s %(levelname)s %(name)s %(message)s"
     handler.setFormatter(JsonFormatter(layout) if settings.log_format == "json" else TextFormatter(layout))
     handler.addFilter(RequestIdFilter())
