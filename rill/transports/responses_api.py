@@ -171,7 +171,9 @@ class ResponseEncoder:
             prefix, item = ("msg", {"role": "assistant", "content": []}) if item_type == "message" else \
                 ("rs", {"summary": [], "content": []})
             self.add(out, {"id": self.item_id(prefix), "type": item_type, "status": "in_progress", **item})
-            part = {"type": part_type, "text": ""} | ({"annotations": [], "logprobs": []} if item_type == "message" else {})
+            part = {"type": part_type, "text": ""}
+            if item_type == "message":
+                part |= {"annotations": [], "logprobs": []}
             self.open["content"].append(part)
             self.emit(out, "response.content_part.added", item_id=self.open["id"], output_index=self.index,
                       content_index=0, part=dict(part))
@@ -208,8 +210,9 @@ class ResponseEncoder:
             self.response.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
         elif reason == "cancelled":
             self.response["status"] = "cancelled"
-        else:
-            self.response.update(status="completed", completed_at=int(time.time()))
+        else:  # from the turn's own figures, so that encoding the log again gives the same time
+            self.response.update(status="completed",
+                                 completed_at=self.response["created_at"] + round(done["duration_ms"] / 1000))
         final = "response.completed" if self.response["status"] == "completed" else "response.incomplete"
         self.emit(out, final, response=self.snapshot())
 
