@@ -225,10 +225,9 @@ def first_state(response: dict) -> dict:
     return first
 
 
-def fold(turn: Turn, response: dict, to_end: bool) -> dict:
-    """The response after the events its turn has written so far, or (`to_end`) after its last."""
+def replayed(response: dict, events) -> dict:
+    """The response after these events of its turn, encoded from its first state."""
     encoder = ResponseEncoder(first_state(response))
-    events = turn.log.follow(keepalive=current().settings.keepalive_seconds) if to_end else list(turn.log.events)
     for event in events:
         encoder.events(event)
     return encoder.response
@@ -237,10 +236,7 @@ def fold(turn: Turn, response: dict, to_end: bool) -> dict:
 def keep(services: Services, turn: Turn, response: dict) -> None:
     """Read a stored response's turn to its end, and store its last state (a reader of its own:
     a background turn runs on while nobody else reads it)."""
-    encoder = ResponseEncoder(first_state(response))
-    for event in turn.log.follow(keepalive=services.settings.keepalive_seconds):
-        encoder.events(event)
-    services.responses.update(encoder.response)
+    services.responses.update(replayed(response, turn.log.follow(keepalive=services.settings.keepalive_seconds)))
 
 
 @bp.post("/responses")
@@ -266,17 +262,15 @@ def create_response():
         spawn(keep, rill, turn, response)
     if req.background and not req.stream:
         return jsonify(response)
-    encoder = ResponseEncoder(dict(response, output=[]))
     events = turn.log.follow(keepalive=rill.settings.keepalive_seconds)
     if req.stream:
         # A client that closes the stream wants the response stopped, unless it runs in the background.
-        return sse_response(metrics.following("responses", events), encoder,
+        return sse_response(metrics.following("responses", events), ResponseEncoder(first_state(response)),
                             on_close=None if req.background else turn.cancel)
-    for event in events:
-        encoder.events(event)
+    final = replayed(response, events)
     if req.store:  # now, not when `keep` gets to it: the client may continue from it at once
-        rill.responses.update(encoder.response)
-    return answer(encoder.response)
+        rill.responses.update(final)
+    return answer(final)
 
 
 def answer(response: dict):
@@ -304,7 +298,8 @@ def now(row: dict, to_end: bool = False) -> dict:
         return response
     turn = current().turns.get(row["turn_id"], g.user)
     if turn is not None:
-        return fold(turn, response, to_end)
+        return replayed(response, turn.log.follow(keepalive=current().settings.keepalive_seconds) if to_end
+                        else list(turn.log.events))
     response = {**response, "status": "failed", "error": {
         "code": "server_error", "type": "interrupted",
         "message": "the server stopped while this response was being written"}}
