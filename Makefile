@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-LLAMA_STAMP  := $(VENV)/.llama-cpp
+LLAMA_PIN    := $(shell grep '^llama-cpp-python==' requirements.txt)
+LLAMA_STAMP  := $(VENV)/.$(subst ==,-,$(LLAMA_PIN))
 WHEELS       := .cache/wheels
 NODE_STAMP   := node_modules/.installed
 VENDOR       := rill/static/vendor
@@ -21,15 +22,16 @@ LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=ON
 
 setup: $(STAMP) vendor
 
-# llama.cpp compiled once for this CPU; again only when its pinned version (or these flags) change. The
-# wheel is kept in .cache/wheels: the installed-wheel test installs rill[llamacpp] without compiling again.
-$(LLAMA_STAMP): requirements.txt
+# llama.cpp compiled once for this CPU; again only when its pinned version changes (the stamp is named
+# after it). The wheel is kept in .cache/wheels: the installed-wheel test installs rill[llamacpp] without
+# compiling again.
+$(LLAMA_STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	command -v g++ >/dev/null || { apt-get update && apt-get install -y --no-install-recommends g++; }
 	@echo "Compiling llama.cpp (llama-cpp-python) for this CPU, once: about 5 minutes on 2 cores."
 	rm -rf $(WHEELS)/llama_cpp_python-*
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip wheel \
-	  --disable-pip-version-check --no-cache-dir --no-deps -w $(WHEELS) $$(grep '^llama-cpp-python==' requirements.txt)
+	  --disable-pip-version-check --no-cache-dir --no-deps -w $(WHEELS) $(LLAMA_PIN)
 	$(PY) -m pip install --disable-pip-version-check --force-reinstall --no-deps $(WHEELS)/llama_cpp_python-*.whl
 	test -n "$$(ls $(VENV)/lib/python*/site-packages/llama_cpp/lib/libmtmd.so)"
 	touch $@

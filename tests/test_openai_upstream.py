@@ -325,6 +325,31 @@ def test_request_options_reach_the_upstream_and_usage_comes_back(rill, fake):
         "stream_options": {"include_usage": True}, "temperature": 0.5, "top_p": 0.9}
 
 
+def test_a_response_format_from_any_api_reaches_the_upstream_as_response_format(rill, fake):
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "not": {"const": 3}}}, "required": ["n"]}
+    bodies = [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": ""}], "response_format": {
+            "type": "json_schema", "json_schema": {"name": "count", "schema": schema, "strict": True}}}),
+        ("/v1/responses", {"input": "", "store": False,
+                           "text": {"format": {"type": "json_schema", "name": "count", "schema": schema}}}),
+        ("/v1/messages", {"max_tokens": 7, "messages": [{"role": "user", "content": ""}],
+                          "output_config": {"format": {"type": "json_schema", "schema": schema}}}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": ""}],
+                                  "response_format": {"type": "json_object"}}),
+    ]
+    for route, body in bodies:
+        marker = uuid.uuid4().hex
+        body = json.loads(json.dumps(body).replace('""', json.dumps(marker), 1))
+        r = requests.post(f"{rill.faulty.url}{route}", json={"model": "openai/ok", **body}, timeout=15)
+        assert r.status_code == 200, (route, r.text)
+        sent = next(q for q in fake.requests if marker in json.dumps(q["body"]["messages"]))
+        expected = {"type": "json_object"} if "json_object" in json.dumps(body) else {
+            "type": "json_schema", "json_schema": {"name": "output" if route == "/v1/messages" else "count",
+                                                   "description": "", "schema": schema,
+                                                   "strict": route != "/v1/responses"}}
+        assert sent["body"]["response_format"] == expected, route
+
+
 def image_sent(fake, marker: str) -> tuple[dict, str]:
     """The image_url part of the request whose last message's text is `marker`, and the SHA-256 of
     the bytes its data: URL holds."""

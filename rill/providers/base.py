@@ -62,6 +62,18 @@ class Tool:
 
 
 @dataclass(frozen=True)
+class OutputFormat:
+    """The reply must be one JSON value valid against `schema` (any object, for json_object):
+    held to it while it is decoded on the local engines, sent on to an upstream."""
+
+    kind: str  # json_object | json_schema
+    schema: dict = field(default_factory=lambda: {"type": "object"})
+    name: str = "response"
+    description: str = ""
+    strict: bool = True  # what the caller asked; Rill's local engines hold every schema strictly
+
+
+@dataclass(frozen=True)
 class GenerationOptions:
     max_tokens: int = 512
     temperature: float = 0.7
@@ -71,6 +83,7 @@ class GenerationOptions:
     hidden_states: bool = False  # put the last token's final-layer hidden state in Finish.hidden_states
     tools: tuple[Tool, ...] = ()
     tool_choice: str = "auto"  # auto | none | required | the name of the one tool to call
+    output_format: OutputFormat | None = None  # a JSON reply, held to a schema
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,9 @@ class Provider(Protocol):
 
     def refuses_tools(self, model: str, tool_choice: str) -> str | None:
         """Why this model cannot be given tools with this tool_choice, or None when it can."""
+
+    def refuses_format(self, model: str, options: GenerationOptions) -> str | None:
+        """Why this model cannot hold a reply to options.output_format, or None when it can."""
 
     def input_modalities(self, model: str) -> list[str]:
         """What this model reads: ["text"], or ["text", "image"]."""

@@ -42,6 +42,10 @@ def build_request(model: str, messages: list[ChatMessage], options: GenerationOp
         config["stop_sequences"] = list(options.stop)
     if options.seed is not None:
         config["seed"] = options.seed
+    if fmt := options.output_format:
+        config["response_mime_type"] = "application/json"
+        if fmt.kind == "json_schema":
+            config["response_json_schema"] = fmt.schema
     return {"model": model, "contents": contents(messages), "config": config}
 
 

@@ -123,6 +123,10 @@ class OpenAIProvider(Streamed):
                 "type": "function", "function": {"name": choice}}
         if options.seed is not None:
             request["seed"] = options.seed
+        if fmt := options.output_format:
+            request["response_format"] = {"type": "json_object"} if fmt.kind == "json_object" else {
+                "type": "json_schema", "json_schema": {"name": fmt.name, "description": fmt.description,
+                                                       "schema": fmt.schema, "strict": fmt.strict}}
         if options.stop:
             request["stop"] = list(options.stop)
         reply = Reply(messages)

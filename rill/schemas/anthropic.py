@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..providers.base import Tool
+from ..providers.base import OutputFormat, Tool
 from .common import (CheckedTools, Content, DocumentBlock, ImageBlock, MaxTokens, ObjectSchema, Text, TextPart,
                      ToolName, tools_and_choice)
 
@@ -60,6 +60,17 @@ class AnthropicMessage(BaseModel):
     content: Text | list[Block]
 
 
+class JsonOutputFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["json_schema"]
+    schema_: Annotated[dict, Field(alias="schema")]
+
+
+class OutputConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    format: JsonOutputFormat | None = None
+
+
 class AnthropicRequest(CheckedTools, BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True, json_schema_extra={"examples": [
         {"model": "local/smollm2-135m-instruct", "max_tokens": 64, "messages": [{"role": "user", "content": "Hello!"}]},
@@ -82,9 +93,17 @@ class AnthropicRequest(CheckedTools, BaseModel):
     return_hidden_states: bool = False
     tools: Annotated[list[AnthropicTool], Field(max_length=128)] = []
     tool_choice: AnthropicToolChoice | None = None
+    output_config: OutputConfig | None = None  # structured outputs: `format`
+    output_format: JsonOutputFormat | None = None  # the same, as the structured-outputs beta named it
+
+    def internal_output_format(self) -> OutputFormat | None:
+        fmt = self.output_format or (self.output_config and self.output_config.format)
+        return OutputFormat("json_schema", fmt.schema_, "output") if fmt else None
 
     @model_validator(mode="after")
     def _tools(self):
+        if self.output_format and self.output_config and self.output_config.format:
+            raise ValueError("output_format and output_config.format: send one (output_format is its older name)")
         tools = [Tool(t.name, t.description, t.input_schema) for t in self.tools]
         choice = self.tool_choice
         name = "auto" if choice is None else {"auto": "auto", "any": "required", "none": "none"}.get(choice.type,

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
-from ..providers.base import Tool
+from ..providers.base import OutputFormat, Tool
 
 SessionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
@@ -125,6 +125,23 @@ def content_text(content: Content | None) -> str:
 
 
 ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+FormatName = ToolName  # a response format's name: the same letters, up to 64
+
+
+class JsonSchemaFormat(BaseModel):
+    """OpenAI's json_schema format (flattened into `text.format` by the Responses API)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: FormatName
+    description: Text = ""
+    schema_: Annotated[dict, Field(alias="schema")] = {}  # `schema` would shadow pydantic's own
+    strict: bool | None = None
+
+    def internal(self) -> OutputFormat:
+        return OutputFormat("json_schema", self.schema_, self.name, self.description, bool(self.strict))
+
+
+JSON_OBJECT = OutputFormat("json_object")  # any JSON object
 
 
 def object_schema(value: dict) -> dict:

@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..providers.base import Tool
-from .common import CheckedTools, Int, MaxTokens, MediaContent, ObjectSchema, ToolName, tools_and_choice
+from ..providers.base import OutputFormat
+from .common import (JSON_OBJECT, CheckedTools, Int, JsonSchemaFormat, MaxTokens, MediaContent, ObjectSchema,
+                     ToolName, tools_and_choice)
 
 
 class FunctionSpec(BaseModel):
@@ -74,6 +76,25 @@ class OpenAIMessage(BaseModel):
         return self
 
 
+class TextFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["text"]
+
+
+class JsonObjectFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["json_object"]
+
+
+class JsonSchemaResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaFormat
+
+
+ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaResponseFormat, Field(discriminator="type")]
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     include_usage: bool = False
@@ -105,6 +126,13 @@ class OpenAIChatRequest(CheckedTools, BaseModel):
     return_hidden_states: bool = False
     tools: Annotated[list[OpenAITool], Field(max_length=128)] = []
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice = "auto"
+    response_format: ResponseFormat | None = None
+
+    def output_format(self) -> OutputFormat | None:
+        fmt = self.response_format
+        if isinstance(fmt, JsonSchemaResponseFormat):
+            return fmt.json_schema.internal()
+        return JSON_OBJECT if isinstance(fmt, JsonObjectFormat) else None
 
     @model_validator(mode="after")
     def _tools(self):

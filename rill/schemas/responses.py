@@ -10,8 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from ..providers.base import Tool
-from .common import CheckedTools, MaxTokens, ObjectSchema, Text, ToolName, tools_and_choice
+from ..providers.base import OutputFormat, Tool
+from .common import (JSON_OBJECT, CheckedTools, JsonSchemaFormat, MaxTokens, ObjectSchema, Text, ToolName,
+                     tools_and_choice)
 
 Loose = ConfigDict(extra="ignore", strict=True)  # an item a client echoes back may carry fields of OpenAI's own
 CallId = Annotated[str, Field(min_length=1, max_length=200)]
@@ -124,14 +125,36 @@ class NamedFunction(BaseModel):
     name: ToolName
 
 
-class TextFormat(BaseModel):
+class PlainText(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     type: Literal["text"]
 
 
+class JsonObject(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["json_object"]
+
+
+class JsonSchema(JsonSchemaFormat):
+    type: Literal["json_schema"]
+
+
 class TextConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    format: TextFormat = TextFormat(type="text")
+    format: Annotated[PlainText | JsonObject | JsonSchema, Field(discriminator="type")] = PlainText(type="text")
+    verbosity: Literal["low", "medium", "high"] | None = None  # only "medium", the model's own, is taken
+
+    @field_validator("verbosity")
+    @classmethod
+    def _model_own(cls, value):
+        if value not in (None, "medium"):
+            raise ValueError(f"{value!r}: Rill's models write at their own length; leave it out or send medium")
+        return value
+
+    def output_format(self) -> OutputFormat | None:
+        if isinstance(self.format, JsonSchema):
+            return self.format.internal()
+        return JSON_OBJECT if isinstance(self.format, JsonObject) else None
 
 
 class ResponsesRequest(CheckedTools, BaseModel):

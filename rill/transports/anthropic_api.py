@@ -252,6 +252,7 @@ def messages():
         max_tokens=req.max_tokens,
         temperature=req.temperature, top_p=req.top_p, stop=tuple(req.stop_sequences),
         hidden_states=req.return_hidden_states, tools=req.internal_tools(), tool_choice=req.internal_tool_choice(),
+        output_format=req.internal_output_format(),
     )
     turn = start_stateless_turn(current(), Caller(g.user, "anthropic", g.request_id), req.model, to_messages(req, inline_media(req.model)),
                                 options)

@@ -63,6 +63,7 @@ def to_options(req: OpenAIChatRequest) -> GenerationOptions:
                     or current().settings.default_max_tokens),
         temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=stop,
         hidden_states=req.return_hidden_states, tools=req.internal_tools(), tool_choice=req.internal_tool_choice(),
+        output_format=req.output_format(),
     )
 
 

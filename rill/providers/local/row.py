@@ -6,6 +6,7 @@ from typing import Callable
 from ..base import CancelToken, Failure, Finish, GenerationOptions, HiddenStates, Piece, ProviderError
 from .contract import Media, Model
 from .decoding import IncrementalDecoder, Sampler
+from .grammar import Constraint
 from .stops import StopMatcher
 from .tool_calls import ToolCallReader
 
@@ -27,6 +28,8 @@ class Row:
         self.decoder = IncrementalDecoder(model.tokenizer)
         self.stops = StopMatcher(options.stop)
         self.calls = ToolCallReader() if options.tools and options.tool_choice != "none" else None
+        fmt = options.output_format
+        self.constraint = Constraint(model.grammar_tokenizer, fmt) if fmt else None  # a JSON reply, held
         self.length = len(prompt)  # real tokens in the cache
         self.cached_tokens = 0  # of the prompt, found in a cache (set by the batch)
         self.produced = 0
@@ -42,13 +45,21 @@ class Row:
         self.embeds = None  # transformers: a prompt with images, embedded (its slices are fed from it)
 
     def accept(self, logits, hidden: list[float] | None) -> None:
-        """Pick this row's next token from its logits; emit text; finish on a stop."""
+        """Pick this row's next token from its logits (those its schema allows); emit text; finish
+        on a stop, or when its JSON is whole."""
+        whole = False
         try:
+            if self.constraint:
+                logits = self.constraint.mask(logits)
             token = self.sampler.pick(logits)
+            if token in self.model.stop_ids:
+                return self.finish("stop")
+            if self.constraint:
+                whole = self.constraint.take(token)
+        except ProviderError as exc:
+            return self.fail(exc)
         except Exception as exc:  # one bad row must not take the batch down
             return self.fail(ProviderError(f"local model failed: {exc}"))
-        if token in self.model.stop_ids:
-            return self.finish("stop")
         self.produced += 1
         if hidden is not None:
             self.hidden = (token, hidden)
@@ -56,6 +67,8 @@ class Row:
         self._text(piece)
         if stopped:
             return self.finish("stop_sequence")
+        if whole:
+            return self.finish("stop")
         if self.produced >= self.options.max_tokens:
             return self.finish("length")
         self.last_token = token

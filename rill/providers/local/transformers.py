@@ -23,6 +23,7 @@ import io
 import logging
 import shutil
 import time
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -132,6 +133,12 @@ class HFModel:
         eos = eos if isinstance(eos, list) else [eos]
         self.stop_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.stop_ids)
+
+    @cached_property
+    def grammar_tokenizer(self):
+        from llguidance.hf import from_tokenizer
+
+        return from_tokenizer(self.tokenizer, n_vocab=self.config.vocab_size, eos_token=sorted(self.stop_ids))
 
     def _first_dtype(self) -> torch.dtype:
         if self.dtype_name != "auto":

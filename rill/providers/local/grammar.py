@@ -1,0 +1,67 @@
+"""Replies held to a JSON Schema while they are decoded, on both local engines.
+
+llguidance (what llama.cpp, vLLM and SGLang use for this) compiles the schema into a grammar and,
+at each step, into the set of tokens that keep the reply valid; a row's logits outside that set
+are masked before it samples, so the reply cannot leave the schema. One library serves both
+engines, as both sample in Python (decoding.py): llama.cpp's own grammar sampler would need its
+token array built from the logits at every step (bench/structured_bench.py measures the two), and
+xgrammar needs torch and triton, which the llama.cpp install does not have.
+"""
+from __future__ import annotations
+
+import json
+
+import llguidance
+
+from ..base import OutputFormat, ProviderError
+
+# Compact JSON: a small model given room for whitespace can spend its whole reply on it.
+COMPILE_OPTIONS = {"whitespace_flexible": False}
+
+
+def grammar_of(fmt: OutputFormat) -> str:
+    return llguidance.LLMatcher.grammar_from_json_schema(fmt.schema, defaults=COMPILE_OPTIONS)
+
+
+def refusal(fmt: OutputFormat) -> str | None:
+    """Why a reply cannot be held to this schema while decoding, naming the keyword; None if it can."""
+    try:
+        error = llguidance.LLMatcher.validate_grammar(grammar_of(fmt))
+    except ValueError as exc:
+        error = str(exc)
+    if not error:
+        return None
+    if error.startswith("Unimplemented keys:"):
+        keys = json.loads(error.removeprefix("Unimplemented keys:"))
+        return (f"the JSON schema uses {', '.join(map(repr, keys))}, which Rill cannot hold a reply to while "
+                f"decoding; leave {'it' if len(keys) == 1 else 'them'} out")
+    return f"the JSON schema cannot be held to while decoding: {error}"
+
+
+class Constraint:
+    """One row's place in its schema's grammar: which tokens may come next, and the tokens taken."""
+
+    def __init__(self, tokenizer: llguidance.LLTokenizer, fmt: OutputFormat):
+        self.matcher = llguidance.LLMatcher(tokenizer, grammar_of(fmt), log_level=0)
+        if self.matcher.is_error():
+            raise ProviderError(f"the JSON schema cannot be held to while decoding: {self.matcher.get_error()}",
+                                type="invalid_request_error")
+
+    def mask(self, logits):
+        """The logits with every token that would break the schema at -inf (numpy or torch)."""
+        import numpy as np
+
+        size = logits.shape[-1]
+        bits = np.unpackbits(np.frombuffer(self.matcher.compute_bitmask(), np.uint8), bitorder="little")[:size]
+        allowed = bits.astype(bool)
+        if type(logits).__module__ == "numpy":
+            return np.where(allowed, logits, -np.inf)
+        import torch
+
+        return logits.masked_fill(~torch.from_numpy(allowed).to(logits.device), float("-inf"))
+
+    def take(self, token: int) -> bool:
+        """Step past the sampled token; True when the reply is whole and nothing more may follow."""
+        if not self.matcher.consume_token(token):
+            raise ProviderError(f"the reply left its JSON schema: {self.matcher.get_error()}")
+        return self.matcher.is_stopped()
