@@ -71,6 +71,7 @@ class OutputFormat:
     name: str = "response"
     description: str = ""
     strict: bool = True  # what the caller asked; Rill's local engines hold every schema strictly
+    param: str = "response_format"  # where the request gave it, for errors
 
 
 @dataclass(frozen=True)

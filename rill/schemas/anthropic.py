@@ -98,7 +98,8 @@ class AnthropicRequest(CheckedTools, BaseModel):
 
     def internal_output_format(self) -> OutputFormat | None:
         fmt = self.output_format or (self.output_config and self.output_config.format)
-        return OutputFormat("json_schema", fmt.schema_, "output") if fmt else None
+        param = "output_format.schema" if self.output_format else "output_config.format.schema"
+        return OutputFormat("json_schema", fmt.schema_, "output", param=param) if fmt else None
 
     @model_validator(mode="after")
     def _tools(self):

@@ -137,8 +137,8 @@ class JsonSchemaFormat(BaseModel):
     schema_: Annotated[dict, Field(alias="schema")] = {}  # `schema` would shadow pydantic's own
     strict: bool | None = None
 
-    def internal(self) -> OutputFormat:
-        return OutputFormat("json_schema", self.schema_, self.name, self.description, bool(self.strict))
+    def internal(self, param: str) -> OutputFormat:
+        return OutputFormat("json_schema", self.schema_, self.name, self.description, bool(self.strict), param)
 
 
 JSON_OBJECT = OutputFormat("json_object")  # any JSON object

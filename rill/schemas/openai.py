@@ -131,7 +131,7 @@ class OpenAIChatRequest(CheckedTools, BaseModel):
     def output_format(self) -> OutputFormat | None:
         fmt = self.response_format
         if isinstance(fmt, JsonSchemaResponseFormat):
-            return fmt.json_schema.internal()
+            return fmt.json_schema.internal("response_format.json_schema.schema")
         return JSON_OBJECT if isinstance(fmt, JsonObjectFormat) else None
 
     @model_validator(mode="after")

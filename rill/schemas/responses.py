@@ -6,6 +6,7 @@ client told 200 cannot tell that one was dropped. Fields that change nothing Ril
 user, safety_identifier, prompt_cache_key, service_tier) are taken and echoed."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
@@ -153,8 +154,8 @@ class TextConfig(BaseModel):
 
     def output_format(self) -> OutputFormat | None:
         if isinstance(self.format, JsonSchema):
-            return self.format.internal()
-        return JSON_OBJECT if isinstance(self.format, JsonObject) else None
+            return self.format.internal("text.format.schema")
+        return replace(JSON_OBJECT, param="text.format") if isinstance(self.format, JsonObject) else None
 
 
 class ResponsesRequest(CheckedTools, BaseModel):

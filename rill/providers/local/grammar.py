@@ -33,9 +33,9 @@ def refusal(fmt: OutputFormat) -> str | None:
         return None
     if error.startswith("Unimplemented keys:"):
         keys = json.loads(error.removeprefix("Unimplemented keys:"))
-        return (f"the JSON schema uses {', '.join(map(repr, keys))}, which Rill cannot hold a reply to while "
-                f"decoding; leave {'it' if len(keys) == 1 else 'them'} out")
-    return f"the JSON schema cannot be held to while decoding: {error}"
+        return (f"{fmt.param}: the JSON schema uses {', '.join(map(repr, keys))}, which Rill cannot hold a reply "
+                f"to while decoding; leave {'it' if len(keys) == 1 else 'them'} out")
+    return f"{fmt.param}: the JSON schema cannot be held to while decoding: {error}"
 
 
 class Constraint:
