@@ -18,7 +18,7 @@ def create_app(settings=None, providers=()):
     from .extensions import limiter, socketio
     from .security import secure, socketio_origins
     from .services import build_services
-    from .transports import anthropic_api, openai_api, responses_api
+    from .transports import anthropic_api, embeddings_api, openai_api, responses_api
     from .transports import socketio as socketio_transport
 
     settings = settings or Settings.from_env()
@@ -34,7 +34,7 @@ def create_app(settings=None, providers=()):
     logs.register(app)  # first: every request gets its id, refused ones too
     register_error_handlers(app)
     protected = (chat.bp, sessions.bp, threads.bp, threads.search_bp, files.bp, models.bp, mcp.bp, usage.bp,
-                 openai_api.bp, responses_api.bp, anthropic_api.bp)
+                 openai_api.bp, responses_api.bp, embeddings_api.bp, anthropic_api.bp)
     for bp in (*protected, threads.shared_bp, status.bp, openapi.bp, cli, ui.bp):
         app.register_blueprint(bp)
     protected_names = {bp.name for bp in protected}

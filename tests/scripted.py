@@ -14,11 +14,12 @@ images by type, pixel size and SHA-256; the only one that reads images).
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from time import sleep  # green under eventlet, where this runs as a green thread
 
-from rill.providers.base import Finish, Reasoning, Tool, ToolCallPart
+from rill.providers.base import Embeddings, Finish, ProviderError, Reasoning, Tool, ToolCallPart
 from rill.providers.streamed import Streamed
 
 # Everything a page must show as text or drop: none of it may run, load or navigate.
@@ -78,6 +79,16 @@ class ScriptedProvider(Streamed):
 
     def load(self):
         pass
+
+    def embed(self, model, inputs):
+        """Vectors of 4 from each input's SHA-256: equal inputs, equal vectors."""
+        if model != "echo":
+            raise ProviderError(f"scripted/{model} gives no embeddings", type="invalid_request_error")
+        vectors = []
+        for item in inputs:
+            digest = hashlib.sha256(repr(item).encode()).digest()
+            vectors.append([(b - 128) / 128 for b in digest[:4]])
+        return Embeddings(vectors, sum(len(item.split()) if isinstance(item, str) else len(item) for item in inputs))
 
     def stream(self, model, messages, options, cancel):
         if model == "hold":  # an open stream with nothing to say until cancelled (memory bench)

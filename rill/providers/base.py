@@ -185,6 +185,22 @@ class Job:
     cancel: real_threading.Event = field(default_factory=real_threading.Event)
 
 
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: list[list[float]]  # one per input, in order
+    tokens: int  # in all the inputs
+
+
+@dataclass
+class EmbedJob:
+    """Inputs to embed (texts, or token ids): answered on `channel` with Embeddings or a Failure."""
+
+    provider: Provider
+    model: str
+    inputs: list  # of str, or of token id lists
+    channel: Channel = field(default_factory=Channel)
+
+
 class Provider(Protocol):
     """Every provider has this whole interface. Upstream providers write only `stream` (plus
     models, unavailable, load) and get the rest from streamed.Streamed; the local model schedules
@@ -216,6 +232,10 @@ class Provider(Protocol):
 
     def submit(self, job: Job) -> None:
         """Take a job: its channel gets Prompt, Piece..., then Finish or Failure."""
+
+    def embed(self, model: str, inputs: list) -> Embeddings:
+        """Vectors for these inputs; raise ProviderError. Upstreams run it as they run a stream; the
+        local model's scheduler runs its EmbedJobs between steps (embedding.py)."""
 
     def status(self) -> dict | None:
         """{"busy", "running", "queued"} for a provider that schedules its own jobs."""

@@ -11,7 +11,8 @@ import os
 from typing import Iterator
 
 from ..config import comma_list
-from .base import CancelToken, ChatMessage, Finish, GenerationOptions, ProviderError, Reasoning, ToolCallPart
+from .base import (CancelToken, ChatMessage, Embeddings, Finish, GenerationOptions, ProviderError, Reasoning,
+                   ToolCallPart)
 from .streamed import Streamed
 from .token_count import count_tokens
 from .token_count import prepare as prepare_counting
@@ -161,6 +162,17 @@ class OpenAIProvider(Streamed):
             raise ProviderError(f"the upstream stream broke off after {reply.pieces} pieces: it ended without a "
                                 f"finish_reason", type="upstream_error")
         yield reply.finish(FINISH.get(reason, "stop"))
+
+    def embed(self, model: str, inputs: list) -> Embeddings:
+        import httpx2
+        import openai
+
+        try:
+            reply = self.client.embeddings.create(model=model, input=inputs, encoding_format="float")
+        except (openai.OpenAIError, httpx2.HTTPError, OSError) as exc:
+            raise self._failure(exc, 0, False) from exc
+        vectors = [item.embedding for item in sorted(reply.data, key=lambda item: item.index)]
+        return Embeddings(vectors, reply.usage.prompt_tokens)
 
     def _failure(self, exc: Exception, pieces: int, answered: bool) -> ProviderError:
         """One clear sentence per way an upstream fails; `answered`: the response had begun."""

@@ -11,14 +11,18 @@ import logging
 
 from .. import metrics
 from ..runtime import spawn
-from .base import Failure, Finish, Job, Piece, ProviderError
+from .base import EmbedJob, Embeddings, Failure, Finish, Job, Piece, ProviderError
 
 log = logging.getLogger(__name__)
 
 
-def run_job(job: Job) -> None:
-    """Feed a provider's stream into the job's channel, typed; the last item is a Finish or a Failure."""
+def run_job(job: Job | EmbedJob) -> None:
+    """Feed a provider's stream into the job's channel, typed; the last item is a Finish or a Failure.
+    An EmbedJob gets its Embeddings or a Failure."""
     try:
+        if isinstance(job, EmbedJob):
+            job.channel.put(job.provider.embed(job.model, job.inputs))
+            return
         if job.cancel.is_set():
             job.channel.put(Finish("cancelled", 0, 0))
             return
@@ -52,7 +56,11 @@ class Streamed:
     def input_modalities(self, model: str) -> list[str]:
         return ["text", "image"]  # the upstream reads images, or says itself why not
 
-    def submit(self, job: Job) -> None:
+    def embed(self, model: str, inputs: list) -> Embeddings:
+        raise ProviderError(f"{self.name}/{model}: Rill does not take embeddings from this provider",
+                            type="invalid_request_error")
+
+    def submit(self, job: Job | EmbedJob) -> None:
         spawn(run_job, job)
 
     def status(self) -> dict | None:

@@ -26,6 +26,9 @@ def image_mark(sha256: str) -> int:
     return -1 - int(sha256[:15], 16)
 
 
+EMBEDDING_TOKENS = 2048  # the longest input /v1/embeddings takes (its context is made for this many)
+
+
 class Tokenizer(Protocol):
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str: ...
 
@@ -34,6 +37,7 @@ class Model(Protocol):
     engine: str  # "llama.cpp" | "transformers"
     tokenizer: Tokenizer
     stop_ids: set[int]  # tokens that end a reply
+    n_vocab: int  # token ids are below it
     layers: int
     context_tokens: int  # the window a prompt and its reply must fit in
     template_source: str  # the chat template's text (tools are offered only where it has them)
@@ -58,6 +62,10 @@ class Model(Protocol):
         tokens in place, and what the images become."""
 
     def new_batch(self, max_rows: int) -> Batch: ...
+
+    def pooled(self, inputs: list[list[int]]) -> list:
+        """Each input's final-layer states, mean-pooled and normalised (numpy vectors); inputs of
+        at most EMBEDDING_TOKENS tokens, run together."""
 
 
 class Batch(Protocol):

@@ -26,7 +26,7 @@ import numpy as np
 
 from .options import LocalOptions
 from ..base import Image
-from .contract import Media
+from .contract import EMBEDDING_TOKENS, Media
 from .pacer import PrefillPacer
 from .projector import Projector
 from .prefix_cache import FINISHED, Kept, PrefixCache, longest_prefix
@@ -54,6 +54,9 @@ def init_llama_cpp() -> None:
     """Once per process, before anything else of llama.cpp's: its log into ours."""
     C.llama_log_set(_log, None)
     C.llama_backend_init()
+
+
+EMBED_SEQUENCES = 32  # inputs pooled in one llama_decode
 
 
 def amx_built() -> bool:
@@ -118,6 +121,7 @@ class LlamaModel:
         self.prefill_chunk = options.prefill_chunk
         self.mmproj = options.mmproj
         self.projector: Projector | None = None
+        self.embedder = None  # (context, batch) for embeddings, made with the first request
 
     def load(self) -> None:
         init_llama_cpp()
@@ -186,6 +190,10 @@ class LlamaModel:
     def _render(self, chat: list[dict], tools: list[dict] | None) -> str:
         return self.template.render(messages=chat, tools=tools, add_generation_prompt=True, **self.special)
     def unload(self) -> None:
+        if self.embedder is not None:
+            C.llama_free(self.embedder[0])
+            C.llama_batch_free(self.embedder[1])
+            self.embedder = None
         if self.projector is not None:
             self.projector.close()
             self.projector = None
@@ -195,8 +203,11 @@ class LlamaModel:
     def describe(self) -> dict:
         return {"engine": self.engine, "device": self.device, "dtype": self.desc.split()[-1]}
 
-    def new_context(self, cells: int, sequences: int, batch_tokens: int):
+    def new_context(self, cells: int, sequences: int, batch_tokens: int, pooled: bool = False):
+        """`pooled`: a context that gives each sequence's mean-pooled final-layer state, not logits."""
         params = C.llama_context_default_params()
+        if pooled:
+            params.embeddings, params.pooling_type = True, C.LLAMA_POOLING_TYPE_MEAN
         params.n_ctx = cells
         params.n_batch = params.n_ubatch = batch_tokens
         params.n_seq_max = sequences
@@ -207,6 +218,38 @@ class LlamaModel:
         if not ctx:
             raise RuntimeError(f"llama.cpp could not make a context of {cells} cells")
         return ctx
+
+    def pooled(self, inputs: list[list[int]]) -> list[np.ndarray]:
+        """In a pooled context of its own, made with the first request: up to EMBED_SEQUENCES inputs
+        (EMBEDDING_TOKENS tokens in all) per llama_decode, each its own sequence."""
+        if self.embedder is None:
+            self.embedder = (self.new_context(EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, pooled=True),
+                             C.llama_batch_init(EMBEDDING_TOKENS, 0, 1))
+        ctx, batch = self.embedder
+        vectors, group = [], []
+        for n, ids in enumerate(inputs):
+            group.append(ids)
+            following = inputs[n + 1] if n + 1 < len(inputs) else None
+            if (following is None or len(group) == EMBED_SEQUENCES
+                    or sum(map(len, group)) + len(following) > EMBEDDING_TOKENS):
+                vectors += self._pooled(ctx, batch, group)
+                group = []
+        return vectors
+
+    def _pooled(self, ctx, batch, group: list[list[int]]) -> list[np.ndarray]:
+        n = 0
+        for seq, ids in enumerate(group):
+            for position, token in enumerate(ids):
+                batch.token[n], batch.pos[n], batch.n_seq_id[n], batch.logits[n] = token, position, 1, True
+                batch.seq_id[n][0] = seq
+                n += 1
+        batch.n_tokens = n
+        C.llama_memory_clear(C.llama_get_memory(ctx), True)
+        if C.llama_decode(ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed (embeddings)")
+        vectors = [np.ctypeslib.as_array(C.llama_get_embeddings_seq(ctx, seq), shape=(self.n_embd,)).astype(np.float32)
+                   for seq in range(len(group))]
+        return [v / (np.linalg.norm(v) or 1.0) for v in vectors]
 
     def new_batch(self, max_rows: int) -> "LlamaBatch":
         return LlamaBatch(self, max_rows, cells=max(self.cache_tokens, self.context_tokens) if max_rows > 1

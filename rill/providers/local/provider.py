@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from ..base import CancelToken, ChatMessage, Failure, Finish, GenerationOptions, Job, Piece, Prompt, ProviderError
+from ..base import (CancelToken, ChatMessage, EmbedJob, Embeddings, Failure, Finish, GenerationOptions, Job, Piece,
+                    Prompt, ProviderError)
 from .choice import pick_engine, wheel_gguf_path
-from .contract import Media, Model
+from .contract import EMBEDDING_TOKENS, Media, Model
 from .hub import PullError
 from .options import LocalOptions
 from .pulling import Pull
@@ -188,6 +189,25 @@ class LocalProvider:
         finally:
             batch.close()
 
+    def embed(self, model: str, inputs: list) -> Embeddings:
+        """On the scheduler's thread (an EmbedJob): texts tokenized as they are (no chat template),
+        token ids checked against the vocabulary."""
+        self._check_ready()
+        batch = []
+        for n, item in enumerate(inputs):
+            ids = self.model.tokenizer.encode(item) if isinstance(item, str) else item
+            where = f"input.{n}" if len(inputs) > 1 else "input"
+            if not ids:
+                raise ProviderError(f"{where}: empty; give text or token ids to embed", type="invalid_request_error")
+            if len(ids) > EMBEDDING_TOKENS:
+                raise ProviderError(f"{where}: {len(ids)} tokens; local/{model} embeds at most {EMBEDDING_TOKENS}",
+                                    type="context_length_exceeded")
+            if outside := [t for t in ids if not 0 <= t < self.model.n_vocab]:
+                raise ProviderError(f"{where}: token id {outside[0]} is not in local/{model}'s vocabulary "
+                                    f"(0-{self.model.n_vocab - 1})", type="invalid_request_error")
+            batch.append(ids)
+        return Embeddings([v.tolist() for v in self.model.pooled(batch)], sum(map(len, batch)))
+
     def idle(self) -> bool:
         return self.state == "ready" and self.scheduler.status() == {"busy": False, "running": 0, "queued": 0}
 
@@ -206,7 +226,7 @@ class LocalProvider:
     def reload(self) -> None:
         self.state = "loading"
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job | EmbedJob) -> None:
         if self.state == "pulling":  # minutes, maybe: answered now rather than kept waiting
             done, total = self.pull.done, self.pull.total
             job.channel.put(Failure(ProviderError(

@@ -9,7 +9,7 @@ from typing import Callable
 
 from ... import metrics
 from ...runtime import real_queue
-from ..base import Failure, Finish, GenerationOptions, ChatMessage, Job, Prompt, ProviderError
+from ..base import ChatMessage, EmbedJob, Failure, Finish, GenerationOptions, Job, Prompt, ProviderError
 from .contract import Media, Model
 from .row import Row
 
@@ -64,6 +64,9 @@ class Scheduler:
         if job is None or job is UNLOAD:
             self.unload_asked = job is UNLOAD
             return None
+        if isinstance(job, EmbedJob):  # run now, between steps: only this thread touches the model
+            self._embed(job)
+            return None
         if job.cancel.is_set():
             job.channel.put(Finish("cancelled", 0, 0))
             return None
@@ -76,6 +79,16 @@ class Scheduler:
             job.channel.put(Failure(ProviderError(f"the local model cannot take this conversation: {exc}",
                                                   type="invalid_request_error")))
         return None
+
+    @staticmethod
+    def _embed(job: EmbedJob) -> None:
+        try:
+            job.channel.put(job.provider.embed(job.model, job.inputs))
+        except ProviderError as exc:
+            job.channel.put(Failure(exc))
+        except Exception as exc:
+            log.exception("embedding failed")
+            job.channel.put(Failure(ProviderError(f"local model failed: {exc}")))
 
     def run(self, model: Model, prompt_for: PromptFor) -> bool:
         """Admit waiting turns between steps, until close() (False), or until an unload() finds

@@ -127,6 +127,7 @@ class HFModel:
             self._pick_cpu_dtype()
         self.config = self.model.config.get_text_config()  # what the caches are made for
         self.layers = self.config.num_hidden_layers
+        self.n_vocab = self.config.vocab_size
         window = getattr(self.config, "max_position_embeddings", None) or self.context_tokens
         self.context_tokens = min(self.context_tokens, window)
         eos = self.model.generation_config.eos_token_id
@@ -138,7 +139,7 @@ class HFModel:
     def grammar_tokenizer(self):
         from llguidance.hf import from_tokenizer
 
-        return from_tokenizer(self.tokenizer, n_vocab=self.config.vocab_size, eos_token=sorted(self.stop_ids))
+        return from_tokenizer(self.tokenizer, n_vocab=self.n_vocab, eos_token=sorted(self.stop_ids))
 
     def _first_dtype(self) -> torch.dtype:
         if self.dtype_name != "auto":
@@ -193,6 +194,18 @@ class HFModel:
             return self.model
         size = max((b for b in self.dtype_for if b <= rows), default=1)
         return self.copies[self.dtype_for[size]]
+
+    @torch.inference_mode()
+    def pooled(self, inputs: list[list[int]]) -> list:
+        """Right-padded to one length and run together: a causal model's real tokens never attend to
+        the padding after them, so each vector is the one the input gives alone."""
+        width = max(map(len, inputs))
+        ids = torch.tensor([row + [self.pad_id] * (width - len(row)) for row in inputs], device=self.device)
+        mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in inputs], device=self.device)
+        out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        states = out.hidden_states[-1].float() * mask[..., None]  # the final norm's output
+        pooled = states.sum(1) / mask.sum(1, keepdim=True)
+        return list(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
 
     def unload(self) -> None:
         self.model = self.copies = None  # torch frees the weights with their last reference
