@@ -12,6 +12,7 @@ from .schemas.threads import ForkRequest, MessageCreate, MessageUpdate, ShareReq
 from .chat.events import EVENTS
 from .schemas.anthropic import AnthropicRequest
 from .schemas.chat import Approval, ChatRequest
+from .schemas.embeddings import EmbeddingsRequest
 from .schemas.openai import OpenAIChatRequest
 from .schemas.responses import ResponsesRequest
 from .services import current
@@ -69,8 +70,8 @@ def server_bounds(schemas: dict, settings) -> None:
 
 def build(settings, auth_enabled: bool) -> dict:
     schemas = {"Error": ERROR}
-    for model in (ChatRequest, Approval, OpenAIChatRequest, ResponsesRequest, AnthropicRequest, LoadRequest, PullRequest, CancelRequest,
-                  SessionCreate, ThreadCreate, ThreadUpdate, MessageCreate, MessageUpdate, ForkRequest, ShareRequest):
+    for model in (ChatRequest, Approval, OpenAIChatRequest, ResponsesRequest, EmbeddingsRequest, AnthropicRequest,
+                  LoadRequest, PullRequest, CancelRequest, SessionCreate, ThreadCreate, ThreadUpdate, MessageCreate, MessageUpdate, ForkRequest, ShareRequest):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -271,6 +272,9 @@ def build(settings, auth_enabled: bool) -> dict:
         "/v1/responses/{response_id}/cancel": {"post": {
             "summary": "Cancel a background response", "parameters": path_param("response_id"),
             "responses": responses(ANY_JSON, 400, 401, 404)}},
+        "/v1/embeddings": {"post": {"summary": "OpenAI-compatible embeddings (a local model's mean-pooled states)",
+                                    "requestBody": body(EmbeddingsRequest),
+                                    "responses": responses(ANY_JSON, 400, 401, 404, 413, 415, 429, 502, 503)}},
         "/v1/models": {"get": {"summary": "OpenAI-compatible model list", "responses": responses(ANY_JSON, 401)}},
         "/v1/messages": {"post": {"summary": "Anthropic-compatible messages", "requestBody": body(AnthropicRequest),
                                   "responses": responses({**ANY_JSON, **SSE}, *chat_errors)}},

@@ -4,7 +4,8 @@ import pytest
 from rill.errors import ApiError
 from rill.api.requests import parse
 
-MODELS = ["ChatRequest", "Approval", "OpenAIChatRequest", "ResponsesRequest", "AnthropicRequest", "LoadRequest",
+MODELS = ["ChatRequest", "Approval", "OpenAIChatRequest", "ResponsesRequest", "EmbeddingsRequest", "AnthropicRequest",
+          "LoadRequest",
           "SessionCreate", "ThreadCreate", "ThreadUpdate", "MessageCreate", "MessageUpdate", "ForkRequest", "ShareRequest"]
 
 
@@ -18,13 +19,14 @@ def request_model(name):
     from rill.api.sessions import SessionCreate
     from rill.schemas.anthropic import AnthropicRequest
     from rill.schemas.chat import Approval, ChatRequest
+    from rill.schemas.embeddings import EmbeddingsRequest
     from rill.schemas.openai import OpenAIChatRequest
     from rill.schemas.responses import ResponsesRequest
     from rill.schemas.threads import (ForkRequest, MessageCreate, MessageUpdate, ShareRequest, ThreadCreate,
                                          ThreadUpdate)
 
     return {model.__name__: model for model in (LoadRequest, SessionCreate, AnthropicRequest, ChatRequest, Approval,
-                                                OpenAIChatRequest, ResponsesRequest, ThreadCreate, ThreadUpdate,
+                                                OpenAIChatRequest, ResponsesRequest, EmbeddingsRequest, ThreadCreate, ThreadUpdate,
                                                 MessageCreate, MessageUpdate, ForkRequest, ShareRequest)}[name]
 
 
