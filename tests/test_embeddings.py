@@ -12,6 +12,7 @@ from rill.config import Settings
 from rill.providers.base import ProviderError
 from rill.providers.local import LocalProvider
 from rill.providers.local.contract import EMBEDDING_TOKENS
+from tests.test_batching import local  # noqa: F401,F811 (the fixture: the real model on each engine)
 
 TEXTS = ["The cat sat on the mat.", "A dog ran in the park.", "The cat sat on the mat.", "hello"]
 
@@ -59,16 +60,8 @@ def test_what_cannot_be_embedded_is_refused_naming_why(client, body, status, wor
 
 # -- the real model ------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module", params=["llamacpp", "transformers"])
-def local(request):
-    provider = LocalProvider(Settings.from_env(engine=request.param, context_tokens=1024, dtype="float32"))
-    provider.load()
-    assert provider.state == "ready", provider.error
-    return provider
-
-
 @pytest.mark.slow
-def test_pooled_states_are_unit_vectors_equal_batched_and_alone_and_from_their_token_ids(local):
+def test_pooled_states_are_unit_vectors_equal_batched_and_alone_and_from_their_token_ids(local):  # noqa: F811
     together = np.array(local.embed("m", TEXTS).vectors)
     alone = np.array([local.embed("m", [text]).vectors[0] for text in TEXTS])
     ids = [local.model.tokenizer.encode(text) for text in TEXTS]
@@ -92,7 +85,7 @@ def test_both_engines_give_the_same_direction():
 
 
 @pytest.mark.slow
-def test_inputs_it_cannot_take_are_refused(local):
+def test_inputs_it_cannot_take_are_refused(local):  # noqa: F811
     with pytest.raises(ProviderError, match=f"token id {local.model.n_vocab} is not in local/m's vocabulary"):
         local.embed("m", [[1, local.model.n_vocab]])
     with pytest.raises(ProviderError, match=f"input.1: {EMBEDDING_TOKENS + 1} tokens"):

@@ -141,6 +141,16 @@ class JsonSchemaFormat(BaseModel):
         return OutputFormat("json_schema", self.schema_, self.name, self.description, bool(self.strict), param)
 
 
+class TextFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["text"]
+
+
+class JsonObjectFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["json_object"]
+
+
 JSON_OBJECT = OutputFormat("json_object")  # any JSON object
 
 

@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..providers.base import Tool
 from ..providers.base import OutputFormat
-from .common import (JSON_OBJECT, CheckedTools, Int, JsonSchemaFormat, MaxTokens, MediaContent, ObjectSchema,
-                     ToolName, tools_and_choice)
+from .common import (JSON_OBJECT, CheckedTools, Int, JsonObjectFormat, JsonSchemaFormat, MaxTokens, MediaContent,
+                     ObjectSchema, TextFormat, ToolName, tools_and_choice)
 
 
 class FunctionSpec(BaseModel):
@@ -74,16 +74,6 @@ class OpenAIMessage(BaseModel):
         if self.tool_calls and self.role != "assistant":
             raise ValueError("only assistant messages carry tool_calls")
         return self
-
-
-class TextFormat(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    type: Literal["text"]
-
-
-class JsonObjectFormat(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    type: Literal["json_object"]
 
 
 class JsonSchemaResponseFormat(BaseModel):

@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from ..providers.base import OutputFormat, Tool
-from .common import (JSON_OBJECT, CheckedTools, JsonSchemaFormat, MaxTokens, ObjectSchema, Text, ToolName,
-                     tools_and_choice)
+from .common import (JSON_OBJECT, CheckedTools, JsonObjectFormat, JsonSchemaFormat, MaxTokens, ObjectSchema, Text,
+                     TextFormat, ToolName, tools_and_choice)
 
 Loose = ConfigDict(extra="ignore", strict=True)  # an item a client echoes back may carry fields of OpenAI's own
 CallId = Annotated[str, Field(min_length=1, max_length=200)]
@@ -126,23 +126,13 @@ class NamedFunction(BaseModel):
     name: ToolName
 
 
-class PlainText(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    type: Literal["text"]
-
-
-class JsonObject(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    type: Literal["json_object"]
-
-
 class JsonSchema(JsonSchemaFormat):
     type: Literal["json_schema"]
 
 
 class TextConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    format: Annotated[PlainText | JsonObject | JsonSchema, Field(discriminator="type")] = PlainText(type="text")
+    format: Annotated[TextFormat | JsonObjectFormat | JsonSchema, Field(discriminator="type")] = TextFormat(type="text")
     verbosity: Literal["low", "medium", "high"] | None = None  # only "medium", the model's own, is taken
 
     @field_validator("verbosity")
@@ -155,7 +145,7 @@ class TextConfig(BaseModel):
     def output_format(self) -> OutputFormat | None:
         if isinstance(self.format, JsonSchema):
             return self.format.internal("text.format.schema")
-        return replace(JSON_OBJECT, param="text.format") if isinstance(self.format, JsonObject) else None
+        return replace(JSON_OBJECT, param="text.format") if isinstance(self.format, JsonObjectFormat) else None
 
 
 class ResponsesRequest(CheckedTools, BaseModel):
