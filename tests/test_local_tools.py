@@ -2,10 +2,12 @@
 template that has them (tests/tool_template.jinja, given with RILL_CHAT_TEMPLATE), and a
 `<tool_call>` block the model writes read out as a streamed call. SmolLM2-135M is no tool-calling
 model, so the reply is fed to the real engine token by token instead of left to chance."""
+import dataclasses
 import json
 import threading
 from pathlib import Path
 
+import jsonschema
 import openai
 import pytest
 
@@ -85,6 +87,54 @@ def test_without_tools_the_same_text_stays_text(local):
     out = written(local, "Let me check. " + CALL)
     assert CALL in "".join(item.text for item in out if isinstance(item, Piece))
     assert out[-1].reason == "stop"
+
+
+STRICT = Tool("get_weather", "Weather in a city", {
+    "type": "object", "additionalProperties": False, "required": ["city", "days"],
+    "properties": {"city": {"enum": ["Paris", "Oslo", "Lima"]}, "days": {"type": "integer", "minimum": 1, "maximum": 7}}},
+    strict=True)
+
+
+class Opening:
+    """Writes the given tokens (the model opening a call), then samples as the row would."""
+
+    def __init__(self, tokens, sampler):
+        self.tokens, self.sampler = list(tokens), sampler
+
+    def pick(self, logits):
+        return self.tokens.pop(0) if self.tokens else self.sampler.pick(logits)
+
+
+def opened_call(local, tool: Tool, seed: int) -> tuple[list, Finish]:
+    """The call the real model writes, sampled, once a `<tool_call>` is opened for it."""
+    out = []
+    options = GenerationOptions(max_tokens=60, temperature=1.0, seed=seed, tools=(tool,))
+    row = Row(local.model, local.encode_prompt([ChatMessage("user", "Weather in Paris?")], options)[0], options,
+              threading.Event(), out.append)
+    row.sampler = Opening(local.model.tokenizer.encode("<tool_call>"), row.sampler)
+    batch = local.model.new_batch(1)
+    batch.add([row])
+    while not row.done:
+        batch.step()
+    batch.close()
+    return [item for item in out if isinstance(item, ToolCallPart)], out[-1]
+
+
+def test_a_strict_tools_calls_are_held_to_its_parameters_while_the_model_writes_them(local):
+    """Sampled at temperature 1, SmolLM2-135M left alone writes few calls that parse, let alone fit;
+    held, every one is a call of the tool with arguments its schema takes."""
+    free = 0
+    for seed in range(8):
+        parts, finish = opened_call(local, STRICT, seed)
+        assert [p.name for p in parts if p.name] == ["get_weather"], (parts, finish)
+        jsonschema.validate(json.loads("".join(p.arguments for p in parts)), STRICT.parameters)
+        loose, _ = opened_call(local, dataclasses.replace(STRICT, strict=False), seed)
+        try:
+            jsonschema.validate(json.loads("".join(p.arguments for p in loose)), STRICT.parameters)
+            free += 1
+        except (ValueError, jsonschema.ValidationError):
+            pass
+    assert free < 8  # the same calls unheld: not all of them fit (else this test would show nothing)
 
 
 def test_templates_without_tools_and_forced_calls_are_refused(local):

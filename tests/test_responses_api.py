@@ -95,7 +95,6 @@ def test_a_failure_mid_stream_is_response_failed(client):
 @pytest.mark.parametrize("body,words", [
     ({"background": True, "store": False}, "background: a background response must be stored"),
     ({"tools": [{"type": "web_search"}]}, "a tool of type 'web_search' is a built-in tool Rill does not run"),
-    ({"tools": [{**TOOL, "strict": True}]}, "strict: true is not supported yet"),
     ({"text": {"format": {"type": "grammar", "grammar": "start: x"}}}, "text.format"),
     ({"text": {"format": {"type": "json_schema", "schema": {}}}}, "text.format.json_schema.name"),
     ({"reasoning": {"effort": "high"}}, "reasoning"),

@@ -179,7 +179,7 @@ def start_stateless_turn(services: Services, caller: Caller, model: str, message
     provider, model_id = services.providers.resolve(model)
     if options.tools and options.tool_choice != "none" and (why := provider.refuses_tools(model_id, options.tool_choice)):
         raise Refused("invalid_request_error", why)
-    if options.output_format and (why := provider.refuses_format(model_id, options)):
+    if why := provider.refuses_schemas(model_id, options):
         raise Refused("invalid_request_error", why)
     limit = services.settings.max_history_messages
     if len(messages) > limit + 1:

@@ -59,6 +59,7 @@ class Tool:
     name: str
     description: str = ""
     parameters: dict = field(default_factory=lambda: {"type": "object", "properties": {}})  # JSON Schema
+    strict: bool = False  # its calls' arguments held to `parameters` (on the local engines, while decoding)
 
 
 @dataclass(frozen=True)
@@ -218,8 +219,8 @@ class Provider(Protocol):
     def refuses_tools(self, model: str, tool_choice: str) -> str | None:
         """Why this model cannot be given tools with this tool_choice, or None when it can."""
 
-    def refuses_format(self, model: str, options: GenerationOptions) -> str | None:
-        """Why this model cannot hold a reply to options.output_format, or None when it can."""
+    def refuses_schemas(self, model: str, options: GenerationOptions) -> str | None:
+        """Why this model cannot hold a reply to options.output_format and its strict tools, or None."""
 
     def input_modalities(self, model: str) -> list[str]:
         """What this model reads: ["text"], or ["text", "image"]."""

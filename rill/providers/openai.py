@@ -118,7 +118,8 @@ class OpenAIProvider(Streamed):
                        temperature=options.temperature, top_p=options.top_p)
         if options.tools:
             request["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                                                  "parameters": t.parameters}} for t in options.tools]
+                                                                  "parameters": t.parameters} | (
+                                     {"strict": True} if t.strict else {})} for t in options.tools]
             choice = options.tool_choice
             request["tool_choice"] = choice if choice in ("auto", "none", "required") else {
                 "type": "function", "function": {"name": choice}}

@@ -50,7 +50,7 @@ class Streamed:
     def refuses_tools(self, model: str, tool_choice: str) -> str | None:
         return None  # the upstream takes tools, or says itself why not
 
-    def refuses_format(self, model: str, options) -> str | None:
+    def refuses_schemas(self, model: str, options) -> str | None:
         return None  # sent on: the upstream holds to it, or says itself why not
 
     def input_modalities(self, model: str) -> list[str]:

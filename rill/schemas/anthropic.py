@@ -15,6 +15,7 @@ class AnthropicTool(BaseModel):
     name: ToolName
     description: str = ""
     input_schema: ObjectSchema
+    strict: bool | None = None  # the call's input held to `input_schema`
 
 
 class AnthropicToolChoice(BaseModel):
@@ -105,7 +106,7 @@ class AnthropicRequest(CheckedTools, BaseModel):
     def _tools(self):
         if self.output_format and self.output_config and self.output_config.format:
             raise ValueError("output_format and output_config.format: send one (output_format is its older name)")
-        tools = [Tool(t.name, t.description, t.input_schema) for t in self.tools]
+        tools = [Tool(t.name, t.description, t.input_schema, bool(t.strict)) for t in self.tools]
         choice = self.tool_choice
         name = "auto" if choice is None else {"auto": "auto", "any": "required", "none": "none"}.get(choice.type,
                                                                                                   choice.name)

@@ -17,6 +17,7 @@ class FunctionSpec(BaseModel):
     name: ToolName
     description: str = ""
     parameters: ObjectSchema = {"type": "object", "properties": {}}
+    strict: bool | None = None  # the call's arguments held to `parameters`
 
 
 class OpenAITool(BaseModel):
@@ -127,6 +128,7 @@ class OpenAIChatRequest(CheckedTools, BaseModel):
     @model_validator(mode="after")
     def _tools(self):
         choice = self.tool_choice if isinstance(self.tool_choice, str) else self.tool_choice.function.name
-        tools = [Tool(t.function.name, t.function.description, t.function.parameters) for t in self.tools]
+        tools = [Tool(t.function.name, t.function.description, t.function.parameters, bool(t.function.strict))
+                 for t in self.tools]
         self._checked = tools_and_choice(tools, choice)
         return self

@@ -109,15 +109,7 @@ class FunctionTool(BaseModel):
     name: ToolName
     description: Text | None = None
     parameters: ObjectSchema | None = None
-    strict: bool | None = None
-
-    @field_validator("strict")
-    @classmethod
-    def _not_enforced_yet(cls, value):
-        if value:
-            raise ValueError("strict: true is not supported yet (the arguments would not be held to the schema); "
-                             "leave it out or send false")
-        return value
+    strict: bool | None = None  # the call's arguments held to `parameters`
 
 
 class NamedFunction(BaseModel):
@@ -196,7 +188,7 @@ class ResponsesRequest(CheckedTools, BaseModel):
         if self.background and not self.store:
             raise ValueError("background: a background response must be stored (store: true), to be read later")
         choice = self.tool_choice if isinstance(self.tool_choice, str) else self.tool_choice.name
-        tools = [Tool(t.name, t.description or "", t.parameters or {"type": "object", "properties": {}})
+        tools = [Tool(t.name, t.description or "", t.parameters or {"type": "object", "properties": {}}, bool(t.strict))
                  for t in self.tools]
         self._checked = tools_and_choice(tools, choice)
         return self

@@ -92,9 +92,9 @@ def skeleton(req: ResponsesRequest, turn: Turn) -> dict:
         "service_tier": req.service_tier or "default", "store": req.store, "temperature": req.temperature,
         "text": req.text.model_dump(exclude_none=True, by_alias=True), "tool_choice": choice,
         "tools": [{"type": "function", "name": t.name, "description": t.description,
-                   "parameters": t.parameters, "strict": False} for t in req.tools],
-        "top_p": req.top_p, "truncation": req.truncation, "usage": None, "user": req.user,
-    }
+                   "parameters": t.parameters, "strict": bool(t.strict)} for t in req.tools],
+        "top_p": req.top_p, "truncation": req.truncation,
+    } | ({"user": req.user} if req.user else {})  # usage comes with the end; null is no value of either
 
 
 class ResponseEncoder:
@@ -219,9 +219,9 @@ class ResponseEncoder:
 
 def first_state(response: dict) -> dict:
     """A stored response as it was before any output: where its events are encoded from again."""
-    first = {**response, "status": "in_progress", "output": [], "usage": None, "error": None,
-             "incomplete_details": None}
+    first = {**response, "status": "in_progress", "output": [], "error": None, "incomplete_details": None}
     first.pop("completed_at", None)
+    first.pop("usage", None)
     return first
 
 

@@ -13,36 +13,51 @@ import json
 
 import llguidance
 
-from ..base import OutputFormat, ProviderError
+from ..base import GenerationOptions, OutputFormat, ProviderError, Tool
 
 # Compact JSON: a small model given room for whitespace can spend its whole reply on it.
 COMPILE_OPTIONS = {"whitespace_flexible": False}
 
 
-def grammar_of(fmt: OutputFormat) -> str:
+def format_grammar(fmt: OutputFormat) -> str:
     return llguidance.LLMatcher.grammar_from_json_schema(fmt.schema, defaults=COMPILE_OPTIONS)
 
 
-def refusal(fmt: OutputFormat) -> str | None:
-    """Why a reply cannot be held to this schema while decoding, naming the keyword; None if it can."""
-    try:
-        error = llguidance.LLMatcher.validate_grammar(grammar_of(fmt))
-    except ValueError as exc:
-        error = str(exc)
-    if not error:
-        return None
-    if error.startswith("Unimplemented keys:"):
-        keys = json.loads(error.removeprefix("Unimplemented keys:"))
-        return (f"{fmt.param}: the JSON schema uses {', '.join(map(repr, keys))}, which Rill cannot hold a reply "
-                f"to while decoding; leave {'it' if len(keys) == 1 else 'them'} out")
-    return f"{fmt.param}: the JSON schema cannot be held to while decoding: {error}"
+def calls_grammar(tools: tuple[Tool, ...]) -> str:
+    """What may follow a `<tool_call>` the model opened (tool_calls.py): one call of one of the
+    tools, `{"name": ..., "arguments": ...}`, its arguments held to the tool's parameters where the
+    tool is strict (any object where not), then the closing tag."""
+    calls = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
+              "properties": {"name": {"const": t.name},
+                             "arguments": t.parameters if t.strict else {"type": "object"}}} for t in tools]
+    return llguidance.LLMatcher.grammar_from_lark(
+        'start: /[ \\t\\n]*/ call /[ \\t\\n]*/ "</tool_call>"\ncall: %json ' + json.dumps({"anyOf": calls}))
+
+
+def refusal(options: GenerationOptions) -> str | None:
+    """Why a reply cannot be held to these options' schemas while decoding (the output format's, a
+    strict tool's), naming the field and the keyword; None if it can."""
+    checks = [(options.output_format.param, format_grammar(options.output_format))] if options.output_format else []
+    checks += [(f"tools.{n}.parameters", calls_grammar((t,))) for n, t in enumerate(options.tools) if t.strict]
+    for param, grammar in checks:
+        try:
+            error = llguidance.LLMatcher.validate_grammar(grammar)
+        except ValueError as exc:
+            error = str(exc)
+        if error.startswith("Unimplemented keys:"):
+            keys = json.loads(error.removeprefix("Unimplemented keys:"))
+            return (f"{param}: the JSON schema uses {', '.join(map(repr, keys))}, which Rill cannot hold a reply "
+                    f"to while decoding; leave {'it' if len(keys) == 1 else 'them'} out")
+        if error:
+            return f"{param}: the JSON schema cannot be held to while decoding: {error}"
+    return None
 
 
 class Constraint:
-    """One row's place in its schema's grammar: which tokens may come next, and the tokens taken."""
+    """One row's place in a grammar: which tokens may come next, and the tokens taken."""
 
-    def __init__(self, tokenizer: llguidance.LLTokenizer, fmt: OutputFormat):
-        self.matcher = llguidance.LLMatcher(tokenizer, grammar_of(fmt), log_level=0)
+    def __init__(self, tokenizer: llguidance.LLTokenizer, grammar: str):
+        self.matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
         if self.matcher.is_error():
             raise ProviderError(f"the JSON schema cannot be held to while decoding: {self.matcher.get_error()}",
                                 type="invalid_request_error")

@@ -81,13 +81,13 @@ class LocalProvider:
                     f"decides; use tool_choice auto")
         return None
 
-    def refuses_format(self, model: str, options: GenerationOptions) -> str | None:
+    def refuses_schemas(self, model: str, options: GenerationOptions) -> str | None:
         from .grammar import refusal
 
-        if options.tools and options.tool_choice != "none":
+        if options.output_format and options.tools and options.tool_choice != "none":
             return (f"local/{model} cannot hold a reply to a JSON schema and let it call tools in one turn (a reply "
                     f"held to the schema has no room for a call); send the tools or the format, or tool_choice none")
-        return refusal(options.output_format)
+        return refusal(options)
 
     def input_modalities(self, model: str) -> list[str]:
         if self.model is not None and self.state == "ready":

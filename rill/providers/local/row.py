@@ -6,9 +6,9 @@ from typing import Callable
 from ..base import CancelToken, Failure, Finish, GenerationOptions, HiddenStates, Piece, ProviderError
 from .contract import Media, Model
 from .decoding import IncrementalDecoder, Sampler
-from .grammar import Constraint
+from .grammar import Constraint, calls_grammar, format_grammar
 from .stops import StopMatcher
-from .tool_calls import ToolCallReader
+from .tool_calls import OPEN, ToolCallReader
 
 
 class Row:
@@ -29,7 +29,12 @@ class Row:
         self.stops = StopMatcher(options.stop)
         self.calls = ToolCallReader() if options.tools and options.tool_choice != "none" else None
         fmt = options.output_format
-        self.constraint = Constraint(model.grammar_tokenizer, fmt) if fmt else None  # a JSON reply, held
+        # The grammar the next token is held to: a JSON reply's throughout, a strict tool call's
+        # from its opening tag to its closing one (`calls`, armed by `_text`).
+        self.constraint = Constraint(model.grammar_tokenizer, format_grammar(fmt)) if fmt else None
+        self.calls_grammar = calls_grammar(options.tools) if self.calls and any(t.strict for t in options.tools) else None
+        self.in_call = False
+        self.written = ""  # the reply's last characters, where an opening tag is looked for
         self.length = len(prompt)  # real tokens in the cache
         self.cached_tokens = 0  # of the prompt, found in a cache (set by the batch)
         self.produced = 0
@@ -63,12 +68,20 @@ class Row:
         self.produced += 1
         if hidden is not None:
             self.hidden = (token, hidden)
-        piece, stopped = self.stops.push(self.decoder.push(token))
+        text = self.decoder.push(token)
+        if self.calls_grammar and not self.in_call and text:
+            try:
+                self._watch_for_call(text)
+            except ProviderError as exc:
+                return self.fail(exc)
+        piece, stopped = self.stops.push(text)
         self._text(piece)
         if stopped:
             return self.finish("stop_sequence")
-        if whole:
+        if whole and not self.in_call:
             return self.finish("stop")
+        if whole:  # the call is closed: the model writes freely again
+            self.constraint, self.in_call = None, False
         if self.produced >= self.options.max_tokens:
             return self.finish("length")
         self.last_token = token
@@ -90,6 +103,16 @@ class Row:
     def _text(self, text: str) -> None:
         """Emit the reply's text, with any tool calls in it read out as calls."""
         self._send(self.calls.feed(text) if self.calls else [text])
+
+    def _watch_for_call(self, text: str) -> None:
+        """Hold a call to the tools' grammar from the moment its opening tag is written."""
+        self.written = (self.written + text)[-64:]
+        if OPEN in self.written:
+            after = self.written.split(OPEN, 1)[1]  # a token may carry text past the tag
+            self.constraint = Constraint(self.model.grammar_tokenizer, self.calls_grammar)
+            self.in_call, self.written = True, ""
+            for token in self.model.tokenizer.encode(after) if after else ():
+                self.constraint.take(token)
 
     def _send(self, parts: list) -> None:
         for part in parts:
