@@ -3,7 +3,7 @@
 Unlike the older /v1 routes, an unknown top-level field is refused (400 naming it): the Responses
 API's fields change what a response is (a built-in tool, a stored conversation, a schema), and a
 client told 200 cannot tell that one was dropped. Fields that change nothing Rill does (metadata,
-user, safety_identifier, prompt_cache_key, service_tier) are taken and echoed."""
+user, safety_identifier, prompt_cache_key, service_tier; client_metadata, taken only) are taken and echoed."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -140,6 +140,12 @@ class TextConfig(BaseModel):
         return replace(JSON_OBJECT, param="text.format") if isinstance(self.format, JsonObjectFormat) else None
 
 
+class ReasoningConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    effort: None = Field(None, description="Rill's models think as their chat template has them: leave it out")
+    summary: Literal["auto"] | None = None  # the model's reasoning text is sent whole (there is no summary)
+
+
 class ResponsesRequest(CheckedTools, BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
         {"model": "local/smollm2-135m-instruct", "input": "Hello!"},
@@ -172,6 +178,14 @@ class ResponsesRequest(CheckedTools, BaseModel):
     safety_identifier: Annotated[str, Field(max_length=256)] | None = None
     prompt_cache_key: Annotated[str, Field(max_length=256)] | None = None
     service_tier: Literal["auto", "default", "flex", "priority"] | None = None
+    client_metadata: Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=4096)]],
+                               Field(max_length=32)] | None = None  # a client's own notes (Codex sends them)
+    reasoning: ReasoningConfig | None = None
+    include: list[Literal["reasoning.encrypted_content"]] = []
+
+    @property
+    def encrypted_reasoning(self) -> bool:
+        return "reasoning.encrypted_content" in self.include
 
     @field_validator("tools", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ last state when the turn ends; a background one runs on whoever reads it.
 """
 from __future__ import annotations
 
+import base64
 import time
 
 from flask import Blueprint, g, jsonify, request
@@ -94,6 +95,7 @@ def skeleton(req: ResponsesRequest, turn: Turn) -> dict:
         "tools": [{"type": "function", "name": t.name, "description": t.description,
                    "parameters": t.parameters, "strict": bool(t.strict)} for t in req.tools],
         "top_p": req.top_p, "truncation": req.truncation,
+        "reasoning": req.reasoning.model_dump() if req.reasoning else {"effort": None, "summary": None},
     } | ({"user": req.user} if req.user else {})  # usage comes with the end; null is no value of either
 
 
@@ -102,9 +104,12 @@ class ResponseEncoder:
     begins (reasoning, text, a function call) and closes when another begins or the turn ends.
     `response` is the object as it stands; each event carries its `sequence_number`."""
 
-    def __init__(self, response: dict, after: int = -1):
+    def __init__(self, response: dict, after: int = -1, encrypted: bool = False):
         self.response = response
         self.after = after  # the stream sends only the events after this sequence number
+        # include: ["reasoning.encrypted_content"]: each reasoning item carries its text, opaque
+        # (base64: Rill keeps no hidden reasoning, and reads none back), for a client that stores nothing
+        self.encrypted = encrypted
         self.seq = 0
         self.open: dict | None = None  # the item being written
 
@@ -196,6 +201,8 @@ class ResponseEncoder:
             self.emit(out, f"response.{part['type']}.done", **where, content_index=0, text=part["text"], **extra)
             self.emit(out, "response.content_part.done", **where, content_index=0, part=dict(part))
         item["status"] = status
+        if self.encrypted and item["type"] == "reasoning":
+            item["encrypted_content"] = base64.b64encode(item["content"][0]["text"].encode()).decode()
         self.emit(out, "response.output_item.done", output_index=self.index, item=dict(item))
 
     def finish(self, out: list, done: dict) -> None:
@@ -225,9 +232,9 @@ def first_state(response: dict) -> dict:
     return first
 
 
-def replayed(response: dict, events) -> dict:
+def replayed(response: dict, events, encrypted: bool = False) -> dict:
     """The response after these events of its turn, encoded from its first state."""
-    encoder = ResponseEncoder(first_state(response))
+    encoder = ResponseEncoder(first_state(response), encrypted=encrypted)
     for event in events:
         encoder.events(event)
     return encoder.response
@@ -265,9 +272,10 @@ def create_response():
     events = turn.log.follow(keepalive=rill.settings.keepalive_seconds)
     if req.stream:
         # A client that closes the stream wants the response stopped, unless it runs in the background.
-        return sse_response(metrics.following("responses", events), ResponseEncoder(first_state(response)),
+        return sse_response(metrics.following("responses", events),
+                            ResponseEncoder(first_state(response), encrypted=req.encrypted_reasoning),
                             on_close=None if req.background else turn.cancel)
-    final = replayed(response, events)
+    final = replayed(response, events, req.encrypted_reasoning)
     if req.store:  # now, not when `keep` gets to it: the client may continue from it at once
         rill.responses.update(final)
     return answer(final)
