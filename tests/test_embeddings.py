@@ -103,3 +103,22 @@ def test_the_openai_sdk_gets_vectors_of_the_right_shape_batched_equal_to_one_by_
                            for t in TEXTS])
     assert np.allclose(vectors, one_by_one, atol=1e-5)
     assert np.allclose(vectors[0], vectors[2], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_langchains_openai_embeddings_gets_vectors_equal_for_equal_texts_and_by_batch(server):
+    """As LangChain's docs set it for a server that is not OpenAI: texts sent as they are. (Its default
+    counts tokens with tiktoken's cl100k vocabulary, fetched from OpenAI at first use, and sends
+    those ids, which mean nothing to another model: Rill refuses the ones outside its vocabulary.)"""
+    from langchain_openai import OpenAIEmbeddings
+
+    def client(chunk_size):
+        return OpenAIEmbeddings(model="local/smollm2-135m-instruct", base_url=f"{server.url}/v1", api_key="none",
+                                check_embedding_ctx_length=False, chunk_size=chunk_size, max_retries=0)
+
+    batched = np.array(client(16).embed_documents(TEXTS))
+    one_by_one = np.array(client(1).embed_documents(TEXTS))
+    query = np.array(client(16).embed_query(TEXTS[0]))
+    assert batched.shape == (4, 576)
+    assert np.allclose(batched, one_by_one, atol=1e-5) and np.allclose(query, batched[0], atol=1e-5)
+    assert np.allclose(batched[0], batched[2], atol=1e-6)
