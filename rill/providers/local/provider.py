@@ -13,6 +13,7 @@ from ..base import (CancelToken, ChatMessage, EmbedJob, Embeddings, Failure, Fin
                     Prompt, ProviderError)
 from .choice import pick_engine, wheel_gguf_path
 from .contract import EMBEDDING_TOKENS, Media, Model
+from .embedding import checked_inputs
 from .hub import PullError
 from .options import LocalOptions
 from .pulling import Pull
@@ -193,19 +194,8 @@ class LocalProvider:
         """On the scheduler's thread (an EmbedJob): texts tokenized as they are (no chat template),
         token ids checked against the vocabulary."""
         self._check_ready()
-        batch = []
-        for n, item in enumerate(inputs):
-            ids = self.model.tokenizer.encode(item) if isinstance(item, str) else item
-            where = f"input.{n}" if len(inputs) > 1 else "input"
-            if not ids:
-                raise ProviderError(f"{where}: empty; give text or token ids to embed", type="invalid_request_error")
-            if len(ids) > EMBEDDING_TOKENS:
-                raise ProviderError(f"{where}: {len(ids)} tokens; local/{model} embeds at most {EMBEDDING_TOKENS}",
-                                    type="context_length_exceeded")
-            if outside := [t for t in ids if not 0 <= t < self.model.n_vocab]:
-                raise ProviderError(f"{where}: token id {outside[0]} is not in local/{model}'s vocabulary "
-                                    f"(0-{self.model.n_vocab - 1})", type="invalid_request_error")
-            batch.append(ids)
+        batch = checked_inputs(inputs, self.model.tokenizer.encode, self.model.n_vocab, EMBEDDING_TOKENS,
+                               f"local/{model}")
         return Embeddings([v.tolist() for v in self.model.pooled(batch)], sum(map(len, batch)))
 
     def idle(self) -> bool:
