@@ -6,8 +6,11 @@
    (GBNF from the same schema, applied to a token array built from the logits, as Rill's
    Python-side sampling would have to), over the same tokens.
 3. Embeddings per second at batch 1 and 32.
+4. With --peers (after bench/peer-env.sh): over HTTP, Rill against llama-cpp-python's server on the
+   same GGUF: held decoding at c=1 and c=8 (its server runs one request at a time), and embeddings
+   per second at batch 1 and 32 (its server started with --embedding).
 
-Usage: python bench/structured_bench.py [--tokens 128] [--rounds 3]
+Usage: python bench/structured_bench.py [--tokens 128] [--rounds 3] [--peers]
 """
 from __future__ import annotations
 
@@ -16,13 +19,19 @@ import ctypes
 import json
 import statistics
 import sys
+import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import jsonschema  # noqa: E402
 import numpy as np  # noqa: E402
+import requests  # noqa: E402
+
+from bench.load_bench import PEER_VENV, start_process, start_target, wait_quiet  # noqa: E402
 
 from rill.config import Settings  # noqa: E402
 from rill.providers.base import ChatMessage, GenerationOptions, Job, OutputFormat  # noqa: E402
@@ -107,10 +116,84 @@ def embedding_rates(provider, rounds: int) -> dict:
     return out
 
 
+def http_held(url: str, model: str, c: int, tokens: int) -> tuple[float, int]:
+    """Aggregate tok/s of c concurrent requests held to STORY, and how many replies validate."""
+    body = {"model": model, "max_tokens": tokens, "temperature": 0,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "story", "schema": STORY}}}
+
+    def one(n):
+        reply = requests.post(f"{url}/v1/chat/completions", timeout=600, json={
+            **body, "messages": [{"role": "user", "content": f"{PROMPT} ({n})"}]}).json()
+        text = reply["choices"][0]["message"]["content"]
+        try:
+            jsonschema.validate(json.loads(text), STORY)
+            valid = 1
+        except (ValueError, jsonschema.ValidationError):
+            valid = 0
+        return reply["usage"]["completion_tokens"], valid
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(c) as pool:
+        results = list(pool.map(one, range(c)))
+    return sum(t for t, _ in results) / (time.perf_counter() - started), sum(v for _, v in results)
+
+
+def http_embeddings(url: str, model: str, size: int) -> float:
+    texts = [f"Sentence number {n} is about rivers, cities and the weather today." for n in range(32)]
+    started = time.perf_counter()
+    for start in range(0, 32, size):
+        reply = requests.post(f"{url}/v1/embeddings", json={"model": model, "input": texts[start:start + size]},
+                              timeout=600)
+        assert reply.status_code == 200, reply.text
+    return 32 / (time.perf_counter() - started)
+
+
+def peers(rounds: int, tokens: int) -> None:
+    """Rill's llama.cpp engine and llama-cpp-python's server, alternating, on the same GGUF."""
+    from rill.providers.local.choice import wheel_gguf_path
+    from tests.server import free_port
+
+    logs = Path(tempfile.mkdtemp(prefix="structured-bench-"))
+    figures: dict[str, dict[str, list]] = {}
+    for _ in range(rounds):
+        for name in ("rill-llamacpp", "llama-cpp-python"):
+            url, model, stop = start_target(name, logs)
+            try:
+                row = figures.setdefault(name, {})
+                for c in (1, 8):
+                    rate, valid = http_held(url, model, c, tokens)
+                    row.setdefault(f"held c={c}", []).append(rate)
+                    row.setdefault(f"valid c={c}", []).append(valid)
+                if name == "rill-llamacpp":
+                    for size in (1, 32):
+                        row.setdefault(f"emb b={size}", []).append(http_embeddings(url, model, size))
+            finally:
+                stop()
+            wait_quiet()
+        port = free_port()  # llama-cpp-python embeds only in a server started for it
+        url, stop = start_process("llama-cpp-python-embedding", [
+            str(PEER_VENV / "python"), "-m", "llama_cpp.server", "--model", str(wheel_gguf_path()), "--host",
+            "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--embedding", "true"], logs, port)
+        try:
+            for size in (1, 32):
+                figures["llama-cpp-python"].setdefault(f"emb b={size}", []).append(http_embeddings(url, "m", size))
+        finally:
+            stop()
+        wait_quiet()
+    rill, peer = ({k: statistics.median(v) for k, v in figures[n].items()} for n in ("rill-llamacpp", "llama-cpp-python"))
+    print(f"\nOver HTTP, same GGUF, medians of {rounds} alternating rounds (valid: replies of the round that validate):")
+    for key in ("held c=1", "held c=8", "emb b=1", "emb b=32"):
+        unit = "tok/s" if key.startswith("held") else "inputs/s"
+        valid = f" (valid {rill['valid ' + key[5:]]:.0f} vs {peer['valid ' + key[5:]]:.0f})" if key.startswith("held") else ""
+        print(f"  {key}: Rill {rill[key]:.1f} {unit}, llama-cpp-python {peer[key]:.1f} {unit} "
+              f"({rill[key] / peer[key]:.2f}x){valid}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--peers", action="store_true", help="also against llama-cpp-python's server (peer-env.sh)")
     args = parser.parse_args()
     flags = sorted({f for line in open("/proc/cpuinfo") if line.startswith("flags") for f in line.split()
                     if f.startswith(("avx", "amx", "fma", "f16c"))})
@@ -133,6 +216,9 @@ def main() -> None:
                   f"({free_mixed / free_alone:.2f}x)")
         rates = embedding_rates(provider, args.rounds)
         print(f"  embeddings: batch 1 {rates[1]:.1f}/s, batch 32 {rates[32]:.1f}/s")
+        provider.close("done")
+    if args.peers:
+        peers(args.rounds, args.tokens)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ class Row:
         self.calls = ToolCallReader() if options.tools and options.tool_choice != "none" else None
         fmt = options.output_format
         # The grammar the next token is held to: a JSON reply's throughout, a strict tool call's
-        # from its opening tag to its closing one (`calls`, armed by `_text`).
+        # from its opening tag to its closing one (armed by _watch_for_call).
         self.constraint = Constraint(model.grammar_tokenizer, format_grammar(fmt)) if fmt else None
         self.calls_grammar = calls_grammar(options.tools) if self.calls and any(t.strict for t in options.tools) else None
         self.in_call = False
