@@ -108,7 +108,7 @@ class Opening:
 def opened_call(local, tool: Tool, seed: int) -> tuple[list, Finish]:
     """The call the real model writes, sampled, once a `<tool_call>` is opened for it."""
     out = []
-    options = GenerationOptions(max_tokens=60, temperature=1.0, seed=seed, tools=(tool,))
+    options = GenerationOptions(max_tokens=40, temperature=1.0, seed=seed, tools=(tool,))
     row = Row(local.model, local.encode_prompt([ChatMessage("user", "Weather in Paris?")], options)[0], options,
               threading.Event(), out.append)
     row.sampler = Opening(local.model.tokenizer.encode("<tool_call>"), row.sampler)

@@ -35,6 +35,17 @@ def checked_inputs(inputs: list, encode: Callable[[str], list[int]], n_vocab: in
     return out
 
 
+def answer(job: EmbedJob) -> None:
+    """Run the job in this thread (the model's own): its Embeddings, or a Failure, on its channel."""
+    try:
+        job.channel.put(job.provider.embed(job.model, job.inputs))
+    except ProviderError as exc:
+        job.channel.put(Failure(exc))
+    except Exception as exc:
+        log.exception("embedding failed")
+        job.channel.put(Failure(ProviderError(f"{job.provider.name}/{job.model} failed: {exc}")))
+
+
 class GgufEmbedder:
     def __init__(self, path: Path, threads: int):
         import llama_cpp as C
@@ -158,13 +169,7 @@ class EmbeddingProvider:
 
     def run(self) -> None:
         while (job := self.jobs.get()) is not None:
-            try:
-                job.channel.put(self.embed(job.model, job.inputs))
-            except ProviderError as exc:
-                job.channel.put(Failure(exc))
-            except Exception as exc:
-                log.exception("embedding failed")
-                job.channel.put(Failure(ProviderError(f"embedding model failed: {exc}")))
+            answer(job)
 
     def embed(self, model: str, inputs: list) -> Embeddings:
         if self.state != "ready":

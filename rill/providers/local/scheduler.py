@@ -11,6 +11,7 @@ from ... import metrics
 from ...runtime import real_queue
 from ..base import ChatMessage, EmbedJob, Failure, Finish, GenerationOptions, Job, Prompt, ProviderError
 from .contract import Media, Model
+from .embedding import answer
 from .row import Row
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class Scheduler:
             self.unload_asked = job is UNLOAD
             return None
         if isinstance(job, EmbedJob):  # run now, between steps: only this thread touches the model
-            self._embed(job)
+            answer(job)
             return None
         if job.cancel.is_set():
             job.channel.put(Finish("cancelled", 0, 0))
@@ -79,16 +80,6 @@ class Scheduler:
             job.channel.put(Failure(ProviderError(f"the local model cannot take this conversation: {exc}",
                                                   type="invalid_request_error")))
         return None
-
-    @staticmethod
-    def _embed(job: EmbedJob) -> None:
-        try:
-            job.channel.put(job.provider.embed(job.model, job.inputs))
-        except ProviderError as exc:
-            job.channel.put(Failure(exc))
-        except Exception as exc:
-            log.exception("embedding failed")
-            job.channel.put(Failure(ProviderError(f"local model failed: {exc}")))
 
     def run(self, model: Model, prompt_for: PromptFor) -> bool:
         """Admit waiting turns between steps, until close() (False), or until an unload() finds
