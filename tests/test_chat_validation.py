@@ -54,3 +54,20 @@ def test_bad_input_gets_a_clear_4xx(client, path, case):
 def test_http_errors_share_the_json_shape(client, method, path, status):
     r = client.open(path, method=method)
     assert r.status_code == status and set(r.get_json()["error"]) == {"type", "message"}
+
+
+@pytest.mark.parametrize("route,body,words", [
+    ("/v1/chat/completions", {"logprobs": True}, "logprobs: not supported"),
+    ("/v1/chat/completions", {"presence_penalty": 0.5, "logit_bias": {"1": 5}}, "logit_bias, presence_penalty: not"),
+    ("/v1/chat/completions", {"modalities": ["text", "audio"]}, "modalities: not supported"),
+    ("/v1/chat/completions", {"functions": [{"name": "f"}]}, "functions: not supported"),
+    ("/v1/messages", {"top_k": 5}, "top_k: not supported"),
+    ("/v1/messages", {"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking: not supported"),
+])
+def test_v1_fields_that_would_change_the_reply_are_refused_not_dropped(client, route, body, words):
+    base = {"model": "scripted/echo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+    reply = client.post(route, json={**base, **body})
+    assert reply.status_code == 400 and words in reply.json["error"]["message"], reply.json
+    idle = {"logprobs": False, "presence_penalty": 0, "logit_bias": {}, "modalities": ["text"]}
+    if route == "/v1/chat/completions":  # the same fields asking for nothing are taken
+        assert client.post(route, json={**base, **idle}).status_code == 200

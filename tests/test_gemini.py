@@ -12,8 +12,8 @@ import requests
 
 from rill import create_app
 from rill.config import Settings
-from rill.providers.base import ChatMessage, GenerationOptions
-from rill.providers.gemini import build_request
+from rill.providers.base import ChatMessage, GenerationOptions, OutputFormat, Tool
+from rill.providers.gemini import GeminiProvider, build_request
 from tests.fake_gemini import DELAY, KEY, FakeGemini, fake_gemini
 from tests.server import free_port, start_server, stop_server
 from tests.sse import SSEStream, decode_all
@@ -75,6 +75,18 @@ def test_request_translation():
         {"temperature": 0.2, "top_p": 0.9, "max_output_tokens": 7, "seed": 5, "stop_sequences": ["END"]}
     plain = build_request("m", [ChatMessage("user", "x")], GenerationOptions())["config"]
     assert not {"seed", "stop_sequences", "system_instruction"} & set(plain)
+
+
+def test_a_json_schema_reaches_gemini_and_strict_tools_are_refused():
+    from google.genai import types
+
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    config = build_request("m", [ChatMessage("user", "x")], GenerationOptions(
+        output_format=OutputFormat("json_schema", schema)))["config"]
+    assert config["response_mime_type"] == "application/json" and config["response_json_schema"] == schema
+    types.GenerateContentConfig.model_validate(config)  # the SDK takes it as it is
+    strict = GenerationOptions(tools=(Tool("f", "", {"type": "object"}, strict=True),))
+    assert "Gemini has no strict function calling): f" in GeminiProvider(Settings()).refuses_schemas("m", strict)
 
 
 @slow

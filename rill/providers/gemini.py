@@ -79,6 +79,12 @@ class GeminiProvider(Streamed):
     name = "gemini"
     passthrough = True
 
+    def refuses_schemas(self, model: str, options) -> str | None:
+        if strict := [t.name for t in options.tools if t.strict]:
+            return (f"gemini/{model} cannot hold a call to its tool's parameters (Gemini has no strict function "
+                    f"calling): {', '.join(strict)}; send strict false")
+        return None
+
     def __init__(self, settings):
         self.base_url = settings.gemini_base_url or DEFAULT_BASE_URL
         self.timeout = settings.upstream_timeout_seconds

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..providers.base import OutputFormat, Tool
 from .common import (CheckedTools, Content, DocumentBlock, ImageBlock, MaxTokens, ObjectSchema, Text, TextPart,
-                     ToolName, tools_and_choice)
+                     ToolName, refused_fields, tools_and_choice)
 
 
 class AnthropicTool(BaseModel):
@@ -101,6 +101,13 @@ class AnthropicRequest(CheckedTools, BaseModel):
         fmt = self.output_format or (self.output_config and self.output_config.format)
         param = "output_format.schema" if self.output_format else "output_config.format.schema"
         return OutputFormat("json_schema", fmt.schema_, "output", param=param) if fmt else None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unsupported(cls, data):
+        refused_fields(data, {"top_k": (None,), "thinking": (None, {"type": "disabled"}), "mcp_servers": (None, []),
+                              "container": (None,)})
+        return data
 
     @model_validator(mode="after")
     def _tools(self):

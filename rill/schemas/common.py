@@ -124,6 +124,16 @@ def content_text(content: Content | None) -> str:
     return content if isinstance(content, str) else "".join(p.text for p in content)
 
 
+def refused_fields(data, unsupported: dict) -> None:
+    """Fields of an API that would change the reply in ways Rill does not do: a 400 naming each one
+    asked for (`unsupported`: field -> the values that ask for nothing), never a silent drop."""
+    if isinstance(data, dict):
+        asked = [name for name, idle in unsupported.items() if name in data and data[name] not in idle]
+        if asked:
+            raise ValueError(f"{', '.join(asked)}: not supported by Rill (the reply would not be what it asks for); "
+                             f"leave {'it' if len(asked) == 1 else 'them'} out")
+
+
 ToolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 FormatName = ToolName  # a response format's name: the same letters, up to 64
 

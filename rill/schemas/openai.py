@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..providers.base import Tool
 from ..providers.base import OutputFormat
 from .common import (JSON_OBJECT, CheckedTools, Int, JsonObjectFormat, JsonSchemaFormat, MaxTokens, MediaContent,
-                     ObjectSchema, TextFormat, ToolName, tools_and_choice)
+                     ObjectSchema, TextFormat, ToolName, refused_fields, tools_and_choice)
 
 
 class FunctionSpec(BaseModel):
@@ -124,6 +124,15 @@ class OpenAIChatRequest(CheckedTools, BaseModel):
         if isinstance(fmt, JsonSchemaResponseFormat):
             return fmt.json_schema.internal("response_format.json_schema.schema")
         return JSON_OBJECT if isinstance(fmt, JsonObjectFormat) else None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unsupported(cls, data):
+        refused_fields(data, {"logprobs": (None, False), "top_logprobs": (None, 0), "logit_bias": (None, {}),
+                              "presence_penalty": (None, 0), "frequency_penalty": (None, 0),
+                              "modalities": (None, ["text"]), "audio": (None,), "prediction": (None,),
+                              "web_search_options": (None,), "functions": (None, []), "function_call": (None,)})
+        return data
 
     @model_validator(mode="after")
     def _tools(self):
