@@ -71,7 +71,7 @@ def test_what_the_grammar_takes_is_not_refused():
     for schema in (PERSON, {"type": "object"}, {"anyOf": [{"type": "integer"}, {"enum": ["a", "b"]}]},
                    {"$defs": {"p": PERSON}, "type": "array", "items": {"$ref": "#/$defs/p"}, "maxItems": 2},
                    {"type": "string", "pattern": "^[a-z]{2,5}$"}, {"type": "string", "format": "date"}):
-        assert refusal(OutputFormat("json_schema", schema)) is None, schema
+        assert refusal(GenerationOptions(output_format=OutputFormat("json_schema", schema))) is None, schema
 
 
 @pytest.mark.parametrize("body,words", [
@@ -154,7 +154,7 @@ def test_eight_random_schemas_decoded_in_one_batch_each_give_json_that_validates
     write the shortest answer), every reply whole and valid."""
     submitted = []
     for n, schema in enumerate(schemas):
-        assert refusal(OutputFormat("json_schema", schema)) is None, schema
+        assert refusal(GenerationOptions(output_format=OutputFormat("json_schema", schema))) is None, schema
         options = GenerationOptions(max_tokens=256, temperature=1.0, seed=seed + n,
                                     output_format=OutputFormat("json_schema", schema))
         job = Job(jobs, "m", [ChatMessage("user", f"Answer in JSON: {json.dumps(schema)}")], options)
