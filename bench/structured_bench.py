@@ -36,7 +36,7 @@ from bench.load_bench import PEER_VENV, start_process, start_target, wait_quiet 
 from rill.config import Settings  # noqa: E402
 from rill.providers.base import ChatMessage, GenerationOptions, Job, OutputFormat  # noqa: E402
 from rill.providers.local import LocalProvider  # noqa: E402
-from rill.providers.local.grammar import Constraint  # noqa: E402
+from rill.providers.local.grammar import Constraint, format_grammar  # noqa: E402
 from tests.test_batching import collect, scheduling  # noqa: E402
 
 STORY = {"type": "object", "properties": {"title": {"type": "string"}, "story": {"type": "string"}},
@@ -72,7 +72,7 @@ def mask_costs(provider, rounds: int) -> tuple[float, float | None]:
     logits = np.random.default_rng(0).standard_normal(model.n_vocab).astype(np.float32)
     ours, theirs = [], []
     for _ in range(rounds):
-        constraint = Constraint(model.grammar_tokenizer, OutputFormat("json_schema", STORY))
+        constraint = Constraint(model.grammar_tokenizer, format_grammar(OutputFormat("json_schema", STORY)))
         started = time.perf_counter()
         for token in tokens:
             constraint.mask(logits if model.engine == "llama.cpp" else __import__("torch").from_numpy(logits))
@@ -205,6 +205,7 @@ def main() -> None:
         print(f"\n{engine}: mask per token llguidance {ours:.3f} ms"
               + (f", llama.cpp grammar {theirs:.3f} ms ({theirs / ours:.1f}x)" if theirs else ""))
         with scheduling(provider):
+            decode_rate(provider, [False, True], 8)  # warm: the first steps after a load cost more
             for c in (1, 8):
                 free = statistics.median(decode_rate(provider, [False] * c, args.tokens)[0] for _ in range(args.rounds))
                 held = statistics.median(decode_rate(provider, [True] * c, args.tokens)[1] for _ in range(args.rounds))
