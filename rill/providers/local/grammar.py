@@ -17,6 +17,9 @@ from ..base import GenerationOptions, OutputFormat, ProviderError, Tool
 
 # Compact JSON: a small model given room for whitespace can spend its whole reply on it.
 COMPILE_OPTIONS = {"whitespace_flexible": False}
+# A call as chat templates write one (`{"name": "f", "arguments": {...}}`), with no other room for
+# whitespace, for the same reason.
+CALL_JSON = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
 def format_grammar(fmt: OutputFormat) -> str:
@@ -31,7 +34,7 @@ def calls_grammar(tools: tuple[Tool, ...]) -> str:
               "properties": {"name": {"const": t.name},
                              "arguments": t.parameters if t.strict else {"type": "object"}}} for t in tools]
     return llguidance.LLMatcher.grammar_from_lark(
-        'start: /[ \\t\\n]*/ call /[ \\t\\n]*/ "</tool_call>"\ncall: %json ' + json.dumps({"anyOf": calls}))
+        'start: /\\n?/ call /\\n?/ "</tool_call>"\ncall: %json ' + json.dumps({"anyOf": calls, "x-guidance": CALL_JSON}))
 
 
 def refusal(options: GenerationOptions) -> str | None:
