@@ -71,7 +71,8 @@ def server_bounds(schemas: dict, settings) -> None:
 def build(settings, auth_enabled: bool) -> dict:
     schemas = {"Error": ERROR}
     for model in (ChatRequest, Approval, OpenAIChatRequest, ResponsesRequest, EmbeddingsRequest, AnthropicRequest,
-                  LoadRequest, PullRequest, CancelRequest, SessionCreate, ThreadCreate, ThreadUpdate, MessageCreate, MessageUpdate, ForkRequest, ShareRequest):
+                  LoadRequest, PullRequest, CancelRequest, SessionCreate, ThreadCreate, ThreadUpdate, MessageCreate,
+                  MessageUpdate, ForkRequest, ShareRequest):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

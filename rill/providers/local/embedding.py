@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...runtime import real_queue
-from ..base import ChatMessage, EmbedJob, Embeddings, Failure, Job, ProviderError
+from ..base import EmbedJob, Embeddings, Failure, Job, ProviderError
 from .contract import EMBEDDING_TOKENS
 
 log = logging.getLogger(__name__)
@@ -93,20 +93,36 @@ class DirectoryEmbedder:
     def vectors(self, inputs: list[list[int]]) -> list:
         import torch
 
-        width = max(map(len, inputs))
-        ids = torch.tensor([row + [self.pad] * (width - len(row)) for row in inputs])
-        mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in inputs])
+        ids, mask = right_padded(inputs, self.pad)
         with torch.inference_mode():
-            states = self.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-        if self.pooling == "cls":
-            pooled = states[:, 0]
-        elif self.pooling == "lasttoken":
-            pooled = states[torch.arange(len(inputs)), mask.sum(1) - 1]
-        elif self.pooling == "max":
-            pooled = states.masked_fill(~mask[..., None].bool(), float("-inf")).amax(1)
-        else:
-            pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-        return list(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+            states = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        return pool(states, mask, self.pooling)
+
+
+def right_padded(inputs: list[list[int]], pad: int, device="cpu"):
+    """The inputs as one tensor padded after each, and the mask of their real tokens."""
+    import torch
+
+    width = max(map(len, inputs))
+    ids = torch.tensor([row + [pad] * (width - len(row)) for row in inputs], device=device)
+    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in inputs], device=device)
+    return ids, mask
+
+
+def pool(states, mask, mode: str = "mean") -> list:
+    """Each input's token states (its real tokens only) as one normalised numpy vector."""
+    import torch
+
+    states = states.float()
+    if mode == "cls":
+        pooled = states[:, 0]
+    elif mode == "lasttoken":
+        pooled = states[torch.arange(len(states)), mask.sum(1) - 1]
+    elif mode == "max":
+        pooled = states.masked_fill(~mask[..., None].bool(), float("-inf")).amax(1)
+    else:
+        pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    return list(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
 
 
 def pooling_mode(directory: Path) -> str:
@@ -189,6 +205,3 @@ class EmbeddingProvider:
 
     def close(self, reason: str) -> None:
         self.jobs.put(None)
-
-    def stream(self, model: str, messages: list[ChatMessage], options, cancel):
-        raise ProviderError(self._no_replies(model), type="invalid_request_error")

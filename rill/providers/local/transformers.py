@@ -35,6 +35,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMa
 from ..base import Image
 from .choice import pick_device
 from .contract import Media, image_mark
+from .embedding import pool, right_padded
 from .options import LocalOptions
 from .pacer import PrefillPacer
 from .prefix_cache import FINISHED, Kept, PrefixCache
@@ -199,13 +200,9 @@ class HFModel:
     def pooled(self, inputs: list[list[int]]) -> list:
         """Right-padded to one length and run together: a causal model's real tokens never attend to
         the padding after them, so each vector is the one the input gives alone."""
-        width = max(map(len, inputs))
-        ids = torch.tensor([row + [self.pad_id] * (width - len(row)) for row in inputs], device=self.device)
-        mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in inputs], device=self.device)
+        ids, mask = right_padded(inputs, self.pad_id, self.device)
         out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-        states = out.hidden_states[-1].float() * mask[..., None]  # the final norm's output
-        pooled = states.sum(1) / mask.sum(1, keepdim=True)
-        return list(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
+        return pool(out.hidden_states[-1], mask)  # the final norm's output, mean-pooled
 
     def unload(self) -> None:
         self.model = self.copies = None  # torch frees the weights with their last reference
