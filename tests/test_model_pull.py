@@ -183,11 +183,24 @@ def test_pulled_models_are_listed_after_a_restart_and_load_with_their_first_turn
 
 
 def test_turns_that_switch_models_back_and_forth_all_get_their_reply(server):
-    """Each turn's model unloads the other's (RILL_MAX_LOADED_MODELS=1): none is lost or refused."""
+    """Each turn's model unloads the other's (RILL_MAX_LOADED_MODELS=1): none is lost or refused,
+    and the listing read meanwhile (every request reads it) never fails mid-unload."""
     from concurrent.futures import ThreadPoolExecutor
 
     expected = {OWN: ask(server, OWN), "local/tiny-vlm": ask(server, "local/tiny-vlm")}
     order = [OWN, "local/tiny-vlm"] * 4
-    with ThreadPoolExecutor(4) as pool:
+    switching = True
+
+    def list_while_switching() -> list[int]:
+        statuses = []
+        while switching:
+            statuses.append(requests.get(f"{server.url}/api/models", timeout=10).status_code)
+        return statuses
+
+    with ThreadPoolExecutor(6) as pool:
+        listings = [pool.submit(list_while_switching) for _ in range(2)]
         replies = list(pool.map(lambda model: ask(server, model), order))
+        switching = False
     assert replies == [expected[model] for model in order]
+    statuses = [status for listing in listings for status in listing.result()]
+    assert len(statuses) > 10 and set(statuses) == {200}

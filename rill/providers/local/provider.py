@@ -53,12 +53,13 @@ class LocalProvider:
         self.scheduler = Scheduler(self.options.max_batch, f"{self.name}/{self.model_name}")
 
     def models(self) -> list[dict]:
-        entry = {"id": self.model_name, "state": self.state}
-        if self.state == "ready":
-            entry.update(**self.model.describe(), context_tokens=self.model.context_tokens,
-                         tools="tools" in self.model.template_source,
+        state, model = self.state, self.loaded()
+        entry = {"id": self.model_name, "state": state}
+        if model is not None:
+            entry.update(**model.describe(), context_tokens=model.context_tokens,
+                         tools="tools" in model.template_source,
                          # a template that writes or switches thinking (Qwen3, DeepSeek-R1): reasoning
-                         reasoning=any(w in self.model.template_source for w in ("<think>", "enable_thinking")),
+                         reasoning=any(w in model.template_source for w in ("<think>", "enable_thinking")),
                          load_seconds=round(self.load_seconds, 2))
         if self.size_bytes:
             entry["size_bytes"] = self.size_bytes
@@ -68,13 +69,19 @@ class LocalProvider:
             entry["error"] = self.error
         return [entry]
 
+    def loaded(self) -> Model | None:
+        """The model while it is ready. Request threads read it while the provider's thread may
+        unload it: one read, so a check and its use see the same model."""
+        model = self.model
+        return model if self.state == "ready" else None
+
     def unavailable(self) -> str | None:
         return None  # a model that failed to load answers with a 503 that says why
 
     def refuses_tools(self, model: str, tool_choice: str) -> str | None:
-        if self.model is None:
+        if (loaded := self.loaded()) is None:
             return None  # not loaded: the turn answers why
-        if "tools" not in self.model.template_source:
+        if "tools" not in loaded.template_source:
             return (f"local/{model} cannot call tools: its chat template has no tool support (give a template "
                     f"that has with RILL_CHAT_TEMPLATE, or use an upstream provider); send no tools")
         if tool_choice != "auto":
@@ -91,8 +98,8 @@ class LocalProvider:
         return refusal(options)
 
     def input_modalities(self, model: str) -> list[str]:
-        if self.model is not None and self.state == "ready":
-            return ["text", "image"] if self.model.reads_images else ["text"]
+        if (loaded := self.loaded()) is not None:
+            return ["text", "image"] if loaded.reads_images else ["text"]
         return ["text", "image"] if self.options.reads_images else ["text"]  # loading: what its files say
 
     def fetch(self) -> None:
@@ -239,7 +246,7 @@ class LocalProvider:
             self.scheduler.refuse_all(never_loaded)
             return
         if self.scheduler.run(self.model, self.encode_prompt):
-            self.model.unload()
+            model, self.state = self.model, "unloaded"  # first: readers see no model from here on
             self.model = None
-            self.state = "unloaded"
+            model.unload()
             log.warning("local model %s unloaded (RILL_MAX_LOADED_MODELS)", self.model_name)

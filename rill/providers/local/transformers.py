@@ -205,7 +205,9 @@ class HFModel:
         return pool(out.hidden_states[-1], mask)  # the final norm's output, mean-pooled
 
     def unload(self) -> None:
-        self.model = self.copies = None  # torch frees the weights with their last reference
+        # torch frees the weights with their last reference; their dtypes stay for describe(), which a
+        # request thread may be reading
+        self.model, self.copies = None, dict.fromkeys(self.copies)
 
     def describe(self) -> dict:
         dtypes = "+".join(str(d).removeprefix("torch.") for d in self.copies)
