@@ -15,8 +15,10 @@ NGINX        := /usr/sbin/nginx
 TMUX         := /usr/bin/tmux
 POSTGRES     := /usr/lib/postgresql
 # llama.cpp built for this machine's CPU (GGML_NATIVE), with its multimodal library (mtmd: images
-# for a model given a vision projector, RILL_MMPROJ_PATH).
-LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=ON
+# for a model given a vision projector, RILL_MMPROJ_PATH), without its AMX code: on a Sapphire Rapids
+# VM its AMX matmul crashed llama_decode, and the AMX buffer type takes the weights that the CPU
+# repacking would lay out for batched AVX512 kernels (Q4_0, Q8_0: RILL_WEIGHTS).
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=ON -DCMAKE_C_FLAGS=-U__AMX_INT8__ -DCMAKE_CXX_FLAGS=-U__AMX_INT8__
 
 .PHONY: setup vendor browser redis nginx postgres terminal model run wheel cluster test test-fast bench bench-ui clean
 

