@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
           "float32": torch.float32, "fp32": torch.float32}
 TIMED_BATCHES = (1, 2, 4, 8, 16)  # batch sizes timed at load when the dtype is "auto" on a CPU
-TIMING_ROUNDS = 3  # each size timed this many times, the dtypes alternating
+TIMING_ROUNDS = 3  # each size timed up to this many times, the dtypes alternating
+CLEAR_MARGIN = 1.3  # one dtype this much faster at a size after two rounds: not timed a third time
 MIXED_GAIN = 1.15  # bfloat16 alone this much faster than float32: worth a second copy of the weights
 
 
@@ -155,28 +156,31 @@ class HFModel:
 
     @torch.inference_mode()
     def _pick_cpu_dtype(self) -> None:
-        """Time a few decode steps in float32 and bfloat16 at each batch size in use, smallest first,
-        TIMING_ROUNDS times alternating (the fastest kept: noise only ever slows a step down). From
-        the first size float32 wins, it takes every larger one untimed: without native bf16 a
-        bfloat16 step grows faster with the batch (compute), and timing its large batches made loading
-        slow. The bfloat16 copy stays beside float32 only where it is MIXED_GAIN faster alone: two
-        copies cost memory, and a batch crossing between them converts its cache."""
+        """Time a few decode steps in float32 and bfloat16 at each batch size in use: twice, and where
+        the two are within CLEAR_MARGIN of each other TIMING_ROUNDS times in all, alternating (the
+        fastest kept: noise only ever slows a step down). The largest size's winner takes every size
+        from the smallest one from which it wins throughout; the smaller sizes take the other dtype
+        only where it is MIXED_GAIN faster alone: two copies cost memory, and a batch crossing
+        between them converts its cache. (Which dtype wins where depends on the CPU: without native
+        bf16 bfloat16 wins alone and float32 batched; with it, the other way round.)"""
         import copy
 
         bf16 = self.copies[torch.bfloat16] = copy.deepcopy(self.model).to(torch.bfloat16)
         sizes = sorted({b for b in TIMED_BATCHES if b < self.max_batch} | {self.max_batch})
         timings: dict[torch.dtype, dict[int, float]] = {torch.float32: {}, torch.bfloat16: {}}
-        winner = None
         for b in sizes:
-            if winner != torch.float32:
-                for _ in range(TIMING_ROUNDS):
-                    for dtype, weights in ((torch.float32, self.model), (torch.bfloat16, bf16)):
-                        timings[dtype][b] = min(self._time_steps(weights, b), timings[dtype].get(b, float("inf")))
-                winner = min(timings, key=lambda d: timings[d][b])
-            self.dtype_for[b] = winner
-        alone = timings[torch.float32][1] / timings[torch.bfloat16][1]
-        if len(set(self.dtype_for.values())) > 1 and alone < MIXED_GAIN:
-            self.dtype_for = dict.fromkeys(self.dtype_for, torch.float32)
+            for n in range(TIMING_ROUNDS):
+                for dtype, weights in ((torch.float32, self.model), (torch.bfloat16, bf16)):
+                    timings[dtype][b] = min(self._time_steps(weights, b), timings[dtype].get(b, float("inf")))
+                slow, fast = sorted(t[b] for t in timings.values())[::-1]
+                if n and slow > fast * CLEAR_MARGIN:
+                    break
+        winner = {b: min(timings, key=lambda d: timings[d][b]) for b in sizes}
+        large = winner[sizes[-1]]
+        crossover = next(b for b in sizes if all(winner[c] == large for c in sizes if c >= b))
+        small = winner[sizes[0]]
+        other_pays = small != large and timings[large][1] >= timings[small][1] * MIXED_GAIN
+        self.dtype_for = {b: large if b >= crossover or not other_pays else small for b in sizes}
         winners = set(self.dtype_for.values())
         self.copies = {d: m for d, m in self.copies.items() if d in winners}
         self.model = self.copies[self.dtype_for[1]]
