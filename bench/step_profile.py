@@ -1,5 +1,5 @@
 """What a local engine's decode step spends its time on: the model call against the rest (Rill's
-scheduling, sampling, detokenizing, stop strings), at batch 1 and 8, on each engine.
+scheduling, sampling, detokenizing, stop strings), at batch 1, 8 and 16, on each engine.
 
 Everything runs on this one thread, as in the server (see providers/local/transformers.py: a second thread on torch's
 OpenMP pool halves bfloat16's speed). The step is timed without the web server around it, so the
@@ -82,7 +82,7 @@ def main() -> None:
     print(f"CPU flags: {' '.join(flags)}; {args.steps} decode steps after 8 to settle")
     print(f"{'engine':14}{'dtype':19}{'rows':>5}{'step ms':>9}{'model ms':>10}{'rest ms':>9}{'rest':>7}")
     for engine in args.engines.split(","):
-        for rows in (1, 8):
+        for rows in (1, 8, 16):
             step, model, dtype = profile(engine, rows, args.steps)
             print(f"{engine:14}{dtype:19}{rows:5}{step * 1000:9.1f}{model * 1000:10.1f}{(step - model) * 1000:9.2f}"
                   f"{(step - model) / step:7.1%}")
