@@ -5,7 +5,12 @@ Sessions: 1,000 turns on new sessions (a 200-character message and its reply eac
 streams: 1,000 open /api/chat/stream connections whose reply never comes (the test suite's
 scripted `hold` model), so only the stream's own state is held: socket, green threads, turn.
 
-Usage: python bench/memory_bench.py [--count 1000]
+With `--model llamacpp|transformers`, the real model instead (rill.entry): resident memory per
+finished conversation kept (its thread stored, and its KV cache kept for a follow-up turn, up to
+RILL_CACHE_TOKENS), the same past a small RILL_CACHE_TOKENS (the bound: memory stops growing), and
+per running stream (8 at once, the peak while they run).
+
+Usage: python bench/memory_bench.py [--count 1000] [--model llamacpp --conversations 60]
 """
 from __future__ import annotations
 
@@ -15,12 +20,14 @@ import json
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.server import start_server, stop_server  # noqa: E402
 
@@ -37,10 +44,68 @@ def settle(pid: int) -> float:
     return rss_mib(pid)
 
 
+def conversations(url: str, count: int, start: int = 0) -> int:
+    """`count` one-turn chats, each its own question; the tokens they leave (prompt and reply)."""
+    tokens = 0
+    for i in range(start, start + count):
+        r = requests.post(f"{url}/v1/chat/completions", timeout=120, json={
+            "model": "local/smollm2-135m-instruct", "max_tokens": 64, "temperature": 0,
+            "messages": [{"role": "user", "content": f"Conversation {i}: tell me about a river you know."}]})
+        r.raise_for_status()
+        tokens += r.json()["usage"]["total_tokens"]
+    return tokens
+
+
+def peak_while(pid: int, work) -> float:
+    """The highest RSS seen while `work` runs in a thread."""
+    done, peak = threading.Event(), [rss_mib(pid)]
+
+    def run():
+        try:
+            work()
+        finally:
+            done.set()
+
+    threading.Thread(target=run).start()
+    while not done.wait(0.05):
+        peak.append(rss_mib(pid))
+    return max(peak)
+
+
+def model_case(engine: str, count: int) -> None:
+    """Kept conversations with the default budget, then past a small one; then running streams."""
+    from load_bench import PROMPT, run_level
+
+    for budget in (32768, 2048):
+        srv = start_server("eventlet", Path(tempfile.mkdtemp()), entry="rill.entry", RILL_ENGINE=engine,
+                           RILL_CACHE_TOKENS=budget, RILL_WEIGHTS="as-is", RILL_RATE_LIMIT="1000000 per minute",
+                           RILL_MAX_CONCURRENT_TURNS=100)
+        pid = srv.process.pid
+        try:
+            conversations(srv.url, 4, start=10_000)  # warm-up: first-use allocations are not per-turn costs
+            before = settle(pid)
+            tokens = conversations(srv.url, count)
+            after = settle(pid)
+            print(f"{engine}, RILL_CACHE_TOKENS={budget}: {count} conversations ({tokens} tokens) kept: RSS "
+                  f"{before:.1f} -> {after:.1f} MiB, {(after - before) * 1024 / count:.0f} KiB a conversation, "
+                  f"{(after - before) * 1024 * 1024 / tokens:,.0f} bytes a token")
+            if budget == 32768:
+                idle = settle(pid)
+                peak = peak_while(pid, lambda: run_level(srv.url, "local/smollm2-135m-instruct", 8, 1, 128))
+                print(f"{engine}: 8 running streams (128 tokens, {PROMPT[:30]}...): RSS {idle:.1f} idle, peak "
+                      f"{peak:.1f} MiB, {(peak - idle) * 1024 / 8:.0f} KiB a running stream")
+        finally:
+            stop_server(srv)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--model", choices=["llamacpp", "transformers"], help="the real model's case instead")
+    parser.add_argument("--conversations", type=int, default=60)
     args = parser.parse_args()
+    if args.model:
+        return model_case(args.model, args.conversations)
     n = args.count
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * n + 256)), hard))  # the server inherits it

@@ -47,7 +47,7 @@ class Settings:
     engine: str = "auto"  # auto | llamacpp | transformers (auto: llama.cpp for GGUF files on a CPU)
     device: str = "auto"  # auto | cpu | cuda | mps
     dtype: str = "auto"  # transformers: auto (timed at load on a CPU) | bfloat16 | float16 | float32
-    weights: str = "auto"  # llama.cpp on a CPU: auto | as-is | q4_0 | q4_k_m | q8_0 (weights that batch: weights.py)
+    weights: str = "as-is"  # llama.cpp on a CPU: as-is | auto | q4_0 | q4_k_m | q8_0 (weights that batch: weights.py)
     threads: int = 0  # 0 = one per core
     max_batch: int = 16  # local model: turns decoded together; more wait in arrival order
     max_loaded_models: int = 3  # local models in memory; past it the least recently used idle one is unloaded
