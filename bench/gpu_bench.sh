@@ -39,7 +39,8 @@ if [[ $engines == *llamacpp* ]]; then  # built first, alone: a build beside a be
   cmake -S "$work/llama.cpp" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="$arch" -DGGML_CUDA_FA=OFF -DGGML_CUDA_NCCL=OFF -DBUILD_SHARED_LIBS=ON \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF > "$OUT/build.log" 2>&1
+    -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DCMAKE_C_FLAGS=-U__AMX_INT8__ \
+    -DCMAKE_CXX_FLAGS=-U__AMX_INT8__ > "$OUT/build.log" 2>&1  # no AMX, as the Makefile builds it
   cmake --build "$work/build" --target llama-server mtmd -j "$(nproc)" >> "$OUT/build.log" 2>&1
   echo "llama.cpp built with CUDA in $((SECONDS - started)) s" | tee -a "$OUT/build.log"
   mkdir -p "$work/site/llama_cpp/lib" && cp -a "$work"/build/bin/*.so* "$work/site/llama_cpp/lib/"
