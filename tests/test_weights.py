@@ -48,8 +48,8 @@ def test_the_measures_tell_a_near_lossless_conversion_from_a_lossy_one(tmp_path)
     questions = [probe.vocab.encode(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n")
                  for q in weights.QUESTIONS]
     probe.close()
-    q8, _ = weights.checked(source, "q8_0", tmp_path, 2, questions)
-    q4, _ = weights.checked(source, "q4_0", tmp_path, 2, questions)
+    q8, _ = weights.checked(source, "q8_0", tmp_path, 2, lambda: questions)
+    q4, _ = weights.checked(source, "q4_0", tmp_path, 2, lambda: questions)
     assert 1 < q8.original_perplexity == q4.original_perplexity < 1000
     assert q8.perplexity <= q8.original_perplexity * 1.03 and q8.agreement >= 0.9
     assert q4.perplexity > q8.perplexity and q4.agreement < q8.agreement

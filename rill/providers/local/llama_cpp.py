@@ -147,7 +147,9 @@ class LlamaModel:
         self.special = {"bos_token": self._special(C.llama_vocab_bos(self.vocab)),
                         "eos_token": self._special(C.llama_vocab_eos(self.vocab))}
         if not gpu:  # repacked weights are the CPU backend's
-            questions = [self.chat_tokens([{"role": "user", "content": q}]) for q in weights.QUESTIONS]
+            def questions() -> list[list[int]]:  # only when a conversion is measured
+                return [self.chat_tokens([{"role": "user", "content": q}]) for q in weights.QUESTIONS]
+
             chosen, self.weights = weights.choose(self.source, int(self._meta("general.file_type") or -1),
                                                   self.weights_setting, self.cache_dir, self.threads, questions)
             if chosen != self.source:  # the same vocabulary and template, other weights
@@ -242,6 +244,12 @@ class LlamaModel:
                           else self.context_tokens)
 
 
+def put_token(batch, n: int, token: int, position: int, seq: int, logits: bool) -> None:
+    """Entry `n` of a llama_batch: `token` at `position` of sequence `seq`; `logits`: wanted for it."""
+    batch.token[n], batch.pos[n], batch.n_seq_id[n], batch.logits[n] = token, position, 1, logits
+    batch.seq_id[n][0] = seq
+
+
 def new_context(handle, cells: int, sequences: int, batch_tokens: int, threads: int, pooling: int | None = None):
     """`pooling`: a context that gives each sequence's pooled final-layer state, not logits."""
     params = C.llama_context_default_params()
@@ -292,8 +300,7 @@ class Pooler:
         batch, n = self.batch, 0
         for seq, ids in enumerate(group):
             for position, token in enumerate(ids):
-                batch.token[n], batch.pos[n], batch.n_seq_id[n], batch.logits[n] = token, position, 1, True
-                batch.seq_id[n][0] = seq
+                put_token(batch, n, token, position, seq, True)
                 n += 1
         batch.n_tokens = n
         C.llama_memory_clear(C.llama_get_memory(self.ctx), True)
@@ -380,11 +387,6 @@ class LlamaBatch:
                                    row.seq)
         self.kept.keep(Kept(row.kv, state))
 
-    def _put(self, n: int, token: int, position: int, seq: int, logits: bool) -> None:
-        b = self.batch
-        b.token[n], b.pos[n], b.n_seq_id[n], b.logits[n] = token, position, 1, logits
-        b.seq_id[n][0] = seq
-
     def step(self) -> None:
         """One llama_decode: a token for every decoding row, then prompt slices for newcomers."""
         prefilling = [r for r in self.rows if r.fed < len(r.prompt)]
@@ -394,7 +396,7 @@ class LlamaBatch:
         budget = self.pacer.budget() if decoding else self.PREFILL_ALONE
         outputs, n = [], 0
         for row in decoding:
-            self._put(n, row.last_token, row.length, row.seq, True)
+            put_token(self.batch, n, row.last_token, row.length, row.seq, True)
             row.kv.append(row.last_token)
             outputs.append((n, row))
             n += 1
@@ -404,7 +406,7 @@ class LlamaBatch:
             budget -= self._decode_images(row)
             take = max(0, min(budget, self._text_end(row) - row.fed))
             for position in range(row.fed, row.fed + take):
-                self._put(n, row.prompt[position], position, row.seq, position == len(row.prompt) - 1)
+                put_token(self.batch, n, row.prompt[position], position, row.seq, position == len(row.prompt) - 1)
                 n += 1
             row.kv += row.prompt[row.fed: row.fed + take]
             row.fed += take

@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import llama_cpp as C
 import numpy as np
@@ -124,12 +125,12 @@ class Probe:
 
     def _decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
         """(token, position, sequence, wants logits) each."""
-        batch = self.batch
-        for n, (token, position, seq, logits) in enumerate(entries):
-            batch.token[n], batch.pos[n], batch.n_seq_id[n], batch.logits[n] = token, position, 1, logits
-            batch.seq_id[n][0] = seq
-        batch.n_tokens = len(entries)
-        if C.llama_decode(self.ctx, batch) != 0:
+        from .llama_cpp import put_token
+
+        for n, entry in enumerate(entries):
+            put_token(self.batch, n, *entry)
+        self.batch.n_tokens = len(entries)
+        if C.llama_decode(self.ctx, self.batch) != 0:
             raise RuntimeError("llama_decode failed")
 
     def _logits(self, index: int) -> np.ndarray:
@@ -198,10 +199,11 @@ def measure(original: Path, converted: Path, prompts: list[list[int]], threads: 
     return Check(perplexities["converted"], perplexities["original"], agreement, times)
 
 
-def checked(source: Path, kind: str, cache_dir: Path, threads: int, questions: list[list[int]]) -> tuple[Check, Path]:
+def checked(source: Path, kind: str, cache_dir: Path, threads: int,
+            questions: Callable[[], list[list[int]]]) -> tuple[Check, Path]:
     """The conversion and its measures, made once per machine: servers starting together wait for
     the first (each measuring beside the others would time the others' work, and could decide
-    differently)."""
+    differently). `questions`: QUESTIONS in the model's chat template, as token ids."""
     from filelock import FileLock
 
     target = converted_path(source, kind, cache_dir)
@@ -210,7 +212,7 @@ def checked(source: Path, kind: str, cache_dir: Path, threads: int, questions: l
     with FileLock(target.with_suffix(".lock")):
         if not record.exists():
             convert(source, kind, cache_dir, threads)
-            check = measure(source, target, questions, threads)
+            check = measure(source, target, questions(), threads)
             partial = record.with_suffix(f".partial-{os.getpid()}")
             partial.write_text(json.dumps(asdict(check)))
             partial.rename(record)
@@ -218,9 +220,9 @@ def checked(source: Path, kind: str, cache_dir: Path, threads: int, questions: l
 
 
 def choose(source: Path, file_type: int, setting: str, cache_dir: Path, threads: int,
-           questions: list[list[int]]) -> tuple[Path, str]:
+           questions: Callable[[], list[list[int]]]) -> tuple[Path, str]:
     """The file to load and why. `file_type`: its general.file_type (a llama_ftype); `questions`:
-    QUESTIONS in the model's chat template, as token ids."""
+    made only where a conversion is measured."""
     if setting not in CHOICES:
         raise ValueError(f"RILL_WEIGHTS={setting!r} is not one of {', '.join(CHOICES)}")
     if setting == "as-is":
