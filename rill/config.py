@@ -54,6 +54,7 @@ class Settings:
     cache_tokens: int = 32768  # tokens of finished conversations kept for follow-ups; llama.cpp: its KV cells too
     chat_template: str = ""  # a Jinja chat template file used instead of the model's own
     prefill_chunk: int = 128  # most prompt tokens per step while other turns stream (no stalls)
+    speculate: bool = True  # local models: guess next tokens from the conversation's text where that pays
     context_tokens: int = 8192  # capped by the model's own window
     default_max_tokens: int = 512
     max_tokens_cap: int = 4096

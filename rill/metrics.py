@@ -36,6 +36,10 @@ E2E_LATENCY = Histogram("rill_e2e_request_latency_seconds", "Turn accepted to it
 QUEUE_TIME = Histogram("rill_request_queue_time_seconds",
                        "Turn accepted to the model taking it (upstreams: to their first word)", TURN,
                        buckets=LATENCY)
+SPEC_DRAFT_TOKENS = Counter("rill_spec_decode_num_draft_tokens", "Guessed tokens fed to the local model (prompt lookup)",
+                            ["model"])
+SPEC_ACCEPTED_TOKENS = Counter("rill_spec_decode_num_accepted_tokens", "Guessed tokens the model's own picks matched",
+                               ["model"])
 BATCH_SIZE = Histogram("rill_batch_size", "Rows in each decode step of the local model", ["model"],
                        buckets=BATCH_ROWS)
 OPEN_STREAMS = Gauge("rill_open_streams", "Readers following a turn now, by transport", ["api"],

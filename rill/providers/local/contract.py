@@ -70,6 +70,7 @@ class Model(Protocol):
 
 class Batch(Protocol):
     rows: list[Row]  # every row in the batch, decoding or still prefilling
+    guesses: tuple[int, int]  # the last step's guessed tokens, and how many of them held (speculation.py)
 
     def can_admit(self, row: Row, newcomers: list[Row]) -> bool:
         """Whether `row` may join now, beside the rows already running and those joining with it."""

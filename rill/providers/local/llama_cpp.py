@@ -28,7 +28,7 @@ from .options import LocalOptions
 from ..base import Image
 from .contract import EMBEDDING_TOKENS, Media
 from .pacer import PrefillPacer
-from . import weights
+from . import speculation, weights
 from .projector import Projector
 from .prefix_cache import FINISHED, Kept, PrefixCache, longest_prefix
 from .row import Row
@@ -131,6 +131,7 @@ class LlamaModel:
         self.context_tokens = options.context_tokens
         self.cache_tokens = options.cache_tokens
         self.prefill_chunk = options.prefill_chunk
+        self.speculate = options.speculate
         self.mmproj = options.mmproj
         self.weights_setting, self.cache_dir = options.weights, options.cache_dir
         self.weights = "as is"  # which weights load() chose, and why (weights.py)
@@ -323,6 +324,8 @@ class LlamaBatch:
         self.batch = C.llama_batch_init(self.width, 0, 1)
         self.embeddings = False
         self.pacer = PrefillPacer(model.prefill_chunk)
+        self.cost = speculation.StepCost()
+        self.guesses = (0, 0)
         self.rows: list[Row] = []
         self.free = list(range(max_rows))  # sequence ids
         # Finished conversations, out of the KV cache (llama_state_seq_get_data); a batch of one
@@ -388,18 +391,23 @@ class LlamaBatch:
         self.kept.keep(Kept(row.kv, state))
 
     def step(self) -> None:
-        """One llama_decode: a token for every decoding row, then prompt slices for newcomers."""
+        """One llama_decode: a token for every decoding row (and its guesses, speculation.py),
+        then prompt slices for newcomers."""
         prefilling = [r for r in self.rows if r.fed < len(r.prompt)]
         for row in prefilling:  # before this step's tokens go in: only decoded cells are shared
             self._share(row)
         decoding = [r for r in self.rows if r.fed == len(r.prompt)]
+        guesses = self._guesses(decoding) if decoding and not prefilling else {}
         budget = self.pacer.budget() if decoding else self.PREFILL_ALONE
-        outputs, n = [], 0
+        fed, n = [], 0  # (row, its first entry, its guesses)
         for row in decoding:
-            put_token(self.batch, n, row.last_token, row.length, row.seq, True)
+            guess, ngram = guesses.get(row, ([], 0))
+            fed.append((row, n, guess, ngram))
+            for i, token in enumerate([row.last_token, *guess]):
+                put_token(self.batch, n, token, row.length + i, row.seq, True)
+                n += 1
             row.kv.append(row.last_token)
-            outputs.append((n, row))
-            n += 1
+        joining = []  # (entry of the prompt's last token, row)
         for i, row in enumerate(prefilling):
             if budget <= 0 or self._waits(row, prefilling[:i]):
                 continue
@@ -412,9 +420,9 @@ class LlamaBatch:
             row.fed += take
             budget -= take
             if row.fed == len(row.prompt):
-                outputs.append((n - 1, row))
+                joining.append((n - 1, row))
         self.batch.n_tokens = n
-        hidden = any(row.options.hidden_states for _, row in outputs)
+        hidden = any(row.options.hidden_states for row in [*decoding, *(r for _, r in joining)])
         if hidden != self.embeddings:
             C.llama_set_embeddings(self.ctx, hidden)
             self.embeddings = hidden
@@ -422,17 +430,38 @@ class LlamaBatch:
         status = C.llama_decode(self.ctx, self.batch)
         if status != 0:
             raise RuntimeError(f"llama_decode failed ({status})")
-        if decoding:
-            self.pacer.record(time.perf_counter() - started, n - len(decoding))
-        for index, row in outputs:
-            logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self.ctx, index), shape=(self.model.n_vocab,))
-            vector = None
-            if row.options.hidden_states:
-                vector = np.ctypeslib.as_array(C.llama_get_embeddings_ith(self.ctx, index),
-                                               shape=(self.model.n_embd,)).tolist()
-            row.accept(logits, vector)
+        seconds = time.perf_counter() - started
+        if decoding and not guesses:  # the pacer compares slices with plain decode steps
+            self.pacer.record(seconds, n - len(decoding))
+        if decoding and not prefilling:
+            self.cost.record(n, seconds)
+        self.guesses = (sum(len(g) for g, _ in guesses.values()), 0)
+        for row, first, guess, ngram in fed:
+            held = row.take(guess, ngram, lambda i, first=first, row=row: self._output(first + i, row))
+            self.guesses = (self.guesses[0], self.guesses[1] + held)
+            row.kv += guess[:held]
+            row.length += 1 + held
+            if held < len(guess):  # the cells of the guesses that failed
+                C.llama_memory_seq_rm(self.memory, row.seq, row.length, -1)
+        for index, row in joining:
+            row.accept(*self._output(index, row))
+
+    def _guesses(self, decoding: list[Row]) -> dict:
+        if not self.model.speculate:
+            return {}
         for row in decoding:
-            row.length += 1
+            row.guessing()
+        return speculation.plan(decoding, lambda row: row.room_to_guess(self.model.context_tokens),
+                                lambda chosen: len(decoding) + sum(len(g) for g, _ in chosen.values()), self.cost)
+
+    def _output(self, index: int, row: Row) -> tuple:
+        """The logits of batch entry `index` (and its final-layer state, when the row asks)."""
+        logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self.ctx, index), shape=(self.model.n_vocab,))
+        vector = None
+        if row.options.hidden_states:
+            vector = np.ctypeslib.as_array(C.llama_get_embeddings_ith(self.ctx, index),
+                                           shape=(self.model.n_embd,)).tolist()
+        return logits, vector
 
     @staticmethod
     def _text_end(row: Row) -> int:

@@ -22,6 +22,7 @@ class LocalOptions:
     max_batch: int = 16  # rows decoded together
     cache_tokens: int = 32768  # tokens of finished conversations kept; llama.cpp: its KV cells too
     prefill_chunk: int = 128  # most prompt tokens per step while other rows stream
+    speculate: bool = True  # prompt-lookup guesses where they measurably pay (speculation.py)
     chat_template: str = ""  # a Jinja template file used instead of the model's own
     mmproj: Path | None = None  # llama.cpp: the model's vision projector (GGUF)
     cache_dir: Path = Path.home() / ".cache" / "rill"  # transformers: GGUF files converted once
@@ -52,7 +53,7 @@ class LocalOptions:
         return cls(source=source, hub=hub, name=name, engine=settings.engine, device=settings.device,
                    dtype=settings.dtype, weights=settings.weights, threads=settings.threads, context_tokens=settings.context_tokens,
                    max_batch=settings.max_batch, cache_tokens=settings.cache_tokens,
-                   prefill_chunk=settings.prefill_chunk, chat_template=settings.chat_template,
+                   prefill_chunk=settings.prefill_chunk, speculate=settings.speculate, chat_template=settings.chat_template,
                    cache_dir=Path(settings.cache_dir), mmproj=mmproj)
 
 

@@ -7,6 +7,7 @@ from ..base import CancelToken, Failure, Finish, GenerationOptions, HiddenStates
 from .contract import Media, Model
 from .decoding import IncrementalDecoder, Sampler
 from .grammar import Constraint, calls_grammar, format_grammar
+from .speculation import Lookup
 from .stops import StopMatcher
 from .tool_calls import OPEN, ToolCallReader
 
@@ -40,6 +41,7 @@ class Row:
         self.produced = 0
         self.last_token: int | None = None
         self.hidden = None  # (token, final-layer output) of the last token, when asked for
+        self.lookup: Lookup | None = None  # its text indexed for guesses, from the first (speculation.py)
         self.done = False
         self.reason = ""
         # What the batch keeps about the row's place in its cache.
@@ -66,6 +68,8 @@ class Row:
         except Exception as exc:  # one bad row must not take the batch down
             return self.fail(ProviderError(f"local model failed: {exc}"))
         self.produced += 1
+        if self.lookup:
+            self.lookup.push(token)
         if hidden is not None:
             self.hidden = (token, hidden)
         text = self.decoder.push(token)
@@ -85,6 +89,32 @@ class Row:
         if self.produced >= self.options.max_tokens:
             return self.finish("length")
         self.last_token = token
+
+    def guessing(self) -> Lookup:
+        if self.lookup is None:
+            self.lookup = Lookup(self.prompt + self.decoder.ids)
+        return self.lookup
+
+    def room_to_guess(self, context_tokens: int) -> int:
+        """How many guessed tokens a step may feed after the last one: none past the reply's cap or
+        the context, none for a row that wants its last token's hidden states."""
+        if self.options.hidden_states:
+            return 0
+        return max(0, min(self.options.max_tokens - self.produced - 1, context_tokens - self.length - 2))
+
+    def take(self, guesses: list[int], ngram: int, outputs: Callable[[int], tuple]) -> int:
+        """Pick tokens from the logits of the positions fed last_token and then the guesses
+        (`outputs(i)`: position i's logits and hidden states), keeping on while each pick equals the
+        guess fed after it; returns how many guesses held (their cache entries stay)."""
+        held = 0
+        while True:
+            self.accept(*outputs(held))
+            if self.done or held == len(guesses) or self.last_token != guesses[held]:
+                break
+            held += 1
+        if guesses:
+            self.lookup.record(ngram, len(guesses), held)
+        return held
 
     def finish(self, reason: str) -> None:
         if reason != "stop_sequence":

@@ -127,6 +127,10 @@ class Scheduler:
                 if batch.rows:
                     metrics.BATCH_SIZE.labels(self.label).observe(len(batch.rows))
                     batch.step()
+                    guessed, held = batch.guesses
+                    if guessed:
+                        metrics.SPEC_DRAFT_TOKENS.labels(self.label).inc(guessed)
+                        metrics.SPEC_ACCEPTED_TOKENS.labels(self.label).inc(held)
                     batch.drop_done()
             except Exception as exc:  # the model itself failed: every row in this batch ends
                 log.exception("batched step failed")

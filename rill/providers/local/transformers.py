@@ -40,6 +40,7 @@ from .options import LocalOptions
 from .pacer import PrefillPacer
 from .prefix_cache import FINISHED, Kept, PrefixCache
 from .row import Row
+from . import speculation
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class HFModel:
         self.context_tokens = options.context_tokens
         self.max_batch = options.max_batch
         self.prefill_chunk = options.prefill_chunk
+        self.speculate = options.speculate
         self.cache_tokens = options.cache_tokens  # finished conversations' caches kept, in tokens
         self.copies: dict[torch.dtype, object] = {}  # the weights, in each dtype kept
         self.dtype_for: dict[int, torch.dtype] = {}  # batch size -> the faster copy (both kept)
@@ -386,6 +388,8 @@ class HFBatch:
         self.decoding: list[Row] = []  # the rows in self.cache, in its order
         self.prefilling: list[Row] = []  # long prompts still being prefilled, in arrival order
         self.pacer = PrefillPacer(model.prefill_chunk)
+        self.cost = speculation.StepCost()  # of a decode step, for its rows x positions
+        self.guesses = (0, 0)
         self.cache: DynamicCache | None = None
         self.dtype: torch.dtype | None = None  # of the weight copy the last forward pass used
         self.mask: torch.Tensor | None = None  # [decoding rows, cached positions], 1 = a real token
@@ -399,9 +403,11 @@ class HFBatch:
         self.rows, self.decoding, self.prefilling, self.cache, self.mask = [], [], [], None, None
         self.kept.clear()
 
-    def _forward(self, rows: list[Row], tokens: int, keep: list[int] | None = None, **inputs) -> None:
+    def _forward(self, rows: list[Row], tokens: int, keep: list[int] | None = None, guesses: dict | None = None,
+                 **inputs) -> list[int]:
         """Run the model (the weight copy for `tokens` tokens at once) and feed each row its logits:
-        from its last position, or with a packed sequence from position `keep[i]`."""
+        from its last position (and from its guesses', which end each row's input: speculation.py),
+        or with a packed sequence from position `keep[i]`. Returns how many guesses each row kept."""
         model = self.model.model_for(tokens, self.dtype)
         self.dtype = model.dtype
         caches = inputs["past_key_values"]
@@ -413,21 +419,29 @@ class HFBatch:
         inputs = {k: v.to(self.model.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         if "inputs_embeds" in inputs:
             inputs["inputs_embeds"] = inputs["inputs_embeds"].to(model.dtype)
+        guesses = guesses or {}
+        width = 1 + max((len(g) for g, _ in guesses.values()), default=0)
         # Only the positions that pick a token need logits (the others would cost a vocabulary-sized
         # matmul each); float32 because CPU argmax and softmax are several times faster.
         out = model(**inputs, use_cache=True, output_hidden_states=want_hidden,
-                    logits_to_keep=1 if keep is None else torch.tensor(keep, dtype=torch.long, device=self.model.device))
+                    logits_to_keep=width if keep is None else torch.tensor(keep, dtype=torch.long, device=self.model.device))
         if not rows:
-            return
+            return []
         last = out.hidden_states[-1] if want_hidden else None
-        if keep is None:
-            logits, hidden = out.logits[:, -1], last[:, -1] if want_hidden else None
+        if keep is None:  # [rows, positions, ...]; a row's own positions first, then padding
+            logits, hidden = out.logits[:, -width:], last[:, -width:] if want_hidden else None
         else:
-            logits, hidden = out.logits[0], last[0, keep] if want_hidden else None
+            logits, hidden = out.logits[0, :, None], last[0, keep, None] if want_hidden else None
         logits = logits.float().cpu()
+        held = []
         for i, row in enumerate(rows):
-            if not row.done:
-                row.accept(logits[i], hidden[i].float().tolist() if want_hidden and row.options.hidden_states else None)
+            guess, ngram = guesses.get(row, ([], 0))
+            if row.done:
+                held.append(0)
+                continue
+            held.append(row.take(guess, ngram, lambda j, i=i, row=row: (
+                logits[i, j], hidden[i, j].float().tolist() if want_hidden and row.options.hidden_states else None)))
+        return held
 
     @torch.inference_mode()
     def add(self, rows: list[Row]) -> None:
@@ -511,29 +525,58 @@ class HFBatch:
         """One forward pass: the next token of every decoding row, and a slice of the first long
         prompt waiting (sized by the pacer while others stream)."""
         started, streaming = time.perf_counter(), len(self.decoding)
+        self.guesses = (0, 0)
         size = 0
         if self.prefilling:
             size = self._step_with_slice(self.prefilling[0], self.pacer.budget() if streaming else self.ADMIT_TOKENS)
-        else:
-            self._decode_step()
+        elif self._decode_step():
+            return  # with guesses: not a plain decode step, which the pacer compares slices with
         if streaming:
             self.pacer.record(time.perf_counter() - started, size)
 
-    def _next_tokens(self) -> list[int]:
-        """Each decoding row's input; a row that just stopped on its first token is fed padding (it
-        leaves after this step)."""
-        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.decoding), 1)], dim=1)
-        tokens = [self.model.pad_id if r.done else r.last_token for r in self.decoding]
-        for row, token in zip(self.decoding, tokens):
-            row.kv.append(token)
+    def _next_tokens(self, guesses: dict | None = None) -> list[list[int]]:
+        """Each decoding row's input: its last token and its guesses, padded to the longest (the
+        padding masked out); a row that just stopped on its first token is fed padding (it leaves
+        after this step)."""
+        guesses = guesses or {}
+        width = 1 + max((len(g) for g, _ in guesses.values()), default=0)
+        tokens, real = [], []
+        for row in self.decoding:
+            fed = [self.model.pad_id if row.done else row.last_token, *guesses.get(row, ([], 0))[0]]
+            tokens.append(fed + [self.model.pad_id] * (width - len(fed)))
+            real.append([1] * len(fed) + [0] * (width - len(fed)))
+            row.kv.append(fed[0])
+        self.mask = torch.cat([self.mask, torch.tensor(real, dtype=self.mask.dtype, device=self.mask.device)], dim=1)
         return tokens
 
-    def _decode_step(self) -> None:
-        tokens = self._next_tokens()
-        self._forward(self.decoding, len(tokens), input_ids=torch.tensor(tokens).unsqueeze(1), attention_mask=self.mask,
-                      position_ids=torch.tensor([[r.length] for r in self.decoding]), past_key_values=self.cache)
-        for row in self.decoding:
-            row.length += 1
+    def _decode_step(self) -> int:
+        """One token for every decoding row, and their guesses; returns how many guesses went in."""
+        guesses = self._guesses()
+        tokens = self._next_tokens(guesses)
+        width = len(tokens[0])
+        started = time.perf_counter()
+        held = self._forward(self.decoding, len(tokens) * width, guesses=guesses, input_ids=torch.tensor(tokens),
+                             attention_mask=self.mask, past_key_values=self.cache,
+                             position_ids=torch.tensor([[r.length + i for i in range(width)] for r in self.decoding]))
+        self.cost.record(len(tokens) * width, time.perf_counter() - started)
+        self.guesses = (sum(len(g) for g, _ in guesses.values()), sum(held))
+        end = self.mask.shape[1]
+        for i, (row, kept) in enumerate(zip(self.decoding, held)):
+            row.kv += guesses.get(row, ([], 0))[0][:kept]
+            row.length += 1 + kept
+            self.mask[i, end - width + 1 + kept:] = 0  # the guesses that failed: their columns stay, unread
+        return len(tokens) * (width - 1)
+
+    def _guesses(self) -> dict:
+        rows = [r for r in self.decoding if not r.done]
+        if not self.model.speculate or not rows:
+            return {}
+        for row in rows:
+            row.guessing()
+        # Every row is padded to the longest row's guesses: the step costs rows x that width.
+        return speculation.plan(rows, lambda row: row.room_to_guess(self.model.context_tokens),
+                                lambda chosen: len(self.decoding) * (1 + max((len(g) for g, _ in chosen.values()), default=0)),
+                                self.cost)
 
     def _step_with_slice(self, row: Row, size: int) -> int:
         """A decode step that also prefills up to `size` more of this row's prompt, in the same
@@ -543,7 +586,7 @@ class HFBatch:
         piece = row.prompt[row.fed: row.fed + size]
         end = row.fed + len(piece)
         decoding = self.decoding
-        tokens = (self._next_tokens() if decoding else []) + piece
+        tokens = ([t for t, in self._next_tokens()] if decoding else []) + piece
         positions = [r.length for r in decoding] + list(range(row.fed, end))
         last = end == len(row.prompt)  # then the slice's last position gives the row its first token
         keep = list(range(len(decoding))) + ([len(tokens) - 1] if last else [])

@@ -1,0 +1,118 @@
+"""Prompt-lookup speculation: a row's next tokens guessed from its own text, checked in the same
+forward pass as its next token.
+
+A reply often repeats its prompt (an edited text, refactored code, a quoted name): when the row's
+last few tokens appeared before, the tokens that followed them there are a guess at what comes
+next. The guesses go into the step after the row's token; each position's logits pick a token as
+they always do, and a guess is kept while it equals the pick, so greedy replies are the same tokens
+and sampled ones come from the same distribution (a guess is a point mass: sampling from the
+model and keeping the guess only when the sample equals it is rejection sampling). No draft model.
+
+Guessing is not free: every guessed token costs compute in the step, a lot on a CPU where a step's
+cost grows with its tokens. So each step's guesses are planned against what is measured: each
+row's acceptance (per n-gram length) and the step's cost for its number of tokens; a guess goes in
+only while it raises the step's expected tokens per second. Where guesses rarely hold (plain chat)
+or extra tokens cost nearly a full step (big batches), none go in.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Callable
+
+NGRAMS = (3, 2, 1)  # suffix lengths looked up, the longest (the surest guess) first
+MOST = 8  # guessed tokens per row and step
+PRIOR = (2.0, 1.0)  # (kept, missed) before a row has any: two in three, so a first guess is tried
+FORGET = 0.9  # older outcomes weigh less: a reply that stops copying stops guessing soon
+
+
+class Lookup:
+    """A row's tokens (prompt and reply) with each n-gram's latest position, for guesses."""
+
+    def __init__(self, tokens: list[int]):
+        self.tokens: list[int] = []
+        self.after: dict[tuple[int, ...], int] = {}  # n-gram -> where the token that followed it is
+        self.outcomes = {n: list(PRIOR) for n in NGRAMS}
+        for token in tokens:
+            self.push(token)
+
+    def push(self, token: int) -> None:
+        tokens, end = self.tokens, len(self.tokens)
+        for n in NGRAMS:
+            if end >= n:
+                self.after[tuple(tokens[end - n:])] = end
+        tokens.append(token)
+
+    def guess(self, most: int) -> tuple[list[int], int]:
+        """The tokens that followed the latest earlier occurrence of the longest suffix found, and
+        that suffix's length (0: none found)."""
+        for n in NGRAMS:
+            at = self.after.get(tuple(self.tokens[-n:])) if len(self.tokens) >= n else None
+            if at is not None:
+                return self.tokens[at: at + most], n
+        return [], 0
+
+    def rate(self, n: int) -> float:
+        """How often a guess after an n-gram holds, given the one before it held."""
+        kept, missed = self.outcomes[n]
+        return kept / (kept + missed)
+
+    def record(self, n: int, guessed: int, kept: int) -> None:
+        outcome = self.outcomes[n]
+        outcome[0] = outcome[0] * FORGET + kept
+        outcome[1] = outcome[1] * FORGET + (kept < guessed)
+
+
+class StepCost:
+    """Seconds a step takes for its number of tokens, `fixed + per_token * tokens`, fitted to the
+    recent steps. While they are all of one size the fit cannot be made (or renewed): then a plan
+    tries a guess anyway, so the cost of a bigger step is measured, not assumed."""
+
+    def __init__(self):
+        self.steps: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
+        self.fit: tuple[float, float] | None = None
+        self.stale = False  # the recent steps were all of one size
+
+    def record(self, tokens: int, seconds: float) -> None:
+        self.steps.append((tokens, seconds))
+        n = len(self.steps)
+        mean_t = sum(t for t, _ in self.steps) / n
+        mean_s = sum(s for _, s in self.steps) / n
+        var = sum((t - mean_t) ** 2 for t, _ in self.steps)
+        self.stale = var == 0
+        per_token = sum((t - mean_t) * (s - mean_s) for t, s in self.steps) / var if var else 0.0
+        if per_token > 0:  # otherwise the timings say nothing yet
+            self.fit = (max(0.0, mean_s - per_token * mean_t), per_token)
+
+    def seconds(self, tokens: int) -> float:
+        """Unmeasured, a token is taken to cost half a one-token step (a plan compares costs: the
+        unit does not matter)."""
+        fixed, per_token = self.fit or (0.5, 0.5)
+        return fixed + per_token * tokens
+
+
+def plan(rows: list, room: Callable, tokens: Callable[[dict], int], cost: StepCost) -> dict:
+    """Each row's guesses for this step ({row: (tokens, n)}, rows without any left out): of the
+    guesses at least so likely to hold, for every such threshold, the set with the most expected
+    tokens per second (a set, not guess by guess: where rows are padded to the longest, the first
+    guess costs every row a position and the others' then cost nothing). `room(row)`: how many a
+    row may take; `tokens(plan)`: the step's tokens with that plan."""
+    candidates = []
+    for row in rows:
+        guess, n = row.lookup.guess(min(MOST, room(row)))
+        rate = row.lookup.rate(n) if guess else 0.0
+        candidates += [(rate ** (i + 1), row, guess, n) for i in range(len(guess))]
+    candidates.sort(key=lambda c: -c[0])  # a row's guesses stay in order: each is less likely
+    chosen: dict = {}
+    expected = float(len(rows))
+    best, best_speed = chosen, expected / cost.seconds(tokens(chosen))
+    for gain, row, guess, n in candidates:
+        chosen = {**chosen, row: (guess[: len(chosen.get(row, ((), 0))[0]) + 1], n)}
+        expected += gain
+        if (speed := expected / cost.seconds(tokens(chosen))) > best_speed:
+            best, best_speed = chosen, speed
+    if cost.stale and cost.steps:  # a step of another size than the recent ones, so its cost is measured
+        for _, row, guess, n in candidates:
+            if tokens(best) != cost.steps[-1][0]:
+                break
+            best = {**best, row: (guess[: len(best.get(row, ((), 0))[0]) + 1], n)}
+    return best
