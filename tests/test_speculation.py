@@ -31,13 +31,14 @@ def test_a_guess_is_what_followed_the_longest_suffix_found_last():
 
 def test_a_rows_guesses_are_trusted_as_they_hold():
     lookup = Lookup([1, 2, 3])
-    start = lookup.rate(3)
+    start, other = lookup.rate(3), lookup.rate(2)
+    assert start > other > lookup.rate(1)  # before any outcome: a longer match is the likelier guess
     lookup.record(3, guessed=4, kept=4)
     assert lookup.rate(3) > start
     for _ in range(10):
         lookup.record(3, guessed=4, kept=0)
     assert lookup.rate(3) < 0.3
-    assert lookup.rate(2) == start  # each n-gram length has its own record
+    assert lookup.rate(2) == other  # each n-gram length has its own record
 
 
 class Guessing:
@@ -78,6 +79,14 @@ def test_padded_rows_guess_together_or_not_at_all():
     width = lambda c: 8 * (1 + max((len(g) for g, _ in c.values()), default=0))  # noqa: E731
     chosen = plan(rows, lambda r: 8, width, costs(fixed=40.0, per_token=1.0))
     assert set(chosen) == set(rows) and len({len(g) for g, _ in chosen.values()}) == 1
+
+
+def test_a_size_seen_often_costs_what_it_took():
+    cost = costs(fixed=10.0, per_token=1.0)
+    assert cost.seconds(3) == pytest.approx(13.0)  # from the fit
+    for _ in range(3):
+        cost.record(2, 20.0)  # dearer than the line says
+    assert cost.seconds(2) > 15.0
 
 
 def test_a_step_of_another_size_is_tried_when_every_recent_step_was_the_same():

@@ -21,7 +21,9 @@ from typing import Callable
 
 NGRAMS = (3, 2, 1)  # suffix lengths looked up, the longest (the surest guess) first
 MOST = 8  # guessed tokens per row and step
-PRIOR = (2.0, 1.0)  # (kept, missed) before a row has any: two in three, so a first guess is tried
+# (kept, missed) before a row has any, by n-gram length: a long match is likelier to go on (a copy);
+# a single token seen before says little.
+PRIOR = {3: (2.0, 1.0), 2: (1.0, 1.0), 1: (1.0, 2.0)}
 FORGET = 0.9  # older outcomes weigh less: a reply that stops copying stops guessing soon
 
 
@@ -31,7 +33,7 @@ class Lookup:
     def __init__(self, tokens: list[int]):
         self.tokens: list[int] = []
         self.after: dict[tuple[int, ...], int] = {}  # n-gram -> where the token that followed it is
-        self.outcomes = {n: list(PRIOR) for n in NGRAMS}
+        self.outcomes = {n: list(PRIOR[n]) for n in NGRAMS}
         for token in tokens:
             self.push(token)
 
@@ -63,16 +65,23 @@ class Lookup:
 
 
 class StepCost:
-    """Seconds a step takes for its number of tokens, `fixed + per_token * tokens`, fitted to the
-    recent steps. While they are all of one size the fit cannot be made (or renewed): then a plan
-    tries a guess anyway, so the cost of a bigger step is measured, not assumed."""
+    """Seconds a step takes for its number of tokens: the recent average for a size seen often
+    enough, else `fixed + per_token * tokens` fitted to the recent steps (a step's cost is not
+    quite linear: a second position per row changes the attention's path). While the recent steps
+    are all of one size the fit cannot be made (or renewed): then a plan tries a guess anyway, so
+    the cost of a bigger step is measured, not assumed."""
+
+    SEEN = 3  # steps of a size before their average stands for it
 
     def __init__(self):
         self.steps: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
+        self.by_size: dict[int, tuple[int, float]] = {}  # tokens -> (steps seen, average seconds)
         self.fit: tuple[float, float] | None = None
         self.stale = False  # the recent steps were all of one size
 
     def record(self, tokens: int, seconds: float) -> None:
+        seen, average = self.by_size.get(tokens, (0, seconds))
+        self.by_size[tokens] = (seen + 1, average + (seconds - average) / min(seen + 1, 16))
         self.steps.append((tokens, seconds))
         n = len(self.steps)
         mean_t = sum(t for t, _ in self.steps) / n
@@ -86,6 +95,9 @@ class StepCost:
     def seconds(self, tokens: int) -> float:
         """Unmeasured, a token is taken to cost half a one-token step (a plan compares costs: the
         unit does not matter)."""
+        seen, average = self.by_size.get(tokens, (0, 0.0))
+        if seen >= self.SEEN and self.fit:
+            return average
         fixed, per_token = self.fit or (0.5, 0.5)
         return fixed + per_token * tokens
 
