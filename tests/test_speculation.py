@@ -126,7 +126,7 @@ def test_take_keeps_guesses_while_they_equal_the_picks():
     row.guessing()
     held = row.take([2, 3, 4], 3, lambda i: (picks(2, 3, 7, 8)[i], None))
     assert held == 2 and row.last_token == 7 and row.produced == 3
-    assert "".join(p.text for p in out if isinstance(p, Piece)) == "cdh"
+    assert [p.text for p in out if isinstance(p, Piece)] == ["cdh"]  # a step's text is one piece, one write
     held = row.take([], 0, lambda i: (picks(9)[i], None))  # no guesses: one pick, here the end
     assert held == 0 and isinstance(out[-1], Finish) and out[-1].reason == "stop"
 

@@ -106,12 +106,27 @@ class Row:
         """Pick tokens from the logits of the positions fed last_token and then the guesses
         (`outputs(i)`: position i's logits and hidden states), keeping on while each pick equals the
         guess fed after it; returns how many guesses held (their cache entries stay)."""
-        held = 0
-        while True:
-            self.accept(*outputs(held))
-            if self.done or held == len(guesses) or self.last_token != guesses[held]:
-                break
-            held += 1
+        held, emit, text = 0, self.emit, []
+
+        def gather(item) -> None:  # the step's text goes out as one piece: one write for a reader
+            if isinstance(item, Piece):
+                return text.append(item.text)
+            if text:
+                emit(Piece("".join(text)))
+                text.clear()
+            emit(item)
+
+        self.emit = gather
+        try:
+            while True:
+                self.accept(*outputs(held))
+                if self.done or held == len(guesses) or self.last_token != guesses[held]:
+                    break
+                held += 1
+        finally:
+            self.emit = emit
+            if text:
+                emit(Piece("".join(text)))
         if guesses:
             self.lookup.record(ngram, len(guesses), held)
         return held
