@@ -233,11 +233,11 @@ class LlamaModel:
         return {"engine": self.engine, "device": self.device, "dtype": self.desc.split(" ", 2)[-1]}  # "Q4_K - Medium"
 
     def new_context(self, cells: int, sequences: int, batch_tokens: int):
-        return new_context(self.handle, cells, sequences, batch_tokens, self.threads, gpu=self.device == "gpu")
+        return new_context(self.handle, cells, sequences, batch_tokens, self.threads, flash=self.device == "gpu")
 
     def pooled(self, inputs: list[list[int]]) -> list[np.ndarray]:
         if self.pooler is None:  # made with the first request
-            self.pooler = Pooler(self.handle, self.threads, C.LLAMA_POOLING_TYPE_MEAN, gpu=self.device == "gpu")
+            self.pooler = Pooler(self.handle, self.threads, C.LLAMA_POOLING_TYPE_MEAN)
         return self.pooler.vectors(inputs)
 
     def new_batch(self, max_rows: int) -> "LlamaBatch":
@@ -252,16 +252,17 @@ def put_token(batch, n: int, token: int, position: int, seq: int, logits: bool) 
 
 
 def new_context(handle, cells: int, sequences: int, batch_tokens: int, threads: int, pooling: int | None = None,
-                gpu: bool = False):
+                flash: bool = True):
     """`pooling`: a context that gives each sequence's pooled final-layer state, not logits.
 
-    On a CPU without flash attention: llama.cpp's CPU flash attention walks the cache one query and
-    one cell at a time, and its cost grew with the context until a 25-token prefill after 1,100
-    tokens took 359 ms against 114 ms through the matrix products (decode 24.4 against 14.4 ms; the
-    same below 100 tokens; bench/context_bench.py). The price is a scores buffer of cells x
-    queries: about 30 MiB more at 16 rows."""
+    `flash`: False for decoding on a CPU. llama.cpp's CPU flash attention walks the cache one query
+    and one cell at a time, and its cost grew with the context until a 25-token prefill after 1,100
+    tokens took 359 ms against 114 ms through the matrix products (a decode step 24.4 against 14.4
+    ms; the same below 100 tokens; bench/context_bench.py), at the price of a scores buffer (about
+    30 MiB more at 16 rows). Embeddings keep it: their inputs are short, and through the matrix
+    products an input's vector changed in the fifth decimal with the batch it was in."""
     params = C.llama_context_default_params()
-    if not gpu:
+    if not flash:
         params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
     if pooling is not None:
         params.embeddings, params.pooling_type = True, pooling
@@ -282,12 +283,12 @@ class Pooler:
     model's own with LLAMA_POOLING_TYPE_UNSPECIFIED, mean where it has none) and normalised; up to
     EMBED_SEQUENCES inputs (EMBEDDING_TOKENS tokens in all) per llama_decode, each its own sequence."""
 
-    def __init__(self, handle, threads: int, pooling: int, gpu: bool = False):
-        self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads, pooling, gpu)
+    def __init__(self, handle, threads: int, pooling: int):
+        self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads, pooling)
         if C.llama_pooling_type(self.ctx) == C.LLAMA_POOLING_TYPE_NONE:  # a model that names no pooling
             C.llama_free(self.ctx)
             self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads,
-                                   C.LLAMA_POOLING_TYPE_MEAN, gpu)
+                                   C.LLAMA_POOLING_TYPE_MEAN)
         self.size = C.llama_model_n_embd(handle)
         self.batch = C.llama_batch_init(EMBEDDING_TOKENS, 0, 1)
 
