@@ -12,7 +12,8 @@ Three cases per target:
    replies of `--tokens` new tokens, greedy. TTFT p50/p99, inter-token latency p50/p99, tokens/s
    per stream and in aggregate, errors.
 2. long prompt joins: 4 streams run, then a ~4,000-token prompt arrives; the running streams'
-   inter-token latency p50/p99 (no stalls: p99 < 3x p50) and the long prompt's TTFT.
+   inter-token latency p50/p99 (no stalls: p99 < 3x p50) and the long prompt's TTFT, against its
+   TTFT alone (measured first).
 3. conversation: 20 turns of one chat, each sent with the whole history; TTFT of turn 1 and turn 20.
 Then the ratios the targets are set in. All targets run at once, idle but one; `--rounds N` measures
 each level and case N times, alternating targets, and reports each figure's median. By default
@@ -162,8 +163,10 @@ def run_level(url: str, model: str, clients: int, per_client: int, tokens: int, 
 
 
 def long_prompt_joins(url: str, model: str, opening: str, running: int = 4, tokens: int = 256) -> dict:
-    """`running` streams under way, then the long prompt: their gaps, and its time to first token.
-    `opening` starts the long prompt, so that no cache holds it from an earlier round."""
+    """The long prompt alone, then `running` streams under way and the long prompt again: their
+    gaps, and its time to first token among them and alone. `opening` starts the long prompt, so
+    that no cache holds it from an earlier round."""
+    alone = one_request(url, model, user(f"{opening} Alone.\n{LONG_PROMPT}"), 8)
     results, long = [], {}
     threads = [threading.Thread(target=lambda: results.append(one_request(url, model, user(PROMPT), tokens)))
                for _ in range(running)]
@@ -176,7 +179,8 @@ def long_prompt_joins(url: str, model: str, opening: str, running: int = 4, toke
     gaps = [g * 1000 for r in results if "error" not in r for g in r["gaps"]]
     p50, p99 = pct(gaps, 0.5), pct(gaps, 0.99)
     return {"itl_p50": p50, "itl_p99": p99, "stall": p99 / p50, "long_ttft": long.get("ttft", float("nan")) * 1000,
-            "errors": sum("error" in r for r in results) + ("error" in long)}
+            "alone_ttft": alone.get("ttft", float("nan")) * 1000,
+            "errors": sum("error" in r for r in results) + ("error" in long) + ("error" in alone)}
 
 
 def conversation(url: str, model: str, opening: str, turns: int = 20, tokens: int = 32) -> dict:
@@ -388,11 +392,13 @@ def main() -> None:
                   + (f"  ({r['error_sample'][:60]})" if r["errors"] else ""))
     if "long" in args.cases:
         print("\nA ~4,000-token prompt joins 4 running streams (their inter-token latency; its TTFT):")
-        print(f"{'target':19}{'ITL p50':>9}{'ITL p99':>9}{'p99/p50':>9}{'long TTFT':>11}{'errors':>8}")
+        print(f"{'target':19}{'ITL p50':>9}{'ITL p99':>9}{'p99/p50':>9}{'long TTFT':>11}{'alone':>8}{'ratio':>7}"
+              f"{'errors':>8}")
         for name in targets:
             long = table[name]["long"]
             print(f"{name:19}{long['itl_p50']:9.1f}{long['itl_p99']:9.1f}{long['stall']:9.2f}"
-                  f"{long['long_ttft']:11.0f}{long['errors']:8}")
+                  f"{long['long_ttft']:11.0f}{long['alone_ttft']:8.0f}{long['long_ttft'] / long['alone_ttft']:7.2f}"
+                  f"{long['errors']:8}")
     if "chat" in args.cases:
         print("\nA 20-turn chat:")
         print(f"{'target':19}{'turn 1 TTFT':>13}{'turn 20 TTFT':>14}{'errors':>8}")

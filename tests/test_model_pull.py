@@ -40,12 +40,9 @@ def hub(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(hub, tmp_path_factory):
     home = tmp_path_factory.mktemp("pulls")
-    # Without speculation: its guesses follow each server's measured step costs, and llama.cpp rounds a
-    # step of several tokens differently (tests/test_batching.py), so two servers' greedy answers
-    # could part at a near tie; these tests compare them to know the model.
     srv = start_server("eventlet", home, entry="rill.entry", RILL_MODEL=f"hf:{GGUF_REPO}:Q4_1",
                        RILL_MAX_LOADED_MODELS=1, RILL_ENGINE="auto", HF_ENDPOINT=hub.url, HF_HOME=home / "hf",
-                       HF_HUB_OFFLINE=0, HF_HUB_DISABLE_TELEMETRY=1, RILL_SPECULATE="off")
+                       HF_HUB_OFFLINE=0, HF_HUB_DISABLE_TELEMETRY=1)
     srv.hf_home = home / "hf"
     yield srv
     stop_server(srv)
@@ -172,7 +169,7 @@ def test_the_least_recently_used_model_is_unloaded_and_loads_again_when_asked(se
 def test_pulled_models_are_listed_after_a_restart_and_load_with_their_first_turn(server, hub, tmp_path):
     """A second server on the same hub cache, offline: RILL_MODEL's model comes from the cache, the
     other pulled models are there, unloaded."""
-    other = start_server("eventlet", tmp_path, entry="rill.entry", RILL_MAX_LOADED_MODELS=1, RILL_SPECULATE="off",
+    other = start_server("eventlet", tmp_path, entry="rill.entry", RILL_MAX_LOADED_MODELS=1,
                          RILL_MODEL=f"hf:{GGUF_REPO}:Q4_1", HF_HOME=server.hf_home, HF_HUB_OFFLINE=1)
     try:
         listed = models(other)

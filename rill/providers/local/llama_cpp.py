@@ -233,7 +233,7 @@ class LlamaModel:
         return {"engine": self.engine, "device": self.device, "dtype": self.desc.split(" ", 2)[-1]}  # "Q4_K - Medium"
 
     def new_context(self, cells: int, sequences: int, batch_tokens: int):
-        return new_context(self.handle, cells, sequences, batch_tokens, self.threads, flash=self.device == "gpu")
+        return new_context(self.handle, cells, sequences, batch_tokens, self.threads)
 
     def pooled(self, inputs: list[list[int]]) -> list[np.ndarray]:
         if self.pooler is None:  # made with the first request
@@ -255,12 +255,12 @@ def new_context(handle, cells: int, sequences: int, batch_tokens: int, threads: 
                 flash: bool = True):
     """`pooling`: a context that gives each sequence's pooled final-layer state, not logits.
 
-    `flash`: False for decoding on a CPU. llama.cpp's CPU flash attention walks the cache one query
-    and one cell at a time, and its cost grew with the context until a 25-token prefill after 1,100
-    tokens took 359 ms against 114 ms through the matrix products (a decode step 24.4 against 14.4
-    ms; the same below 100 tokens; bench/context_bench.py), at the price of a scores buffer (about
-    30 MiB more at 16 rows). Embeddings keep it: their inputs are short, and through the matrix
-    products an input's vector changed in the fifth decimal with the batch it was in."""
+    `flash`: llama.cpp's flash attention (its default). On a CPU it walks the cache one query and one
+    cell at a time, so a long conversation's steps cost more than through the matrix products (a
+    25-token prefill after 1,100 tokens 359 against 114 ms, bench/context_bench.py); but through
+    them a token's logits round differently with the number of tokens in its step, and a greedy
+    reply would then change with the guesses taken beside it (speculation.py), where one query at
+    a time it does not."""
     params = C.llama_context_default_params()
     if not flash:
         params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED

@@ -114,7 +114,7 @@ class Probe:
         self.handle = load_model(source, gpu=False)
         self.vocab = Vocab(C.llama_model_get_vocab(self.handle))
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab.vocab)
-        self.ctx = new_context(self.handle, 1024, 8, 512, threads, flash=False)  # as the engine decodes
+        self.ctx = new_context(self.handle, 1024, 8, 512, threads)
         self.memory = C.llama_get_memory(self.ctx)
         self.batch = C.llama_batch_init(512, 0, 1)
 
