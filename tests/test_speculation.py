@@ -7,13 +7,11 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from rill.config import Settings
 from rill.providers.base import ChatMessage, Finish, GenerationOptions, Piece
-from rill.providers.local import LocalProvider
 from rill.providers.local.row import Row
 from rill.providers.local.speculation import Lookup, StepCost, plan
 
-from .test_batching import assert_greedy, collect, scheduling, submit
+from .test_batching import assert_greedy, collect, local, scheduling, submit  # noqa: F401 (local: the fixture)
 
 TEXT = ("The color of the harbor changes with the seasons. In summer the water is a bright, clear blue, and the "
         "neighbors gather at the center of the pier to watch the boats. In winter the harbor is quiet.")
@@ -167,15 +165,7 @@ def test_sampled_picks_are_the_same_with_and_without_guesses():
     assert kept > 0
 
 
-@pytest.fixture(scope="module", params=["llamacpp", "transformers"])
-def local(request):
-    provider = LocalProvider(Settings.from_env(engine=request.param, context_tokens=1024, dtype="float32"))
-    provider.load()
-    assert provider.state == "ready", provider.error
-    return provider
-
-
-def reply(local, text: str, speculate: bool, **options) -> tuple[str, Finish, int]:
+def reply(local, text: str, speculate: bool, **options) -> tuple[str, Finish, int]:  # noqa: F811
     """A reply in a batch of its own; how many guesses held."""
     local.model.speculate = speculate
     try:
@@ -194,7 +184,7 @@ def reply(local, text: str, speculate: bool, **options) -> tuple[str, Finish, in
 
 
 @pytest.mark.slow
-def test_a_copying_reply_is_guessed_and_unchanged(local):
+def test_a_copying_reply_is_guessed_and_unchanged(local):  # noqa: F811
     plain, plain_end, _ = reply(local, COPY, False, temperature=0, max_tokens=64)
     guessed, end, held = reply(local, COPY, True, temperature=0, max_tokens=64)
     assert held > 16  # most of a copy is guessed right
@@ -203,7 +193,7 @@ def test_a_copying_reply_is_guessed_and_unchanged(local):
 
 
 @pytest.mark.slow
-def test_a_seeded_sample_is_unchanged_by_guessing(local):
+def test_a_seeded_sample_is_unchanged_by_guessing(local):  # noqa: F811
     if local.model.engine == "llama.cpp":
         pytest.skip("llama.cpp's logits shift with the step's shape (test_batching), and a sample with them")
     for seed in (1, 2):
@@ -213,7 +203,7 @@ def test_a_seeded_sample_is_unchanged_by_guessing(local):
 
 
 @pytest.mark.slow
-def test_batched_turns_guess_apart_and_the_metrics_count_it(local, monkeypatch):
+def test_batched_turns_guess_apart_and_the_metrics_count_it(local, monkeypatch):  # noqa: F811
     """Whether guesses pay in a batch of two depends on this machine's step costs: here they are
     said to be nearly free, so the copying row guesses."""
     monkeypatch.setattr(StepCost, "seconds", lambda self, tokens: 1.0 + 0.01 * tokens)
