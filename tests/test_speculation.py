@@ -194,12 +194,31 @@ def test_a_copying_reply_is_guessed_and_unchanged(local):  # noqa: F811
 
 @pytest.mark.slow
 def test_a_seeded_sample_is_unchanged_by_guessing(local):  # noqa: F811
-    if local.model.engine == "llama.cpp":
-        pytest.skip("llama.cpp's logits shift with the step's shape (test_batching), and a sample with them")
     for seed in (1, 2):
         plain = reply(local, COPY, False, temperature=0.8, max_tokens=48, seed=seed)
         guessed = reply(local, COPY, True, temperature=0.8, max_tokens=48, seed=seed)
         assert guessed[:2] == plain[:2]
+
+
+@pytest.mark.slow
+def test_guesses_that_all_fail_change_nothing(local, monkeypatch):  # noqa: F811
+    """Every row guesses four tokens no reply writes, every step: their cells are dropped
+    (llama.cpp) or masked and then dropped from the cache mid-reply (transformers), and the reply
+    is the one without guesses, greedy and sampled."""
+    from rill.providers.local import speculation
+
+    monkeypatch.setattr(speculation, "plan", lambda rows, room, tokens, cost: {row: ([0, 1, 2, 3], 1) for row in rows})
+    compacted, compact = [], None
+    if local.model.engine == "transformers":
+        from rill.providers.local.transformers import HFBatch
+
+        compact = HFBatch._compact
+        monkeypatch.setattr(HFBatch, "_compact", lambda batch, rows: compacted.append(rows) or compact(batch, rows))
+    for options in ({"temperature": 0}, {"temperature": 1.0, "seed": 5}):
+        plain = reply(local, COPY, False, max_tokens=48, **options)
+        guessed = reply(local, COPY, True, max_tokens=48, **options)
+        assert guessed[:2] == plain[:2] and guessed[2] == 0
+    assert compact is None or compacted
 
 
 @pytest.mark.slow

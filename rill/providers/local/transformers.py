@@ -550,7 +550,9 @@ class HFBatch:
         return tokens
 
     def _decode_step(self) -> int:
-        """One token for every decoding row, and their guesses; returns how many guesses went in."""
+        """One token for every decoding row, and their guesses; returns how many guesses went in.
+        The cells of a failed guess (and the padding beside a shorter row's) stay in the cache,
+        masked, until a quarter of its columns are such."""
         guesses = self._guesses()
         tokens = self._next_tokens(guesses)
         width = len(tokens[0])
@@ -564,8 +566,10 @@ class HFBatch:
         for i, (row, kept) in enumerate(zip(self.decoding, held)):
             row.kv += guesses.get(row, ([], 0))[0][:kept]
             row.length += 1 + kept
-            self.mask[i, end - width + 1 + kept:] = 0  # the guesses that failed: their columns stay, unread
-        return len(tokens) * (width - 1)
+            self.mask[i, end - width + 1 + kept:] = 0  # the guesses that failed, unread from now on
+        if width > 1 and 4 * int((~self.mask.any(dim=0)).sum()) > self.mask.shape[1]:
+            self._compact(torch.arange(len(self.decoding), device=self.mask.device))  # a quarter unread: dropped
+        return self.guesses[0]
 
     def _guesses(self) -> dict:
         rows = [r for r in self.decoding if not r.done]
@@ -623,9 +627,13 @@ class HFBatch:
         if not keep:
             self.cache = self.mask = None
             return
-        index = torch.tensor(keep, device=self.mask.device)
-        self.mask = self.mask[index]
-        first = int(self.mask.any(dim=0).nonzero()[0])
-        self.mask = self.mask[:, first:]
+        self._compact(torch.tensor(keep, device=self.mask.device))
+
+    def _compact(self, rows: torch.Tensor) -> None:
+        """Keep these rows of the cache, and only the columns one of them still reads (padding and
+        failed guesses go)."""
+        self.mask = self.mask[rows]
+        columns = self.mask.any(dim=0).nonzero().squeeze(1)
+        self.mask = self.mask[:, columns]
         for layer in self.cache.layers:
-            layer.set(layer.keys[index, :, first:], layer.values[index, :, first:])
+            layer.set(layer.keys[rows][:, :, columns], layer.values[rows][:, :, columns])
