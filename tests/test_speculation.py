@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 
 from rill.providers.base import ChatMessage, Finish, GenerationOptions, Piece
 from rill.providers.local.row import Row
-from rill.providers.local.speculation import Lookup, StepCost, plan
+from rill.providers.local.speculation import Lookup, StepCost, plan, width
 
 from .test_batching import assert_greedy, collect, local, scheduling, submit  # noqa: F401 (local: the fixture)
 
@@ -47,6 +47,9 @@ class Guessing:
         self.lookup = Lookup([*range(1, 12), 1, 2, 3])
         self.lookup.outcomes[3] = [held, missed]
 
+    def guessing(self) -> Lookup:
+        return self.lookup
+
 
 def costs(fixed: float, per_token: float) -> StepCost:
     cost = StepCost()
@@ -74,8 +77,7 @@ def test_padded_rows_guess_together_or_not_at_all():
     """Where every row is padded to the longest guess, one row's first guess costs every row a
     position: only worth it when the others guess too."""
     rows = [Guessing(held=9, missed=1) for _ in range(8)]
-    width = lambda c: 8 * (1 + max((len(g) for g, _ in c.values()), default=0))  # noqa: E731
-    chosen = plan(rows, lambda r: 8, width, costs(fixed=40.0, per_token=1.0))
+    chosen = plan(rows, lambda r: 8, lambda c: 8 * width(c), costs(fixed=40.0, per_token=1.0))
     assert set(chosen) == set(rows) and len({len(g) for g, _ in chosen.values()}) == 1
 
 

@@ -445,22 +445,21 @@ class LlamaBatch:
             self.pacer.record(seconds, n - len(decoding))
         if decoding and not prefilling:
             self.cost.record(n, seconds)
-        self.guesses = (sum(len(g) for g, _ in guesses.values()), 0)
+        kept = 0
         for row, first, guess, ngram in fed:
             held = row.take(guess, ngram, lambda i, first=first, row=row: self._output(first + i, row))
-            self.guesses = (self.guesses[0], self.guesses[1] + held)
+            kept += held
             row.kv += guess[:held]
             row.length += 1 + held
             if held < len(guess):  # the cells of the guesses that failed
                 C.llama_memory_seq_rm(self.memory, row.seq, row.length, -1)
+        self.guesses = (sum(len(g) for g, _ in guesses.values()), kept)
         for index, row in joining:
             row.accept(*self._output(index, row))
 
     def _guesses(self, decoding: list[Row]) -> dict:
         if not self.model.speculate:
             return {}
-        for row in decoding:
-            row.guessing()
         return speculation.plan(decoding, lambda row: row.room_to_guess(self.model.context_tokens),
                                 lambda chosen: len(decoding) + sum(len(g) for g, _ in chosen.values()), self.cost)
 

@@ -91,6 +91,7 @@ class Row:
         self.last_token = token
 
     def guessing(self) -> Lookup:
+        """The row's text indexed for guesses, made with the first call (from then on kept up)."""
         if self.lookup is None:
             self.lookup = Lookup(self.prompt + self.decoder.ids)
         return self.lookup
@@ -128,7 +129,7 @@ class Row:
             if text:
                 emit(Piece("".join(text)))
         if guesses:
-            self.lookup.record(ngram, len(guesses), held)
+            self.guessing().record(ngram, len(guesses), held)
         return held
 
     def finish(self, reason: str) -> None:

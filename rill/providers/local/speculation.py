@@ -102,6 +102,12 @@ class StepCost:
         return fixed + per_token * tokens
 
 
+def width(chosen: dict) -> int:
+    """Positions per row in a step where every row is padded to the longest guess: its last token and
+    that guess."""
+    return 1 + max((len(g) for g, _ in chosen.values()), default=0)
+
+
 def plan(rows: list, room: Callable, tokens: Callable[[dict], int], cost: StepCost) -> dict:
     """Each row's guesses for this step ({row: (tokens, n)}, rows without any left out): of the
     guesses at least so likely to hold, for every such threshold, the set with the most expected
@@ -110,8 +116,9 @@ def plan(rows: list, room: Callable, tokens: Callable[[dict], int], cost: StepCo
     row may take; `tokens(plan)`: the step's tokens with that plan."""
     candidates = []
     for row in rows:
-        guess, n = row.lookup.guess(min(MOST, room(row)))
-        rate = row.lookup.rate(n) if guess else 0.0
+        lookup = row.guessing()
+        guess, n = lookup.guess(min(MOST, room(row)))
+        rate = lookup.rate(n) if guess else 0.0
         candidates += [(rate ** (i + 1), row, guess, n) for i in range(len(guess))]
     candidates.sort(key=lambda c: -c[0])  # a row's guesses stay in order: each is less likely
     chosen: dict = {}

@@ -420,7 +420,7 @@ class HFBatch:
         if "inputs_embeds" in inputs:
             inputs["inputs_embeds"] = inputs["inputs_embeds"].to(model.dtype)
         guesses = guesses or {}
-        width = 1 + max((len(g) for g, _ in guesses.values()), default=0)
+        width = speculation.width(guesses)
         # Only the positions that pick a token need logits (the others would cost a vocabulary-sized
         # matmul each); float32 because CPU argmax and softmax are several times faster.
         out = model(**inputs, use_cache=True, output_hidden_states=want_hidden,
@@ -539,7 +539,7 @@ class HFBatch:
         padding masked out); a row that just stopped on its first token is fed padding (it leaves
         after this step)."""
         guesses = guesses or {}
-        width = 1 + max((len(g) for g, _ in guesses.values()), default=0)
+        width = speculation.width(guesses)
         tokens, real = [], []
         for row in self.decoding:
             fed = [self.model.pad_id if row.done else row.last_token, *guesses.get(row, ([], 0))[0]]
@@ -575,12 +575,9 @@ class HFBatch:
         rows = [r for r in self.decoding if not r.done]
         if not self.model.speculate or not rows:
             return {}
-        for row in rows:
-            row.guessing()
         # Every row is padded to the longest row's guesses: the step costs rows x that width.
         return speculation.plan(rows, lambda row: row.room_to_guess(self.model.context_tokens),
-                                lambda chosen: len(self.decoding) * (1 + max((len(g) for g, _ in chosen.values()), default=0)),
-                                self.cost)
+                                lambda chosen: len(self.decoding) * speculation.width(chosen), self.cost)
 
     def _step_with_slice(self, row: Row, size: int) -> int:
         """A decode step that also prefills up to `size` more of this row's prompt, in the same
