@@ -156,7 +156,7 @@ def run_level(url: str, model: str, clients: int, per_client: int, tokens: int, 
         "itl_p99": pct(gaps, 0.99),
         "stream_tps": statistics.median(r["tokens"] / r["seconds"] for r in ok) if ok else 0.0,
         "aggregate_tps": sum(r["tokens"] for r in ok) / wall,
-        "pieces": sum(r["tokens"] for r in ok),
+        "tokens": sum(r["tokens"] for r in ok),
         "errors": len(results) - len(ok),
         "error_sample": next((r["error"] for r in results if "error" in r), ""),
     }

@@ -6,7 +6,8 @@ stream.
 On 2 cores llama.cpp decodes on both, so whatever the main thread spends per token is taken from
 the decode step it runs beside: this is the figure to cut for c=1 (see README, Performance).
 
-Usage: python bench/serve_cost.py [--levels 1,8] [--tokens 128] [--rounds 3] [--engine llamacpp]
+Usage: python bench/serve_cost.py [--levels 1,16] [--tokens 128] [--rounds 3] [--engine llamacpp]
+                                  [--modes eventlet,threading]
 """
 from __future__ import annotations
 
@@ -24,45 +25,56 @@ from load_bench import PROMPT, one_request, run_level, user, wait_quiet  # noqa:
 from tests.server import start_server, stop_server  # noqa: E402
 
 MODEL = "local/smollm2-135m-instruct"
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def thread_seconds(pid: int) -> tuple[float, float]:
-    """CPU seconds (user + system) of the process's main thread, and of all its other threads."""
-    main = others = 0.0
+def cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """The process's CPU seconds serving (user, system: every thread's but the model's, the ones gone
+    included) and the model's (its engine thread and the math library's workers it started, which
+    carry its name, rill-<provider>)."""
+
+    def times(stat: Path) -> tuple[float, float]:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+    user, system = times(Path(f"/proc/{pid}/stat"))
+    model = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        if task.name == str(pid):
-            main += seconds
-        else:
-            others += seconds
-    return main, others
+        if (task / "comm").read_text().startswith("rill-"):
+            task_user, task_system = times(task / "stat")
+            user, system, model = user - task_user, system - task_system, model + task_user + task_system
+    return user, system, model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", default="1,8")
+    parser.add_argument("--levels", default="1,16")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--engine", default="llamacpp", choices=["llamacpp", "transformers"])
+    parser.add_argument("--modes", default="eventlet,threading")
     args = parser.parse_args()
-    server = start_server("eventlet", Path(tempfile.mkdtemp(prefix="rill-serve-cost-")), entry="rill.entry",
-                          RILL_ENGINE=args.engine, RILL_RATE_LIMIT="1000000 per minute",
+    print(f"{args.engine}, {args.tokens} new tokens, {args.rounds} rounds a level; CPU per streamed token:")
+    print(f"{'mode':>10}{'conc':>5}{'serving us':>12}{'of it system':>14}{'model us':>10}{'tok/s total':>13}")
+    for mode in args.modes.split(","):
+        measure(mode, args)
+
+
+def measure(mode: str, args: argparse.Namespace) -> None:
+    server = start_server(mode, Path(tempfile.mkdtemp(prefix="rill-serve-cost-")), entry="rill.entry",
+                          RILL_ENGINE=args.engine, RILL_SPECULATE="off", RILL_RATE_LIMIT="1000000 per minute",
                           RILL_MAX_CONCURRENT_TURNS="1000")
     try:
         one_request(server.url, MODEL, user(PROMPT), 8)  # warm-up
-        print(f"{args.engine}, {args.tokens} new tokens, {args.rounds} rounds a level; CPU per streamed piece (a token, or a few bytes of one):")
-        print(f"{'conc':>5}{'main thread us':>16}{'other threads us':>18}{'tok/s total':>13}")
         for clients in (int(c) for c in args.levels.split(",")):
             wait_quiet()
-            before, tokens, rates = thread_seconds(server.process.pid), 0, []
+            before, tokens, rates = cpu_seconds(server.process.pid), 0, []
             for _ in range(args.rounds):
                 result = run_level(server.url, MODEL, clients, 1, args.tokens)
-                tokens += result["pieces"]
+                tokens += result["tokens"]
                 rates.append(result["aggregate_tps"])
-            after = thread_seconds(server.process.pid)
-            main, others = (a - b for a, b in zip(after, before))
-            print(f"{clients:5}{main / tokens * 1e6:16.0f}{others / tokens * 1e6:18.0f}"
+            spent, system, model = ((a - b) / tokens * 1e6 for a, b in zip(cpu_seconds(server.process.pid), before))
+            print(f"{mode:>10}{clients:5}{spent + system:12.0f}{system:14.0f}{model:10.0f}"
                   f"{sorted(rates)[len(rates) // 2]:13.1f}")
     finally:
         stop_server(server)

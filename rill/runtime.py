@@ -11,12 +11,14 @@ from __future__ import annotations
 import collections
 import ctypes
 import os
+import queue
+from pathlib import Path
 
 import eventlet.patcher
 
 real_threading = eventlet.patcher.original("threading")
 real_queue = eventlet.patcher.original("queue")
-real_os = eventlet.patcher.original("os")  # the pipe is read after trampoline says it is ready
+real_os = eventlet.patcher.original("os")  # the pipe is read after the hub says it is ready
 real_subprocess = eventlet.patcher.original("subprocess")  # a child waited on from an OS thread
 
 
@@ -25,38 +27,69 @@ def green() -> bool:
 
 
 class _GreenWaker:
-    """Hands items from OS threads to green queues: one pipe wakes one dispatcher greenlet.
-    Items put on the hub's own thread (by a green producer) go straight in."""
+    """Hands items from OS threads to green channels. One pipe, watched by the hub itself: an
+    item's wake-up costs one hub turn, which switches straight into the channel's waiting green
+    thread (no dispatcher green thread, no re-registering the pipe, no timer in between). Items
+    put by a green producer wait for the hub's next turn."""
 
     def __init__(self):
-        import eventlet
+        from eventlet.hubs import get_hub
 
+        self.hub = get_hub()
         self.hub_thread = real_threading.get_ident()
         self.pending = collections.deque()
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
-        eventlet.spawn(self._dispatch)
+        self.hub.add(self.hub.READ, self.read_fd, self._readable, lambda *_: None, lambda: None)
 
-    def deliver(self, green_queue, item) -> None:  # called from any thread
+    def deliver(self, channel: _GreenChannel, item) -> None:  # called from any thread
+        self.pending.append((channel, item))
         if real_threading.get_ident() == self.hub_thread:
-            green_queue.put(item)
-            return
-        self.pending.append((green_queue, item))
-        _wake(self.write_fd)
+            self.hub.schedule_call_global(0, self._drain)
+        else:
+            _wake(self.write_fd)
 
-    def _dispatch(self) -> None:
-        from eventlet.hubs import trampoline
+    def _readable(self, _fd: int) -> None:  # in the hub
+        try:
+            real_os.read(self.read_fd, 65536)
+        except BlockingIOError:
+            pass
+        self._drain()
 
-        while True:
-            trampoline(self.read_fd, read=True)
-            try:
-                real_os.read(self.read_fd, 65536)
-            except BlockingIOError:
-                pass
-            while self.pending:
-                green_queue, item = self.pending.popleft()
-                green_queue.put(item)
+    def _drain(self) -> None:  # in the hub
+        while self.pending:
+            channel, item = self.pending.popleft()
+            channel.arrive(item)
+
+
+class _GreenChannel:
+    def __init__(self, waker: _GreenWaker):
+        from eventlet.queue import Waiter
+
+        self.waker = waker
+        self.items = collections.deque()
+        self.waiter = Waiter()
+
+    def put(self, item) -> None:
+        self.waker.deliver(self, item)
+
+    def arrive(self, item) -> None:  # in the hub: run the consumer now if it waits
+        if self.waiter.waiting:
+            self.waiter.switch(item)
+        else:
+            self.items.append(item)
+
+    def get(self, timeout: float | None = None):
+        if self.items:
+            return self.items.popleft()
+        timer = None if timeout is None else self.waker.hub.schedule_call_global(
+            timeout, self.waiter.throw, queue.Empty)
+        try:
+            return self.waiter.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 _waker: _GreenWaker | None = None
@@ -73,24 +106,66 @@ def _wake(fd: int) -> None:
 
 
 class Channel:
-    """A one-way queue from an OS thread to one consumer, green thread or real thread."""
+    """A one-way queue from any thread to one consumer, green thread or real thread:
+    put(item), and get(timeout=None), which raises queue.Empty after `timeout` seconds."""
 
     def __init__(self):
         global _waker
         if green():
-            import eventlet.queue
-
             if _waker is None:
                 _waker = _GreenWaker()
-            self._queue = eventlet.queue.LightQueue()
-            self.put = lambda item: _waker.deliver(self._queue, item)
+            inner = _GreenChannel(_waker)
         else:
-            self._queue = real_queue.SimpleQueue()
-            self.put = self._queue.put
+            inner = real_queue.SimpleQueue()
+        self.put, self.get = inner.put, inner.get
 
-    def get(self, timeout: float | None = None):
-        """The next item; raises queue.Empty after `timeout` seconds without one."""
-        return self._queue.get(timeout=timeout)
+
+class _GreenCondition:
+    """threading.Condition's wait and notify_all for green threads, without its locks: between two
+    switches nothing else runs, so a check and the wait after it need none. A wait costs one timer
+    (its timeout), a notify one hub turn that switches into every waiting green thread."""
+
+    def __init__(self):
+        self.waiters: list = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        from eventlet.hubs import get_hub
+        from eventlet.queue import Waiter
+
+        waiter = Waiter()
+        self.waiters.append(waiter)
+        timer = None if timeout is None else get_hub().schedule_call_global(timeout, waiter.switch, False)
+        try:
+            return waiter.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if waiter in self.waiters:  # timed out, or killed
+                self.waiters.remove(waiter)
+
+    def notify_all(self) -> None:
+        if self.waiters:
+            from eventlet.hubs import get_hub
+
+            waiters, self.waiters = self.waiters, []
+            get_hub().schedule_call_global(0, _wake_all, waiters)
+
+
+def _wake_all(waiters: list) -> None:  # in the hub
+    for waiter in waiters:
+        waiter.switch(True)
+
+
+def condition():
+    """A condition variable for code that runs beside the server (spawn): green threads share one
+    without locks; real threads get threading.Condition."""
+    return _GreenCondition() if green() else real_threading.Condition()
 
 
 def spawn(function, *args) -> None:
@@ -105,8 +180,18 @@ def spawn(function, *args) -> None:
 
 
 def os_thread(target, name: str, *args) -> None:
-    """Start a real OS thread (daemon), whatever the async mode: for CPU-bound or blocking C work."""
-    real_threading.Thread(target=target, args=args, name=name, daemon=True).start()
+    """Start a real OS thread (daemon), whatever the async mode: for CPU-bound or blocking C work.
+    The system knows it by its name too (top -H, /proc), and so do the math library's workers it
+    starts: what the model costs can be told from what serving costs (bench/serve_cost.py)."""
+
+    def named() -> None:
+        try:
+            Path(f"/proc/self/task/{real_threading.get_native_id()}/comm").write_text(name[:15])
+        except OSError:  # not Linux
+            pass
+        target(*args)
+
+    real_threading.Thread(target=named, name=name, daemon=True).start()
 
 
 def off_hub(function, *args):

@@ -94,3 +94,16 @@ def test_the_reaper_cancels_orphans_and_forgets_old_turns():
     assert orphan.cancelled and not read.cancelled
     assert old.id not in turns.by_id and recent.id in turns.by_id
     assert turns.get(recent.id, "u") is recent and turns.get(recent.id, "someone else") is None
+
+
+def test_the_cap_counts_running_turns_and_forgets_ended_ones_but_not_their_logs():
+    from rill.chat.turns import Turns
+
+    turns = Turns(Settings())
+    mine, ending, theirs = FakeTurn(), FakeTurn(), FakeTurn(user="v")
+    for t in (mine, ending, theirs):  # as add() keeps them, without starting a pump
+        turns.by_id[t.id] = turns.live[t.id] = t
+    assert turns.running("u") == [mine, ending] and turns.running() == [mine, ending, theirs]
+    ending.running = False
+    assert turns.running("u") == [mine] and ending.id not in turns.live
+    assert turns.get(ending.id, "u") is ending  # still readable until the reaper forgets it

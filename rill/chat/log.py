@@ -2,15 +2,15 @@
 point while the turn runs and for a while after it ends.
 
 The writer is the turn's pump; readers are the connections following it (the request that
-started it, a reloaded page, a second tab, another transport). threading.Condition is green
-under eventlet and real otherwise, like the pump and the readers, so one wait works for both.
+started it, a reloaded page, a second tab, another transport). The pump and the readers are
+green threads under eventlet and real ones otherwise: runtime.condition() suits either.
 """
 from __future__ import annotations
 
-import threading
 import time
 from typing import Iterator
 
+from ..runtime import condition
 from .events import Payload, StreamEvent
 
 
@@ -18,7 +18,7 @@ class TurnLog:
     def __init__(self, turn_id: str):
         self.turn_id = turn_id
         self.events: list[StreamEvent] = []
-        self.changed = threading.Condition()
+        self.changed = condition()
         self.readers = 0
         self.unread_since: float | None = time.monotonic()  # None while someone reads
 

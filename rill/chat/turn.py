@@ -324,8 +324,9 @@ class Turn:
                               place and place.question_id, place and place.reply_id))
         while self.running:
             item = self.job.channel.get()
-            with self._ending:
-                self._move_to(TurnState.RUNNING)
+            if self.state is TurnState.WAITING:
+                with self._ending:
+                    self._move_to(TurnState.RUNNING)
             match item:
                 case Prompt(tokens):
                     self.prompt_tokens = tokens

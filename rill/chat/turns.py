@@ -23,10 +23,19 @@ class Turns:
         self.settings = settings
         self.lock = threading.Lock()  # green under eventlet, as it should be there
         self.by_id: dict[str, Turn] = {}
+        self.live: dict[str, Turn] = {}  # the running ones among them, and those that ended since the last look
         self._started = False
 
     def running(self, user: str | None = None) -> list[Turn]:
-        return [t for t in list(self.by_id.values()) if t.running and (user is None or t.user == user)]
+        """Asked for every new turn (the user's cap): looks at the running turns only, however many
+        finished ones are kept readable."""
+        running = []
+        for turn in list(self.live.values()):
+            if not turn.running:
+                self.live.pop(turn.id, None)
+            elif user is None or turn.user == user:
+                running.append(turn)
+        return running
 
     def running_in(self, user: str, thread_id: str) -> list[dict]:
         """The user's replies being written in a thread, for a page that opens it to follow."""
@@ -59,6 +68,7 @@ class Turns:
 
     def add(self, turn: Turn) -> None:
         self.by_id[turn.id] = turn
+        self.live[turn.id] = turn
         self.start_background()
         spawn(turn.run)
 
