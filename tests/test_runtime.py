@@ -1,0 +1,54 @@
+"""The concurrency seam in both async modes: channels from OS threads and green threads, and the
+condition the turn log's readers wait on."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.server import ROOT
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from rill import entry
+    if sys.argv[1] == "eventlet":
+        entry.patch()
+    import queue, threading, time
+    from rill import runtime
+    assert runtime.green() == (sys.argv[1] == "eventlet")
+
+    # An OS thread's items arrive in order, however fast they come; a green producer's too.
+    channel = runtime.Channel()
+    runtime.os_thread(lambda: [channel.put(i) for i in range(5000)], "rill-test")
+    assert [channel.get(timeout=10) for _ in range(5000)] == list(range(5000))
+    runtime.spawn(lambda: [channel.put(i) for i in range(3)])
+    assert [channel.get(timeout=10) for _ in range(3)] == [0, 1, 2]
+    started = time.monotonic()
+    try:
+        channel.get(timeout=0.05)
+        raise AssertionError("an empty channel gave an item")
+    except queue.Empty:
+        assert time.monotonic() - started >= 0.04
+
+    # Every waiter wakes on notify_all; a wait that times out says so and leaves nothing behind.
+    changed, woken = runtime.condition(), runtime.Channel()
+    def wait():
+        with changed:
+            woken.put(changed.wait(10))
+    for _ in range(3):
+        runtime.spawn(wait)
+    time.sleep(0.1)
+    with changed:
+        changed.notify_all()
+    assert [woken.get(timeout=10) for _ in range(3)] == [True] * 3
+    with changed:
+        assert changed.wait(0.02) is False
+    assert not getattr(changed, "waiters", None) and not getattr(changed, "_waiters", None)
+    print("done")
+""")
+
+
+@pytest.mark.parametrize("mode", ["eventlet", "threading"])
+def test_channels_and_conditions_work_in_both_async_modes(mode):
+    result = subprocess.run([sys.executable, "-c", SCRIPT, mode], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr[-2000:]
