@@ -40,9 +40,12 @@ def cpu_seconds(pid: int) -> tuple[float, float, float]:
     user, system = times(Path(f"/proc/{pid}/stat"))
     model = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
-        if (task / "comm").read_text().startswith("rill-"):
-            task_user, task_system = times(task / "stat")
-            user, system, model = user - task_user, system - task_system, model + task_user + task_system
+        try:
+            if (task / "comm").read_text().startswith("rill-"):
+                task_user, task_system = times(task / "stat")
+                user, system, model = user - task_user, system - task_system, model + task_user + task_system
+        except FileNotFoundError:  # a request's thread that ended meanwhile
+            continue
     return user, system, model
 
 

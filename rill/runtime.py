@@ -15,6 +15,8 @@ import queue
 from pathlib import Path
 
 import eventlet.patcher
+from eventlet.hubs import get_hub
+from eventlet.queue import Waiter
 
 real_threading = eventlet.patcher.original("threading")
 real_queue = eventlet.patcher.original("queue")
@@ -29,15 +31,15 @@ def green() -> bool:
 class _GreenWaker:
     """Hands items from OS threads to green channels. One pipe, watched by the hub itself: an
     item's wake-up costs one hub turn, which switches straight into the channel's waiting green
-    thread (no dispatcher green thread, no re-registering the pipe, no timer in between). Items
-    put by a green producer wait for the hub's next turn."""
+    thread (no dispatcher green thread, no re-registering the pipe, no timer in between), and
+    whoever that thread notifies (a turn log's readers) is woken in the same turn. Items put by a
+    green producer wait for the hub's next turn."""
 
     def __init__(self):
-        from eventlet.hubs import get_hub
-
         self.hub = get_hub()
         self.hub_thread = real_threading.get_ident()
         self.pending = collections.deque()
+        self.woken: list | None = None  # while the hub hands items over: waiters to wake before it goes on
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
@@ -58,15 +60,19 @@ class _GreenWaker:
         self._drain()
 
     def _drain(self) -> None:  # in the hub
-        while self.pending:
-            channel, item = self.pending.popleft()
-            channel.arrive(item)
+        self.woken = []
+        try:
+            while self.pending:
+                channel, item = self.pending.popleft()
+                channel.arrive(item)  # runs its consumer until that waits again
+                while self.woken:
+                    self.woken.pop(0).switch(True)
+        finally:
+            self.woken = None
 
 
 class _GreenChannel:
     def __init__(self, waker: _GreenWaker):
-        from eventlet.queue import Waiter
-
         self.waker = waker
         self.items = collections.deque()
         self.waiter = Waiter()
@@ -123,7 +129,8 @@ class Channel:
 class _GreenCondition:
     """threading.Condition's wait and notify_all for green threads, without its locks: between two
     switches nothing else runs, so a check and the wait after it need none. A wait costs one timer
-    (its timeout), a notify one hub turn that switches into every waiting green thread."""
+    (its timeout); a notify switches into every waiting green thread in the hub's next turn, or in
+    this one where a channel's consumer notifies."""
 
     def __init__(self):
         self.waiters: list = []
@@ -135,9 +142,6 @@ class _GreenCondition:
         return None
 
     def wait(self, timeout: float | None = None) -> bool:
-        from eventlet.hubs import get_hub
-        from eventlet.queue import Waiter
-
         waiter = Waiter()
         self.waiters.append(waiter)
         timer = None if timeout is None else get_hub().schedule_call_global(timeout, waiter.switch, False)
@@ -151,10 +155,11 @@ class _GreenCondition:
 
     def notify_all(self) -> None:
         if self.waiters:
-            from eventlet.hubs import get_hub
-
             waiters, self.waiters = self.waiters, []
-            get_hub().schedule_call_global(0, _wake_all, waiters)
+            if _waker is not None and _waker.woken is not None:  # a channel's consumer, run by the hub
+                _waker.woken.extend(waiters)
+            else:
+                get_hub().schedule_call_global(0, _wake_all, waiters)
 
 
 def _wake_all(waiters: list) -> None:  # in the hub

@@ -43,6 +43,21 @@ SCRIPT = textwrap.dedent("""
     assert [woken.get(timeout=10) for _ in range(3)] == [True] * 3
     with changed:
         assert changed.wait(0.02) is False
+
+    # A channel's consumer, given an OS thread's item, notifies: its waiters wake (in the same hub turn).
+    items, seen = runtime.Channel(), runtime.Channel()
+    def consume():
+        items.get(timeout=10)
+        with changed:
+            changed.notify_all()
+    def watch():
+        with changed:
+            seen.put(changed.wait(10))
+    runtime.spawn(watch)
+    runtime.spawn(consume)
+    time.sleep(0.1)
+    runtime.os_thread(lambda: items.put("x"), "rill-test")
+    assert seen.get(timeout=10) is True
     assert not getattr(changed, "waiters", None) and not getattr(changed, "_waiters", None)
     print("done")
 """)

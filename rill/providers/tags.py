@@ -15,6 +15,9 @@ class TagSplitter:
     def feed(self, text: str) -> list[tuple[str, str]]:
         """[(kind, text)] in order: kind "outside" or "inside" with non-empty text, or "open" or
         "close" (text "") where a tag was."""
+        tag = self.close if self.inside else self.open
+        if not self.held and tag[0] not in text:  # most pieces: no tag here, nor the start of one
+            return [("inside" if self.inside else "outside", text)] if text else []
         out = []
         text = self.held + text
         self.held = ""
