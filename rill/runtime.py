@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import math
 import os
 import queue
+import time
 from pathlib import Path
 
 import eventlet.patcher
@@ -128,12 +130,15 @@ class Channel:
 
 class _GreenCondition:
     """threading.Condition's wait and notify_all for green threads, without its locks: between two
-    switches nothing else runs, so a check and the wait after it need none. A wait costs one timer
-    (its timeout); a notify switches into every waiting green thread in the hub's next turn, or in
-    this one where a channel's consumer notifies."""
+    switches nothing else runs, so a check and the wait after it need none. A notify switches into
+    every waiting green thread in the hub's next turn, or in this one where a channel's consumer
+    notifies. Timeouts share one timer: one per wait would wake the hub again, for nothing, as
+    each expired (a turn log's readers wait once a token)."""
 
     def __init__(self):
-        self.waiters: list = []
+        self.waiters: list[tuple[Waiter, float]] = []  # and when each gives up (monotonic)
+        self.timer = None
+        self.timer_at = math.inf
 
     def __enter__(self):
         return self
@@ -142,24 +147,37 @@ class _GreenCondition:
         return None
 
     def wait(self, timeout: float | None = None) -> bool:
-        waiter = Waiter()
-        self.waiters.append(waiter)
-        timer = None if timeout is None else get_hub().schedule_call_global(timeout, waiter.switch, False)
+        entry = (Waiter(), math.inf if timeout is None else time.monotonic() + timeout)
+        self.waiters.append(entry)
+        if entry[1] < self.timer_at:
+            self._arm(entry[1])
         try:
-            return waiter.wait()
+            return entry[0].wait()
         finally:
-            if timer is not None:
-                timer.cancel()
-            if waiter in self.waiters:  # timed out, or killed
-                self.waiters.remove(waiter)
+            if entry in self.waiters:  # killed
+                self.waiters.remove(entry)
 
     def notify_all(self) -> None:
         if self.waiters:
-            waiters, self.waiters = self.waiters, []
+            waiters, self.waiters = [waiter for waiter, _ in self.waiters], []
             if _waker is not None and _waker.woken is not None:  # a channel's consumer, run by the hub
                 _waker.woken.extend(waiters)
             else:
                 get_hub().schedule_call_global(0, _wake_all, waiters)
+
+    def _arm(self, at: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer, self.timer_at = get_hub().schedule_call_global(max(0.0, at - time.monotonic()), self._expire), at
+
+    def _expire(self) -> None:  # in the hub
+        self.timer, self.timer_at, now = None, math.inf, time.monotonic()
+        due = [entry for entry in self.waiters if entry[1] <= now]
+        self.waiters = [entry for entry in self.waiters if entry[1] > now]
+        if (soonest := min((at for _, at in self.waiters), default=math.inf)) < math.inf:
+            self._arm(soonest)
+        for waiter, _ in due:
+            waiter.switch(False)
 
 
 def _wake_all(waiters: list) -> None:  # in the hub

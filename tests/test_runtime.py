@@ -43,6 +43,16 @@ SCRIPT = textwrap.dedent("""
     assert [woken.get(timeout=10) for _ in range(3)] == [True] * 3
     with changed:
         assert changed.wait(0.02) is False
+    # Timeouts end on time, the shorter one too when it began after a longer one.
+    started, timed = time.monotonic(), runtime.Channel()
+    def wait_for(seconds):
+        with changed:
+            timed.put((seconds, changed.wait(seconds), time.monotonic() - started))
+    runtime.spawn(wait_for, 0.6)
+    time.sleep(0.01)
+    runtime.spawn(wait_for, 0.05)
+    first, second = timed.get(timeout=10), timed.get(timeout=10)
+    assert first[:2] == (0.05, False) and first[2] < 0.5 and second[:2] == (0.6, False) and second[2] >= 0.55
 
     # A channel's consumer, given an OS thread's item, notifies: its waiters wake (in the same hub turn).
     items, seen = runtime.Channel(), runtime.Channel()
