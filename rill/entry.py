@@ -9,8 +9,15 @@ def patch() -> None:
     """eventlet must patch the standard library before anything else imports it."""
     if os.environ.get("RILL_ASYNC_MODE", "eventlet") == "eventlet":
         import eventlet
+        import eventlet.patcher
 
         eventlet.monkey_patch()
+        # Prometheus' values are counted from the model's OS thread too. A green lock is Python code
+        # (dear, once a token) and one that an OS thread holds hangs the server (see real_locks);
+        # theirs are never held across a switch, so real ones are safe.
+        from prometheus_client import metrics, values
+
+        metrics.Lock = values.Lock = eventlet.patcher.original("threading").Lock
 
 
 def real_locks() -> None:
