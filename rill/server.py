@@ -243,7 +243,10 @@ def serve_threading(app, settings, cap: int) -> None:
 
     handler = type("RillRequestHandler", (StrictRequest, WSGIRequestHandler),
                    {"deadlines": Deadlines(settings.http_idle_seconds),
-                    "timeout": settings.http_io_timeout_seconds})
+                    "timeout": settings.http_io_timeout_seconds,
+                    # Buffered, flushed by Werkzeug after each write: one send per SSE event
+                    # (unbuffered, its chunked encoding sends the size, CRLF, data and CRLF apart).
+                    "wbufsize": 1 << 16})
 
     class Server(ThreadedWSGIServer):
         request_queue_size = 1024
