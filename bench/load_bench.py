@@ -7,7 +7,7 @@ Targets, each started in turn on 127.0.0.1 (peers from their own environments, b
 - llama-cpp-python: llama-cpp-python's OpenAI-compatible server on the same GGUF;
 - transformers-serve: `transformers serve --continuous-batching` on the converted weights, bfloat16.
 
-Three cases per target:
+Four cases per target:
 1. load: at each concurrency level that many clients start together and each streams `--requests`
    replies of `--tokens` new tokens, greedy. TTFT p50/p99, inter-token latency p50/p99, tokens/s
    per stream and in aggregate, errors.
@@ -15,6 +15,8 @@ Three cases per target:
    inter-token latency p50/p99 (no stalls: p99 < 3x p50) and the long prompt's TTFT, against its
    TTFT alone (measured first).
 3. conversation: 20 turns of one chat, each sent with the whole history; TTFT of turn 1 and turn 20.
+4. busy: c=1 tokens/s per stream idle, then beside one `nice -n 19` busy loop per core (what a
+   parallel build, or anything else on a laptop, makes).
 Then the ratios the targets are set in. All targets run at once, idle but one; `--rounds N` measures
 each level and case N times, alternating targets, and reports each figure's median. By default
 every client asks the same question (as the issue's harness did); `--distinct` gives each its own.
@@ -24,11 +26,12 @@ On a GPU machine (`--gpu`, bench/gpu_bench.sh): every target on the GPU (Rill wi
 `--model-dir`, the peers from wherever `--llama-server` and the running Python have them.
 
 Usage: python bench/load_bench.py [--levels 1,4,8,16] [--tokens 128] [--requests 2] [--only a,b] [--task story|edit|code]
-       [--rounds 1] [--distinct] [--cases load,long,chat] [--gpu --gguf F --model-dir D --llama-server B]
+       [--rounds 1] [--distinct] [--cases load,long,chat,busy] [--gpu --gguf F --model-dir D --llama-server B]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -287,6 +290,20 @@ def wait_quiet(most: float = 30.0) -> None:
             return
 
 
+@contextlib.contextmanager
+def busy_loops():
+    """One lowest-priority busy process per core beside the server, as a parallel build makes."""
+    loops = [subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", "while True: pass"])
+             for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
 def median_run(runs: list[dict]) -> dict:
     """Each figure's median over the rounds; errors summed."""
     out = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k not in ("errors", "error_sample")}
@@ -319,10 +336,18 @@ def measure(targets: list[str], args, log_dir: Path) -> dict:
                     wait_quiet(args.quiet_wait)
                     runs[name][c].append(run_level(url, model, c, args.requests, args.tokens, args.distinct,
                                                    TASKS[args.task]))
-        longs, chats = {name: [] for name in targets}, {name: [] for name in targets}
+        longs, chats, busy = ({name: [] for name in targets} for _ in range(3))
         for n in range(args.rounds):
             for name in rotated(targets, n):
                 url, model, _ = started[name]
+                if "busy" in args.cases:
+                    print(f"round {n + 1} of {args.rounds}, c=1 beside busy loops on {name} ...", flush=True)
+                    wait_quiet(args.quiet_wait)
+                    idle = run_level(url, model, 1, args.requests, args.tokens, args.distinct, TASKS[args.task])
+                    with busy_loops():
+                        loaded = run_level(url, model, 1, args.requests, args.tokens, args.distinct, TASKS[args.task])
+                    busy[name].append({"idle_tps": idle["stream_tps"], "busy_tps": loaded["stream_tps"],
+                                       "errors": idle["errors"] + loaded["errors"]})
                 if "long" in args.cases:
                     print(f"round {n + 1} of {args.rounds}, long prompt on {name} ...", flush=True)
                     wait_quiet(args.quiet_wait)
@@ -333,7 +358,8 @@ def measure(targets: list[str], args, log_dir: Path) -> dict:
                     chats[name].append(conversation(url, model, f"Reader {n + 1}."))
         table = {name: {"levels": {c: median_run(r) for c, r in by_level.items()},
                         "long": median_run(longs[name]) if longs[name] else None,
-                        "chat": median_run(chats[name]) if chats[name] else None}
+                        "chat": median_run(chats[name]) if chats[name] else None,
+                        "busy": median_run(busy[name]) if busy[name] else None}
                  for name, by_level in runs.items()}
         json.dump(table, open(log_dir / "results.json", "w"), default=str)
         return table
@@ -351,7 +377,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="rounds of every level and case; the table has each figure's median")
     parser.add_argument("--distinct", action="store_true", help="each client asks its own question, not the same one")
-    parser.add_argument("--cases", default="load,long,chat", help="of load (the levels), long, chat")
+    parser.add_argument("--cases", default="load,long,chat,busy",
+                        help="of load (the levels), long, chat, busy (c=1 beside a nice -n 19 busy loop per core)")
     parser.add_argument("--task", default="story", choices=TASKS, help="what the load case's clients ask")
     parser.add_argument("--gpu", action="store_true", help="every target on the GPU")
     parser.add_argument("--quiet-wait", type=float, default=30.0, help="most seconds to wait for idle CPUs")
@@ -405,6 +432,14 @@ def main() -> None:
         for name in targets:
             chat = table[name]["chat"]
             print(f"{name:19}{chat['turn1_ttft']:13.0f}{chat['turn20_ttft']:14.0f}{chat['errors']:8}")
+
+    if "busy" in args.cases:
+        print("\nc=1 tok/s per stream, idle and beside a nice -n 19 busy loop per core:")
+        print(f"{'target':19}{'idle':>8}{'busy':>8}{'ratio':>7}{'errors':>8}")
+        for name in targets:
+            b = table[name]["busy"]
+            print(f"{name:19}{b['idle_tps']:8.1f}{b['busy_tps']:8.1f}{b['busy_tps'] / max(b['idle_tps'], 1e-9):7.2f}"
+                  f"{b['errors']:8}")
 
     def ratio(a: str, b: str, level: int, key: str) -> str:
         if a not in table or b not in table:

@@ -1,10 +1,10 @@
-"""What serving costs a token: CPU time of the server's main thread (HTTP, the turn's event log,
-SSE, the socket) per streamed piece of text, beside its other threads' (the model's and its math
-library's workers), on /v1/chat/completions with the local model, read from /proc while clients
-stream.
+"""What serving costs a token: the server's CPU time (HTTP, the turn's event log, SSE, the socket;
+user and system) per streamed token, beside the model's (its engine thread and the math library's
+workers it started, known by their name), on /v1/chat/completions with the local model, read from
+/proc while clients stream. Speculation is off: one token a piece, so a token's cost is a piece's.
 
-On 2 cores llama.cpp decodes on both, so whatever the main thread spends per token is taken from
-the decode step it runs beside: this is the figure to cut for c=1 (see README, Performance).
+On 2 cores llama.cpp decodes on both, so whatever serving spends per token is taken from the
+decode step it runs beside: this is the figure to cut for c=1 (see README, Performance).
 
 Usage: python bench/serve_cost.py [--levels 1,16] [--tokens 128] [--rounds 3] [--engine llamacpp]
                                   [--modes eventlet,threading]
