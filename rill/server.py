@@ -241,12 +241,21 @@ def serve_eventlet(app, settings, cap: int) -> None:
 def serve_threading(app, settings, cap: int) -> None:
     from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-    handler = type("RillRequestHandler", (StrictRequest, WSGIRequestHandler),
-                   {"deadlines": Deadlines(settings.http_idle_seconds),
-                    "timeout": settings.http_io_timeout_seconds,
-                    # Buffered, flushed by Werkzeug after each write: one send per SSE event
-                    # (unbuffered, its chunked encoding sends the size, CRLF, data and CRLF apart).
-                    "wbufsize": 1 << 16})
+    class RillRequestHandler(StrictRequest, WSGIRequestHandler):
+        deadlines = Deadlines(settings.http_idle_seconds)
+        timeout = settings.http_io_timeout_seconds
+        # Buffered, flushed by Werkzeug after each write: one send per SSE event (unbuffered, its
+        # chunked encoding sends the size, CRLF, data and CRLF apart).
+        wbufsize = 1 << 16
+
+        def handle_expect_100(self) -> bool:
+            """The interim response goes out now (buffered, it would wait for the reply, and the
+            client a second for it), and once: Werkzeug would write it again, unflushed."""
+            self.send_response_only(100)
+            self.end_headers()
+            self.wfile.flush()
+            del self.headers["Expect"]
+            return True
 
     class Server(ThreadedWSGIServer):
         request_queue_size = 1024
@@ -271,7 +280,7 @@ def serve_threading(app, settings, cap: int) -> None:
                 with self.counter_lock:
                     self.open_connections -= 1
 
-    Server(settings.host, settings.port, app, handler=handler).serve_forever()
+    Server(settings.host, settings.port, app, handler=RillRequestHandler).serve_forever()
 
 
 def stop_gracefully(rill) -> None:

@@ -90,6 +90,24 @@ def test_chunked_request_bodies_are_read(server):
     assert json.loads(response.partition(b"\r\n\r\n")[2])["reply"] == "sent in chunks "
 
 
+def test_a_client_that_expects_100_continue_gets_it_before_it_sends_the_body(server):
+    """As curl does for a body over 1 KiB: without the interim response it waits a second first."""
+    body = json.dumps({"message": "after the interim response", "model": "scripted/echo"}).encode()
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        conn.settimeout(0.9)
+        assert conn.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n")
+        conn.settimeout(10)
+        conn.sendall(body)
+        response = b""
+        while b"after the interim response" not in response:
+            response += conn.recv(65536) or b"(closed)"
+            assert not response.endswith(b"(closed)"), response
+    assert b"HTTP/1.1 200 " in response
+
+
 def test_405_carries_allow(server):
     r = requests.put(f"{server.url}/api/chat/stream", timeout=10)
     assert r.status_code == 405 and "POST" in r.headers["Allow"]

@@ -540,7 +540,7 @@ class Turn:
             log.info("turn %s: its reply is not saved: %s", self.id, gone.message)
 
     def _move_to(self, state: TurnState) -> None:
-        """Forward only: new -> waiting -> running -> one end (called for every piece: cheap)."""
+        """Forward only: new -> waiting -> running -> one end."""
         if state is self.state or self.state.ended or ORDER[state._value_] < ORDER[self.state._value_]:
             return
         before, self.state = self.state, state
