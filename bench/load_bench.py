@@ -343,9 +343,11 @@ def measure(targets: list[str], args, log_dir: Path) -> dict:
                 if "busy" in args.cases:
                     print(f"round {n + 1} of {args.rounds}, c=1 beside busy loops on {name} ...", flush=True)
                     wait_quiet(args.quiet_wait)
-                    idle = run_level(url, model, 1, args.requests, args.tokens, args.distinct, TASKS[args.task])
+                    alone = lambda: run_level(url, model, 1, args.requests, args.tokens, args.distinct,  # noqa: E731
+                                              TASKS[args.task])
+                    idle = alone()
                     with busy_loops():
-                        loaded = run_level(url, model, 1, args.requests, args.tokens, args.distinct, TASKS[args.task])
+                        loaded = alone()
                     busy[name].append({"idle_tps": idle["stream_tps"], "busy_tps": loaded["stream_tps"],
                                        "errors": idle["errors"] + loaded["errors"]})
                 if "long" in args.cases:

@@ -76,8 +76,8 @@ def measure(mode: str, args: argparse.Namespace) -> None:
                 result = run_level(server.url, MODEL, clients, 1, args.tokens)
                 tokens += result["tokens"]
                 rates.append(result["aggregate_tps"])
-            spent, system, model = ((a - b) / tokens * 1e6 for a, b in zip(cpu_seconds(server.process.pid), before))
-            print(f"{mode:>10}{clients:5}{spent + system:12.0f}{system:14.0f}{model:10.0f}"
+            user_time, system, model = ((a - b) / tokens * 1e6 for a, b in zip(cpu_seconds(server.process.pid), before))
+            print(f"{mode:>10}{clients:5}{user_time + system:12.0f}{system:14.0f}{model:10.0f}"
                   f"{sorted(rates)[len(rates) // 2]:13.1f}")
     finally:
         stop_server(server)

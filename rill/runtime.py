@@ -68,7 +68,8 @@ class _GreenWaker:
                 channel, item = self.pending.popleft()
                 channel.arrive(item)  # runs its consumer until that waits again
                 while self.woken:
-                    self.woken.pop(0).switch(True)
+                    woken, self.woken = self.woken, []
+                    _wake_all(woken)
         finally:
             self.woken = None
 
