@@ -9,6 +9,7 @@ import pytest
 from rill.config import Settings
 from rill.providers.base import ChatMessage, Failure, Finish, GenerationOptions, Job, Piece, Prompt, ProviderError
 from rill.providers.local import LocalProvider
+from rill.providers.local import transformers as hf_engine
 from rill.providers.local.row import Row
 
 pytestmark = pytest.mark.slow
@@ -114,6 +115,27 @@ def test_greedy_batched_equals_alone(local, jobs):
     submitted = [submit(jobs, local, p, temperature=0, max_tokens=24) for p in PROMPTS]
     for prompt, job, text in zip(PROMPTS, submitted, expected):
         assert_greedy(local, prompt, collect(job)[0], text)
+
+
+def test_rows_of_very_different_lengths_answer_as_alone(local, jobs, monkeypatch):
+    """On transformers every row here attends over its own columns only (a run of its own: no cost
+    to a run), not over the long row's padding: the replies are still those of each turn alone."""
+    monkeypatch.setattr(hf_engine, "RUN_COST", 0)
+    long_text = " ".join(f"Item {i} is a {PROMPTS[i % 6].lower()}" for i in range(20)) + " Which item is last?"
+    prompts = [PROMPTS[0], long_text, PROMPTS[2]]
+    expected = [alone(local, p, temperature=0, max_tokens=20)[0] for p in prompts]
+    grouped, row_runs = [], hf_engine.row_runs
+
+    def recorded(mask):
+        grouped.append(row_runs(mask))
+        return grouped[-1]
+
+    monkeypatch.setattr(hf_engine, "row_runs", recorded)
+    submitted = [submit(jobs, local, p, temperature=0, max_tokens=20) for p in prompts]
+    for prompt, job, text in zip(prompts, submitted, expected):
+        assert_greedy(local, prompt, collect(job)[0], text)
+    if local.model.engine == "transformers":
+        assert max(len(runs) for runs in grouped) > 1, grouped
 
 
 def test_a_turn_joins_a_running_batch_and_changes_nothing(local, jobs):
