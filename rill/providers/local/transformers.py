@@ -7,7 +7,8 @@ Continuous batching: decoding one stream is bound by reading the weights from me
 eight rows reads them once. New turns are prefilled together (left-padded) between decode steps
 and then join the batch; finished or cancelled rows leave it at once. The KV cache is one
 left-padded tensor per layer with a 0/1 attention mask; each row's position ids count only its
-real tokens. A long prompt, and the rest of a prompt whose start a kept conversation's cache
+real tokens. Attention reads it by runs of neighbouring rows, each run from its earliest real
+column (row_runs), so short rows beside a long one do not read its length in padding. A long prompt, and the rest of a prompt whose start a kept conversation's cache
 already holds, is prefilled in slices packed into the decode steps' forward passes (PackedStep).
 
 On a CPU the dtype is picked by timing decode steps at load: bfloat16 wins at batch 1 on most
@@ -317,7 +318,7 @@ class GrowingLayer(DynamicLayer):
         length = max(keys.shape[-2] for keys, _ in parts)
         rows = sum(keys.shape[0] for keys, _ in parts)
         first = parts[0][0]
-        # Room for half as many steps again: doubling a 4,000-token row's room cost a second copy.
+        # Room to grow by half: doubling it wrote twice the memory when a 4,000-token row joined.
         shape = (rows, first.shape[1], max(64, length + extra + (length + extra) // 2), first.shape[-1])
         self.key_room, self.value_room = first.new_empty(shape), first.new_empty(shape)
         row = 0
