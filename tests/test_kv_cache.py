@@ -11,7 +11,7 @@ from rill.providers.base import ChatMessage, Finish, GenerationOptions, Piece
 from rill.providers.local import LocalProvider
 from rill.providers.local.prefix_cache import common_prefix
 from rill.providers.local.row import Row
-from tests.test_batching import collect, scheduling
+from tests.test_batching import assert_greedy, collect, scheduling
 from tests.test_batching import submit_messages as submit
 
 pytestmark = pytest.mark.slow
@@ -138,3 +138,44 @@ def test_llama_cpp_newcomers_with_one_prompt_all_decode_after_two_steps():
     assert all(row.produced == 1 for row in rows[1:]) and rows[0].produced == 2
     assert [row.cached_tokens for row in rows] == [0] + [len(prompt) - 1] * 5
     batch.close()
+
+
+def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile():
+    """llama.cpp: a follow-up's new message after a long kept conversation is decoded together
+    with the kept tokens just before it, FLASH_TILE in one step (flash attention's tiled path, several
+    times faster than its one query at a time there). The reply is the one without the cache, and
+    the kept tokens still count as cached."""
+    from rill.providers.local.llama_cpp import FLASH_TILE
+
+    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
+    provider.load()
+    options = GenerationOptions(temperature=0, max_tokens=16)
+
+    def reply(batch, messages: list[ChatMessage]) -> tuple[Row, str, list[int]]:
+        """The turn's row, its text, and the tokens of each of its steps."""
+        out, steps = [], []
+        row = Row(provider.model, provider.encode_prompt(messages, options)[0], options, threading.Event(), out.append)
+        batch.add([row])
+        while not row.done:
+            batch.step()
+            steps.append(batch.batch.n_tokens)
+        batch.drop_done()
+        return row, "".join(i.text for i in out if isinstance(i, Piece)), steps
+
+    story = " ".join(f"On day {i} the river carried a boat of {i * 3} apples to the mill." for i in range(1, 40))
+    first_turn = [ChatMessage("user", f"{story}\nHow many days are there?")]
+    batch = provider.model.new_batch(4)
+    first, answer, _ = reply(batch, first_turn)
+    follow_up = [*first_turn, ChatMessage("assistant", answer),
+                 ChatMessage("user", "Now tell me which day carried the most apples, and why that matters to the mill.")]
+    row, text, steps = reply(batch, follow_up)
+    new = len(row.prompt) - (len(first.prompt) + first.produced)
+    assert len(first.prompt) > 600 and 16 < new < FLASH_TILE  # a few new tokens after a long conversation
+    assert steps[0] == FLASH_TILE  # the new tokens and the kept ones before them, in one tile
+    assert row.cached_tokens >= len(first.prompt) + first.produced - 2
+    batch.close()
+    alone = provider.model.new_batch(4)  # no kept conversation: the whole prompt prefilled
+    whole, expected, _ = reply(alone, follow_up)
+    alone.close()
+    assert whole.cached_tokens == 0
+    assert_greedy(provider, follow_up, text, expected)

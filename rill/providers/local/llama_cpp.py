@@ -322,6 +322,21 @@ class Pooler:
         return [v / (np.linalg.norm(v) or 1.0) for v in vectors]
 
 
+FLASH_TILE = 64  # queries in a step from which llama.cpp's CPU flash attention takes its tiled path
+
+
+def tile_pays(tokens: int, context: int) -> bool:
+    """Whether decoding `tokens` new tokens after `context` cached ones is slower one query at a time
+    than FLASH_TILE tokens through the tiled path. Fitted to bench/context_bench.py's timings (the
+    wheel's model, 2 threads, AVX512): one query a time costs about 3.3 ms + 10.3 us per cached
+    token, a tile about 180 ms + 83 us per cached token; a tile costs more than it saves below
+    about 47 new tokens after 64 cached, 19 after 1,100, 14 after 2,048. A margin of a fifth keeps it
+    to the cases that clearly pay."""
+    one_at_a_time = tokens * (3.3 + 0.0103 * context)
+    tiled = 180 + 0.083 * context
+    return one_at_a_time > 1.2 * tiled
+
+
 class LlamaBatch:
     PREFILL_ALONE = 512  # prompt tokens per step when no stream is waiting on the step
 
@@ -407,6 +422,8 @@ class LlamaBatch:
         for row in prefilling:  # before this step's tokens go in: only decoded cells are shared
             self._share(row)
         decoding = [r for r in self.rows if r.fed == len(r.prompt)]
+        if len(prefilling) == 1 and not decoding:
+            self._widen_to_tile(prefilling[0])
         guesses = self._guesses(decoding) if decoding and not prefilling else {}
         budget = self.pacer.budget() if decoding else self.PREFILL_ALONE
         fed, n = [], 0  # (row, its first entry, its guesses)
@@ -456,6 +473,20 @@ class LlamaBatch:
         self.guesses = (sum(len(g) for g, _ in guesses.values()), kept)
         for index, row in joining:
             row.accept(*self._output(index, row))
+
+    def _widen_to_tile(self, row: Row) -> None:
+        """A follow-up's few new tokens after a long kept conversation go through llama.cpp's CPU
+        flash attention one query at a time, each over every cell: from FLASH_TILE queries in a
+        step it takes a tiled path instead, several times faster (after 1,100 tokens, 25 tokens
+        took 377 ms and 64 took 281: bench/context_bench.py). So when that pays, the step decodes
+        the kept tokens just before the new ones again, to fill a tile. (They still count as
+        cached: the cache did hold them.)"""
+        new, context = self._text_end(row) - row.fed, row.fed
+        again = FLASH_TILE - new
+        if row.media is None and 0 < again <= context and tile_pays(new, context):
+            row.fed -= again
+            row.kv = row.kv[:row.fed]
+            C.llama_memory_seq_rm(self.memory, row.seq, row.fed, -1)
 
     def _guesses(self, decoding: list[Row]) -> dict:
         if not self.model.speculate:
