@@ -1,6 +1,4 @@
-"""Turning logits into text, one row at a time: sampling and detokenizing. The sampler takes an
-engine's own logits (llama.cpp's numpy array, transformers' tensor) and imports neither library
-itself, so each engine runs with only its own installed."""
+"""Turning logits into text, one row at a time: sampling and detokenizing."""
 from __future__ import annotations
 
 from ..base import GenerationOptions
@@ -27,26 +25,22 @@ class IncrementalDecoder:
 
 
 class Sampler:
-    """Greedy at temperature 0, otherwise temperature + nucleus (top_p) sampling."""
+    """Greedy at temperature 0, otherwise temperature + nucleus (top_p) sampling, on a numpy array
+    (both engines hand their logits over as one: numpy's argmax over a vocabulary takes a tenth of
+    torch's, and it never wakes torch's OpenMP pool, whose threads spin after each use and take the
+    cores llama.cpp decodes on)."""
 
     def __init__(self, options: GenerationOptions):
         self.temperature = options.temperature
         self.top_p = options.top_p
         self.seed = options.seed
-        self.generator = None  # made with the first sampled token, of the logits' library
+        self.generator = None  # made with the first sampled token
 
     def pick(self, logits) -> int:
-        """Greedy picks stay off torch's OpenMP pool, whose threads spin after each use and take the
-        cores llama.cpp decodes on."""
-        if self.temperature < 1e-4:  # 0, or so close that logits / temperature overflows
-            return int(logits.argmax())
-        if type(logits).__module__ == "numpy":
-            return self._pick_numpy(logits)
-        return self._pick_torch(logits)
-
-    def _pick_numpy(self, logits) -> int:
         import numpy as np
 
+        if self.temperature < 1e-4:  # 0, or so close that logits / temperature overflows
+            return int(logits.argmax())
         if self.generator is None:
             self.generator = np.random.default_rng(self.seed)
         scaled = logits.astype(np.float64) / self.temperature
@@ -60,24 +54,7 @@ class Sampler:
             probs = np.zeros_like(probs)
             probs[order[keep]] = sorted_probs[keep]
         cumulative = np.cumsum(probs)
-        if not np.isfinite(cumulative[-1]) or cumulative[-1] <= 0:  # as torch.multinomial refuses them
+        if not np.isfinite(cumulative[-1]) or cumulative[-1] <= 0:
             raise ValueError("probability tensor contains either inf, nan or element < 0")
         index = int(np.searchsorted(cumulative, self.generator.random() * cumulative[-1], side="right"))
         return min(index, len(probs) - 1)
-
-    def _pick_torch(self, logits) -> int:
-        import torch
-
-        if self.generator is None:
-            self.generator = torch.Generator()
-            if self.seed is not None:
-                self.generator.manual_seed(self.seed)
-            else:
-                self.generator.seed()
-        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
-        if self.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True, stable=True)
-            keep = sorted_probs.cumsum(-1) - sorted_probs < self.top_p
-            keep[0] = True
-            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
-        return int(torch.multinomial(probs, 1, generator=self.generator))
