@@ -179,3 +179,50 @@ def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile():
     alone.close()
     assert whole.cached_tokens == 0
     assert_greedy(provider, follow_up, text, expected)
+
+
+def test_follow_ups_arriving_together_are_prefilled_in_one_step(monkeypatch):
+    """transformers: follow-ups that arrive together, each starting from its own kept conversation,
+    take their slices in the same packed forward pass (they joined one a step before), and each
+    reply is the one without the cache."""
+    from rill.providers.local import transformers as hf_engine
+
+    provider = LocalProvider(Settings.from_env(engine="transformers", dtype="float32"))
+    provider.load()
+    options = GenerationOptions(temperature=0, max_tokens=12)
+    packed = []
+
+    class Recorded(hf_engine.PackedStep):
+        def __init__(self, main, rows, mask, slices):
+            packed.append(len(slices))
+            super().__init__(main, rows, mask, slices)
+
+    monkeypatch.setattr(hf_engine, "PackedStep", Recorded)
+
+    def replies(batch, conversations: list[list[ChatMessage]]) -> tuple[list[Row], list[str]]:
+        outs = [[] for _ in conversations]
+        rows = [Row(provider.model, provider.encode_prompt(messages, options)[0], options, threading.Event(), out.append)
+                for messages, out in zip(conversations, outs)]
+        batch.add(rows)
+        while not all(row.done for row in rows):
+            batch.step()
+            batch.drop_done()
+        return rows, ["".join(i.text for i in out if isinstance(i, Piece)) for out in outs]
+
+    firsts = [[ChatMessage("user", question)] for question in
+              ("Tell me about rivers.", "Name three colors.", "What is a haiku?")]
+    batch = provider.model.new_batch(4)
+    _, answers = replies(batch, firsts)
+    follow_ups = [[*first, ChatMessage("assistant", answer), ChatMessage("user", "Say more.")]
+                  for first, answer in zip(firsts, answers)]
+    packed.clear()
+    rows, texts = replies(batch, follow_ups)
+    batch.close()
+    assert all(row.cached_tokens > len(row.prompt) // 2 for row in rows)  # each from its kept conversation
+    assert packed[0] == len(follow_ups)  # all three prompts' rests in the first step
+    alone = provider.model.new_batch(4)
+    for follow_up, text in zip(follow_ups, texts):
+        (row,), (expected,) = replies(alone, [follow_up])
+        assert row.cached_tokens == 0 or row.cached_tokens < len(row.prompt) // 2
+        assert text == expected
+    alone.close()

@@ -337,27 +337,37 @@ def new_cache(config) -> DynamicCache:
     return cache
 
 
-class PackedStep:
-    """One forward pass for the decoding rows' next tokens and a slice of a long prompt: the
-    tokens go in as one packed sequence (the weights are read once, as for a bigger batch), and
-    attention splits them again: each decoding row attends to its row of the batch's cache, the
-    slice to the prompt's own cache. A second forward pass for the slice cost as much as the
-    decode step itself on a CPU, which left almost no room for prompt tokens within the stall
-    bound."""
+class Slice:
+    """A piece of a prompt fed in a PackedStep: `size` tokens from position `fed`, into the row's
+    own cache."""
 
-    def __init__(self, main: DynamicCache | None, rows: int, mask: torch.Tensor | None, own: DynamicCache,
-                 fed: int, size: int):
-        self.main, self.rows, self.own = main, rows, own
+    def __init__(self, row: Row, size: int):
+        self.row, self.fed, self.size = row, row.fed, size
+        end = self.fed + size
+        self.mask = (torch.arange(end)[None, :] <= torch.arange(self.fed, end)[:, None])[None, None]
+
+
+class PackedStep:
+    """One forward pass for the decoding rows' next tokens and slices of prompts: the tokens go in as
+    one packed sequence (the weights are read once, as for a bigger batch), and attention splits
+    them again: each decoding row attends to its row of the batch's cache, each slice to its
+    prompt's own cache. A second forward pass for a slice cost as much as the decode step itself on
+    a CPU, which left almost no room for prompt tokens within the stall bound."""
+
+    def __init__(self, main: DynamicCache | None, rows: int, mask: torch.Tensor | None, slices: list[Slice]):
+        self.main, self.rows, self.slices = main, rows, slices
         self.decode_mask = mask[:, None, None, :].bool() if rows else None
-        end = fed + size
-        self.slice_mask = (torch.arange(end)[None, :] <= torch.arange(fed, end)[:, None])[None, None]
 
     def update(self, keys: torch.Tensor, values: torch.Tensor, layer: int, *args, **kwargs):
         """The model's cache hook: each token's keys and values go to the cache they belong to."""
         if self.rows:
             self.main.layers[layer].update(keys[0, :, :self.rows].transpose(0, 1).unsqueeze(2),
                                            values[0, :, :self.rows].transpose(0, 1).unsqueeze(2))
-        self.own.layers[layer].update(keys[:, :, self.rows:], values[:, :, self.rows:])
+        start = self.rows
+        for piece in self.slices:
+            end = start + piece.size
+            piece.row.own_cache.layers[layer].update(keys[:, :, start:end], values[:, :, start:end])
+            start = end
         return keys, values
 
     def attend(self, module, query: torch.Tensor, runs: list[Run], **kwargs) -> tuple[torch.Tensor, None]:
@@ -367,10 +377,13 @@ class PackedStep:
             out, _ = masked_attention(module, query[0, :, :self.rows].transpose(0, 1).unsqueeze(2), main.keys,
                                       main.values, self.decode_mask.to(query.device), runs, **kwargs)
             outputs.append(out.reshape(1, self.rows, *out.shape[2:]))
-        own = self.own.layers[layer]
-        out, _ = masked_attention(module, query[:, :, self.rows:], own.keys, own.values,
-                                  self.slice_mask.to(query.device), [(0, 1, 0)], **kwargs)
-        outputs.append(out)
+        start = self.rows
+        for piece in self.slices:
+            own = piece.row.own_cache.layers[layer]
+            out, _ = masked_attention(module, query[:, :, start:start + piece.size], own.keys, own.values,
+                                      piece.mask.to(query.device), [(0, 1, 0)], **kwargs)
+            outputs.append(out)
+            start += piece.size
         return torch.cat(outputs, dim=1), None
 
 
@@ -429,11 +442,12 @@ AttentionMaskInterface.register(ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
 
 class HFBatch:
     """Rows decoded together. Short prompts are prefilled together when they join (ADMIT_TOKENS of
-    prompt at most between two steps); a longer one, while others stream, is prefilled a slice per
-    step (sized by pacer.PrefillPacer, in the decode step's forward pass) in a cache of its own and
-    merged in when done, so the running rows never wait for a whole long prompt. Finished turns'
-    caches stay (model.cache_tokens in all): a follow-up turn starts from the longest shared
-    prefix and prefills only the rest, the same way."""
+    prompt at most between two steps); a longer one, while others stream, is prefilled in slices
+    (as many prompt tokens a step as pacer.PrefillPacer allows, shared by the prompts waiting in
+    arrival order, in the decode step's forward pass) in a cache of its own and merged in when done,
+    so the running rows never wait for a whole long prompt. Finished turns' caches stay
+    (model.cache_tokens in all): a follow-up turn starts from the longest shared prefix and
+    prefills only the rest, the same way (several follow-ups arriving together: in one step)."""
 
     ADMIT_TOKENS = 1024
 
@@ -467,7 +481,8 @@ class HFBatch:
         model = self.model.model_for(tokens, self.dtype)
         self.dtype = model.dtype
         caches = inputs["past_key_values"]
-        for cache in [caches.main, caches.own] if isinstance(caches, PackedStep) else [caches]:
+        packed = isinstance(caches, PackedStep)
+        for cache in [caches.main, *(piece.row.own_cache for piece in caches.slices)] if packed else [caches]:
             if cache is not None and cache.layers[0].is_initialized and cache.layers[0].keys.dtype != model.dtype:
                 for layer in cache.layers:  # the batch crossed to the other weight copy
                     layer.set(layer.keys.to(model.dtype), layer.values.to(model.dtype))
@@ -569,13 +584,13 @@ class HFBatch:
 
     @torch.inference_mode()
     def step(self) -> None:
-        """One forward pass: the next token of every decoding row, and a slice of the first long
-        prompt waiting (sized by the pacer while others stream)."""
+        """One forward pass: the next token of every decoding row, and slices of the prompts waiting
+        (as many tokens as the pacer allows while others stream)."""
         started, streaming = time.perf_counter(), len(self.decoding)
         self.guesses = (0, 0)
         size = 0
         if self.prefilling:
-            size = self._step_with_slice(self.prefilling[0], self.pacer.budget() if streaming else self.ADMIT_TOKENS)
+            size = self._step_with_slices(self.pacer.budget() if streaming else self.ADMIT_TOKENS)
         elif self._decode_step():
             return  # with guesses: not a plain decode step, which the pacer compares slices with
         if streaming:
@@ -626,36 +641,52 @@ class HFBatch:
         return speculation.plan(rows, lambda row: row.room_to_guess(self.model.context_tokens),
                                 lambda chosen: len(self.decoding) * speculation.width(chosen), self.cost)
 
-    def _step_with_slice(self, row: Row, size: int) -> int:
-        """A decode step that also prefills up to `size` more of this row's prompt, in the same
-        forward pass; returns how many prompt tokens it took."""
-        if row.own_cache is None:
-            row.own_cache, row.fed = new_cache(self.model.config), 0
-        piece = row.prompt[row.fed: row.fed + size]
-        end = row.fed + len(piece)
+    def _step_with_slices(self, budget: int) -> int:
+        """A decode step that also prefills up to `budget` more prompt tokens, the waiting prompts'
+        next slices in arrival order, in the same forward pass; returns how many it took."""
+        slices = []
+        for row in self.prefilling:
+            if budget <= 0:
+                break
+            if row.own_cache is None:
+                row.own_cache, row.fed = new_cache(self.model.config), 0
+            slices.append(Slice(row, min(budget, len(row.prompt) - row.fed)))
+            budget -= slices[-1].size
         decoding = self.decoding
-        tokens = ([t for t, in self._next_tokens()] if decoding else []) + piece
-        positions = [r.length for r in decoding] + list(range(row.fed, end))
-        last = end == len(row.prompt)  # then the slice's last position gives the row its first token
-        keep = list(range(len(decoding))) + ([len(tokens) - 1] if last else [])
-        packed = PackedStep(self.cache, len(decoding), self.mask, row.own_cache, row.fed, len(piece))
+        tokens = [t for t, in self._next_tokens()] if decoding else []
+        positions = [r.length for r in decoding]
+        keep, finishing = list(range(len(decoding))), []
+        for piece in slices:
+            tokens += piece.row.prompt[piece.fed: piece.fed + piece.size]
+            positions += range(piece.fed, piece.fed + piece.size)
+            if piece.fed + piece.size == len(piece.row.prompt):  # its last position gives its first token
+                keep.append(len(tokens) - 1)
+                finishing.append(piece.row)
+        packed = PackedStep(self.cache, len(decoding), self.mask, slices)
         inputs = {"input_ids": torch.tensor([tokens])}
-        if row.media:  # images: the slice goes in as embeddings, beside the decoding rows' tokens
+        if any(piece.row.media for piece in slices):  # images: the slices go in as embeddings
             embed = self.model.model.get_input_embeddings()
-            ids = torch.tensor(tokens[:len(decoding)], dtype=torch.long, device=self.model.device)
-            inputs = {"inputs_embeds": torch.cat([embed(ids), self._embeds(row)[row.fed: end]]).unsqueeze(0)}
+            parts = [embed(torch.tensor(tokens[:len(decoding)], dtype=torch.long, device=self.model.device))]
+            start = len(decoding)
+            for piece in slices:
+                ids = torch.tensor(tokens[start: start + piece.size], dtype=torch.long, device=self.model.device)
+                row = piece.row
+                parts.append(self._embeds(row)[piece.fed: piece.fed + piece.size] if row.media else embed(ids))
+                start += piece.size
+            inputs = {"inputs_embeds": torch.cat(parts).unsqueeze(0)}
         # A packed pass is as heavy as a full batch: the copy for the largest batch runs it.
-        self._forward(decoding + [row] if last else decoding, self.model.max_batch, keep=keep,
-                      position_ids=torch.tensor([positions]), attention_mask=packed.slice_mask,
+        self._forward(decoding + finishing, self.model.max_batch, keep=keep,
+                      position_ids=torch.tensor([positions]), attention_mask=slices[0].mask,
                       past_key_values=packed, packed=packed, runs=self.runs, **inputs)
         for r in decoding:
             r.length += 1
-        row.fed = end
-        if last:
+        for piece in slices:
+            piece.row.fed += piece.size
+        for row in finishing:
             self.prefilling.remove(row)
-            self._join([row], row.own_cache, torch.ones(1, end, dtype=torch.long))
+            self._join([row], row.own_cache, torch.ones(1, row.fed, dtype=torch.long))
             row.own_cache = None
-        return len(piece)
+        return sum(piece.size for piece in slices)
 
     def drop_done(self) -> None:
         """Remove finished rows, and cache columns that only padding still uses."""
