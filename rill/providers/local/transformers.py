@@ -8,8 +8,9 @@ eight rows reads them once. New turns are prefilled together (left-padded) betwe
 and then join the batch; finished or cancelled rows leave it at once. The KV cache is one
 left-padded tensor per layer with a 0/1 attention mask; each row's position ids count only its
 real tokens. Attention reads it by runs of neighbouring rows, each run from its earliest real
-column (row_runs), so short rows beside a long one do not read its length in padding. A long prompt, and the rest of a prompt whose start a kept conversation's cache
-already holds, is prefilled in slices packed into the decode steps' forward passes (PackedStep).
+column (row_runs), so short rows beside a long one do not read its length in padding. A long
+prompt, and the rest of a prompt whose start a kept conversation's cache already holds, is
+prefilled in slices packed into the decode steps' forward passes (PackedStep).
 
 On a CPU the dtype is picked by timing decode steps at load: bfloat16 wins at batch 1 on most
 machines, but without native bf16 (AVX2 only) float32 wins at batch 8 (87 against 55 tok/s). When
@@ -535,7 +536,7 @@ class HFBatch:
                                                                    self._embeds(r)]) for r in now])}
             self._forward(now, len(self.decoding) + len(now), attention_mask=mask,
                           position_ids=(mask.cumsum(-1) - 1).clamp(min=0), past_key_values=cache, **tokens)
-            self._join(now, cache, mask)
+            self._join(now, [(cache, mask)])
 
     def _embeds(self, row: Row) -> torch.Tensor:
         """The row's prompt embedded, images and all: once, however many slices it is fed in."""
@@ -563,24 +564,25 @@ class HFBatch:
                   for layer in self.cache.layers]
         self.kept.keep(Kept(row.kv, layers))
 
-    def _join(self, rows: list[Row], cache: DynamicCache, mask: torch.Tensor) -> None:
+    def _join(self, rows: list[Row], parts: list[tuple[DynamicCache, torch.Tensor]]) -> None:
+        """The rows' caches (each with its mask; rows in order) join the batch's, in one copy."""
         for row in rows:
             row.kv = list(row.key)  # the tokens in its row of the cache (an image's by its hash)
             row.embeds = row.media = None  # prefilled: its pixels and embeddings are not needed again
-        mask = mask.to(self.model.device)
-        if self.cache is None:
-            self.cache, self.mask = cache, mask
-        else:
-            self._merge(cache, mask)
+        parts = [(cache, mask.to(self.model.device)) for cache, mask in parts]
+        if self.cache is not None:
+            parts.insert(0, (self.cache, self.mask))
+        self.cache = parts[0][0]
+        if len(parts) == 1:
+            self.mask = parts[0][1]
+        else:  # rows one after another, left-padded to the longest, written once into the first's layers
+            dtype = parts[-1][0].layers[0].keys.dtype  # the copy that prefilled newcomers suits the new size
+            for layers in zip(*(cache.layers for cache, _ in parts)):
+                layers[0].stack([(layer.keys.to(dtype), layer.values.to(dtype)) for layer in layers])
+            width = max(mask.shape[1] for _, mask in parts)
+            self.mask = torch.cat([torch.nn.functional.pad(mask, (width - mask.shape[1], 0)) for _, mask in parts])
         self.decoding += rows
         self.runs = row_runs(self.mask)
-
-    def _merge(self, cache: DynamicCache, mask: torch.Tensor) -> None:
-        width = max(self.mask.shape[1], mask.shape[1])
-        for mine, theirs in zip(self.cache.layers, cache.layers):
-            dtype = theirs.keys.dtype  # the copy that prefilled them is the one for the new size
-            mine.stack([(mine.keys.to(dtype), mine.values.to(dtype)), (theirs.keys, theirs.values)])
-        self.mask = torch.cat([torch.nn.functional.pad(m, (width - m.shape[1], 0)) for m in (self.mask, mask)])
 
     @torch.inference_mode()
     def step(self) -> None:
@@ -665,13 +667,12 @@ class HFBatch:
         packed = PackedStep(self.cache, len(decoding), self.mask, slices)
         inputs = {"input_ids": torch.tensor([tokens])}
         if any(piece.row.media for piece in slices):  # images: the slices go in as embeddings
-            embed = self.model.model.get_input_embeddings()
-            parts = [embed(torch.tensor(tokens[:len(decoding)], dtype=torch.long, device=self.model.device))]
-            start = len(decoding)
+            embeds = self.model.model.get_input_embeddings()(torch.tensor(tokens, device=self.model.device))
+            parts, start = [embeds[:len(decoding)]], len(decoding)
             for piece in slices:
-                ids = torch.tensor(tokens[start: start + piece.size], dtype=torch.long, device=self.model.device)
-                row = piece.row
-                parts.append(self._embeds(row)[piece.fed: piece.fed + piece.size] if row.media else embed(ids))
+                media = piece.row.media is not None
+                parts.append(self._embeds(piece.row)[piece.fed: piece.fed + piece.size] if media
+                             else embeds[start: start + piece.size])
                 start += piece.size
             inputs = {"inputs_embeds": torch.cat(parts).unsqueeze(0)}
         # A packed pass is as heavy as a full batch: the copy for the largest batch runs it.
@@ -682,9 +683,10 @@ class HFBatch:
             r.length += 1
         for piece in slices:
             piece.row.fed += piece.size
+        if finishing:
+            self._join(finishing, [(row.own_cache, torch.ones(1, row.fed, dtype=torch.long)) for row in finishing])
         for row in finishing:
             self.prefilling.remove(row)
-            self._join([row], row.own_cache, torch.ones(1, row.fed, dtype=torch.long))
             row.own_cache = None
         return sum(piece.size for piece in slices)
 
