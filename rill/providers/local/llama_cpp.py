@@ -365,9 +365,10 @@ class LlamaBatch:
 
     def _restore(self, row: Row) -> int:
         """Copy in the kept conversation sharing the longest prefix with the row's prompt; how many
-        prompt tokens that gives. At least the prompt's last two tokens are decoded again: a step
-        of one token goes through other kernels (a vector kernel, not llamafile's) than a longer
-        one, so a prompt asked again (a regenerated reply) would not start from the same logits."""
+        prompt tokens that gives. At least the prompt's last two tokens are decoded again: a last
+        token decoded alone rounds differently from the prompt decoded whole (a vector kernel
+        against llamafile's: bench/logit_invariance.py), so a prompt asked again (a regenerated
+        reply) would not start from the same logits."""
         shared, saved = self.kept.find(row.prompt)
         shared = min(shared, len(row.prompt) - 2)
         room = self.cells - sum(self.reserved(r) for r in self.rows)  # the copy holds all its tokens a moment
@@ -513,10 +514,16 @@ class LlamaBatch:
         return 0
 
     def drop_done(self) -> None:
-        """Finished rows leave and free their sequence; a finished conversation is kept first."""
+        """Finished rows leave and free their sequence; a finished conversation is kept first. With
+        no row left the cache holds nothing (kept ones are copies) and is cleared, so that the next
+        turn's cells start from the first again: llama.cpp places new cells from where it last
+        wrote or freed, and attention through the matrix products reads every cell up to the
+        highest in use (after other load, a 20-turn chat's last turn took twice as long)."""
         for row in [r for r in self.rows if r.done]:
             self.rows.remove(row)
             if row.reason in FINISHED:
                 self._keep(row)
             C.llama_memory_seq_rm(self.memory, row.seq, -1, -1)
             self.free.append(row.seq)
+        if not self.rows:
+            C.llama_memory_clear(self.memory, False)
