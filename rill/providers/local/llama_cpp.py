@@ -257,9 +257,9 @@ def new_context(handle, cells: int, sequences: int, batch_tokens: int, threads: 
 
     `flash`: llama.cpp's flash attention, else attention through matrix products. Its CPU kernel
     walks the cache one query and one cell at a time below 64 queries a step, so a conversation's
-    steps slow as it grows: after 1,100 tokens a decode step took 23.7 against 13.8 ms, a 25-token
-    follow-up 353 against 103 ms (bench/context_bench.py); only a long prompt's 512-token slices
-    are faster with it (1.1-1.3x). Chats grow, so the generation context on a CPU takes the
+    steps slow as it grows: after 1,100 tokens a decode step took 24.0 against 13.9 ms, a 25-token
+    follow-up 358 against 106 ms (bench/context_bench.py); only a long prompt's 512-token slices
+    are faster with it (1.1-1.2x), and 16 short conversations at once by a few percent. Chats grow, so the generation context on a CPU takes the
     products; on a GPU (its own kernels) and for pooling (prompts only, many sequences in a step)
     flash attention. Through the products a prompt's logits are also the same prefilled whole or
     after a kept prefix, and a token's whatever else its step of two or more holds
