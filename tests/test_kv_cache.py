@@ -4,16 +4,14 @@ wait, not fail, and holds running turns only."""
 import threading
 
 import llama_cpp as C
-import numpy as np
 import pytest
 
 from rill.config import Settings
 from rill.providers.base import ChatMessage, Finish, GenerationOptions, Piece
 from rill.providers.local import LocalProvider
-from rill.providers.local.llama_cpp import put_token
 from rill.providers.local.prefix_cache import common_prefix
 from rill.providers.local.row import Row
-from tests.test_batching import collect, scheduling
+from tests.test_batching import assert_greedy, collect, scheduling
 from tests.test_batching import submit_messages as submit
 
 pytestmark = pytest.mark.slow
@@ -142,52 +140,45 @@ def test_llama_cpp_newcomers_with_one_prompt_all_decode_after_two_steps():
     batch.close()
 
 
-def test_a_tokens_logits_are_the_same_however_its_steps_were_cut():
-    """llama.cpp on a CPU: the engine's context attends through matrix products, not flash
-    attention (whose one-query-at-a-time kernel makes long conversations slow, and rounds
-    differently below 64 queries a step than above). So a prompt's last logits are bit for bit
-    the same prefilled whole or as a follow-up after its kept conversation, and a token's the same
-    with guesses after it (speculation) or other conversations' tokens beside it (batching)."""
+def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile():
+    """llama.cpp: a follow-up's new message after a long kept conversation is decoded together
+    with the kept tokens just before it, FLASH_TILE in one step (flash attention's tiled path, several
+    times faster than its one query at a time there). The reply is the one without the cache, and
+    the kept tokens still count as cached."""
+    from rill.providers.local.llama_cpp import FLASH_TILE
+
     provider = LocalProvider(Settings.from_env(engine="llamacpp"))
     provider.load()
-    model = provider.model
-    batch = model.new_batch(4)
-    story = " ".join(f"On day {i} the river carried a boat of {i * 3} apples to the mill." for i in range(1, 20))
-    prompt = model.tokenizer.encode(story)
-    others = [model.tokenizer.encode(f"A short note number {n} about the weather.") for n in (1, 2)]
+    options = GenerationOptions(temperature=0, max_tokens=16)
 
-    def decode(entries: list[tuple[int, int, int]], want: int = 0) -> np.ndarray:
-        """One step of (token, position, sequence) entries: the logits of entry `want`."""
-        for n, (token, position, seq) in enumerate(entries):
-            put_token(batch.batch, n, token, position, seq, n == want)
-        batch.batch.n_tokens = len(entries)
-        assert C.llama_decode(batch.ctx, batch.batch) == 0
-        return np.ctypeslib.as_array(C.llama_get_logits_ith(batch.ctx, want), shape=(model.n_vocab,)).copy()
+    def reply(batch, messages: list[ChatMessage]) -> tuple[Row, str, list[int]]:
+        """The turn's row, its text, and the tokens of each of its steps."""
+        out, steps = [], []
+        row = Row(provider.model, provider.encode_prompt(messages, options)[0], options, threading.Event(), out.append)
+        batch.add([row])
+        while not row.done:
+            batch.step()
+            steps.append(batch.batch.n_tokens)
+        batch.drop_done()
+        return row, "".join(i.text for i in out if isinstance(i, Piece)), steps
 
-    def prefill(tokens: list[int], seq: int, start: int = 0) -> np.ndarray:
-        """tokens[start:] in one step: the last one's logits."""
-        return decode([(tokens[i], i, seq) for i in range(start, len(tokens))], len(tokens) - start - 1)
-
-    def back_to(lengths: list[int]) -> None:
-        for seq, length in enumerate(lengths):
-            C.llama_memory_seq_rm(batch.memory, seq, length, -1)
-
-    whole = prefill(prompt, 0)
-    back_to([len(prompt) - 25])
-    logits = {"a follow-up's 25 tokens": prefill(prompt, 0, len(prompt) - 25)}
-    for seq, other in enumerate(others, start=1):
-        prefill(other[:-1], seq)
-    last = (prompt[-1], len(prompt) - 1, 0)
-    steps = {"one guess after it": [last, (prompt[3], len(prompt), 0)],
-             "eight guesses after it": [last, *((prompt[i], len(prompt) + i, 0) for i in range(8))],
-             "other conversations beside it": [last, *((o[-1], len(o) - 1, seq) for seq, o in enumerate(others, 1))]}
-    for name, entries in steps.items():
-        back_to([len(prompt) - 1, *(len(o) - 1 for o in others)])
-        logits[name] = decode(entries)
+    story = " ".join(f"On day {i} the river carried a boat of {i * 3} apples to the mill." for i in range(1, 40))
+    first_turn = [ChatMessage("user", f"{story}\nHow many days are there?")]
+    batch = provider.model.new_batch(4)
+    first, answer, _ = reply(batch, first_turn)
+    follow_up = [*first_turn, ChatMessage("assistant", answer),
+                 ChatMessage("user", "Now tell me which day carried the most apples, and why that matters to the mill.")]
+    row, text, steps = reply(batch, follow_up)
+    new = len(row.prompt) - (len(first.prompt) + first.produced)
+    assert len(first.prompt) > 600 and 16 < new < FLASH_TILE  # a few new tokens after a long conversation
+    assert steps[0] == FLASH_TILE  # the new tokens and the kept ones before them, in one tile
+    assert row.cached_tokens >= len(first.prompt) + first.produced - 2
     batch.close()
-    assert len(prompt) > 200
-    for name, values in logits.items():
-        assert np.array_equal(values, whole), (name, float(np.abs(values - whole).max()))
+    alone = provider.model.new_batch(4)  # no kept conversation: the whole prompt prefilled
+    whole, expected, _ = reply(alone, follow_up)
+    alone.close()
+    assert whole.cached_tokens == 0
+    assert_greedy(provider, follow_up, text, expected)
 
 
 def test_follow_ups_arriving_together_are_prefilled_in_one_step(monkeypatch):

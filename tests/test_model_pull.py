@@ -168,13 +168,7 @@ def test_the_least_recently_used_model_is_unloaded_and_loads_again_when_asked(se
 
 def test_pulled_models_are_listed_after_a_restart_and_load_with_their_first_turn(server, hub, tmp_path):
     """A second server on the same hub cache, offline: RILL_MODEL's model comes from the cache, the
-    other pulled models are there, unloaded. Its greedy reply is the first server's, up to
-    llama.cpp's rounding (tests/test_batching.py's assert_greedy: the first server's steps, with
-    its own history of guesses and kept conversations, are cut differently)."""
-    from rill.config import Settings
-    from rill.providers.local import LocalProvider
-    from tests.test_batching import assert_greedy
-
+    other pulled models are there, unloaded."""
     other = start_server("eventlet", tmp_path, entry="rill.entry", RILL_MAX_LOADED_MODELS=1,
                          RILL_MODEL=f"hf:{GGUF_REPO}:Q4_1", HF_HOME=server.hf_home, HF_HUB_OFFLINE=1)
     try:
@@ -183,9 +177,7 @@ def test_pulled_models_are_listed_after_a_restart_and_load_with_their_first_turn
         assert listed["local/tiny-vlm"]["size_bytes"] > 0  # known before it loads
         assert "local/smollm2-135m-instruct" not in listed  # RILL_MODEL's took the local model's place
         assert "local/big-gguf" not in listed  # cancelled: nothing of it was kept
-        local = LocalProvider(Settings.from_env(engine="llamacpp"))  # the same GGUF, in this process
-        local.load()
-        assert_greedy(local, "Name a color.", ask(other, OWN), ask(server, OWN))
+        assert ask(other, OWN) == ask(server, OWN)
     finally:
         stop_server(other)
 

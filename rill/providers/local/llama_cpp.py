@@ -233,7 +233,7 @@ class LlamaModel:
         return {"engine": self.engine, "device": self.device, "dtype": self.desc.split(" ", 2)[-1]}  # "Q4_K - Medium"
 
     def new_context(self, cells: int, sequences: int, batch_tokens: int):
-        return new_context(self.handle, cells, sequences, batch_tokens, self.threads, flash=self.device == "gpu")
+        return new_context(self.handle, cells, sequences, batch_tokens, self.threads)
 
     def pooled(self, inputs: list[list[int]]) -> list[np.ndarray]:
         if self.pooler is None:  # made with the first request
@@ -255,15 +255,12 @@ def new_context(handle, cells: int, sequences: int, batch_tokens: int, threads: 
                 flash: bool = True):
     """`pooling`: a context that gives each sequence's pooled final-layer state, not logits.
 
-    `flash`: llama.cpp's flash attention, else attention through matrix products. Its CPU kernel
-    walks the cache one query and one cell at a time below 64 queries a step, so a conversation's
-    steps slow as it grows: after 1,100 tokens a decode step took 24.0 against 13.9 ms, a 25-token
-    follow-up 358 against 106 ms (bench/context_bench.py); only a long prompt's 512-token slices
-    are faster with it (1.1-1.2x), and 16 short conversations at once by a few percent. Chats grow, so the generation context on a CPU takes the
-    products; on a GPU (its own kernels) and for pooling (prompts only, many sequences in a step)
-    flash attention. Through the products a prompt's logits are also the same prefilled whole or
-    after a kept prefix, and a token's whatever else its step of two or more holds
-    (bench/logit_invariance.py)."""
+    `flash`: llama.cpp's flash attention (its default). On a CPU it walks the cache one query and one
+    cell at a time, so a long conversation's steps cost more than through the matrix products (a
+    25-token prefill after 1,100 tokens 359 against 114 ms, bench/context_bench.py); but through
+    them a token's logits round differently with the number of tokens in its step, and a greedy
+    reply would then change with the guesses taken beside it (speculation.py), where one query at
+    a time it does not."""
     params = C.llama_context_default_params()
     if not flash:
         params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -325,6 +322,21 @@ class Pooler:
         return [v / (np.linalg.norm(v) or 1.0) for v in vectors]
 
 
+FLASH_TILE = 64  # queries in a step from which llama.cpp's CPU flash attention takes its tiled path
+
+
+def tile_pays(tokens: int, context: int) -> bool:
+    """Whether decoding `tokens` new tokens after `context` cached ones is slower one query at a time
+    than FLASH_TILE tokens through the tiled path. Fitted to bench/context_bench.py's timings (the
+    wheel's model, 2 threads, AVX512): one query a time costs about 3.3 ms + 10.3 us per cached
+    token, a tile about 180 ms + 83 us per cached token; a tile costs more than it saves below
+    about 47 new tokens after 64 cached, 19 after 1,100, 14 after 2,048. A margin of a fifth keeps it
+    to the cases that clearly pay."""
+    one_at_a_time = tokens * (3.3 + 0.0103 * context)
+    tiled = 180 + 0.083 * context
+    return one_at_a_time > 1.2 * tiled
+
+
 class LlamaBatch:
     PREFILL_ALONE = 512  # prompt tokens per step when no stream is waiting on the step
 
@@ -365,12 +377,8 @@ class LlamaBatch:
 
     def _restore(self, row: Row) -> int:
         """Copy in the kept conversation sharing the longest prefix with the row's prompt; how many
-        prompt tokens that gives. At least the prompt's last two tokens are decoded again: a last
-        token decoded alone rounds differently from the prompt decoded whole (a vector kernel
-        against llamafile's: bench/logit_invariance.py), so a prompt asked again (a regenerated
-        reply) would not start from the same logits."""
+        prompt tokens that gives. At least the prompt's last token is decoded again (its logits)."""
         shared, saved = self.kept.find(row.prompt)
-        shared = min(shared, len(row.prompt) - 2)
         room = self.cells - sum(self.reserved(r) for r in self.rows)  # the copy holds all its tokens a moment
         if shared <= 0 or len(saved.tokens) > room:
             return 0
@@ -414,6 +422,8 @@ class LlamaBatch:
         for row in prefilling:  # before this step's tokens go in: only decoded cells are shared
             self._share(row)
         decoding = [r for r in self.rows if r.fed == len(r.prompt)]
+        if len(prefilling) == 1 and not decoding:
+            self._widen_to_tile(prefilling[0])
         guesses = self._guesses(decoding) if decoding and not prefilling else {}
         budget = self.pacer.budget() if decoding else self.PREFILL_ALONE
         fed, n = [], 0  # (row, its first entry, its guesses)
@@ -463,6 +473,20 @@ class LlamaBatch:
         self.guesses = (sum(len(g) for g, _ in guesses.values()), kept)
         for index, row in joining:
             row.accept(*self._output(index, row))
+
+    def _widen_to_tile(self, row: Row) -> None:
+        """A follow-up's few new tokens after a long kept conversation go through llama.cpp's CPU
+        flash attention one query at a time, each over every cell: from FLASH_TILE queries in a
+        step it takes a tiled path instead, several times faster (after 1,100 tokens, 25 tokens
+        took 377 ms and 64 took 281: bench/context_bench.py). So when that pays, the step decodes
+        the kept tokens just before the new ones again, to fill a tile. (They still count as
+        cached: the cache did hold them.)"""
+        new, context = self._text_end(row) - row.fed, row.fed
+        again = FLASH_TILE - new
+        if row.media is None and 0 < again <= context and tile_pays(new, context):
+            row.fed -= again
+            row.kv = row.kv[:row.fed]
+            C.llama_memory_seq_rm(self.memory, row.seq, row.fed, -1)
 
     def _guesses(self, decoding: list[Row]) -> dict:
         if not self.model.speculate:
@@ -514,16 +538,10 @@ class LlamaBatch:
         return 0
 
     def drop_done(self) -> None:
-        """Finished rows leave and free their sequence; a finished conversation is kept first. With
-        no row left the cache holds nothing (kept ones are copies) and is cleared, so that the next
-        turn's cells start from the first again: llama.cpp places new cells from where it last
-        wrote or freed, and attention through the matrix products reads every cell up to the
-        highest in use (after other load, a 20-turn chat's last turn took twice as long)."""
+        """Finished rows leave and free their sequence; a finished conversation is kept first."""
         for row in [r for r in self.rows if r.done]:
             self.rows.remove(row)
             if row.reason in FINISHED:
                 self._keep(row)
             C.llama_memory_seq_rm(self.memory, row.seq, -1, -1)
             self.free.append(row.seq)
-        if not self.rows:
-            C.llama_memory_clear(self.memory, False)
