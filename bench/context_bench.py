@@ -1,8 +1,8 @@
 """What a long conversation costs llama.cpp on a CPU: a decode step, the prefill of a 25-token
 follow-up (a new message and the template's markers) and of a long prompt's 512-token slice,
 after 64 to 2,048 tokens of context, in a cache of the engine's shape, through llama.cpp's flash
-attention and through its matrix products (what Rill's engine uses on a CPU:
-llama_cpp.new_context), in the same run on the wheel's model; and a decode step of several rows,
+attention (what Rill's engine uses: llama_cpp.new_context) and through its matrix products, in the
+same run on the wheel's model; and a decode step of several rows,
 each after its own conversation: the products read every row's cells for every query, flash
 attention skips other conversations' cells.
 
