@@ -2,9 +2,9 @@
 follow-up (a new message and the template's markers) and of a long prompt's 512-token slice,
 after 64 to 2,048 tokens of context, in a cache of the engine's shape, through llama.cpp's flash
 attention (what Rill's engine uses: llama_cpp.new_context) and through its matrix products, in the
-same run on the wheel's model; and a decode step of several rows,
-each after its own conversation: the products read every row's cells for every query, flash
-attention skips other conversations' cells.
+same run on the wheel's model; and a decode step of several rows, each after its own conversation:
+the products read every row's cells for every query, flash attention skips other conversations'
+cells.
 
 Usage: python bench/context_bench.py [--contexts 64,256,512,1100,2048] [--rows 8x200,8x1100,16x200,16x600]
        [--repeats 10]
