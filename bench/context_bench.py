@@ -1,10 +1,10 @@
 """What a long conversation costs llama.cpp on a CPU: a decode step, the prefill of a 25-token
 follow-up (a new message and the template's markers) and of a long prompt's 512-token slice,
-after 64 to 2,048 tokens of context, in a cache of the engine's shape, through llama.cpp's flash
-attention (what Rill's engine uses: llama_cpp.new_context) and through its matrix products, in the
-same run on the wheel's model; and a decode step of several rows, each after its own conversation:
-the products read every row's cells for every query, flash attention skips other conversations'
-cells.
+after 64 to 2,048 tokens of context, in a cache of the engine's shape, three ways in the same run
+on the wheel's model: flash attention over a Q8_0 cache (the engine's on a CPU: llama_cpp.KV_TYPES),
+over an F16 cache (tiled from 64 queries in a step), and the matrix products (F16); and a decode
+step of several rows, each after its own conversation: the products read every row's cells for
+every query, flash attention skips other conversations' cells.
 
 Usage: python bench/context_bench.py [--contexts 64,256,512,1100,2048] [--rows 8x200,8x1100,16x200,16x600]
        [--repeats 10]
@@ -30,11 +30,15 @@ FOLLOW_UP = 25
 SLICE = 512  # the engine's prefill step alone (LlamaBatch.PREFILL_ALONE)
 
 
-def engine_context(model: LlamaModel, flash: bool, cells: int):
-    """A context of the engine's shape: its cells (at least `cells`), its sequences."""
+WAYS = (("flash, Q8_0", True, "q8_0"), ("flash, F16", True, "f16"), ("products, F16", False, "f16"))
+
+
+def engine_context(model: LlamaModel, way: tuple, cells: int):
+    """A context of the engine's shape (its cells, at least `cells`; its sequences), attending `way`."""
     options = LocalOptions(source=None, name="bench")
+    _, flash, kv = way
     return new_context(model.handle, max(options.cache_tokens, cells), options.max_batch, SLICE, model.threads,
-                       flash=flash)
+                       flash=flash, kv=kv)
 
 
 def prefill(ctx, batch, seq: int, start: int, end: int) -> None:
@@ -48,9 +52,9 @@ def prefill(ctx, batch, seq: int, start: int, end: int) -> None:
         start += n
 
 
-def timings(model: LlamaModel, flash: bool, contexts: list[int], repeats: int) -> dict[int, tuple[float, ...]]:
+def timings(model: LlamaModel, way: tuple, contexts: list[int], repeats: int) -> dict[int, tuple[float, ...]]:
     """{context: (decode step ms, follow-up prefill ms, prompt slice ms)}, medians."""
-    ctx = engine_context(model, flash, max(contexts) + SLICE)
+    ctx = engine_context(model, way, max(contexts) + SLICE)
     batch, memory = C.llama_batch_init(SLICE, 0, 1), C.llama_get_memory(ctx)
     out, position = {}, 0
     try:
@@ -77,10 +81,10 @@ def timings(model: LlamaModel, flash: bool, contexts: list[int], repeats: int) -
     return out
 
 
-def batched(model: LlamaModel, flash: bool, shape: tuple[int, int], repeats: int) -> float:
+def batched(model: LlamaModel, way: tuple, shape: tuple[int, int], repeats: int) -> float:
     """Median ms of a decode step of `rows` rows, each after `context` tokens of its own."""
     rows, context = shape
-    ctx = engine_context(model, flash, rows * (context + 1))
+    ctx = engine_context(model, way, rows * (context + 1))
     batch, memory = C.llama_batch_init(SLICE, 0, 1), C.llama_get_memory(ctx)
     try:
         for seq in range(rows):
@@ -114,22 +118,20 @@ def main() -> None:
     shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.rows.split(",") if shape]
     model = LlamaModel(wheel_gguf_path(), LocalOptions(source=None, name="bench"))
     model.load()
-    flash = timings(model, True, contexts, args.repeats)
-    products = timings(model, False, contexts, args.repeats)
+    found = {way: timings(model, way, contexts, args.repeats) for way in WAYS}
     flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in Path("/proc/cpuinfo").read_text()]
-    print(f"CPU flags: {' '.join(flags)}; {model.threads} threads; {model.describe()['dtype']}; medians")
-    print(f"{'context':>8}{'decode, flash':>15}{'decode, products':>18}{'ratio':>7}"
-          f"{f'{FOLLOW_UP} tokens, flash':>19}{f'{FOLLOW_UP} tokens, products':>22}{'ratio':>7}"
-          f"{f'{SLICE} tokens, flash':>18}{f'{SLICE} tokens, products':>21}{'ratio':>7}")
-    for context in contexts:
-        (fd, fp, fs), (pd, pp, ps) = flash[context], products[context]
-        print(f"{context:8}{fd:13.1f}ms{pd:16.1f}ms{pd / fd:7.2f}{fp:17.1f}ms{pp:20.1f}ms{pp / fp:7.2f}"
-              f"{fs:16.0f}ms{ps:19.0f}ms{ps / fs:7.2f}")
-    print(f"\n{'rows':>5}{'context each':>14}{'step, flash':>13}{'step, products':>16}{'ratio':>7}")
+    print(f"CPU flags: {' '.join(flags)}; {model.threads} threads; {model.describe()['dtype']}; medians, ms "
+          f"(in brackets: against {WAYS[0][0]})")
+    for n, what in enumerate(("a decode step", f"a {FOLLOW_UP}-token follow-up", f"a {SLICE}-token prompt slice")):
+        print(f"\n{what}:\n{'context':>8}" + "".join(f"{way[0]:>24}" for way in WAYS))
+        for context in contexts:
+            engine = found[WAYS[0]][context][n]
+            print(f"{context:8}" + "".join(f"{found[way][context][n]:14.1f} ({found[way][context][n] / engine:5.2f}x)"
+                                           for way in WAYS))
+    print(f"\na decode step of several rows:\n{'rows':>5}{'context each':>14}" + "".join(f"{way[0]:>24}" for way in WAYS))
     for shape in shapes:
-        step_flash, step_products = batched(model, True, shape, args.repeats), batched(model, False, shape, args.repeats)
-        print(f"{shape[0]:5}{shape[1]:14}{step_flash:11.1f}ms{step_products:14.1f}ms{step_products / step_flash:7.2f}")
-
+        steps = [batched(model, way, shape, args.repeats) for way in WAYS]
+        print(f"{shape[0]:5}{shape[1]:14}" + "".join(f"{step:14.1f} ({step / steps[0]:5.2f}x)" for step in steps))
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,8 @@ On a GPU machine (`--gpu`, bench/gpu_bench.sh): every target on the GPU (Rill wi
 `--model-dir`, the peers from wherever `--llama-server` and the running Python have them.
 
 Usage: python bench/load_bench.py [--levels 1,4,8,16] [--tokens 128] [--requests 2] [--only a,b] [--task story|edit|code]
-       [--rounds 1] [--distinct] [--cases load,long,chat,busy] [--gpu --gguf F --model-dir D --llama-server B]
+       [--rounds 1] [--distinct] [--cases load,long,chat,busy] [--weights W] [--kv-cache K]
+       [--gpu --gguf F --model-dir D --llama-server B]
 """
 from __future__ import annotations
 
@@ -242,7 +243,8 @@ def start_target(name: str, log_dir: Path, args) -> tuple[str, str, object]:
         files = {"llamacpp": args.gguf, "transformers": args.model_dir}
         server = start_server("eventlet", log_dir, entry="rill.entry", RILL_ENGINE=engine, RILL_MODEL_PATH=files[engine],
                               RILL_RATE_LIMIT="1000000 per minute", RILL_MAX_CONCURRENT_TURNS="1000",
-                              RILL_WEIGHTS=args.weights, RILL_SPECULATE="off" if plain else "on",
+                              RILL_WEIGHTS=args.weights, RILL_KV_CACHE=args.kv_cache,
+                              RILL_SPECULATE="off" if plain else "on",
                               **({"RILL_DEVICE": "cuda", "RILL_MAX_BATCH": slots} if args.gpu else {}))
         model = requests.get(server.url + "/api/models", timeout=10).json()["default"]
         return server.url, model, lambda: stop_server(server)
@@ -390,6 +392,7 @@ def main() -> None:
     parser.add_argument("--weights", default="as-is",
                         help="Rill's RILL_WEIGHTS (auto, as-is, q4_0, q4_k_m, q8_0); llama-server-converted runs "
                              "the file it converts to")
+    parser.add_argument("--kv-cache", default="auto", help="Rill's RILL_KV_CACHE (auto, q8_0, f16)")
     args = parser.parse_args()
     args.levels = [int(x) for x in args.levels.split(",")]
     args.gguf = args.gguf or wheel_gguf_path()

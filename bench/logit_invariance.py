@@ -1,7 +1,8 @@
 """Whether llama.cpp gives a token the same logits whatever else its step holds: guesses after it
 (speculation), other conversations' tokens beside it (batching), or its prompt split where a cached
 prefix ends. Largest absolute difference to the token decoded on its own (0: bit for bit), through
-flash attention and through the matrix products, on the wheel's model.
+flash attention with a Q8_0 cache (the engine's on a CPU) and an F16 one, and through the matrix
+products (F16), on the wheel's model.
 
 Run it with another build of llama-cpp-python first on PYTHONPATH to compare builds, e.g. one made
 with CMAKE_ARGS=-DGGML_LLAMAFILE=OFF (pip install --target DIR --no-deps the wheel).
@@ -28,9 +29,9 @@ PROMPT = [100 + (i * 37) % 3000 for i in range(400)]
 LENGTHS = (300, 120, 40)  # three conversations in the cache
 
 
-def differences(model: LlamaModel, flash: bool) -> dict[str, float]:
+def differences(model: LlamaModel, flash: bool, kv: str) -> dict[str, float]:
     n_vocab = C.llama_vocab_n_tokens(C.llama_model_get_vocab(model.handle))
-    ctx = new_context(model.handle, 4096, len(LENGTHS), 512, model.threads, flash=flash)
+    ctx = new_context(model.handle, 4096, len(LENGTHS), 512, model.threads, flash=flash, kv=kv)
     batch, memory = C.llama_batch_init(512, 0, 1), C.llama_get_memory(ctx)
 
     def decode(entries: list[tuple[int, int, int]], want: int) -> np.ndarray:
@@ -83,9 +84,10 @@ def main() -> None:
     model = LlamaModel(wheel_gguf_path(), LocalOptions(source=None, name="bench"))
     model.load()
     print(f"llama_cpp: {C.__file__}; largest |logit difference| to the token's own step (0: identical)")
-    for flash in (True, False):
-        found = differences(model, flash)
-        print(f"{'flash attention' if flash else 'matrix products':16}" + "".join(f"{k}: {v:.3g}   " for k, v in found.items()))
+    for name, flash, kv in (("flash attention, Q8_0", True, "q8_0"), ("flash attention, F16", True, "f16"),
+                            ("matrix products, F16", False, "f16")):
+        found = differences(model, flash, kv)
+        print(f"{name:22}" + "".join(f"{k}: {v:.3g}   " for k, v in found.items()))
 
 
 if __name__ == "__main__":

@@ -90,12 +90,12 @@ class Forced(Row):
 
 
 def assert_greedy(local, prompt: str | list[ChatMessage], got: str, alone: str) -> None:
-    """The transformers engine decodes batched rows exactly as alone: the texts are equal. llama.cpp's
-    CPU kernels round differently with the batch's shape (its flash attention takes a tiled path from
-    64 queries on; a sequence's cache cells shift its sums), so near ties can go the other way. There,
-    each token of the batched reply must be greedy up to that rounding: fed back to the model alone,
-    within 1.0 of the top logit. A row that read another row's cache, or the wrong positions, would
-    write tokens far below it."""
+    """The transformers engine decodes batched rows exactly as alone: the texts are equal. On llama.cpp
+    a row's sums run over its cache cells in their order in the cache, which other rows' cells shift
+    (and with an F16 cache its CPU flash attention also rounds with the step's shape), so near ties
+    can go the other way. There, each token of the batched reply must be greedy up to that rounding:
+    fed back to the model alone, within 1.0 of the top logit. A row that read another row's cache,
+    or the wrong positions, would write tokens far below it."""
     if local.model.engine == "transformers" or got == alone:
         assert got == alone
         return

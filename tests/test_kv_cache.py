@@ -140,14 +140,30 @@ def test_llama_cpp_newcomers_with_one_prompt_all_decode_after_two_steps():
     batch.close()
 
 
+def test_a_tokens_logits_do_not_depend_on_what_its_step_holds():
+    """llama.cpp with its CPU cache (Q8_0): a token's logits are bit for bit those of its own step,
+    with guesses after it, other conversations' tokens beside it, or its prompt split where a cached
+    prefix ends (the same cells in the same order: where other rows' cells shift them, the sums
+    still round differently). With an F16 cache they differ by up to about 0.5."""
+    from bench.logit_invariance import differences
+    from rill.providers.local.llama_cpp import LlamaModel
+
+    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
+    provider.load()
+    assert provider.model.kv_cache == "q8_0"
+    assert isinstance(provider.model, LlamaModel)
+    found = differences(provider.model, flash=True, kv=provider.model.kv_cache)
+    assert len(found) == 5 and all(difference == 0 for difference in found.values()), found
+
+
 def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile():
-    """llama.cpp: a follow-up's new message after a long kept conversation is decoded together
+    """llama.cpp with an F16 cache: a follow-up's new message after a long kept conversation is decoded together
     with the kept tokens just before it, FLASH_TILE in one step (flash attention's tiled path, several
     times faster than its one query at a time there). The reply is the one without the cache, and
     the kept tokens still count as cached."""
     from rill.providers.local.llama_cpp import FLASH_TILE
 
-    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
+    provider = LocalProvider(Settings.from_env(engine="llamacpp", kv_cache="f16"))  # Q8_0 has no tiled path
     provider.load()
     options = GenerationOptions(temperature=0, max_tokens=16)
 

@@ -134,6 +134,7 @@ class LlamaModel:
         self.speculate = options.speculate
         self.mmproj = options.mmproj
         self.weights_setting, self.cache_dir = options.weights, options.cache_dir
+        self.kv_cache = options.kv_cache  # its setting until load() resolves it (kv_type)
         self.weights = "as is"  # which weights load() chose, and why (weights.py)
         self.projector: Projector | None = None
         self.pooler: Pooler | None = None  # for embeddings
@@ -142,6 +143,7 @@ class LlamaModel:
         init_llama_cpp()
         gpu = self.device != "cpu" and C.llama_supports_gpu_offload()
         self.device = "gpu" if gpu else "cpu"
+        self.kv_cache = kv_type(self.kv_cache, gpu)
         self._open(self.source, gpu)
         self.context_tokens = min(self.context_tokens, C.llama_model_n_ctx_train(self.handle))
         self.set_template(self._chat_template())
@@ -230,10 +232,11 @@ class LlamaModel:
         self.handle = None
 
     def describe(self) -> dict:
-        return {"engine": self.engine, "device": self.device, "dtype": self.desc.split(" ", 2)[-1]}  # "Q4_K - Medium"
+        return {"engine": self.engine, "device": self.device, "dtype": self.desc.split(" ", 2)[-1],  # "Q4_K - Medium"
+                "kv_cache": self.kv_cache}
 
     def new_context(self, cells: int, sequences: int, batch_tokens: int):
-        return new_context(self.handle, cells, sequences, batch_tokens, self.threads)
+        return new_context(self.handle, cells, sequences, batch_tokens, self.threads, kv=self.kv_cache)
 
     def pooled(self, inputs: list[list[int]]) -> list[np.ndarray]:
         if self.pooler is None:  # made with the first request
@@ -251,16 +254,30 @@ def put_token(batch, n: int, token: int, position: int, seq: int, logits: bool) 
     batch.seq_id[n][0] = seq
 
 
-def new_context(handle, cells: int, sequences: int, batch_tokens: int, threads: int, pooling: int | None = None,
-                flash: bool = True):
-    """`pooling`: a context that gives each sequence's pooled final-layer state, not logits.
+# The KV cache's element types (RILL_KV_CACHE). On a CPU, Q8_0 keeps llama.cpp's flash attention on one
+# path for every step: a query at a time, each over the cells its mask lets through. F16 takes
+# other paths by the step's shape (a tiled one from FLASH_TILE queries, cells split among threads
+# for a single query), which round differently, so a token's logits changed with what its step
+# held (guesses, other rows, where a cached prefix ended) and greedy replies with them; through
+# Q8_0 they are bit for bit the same (bench/logit_invariance.py). It is also faster over a long
+# conversation (after 1,100 tokens a decode step 14 against 24 ms, a 25-token follow-up 162
+# against 358) and half the memory; slower only for long prompts, which F16 prefills through the
+# tiled path (a 512-token slice after 1,100 tokens 3.6 against 1.9 s): bench/context_bench.py.
+KV_TYPES = {"q8_0": C.GGML_TYPE_Q8_0, "f16": C.GGML_TYPE_F16}
 
-    `flash`: llama.cpp's flash attention (its default). On a CPU it walks the cache one query and one
-    cell at a time, so a long conversation's steps cost more than through the matrix products (a
-    25-token prefill after 1,100 tokens 359 against 114 ms, bench/context_bench.py); but through
-    them a token's logits round differently with the number of tokens in its step, and a greedy
-    reply would then change with the guesses taken beside it (speculation.py), where one query at
-    a time it does not."""
+
+def kv_type(setting: str, gpu: bool) -> str:
+    """RILL_KV_CACHE's type: `auto` is Q8_0 on a CPU, F16 offloaded to a GPU (llama.cpp's default)."""
+    if setting not in ("auto", *KV_TYPES):
+        raise ValueError(f"RILL_KV_CACHE={setting!r} is not one of auto, {', '.join(KV_TYPES)}")
+    return ("f16" if gpu else "q8_0") if setting == "auto" else setting
+
+
+def new_context(handle, cells: int, sequences: int, batch_tokens: int, threads: int, pooling: int | None = None,
+                flash: bool = True, kv: str = "q8_0"):
+    """`pooling`: a context that gives each sequence's pooled final-layer state, not logits.
+    `flash`: llama.cpp's flash attention (its default; the matrix products where off, which need an
+    F16 cache). `kv`: the cache's type (KV_TYPES)."""
     params = C.llama_context_default_params()
     if not flash:
         params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -271,6 +288,7 @@ def new_context(handle, cells: int, sequences: int, batch_tokens: int, threads: 
     params.n_seq_max = sequences
     params.n_threads = params.n_threads_batch = threads
     params.kv_unified = True  # any sequence may use any cell: one shared budget
+    params.type_k = params.type_v = KV_TYPES[kv]
     params.no_perf = True
     ctx = C.llama_init_from_model(handle, params)
     if not ctx:
@@ -422,7 +440,7 @@ class LlamaBatch:
         for row in prefilling:  # before this step's tokens go in: only decoded cells are shared
             self._share(row)
         decoding = [r for r in self.rows if r.fed == len(r.prompt)]
-        if len(prefilling) == 1 and not decoding:
+        if len(prefilling) == 1 and not decoding and self.model.kv_cache == "f16":
             self._widen_to_tile(prefilling[0])
         guesses = self._guesses(decoding) if decoding and not prefilling else {}
         budget = self.pacer.budget() if decoding else self.PREFILL_ALONE
@@ -475,10 +493,11 @@ class LlamaBatch:
             row.accept(*self._output(index, row))
 
     def _widen_to_tile(self, row: Row) -> None:
-        """A follow-up's few new tokens after a long kept conversation go through llama.cpp's CPU
-        flash attention one query at a time, each over every cell: from FLASH_TILE queries in a
-        step it takes a tiled path instead, several times faster (after 1,100 tokens, 25 tokens
-        took 377 ms and 64 took 281: bench/context_bench.py). So when that pays, the step decodes
+        """With an F16 cache (RILL_KV_CACHE=f16), a follow-up's few new tokens after a long kept
+        conversation go through llama.cpp's CPU flash attention one query at a time, each over every
+        cell: from FLASH_TILE queries in a step it takes a tiled path instead, several times faster
+        (after 1,100 tokens, 25 tokens took 377 ms and 64 took 281; Q8_0 has no tiled path and 25
+        took 162: bench/context_bench.py). So when that pays, the step decodes
         the kept tokens just before the new ones again, to fill a tile. (They still count as
         cached: the cache did hold them.)"""
         new, context = self._text_end(row) - row.fed, row.fed

@@ -17,6 +17,7 @@ class LocalOptions:
     device: str = "auto"  # auto | cpu | cuda | mps
     dtype: str = "auto"  # transformers: auto (timed at load on a CPU) | bfloat16 | float16 | float32
     weights: str = "as-is"  # llama.cpp on a CPU: as-is | auto | q4_0 | q4_k_m | q8_0 (weights.py)
+    kv_cache: str = "auto"  # llama.cpp's KV cache type: auto (Q8_0 on a CPU, F16 offloaded) | q8_0 | f16
     threads: int = 0  # 0 = one per core
     context_tokens: int = 8192  # capped by the model's own window
     max_batch: int = 16  # rows decoded together
@@ -51,7 +52,8 @@ class LocalOptions:
         if mmproj is None and settings.mmproj_path and model_path is None:
             mmproj = Path(settings.mmproj_path)  # the server's own model's; one loaded while serving has its own
         return cls(source=source, hub=hub, name=name, engine=settings.engine, device=settings.device,
-                   dtype=settings.dtype, weights=settings.weights, threads=settings.threads, context_tokens=settings.context_tokens,
+                   dtype=settings.dtype, weights=settings.weights, kv_cache=settings.kv_cache, threads=settings.threads,
+                   context_tokens=settings.context_tokens,
                    max_batch=settings.max_batch, cache_tokens=settings.cache_tokens,
                    prefill_chunk=settings.prefill_chunk, speculate=settings.speculate, chat_template=settings.chat_template,
                    cache_dir=Path(settings.cache_dir), mmproj=mmproj)
