@@ -156,6 +156,21 @@ def test_a_tokens_logits_do_not_depend_on_what_its_step_holds():
     assert len(found) == 5 and all(difference == 0 for difference in found.values()), found
 
 
+def test_the_kv_cache_setting_is_resolved_at_load_and_an_unknown_one_fails_it():
+    """RILL_KV_CACHE: auto is Q8_0 on a CPU (the load describes it); f16 on request; anything else
+    fails the load, naming the choices."""
+    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
+    provider.load()
+    assert provider.model.describe()["kv_cache"] == "q8_0"
+    f16 = LocalProvider(Settings.from_env(engine="llamacpp", kv_cache="f16"))
+    f16.load()
+    assert f16.model.describe()["kv_cache"] == "f16"
+    wrong = LocalProvider(Settings.from_env(engine="llamacpp", kv_cache="q4_0"))
+    wrong.load()
+    assert wrong.state == "error"
+    assert "RILL_KV_CACHE='q4_0' is not one of auto, q8_0, f16" in wrong.error
+
+
 def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile():
     """llama.cpp with an F16 cache: a follow-up's new message after a long kept conversation is decoded together
     with the kept tokens just before it, FLASH_TILE in one step (flash attention's tiled path, several

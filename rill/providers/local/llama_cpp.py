@@ -258,8 +258,9 @@ def put_token(batch, n: int, token: int, position: int, seq: int, logits: bool) 
 # path for every step: a query at a time, each over the cells its mask lets through. F16 takes
 # other paths by the step's shape (a tiled one from FLASH_TILE queries, cells split among threads
 # for a single query), which round differently, so a token's logits changed with what its step
-# held (guesses, other rows, where a cached prefix ended) and greedy replies with them; through
-# Q8_0 they are bit for bit the same (bench/logit_invariance.py). It is also faster over a long
+# held (guesses, other rows, where a cached prefix ended); through Q8_0 they are bit for bit the
+# same (bench/logit_invariance.py; a conversation's cells in another order in the cache still
+# round its sums differently). It is also faster over a long
 # conversation (after 1,100 tokens a decode step 14 against 24 ms, a 25-token follow-up 162
 # against 358) and half the memory; slower only for long prompts, which F16 prefills through the
 # tiled path (a 512-token slice after 1,100 tokens 3.6 against 1.9 s): bench/context_bench.py.
@@ -302,11 +303,12 @@ class Pooler:
     EMBED_SEQUENCES inputs (EMBEDDING_TOKENS tokens in all) per llama_decode, each its own sequence."""
 
     def __init__(self, handle, threads: int, pooling: int):
-        self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads, pooling)
+        self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads, pooling,
+                               kv="f16")  # one step per input: nothing to gain from Q8_0
         if C.llama_pooling_type(self.ctx) == C.LLAMA_POOLING_TYPE_NONE:  # a model that names no pooling
             C.llama_free(self.ctx)
             self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads,
-                                   C.LLAMA_POOLING_TYPE_MEAN)
+                                   C.LLAMA_POOLING_TYPE_MEAN, kv="f16")
         self.size = C.llama_model_n_embd(handle)
         self.batch = C.llama_batch_init(EMBEDDING_TOKENS, 0, 1)
 
