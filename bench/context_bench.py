@@ -1,8 +1,8 @@
 """What a long conversation costs llama.cpp on a CPU: a decode step, the prefill of a 25-token
 follow-up (a new message and the template's markers) and of a long prompt's 512-token slice,
-after 64 to 2,048 tokens of context, in a cache of the engine's shape, three ways in the same run
-on the wheel's model: flash attention over a Q8_0 cache (the engine's on a CPU: llama_cpp.KV_TYPES),
-over an F16 cache (tiled from 64 queries in a step), and the matrix products (F16); and a decode
+after 64 to 2,048 tokens of context, in a cache of the engine's shape, four ways in the same run
+on the wheel's model: flash attention over a BF16 cache (the engine's on a CPU: llama_cpp.KV_TYPES),
+a Q8_0 one, an F16 one (tiled from 64 queries in a step), and the matrix products (F16); and a decode
 step of several rows, each after its own conversation: the products read every row's cells for
 every query, flash attention skips other conversations' cells.
 
@@ -30,7 +30,8 @@ FOLLOW_UP = 25
 SLICE = 512  # the engine's prefill step alone (LlamaBatch.PREFILL_ALONE)
 
 
-WAYS = (("flash, Q8_0", True, "q8_0"), ("flash, F16", True, "f16"), ("products, F16", False, "f16"))
+WAYS = (("flash, BF16", True, "bf16"), ("flash, Q8_0", True, "q8_0"), ("flash, F16", True, "f16"),
+        ("products, F16", False, "f16"))
 
 
 def engine_context(model: LlamaModel, way: tuple, cells: int):

@@ -1,7 +1,7 @@
 """Whether llama.cpp gives a token the same logits whatever else its step holds: guesses after it
 (speculation), other conversations' tokens beside it (batching), or its prompt split where a cached
 prefix ends. Largest absolute difference to the token decoded on its own (0: bit for bit), through
-flash attention with a Q8_0 cache (the engine's on a CPU) and an F16 one, and through the matrix
+flash attention with a BF16 cache (the engine's on a CPU), a Q8_0 and an F16 one, and through the matrix
 products (F16), on the wheel's model.
 
 Run it with another build of llama-cpp-python first on PYTHONPATH to compare builds, e.g. one made
@@ -84,7 +84,8 @@ def main() -> None:
     model = LlamaModel(wheel_gguf_path(), LocalOptions(source=None, name="bench"))
     model.load()
     print(f"llama_cpp: {C.__file__}; largest |logit difference| to the token's own step (0: identical)")
-    for name, flash, kv in (("flash attention, Q8_0", True, "q8_0"), ("flash attention, F16", True, "f16"),
+    for name, flash, kv in (("flash attention, BF16", True, "bf16"), ("flash attention, Q8_0", True, "q8_0"),
+                            ("flash attention, F16", True, "f16"),
                             ("matrix products, F16", False, "f16")):
         found = differences(model, flash, kv)
         print(f"{name:22}" + "".join(f"{k}: {v:.3g}   " for k, v in found.items()))

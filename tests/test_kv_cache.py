@@ -4,6 +4,7 @@ wait, not fail, and holds running turns only."""
 import threading
 
 import llama_cpp as C
+import numpy as np
 import pytest
 
 from rill.config import Settings
@@ -74,9 +75,9 @@ def test_llama_cpp_keeps_a_finished_conversation_out_of_its_kv_cache_and_brings_
     sequences = range(C.llama_n_seq_max(batch.ctx))
     kept = lambda: [C.llama_memory_seq_pos_max(batch.memory, seq) for seq in sequences]  # -1: empty
 
-    def turn(messages: list[ChatMessage]) -> tuple[Row, str]:
+    def turn(messages: list[ChatMessage], max_tokens: int = 30) -> tuple[Row, str]:
         out = []
-        options = GenerationOptions(temperature=0, max_tokens=30)
+        options = GenerationOptions(temperature=0, max_tokens=max_tokens)
         row = Row(provider.model, provider.encode_prompt(messages, options)[0], options, threading.Event(), out.append)
         batch.add([row])
         while not row.done:
@@ -85,12 +86,17 @@ def test_llama_cpp_keeps_a_finished_conversation_out_of_its_kv_cache_and_brings_
         batch.drop_done()
         return row, "".join(i.text for i in out if isinstance(i, Piece))
 
-    first_turn = [ChatMessage("user", "Tell me about rivers.")]
+    story = " ".join(f"The river passed town number {i} on its way to the sea." for i in range(12))
+    first_turn = [ChatMessage("user", f"{story} Tell me about rivers.")]
     first, reply = turn(first_turn)
     assert first.reason == "length" and kept() == [-1] * len(sequences)
-    follow_up, _ = turn([*first_turn, ChatMessage("assistant", reply), ChatMessage("user", "And lakes?")])
+    [first_copy] = batch.kept.kept
+    follow_up, _ = turn([*first_turn, ChatMessage("assistant", reply), ChatMessage("user", "And lakes?")], 8)
     assert follow_up.cached_tokens >= len(first.prompt) + first.produced - 2
     assert kept() == [-1] * len(sequences)
+    # The follow-up's copy replaced the first turn's, in its memory (a quarter more than it took).
+    [copy] = batch.kept.kept
+    assert copy.state.size > first_copy.state.size and np.shares_memory(copy.state, first_copy.state)
     batch.close()
 
 
@@ -141,7 +147,7 @@ def test_llama_cpp_newcomers_with_one_prompt_all_decode_after_two_steps():
 
 
 def test_a_tokens_logits_do_not_depend_on_what_its_step_holds():
-    """llama.cpp with its CPU cache (Q8_0): a token's logits are bit for bit those of its own step,
+    """llama.cpp with its CPU cache (BF16): a token's logits are bit for bit those of its own step,
     with guesses after it, other conversations' tokens beside it, or its prompt split where a cached
     prefix ends (the same cells in the same order: where other rows' cells shift them, the sums
     still round differently). With an F16 cache they differ by up to about 0.5."""
@@ -150,25 +156,25 @@ def test_a_tokens_logits_do_not_depend_on_what_its_step_holds():
 
     provider = LocalProvider(Settings.from_env(engine="llamacpp"))
     provider.load()
-    assert provider.model.kv_cache == "q8_0"
+    assert provider.model.kv_cache == "bf16"
     assert isinstance(provider.model, LlamaModel)
     found = differences(provider.model, flash=True, kv=provider.model.kv_cache)
     assert len(found) == 5 and all(difference == 0 for difference in found.values()), found
 
 
 def test_the_kv_cache_setting_is_resolved_at_load_and_an_unknown_one_fails_it():
-    """RILL_KV_CACHE: auto is Q8_0 on a CPU (the load describes it); f16 on request; anything else
+    """RILL_KV_CACHE: auto is BF16 on a CPU (the load describes it); f16 on request; anything else
     fails the load, naming the choices."""
     provider = LocalProvider(Settings.from_env(engine="llamacpp"))
     provider.load()
-    assert provider.model.describe()["kv_cache"] == "q8_0"
+    assert provider.model.describe()["kv_cache"] == "bf16"
     f16 = LocalProvider(Settings.from_env(engine="llamacpp", kv_cache="f16"))
     f16.load()
     assert f16.model.describe()["kv_cache"] == "f16"
     wrong = LocalProvider(Settings.from_env(engine="llamacpp", kv_cache="q4_0"))
     wrong.load()
     assert wrong.state == "error"
-    assert "RILL_KV_CACHE='q4_0' is not one of auto, q8_0, f16" in wrong.error
+    assert "RILL_KV_CACHE='q4_0' is not one of auto, bf16, q8_0, f16" in wrong.error
 
 
 def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile():
@@ -178,7 +184,7 @@ def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile():
     the kept tokens still count as cached."""
     from rill.providers.local.llama_cpp import FLASH_TILE
 
-    provider = LocalProvider(Settings.from_env(engine="llamacpp", kv_cache="f16"))  # Q8_0 has no tiled path
+    provider = LocalProvider(Settings.from_env(engine="llamacpp", kv_cache="f16"))  # BF16 has no tiled path
     provider.load()
     options = GenerationOptions(temperature=0, max_tokens=16)
 

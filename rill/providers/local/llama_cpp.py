@@ -254,28 +254,29 @@ def put_token(batch, n: int, token: int, position: int, seq: int, logits: bool) 
     batch.seq_id[n][0] = seq
 
 
-# The KV cache's element types (RILL_KV_CACHE). On a CPU, Q8_0 keeps llama.cpp's flash attention on one
-# path for every step: a query at a time, each over the cells its mask lets through. F16 takes
-# other paths by the step's shape (a tiled one from FLASH_TILE queries, cells split among threads
-# for a single query), which round differently, so a token's logits changed with what its step
-# held (guesses, other rows, where a cached prefix ended); through Q8_0 they are bit for bit the
-# same (bench/logit_invariance.py; a conversation's cells in another order in the cache still
-# round its sums differently). It is also faster over a long
-# conversation (after 1,100 tokens a decode step 14 against 24 ms, a 25-token follow-up 162
-# against 358) and half the memory; slower only for long prompts, which F16 prefills through the
-# tiled path (a 512-token slice after 1,100 tokens 3.6 against 1.9 s): bench/context_bench.py.
-KV_TYPES = {"q8_0": C.GGML_TYPE_Q8_0, "f16": C.GGML_TYPE_F16}
+# The KV cache's element types (RILL_KV_CACHE). On a CPU, BF16 (and Q8_0) keep llama.cpp's flash
+# attention on one path for every step: a query at a time, each over the cells its mask lets
+# through. F16 takes other paths by the step's shape (a tiled one from FLASH_TILE queries, cells
+# split among threads for a single query), which round differently, so a token's logits changed
+# with what its step held (guesses, other rows, where a cached prefix ended); through BF16 they
+# are bit for bit the same (bench/logit_invariance.py; a conversation's cells in another order in
+# the cache still round its sums differently). The one-query path is also cheaper per cell with
+# BF16 than with F16 (float32 sums): after 1,100 tokens a decode step 15 against 24 ms, a 25-token
+# follow-up 172 against 358; slower only for long prompts, which F16 prefills through the tiled
+# path (a 512-token slice after 1,100 tokens 3.9 against 1.9 s): bench/context_bench.py. Q8_0 is
+# as fast and half the memory, but loses more: SmolLM2-135M's replies came out short and odd.
+KV_TYPES = {"bf16": 30, "q8_0": C.GGML_TYPE_Q8_0, "f16": C.GGML_TYPE_F16}  # 30: GGML_TYPE_BF16
 
 
 def kv_type(setting: str, gpu: bool) -> str:
-    """RILL_KV_CACHE's type: `auto` is Q8_0 on a CPU, F16 offloaded to a GPU (llama.cpp's default)."""
+    """RILL_KV_CACHE's type: `auto` is BF16 on a CPU, F16 offloaded to a GPU (llama.cpp's default)."""
     if setting not in ("auto", *KV_TYPES):
         raise ValueError(f"RILL_KV_CACHE={setting!r} is not one of auto, {', '.join(KV_TYPES)}")
-    return ("f16" if gpu else "q8_0") if setting == "auto" else setting
+    return ("f16" if gpu else "bf16") if setting == "auto" else setting
 
 
 def new_context(handle, cells: int, sequences: int, batch_tokens: int, threads: int, pooling: int | None = None,
-                flash: bool = True, kv: str = "q8_0"):
+                flash: bool = True, kv: str = "bf16"):
     """`pooling`: a context that gives each sequence's pooled final-layer state, not logits.
     `flash`: llama.cpp's flash attention (its default; the matrix products where off, which need an
     F16 cache). `kv`: the cache's type (KV_TYPES)."""
@@ -304,7 +305,7 @@ class Pooler:
 
     def __init__(self, handle, threads: int, pooling: int):
         self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads, pooling,
-                               kv="f16")  # one step per input: nothing to gain from Q8_0
+                               kv="f16")  # one step per input: nothing to gain from BF16
         if C.llama_pooling_type(self.ctx) == C.LLAMA_POOLING_TYPE_NONE:  # a model that names no pooling
             C.llama_free(self.ctx)
             self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads,
@@ -430,10 +431,22 @@ class LlamaBatch:
         """Copy a finished row's cache out for a follow-up turn; a kept turn it extends is dropped."""
         if not self.kept.fits(row.kv):
             return
-        state = np.empty(C.llama_state_seq_get_size(self.ctx, row.seq), dtype=np.uint8)
+        state = self._state_memory(row.kv, C.llama_state_seq_get_size(self.ctx, row.seq))
         C.llama_state_seq_get_data(self.ctx, state.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), state.size,
                                    row.seq)
         self.kept.keep(Kept(row.kv, state))
+
+    def _state_memory(self, tokens: list[int], size: int) -> np.ndarray:
+        """`size` bytes for a conversation's copy: those of the kept turn it extends (dropped once it
+        is kept) where they have room, as a chat's turns follow one another; else new memory with a
+        quarter more room to grow. New memory costs a page fault a page as it is first written: on
+        a VM that hands freed memory back to its host, 100-240 ms for 12-23 MB against 2-3 ms for
+        memory written before, and every running stream waits for it at a turn's end."""
+        for entry in self.kept.extended_by(tokens):
+            memory = entry.state if entry.state.base is None else entry.state.base
+            if memory.size >= size:
+                return memory[:size]
+        return np.empty(size * 5 // 4, dtype=np.uint8)[:size]
 
     def step(self) -> None:
         """One llama_decode: a token for every decoding row (and its guesses, speculation.py),
@@ -498,8 +511,8 @@ class LlamaBatch:
         """With an F16 cache (RILL_KV_CACHE=f16), a follow-up's few new tokens after a long kept
         conversation go through llama.cpp's CPU flash attention one query at a time, each over every
         cell: from FLASH_TILE queries in a step it takes a tiled path instead, several times faster
-        (after 1,100 tokens, 25 tokens took 377 ms and 64 took 281; Q8_0 has no tiled path and 25
-        took 162: bench/context_bench.py). So when that pays, the step decodes
+        (after 1,100 tokens, 25 tokens took 377 ms and 64 took 281; BF16 has no tiled path and 25
+        took 172: bench/context_bench.py). So when that pays, the step decodes
         the kept tokens just before the new ones again, to fill a tile. (They still count as
         cached: the cache did hold them.)"""
         new, context = self._text_end(row) - row.fed, row.fed

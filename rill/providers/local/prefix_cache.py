@@ -47,12 +47,17 @@ class PrefixCache:
         """Whether a conversation this long may be kept at all (checked before copying its cache)."""
         return len(tokens) <= self.budget
 
+    def extended_by(self, tokens: list[int]) -> list[Kept]:
+        """The kept conversations `tokens` goes on from (keep() drops them)."""
+        return [k for k in self.kept if k.tokens == tokens[: len(k.tokens)]]
+
     def keep(self, entry: Kept) -> None:
         """`entry` as the most recent; a kept conversation it extends is dropped, then the oldest
         until the budget holds."""
         if not self.fits(entry.tokens):
             return
-        self.kept = [k for k in self.kept if k.tokens != entry.tokens[: len(k.tokens)]] + [entry]
+        extended = {id(k) for k in self.extended_by(entry.tokens)}
+        self.kept = [k for k in self.kept if id(k) not in extended] + [entry]
         while sum(len(k.tokens) for k in self.kept) > self.budget:
             self.kept.pop(0)
 
