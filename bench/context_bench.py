@@ -1,8 +1,8 @@
 """What a long conversation costs llama.cpp on a CPU: a decode step, the prefill of a 25-token
 follow-up (a new message and the template's markers) and of a long prompt's 512-token slice,
 after 64 to 2,048 tokens of context, in a cache of the engine's shape, four ways in the same run
-on the wheel's model: flash attention over a BF16 cache (the engine's on a CPU: llama_cpp.KV_TYPES),
-a Q8_0 one, an F16 one (tiled from 64 queries in a step), and the matrix products (F16); and a decode
+on the wheel's model: flash attention over a BF16 cache, a Q8_0 one, an F16 one (the engine's
+default, tiled from 64 queries in a step: llama_cpp.KV_TYPES), and the matrix products (F16); and a decode
 step of several rows, each after its own conversation: the products read every row's cells for
 every query, flash attention skips other conversations' cells.
 

@@ -392,7 +392,7 @@ def main() -> None:
     parser.add_argument("--weights", default="as-is",
                         help="Rill's RILL_WEIGHTS (auto, as-is, q4_0, q4_k_m, q8_0); llama-server-converted runs "
                              "the file it converts to")
-    parser.add_argument("--kv-cache", default="auto", help="Rill's RILL_KV_CACHE (auto, bf16, q8_0, f16)")
+    parser.add_argument("--kv-cache", default="f16", help="Rill's RILL_KV_CACHE (f16, bf16, q8_0)")
     args = parser.parse_args()
     args.levels = [int(x) for x in args.levels.split(",")]
     args.gguf = args.gguf or wheel_gguf_path()

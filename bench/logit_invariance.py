@@ -1,7 +1,7 @@
 """Whether llama.cpp gives a token the same logits whatever else its step holds: guesses after it
 (speculation), other conversations' tokens beside it (batching), or its prompt split where a cached
 prefix ends. Largest absolute difference to the token decoded on its own (0: bit for bit), through
-flash attention with a BF16 cache (the engine's on a CPU), a Q8_0 and an F16 one, and through the matrix
+flash attention with a BF16, a Q8_0 and an F16 cache (the engine's default), and through the matrix
 products (F16), on the wheel's model.
 
 Run it with another build of llama-cpp-python first on PYTHONPATH to compare builds, e.g. one made

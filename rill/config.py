@@ -48,7 +48,7 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda | mps
     dtype: str = "auto"  # transformers: auto (timed at load on a CPU) | bfloat16 | float16 | float32
     weights: str = "as-is"  # llama.cpp on a CPU: as-is | auto | q4_0 | q4_k_m | q8_0 (weights that batch: weights.py)
-    kv_cache: str = "auto"  # llama.cpp's KV cache type: auto (bf16 on a CPU, f16 offloaded to a GPU) | bf16 | q8_0 | f16
+    kv_cache: str = "f16"  # llama.cpp's KV cache type: f16 | bf16 | q8_0 (bf16: faster long conversations)
     threads: int = 0  # 0 = one per core
     max_batch: int = 16  # local model: turns decoded together; more wait in arrival order
     max_loaded_models: int = 3  # local models in memory; past it the least recently used idle one is unloaded

@@ -147,34 +147,36 @@ def test_llama_cpp_newcomers_with_one_prompt_all_decode_after_two_steps():
 
 
 def test_a_tokens_logits_do_not_depend_on_what_its_step_holds():
-    """llama.cpp with its CPU cache (BF16): a token's logits are bit for bit those of its own step,
+    """llama.cpp with a BF16 cache (RILL_KV_CACHE=bf16): a token's logits are those of its own step,
     with guesses after it, other conversations' tokens beside it, or its prompt split where a cached
     prefix ends (the same cells in the same order: where other rows' cells shift them, the sums
     still round differently). With an F16 cache they differ by up to about 0.5."""
     from bench.logit_invariance import differences
     from rill.providers.local.llama_cpp import LlamaModel
 
-    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
+    provider = LocalProvider(Settings.from_env(engine="llamacpp", kv_cache="bf16"))
     provider.load()
     assert provider.model.kv_cache == "bf16"
     assert isinstance(provider.model, LlamaModel)
     found = differences(provider.model, flash=True, kv=provider.model.kv_cache)
-    assert len(found) == 5 and all(difference == 0 for difference in found.values()), found
+    # 0 on an AVX512 machine; the bound leaves room for the output layer's kernels, which on other
+    # CPUs may differ between one row and several (F16's attention: 0.29-0.52).
+    assert len(found) == 5 and all(difference < 0.01 for difference in found.values()), found
 
 
-def test_the_kv_cache_setting_is_resolved_at_load_and_an_unknown_one_fails_it():
-    """RILL_KV_CACHE: auto is BF16 on a CPU (the load describes it); f16 on request; anything else
-    fails the load, naming the choices."""
+def test_the_kv_cache_setting_is_taken_at_load_and_an_unknown_one_fails_it():
+    """RILL_KV_CACHE: F16 unless asked (the load describes it), BF16 on request; anything else fails
+    the load, naming the choices."""
     provider = LocalProvider(Settings.from_env(engine="llamacpp"))
     provider.load()
-    assert provider.model.describe()["kv_cache"] == "bf16"
-    f16 = LocalProvider(Settings.from_env(engine="llamacpp", kv_cache="f16"))
-    f16.load()
-    assert f16.model.describe()["kv_cache"] == "f16"
+    assert provider.model.describe()["kv_cache"] == "f16"
+    bf16 = LocalProvider(Settings.from_env(engine="llamacpp", kv_cache="bf16"))
+    bf16.load()
+    assert bf16.model.describe()["kv_cache"] == "bf16"
     wrong = LocalProvider(Settings.from_env(engine="llamacpp", kv_cache="q4_0"))
     wrong.load()
     assert wrong.state == "error"
-    assert "RILL_KV_CACHE='q4_0' is not one of auto, bf16, q8_0, f16" in wrong.error
+    assert "RILL_KV_CACHE='q4_0' is not one of f16, bf16, q8_0" in wrong.error
 
 
 def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile():
@@ -184,7 +186,7 @@ def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile():
     the kept tokens still count as cached."""
     from rill.providers.local.llama_cpp import FLASH_TILE
 
-    provider = LocalProvider(Settings.from_env(engine="llamacpp", kv_cache="f16"))  # BF16 has no tiled path
+    provider = LocalProvider(Settings.from_env(engine="llamacpp"))  # F16: BF16 and Q8_0 have no tiled path
     provider.load()
     options = GenerationOptions(temperature=0, max_tokens=16)
 

@@ -134,7 +134,7 @@ class LlamaModel:
         self.speculate = options.speculate
         self.mmproj = options.mmproj
         self.weights_setting, self.cache_dir = options.weights, options.cache_dir
-        self.kv_cache = options.kv_cache  # its setting until load() resolves it (kv_type)
+        self.kv_cache = options.kv_cache
         self.weights = "as is"  # which weights load() chose, and why (weights.py)
         self.projector: Projector | None = None
         self.pooler: Pooler | None = None  # for embeddings
@@ -143,7 +143,7 @@ class LlamaModel:
         init_llama_cpp()
         gpu = self.device != "cpu" and C.llama_supports_gpu_offload()
         self.device = "gpu" if gpu else "cpu"
-        self.kv_cache = kv_type(self.kv_cache, gpu)
+        self.kv_cache = kv_type(self.kv_cache)
         self._open(self.source, gpu)
         self.context_tokens = min(self.context_tokens, C.llama_model_n_ctx_train(self.handle))
         self.set_template(self._chat_template())
@@ -254,29 +254,29 @@ def put_token(batch, n: int, token: int, position: int, seq: int, logits: bool) 
     batch.seq_id[n][0] = seq
 
 
-# The KV cache's element types (RILL_KV_CACHE). On a CPU, BF16 (and Q8_0) keep llama.cpp's flash
+# The KV cache's element types (RILL_KV_CACHE). On a CPU, BF16 and Q8_0 keep llama.cpp's flash
 # attention on one path for every step: a query at a time, each over the cells its mask lets
 # through. F16 takes other paths by the step's shape (a tiled one from FLASH_TILE queries, cells
-# split among threads for a single query), which round differently, so a token's logits changed
-# with what its step held (guesses, other rows, where a cached prefix ended); through BF16 they
-# are bit for bit the same (bench/logit_invariance.py; a conversation's cells in another order in
-# the cache still round its sums differently). The one-query path is also cheaper per cell with
-# BF16 than with F16 (float32 sums): after 1,100 tokens a decode step 15 against 24 ms, a 25-token
-# follow-up 172 against 358; slower only for long prompts, which F16 prefills through the tiled
-# path (a 512-token slice after 1,100 tokens 3.9 against 1.9 s): bench/context_bench.py. Q8_0 is
-# as fast and half the memory, but loses more: SmolLM2-135M's replies came out short and odd.
-KV_TYPES = {"bf16": 30, "q8_0": C.GGML_TYPE_Q8_0, "f16": C.GGML_TYPE_F16}  # 30: GGML_TYPE_BF16
+# split among threads for a single query), which round differently, so a token's logits change
+# with what its step holds (guesses, other rows, where a cached prefix ended); through BF16 and
+# Q8_0 they do not (bench/logit_invariance.py; a conversation's cells in another order in the
+# cache still round its sums differently). Their one-query path is also cheaper per cell than
+# F16's (float32 sums): after 1,100 tokens a decode step 15 against 24 ms, a 25-token follow-up
+# 172 against 358; long prompts prefill about twice as slowly (no tiled path):
+# bench/context_bench.py. F16 stays the default: with BF16 SmolLM2-135M's greedy replies moved
+# enough that one JSON reply looped past its limit, with Q8_0 replies came out short.
+KV_TYPES = {"f16": C.GGML_TYPE_F16, "bf16": 30, "q8_0": C.GGML_TYPE_Q8_0}  # 30: GGML_TYPE_BF16
 
 
-def kv_type(setting: str, gpu: bool) -> str:
-    """RILL_KV_CACHE's type: `auto` is BF16 on a CPU, F16 offloaded to a GPU (llama.cpp's default)."""
-    if setting not in ("auto", *KV_TYPES):
-        raise ValueError(f"RILL_KV_CACHE={setting!r} is not one of auto, {', '.join(KV_TYPES)}")
-    return ("f16" if gpu else "bf16") if setting == "auto" else setting
+def kv_type(setting: str) -> str:
+    """RILL_KV_CACHE, checked at load."""
+    if setting not in KV_TYPES:
+        raise ValueError(f"RILL_KV_CACHE={setting!r} is not one of {', '.join(KV_TYPES)}")
+    return setting
 
 
 def new_context(handle, cells: int, sequences: int, batch_tokens: int, threads: int, pooling: int | None = None,
-                flash: bool = True, kv: str = "bf16"):
+                flash: bool = True, kv: str = "f16"):
     """`pooling`: a context that gives each sequence's pooled final-layer state, not logits.
     `flash`: llama.cpp's flash attention (its default; the matrix products where off, which need an
     F16 cache). `kv`: the cache's type (KV_TYPES)."""
@@ -304,12 +304,11 @@ class Pooler:
     EMBED_SEQUENCES inputs (EMBEDDING_TOKENS tokens in all) per llama_decode, each its own sequence."""
 
     def __init__(self, handle, threads: int, pooling: int):
-        self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads, pooling,
-                               kv="f16")  # one step per input: nothing to gain from BF16
+        self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads, pooling)
         if C.llama_pooling_type(self.ctx) == C.LLAMA_POOLING_TYPE_NONE:  # a model that names no pooling
             C.llama_free(self.ctx)
             self.ctx = new_context(handle, EMBEDDING_TOKENS, EMBED_SEQUENCES, EMBEDDING_TOKENS, threads,
-                                   C.LLAMA_POOLING_TYPE_MEAN, kv="f16")
+                                   C.LLAMA_POOLING_TYPE_MEAN)
         self.size = C.llama_model_n_embd(handle)
         self.batch = C.llama_batch_init(EMBEDDING_TOKENS, 0, 1)
 
@@ -508,7 +507,7 @@ class LlamaBatch:
             row.accept(*self._output(index, row))
 
     def _widen_to_tile(self, row: Row) -> None:
-        """With an F16 cache (RILL_KV_CACHE=f16), a follow-up's few new tokens after a long kept
+        """With an F16 cache (the default), a follow-up's few new tokens after a long kept
         conversation go through llama.cpp's CPU flash attention one query at a time, each over every
         cell: from FLASH_TILE queries in a step it takes a tiled path instead, several times faster
         (after 1,100 tokens, 25 tokens took 377 ms and 64 took 281; BF16 has no tiled path and 25
