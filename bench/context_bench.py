@@ -30,6 +30,7 @@ FOLLOW_UP = 25
 SLICE = 512  # the engine's prefill step alone (LlamaBatch.PREFILL_ALONE)
 
 
+# (name, flash attention, the KV cache's type): the ways llama.cpp can attend on a CPU; logit_invariance.py too
 WAYS = (("flash, BF16", True, "bf16"), ("flash, Q8_0", True, "q8_0"), ("flash, F16", True, "f16"),
         ("products, F16", False, "f16"))
 
@@ -126,13 +127,15 @@ def main() -> None:
     for n, what in enumerate(("a decode step", f"a {FOLLOW_UP}-token follow-up", f"a {SLICE}-token prompt slice")):
         print(f"\n{what}:\n{'context':>8}" + "".join(f"{way[0]:>24}" for way in WAYS))
         for context in contexts:
-            engine = found[WAYS[0]][context][n]
-            print(f"{context:8}" + "".join(f"{found[way][context][n]:14.1f} ({found[way][context][n] / engine:5.2f}x)"
+            first = found[WAYS[0]][context][n]
+            print(f"{context:8}" + "".join(f"{found[way][context][n]:14.1f} ({found[way][context][n] / first:5.2f}x)"
                                            for way in WAYS))
-    print(f"\na decode step of several rows:\n{'rows':>5}{'context each':>14}" + "".join(f"{way[0]:>24}" for way in WAYS))
+    print(f"\na decode step of several rows:\n{'rows':>5}{'context each':>14}"
+          + "".join(f"{way[0]:>24}" for way in WAYS))
     for shape in shapes:
         steps = [batched(model, way, shape, args.repeats) for way in WAYS]
         print(f"{shape[0]:5}{shape[1]:14}" + "".join(f"{step:14.1f} ({step / steps[0]:5.2f}x)" for step in steps))
+
 
 if __name__ == "__main__":
     main()

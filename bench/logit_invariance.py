@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 import llama_cpp as C  # noqa: E402
 
+from bench.context_bench import WAYS  # noqa: E402
 from rill.providers.local import wheel_gguf_path  # noqa: E402
 from rill.providers.local.llama_cpp import LlamaModel, new_context, put_token  # noqa: E402
 from rill.providers.local.options import LocalOptions  # noqa: E402
@@ -84,11 +85,9 @@ def main() -> None:
     model = LlamaModel(wheel_gguf_path(), LocalOptions(source=None, name="bench"))
     model.load()
     print(f"llama_cpp: {C.__file__}; largest |logit difference| to the token's own step (0: identical)")
-    for name, flash, kv in (("flash attention, BF16", True, "bf16"), ("flash attention, Q8_0", True, "q8_0"),
-                            ("flash attention, F16", True, "f16"),
-                            ("matrix products, F16", False, "f16")):
+    for name, flash, kv in WAYS:
         found = differences(model, flash, kv)
-        print(f"{name:22}" + "".join(f"{k}: {v:.3g}   " for k, v in found.items()))
+        print(f"{name:15}" + "".join(f"{k}: {v:.3g}   " for k, v in found.items()))
 
 
 if __name__ == "__main__":

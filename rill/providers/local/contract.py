@@ -50,7 +50,7 @@ class Model(Protocol):
         """Frees what load() took (RILL_MAX_LOADED_MODELS); load() may run again later."""
 
     def describe(self) -> dict:
-        """{"engine", "device", "dtype"} for /api/models."""
+        """{"engine", "device", "dtype"} for /api/models (llama.cpp adds "kv_cache")."""
 
     def set_template(self, source: str) -> None: ...
 

@@ -143,7 +143,8 @@ class LlamaModel:
         init_llama_cpp()
         gpu = self.device != "cpu" and C.llama_supports_gpu_offload()
         self.device = "gpu" if gpu else "cpu"
-        self.kv_cache = kv_type(self.kv_cache)
+        if self.kv_cache not in KV_TYPES:
+            raise ValueError(f"RILL_KV_CACHE={self.kv_cache!r} is not one of {', '.join(KV_TYPES)}")
         self._open(self.source, gpu)
         self.context_tokens = min(self.context_tokens, C.llama_model_n_ctx_train(self.handle))
         self.set_template(self._chat_template())
@@ -266,13 +267,6 @@ def put_token(batch, n: int, token: int, position: int, seq: int, logits: bool) 
 # bench/context_bench.py. F16 stays the default: with BF16 SmolLM2-135M's greedy replies moved
 # enough that one JSON reply looped past its limit, with Q8_0 replies came out short.
 KV_TYPES = {"f16": C.GGML_TYPE_F16, "bf16": 30, "q8_0": C.GGML_TYPE_Q8_0}  # 30: GGML_TYPE_BF16
-
-
-def kv_type(setting: str) -> str:
-    """RILL_KV_CACHE, checked at load."""
-    if setting not in KV_TYPES:
-        raise ValueError(f"RILL_KV_CACHE={setting!r} is not one of {', '.join(KV_TYPES)}")
-    return setting
 
 
 def new_context(handle, cells: int, sequences: int, batch_tokens: int, threads: int, pooling: int | None = None,
@@ -454,7 +448,7 @@ class LlamaBatch:
         for row in prefilling:  # before this step's tokens go in: only decoded cells are shared
             self._share(row)
         decoding = [r for r in self.rows if r.fed == len(r.prompt)]
-        if len(prefilling) == 1 and not decoding and self.model.kv_cache == "f16":
+        if len(prefilling) == 1 and not decoding:
             self._widen_to_tile(prefilling[0])
         guesses = self._guesses(decoding) if decoding and not prefilling else {}
         budget = self.pacer.budget() if decoding else self.PREFILL_ALONE
@@ -516,7 +510,7 @@ class LlamaBatch:
         cached: the cache did hold them.)"""
         new, context = self._text_end(row) - row.fed, row.fed
         again = FLASH_TILE - new
-        if row.media is None and 0 < again <= context and tile_pays(new, context):
+        if self.model.kv_cache == "f16" and row.media is None and 0 < again <= context and tile_pays(new, context):
             row.fed -= again
             row.kv = row.kv[:row.fed]
             C.llama_memory_seq_rm(self.memory, row.seq, row.fed, -1)
