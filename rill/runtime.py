@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import logging
 import math
 import os
 import queue
@@ -17,9 +18,10 @@ import time
 from pathlib import Path
 
 import eventlet.patcher
+import greenlet
 from eventlet.hubs import get_hub
-from eventlet.queue import Waiter
 
+log = logging.getLogger(__name__)
 real_threading = eventlet.patcher.original("threading")
 real_queue = eventlet.patcher.original("queue")
 real_os = eventlet.patcher.original("os")  # the pipe is read after the hub says it is ready
@@ -28,6 +30,37 @@ real_subprocess = eventlet.patcher.original("subprocess")  # a child waited on f
 
 def green() -> bool:
     return eventlet.patcher.is_monkey_patched("thread")
+
+
+class _Parked:
+    """A green thread waiting until the hub hands it a value: eventlet's Waiter without its
+    checks and the hub's switch hooks (two of these wait and wake once a token, and each check
+    is Python code)."""
+
+    __slots__ = ("greenlet",)
+
+    def __init__(self):
+        self.greenlet = None
+
+    def wait(self):
+        self.greenlet = greenlet.getcurrent()
+        hub = get_hub()
+        hub.ensure_greenlet()  # a hub that stopped is made again
+        try:
+            return hub.greenlet.switch()
+        finally:
+            self.greenlet = None
+
+    def switch(self, value) -> None:  # in the hub
+        if self.greenlet is not None:
+            try:
+                self.greenlet.switch(value)
+            except Exception:  # one that dies of it must not keep the others asleep
+                log.exception("a green thread failed")
+
+    def throw(self, error: type[BaseException]) -> None:  # in the hub
+        if self.greenlet is not None:
+            self.greenlet.throw(error)
 
 
 class _GreenWaker:
@@ -78,13 +111,13 @@ class _GreenChannel:
     def __init__(self, waker: _GreenWaker):
         self.waker = waker
         self.items = collections.deque()
-        self.waiter = Waiter()
+        self.waiter = _Parked()
 
     def put(self, item) -> None:
         self.waker.deliver(self, item)
 
     def arrive(self, item) -> None:  # in the hub: run the consumer now if it waits
-        if self.waiter.waiting:
+        if self.waiter.greenlet is not None:
             self.waiter.switch(item)
         else:
             self.items.append(item)
@@ -137,7 +170,7 @@ class _GreenCondition:
     each expired (a turn log's readers wait once a token)."""
 
     def __init__(self):
-        self.waiters: list[tuple[Waiter, float]] = []  # and when each gives up (monotonic)
+        self.waiters: list[tuple[_Parked, float]] = []  # and when each gives up (monotonic)
         self.timer = None
         self.timer_at = math.inf
 
@@ -148,7 +181,7 @@ class _GreenCondition:
         return None
 
     def wait(self, timeout: float | None = None) -> bool:
-        entry = (Waiter(), math.inf if timeout is None else time.monotonic() + timeout)
+        entry = (_Parked(), math.inf if timeout is None else time.monotonic() + timeout)
         self.waiters.append(entry)
         if entry[1] < self.timer_at:
             self._arm(entry[1])

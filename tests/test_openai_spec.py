@@ -4,10 +4,13 @@ Responses event, every final response, chat completions and their chunks, and em
 import json
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
 
+from rill.chat.events import StreamEvent
+from rill.transports.openai_api import ChunkEncoder
 from tests.sse import decode_all
 from tests.test_responses_api import TOOL
 
@@ -96,6 +99,20 @@ def test_chat_completions_and_their_chunks_are_valid_by_openais_schema(client, b
     for chunk in events(client.post("/v1/chat/completions", json={**body, "stream": True,
                                                                    "stream_options": {"include_usage": True}})):
         assert_valid(chunk, "CreateChatCompletionStreamResponse")
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_a_tokens_chunk_made_around_its_text_is_the_chunk_made_whole(include_usage):
+    """Token chunks are made from a template (openai_api.ChunkEncoder): any text gives the bytes
+    the whole chunk's encoding gives, and a chunk the schema takes."""
+    encoder = ChunkEncoder(SimpleNamespace(id="t1", model="local/m"), include_usage)
+    for n, text in enumerate(['"quoted"', "line\nbreak\r\t", "back\\slash", "é ü 中 🙂", "\u2028\u2029", "\0text\0",
+                              "</script>", "", "{\"content\": 1}"]):
+        chunk = encoder(StreamEvent("token", {"token": text, "count": n + 1}, "t1", n + 1))
+        assert chunk == encoder.chunk({"content": text}), text
+        body = json.loads(chunk.removeprefix(b"data: "))
+        assert body["choices"][0]["delta"] == {"content": text}
+        assert_valid(body, "CreateChatCompletionStreamResponse")
 
 
 def test_embeddings_are_valid_by_openais_schema(client):

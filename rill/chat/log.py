@@ -21,10 +21,7 @@ class TurnLog:
         self.changed = condition()
         self.readers = 0
         self.unread_since: float | None = time.monotonic()  # None while someone reads
-
-    @property
-    def closed(self) -> bool:
-        return bool(self.events) and self.events[-1].final
+        self.closed = False  # the final event is in
 
     @property
     def last_seq(self) -> int:
@@ -36,6 +33,7 @@ class TurnLog:
                 raise RuntimeError(f"turn {self.turn_id} already ended")
             event = StreamEvent(payload.kind, payload.as_data(), self.turn_id, len(self.events))
             self.events.append(event)
+            self.closed = event.final
             self.changed.notify_all()
         return event
 
@@ -59,9 +57,9 @@ class TurnLog:
                     yield StreamEvent("ping", {}, self.turn_id, next_seq - 1)
                     continue
                 yield from new
-                next_seq = new[-1].seq + 1
-                if new[-1].final:
+                if closed:  # the final event was among them
                     return
+                next_seq = new[-1].seq + 1
         finally:
             with self.changed:
                 self.readers -= 1

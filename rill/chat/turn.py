@@ -254,6 +254,7 @@ class Turn:
         self.log = services.turns.open_log(turn_id)
         self.created = time.perf_counter()
         self.state = TurnState.NEW
+        self.running = True  # until the state is an end (read once a piece: a plain attribute)
         self.ended_at: float | None = None  # monotonic: how long it stays readable counts from here
         self.error: ProviderError | None = None
         self.prompt_tokens: int | None = None  # known once the provider reports it
@@ -273,10 +274,6 @@ class Turn:
         self.spent = (0, 0, 0)  # earlier rounds' prompt, completion and cached tokens
         self.call: Call | None = None  # the tool call running now
         self.decisions = Channel()  # (call id, approved) for a call waiting for approval; (None, False): stop
-
-    @property
-    def running(self) -> bool:
-        return not self.state.ended
 
     @property
     def thread_id(self) -> str | None:
@@ -543,7 +540,7 @@ class Turn:
         """Forward only: new -> waiting -> running -> one end."""
         if state is self.state or self.state.ended or ORDER[state._value_] < ORDER[self.state._value_]:
             return
-        before, self.state = self.state, state
+        before, self.state, self.running = self.state, state, not state.ended
         self.observer.moved(self, before)
 
     def _done(self, finish: Finish) -> Done:

@@ -23,7 +23,7 @@ from ..providers.base import ChatMessage, GenerationOptions, Image, ProviderErro
 from ..refusals import Refused
 from ..schemas.openai import OpenAIChatRequest
 from ..services import current
-from .sse import PING, format_event, sse_response
+from .sse import PING, encode_text, format_event, sse_response
 
 bp = Blueprint("openai_api", __name__, url_prefix="/v1")
 
@@ -126,6 +126,7 @@ class ChunkEncoder:
         self.include_usage = include_usage
         self.base = {"id": f"chatcmpl-{turn.id}", "object": "chat.completion.chunk",
                      "created": int(time.time()), "model": turn.model, "system_fingerprint": FINGERPRINT}
+        self.before_text, self.after_text = self._around_text()
 
     def chunk(self, delta: dict, finish_reason: str | None = None, **extra) -> bytes:
         body = {**self.base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
@@ -134,11 +135,16 @@ class ChunkEncoder:
             body["usage"] = None
         return format_event(body)
 
+    def _around_text(self) -> list[bytes]:
+        """A token chunk before and after its text (encoded once: most events are tokens)."""
+        mark = "\0text\0"
+        return self.chunk({"content": mark}).split(encode_text(mark))
+
     def __call__(self, event: StreamEvent) -> bytes:
+        if event.kind == "token":  # most events: the chunk around the text is the same each time
+            return self.before_text + encode_text(event.data["token"]) + self.after_text
         if event.kind == "start":
             return self.chunk({"role": "assistant", "content": ""})
-        if event.kind == "token":
-            return self.chunk({"content": event.data["token"]})
         if event.kind == "reasoning":  # both names in use: DeepSeek's and vLLM's / OpenRouter's
             return self.chunk({"reasoning_content": event.data["reasoning"], "reasoning": event.data["reasoning"]})
         if event.kind == "tool_call_start":
