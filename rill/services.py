@@ -48,8 +48,9 @@ class TurnLog(Protocol):
 
     def append(self, payload: Payload) -> StreamEvent: ...
 
-    def follow(self, after: int = -1, keepalive: float = 15.0) -> Iterator[StreamEvent]:
-        """The events after `after`, then the live ones until the final one; pings in silences."""
+    def follow(self, after: int = -1, keepalive: float = 15.0) -> Iterator[list[StreamEvent]]:
+        """The events after `after`, then the live ones until the final one, in batches of what
+        has come since the last; pings in silences."""
 
     def unread_for(self, now: float) -> float:
         """Seconds since the last reader left (0 while someone reads)."""

@@ -2,6 +2,7 @@
 over SSE and Socket.IO, several readers, orphans, retention, /v1 cancel on close, a restart."""
 import random
 import signal
+import socket
 import threading
 import time
 
@@ -140,6 +141,34 @@ def test_two_readers_see_the_same_events(server):
     other.close()
     assert [(e.id, e.type, e.data) for e in theirs[1:]] == [(e.id, e.type, e.data) for e in mine]
     assert theirs[0].type == "start"
+
+
+def chunks_of(url: str, path: str) -> list[bytes]:
+    """A chunked response's chunks as the server wrote them (one write, one chunk)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        reader = connection.makefile("rb")
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += reader.readline()
+        assert b"transfer-encoding: chunked" in head.lower(), head
+        chunks = []
+        while size := int(reader.readline().strip(), 16):
+            chunks.append(reader.read(size))
+            reader.readline()
+        return chunks
+
+
+def test_a_reader_that_starts_behind_gets_what_has_come_in_one_write(server):
+    """A reload or a second tab after the reply ended: the kept events go out as one write, not
+    one each, and decode to every event once."""
+    whole = requests.post(f"{server.url}/api/chat", json=greedy(PROMPTS[2]), timeout=120).json()
+    chunks = chunks_of(server.url, f"/api/chat/turns/{whole['turn_id']}/events")
+    assert len(chunks) == 1
+    events = [e for e in chunks[0].decode().split("\n\n") if e]
+    assert [int(e.split("\n")[0].removeprefix("id: ")) for e in events] == list(range(len(events)))
+    assert "event: start" in events[0] and "event: done" in events[-1] and len(events) == MAX_TOKENS + 2
 
 
 def test_resume_refusals(server):

@@ -18,8 +18,8 @@ def test_events_are_numbered_and_any_reader_starts_anywhere():
         log.append(Token(word, n + 1))
     log.append(DONE)
     assert [e.seq for e in log.events] == [0, 1, 2, 3, 4] and log.closed and log.last_seq == 4
-    assert [e.seq for e in log.follow(after=2)] == [3, 4]
-    assert [e.seq for e in log.follow()] == [0, 1, 2, 3, 4]
+    assert [[e.seq for e in batch] for batch in log.follow(after=2)] == [[3, 4]]  # what is there: one batch
+    assert [[e.seq for e in batch] for batch in log.follow()] == [[0, 1, 2, 3, 4]]
     assert list(log.follow(after=4)) == []
     with pytest.raises(RuntimeError):
         log.append(Token("late", 4))
@@ -31,7 +31,7 @@ def test_live_readers_get_every_event_once_in_order():
     results = [[], []]
 
     def read(into, after):
-        into.extend(e.seq for e in log.follow(after, keepalive=5) if e.kind != "ping")
+        into.extend(e.seq for batch in log.follow(after, keepalive=5) for e in batch if e.kind != "ping")
 
     readers = [threading.Thread(target=read, args=(results[0], -1)), threading.Thread(target=read, args=(results[1], 0))]
     for r in readers:
@@ -48,8 +48,8 @@ def test_a_silent_turn_gets_pings_and_reader_counts_are_kept():
     log = TurnLog("t3")
     log.append(START)
     reader = log.follow(keepalive=0.05)
-    assert next(reader).kind == "start" and log.readers == 1 and log.unread_for(time.monotonic()) == 0
-    ping = next(reader)
+    assert [e.kind for e in next(reader)] == ["start"] and log.readers == 1 and log.unread_for(time.monotonic()) == 0
+    [ping] = next(reader)
     assert ping.kind == "ping" and ping.seq == 0
     reader.close()
     assert log.readers == 0

@@ -212,11 +212,11 @@ def changes():
         after = since
         if now > after:
             after = now
-            yield format_event({"revision": now}, "changed")
+            yield [format_event({"revision": now}, "changed")]
         for revision in rill.threads.feed.follow(user, after, rill.settings.keepalive_seconds):
-            yield PING if revision is None else format_event({"revision": revision}, "changed")
+            yield [PING if revision is None else format_event({"revision": revision}, "changed")]
 
-    return sse_response(events(), encoder=lambda chunk: chunk)  # already encoded
+    return sse_response(events(), encoder=lambda chunk: chunk)  # batches of one event, already encoded
 
 
 shared_bp = Blueprint("shared", __name__)  # not among the protected blueprints: a share may be public

@@ -37,9 +37,12 @@ class TurnLog:
             self.changed.notify_all()
         return event
 
-    def follow(self, after: int = -1, keepalive: float = 15.0) -> Iterator[StreamEvent]:
-        """The events whose seq is greater than `after`, then the live ones until the final one;
-        a `ping` (seq of the last event sent) after `keepalive` seconds of silence."""
+    def follow(self, after: int = -1, keepalive: float = 15.0) -> Iterator[list[StreamEvent]]:
+        """The events whose seq is greater than `after`, then the live ones until the final one,
+        in batches: each is what has come since the last (a reader that fell behind, or one that
+        starts from the past, gets it all at once and can send it in one write; one that keeps up
+        gets each event alone, when it comes); a `ping` (seq of the last event sent) alone after
+        `keepalive` seconds of silence."""
         with self.changed:
             self.readers += 1
             self.unread_since = None
@@ -54,9 +57,9 @@ class TurnLog:
                 if not new:
                     if closed:
                         return
-                    yield StreamEvent("ping", {}, self.turn_id, next_seq - 1)
+                    yield [StreamEvent("ping", {}, self.turn_id, next_seq - 1)]
                     continue
-                yield from new
+                yield new
                 if closed:  # the final event was among them
                     return
                 next_seq = new[-1].seq + 1

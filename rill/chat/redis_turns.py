@@ -124,8 +124,9 @@ class RedisTurnLog:
         self.next_seq += 1
         return event
 
-    def follow(self, after: int = -1, keepalive: float = 15.0) -> Iterator[StreamEvent]:
-        """As TurnLog.follow, read from Redis: any worker's readers see the owner's events."""
+    def follow(self, after: int = -1, keepalive: float = 15.0) -> Iterator[list[StreamEvent]]:
+        """As TurnLog.follow, read from Redis: any worker's readers see the owner's events, a
+        batch a read."""
         reader = f"{self.turns.worker}:{uuid.uuid4().hex[:8]}"
         self.client.sadd(self.readers, reader)
         try:
@@ -136,14 +137,14 @@ class RedisTurnLog:
                 if not reply:
                     if not self.client.exists(self.record):
                         return  # expired, or lost with a Redis restart: nothing more will come
-                    yield StreamEvent("ping", {}, self.turn_id, seq)
+                    yield [StreamEvent("ping", {}, self.turn_id, seq)]
                     continue
-                for entry_id, fields in reply[0][1]:
-                    event = self._event(entry_id, fields)
-                    last_id, seq = _text(entry_id), event.seq
-                    yield event
-                    if event.final:
-                        return
+                entries = reply[0][1]
+                batch = [self._event(entry_id, fields) for entry_id, fields in entries]
+                last_id, seq = _text(entries[-1][0]), batch[-1].seq
+                yield batch
+                if batch[-1].final:
+                    return
         finally:
             with contextlib.suppress(redis.RedisError):
                 self.client.srem(self.readers, reader)

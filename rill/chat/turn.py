@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+from itertools import chain
 import logging
 import queue
 import threading
@@ -559,7 +560,7 @@ class Turn:
     def collect(self) -> Collected:
         """Read the turn to its end (non-streaming), from its events."""
         text, reasoning, calls = [], [], []
-        for event in self.log.follow(keepalive=self.services.settings.keepalive_seconds):
+        for event in chain.from_iterable(self.log.follow(keepalive=self.services.settings.keepalive_seconds)):
             data = event.data
             if event.kind == "token":
                 text.append(data["token"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import time
+from itertools import chain
 
 from flask import Blueprint, g, jsonify, request
 from pydantic import TypeAdapter
@@ -232,10 +233,10 @@ def first_state(response: dict) -> dict:
     return first
 
 
-def replayed(response: dict, events, encrypted: bool = False) -> dict:
-    """The response after these events of its turn, encoded from its first state."""
+def replayed(response: dict, batches, encrypted: bool = False) -> dict:
+    """The response after these batches of its turn's events, encoded from its first state."""
     encoder = ResponseEncoder(first_state(response), encrypted=encrypted)
-    for event in events:
+    for event in chain.from_iterable(batches):
         encoder.events(event)
     return encoder.response
 
@@ -307,7 +308,7 @@ def now(row: dict, to_end: bool = False) -> dict:
     turn = current().turns.get(row["turn_id"], g.user)
     if turn is not None:
         return replayed(response, turn.log.follow(keepalive=current().settings.keepalive_seconds) if to_end
-                        else list(turn.log.events))
+                        else [list(turn.log.events)])
     response = {**response, "status": "failed", "error": {
         "code": "server_error", "type": "interrupted",
         "message": "the server stopped while this response was being written"}}

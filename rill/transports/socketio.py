@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from itertools import chain
 
 import engineio.exceptions
 import engineio.payload
@@ -142,7 +143,7 @@ def register(socketio, feed) -> None:
         """Emit a turn's events to one connection as they come, until the turn ends or the
         connection goes; runs as a background task (no app context here)."""
         try:
-            for event in events:
+            for event in chain.from_iterable(events):
                 if sid not in users:
                     return  # disconnected: detach
                 if event.kind != "ping":

@@ -52,16 +52,17 @@ def encode(event: StreamEvent) -> bytes:
     return format_event(event.data, event.kind, event.seq)
 
 
-def sse_response(events: Iterator[StreamEvent], encoder: Callable[[StreamEvent], bytes] = encode,
+def sse_response(batches: Iterator[list[StreamEvent]], encoder: Callable[[StreamEvent], bytes] = encode,
                  headers: dict | None = None, on_close: Callable[[], None] | None = None) -> Response:
-    """Stream events as they come. A client that leaves closes `events` (its reader detaches);
-    `on_close` runs then too, and also when the server drops the response before its first byte."""
+    """Stream a turn log's batches of events as they come, each batch in one write. A client that
+    leaves closes `batches` (its reader detaches); `on_close` runs then too, and also when the
+    server drops the response before its first byte."""
 
     def body():
-        with contextlib.closing(events):
+        with contextlib.closing(batches):
             try:
-                for event in events:
-                    if chunk := encoder(event):
+                for batch in batches:
+                    if chunk := b"".join(map(encoder, batch)):
                         yield chunk
             except redis.RedisError as exc:  # the shared store went away: say so (no id: resume later)
                 yield format_event(error_body(*status_of(exc)[1:]), "error")
