@@ -4,9 +4,12 @@ costs to keep, and thread writes per second on SQLite against PostgreSQL.
 1. Reconnect: 300 GETs of /api/chat/turns/<id>/events with a random Last-Event-ID on finished
    turns, timed from the request to the first replayed event; the peer figure in the same run is
    the first event of a new turn (POST /api/chat/stream) on the same server.
-2. Memory: RSS of the server before and after 1,000 finished turns (retained; 40 tokens each,
+2. Replay: a finished turn of 2,000 pieces (the scripted long model) read whole from its start, as
+   a reload or a second tab after it ended does, 30 times: the time to the last byte and the
+   server's CPU per replay (its events go out in one write: README, Performance).
+3. Memory: RSS of the server before and after 1,000 finished turns (retained; 40 tokens each,
    the scripted echo model), per turn and per event.
-3. Thread writes (in process): 8 writers add question + reply pairs to their own threads, SQLite
+4. Thread writes (in process): 8 writers add question + reply pairs to their own threads, SQLite
    (WAL, on disk) against PostgreSQL (Debian's, on loopback).
 
 Usage: python bench/resume_bench.py [--turns 1000] [--reconnects 300] [--appends 500]
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import statistics
 import sys
@@ -67,6 +71,27 @@ def reconnects(srv, port: int, count: int) -> None:
     print(f"peer, a new turn's first event:    p50 {statistics.median(fresh):.2f} ms, "
           f"p99 {percentile(fresh, 99):.2f} ms; ratio resume/new at p50 "
           f"{statistics.median(resumed) / statistics.median(fresh):.2f}x")
+
+
+def replays(srv, port: int, pieces: int = 2000, count: int = 30) -> None:
+    turn = json.loads(http_post(port, "/api/chat", {"message": str(pieces), "model": "scripted/long",
+                                                    "max_tokens": 2 * pieces}))["turn_id"]
+    seconds, cpu_before = [], cpu_seconds(srv.process.pid)
+    for _ in range(count):
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", f"/api/chat/turns/{turn}/events")
+        events = conn.getresponse().read().count(b"\n\n")
+        conn.close()
+        seconds.append(time.perf_counter() - started)
+    cpu = (cpu_seconds(srv.process.pid) - cpu_before) / count
+    print(f"replay of a finished turn ({events:,} events) from its start: p50 {statistics.median(seconds) * 1000:.1f} ms, "
+          f"server CPU {cpu * 1000:.1f} ms a replay ({count} replays)")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def http_post(port: int, path: str, body: dict) -> bytes:
@@ -129,6 +154,7 @@ def main() -> None:
         port = int(srv.url.rsplit(":", 1)[1])
         try:
             reconnects(srv, port, args.reconnects)
+            replays(srv, port)
             retained_memory(srv, port, args.turns)
         finally:
             stop_server(srv)
