@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import enum
 import json
-from itertools import chain
 import logging
 import queue
 import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
+from itertools import chain
 from typing import TYPE_CHECKING, Protocol
 
 from ..providers.base import (ChatMessage, Failure, Finish, GenerationOptions, Image, Job, Piece, Prompt, Provider,
