@@ -186,7 +186,11 @@ def reply(local, text: str, speculate: bool, **options) -> tuple[str, Finish, in
 
 
 @pytest.mark.slow
-def test_a_copying_reply_is_guessed_and_unchanged(local):  # noqa: F811
+def test_a_copying_reply_is_guessed_and_unchanged(local, monkeypatch):  # noqa: F811
+    """Whether guesses pay depends on this machine's step costs (a few noisy steps of two tokens
+    can turn them off for a short reply; bench/load_bench.py measures what they give): here they
+    are said to be nearly free, so the copy is guessed, and the reply must still be the model's."""
+    monkeypatch.setattr(StepCost, "seconds", lambda self, tokens: 1.0 + 0.01 * tokens)
     plain, plain_end, _ = reply(local, COPY, False, temperature=0, max_tokens=64)
     guessed, end, held = reply(local, COPY, True, temperature=0, max_tokens=64)
     assert held > 16  # most of a copy is guessed right
