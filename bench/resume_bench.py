@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import random
 import statistics
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.memory_bench import settle  # noqa: E402
+from bench.serve_cost import clock_ticks  # noqa: E402
 from bench.together import all_at_once  # noqa: E402
 from rill.conversations.store import ThreadStore, sqlite_url  # noqa: E402
 from deploy.cluster import start_postgres  # noqa: E402
@@ -76,7 +76,8 @@ def reconnects(srv, port: int, count: int) -> None:
 def replays(srv, port: int, pieces: int = 2000, count: int = 30) -> None:
     turn = json.loads(http_post(port, "/api/chat", {"message": str(pieces), "model": "scripted/long",
                                                     "max_tokens": 2 * pieces}))["turn_id"]
-    seconds, cpu_before = [], cpu_seconds(srv.process.pid)
+    stat = Path(f"/proc/{srv.process.pid}/stat")
+    seconds, cpu_before = [], sum(clock_ticks(stat))
     for _ in range(count):
         started = time.perf_counter()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -84,14 +85,9 @@ def replays(srv, port: int, pieces: int = 2000, count: int = 30) -> None:
         events = conn.getresponse().read().count(b"\n\n")
         conn.close()
         seconds.append(time.perf_counter() - started)
-    cpu = (cpu_seconds(srv.process.pid) - cpu_before) / count
+    cpu = (sum(clock_ticks(stat)) - cpu_before) / count
     print(f"replay of a finished turn ({events:,} events) from its start: p50 {statistics.median(seconds) * 1000:.1f} ms, "
           f"server CPU {cpu * 1000:.1f} ms a replay ({count} replays)")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def http_post(port: int, path: str, body: dict) -> bytes:

@@ -28,24 +28,27 @@ MODEL = "local/smollm2-135m-instruct"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def clock_ticks(stat: Path) -> tuple[float, float]:
+    """A process's or thread's user and system CPU seconds from its /proc stat file (10 ms ticks),
+    threads that ended included for a process."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
 def cpu_seconds(pid: int) -> tuple[float, float, float]:
     """The process's CPU seconds serving (every thread's but the model's, the ones gone included),
     of it in the kernel, and the model's (its engine thread and the math library's workers it
     started, which carry its name, rill-<provider>). Live threads are read to the nanosecond
     (schedstat), threads gone by their share of the process's clock ticks (10 ms each)."""
 
-    def ticks(stat: Path) -> tuple[float, float]:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) / TICKS, int(fields[12]) / TICKS
-
     def on_cpu(task: Path) -> float:
         return int((task / "schedstat").read_text().split()[0]) / 1e9
 
-    user, system = ticks(Path(f"/proc/{pid}/stat"))
+    user, system = clock_ticks(Path(f"/proc/{pid}/stat"))
     gone, serving, model = user + system, 0.0, 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            task_user, task_system = ticks(task / "stat")
+            task_user, task_system = clock_ticks(task / "stat")
             seconds = on_cpu(task)
             if (task / "comm").read_text().startswith("rill-"):
                 system -= task_system

@@ -12,7 +12,7 @@ import requests
 import socketio
 
 from tests.server import start_server, stop_server
-from tests.sse import SSEStream
+from tests.sse import SSEStream, decode_all
 from tests.test_socketio import hang_up
 
 pytestmark = pytest.mark.slow
@@ -162,13 +162,13 @@ def chunks_of(url: str, path: str) -> list[bytes]:
 
 def test_a_reader_that_starts_behind_gets_what_has_come_in_one_write(server):
     """A reload or a second tab after the reply ended: the kept events go out as one write, not
-    one each, and decode to every event once."""
-    whole = requests.post(f"{server.url}/api/chat", json=greedy(PROMPTS[2]), timeout=120).json()
-    chunks = chunks_of(server.url, f"/api/chat/turns/{whole['turn_id']}/events")
+    one each, and are the events the live reader got, every one once."""
+    live = list(SSEStream(f"{server.url}/api/chat/stream", greedy(PROMPTS[2])))
+    chunks = chunks_of(server.url, f"/api/chat/turns/{live[0].json()['turn_id']}/events")
     assert len(chunks) == 1
-    events = [e for e in chunks[0].decode().split("\n\n") if e]
-    assert [int(e.split("\n")[0].removeprefix("id: ")) for e in events] == list(range(len(events)))
-    assert "event: start" in events[0] and "event: done" in events[-1] and len(events) == MAX_TOKENS + 2
+    replayed = decode_all(chunks[0])
+    assert [(e.id, e.type, e.data) for e in replayed] == [(e.id, e.type, e.data) for e in live]
+    check_events([int(e.id) for e in replayed], [e.type for e in replayed])
 
 
 def test_resume_refusals(server):
