@@ -97,8 +97,17 @@ def test_a_step_of_another_size_is_tried_when_every_recent_step_was_the_same():
     rows = [Guessing(held=1, missed=9) for _ in range(8)]  # unlikely guesses
     chosen = plan(rows, lambda r: 8, lambda c: packed(c, 8), cost)
     assert packed(chosen, 8) == 9  # one guess, so the cost of a bigger step gets measured
-    cost.record(9, 0.051)
+    for n in range(StepCost.SEEN):
+        assert cost.stale  # one slow moment must not stand for what a bigger step costs
+        cost.record(9, 0.051)
     assert not cost.stale and cost.fit is not None
+
+
+def test_one_slow_step_does_not_make_its_size_dear():
+    cost = costs(fixed=10.0, per_token=1.0)
+    for seconds in (12.0, 24.0, 12.0):  # a noisy moment doubles one of them
+        cost.record(2, seconds)
+    assert cost.seconds(2) == pytest.approx(12.0)
 
 
 class Vocabulary:

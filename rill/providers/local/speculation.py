@@ -17,6 +17,7 @@ or extra tokens cost nearly a full step (big batches), none go in.
 from __future__ import annotations
 
 import collections
+import statistics
 from typing import Callable
 
 NGRAMS = (3, 2, 1)  # suffix lengths looked up, the longest (the surest guess) first
@@ -65,29 +66,34 @@ class Lookup:
 
 
 class StepCost:
-    """Seconds a step takes for its number of tokens: the recent average for a size seen often
-    enough, else `fixed + per_token * tokens` fitted to the recent steps (a step's cost is not
-    quite linear: a second position per row changes the attention's path). While the recent steps
-    are all of one size the fit cannot be made (or renewed): then a plan tries a guess anyway, so
-    the cost of a bigger step is measured, not assumed."""
+    """Seconds a step takes for its number of tokens: the median of its recent steps for a size seen
+    often enough (one slow moment on a shared machine moves a median of three no more than a fast
+    one), else `fixed + per_token * tokens` fitted to the recent steps (a step's cost is not quite
+    linear: a second position per row changes the attention's path). Until the recent steps hold a
+    few of another size than the most common one, the fit cannot be trusted (or renewed): then a
+    plan tries a guess anyway, so the cost of a bigger step is measured, not assumed."""
 
-    SEEN = 3  # steps of a size before their average stands for it
+    SEEN = 3  # steps of a size before their median stands for it, and of other sizes before the fit does
 
     def __init__(self):
         self.steps: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
-        self.by_size: dict[int, tuple[int, float]] = {}  # tokens -> (steps seen, average seconds)
+        self.recent: dict[int, collections.deque[float]] = {}  # tokens -> its last 16 steps' seconds
+        self.median: dict[int, float] = {}  # tokens -> their median, once SEEN
         self.fit: tuple[float, float] | None = None
-        self.stale = False  # the recent steps were all of one size
+        self.stale = False  # too few recent steps of other sizes to measure what a bigger step costs
 
     def record(self, tokens: int, seconds: float) -> None:
-        seen, average = self.by_size.get(tokens, (0, seconds))
-        self.by_size[tokens] = (seen + 1, average + (seconds - average) / min(seen + 1, 16))
+        recent = self.recent.setdefault(tokens, collections.deque(maxlen=16))
+        recent.append(seconds)
+        if len(recent) >= self.SEEN:
+            self.median[tokens] = statistics.median(recent)
         self.steps.append((tokens, seconds))
+        sizes = collections.Counter(t for t, _ in self.steps)
+        self.stale = len(self.steps) - max(sizes.values()) < self.SEEN
         n = len(self.steps)
         mean_t = sum(t for t, _ in self.steps) / n
         mean_s = sum(s for _, s in self.steps) / n
         var = sum((t - mean_t) ** 2 for t, _ in self.steps)
-        self.stale = var == 0
         per_token = sum((t - mean_t) * (s - mean_s) for t, s in self.steps) / var if var else 0.0
         if per_token > 0:  # otherwise the timings say nothing yet
             self.fit = (max(0.0, mean_s - per_token * mean_t), per_token)
@@ -95,9 +101,8 @@ class StepCost:
     def seconds(self, tokens: int) -> float:
         """Unmeasured, a token is taken to cost half a one-token step (a plan compares costs: the
         unit does not matter)."""
-        seen, average = self.by_size.get(tokens, (0, 0.0))
-        if seen >= self.SEEN and self.fit:
-            return average
+        if self.fit and (median := self.median.get(tokens)) is not None:
+            return median
         fixed, per_token = self.fit or (0.5, 0.5)
         return fixed + per_token * tokens
 
