@@ -53,8 +53,9 @@ class Guessing:
 
 def costs(fixed: float, per_token: float) -> StepCost:
     cost = StepCost()
-    for tokens in (1, 2, 4, 1, 8):
-        cost.record(tokens, fixed + per_token * tokens)
+    for _ in range(StepCost.SEEN):
+        for tokens in (1, 2, 4, 8):
+            cost.record(tokens, fixed + per_token * tokens)
     return cost
 
 
@@ -89,18 +90,29 @@ def test_a_size_seen_often_costs_what_it_took():
     assert cost.seconds(2) > 15.0
 
 
-def test_a_step_of_another_size_is_tried_when_every_recent_step_was_the_same():
+def test_a_bigger_step_is_tried_until_its_cost_is_known_and_again_after_a_while():
     cost = StepCost()
     for _ in range(5):
         cost.record(8, 0.05)
-    assert cost.stale and cost.fit is None
     rows = [Guessing(held=1, missed=9) for _ in range(8)]  # unlikely guesses
-    chosen = plan(rows, lambda r: 8, lambda c: packed(c, 8), cost)
-    assert packed(chosen, 8) == 9  # one guess, so the cost of a bigger step gets measured
-    for n in range(StepCost.SEEN):
-        assert cost.stale  # one slow moment must not stand for what a bigger step costs
-        cost.record(9, 0.051)
-    assert not cost.stale and cost.fit is not None
+    for _ in range(StepCost.SEEN):
+        chosen = plan(rows, lambda r: 8, lambda c: packed(c, 8), cost)
+        assert packed(chosen, 8) == 9  # one guess, so the cost of a bigger step gets measured
+        cost.record(9, 0.075)  # dear: 1.5x for one more token
+    assert plan(rows, lambda r: 8, lambda c: packed(c, 8), cost) == {}  # known now, and not worth it
+    for _ in range(StepCost.AGAIN):
+        cost.record(8, 0.05)
+    assert packed(plan(rows, lambda r: 8, lambda c: packed(c, 8), cost), 8) == 9  # measured again
+    cost.record(9, 0.051)
+    assert plan(rows, lambda r: 8, lambda c: packed(c, 8), cost) == {}  # the median still says dear
+
+
+def test_a_size_not_measured_costs_at_least_the_measured_size_below_it():
+    cost = costs(fixed=1.0, per_token=1.0)  # small steps: 2 to 9
+    for _ in range(StepCost.SEEN):
+        cost.record(16, 30.0)  # 16 rows cost more than the small steps' line says (17)
+    assert cost.seconds(16) == pytest.approx(30.0)
+    assert cost.seconds(18) > 30.0
 
 
 def test_one_slow_step_does_not_make_its_size_dear():
@@ -199,7 +211,7 @@ def test_a_copying_reply_is_guessed_and_unchanged(local, monkeypatch):  # noqa: 
     """Whether guesses pay depends on this machine's step costs (a few noisy steps of two tokens
     can turn them off for a short reply; bench/load_bench.py measures what they give): here they
     are said to be nearly free, so the copy is guessed, and the reply must still be the model's."""
-    monkeypatch.setattr(StepCost, "seconds", lambda self, tokens: 1.0 + 0.01 * tokens)
+    monkeypatch.setattr(StepCost, "estimator", lambda self: lambda tokens: 1.0 + 0.01 * tokens)
     plain, plain_end, _ = reply(local, COPY, False, temperature=0, max_tokens=64)
     guessed, end, held = reply(local, COPY, True, temperature=0, max_tokens=64)
     assert held > 16  # most of a copy is guessed right
@@ -240,7 +252,7 @@ def test_guesses_that_all_fail_change_nothing(local, monkeypatch):  # noqa: F811
 def test_batched_turns_guess_apart_and_the_metrics_count_it(local, monkeypatch):  # noqa: F811
     """Whether guesses pay in a batch of two depends on this machine's step costs: here they are
     said to be nearly free, so the copying row guesses."""
-    monkeypatch.setattr(StepCost, "seconds", lambda self, tokens: 1.0 + 0.01 * tokens)
+    monkeypatch.setattr(StepCost, "estimator", lambda self: lambda tokens: 1.0 + 0.01 * tokens)
     label = local.scheduler.label
     before = REGISTRY.get_sample_value("rill_spec_decode_num_accepted_tokens_total", {"model": label}) or 0
     with scheduling(local) as jobs:

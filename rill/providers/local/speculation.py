@@ -16,6 +16,7 @@ or extra tokens cost nearly a full step (big batches), none go in.
 """
 from __future__ import annotations
 
+import bisect
 import collections
 import statistics
 from typing import Callable
@@ -26,6 +27,11 @@ MOST = 8  # guessed tokens per row and step
 # a single token seen before says little.
 PRIOR = {3: (2.0, 1.0), 2: (1.0, 1.0), 1: (1.0, 2.0)}
 FORGET = 0.9  # older outcomes weigh less: a reply that stops copying stops guessing soon
+# Guesses go in only where they are expected to give this much more than none: a smaller gain is
+# within what a step's measured cost moves by (at 16 rows one guess can gain 4% at best, and a 17th
+# token cost 1.03-1.14x a 16-token step from one run to the next), and a few rows' first guesses,
+# made on the prior alone, then cost more than they give.
+MARGIN = 1.05
 
 
 class Lookup:
@@ -66,45 +72,68 @@ class Lookup:
 
 
 class StepCost:
-    """Seconds a step takes for its number of tokens: the median of its recent steps for a size seen
-    often enough (one slow moment on a shared machine moves a median of three no more than a fast
-    one), else `fixed + per_token * tokens` fitted to the recent steps (a step's cost is not quite
-    linear: a second position per row changes the attention's path). Until the recent steps hold a
-    few of another size than the most common one, the fit cannot be trusted (or renewed): then a
-    plan tries a guess anyway, so the cost of a bigger step is measured, not assumed."""
+    """Seconds a step takes for its number of tokens: the median of its last 16 steps for a size seen
+    SEEN times (one slow moment on a shared machine moves a median of three no more than a fast
+    one), else `fixed + per_token * tokens` fitted to the last 64 steps (a step's cost is not
+    linear: a second position per row changes the attention's path, and a repacked matmul takes
+    rows in tiles, so 17 rows can cost 1.2x 16). A size seen fewer times, or not for AGAIN steps,
+    is `unmeasured`: plans try it, so that its cost is measured, not assumed, and measured again
+    as it drifts with the context and with what else the machine runs."""
 
-    SEEN = 3  # steps of a size before their median stands for it, and of other sizes before the fit does
+    SEEN = 3
+    AGAIN = 256
 
     def __init__(self):
         self.steps: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
+        self.count = 0  # steps recorded
         self.recent: dict[int, collections.deque[float]] = {}  # tokens -> its last 16 steps' seconds
         self.median: dict[int, float] = {}  # tokens -> their median, once SEEN
+        self.last: dict[int, int] = {}  # tokens -> the count when last recorded
         self.fit: tuple[float, float] | None = None
-        self.stale = False  # too few recent steps of other sizes to measure what a bigger step costs
+        self.stale = False  # the last 64 steps were all of one size: no guess has been tried lately
 
     def record(self, tokens: int, seconds: float) -> None:
+        self.count += 1
+        self.last[tokens] = self.count
         recent = self.recent.setdefault(tokens, collections.deque(maxlen=16))
         recent.append(seconds)
         if len(recent) >= self.SEEN:
             self.median[tokens] = statistics.median(recent)
         self.steps.append((tokens, seconds))
-        sizes = collections.Counter(t for t, _ in self.steps)
-        self.stale = len(self.steps) - max(sizes.values()) < self.SEEN
         n = len(self.steps)
         mean_t = sum(t for t, _ in self.steps) / n
         mean_s = sum(s for _, s in self.steps) / n
         var = sum((t - mean_t) ** 2 for t, _ in self.steps)
+        self.stale = var == 0
         per_token = sum((t - mean_t) * (s - mean_s) for t, s in self.steps) / var if var else 0.0
         if per_token > 0:  # otherwise the timings say nothing yet
             self.fit = (max(0.0, mean_s - per_token * mean_t), per_token)
 
-    def seconds(self, tokens: int) -> float:
-        """Unmeasured, a token is taken to cost half a one-token step (a plan compares costs: the
-        unit does not matter)."""
-        if self.fit and (median := self.median.get(tokens)) is not None:
-            return median
+    def unmeasured(self, tokens: int) -> bool:
+        """Worth a step of this size to measure it; or any bigger step, where none was tried lately
+        (a row's guesses hold or not only when tried: a copy's rows start from the prior)."""
+        return self.stale or tokens not in self.median or self.count - self.last[tokens] >= self.AGAIN
+
+    def estimator(self) -> Callable[[int], float]:
+        """seconds(tokens), for one plan: a measured size's median; above one, the largest measured
+        size below it plus the fitted cost of the tokens between (the line alone, fitted through
+        small steps too, put 18 tokens below a measured 16); else the line. Before any line a token
+        is taken to cost half a one-token step (a plan compares costs: the unit does not matter)."""
         fixed, per_token = self.fit or (0.5, 0.5)
-        return fixed + per_token * tokens
+        measured = sorted(self.median.items()) if self.fit else []
+        sizes = [t for t, _ in measured]
+
+        def seconds(tokens: int) -> float:
+            below = bisect.bisect_right(sizes, tokens) - 1
+            if below < 0:
+                return fixed + per_token * tokens
+            size, median = measured[below]
+            return median + per_token * (tokens - size)
+
+        return seconds
+
+    def seconds(self, tokens: int) -> float:
+        return self.estimator()(tokens)
 
 
 def width(chosen: dict) -> int:
@@ -116,9 +145,10 @@ def width(chosen: dict) -> int:
 def plan(rows: list, room: Callable, tokens: Callable[[dict], int], cost: StepCost) -> dict:
     """Each row's guesses for this step ({row: (tokens, n)}, rows without any left out): of the
     guesses at least so likely to hold, for every such threshold, the set with the most expected
-    tokens per second (a set, not guess by guess: where rows are padded to the longest, the first
-    guess costs every row a position and the others' then cost nothing). `room(row)`: how many a
-    row may take; `tokens(plan)`: the step's tokens with that plan."""
+    tokens per second, where that is MARGIN above none (a set, not guess by guess: where rows are
+    padded to the longest, the first guess costs every row a position and the others' then cost
+    nothing); where none is, one guess if a step of its size has not been measured lately.
+    `room(row)`: how many a row may take; `tokens(plan)`: the step's tokens with that plan."""
     candidates = []
     for row in rows:
         lookup = row.guessing()
@@ -128,15 +158,15 @@ def plan(rows: list, room: Callable, tokens: Callable[[dict], int], cost: StepCo
     candidates.sort(key=lambda c: -c[0])  # a row's guesses stay in order: each is less likely
     chosen: dict = {}
     expected = float(len(rows))
-    best, best_speed = chosen, expected / cost.seconds(tokens(chosen))
+    seconds = cost.estimator()
+    best, best_speed = chosen, expected / seconds(tokens(chosen)) * MARGIN
     for gain, row, guess, n in candidates:
         chosen = {**chosen, row: (guess[: len(chosen.get(row, ((), 0))[0]) + 1], n)}
         expected += gain
-        if (speed := expected / cost.seconds(tokens(chosen))) > best_speed:
+        if (speed := expected / seconds(tokens(chosen))) > best_speed:
             best, best_speed = chosen, speed
-    if cost.stale and cost.steps:  # a step of another size than the recent ones, so its cost is measured
-        for _, row, guess, n in candidates:
-            if tokens(best) != cost.steps[-1][0]:
-                break
-            best = {**best, row: (guess[: len(best.get(row, ((), 0))[0]) + 1], n)}
+    if not best and candidates and cost.steps:  # no guess pays, by what is known: is a guess's step known?
+        _, row, guess, n = candidates[0]
+        if cost.unmeasured(tokens(trial := {row: (guess[:1], n)})):
+            best = trial
     return best
