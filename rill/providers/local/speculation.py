@@ -76,7 +76,7 @@ class StepCost:
     SEEN times (one slow moment on a shared machine moves a median of three no more than a fast
     one), else `fixed + per_token * tokens` fitted to the last 64 steps (a step's cost is not
     linear: a second position per row changes the attention's path, and a repacked matmul takes
-    rows in tiles, so 17 rows can cost 1.2x 16). A size seen fewer times, or not for AGAIN steps,
+    rows in tiles, so 17 tokens can cost 1.1x 16). A size seen fewer times, or not for AGAIN steps,
     is `unmeasured`: plans try it, so that its cost is measured, not assumed, and measured again
     as it drifts with the context and with what else the machine runs."""
 
