@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 
 from rill.providers.base import ChatMessage, Finish, GenerationOptions, Piece
 from rill.providers.local.row import Row
-from rill.providers.local.speculation import Lookup, StepCost, plan, width
+from rill.providers.local.speculation import Lately, Lookup, StepCost, plan, width
 
 from .test_batching import assert_greedy, collect, local, scheduling, submit  # noqa: F401 (local: the fixture)
 
@@ -113,6 +113,18 @@ def test_a_size_not_measured_costs_at_least_the_measured_size_below_it():
         cost.record(16, 30.0)  # 16 rows cost more than the small steps' line says (17)
     assert cost.seconds(16) == pytest.approx(30.0)
     assert cost.seconds(18) > 30.0
+
+
+def test_a_new_row_starts_from_what_its_batchs_guesses_did_lately():
+    copying, chatting = Lately(), Lately()
+    for _ in range(10):
+        copying.record(3, guessed=8, kept=8)
+        chatting.record(3, guessed=8, kept=0)
+    alone = Lookup([1, 2, 3]).rate(3)
+    assert Lookup([1, 2, 3], copying).rate(3) > 0.9 > alone > 0.1 > Lookup([1, 2, 3], chatting).rate(3)
+    row, missed_before = Lookup([1, 2, 3], copying), copying.outcomes[3][1]
+    row.record(3, guessed=4, kept=0)  # its own outcomes count, and count for the batch
+    assert row.rate(3) < Lookup([1, 2, 3], copying).rate(3) and copying.outcomes[3][1] > missed_before
 
 
 def test_one_slow_step_does_not_make_its_size_dear():

@@ -364,6 +364,7 @@ class LlamaBatch:
         self.embeddings = False
         self.pacer = PrefillPacer(model.prefill_chunk)
         self.cost = speculation.StepCost()
+        self.lately = speculation.Lately()  # what guesses did in its rows: a new row's prior
         self.guesses = (0, 0)
         self.rows: list[Row] = []
         self.free = list(range(max_rows))  # sequence ids
@@ -384,6 +385,7 @@ class LlamaBatch:
 
     def add(self, rows: list[Row]) -> None:
         for row in rows:
+            row.lately = self.lately
             row.seq = self.free.pop()
             row.fed = row.cached_tokens = self._restore(row)
             row.kv = row.prompt[: row.fed]  # the tokens in its sequence's cache

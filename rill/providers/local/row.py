@@ -7,7 +7,7 @@ from ..base import CancelToken, Failure, Finish, GenerationOptions, HiddenStates
 from .contract import Media, Model
 from .decoding import IncrementalDecoder, Sampler
 from .grammar import Constraint, calls_grammar, format_grammar
-from .speculation import Lookup
+from .speculation import Lately, Lookup
 from .stops import StopMatcher
 from .tool_calls import OPEN, ToolCallReader
 
@@ -42,6 +42,7 @@ class Row:
         self.last_token: int | None = None
         self.hidden = None  # (token, final-layer output) of the last token, when asked for
         self.lookup: Lookup | None = None  # its text indexed for guesses, from the first (speculation.py)
+        self.lately: Lately | None = None  # what guesses did in its batch lately (set by the batch)
         self.done = False
         self.reason = ""
         # What the batch keeps about the row's place in its cache.
@@ -93,7 +94,7 @@ class Row:
     def guessing(self) -> Lookup:
         """The row's text indexed for guesses, made with the first call (from then on kept up)."""
         if self.lookup is None:
-            self.lookup = Lookup(self.prompt + self.decoder.ids)
+            self.lookup = Lookup(self.prompt + self.decoder.ids, self.lately)
         return self.lookup
 
     def room_to_guess(self, context_tokens: int) -> int:

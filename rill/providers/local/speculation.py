@@ -34,13 +34,35 @@ FORGET = 0.9  # older outcomes weigh less: a reply that stops copying stops gues
 MARGIN = 1.05
 
 
-class Lookup:
-    """A row's tokens (prompt and reply) with each n-gram's latest position, for guesses."""
+class Lately:
+    """What guesses after each n-gram length did in a batch's rows lately, which a new row starts
+    from (weighed as PRIOR is), not from PRIOR alone: a row finds out whether its guesses hold only
+    by guessing, which costs, so where guesses cost much (a second token in a Q4_1 or Q8_0 step can
+    cost a whole step on a CPU) a copy's rows would rarely start. On a server that edits text copies
+    hold; on a chat server guesses rarely do."""
 
-    def __init__(self, tokens: list[int]):
+    def __init__(self):
+        self.outcomes = {n: list(PRIOR[n]) for n in NGRAMS}
+
+    def prior(self) -> dict[int, list[float]]:
+        return {n: [kept * sum(PRIOR[n]) / (kept + missed), missed * sum(PRIOR[n]) / (kept + missed)]
+                for n, (kept, missed) in self.outcomes.items()}
+
+    def record(self, n: int, guessed: int, kept: int) -> None:
+        outcome = self.outcomes[n]
+        outcome[0] = outcome[0] * FORGET + kept
+        outcome[1] = outcome[1] * FORGET + (kept < guessed)
+
+
+class Lookup(Lately):
+    """A row's tokens (prompt and reply) with each n-gram's latest position, for guesses, and what
+    its own guesses did (from what the batch's did lately, `lately`)."""
+
+    def __init__(self, tokens: list[int], lately: Lately | None = None):
         self.tokens: list[int] = []
         self.after: dict[tuple[int, ...], int] = {}  # n-gram -> where the token that followed it is
-        self.outcomes = {n: list(PRIOR[n]) for n in NGRAMS}
+        self.lately = lately
+        self.outcomes = lately.prior() if lately else {n: list(PRIOR[n]) for n in NGRAMS}
         for token in tokens:
             self.push(token)
 
@@ -66,9 +88,9 @@ class Lookup:
         return kept / (kept + missed)
 
     def record(self, n: int, guessed: int, kept: int) -> None:
-        outcome = self.outcomes[n]
-        outcome[0] = outcome[0] * FORGET + kept
-        outcome[1] = outcome[1] * FORGET + (kept < guessed)
+        super().record(n, guessed, kept)
+        if self.lately:
+            self.lately.record(n, guessed, kept)
 
 
 class StepCost:

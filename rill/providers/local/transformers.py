@@ -459,6 +459,7 @@ class HFBatch:
         self.prefilling: list[Row] = []  # long prompts still being prefilled, in arrival order
         self.pacer = PrefillPacer(model.prefill_chunk)
         self.cost = speculation.StepCost()  # of a decode step, for its rows x positions
+        self.lately = speculation.Lately()  # what guesses did in its rows: a new row's prior
         self.guesses = (0, 0)
         self.cache: DynamicCache | None = None
         self.dtype: torch.dtype | None = None  # of the weight copy the last forward pass used
@@ -520,6 +521,7 @@ class HFBatch:
         """Prefill short newcomers together now; queue long ones for slices while others stream."""
         chunk = self.model.prefill_chunk
         for row in rows:
+            row.lately = self.lately
             self._start_from_prefix(row)
         now = [r for r in rows if r.own_cache is None and (len(r.prompt) <= chunk or not self.decoding)]
         self.prefilling += [r for r in rows if r not in now]
