@@ -84,10 +84,10 @@ def test_padded_rows_guess_together_or_not_at_all():
 
 def test_a_size_seen_often_costs_what_it_took():
     cost = costs(fixed=10.0, per_token=1.0)
-    assert cost.seconds(3) == pytest.approx(13.0)  # from the fit
+    assert cost.estimator()(3) == pytest.approx(13.0)  # from the fit
     for _ in range(3):
         cost.record(2, 20.0)  # dearer than the line says
-    assert cost.seconds(2) > 15.0
+    assert cost.estimator()(2) > 15.0
 
 
 def test_a_bigger_step_is_tried_until_its_cost_is_known_and_again_after_a_while():
@@ -111,8 +111,8 @@ def test_a_size_not_measured_costs_at_least_the_measured_size_below_it():
     cost = costs(fixed=1.0, per_token=1.0)  # small steps: 2 to 9
     for _ in range(StepCost.SEEN):
         cost.record(16, 30.0)  # 16 rows cost more than the small steps' line says (17)
-    assert cost.seconds(16) == pytest.approx(30.0)
-    assert cost.seconds(18) > 30.0
+    assert cost.estimator()(16) == pytest.approx(30.0)
+    assert cost.estimator()(18) > 30.0
 
 
 def test_a_new_row_starts_from_what_its_batchs_guesses_did_lately():
@@ -131,7 +131,7 @@ def test_one_slow_step_does_not_make_its_size_dear():
     cost = costs(fixed=10.0, per_token=1.0)
     for seconds in (12.0, 24.0, 12.0):  # a noisy moment doubles one of them
         cost.record(2, seconds)
-    assert cost.seconds(2) == pytest.approx(12.0)
+    assert cost.estimator()(2) == pytest.approx(12.0)
 
 
 class Vocabulary:

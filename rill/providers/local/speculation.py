@@ -62,7 +62,7 @@ class Lookup(Lately):
         self.tokens: list[int] = []
         self.after: dict[tuple[int, ...], int] = {}  # n-gram -> where the token that followed it is
         self.lately = lately
-        self.outcomes = lately.prior() if lately else {n: list(PRIOR[n]) for n in NGRAMS}
+        self.outcomes = (lately or Lately()).prior()
         for token in tokens:
             self.push(token)
 
@@ -153,9 +153,6 @@ class StepCost:
             return median + per_token * (tokens - size)
 
         return seconds
-
-    def seconds(self, tokens: int) -> float:
-        return self.estimator()(tokens)
 
 
 def width(chosen: dict) -> int:
