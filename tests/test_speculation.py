@@ -85,9 +85,23 @@ def test_padded_rows_guess_together_or_not_at_all():
 def test_a_size_seen_often_costs_what_it_took():
     cost = costs(fixed=10.0, per_token=1.0)
     assert cost.estimator()(3) == pytest.approx(13.0)  # from the fit
-    for _ in range(3):
+    for _ in range(8):
+        cost.record(1, 11.0)
         cost.record(2, 20.0)  # dearer than the line says
-    assert cost.estimator()(2) > 15.0
+    seconds = cost.estimator()
+    assert seconds(2) / seconds(1) > 1.6  # 1.82, against 1.09 by the line
+
+
+def test_sizes_measured_apart_compare_as_the_steps_slow_down():
+    """Every step slows as the rows' contexts grow: a size measured early is not cheaper for it."""
+    cost = StepCost()
+    for _ in range(StepCost.SEEN):
+        cost.record(16, 0.040)
+        cost.record(17, 0.044)  # 1.1x
+    for i in range(100):
+        cost.record(16, 0.040 + 0.0002 * i)  # to 0.060
+    seconds = cost.estimator()
+    assert seconds(17) / seconds(16) > 1.05
 
 
 def test_a_bigger_step_is_tried_until_its_cost_is_known_and_again_after_a_while():
@@ -105,6 +119,23 @@ def test_a_bigger_step_is_tried_until_its_cost_is_known_and_again_after_a_while(
     assert packed(plan(rows, lambda r: 8, lambda c: packed(c, 8), cost), 8) == 9  # measured again
     cost.record(9, 0.051)
     assert plan(rows, lambda r: 8, lambda c: packed(c, 8), cost) == {}  # the median still says dear
+
+
+def test_a_likely_long_guess_is_tried_where_a_second_token_costs_a_whole_step():
+    """A repacked matmul takes rows in tiles: on a CPU a second token can cost a whole step and a
+    ninth little more than the eighth. A likely guess is tried at its length, not only one token."""
+    cost = StepCost()
+    for _ in range(StepCost.SEEN):
+        cost.record(1, 7.5)
+        cost.record(2, 14.5)
+    likely, doubtful = Guessing(held=19, missed=1), Guessing(held=1, missed=9)
+    assert plan([doubtful], lambda r: 8, lambda c: packed(c, 1), cost) == {}  # nothing to learn
+    for _ in range(StepCost.SEEN):
+        chosen = plan([likely], lambda r: 8, lambda c: packed(c, 1), cost)
+        assert chosen[likely] == ([4, 5, 6, 7, 8, 9, 10, 11], 3)  # 9 tokens: what would they cost?
+        cost.record(9, 30.0)
+    assert len(plan([likely], lambda r: 8, lambda c: packed(c, 1), cost)[likely][0]) == 8  # they pay
+    assert plan([doubtful], lambda r: 8, lambda c: packed(c, 1), cost) == {}
 
 
 def test_a_size_not_measured_costs_at_least_the_measured_size_below_it():

@@ -100,10 +100,14 @@ class StepCost:
     linear: a second position per row changes the attention's path, and a repacked matmul takes
     rows in tiles, so 17 tokens can cost 1.1x 16). A size seen fewer times, or not for AGAIN steps,
     is `unmeasured`: plans try it, so that its cost is measured, not assumed, and measured again
-    as it drifts with the context and with what else the machine runs."""
+    as it drifts with what else the machine runs. Every step's cost also grows with its rows'
+    contexts: sizes are kept at one `pace`, followed by the steps whose size is measured, so a size
+    measured a hundred steps back compares with the one every step has (at 16 rows a 16-token step
+    went from 46 to 58 ms in 128 steps while a 17-token one measured early stayed at 45)."""
 
     SEEN = 3
     AGAIN = 256
+    PACE = 0.2  # how much of a step's lead over its size's median the pace takes up
 
     def __init__(self):
         self.steps: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
@@ -113,14 +117,20 @@ class StepCost:
         self.last: dict[int, int] = {}  # tokens -> the count when last recorded
         self.fit: tuple[float, float] | None = None
         self.stale = False  # the last 64 steps were all of one size: no guess has been tried lately
+        self.pace = 1.0  # how much slower than when first measured (and than the line) steps run now
+        self.first: dict[int, float] = {}  # tokens -> its first median: the pace's measure
 
     def record(self, tokens: int, seconds: float) -> None:
+        if tokens in self.first and self.steps and self.steps[-1][0] == tokens:  # a run of one size
+            self.pace += self.PACE * (seconds / self.first[tokens] - self.pace)
+        seconds /= self.pace
         self.count += 1
         self.last[tokens] = self.count
         recent = self.recent.setdefault(tokens, collections.deque(maxlen=16))
         recent.append(seconds)
         if len(recent) >= self.SEEN:
             self.median[tokens] = statistics.median(recent)
+            self.first.setdefault(tokens, self.median[tokens])
         self.steps.append((tokens, seconds))
         n = len(self.steps)
         mean_t = sum(t for t, _ in self.steps) / n
@@ -136,21 +146,29 @@ class StepCost:
         (a row's guesses hold or not only when tried: a copy's rows start from the prior)."""
         return self.stale or tokens not in self.median or self.count - self.last[tokens] >= self.AGAIN
 
-    def estimator(self) -> Callable[[int], float]:
-        """seconds(tokens), for one plan: a measured size's median; above one, the largest measured
-        size below it plus the fitted cost of the tokens between (the line alone, fitted through
-        small steps too, put 18 tokens below a measured 16); else the line. Before any line a token
-        is taken to cost half a one-token step (a plan compares costs: the unit does not matter)."""
+    def estimator(self, hopeful: bool = False) -> Callable[[int], float]:
+        """seconds(tokens), for one plan: a measured size's median; between two measured sizes, the
+        line between their medians; above the largest, its median plus the fitted cost of the tokens
+        above it (the line alone, fitted through small steps too, put 18 tokens below a measured 16),
+        or, `hopeful`, its median alone (a step costs no less than a smaller one: the least it can
+        cost, for trials); else the line. Before any line a token is taken to cost half a one-token
+        step (a plan compares costs: the unit does not matter)."""
         fixed, per_token = self.fit or (0.5, 0.5)
         measured = sorted(self.median.items()) if self.fit else []
+        measured = [(t, max(m for _, m in measured[: i + 1])) for i, (t, _) in enumerate(measured)]
         sizes = [t for t, _ in measured]
 
         def seconds(tokens: int) -> float:
-            below = bisect.bisect_right(sizes, tokens) - 1
-            if below < 0:
+            above = bisect.bisect_left(sizes, tokens)
+            if above < len(sizes) and sizes[above] == tokens:
+                return measured[above][1]
+            if above == 0:
                 return fixed + per_token * tokens
-            size, median = measured[below]
-            return median + per_token * (tokens - size)
+            size, median = measured[above - 1]
+            if above == len(sizes):
+                return median + (0.0 if hopeful else per_token) * (tokens - size)
+            bigger, dearer = measured[above]
+            return median + (dearer - median) * (tokens - size) / (bigger - size)
 
         return seconds
 
@@ -166,7 +184,11 @@ def plan(rows: list, room: Callable, tokens: Callable[[dict], int], cost: StepCo
     guesses at least so likely to hold, for every such threshold, the set with the most expected
     tokens per second, where that is MARGIN above none (a set, not guess by guess: where rows are
     padded to the longest, the first guess costs every row a position and the others' then cost
-    nothing); where none is, one guess if a step of its size has not been measured lately.
+    nothing). Where none is, a trial, so that what is not known gets measured: the likeliest row's
+    guess at the length that would pay most if a step above the largest size measured cost no more
+    than that size, where the step's size is not measured yet (a copy's long guesses on a CPU whose
+    second token costs a whole step, but whose tenth costs little more); else one guess, if a step
+    of its size has not been measured lately.
     `room(row)`: how many a row may take; `tokens(plan)`: the step's tokens with that plan."""
     candidates = []
     for row in rows:
@@ -175,17 +197,25 @@ def plan(rows: list, room: Callable, tokens: Callable[[dict], int], cost: StepCo
         rate = lookup.rate(n) if guess else 0.0
         candidates += [(rate ** (i + 1), row, guess, n) for i in range(len(guess))]
     candidates.sort(key=lambda c: -c[0])  # a row's guesses stay in order: each is less likely
+    best = fastest(candidates, len(rows), tokens, cost.estimator())
+    if best or not candidates or not cost.steps:
+        return best
+    _, row, guess, n = candidates[0]
+    trial = fastest([c for c in candidates if c[1] is row], len(rows), tokens, cost.estimator(hopeful=True))
+    if trial and tokens(trial) not in cost.median:
+        return trial
+    return trial if cost.unmeasured(tokens(trial := {row: (guess[:1], n)})) else {}
+
+
+def fastest(candidates: list, rows: int, tokens: Callable[[dict], int], seconds: Callable) -> dict:
+    """Of the candidates (likeliest first), the leading set with the most expected tokens per second
+    by `seconds`, where that is MARGIN above none ({} if none is)."""
     chosen: dict = {}
-    expected = float(len(rows))
-    seconds = cost.estimator()
-    best, best_speed = chosen, expected / seconds(tokens(chosen)) * MARGIN
+    expected = float(rows)
+    best, best_speed = chosen, rows / seconds(tokens(chosen)) * MARGIN
     for gain, row, guess, n in candidates:
         chosen = {**chosen, row: (guess[: len(chosen.get(row, ((), 0))[0]) + 1], n)}
         expected += gain
         if (speed := expected / seconds(tokens(chosen))) > best_speed:
             best, best_speed = chosen, speed
-    if not best and candidates and cost.steps:  # no guess pays, by what is known: is a guess's step known?
-        _, row, guess, n = candidates[0]
-        if cost.unmeasured(tokens(trial := {row: (guess[:1], n)})):
-            best = trial
     return best
