@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import itertools
 import statistics
 from typing import Callable
 
@@ -107,7 +108,7 @@ class StepCost:
 
     SEEN = 3
     AGAIN = 256
-    PACE = 0.2  # how much of a step's lead over its size's median the pace takes up
+    PACE = 0.2  # how far a step in a run of one size moves the pace to its ratio to that size's first median
 
     def __init__(self):
         self.steps: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
@@ -155,7 +156,7 @@ class StepCost:
         step (a plan compares costs: the unit does not matter)."""
         fixed, per_token = self.fit or (0.5, 0.5)
         measured = sorted(self.median.items()) if self.fit else []
-        measured = [(t, max(m for _, m in measured[: i + 1])) for i, (t, _) in enumerate(measured)]
+        measured = list(zip((t for t, _ in measured), itertools.accumulate((m for _, m in measured), max)))
         sizes = [t for t, _ in measured]
 
         def seconds(tokens: int) -> float:
