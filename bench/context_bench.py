@@ -83,21 +83,24 @@ def timings(model: LlamaModel, way: tuple, contexts: list[int], repeats: int) ->
     return out
 
 
-def batched(model: LlamaModel, way: tuple, shape: tuple[int, int], repeats: int) -> float:
-    """Median ms of a decode step of `rows` rows, each after `context` tokens of its own."""
+def batched(model: LlamaModel, way: tuple, shape: tuple[int, int], repeats: int, tokens: int = 0) -> float:
+    """Median ms of a decode step of `rows` rows, each after `context` tokens of its own; of `tokens`
+    tokens spread over them where given (a row's guesses are its next positions: step_sizes.py)."""
     rows, context = shape
-    ctx = engine_context(model, way, rows * (context + 1))
+    tokens = tokens or rows
+    ctx = engine_context(model, way, rows * (context + 1) + tokens)
     batch, memory = C.llama_batch_init(SLICE, 0, 1), C.llama_get_memory(ctx)
     try:
         for seq in range(rows):
             prefill(ctx, batch, seq, 0, context)
 
         def timed() -> float:
-            for seq in range(rows):
-                put_token(batch, seq, 500 + seq, context, seq, True)
-            batch.n_tokens = rows
+            for i in range(tokens):
+                put_token(batch, i, 500 + i, context + i // rows, i % rows, True)
+            batch.n_tokens = tokens
             started = time.perf_counter()
-            C.llama_decode(ctx, batch)
+            if C.llama_decode(ctx, batch) != 0:
+                raise RuntimeError(f"llama_decode failed for {tokens} tokens over {rows} rows")
             seconds = time.perf_counter() - started
             for seq in range(rows):
                 C.llama_memory_seq_rm(memory, seq, context, -1)
