@@ -102,9 +102,10 @@ class StepCost:
     rows in tiles, so 17 tokens can cost 1.1x 16). A size seen fewer times, or not for AGAIN steps,
     is `unmeasured`: plans try it, so that its cost is measured, not assumed, and measured again
     as it drifts with what else the machine runs. Every step's cost also grows with its rows'
-    contexts: sizes are kept at one `pace`, followed by the steps whose size is measured, so a size
-    measured a hundred steps back compares with the one every step has (at 16 rows a 16-token step
-    went from 46 to 58 ms in 128 steps while a 17-token one measured early stayed at 45)."""
+    contexts: sizes are kept at one `pace`, which runs of steps of one size move to their ratio to
+    that size's first median, so a size measured a hundred steps back compares with the one every
+    step has (at 16 rows a 16-token step went from 46 to 58 ms in 128 steps while a 17-token one
+    measured early stayed at 45)."""
 
     SEEN = 3
     AGAIN = 256
