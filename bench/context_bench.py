@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 import llama_cpp as C  # noqa: E402
 
+from bench.machine import cpu_flags  # noqa: E402
 from rill.providers.local import wheel_gguf_path  # noqa: E402
 from rill.providers.local.llama_cpp import LlamaModel, new_context, put_token  # noqa: E402
 from rill.providers.local.options import LocalOptions  # noqa: E402
@@ -124,7 +125,7 @@ def main() -> None:
     model = LlamaModel(wheel_gguf_path(), LocalOptions(source=None, name="bench"))
     model.load()
     found = {way: timings(model, way, contexts, args.repeats) for way in WAYS}
-    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in Path("/proc/cpuinfo").read_text()]
+    flags = cpu_flags()
     print(f"CPU flags: {' '.join(flags)}; {model.threads} threads; {model.describe()['dtype']}; medians, ms "
           f"(in brackets: against {WAYS[0][0]})")
     for n, what in enumerate(("a decode step", f"a {FOLLOW_UP}-token follow-up", f"a {SLICE}-token prompt slice")):

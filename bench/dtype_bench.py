@@ -21,6 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_flags  # noqa: E402
 from rill.config import Settings  # noqa: E402
 from rill.providers.base import ChatMessage, Failure, Finish, GenerationOptions, Job  # noqa: E402
 from rill.providers.directory import ProviderDirectory  # noqa: E402
@@ -92,7 +93,7 @@ def main() -> None:
     rill_turns(provider, 1, 4)  # warm-up
     rill = {b: max(rill_turns(provider, b, args.tokens) for _ in range(2)) for b in BATCHES}  # best of two too
 
-    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in Path("/proc/cpuinfo").read_text()]
+    flags = cpu_flags()
     print(f"CPU flags: {' '.join(flags)}; {args.tokens} new tokens, greedy; Rill's pick: "
           f"{provider.model.describe()['dtype']} {({b: str(d).removeprefix('torch.') for b, d in provider.model.dtype_for.items()})}, "
           f"loaded in {provider.load_seconds:.1f} s")

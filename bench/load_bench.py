@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench.machine import cpu_flags  # noqa: E402
 from rill.config import Settings  # noqa: E402
 from rill.providers.local import wheel_gguf_path  # noqa: E402
 from tests.server import free_port, start_server, stop_server  # noqa: E402
@@ -436,7 +437,7 @@ def main() -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="rill-bench-"))
     table = measure(targets, args, log_dir)
 
-    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in Path("/proc/cpuinfo").read_text()]
+    flags = cpu_flags()
     gpu = ""
     if args.gpu:
         import torch

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_flags  # noqa: E402
 from rill.config import Settings  # noqa: E402
 from rill.providers.base import ChatMessage, GenerationOptions  # noqa: E402
 from rill.providers.local import LocalProvider  # noqa: E402
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--engines", default="llamacpp,transformers")
     args = parser.parse_args()
-    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in Path("/proc/cpuinfo").read_text()]
+    flags = cpu_flags()
     print(f"CPU flags: {' '.join(flags)}; {args.steps} decode steps after 8 to settle")
     print(f"{'engine':14}{'dtype':19}{'rows':>5}{'step ms':>9}{'model ms':>10}{'rest ms':>9}{'rest':>7}")
     for engine in args.engines.split(","):

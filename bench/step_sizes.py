@@ -15,10 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from context_bench import WAYS, batched  # noqa: E402
-
+from bench.context_bench import WAYS, batched  # noqa: E402
+from bench.machine import cpu_flags  # noqa: E402
 from rill.providers.local import wheel_gguf_path  # noqa: E402
 from rill.providers.local.llama_cpp import LlamaModel  # noqa: E402
 from rill.providers.local.options import LocalOptions  # noqa: E402
@@ -34,7 +33,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in Path("/proc/cpuinfo").read_text()]
+    flags = cpu_flags()
     print(f"CPU flags: {' '.join(flags)}; a decode step by its tokens, medians of {args.repeats}, ms "
           f"(in brackets: against one token)")
     print(f"{'weights':>8}" + "".join(f"{size:>15}" for size in sizes))
