@@ -254,7 +254,7 @@ def test_a_copying_reply_is_guessed_and_unchanged(local, monkeypatch):  # noqa: 
     """Whether guesses pay depends on this machine's step costs (a few noisy steps of two tokens
     can turn them off for a short reply; bench/load_bench.py measures what they give): here they
     are said to be nearly free, so the copy is guessed, and the reply must still be the model's."""
-    monkeypatch.setattr(StepCost, "estimator", lambda self: lambda tokens: 1.0 + 0.01 * tokens)
+    monkeypatch.setattr(StepCost, "estimator", lambda self, hopeful=False: lambda tokens: 1.0 + 0.01 * tokens)
     plain, plain_end, _ = reply(local, COPY, False, temperature=0, max_tokens=64)
     guessed, end, held = reply(local, COPY, True, temperature=0, max_tokens=64)
     assert held > 16  # most of a copy is guessed right
@@ -295,7 +295,7 @@ def test_guesses_that_all_fail_change_nothing(local, monkeypatch):  # noqa: F811
 def test_batched_turns_guess_apart_and_the_metrics_count_it(local, monkeypatch):  # noqa: F811
     """Whether guesses pay in a batch of two depends on this machine's step costs: here they are
     said to be nearly free, so the copying row guesses."""
-    monkeypatch.setattr(StepCost, "estimator", lambda self: lambda tokens: 1.0 + 0.01 * tokens)
+    monkeypatch.setattr(StepCost, "estimator", lambda self, hopeful=False: lambda tokens: 1.0 + 0.01 * tokens)
     label = local.scheduler.label
     before = REGISTRY.get_sample_value("rill_spec_decode_num_accepted_tokens_total", {"model": label}) or 0
     with scheduling(local) as jobs:

@@ -203,10 +203,11 @@ def plan(rows: list, room: Callable, tokens: Callable[[dict], int], cost: StepCo
     if best or not candidates or not cost.steps:
         return best
     _, row, guess, n = candidates[0]
-    trial = fastest([c for c in candidates if c[1] is row], len(rows), tokens, cost.estimator(hopeful=True))
-    if trial and tokens(trial) not in cost.median:
-        return trial
-    return trial if cost.unmeasured(tokens(trial := {row: (guess[:1], n)})) else {}
+    long = fastest([c for c in candidates if c[1] is row], len(rows), tokens, cost.estimator(hopeful=True))
+    if long and tokens(long) not in cost.median:
+        return long
+    one = {row: (guess[:1], n)}
+    return one if cost.unmeasured(tokens(one)) else {}
 
 
 def fastest(candidates: list, rows: int, tokens: Callable[[dict], int], seconds: Callable) -> dict:
