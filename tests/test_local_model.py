@@ -139,7 +139,7 @@ def output_logits(local, values):
         return model.lm_head(torch.tensor(values, dtype=model.dtype))
     import gguf
 
-    tensors = {t.name: t for t in gguf.GGUFReader(local.model.source).tensors}
+    tensors = {t.name: t for t in gguf.GGUFReader(local.model.file).tensors}
     weights = tensors.get("output.weight") or tensors["token_embd.weight"]  # tied embeddings
     matrix = torch.from_numpy(gguf.dequantize(weights.data, weights.tensor_type))
     return matrix @ torch.tensor(values)

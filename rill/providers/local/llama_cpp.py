@@ -136,6 +136,7 @@ class LlamaModel:
         self.weights_setting, self.cache_dir = options.weights, options.cache_dir
         self.kv_cache = options.kv_cache
         self.weights = "as is"  # which weights load() chose, and why (weights.py)
+        self.file = source  # the GGUF loaded: the source, or the conversion load() chose
         self.projector: Projector | None = None
         self.pooler: Pooler | None = None  # for embeddings
 
@@ -159,6 +160,7 @@ class LlamaModel:
             if chosen != self.source:  # the same vocabulary and template, other weights
                 C.llama_model_free(self.handle)
                 self._open(chosen, gpu)
+                self.file = chosen
             log.warning("weights %s", self.weights)
         if self.mmproj:
             self.projector = Projector(self.mmproj, self.handle, self.threads, gpu)
