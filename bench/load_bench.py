@@ -29,7 +29,7 @@ On a GPU machine (`--gpu`, bench/gpu_bench.sh): every target on the GPU (Rill wi
 `--model-dir`, the peers from wherever `--llama-server` and the running Python have them.
 
 Usage: python bench/load_bench.py [--levels 1,4,8,16] [--tokens 128] [--requests 2] [--only a,b] [--task story|edit|code]
-       [--rounds 1] [--distinct] [--cases load,long,chat,busy] [--weights W] [--kv-cache K]
+       [--rounds 1] [--distinct] [--cases load,long,chat,busy] [--weights W] [--kv-cache K] [--sampling T,P]
        [--gpu --gguf F --model-dir D --llama-server B]
 """
 from __future__ import annotations
@@ -58,6 +58,7 @@ from rill.providers.local import wheel_gguf_path  # noqa: E402
 from tests.server import free_port, start_server, stop_server  # noqa: E402
 from tests.sse import SSEStream  # noqa: E402
 
+SAMPLING = {"temperature": 0}  # every request's; --sampling T,P asks for temperature T and top_p P
 PROMPT = "Write a long, detailed story about a river that flows through an old city."
 # --task: what every client asks. `story` is plain chat; `edit` and `code` ask for a given text back,
 # changed a little, as editing and refactoring do: most of the reply is in the prompt.
@@ -105,7 +106,7 @@ def pct(values: list[float], p: float) -> float:
 
 def one_request(url: str, model: str, messages: list[dict], tokens: int) -> dict:
     """Stream one reply from /v1/chat/completions; timings measured here, at the client."""
-    body = {"model": model, "messages": messages, "stream": True, "temperature": 0, "max_tokens": tokens,
+    body = {"model": model, "messages": messages, "stream": True, **SAMPLING, "max_tokens": tokens,
             "stream_options": {"include_usage": True}}
     started = time.perf_counter()
     arrivals, text, usage = [], [], None
@@ -437,7 +438,11 @@ def main() -> None:
                         help="Rill's RILL_WEIGHTS (auto, as-is, q4_0, q4_k_m, q8_0); llama-server-converted runs "
                              "the file it converts to")
     parser.add_argument("--kv-cache", default="f16", help="Rill's RILL_KV_CACHE (f16, bf16, q8_0)")
+    parser.add_argument("--sampling", default=None, help="temperature,top_p of every request (default: greedy)")
     args = parser.parse_args()
+    if args.sampling:
+        temperature, top_p = (float(x) for x in args.sampling.split(","))
+        SAMPLING.update(temperature=temperature, top_p=top_p)
     args.levels = [int(x) for x in args.levels.split(",")]
     args.gguf = args.gguf or wheel_gguf_path()
     targets = [t for t in args.only.split(",") if t]
@@ -454,7 +459,8 @@ def main() -> None:
         import torch
 
         gpu = f"{torch.cuda.get_device_name()}, "
-    print(f"\n{gpu}{os.cpu_count()} cores, CPU flags: {' '.join(flags)}; {args.tokens} new tokens, greedy, "
+    print(f"\n{gpu}{os.cpu_count()} cores, CPU flags: {' '.join(flags)}; {args.tokens} new tokens, "
+          f"{'sampled at temperature {temperature}, top_p {top_p}'.format(**SAMPLING) if args.sampling else 'greedy'}, "
           f"{args.requests} requests per client, {'distinct questions' if args.distinct else 'one question'} "
           f"({args.task}), "
           f"median of {args.rounds} round(s); logs in {log_dir}")

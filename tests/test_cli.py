@@ -359,9 +359,11 @@ def test_threads_are_listed_searched_shown_and_exported(server, home, tmp_path):
 def test_rill_serve_runs_the_server(tmp_path, home):
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RILL_")}
-    process = subprocess.Popen([RILL, "serve", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env={**environment, **home, "RILL_DATA_DIR": str(tmp_path / "data"),
-                                    "RILL_DEFAULT_MAX_TOKENS": "16"})  # a sampled reply may run to 512
+    log = tmp_path / "serve.log"  # a file: a pipe nobody reads fills, and the server blocks on its next line
+    with open(log, "wb") as out:
+        process = subprocess.Popen([RILL, "serve", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
+                                   env={**environment, **home, "RILL_DATA_DIR": str(tmp_path / "data"),
+                                        "RILL_DEFAULT_MAX_TOKENS": "16"})  # a sampled reply may run to 512
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -370,7 +372,7 @@ def test_rill_serve_runs_the_server(tmp_path, home):
                     break
             except requests.ConnectionError:
                 pass
-            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
         result = rill(["ask", "--stats", "Say hi."], {**home, "RILL_URL": f"http://127.0.0.1:{port}"})
         assert result.returncode == 0 and result.stdout.strip() and "completion tokens" in result.stderr
