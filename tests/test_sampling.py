@@ -83,7 +83,7 @@ def test_a_flat_distribution_reaches_every_token_a_masked_token_none_and_a_nan_i
 def test_seeded_draws_follow_the_distribution():
     logits = np.array([2.0, 1.0, 0.0, -1.0], dtype=np.float32)
     sampler = Sampler(GenerationOptions(temperature=1.0, top_p=0.9, seed=3))
-    counts = np.bincount([sampler.pick(logits) for _ in range(20000)], minlength=4)
+    counts = np.bincount([sampler.pick(logits) for _ in range(8000)], minlength=4)
     expected = reference.nucleus(logits, 1.0, 0.9)
     expected /= expected.sum()
-    assert counts[3] == 0 and np.abs(counts / counts.sum() - expected).max() < 0.015
+    assert counts[3] == 0 and np.abs(counts / counts.sum() - expected).max() < 0.02  # 4 standard errors

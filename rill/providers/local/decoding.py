@@ -30,9 +30,10 @@ class Sampler:
     """Greedy at temperature 0, otherwise temperature + nucleus (top_p) sampling, on a numpy array
     (both engines hand their logits over as one: numpy's argmax over a vocabulary takes a tenth of
     torch's, and it never wakes torch's OpenMP pool, whose threads spin after each use and take the
-    cores llama.cpp decodes on). A sampled token runs on the engine's thread between steps, once
-    per row: over a 49k vocabulary a sort took 7 ms and a running sum 0.2, so neither runs over it
-    whole (bench/sampling_bench.py)."""
+    cores llama.cpp decodes on). A sampled token is picked on the engine's thread between steps,
+    once a row: over a 49k vocabulary the plain formula, a running sum over it all and for top_p a
+    sort, took 0.3 ms a token and 4.9 with top_p, so neither runs over it whole here
+    (bench/sampling_bench.py)."""
 
     BLOCK = 256  # tokens a block: the draw finds its block, then its token within it
     BINS_PER_OCTAVE, LAST_BIN = 4, 255  # the nucleus' bins by weight; the last holds all under 2**-63
@@ -73,7 +74,7 @@ class Sampler:
         order = np.argsort(-probs, kind="stable")
         ranked = probs[order]
         keep = (running[edge - 1] if edge else 0.0) + np.cumsum(ranked) - ranked < goal
-        keep[0] |= edge == 0  # top_p so small that no token's mass before it is under it
+        keep[0] |= edge == 0  # the likeliest token always stays, however small top_p is
         return np.sort(np.concatenate([np.flatnonzero(bins < edge), inside[order[keep]]]))
 
     def _draw(self, weights: np.ndarray) -> int:
