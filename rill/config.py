@@ -47,7 +47,7 @@ class Settings:
     engine: str = "auto"  # auto | llamacpp | transformers (auto: llama.cpp for GGUF files on a CPU)
     device: str = "auto"  # auto | cpu | cuda | mps
     dtype: str = "auto"  # transformers: auto (timed at load on a CPU) | bfloat16 | float16 | float32
-    weights: str = "auto"  # llama.cpp on a CPU: auto | as-is | q4_0 | q4_k_m | q8_0 (weights that batch: weights.py)
+    weights: str = "as-is"  # llama.cpp on a CPU: as-is | auto | q4_0 | q4_k_m | q8_0 (weights that batch: weights.py)
     kv_cache: str = "f16"  # llama.cpp's KV cache type: f16 | bf16 | q8_0 (bf16: faster long conversations)
     threads: int = 0  # 0 = one per core
     max_batch: int = 16  # local model: turns decoded together; more wait in arrival order

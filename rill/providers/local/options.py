@@ -16,7 +16,7 @@ class LocalOptions:
     engine: str = "auto"  # auto | llamacpp | transformers
     device: str = "auto"  # auto | cpu | cuda | mps
     dtype: str = "auto"  # transformers: auto (timed at load on a CPU) | bfloat16 | float16 | float32
-    weights: str = "auto"  # llama.cpp on a CPU: auto | as-is | q4_0 | q4_k_m | q8_0 (weights.py)
+    weights: str = "as-is"  # llama.cpp on a CPU: as-is | auto | q4_0 | q4_k_m | q8_0 (weights.py)
     kv_cache: str = "f16"  # llama.cpp's KV cache type: f16 | bf16 | q8_0 (llama_cpp.KV_TYPES)
     threads: int = 0  # 0 = one per core
     context_tokens: int = 8192  # capped by the model's own window
