@@ -459,8 +459,8 @@ def main() -> None:
         import torch
 
         gpu = f"{torch.cuda.get_device_name()}, "
-    print(f"\n{gpu}{os.cpu_count()} cores, CPU flags: {' '.join(flags)}; {args.tokens} new tokens, "
-          f"{'sampled at temperature {temperature}, top_p {top_p}'.format(**SAMPLING) if args.sampling else 'greedy'}, "
+    asked = f"sampled at temperature {temperature}, top_p {top_p}" if args.sampling else "greedy"
+    print(f"\n{gpu}{os.cpu_count()} cores, CPU flags: {' '.join(flags)}; {args.tokens} new tokens, {asked}, "
           f"{args.requests} requests per client, {'distinct questions' if args.distinct else 'one question'} "
           f"({args.task}), "
           f"median of {args.rounds} round(s); logs in {log_dir}")

@@ -68,7 +68,7 @@ class Sampler:
         bins = np.minimum(-scaled * np.float32(self.BINS_PER_OCTAVE / np.log(2)), self.LAST_BIN).astype(np.intp)
         running = np.cumsum(np.bincount(bins, weights=weights, minlength=self.LAST_BIN + 1))
         goal = self.top_p * running[-1]
-        edge = min(int(np.searchsorted(running, goal, side="left")), self.LAST_BIN)
+        edge = int(np.searchsorted(running, goal, side="left"))  # goal <= the total: a bin of the last's at most
         inside = np.flatnonzero(bins == edge)
         probs = weights[inside].astype(np.float64)
         order = np.argsort(-probs, kind="stable")
@@ -80,10 +80,8 @@ class Sampler:
     def _draw(self, weights: np.ndarray) -> int:
         """An index drawn in proportion to its weight: the block whose running sum passes the draw,
         then the index within that block's running sum."""
-        weights = weights.astype(np.float64)
+        weights = weights.astype(np.float64)  # finite, the likeliest's 1 among them (pick)
         running = np.cumsum(np.add.reduceat(weights, np.arange(0, len(weights), self.BLOCK)))
-        if not np.isfinite(running[-1]) or running[-1] <= 0:
-            raise ValueError("probability tensor contains either inf, nan or element < 0")
         target = self.generator.random() * running[-1]
         block = min(int(np.searchsorted(running, target, side="right")), len(running) - 1)
         start = block * self.BLOCK
