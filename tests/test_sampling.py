@@ -64,7 +64,7 @@ def test_ties_go_to_the_lower_id_and_a_tiny_top_p_is_greedy():
     np.testing.assert_array_equal(nucleus_of(wide, logits), np.flatnonzero(reference.nucleus(logits, 1.0, 0.5)))
 
 
-def test_a_flat_distribution_reaches_every_token_a_masked_token_none_and_a_nan_is_refused():
+def test_a_flat_distribution_reaches_every_token_a_masked_token_none_and_nans_are_refused():
     flat = np.zeros(1000, dtype=np.float32)
     sampler = Sampler(GenerationOptions(temperature=1.0, top_p=1.0))
     sampler.generator = Draws([0.0, 0.5, 0.9999999])
@@ -78,6 +78,9 @@ def test_a_flat_distribution_reaches_every_token_a_masked_token_none_and_a_nan_i
     broken[3] = np.nan
     with pytest.raises(ValueError, match="inf, nan"):
         Sampler(GenerationOptions(temperature=1.0)).pick(broken)
+    for top_p in (1.0, 0.9):  # a NaN temperature makes every weight NaN: refused, not a token drawn
+        with pytest.raises(ValueError, match="inf, nan"):
+            Sampler(GenerationOptions(temperature=float("nan"), top_p=top_p)).pick(flat)
 
 
 def test_seeded_draws_follow_the_distribution():

@@ -51,7 +51,7 @@ class Sampler:
             self.generator = np.random.default_rng(self.seed)
         logits = np.asarray(logits, dtype=np.float32)
         top = logits.max()
-        if not np.isfinite(top):
+        if not (np.isfinite(top) and np.isfinite(self.temperature)):  # NaN logits or a NaN temperature
             raise ValueError("probability tensor contains either inf, nan or element < 0")
         scaled = (logits - top) * np.float32(1 / self.temperature)  # 0 for the likeliest, below for the rest
         weights = np.exp(scaled)
@@ -80,7 +80,7 @@ class Sampler:
     def _draw(self, weights: np.ndarray) -> int:
         """An index drawn in proportion to its weight: the block whose running sum passes the draw,
         then the index within that block's running sum."""
-        weights = weights.astype(np.float64)  # finite, the likeliest's 1 among them (pick)
+        weights = weights.astype(np.float64)  # finite, the likeliest's 1 among them (pick's check)
         running = np.cumsum(np.add.reduceat(weights, np.arange(0, len(weights), self.BLOCK)))
         target = self.generator.random() * running[-1]
         block = min(int(np.searchsorted(running, target, side="right")), len(running) - 1)
