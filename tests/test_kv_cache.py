@@ -179,12 +179,14 @@ def test_the_kv_cache_setting_is_taken_at_load_and_an_unknown_one_fails_it():
     assert "RILL_KV_CACHE='q4_0' is not one of f16, bf16, q8_0" in wrong.error
 
 
-def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile():
+@pytest.mark.parametrize("tile_pays", [True, False])
+def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile_where_that_pays(tile_pays):
     """llama.cpp with an F16 cache: a follow-up's new message after a long kept conversation is decoded together
-    with the kept tokens just before it, FLASH_TILE in one step (flash attention's tiled path, several
-    times faster than its one query at a time there). The reply is the one without the cache, and
-    the kept tokens still count as cached."""
-    from rill.providers.local.llama_cpp import FLASH_TILE
+    with the kept tokens just before it, FLASH_TILE in one step (flash attention's tiled path), where
+    this machine's steps say a tile pays (flash_tile.py; its record here set to say so or not), else
+    alone, one query at a time, and that step is measured. The reply is the one without the cache,
+    and the kept tokens still count as cached."""
+    from rill.providers.local.flash_tile import FLASH_TILE, TileChoice, one_at_a_time_ms, tile_ms
 
     provider = LocalProvider(Settings.from_env(engine="llamacpp"))  # F16: BF16 and Q8_0 have no tiled path
     provider.load()
@@ -204,13 +206,21 @@ def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile():
     story = " ".join(f"On day {i} the river carried a boat of {i * 3} apples to the mill." for i in range(1, 40))
     first_turn = [ChatMessage("user", f"{story}\nHow many days are there?")]
     batch = provider.model.new_batch(4)
+    for _ in range(8):  # what this machine's steps took, against the fit: a tile at half or twice
+        batch.tile.record(30, 700, one_at_a_time_ms(30, 700) / 1000)
+        batch.tile.record(FLASH_TILE, 700, (0.5 if tile_pays else 2.0) * tile_ms(700) / 1000)
+    measured = len(batch.tile.ratios["one"])
     first, answer, _ = reply(batch, first_turn)
     follow_up = [*first_turn, ChatMessage("assistant", answer),
                  ChatMessage("user", "Now tell me which day carried the most apples, and why that matters to the mill.")]
     row, text, steps = reply(batch, follow_up)
     new = len(row.prompt) - (len(first.prompt) + first.produced)
     assert len(first.prompt) > 600 and 16 < new < FLASH_TILE  # a few new tokens after a long conversation
-    assert steps[0] == FLASH_TILE  # the new tokens and the kept ones before them, in one tile
+    if tile_pays:
+        assert steps[0] == FLASH_TILE  # the new tokens and the kept ones before them, in one tile
+    else:
+        assert TileChoice.FEWEST <= steps[0] <= new + 2  # the new tokens alone (from where the kept turn and the prompt part)
+        assert len(batch.tile.ratios["one"]) > measured
     assert row.cached_tokens >= len(first.prompt) + first.produced - 2
     batch.close()
     alone = provider.model.new_batch(4)  # no kept conversation: the whole prompt prefilled

@@ -29,6 +29,7 @@ from ..base import Image
 from .contract import EMBEDDING_TOKENS, Media
 from .pacer import PrefillPacer
 from . import speculation, weights
+from .flash_tile import FLASH_TILE, TileChoice
 from .projector import Projector
 from .prefix_cache import FINISHED, Kept, PrefixCache, longest_prefix
 from .row import Row
@@ -341,21 +342,6 @@ class Pooler:
         return [v / (np.linalg.norm(v) or 1.0) for v in vectors]
 
 
-FLASH_TILE = 64  # queries in a step from which llama.cpp's CPU flash attention takes its tiled path
-
-
-def tile_pays(tokens: int, context: int) -> bool:
-    """Whether decoding `tokens` new tokens after `context` cached ones is slower one query at a time
-    than FLASH_TILE tokens through the tiled path. Fitted to bench/context_bench.py's timings (the
-    wheel's model, 2 threads, AVX512): one query a time costs about 3.3 ms + 10.3 us per cached
-    token, a tile about 180 ms + 83 us per cached token; a tile costs more than it saves below
-    about 47 new tokens after 64 cached, 19 after 1,100, 14 after 2,048. A margin of a fifth keeps it
-    to the cases that clearly pay."""
-    one_at_a_time = tokens * (3.3 + 0.0103 * context)
-    tiled = 180 + 0.083 * context
-    return one_at_a_time > 1.2 * tiled
-
-
 class LlamaBatch:
     PREFILL_ALONE = 512  # prompt tokens per step when no stream is waiting on the step
 
@@ -369,6 +355,7 @@ class LlamaBatch:
         self.embeddings = False
         self.pacer = PrefillPacer(model.prefill_chunk)
         self.cost = speculation.StepCost()
+        self.tile = TileChoice()
         self.lately = speculation.Lately()  # what guesses did in its rows: a new row's prior
         self.guesses = (0, 0)
         self.rows: list[Row] = []
@@ -495,6 +482,8 @@ class LlamaBatch:
             self.pacer.record(seconds, n - len(decoding))
         if decoding and not prefilling:
             self.cost.record(n, seconds)
+        if len(prefilling) == 1 and not decoding:  # a prompt slice alone: what flash attention took
+            self.tile.record(n, prefilling[0].fed - n, seconds)
         kept = 0
         for row, first, guess, ngram in fed:
             held = row.take(guess, ngram, lambda i, first=first, row=row: self._output(first + i, row))
@@ -510,14 +499,12 @@ class LlamaBatch:
     def _widen_to_tile(self, row: Row) -> None:
         """With an F16 cache (the default), a follow-up's few new tokens after a long kept
         conversation go through llama.cpp's CPU flash attention one query at a time, each over every
-        cell: from FLASH_TILE queries in a step it takes a tiled path instead, several times faster
-        (after 1,100 tokens, 25 tokens took 377 ms and 64 took 281; BF16 has no tiled path and 25
-        took 172: bench/context_bench.py). So when that pays, the step decodes
-        the kept tokens just before the new ones again, to fill a tile. (They still count as
-        cached: the cache did hold them.)"""
+        cell; from FLASH_TILE queries in a step it takes a tiled path. Where that pays on this
+        machine (flash_tile.py), the step decodes the kept tokens just before the new ones again,
+        to fill a tile. (They still count as cached: the cache did hold them.)"""
         new, context = self._text_end(row) - row.fed, row.fed
         again = FLASH_TILE - new
-        if self.model.kv_cache == "f16" and row.media is None and 0 < again <= context and tile_pays(new, context):
+        if self.model.kv_cache == "f16" and row.media is None and 0 < again <= context and self.tile.pays(new, context):
             row.fed -= again
             row.kv = row.kv[:row.fed]
             C.llama_memory_seq_rm(self.memory, row.seq, row.fed, -1)
