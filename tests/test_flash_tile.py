@@ -18,13 +18,14 @@ def test_unmeasured_it_follows_the_fit():
     assert not choice.pays(25, 64) and not choice.pays(20, 300)
 
 
-def test_where_one_query_at_a_time_is_cheap_the_tile_is_tried_then_left():
+def test_where_one_query_at_a_time_is_cheap_the_tile_is_left_untried_where_it_cannot_pay():
     """As on an AMD EPYC: 24 tokens after 1,000 in 135 ms one at a time, a tile in 264."""
     choice = TileChoice()
     steps(choice, "one", 135 / one_at_a_time_ms(24, 1000), 1000)
-    assert choice.pays(24, 1000)  # the tile unmeasured takes the same ratio: the fit decides, so it is tried
+    assert not choice.pays(24, 1000) and not choice.pays(40, 1000)  # the tile unmeasured: at the fit
+    assert choice.pays(63, 1000)  # 63 at 5.6 ms against the fit's 263 ms for a tile
     steps(choice, "tile", 264 / tile_ms(1000), 1000, count=1)
-    assert not choice.pays(24, 1000) and not choice.pays(45, 1000) and not choice.pays(40, 2000)
+    assert choice.pays(63, 1000) and not choice.pays(45, 1000) and not choice.pays(40, 2000)
 
 
 def test_where_the_tile_is_cheap_it_stays():

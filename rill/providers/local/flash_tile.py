@@ -26,10 +26,11 @@ def tile_ms(context: int) -> float:
 
 class TileChoice:
     """Each way's measured steps, as their ratio to the fit (the median of the last 16): the fit
-    scaled to this machine. A way with no steps yet takes the other's ratio, so the fit decides
-    until both are measured; where every follow-up took the tile, TRY of them, the next goes one
-    query at a time once. A margin of a fifth keeps the tile to the cases that clearly pay. Steps
-    of fewer than FEWEST tokens are not measures: their cost is mostly the weights read once."""
+    scaled to this machine; a way not measured yet is taken at the fit. A growing chat's follow-ups
+    measure one query at a time before the fit would take the tile, so where that is cheap the
+    tile is not tried for nothing; where every follow-up took the tile, TRY of them, the next goes
+    one query at a time once. A margin of a fifth keeps the tile to the cases that clearly pay.
+    Steps of fewer than FEWEST tokens are not measures: their cost is mostly the weights read once."""
 
     TRY = 3
     MARGIN = 1.2
@@ -49,6 +50,6 @@ class TileChoice:
         one, tile = self.ratios["one"], self.ratios["tile"]
         if not one and len(tile) >= self.TRY:
             return False
-        scale_one = statistics.median(one or tile or [1.0])
-        scale_tile = statistics.median(tile or one or [1.0])
+        scale_one = statistics.median(one) if one else 1.0
+        scale_tile = statistics.median(tile) if tile else 1.0
         return one_at_a_time_ms(tokens, context) * scale_one > self.MARGIN * tile_ms(context) * scale_tile
