@@ -5,7 +5,7 @@ each over every cell, and a step of FLASH_TILE or more through a tiled path. Aft
 conversation the engine can decode the kept tokens just before a follow-up's new ones again, to
 fill a tile. Which is faster depends on the CPU: 25 new tokens after 1,100 took 358 ms one at a
 time against 281 ms for a tile on an Intel machine with AMX, and 24 after 1,000 took 135 against
-264 on an AMD EPYC (Zen 4), where a tile never paid below 45 new tokens. So the choice starts from
+264 on an AMD EPYC, where a tile paid only from about 47 new tokens. So the choice starts from
 the Intel fit and follows what this machine's own follow-ups take."""
 from __future__ import annotations
 

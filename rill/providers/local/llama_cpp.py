@@ -270,8 +270,9 @@ def put_token(batch, n: int, token: int, position: int, seq: int, logits: bool) 
 # cache still round its sums differently). On an Intel CPU their one-query path is also cheaper
 # per cell than F16's (float32 sums): after 1,100 tokens a decode step 15 against 24 ms, a 25-token
 # follow-up 172 against 358 (on an AMD EPYC F16's is the cheaper: 10 against 15, 146 against 185);
-# long prompts prefill about twice as slowly (no tiled path): bench/context_bench.py. F16 stays the default: with BF16 SmolLM2-135M's greedy replies moved
-# enough that one JSON reply looped past its limit, with Q8_0 replies came out short.
+# long prompts prefill about twice as slowly (no tiled path): bench/context_bench.py. F16 stays
+# the default: with BF16 SmolLM2-135M's greedy replies moved enough that one JSON reply looped
+# past its limit, with Q8_0 replies came out short.
 KV_TYPES = {"f16": C.GGML_TYPE_F16, "bf16": 30, "q8_0": C.GGML_TYPE_Q8_0}  # 30: GGML_TYPE_BF16
 
 
