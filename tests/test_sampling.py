@@ -34,9 +34,12 @@ def nucleus_of(sampler: Sampler, logits: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("vocab", [49152, 1000, 300, 7])
 @pytest.mark.parametrize("temperature,top_p", [(0.7, 1.0), (1.0, 0.95), (0.3, 0.5), (1.5, 0.999), (2.0, 0.9)])
-def test_draws_land_where_the_plain_walk_lands(vocab, temperature, top_p):
+@pytest.mark.parametrize("floor", ["likely first", "bins only"])
+def test_draws_land_where_the_plain_walk_lands(vocab, temperature, top_p, floor):
     logits = lm_like(vocab, seed=vocab)
     sampler = Sampler(GenerationOptions(temperature=temperature, top_p=top_p))
+    if floor == "bins only":  # no token is likely enough: the nucleus always comes from the bins
+        sampler.FLOOR = np.float32(np.inf)
     probs = reference.nucleus(logits, temperature, top_p)
     if top_p < 1.0:
         np.testing.assert_array_equal(nucleus_of(sampler, logits),

@@ -32,11 +32,12 @@ class Sampler:
     torch's, and it never wakes torch's OpenMP pool, whose threads spin after each use and take the
     cores llama.cpp decodes on). A sampled token is picked on the engine's thread between steps,
     once a row: over a 49k vocabulary the plain formula, a running sum over it all and for top_p a
-    sort, took 0.3 ms a token and 4.9 with top_p, so neither runs over it whole here
-    (bench/sampling_bench.py)."""
+    sort, took 0.3 ms a token and 4.9 with top_p, so neither runs over it whole here (0.08 and
+    0.10-0.19: bench/sampling_bench.py)."""
 
     BLOCK = 256  # tokens a block: the draw finds its block, then its token within it
     BINS_PER_OCTAVE, LAST_BIN = 4, 255  # the nucleus' bins by weight; the last holds all under 2**-63
+    FLOOR = np.float32(2.0**-10)  # the weight (the likeliest's is 1) above which the nucleus is looked for first
 
     def __init__(self, options: GenerationOptions):
         self.temperature = options.temperature
@@ -62,20 +63,34 @@ class Sampler:
 
     def _nucleus(self, scaled: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The likeliest tokens whose probability adds up to top_p (the likeliest always; ties go
-        to the lower id, as a stable sort's), in id order. Tokens are binned by weight, BINS_PER_OCTAVE
-        bins to a halving: the bins above the one where the running mass reaches top_p are kept
-        whole, only that one is sorted, and the rest dropped."""
+        to the lower id, as a stable sort's), in id order. Most often they are all within FLOOR of
+        the likeliest: those few are sorted and, where they hold the mass, that is all. Else tokens
+        are binned by weight, BINS_PER_OCTAVE bins to a halving: the bins above the one where the
+        running mass reaches top_p are kept whole, only that one is sorted, and the rest dropped."""
+        goal = self.top_p * weights.sum(dtype=np.float64)
+        likely = np.flatnonzero(weights >= self.FLOOR)
+        probs = weights[likely].astype(np.float64)
+        if probs.sum() >= goal:
+            kept, reached = self._ranked(likely, probs, 0.0, goal)
+            if reached >= goal:  # (the sums may round apart)
+                return np.sort(kept)
         bins = np.minimum(-scaled * np.float32(self.BINS_PER_OCTAVE / np.log(2)), self.LAST_BIN).astype(np.intp)
         running = np.cumsum(np.bincount(bins, weights=weights, minlength=self.LAST_BIN + 1))
-        goal = self.top_p * running[-1]
         edge = int(np.searchsorted(running, goal, side="left"))  # goal <= the total: a bin of the last's at most
         inside = np.flatnonzero(bins == edge)
-        probs = weights[inside].astype(np.float64)
+        kept, _ = self._ranked(inside, weights[inside].astype(np.float64), running[edge - 1] if edge else 0.0, goal)
+        return np.sort(np.concatenate([np.flatnonzero(bins < edge), kept]))
+
+    @staticmethod
+    def _ranked(tokens: np.ndarray, probs: np.ndarray, before: float, goal: float) -> tuple[np.ndarray, float]:
+        """Of `tokens` (`before`: the mass of all tokens likelier than them), those the nucleus
+        keeps, and the mass they all reach."""
         order = np.argsort(-probs, kind="stable")
         ranked = probs[order]
-        keep = (running[edge - 1] if edge else 0.0) + np.cumsum(ranked) - ranked < goal
-        keep[0] |= edge == 0  # the likeliest token always stays, however small top_p is
-        return np.sort(np.concatenate([np.flatnonzero(bins < edge), inside[order[keep]]]))
+        running = before + np.cumsum(ranked)
+        keep = running - ranked < goal
+        keep[0] |= before == 0  # the likeliest token always stays, however small top_p is
+        return tokens[order[keep]], running[-1]
 
     def _draw(self, weights: np.ndarray) -> int:
         """An index drawn in proportion to its weight: the block whose running sum passes the draw,
