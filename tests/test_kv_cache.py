@@ -219,7 +219,8 @@ def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile_wher
     if tile_pays:
         assert steps[0] == FLASH_TILE  # the new tokens and the kept ones before them, in one tile
     else:
-        assert TileChoice.FEWEST <= steps[0] <= new + 2  # the new tokens alone (from where the kept turn and the prompt part)
+        # the new tokens alone, from where the kept turn and the prompt part ways
+        assert TileChoice.FEWEST <= steps[0] <= new + 2
         assert len(batch.tile.ratios["one"]) > measured
     assert row.cached_tokens >= len(first.prompt) + first.produced - 2
     batch.close()
