@@ -70,7 +70,7 @@ class Sampler:
         goal = self.top_p * weights.sum(dtype=np.float64)
         likely = np.flatnonzero(weights >= self.FLOOR)
         probs = weights[likely].astype(np.float64)
-        if probs.sum() >= goal:
+        if probs.sum() >= goal:  # else not worth sorting: they cannot hold the mass
             kept, reached = self._ranked(likely, probs, 0.0, goal)
             if reached >= goal:  # (the sums may round apart)
                 return np.sort(kept)

@@ -443,8 +443,9 @@ class LlamaBatch:
         for row in prefilling:  # before this step's tokens go in: only decoded cells are shared
             self._share(row)
         decoding = [r for r in self.rows if r.fed == len(r.prompt)]
-        if len(prefilling) == 1 and not decoding:
-            self._widen_to_tile(prefilling[0])
+        alone = prefilling[0] if len(prefilling) == 1 and not decoding else None  # one prompt slice, nothing else
+        if alone:
+            self._widen_to_tile(alone)
         guesses = self._guesses(decoding) if decoding and not prefilling else {}
         budget = self.pacer.budget() if decoding else self.PREFILL_ALONE
         fed, n = [], 0  # (row, its first entry, its guesses)
@@ -483,8 +484,8 @@ class LlamaBatch:
             self.pacer.record(seconds, n - len(decoding))
         if decoding and not prefilling:
             self.cost.record(n, seconds)
-        if len(prefilling) == 1 and not decoding:  # a prompt slice alone: what flash attention took
-            self.tile.record(n, prefilling[0].fed - n, seconds)
+        if alone:  # what flash attention took for it
+            self.tile.record(n, alone.fed - n, seconds)
         kept = 0
         for row, first, guess, ngram in fed:
             held = row.take(guess, ngram, lambda i, first=first, row=row: self._output(first + i, row))
