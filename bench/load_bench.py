@@ -17,7 +17,8 @@ Four cases per target:
 2. long prompt joins: 4 streams run, then a ~4,000-token prompt arrives; the running streams'
    inter-token latency p50/p99 (no stalls: p99 < 3x p50) and the long prompt's TTFT, against its
    TTFT alone (measured first).
-3. conversation: 20 turns of one chat, each sent with the whole history; TTFT of turn 1 and turn 20.
+3. conversation: 20 turns of one chat, each sent with the whole history (`--think` seconds after each
+   reply); TTFT of turn 1 and turn 20.
 4. busy: c=1 tokens/s per stream idle, then beside one `nice -n 19` busy loop per core (what a
    parallel build, or anything else on a laptop, makes).
 Then the ratios the targets are set in. All targets run at once, idle but one; `--rounds N` measures
@@ -29,7 +30,7 @@ On a GPU machine (`--gpu`, bench/gpu_bench.sh): every target on the GPU (Rill wi
 `--model-dir`, the peers from wherever `--llama-server` and the running Python have them.
 
 Usage: python bench/load_bench.py [--levels 1,4,8,16] [--tokens 128] [--requests 2] [--only a,b] [--task story|edit|code]
-       [--rounds 1] [--distinct] [--cases load,long,chat,busy] [--weights W] [--kv-cache K] [--sampling T,P]
+       [--rounds 1] [--distinct] [--cases load,long,chat,busy] [--weights W] [--kv-cache K] [--sampling T,P] [--think S]
        [--gpu --gguf F --model-dir D --llama-server B]
 """
 from __future__ import annotations
@@ -214,11 +215,14 @@ def long_prompt_joins(url: str, model: str, opening: str, running: int = 4, toke
             "errors": sum("error" in r for r in results) + ("error" in long) + ("error" in alone)}
 
 
-def conversation(url: str, model: str, opening: str, turns: int = 20, tokens: int = 32) -> dict:
+def conversation(url: str, model: str, opening: str, turns: int = 20, tokens: int = 32, think: float = 0.0) -> dict:
     """One chat of `turns` turns, each request carrying the whole history (as every API client does).
-    `opening` starts the first message, so that no cache holds the chat from an earlier round."""
+    `opening` starts the first message, so that no cache holds the chat from an earlier round;
+    `think`: seconds between a reply and the next message (a person reads and types)."""
     messages, ttfts, errors = [], [], 0
     for n in range(turns):
+        if n:
+            time.sleep(think)
         ask = f"Tell me one more thing about rivers (number {n + 1})."
         messages.append({"role": "user", "content": f"{opening} {ask}" if n == 0 else ask})
         r = one_request(url, model, messages, tokens)
@@ -404,7 +408,7 @@ def measure(targets: list[str], args, log_dir: Path) -> dict:
                 if "chat" in args.cases:
                     print(f"round {n + 1} of {args.rounds}, chat on {name} ...", flush=True)
                     wait_quiet(args.quiet_wait)
-                    chats[name].append(conversation(url, model, f"Reader {n + 1}."))
+                    chats[name].append(conversation(url, model, f"Reader {n + 1}.", think=args.think))
         table = {name: {"levels": {c: median_run(r) for c, r in by_level.items()},
                         "long": median_run(longs[name]) if longs[name] else None,
                         "chat": median_run(chats[name]) if chats[name] else None,
@@ -439,6 +443,8 @@ def main() -> None:
                              "the file it converts to")
     parser.add_argument("--kv-cache", default="f16", help="Rill's RILL_KV_CACHE (f16, bf16, q8_0)")
     parser.add_argument("--sampling", default=None, help="temperature,top_p of every request (default: greedy)")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="the chat case's seconds between a reply and the next message")
     args = parser.parse_args()
     if args.sampling:
         temperature, top_p = (float(x) for x in args.sampling.split(","))
@@ -487,7 +493,7 @@ def main() -> None:
                   f"{long['long_ttft']:11.0f}{long['alone_ttft']:8.0f}{long['long_ttft'] / long['alone_ttft']:7.2f}"
                   f"{long['errors']:8}")
     if "chat" in args.cases:
-        print("\nA 20-turn chat:")
+        print(f"\nA 20-turn chat ({args.think:g} s between a reply and the next message):")
         print(f"{'target':19}{'turn 1 TTFT':>13}{'turn 20 TTFT':>14}{'errors':>8}")
         for name in servers:
             chat = table[name]["chat"]

@@ -2,6 +2,7 @@
 conversation (both engines), a cancelled turn leaves none behind, llama.cpp's cache makes turns
 wait, not fail, and holds running turns only."""
 import threading
+import time
 
 import llama_cpp as C
 import numpy as np
@@ -276,3 +277,72 @@ def test_follow_ups_arriving_together_are_prefilled_in_one_step(monkeypatch):
         assert row.cached_tokens == 0 or row.cached_tokens < len(row.prompt) // 2
         assert text == expected
     alone.close()
+
+
+def test_llama_cpp_decodes_a_chats_closing_when_its_reply_ends():
+    """In a chat that has gone on before, a finished reply stays one more step, in which the end of
+    the reply not in the cache yet (cut at max_tokens: its last token) and the template's closing
+    after it are decoded (the next prompt holds them next); then it is kept. The next turn
+    prefills only its own message and gets the reply it gets from an empty cache. A first turn
+    keeps no closing: a one-off request's would be decoded for nothing."""
+    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
+    provider.load()
+    closing = provider.model.closing()
+    assert provider.model.tokenizer.decode(closing, skip_special_tokens=False) == "<|im_end|>\n<|im_start|>user\n"
+
+    def turn(batch, messages: list[ChatMessage], max_tokens: int) -> tuple[Row, str, bool]:
+        """The turn's row, its text, and whether it stayed for a step after its reply ended."""
+        out, options = [], GenerationOptions(temperature=0, max_tokens=max_tokens)
+        row = Row(provider.model, provider.encode_prompt(messages, options)[0], options, threading.Event(), out.append,
+                  goes_on=len(messages) > 1)
+        batch.add([row])
+        while not row.done:
+            batch.step()
+        batch.drop_done()
+        stayed = row in batch.rows
+        while batch.rows:  # as the scheduler steps while idle
+            batch.step()
+            batch.drop_done()
+        return row, "".join(i.text for i in out if isinstance(i, Piece)), stayed
+
+    batch = provider.model.new_batch(4)
+    chat = [ChatMessage("user", "Hi!")]
+    first, reply, stayed = turn(batch, chat, 60)
+    assert not stayed and batch.kept.kept[-1].tokens == first.kv
+    for ask, max_tokens in (("What is 2+2?", 60), ("Tell me about rivers.", 8)):  # (this model: a stop, then cut)
+        chat += [ChatMessage("assistant", reply), ChatMessage("user", ask)]
+        row, reply, stayed = turn(batch, chat, max_tokens)
+        assert stayed and batch.kept.kept[-1].tokens == row.prompt + row.decoder.ids + closing, row.reason
+    assert row.reason == "length"
+    chat += [ChatMessage("assistant", reply), ChatMessage("user", "Say thank you.")]
+    last, text, _ = turn(batch, chat, 30)
+    ask = provider.model.tokenizer.encode("Say thank you.")
+    assert last.cached_tokens == len(row.kv) and last.prompt[last.cached_tokens:][: len(ask)] == ask
+    batch.close()
+    empty = provider.model.new_batch(4)
+    whole, expected, _ = turn(empty, chat, 30)
+    empty.close()
+    assert whole.cached_tokens == 0
+    assert_greedy(provider, chat, text, expected)
+
+
+def test_a_chats_next_turn_finds_its_closing_decoded_after_a_pause_and_prefills_it_itself_at_once():
+    """Through the scheduler: with nothing else to do, the engine waits CLOSING_GRACE for new work
+    before it decodes a finished chat's closing. A next turn sent at once (as a script sends it)
+    prefills the closing itself, from the finished turn kept whole; one sent after a pause (as a
+    person types) finds it decoded and prefills only its own message."""
+    from rill.providers.local.scheduler import CLOSING_GRACE
+
+    with scheduler(context_tokens=4096) as provider:
+        closing = provider.model.closing()
+        chat, before, found = [], 0, []  # the last turn's prompt and reply; what each next turn found cached
+        for ask, pause in (("Hi!", 0), ("What is 2+2?", 0), ("Tell me about rivers.", 0), ("Say thank you.", 2)):
+            time.sleep(pause * CLOSING_GRACE)
+            chat.append(ChatMessage("user", ask))
+            reply, finish = collect(submit(provider, chat, max_tokens=12))
+            found.append(finish.cached_tokens - before)
+            before = finish.prompt_tokens + finish.completion_tokens
+            chat.append(ChatMessage("assistant", reply))
+    # At once: the last turn's reply all cached (but its last token, where it was cut), not the
+    # closing (the first turn's, a one-off's, is never decoded). After a pause: the closing as well.
+    assert found[1] in (-1, 0) and found[2] in (-1, 0) and found[3] == len(closing), found

@@ -143,6 +143,7 @@ class LlamaModel:
         self.file = source  # the GGUF loaded: the source, or the conversion load() chose
         self.projector: Projector | None = None
         self.pooler: Pooler | None = None  # for embeddings
+        self._closing: list[int] | None = None  # closing()'s tokens, made with its first call
 
     def load(self) -> None:
         init_llama_cpp()
@@ -219,6 +220,23 @@ class LlamaModel:
         env.globals["raise_exception"] = raise_exception
         self.template = env.from_string(source)
         self.template_source = source
+        self._closing = None
+
+    def closing(self) -> list[int]:
+        r"""The template's tokens from a reply's end-of-turn token up to the next user message's
+        text (SmolLM2: `<|im_end|>\n<|im_start|>user\n`), as a follow-up's prompt holds them; []
+        where the template does not render a reply as it was written."""
+        if self._closing is None:
+            reply, ask = "\x1fthe reply\x1f", "\x1fthe next message\x1f"
+            try:
+                text = self._render([{"role": "user", "content": "Hello."}, {"role": "assistant", "content": reply},
+                                     {"role": "user", "content": ask}], None)
+            except Exception:  # a template that refuses this chat
+                text = ""
+            start, end = text.find(reply), text.find(ask)
+            before, upto = self.tokenizer.encode(text[: start + len(reply)]), self.tokenizer.encode(text[:end])
+            self._closing = upto[len(before):] if 0 <= start < end and upto[: len(before)] == before else []
+        return self._closing
 
     def chat_tokens(self, chat: list[dict], tools: list[dict] | None = None) -> list[int]:
         return self.tokenizer.encode(self._render(chat, tools))
@@ -370,13 +388,18 @@ class LlamaBatch:
         C.llama_free(self.ctx)
 
     def reserved(self, row: Row) -> int:
-        return min(len(row.prompt) + row.options.max_tokens, self.model.context_tokens)
+        """The cells a row may take: its prompt, its reply and a chat's closing (_closing)."""
+        return min(len(row.prompt) + row.options.max_tokens + len(self.model.closing()), self.model.context_tokens)
 
     def can_admit(self, row: Row, newcomers: list[Row]) -> bool:
         """Room in the cache for every admitted row's whole reply."""
         return sum(self.reserved(r) for r in (*self.rows, *newcomers, row)) <= self.cells
 
     def add(self, rows: list[Row]) -> None:
+        for done in [r for r in self.rows if r.done and r.closing]:  # the chat's next turn is here: it
+            if any(row.prompt[: len(done.kv)] == done.kv for row in rows):  # prefills the closing itself,
+                done.closing = []  # from the finished turn, kept now
+        self.drop_done()
         for row in rows:
             row.lately = self.lately
             row.seq = self.free.pop()
@@ -438,17 +461,25 @@ class LlamaBatch:
 
     def step(self) -> None:
         """One llama_decode: a token for every decoding row (and its guesses, speculation.py),
-        then prompt slices for newcomers."""
-        prefilling = [r for r in self.rows if r.fed < len(r.prompt)]
+        then prompt slices for newcomers, and the closing of chats that finished (drop_done)."""
+        closing = [r for r in self.rows if r.done and r.closing]
+        prefilling = [r for r in self.rows if not r.done and r.fed < len(r.prompt)]
         for row in prefilling:  # before this step's tokens go in: only decoded cells are shared
             self._share(row)
-        decoding = [r for r in self.rows if r.fed == len(r.prompt)]
-        alone = prefilling[0] if len(prefilling) == 1 and not decoding else None  # one prompt slice, nothing else
+        decoding = [r for r in self.rows if not r.done and r.fed == len(r.prompt)]
+        alone = prefilling[0] if len(prefilling) == 1 and not decoding and not closing else None  # one prompt slice
         if alone:
             self._widen_to_tile(alone)
-        guesses = self._guesses(decoding) if decoding and not prefilling else {}
+        guesses = self._guesses(decoding) if decoding and not prefilling and not closing else {}
         budget = self.pacer.budget() if decoding else self.PREFILL_ALONE
         fed, n = [], 0  # (row, its first entry, its guesses)
+        for row in closing:
+            for i, token in enumerate(row.closing):
+                put_token(self.batch, n, token, row.length + i, row.seq, False)
+                n += 1
+            row.kv += row.closing
+            row.length += len(row.closing)
+            row.closing = []
         for row in decoding:
             guess, ngram = guesses.get(row, ([], 0))
             fed.append((row, n, guess, ngram))
@@ -497,6 +528,19 @@ class LlamaBatch:
         self.guesses = (sum(len(g) for g, _ in guesses.values()), kept)
         for index, row in joining:
             row.accept(*self._output(index, row))
+
+    def _closing(self, row: Row) -> list[int]:
+        """What a finished row decodes before it is kept: the end of its reply not yet in the cache
+        (a reply cut at max_tokens ends on a token not fed yet) and the template's closing after it
+        (LlamaModel.closing), which the chat's next prompt holds next: the next turn has less to
+        prefill. Only where the reply is kept as written (not cut at a stop sequence, no tool
+        calls), in a chat that has gone on before (Row.goes_on; a one-off request's would be decoded
+        for nothing), within the row's room in the cache."""
+        closing = self.model.closing()
+        if not (closing and row.goes_on and row.reason in ("stop", "length") and row.media is None):
+            return []
+        tokens = row.decoder.ids[len(row.kv) - len(row.prompt):] + closing
+        return tokens if row.length + len(tokens) <= self.reserved(row) and self.kept.fits(row.kv + tokens) else []
 
     def _widen_to_tile(self, row: Row) -> None:
         """With an F16 cache (the default), a follow-up's few new tokens after a long kept
@@ -561,8 +605,13 @@ class LlamaBatch:
         return 0
 
     def drop_done(self) -> None:
-        """Finished rows leave and free their sequence; a finished conversation is kept first."""
+        """Finished rows leave and free their sequence; a finished conversation is kept first, a
+        chat's once the next step has decoded its closing (_closing)."""
         for row in [r for r in self.rows if r.done]:
+            if row.closing is None:
+                row.closing = self._closing(row)
+            if row.closing:
+                continue
             self.rows.remove(row)
             if row.reason in FINISHED:
                 self._keep(row)

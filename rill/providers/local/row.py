@@ -17,10 +17,11 @@ class Row:
     batch feeds it `last_token` at position `length` and hands back logits through accept()."""
 
     def __init__(self, model: Model, prompt: list[int], options: GenerationOptions, cancel: CancelToken,
-                 emit: Callable, media: Media | None = None):
+                 emit: Callable, media: Media | None = None, goes_on: bool = False):
         self.model = model
         self.prompt = prompt
         self.media = media  # the prompt's images, for a vision model
+        self.goes_on = goes_on  # the chat holds a reply already: it is likely to go on after this one
         self.key = media.key if media else prompt  # the prompt as a prefix cache knows it
         self.options = options
         self.cancel = cancel
@@ -49,6 +50,7 @@ class Row:
         self.fed = 0  # prompt tokens in the cache so far (a long prompt is prefilled in slices)
         self.kv: list[int] = []  # the tokens in the row's cache
         self.seq: int | None = None  # llama.cpp: the row's sequence id
+        self.closing: list[int] | None = None  # llama.cpp: what a finished chat decodes still (None: undecided)
         self.own_cache = None  # transformers: the cache of a prompt prefilled in slices, until it joins
         self.embeds = None  # transformers: a prompt with images, embedded (its slices are fed from it)
 

@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 PromptFor = Callable[[list[ChatMessage], GenerationOptions], tuple[list[int], Media | None]]
 UNLOAD = object()  # in the job queue: run() returns if nothing runs or waits, so the model can be freed
+# With only finished chats' closing left to decode (llama.cpp), how long the engine waits for new
+# work first: a client that sends the next turn at once is there by then, and its turn prefills
+# the closing itself (a step for it alone would delay that turn); a person takes longer.
+CLOSING_GRACE = 0.25
 
 
 class Scheduler:
@@ -73,7 +77,8 @@ class Scheduler:
             return None
         try:
             prompt, media = prompt_for(job.messages, job.options)
-            return Row(model, prompt, job.options, job.cancel, job.channel.put, media)
+            return Row(model, prompt, job.options, job.cancel, job.channel.put, media,
+                       goes_on=any(m.role == "assistant" for m in job.messages))
         except ProviderError as exc:
             job.channel.put(Failure(exc))
         except Exception as exc:  # e.g. a chat template that rejects these messages
@@ -89,9 +94,13 @@ class Scheduler:
         waiting: collections.deque[Row] = collections.deque()
         self.unload_asked = False
         while True:
-            if not batch.rows and not waiting:
-                if row := self._row_for(jobs.get(), model, prompt_for):  # idle: block until work arrives
-                    waiting.append(row)
+            if not waiting and all(row.done for row in batch.rows):  # idle: block until work arrives
+                try:  # (a moment, where finished chats' closing is left to decode)
+                    if row := self._row_for(jobs.get(timeout=CLOSING_GRACE if batch.rows else None), model,
+                                            prompt_for):
+                        waiting.append(row)
+                except real_queue.Empty:  # none: the closing is decoded now
+                    pass
             while not jobs.empty():
                 if row := self._row_for(jobs.get_nowait(), model, prompt_for):
                     waiting.append(row)
