@@ -285,13 +285,16 @@ def test_llama_cpp_decodes_a_chats_closing_when_its_reply_ends():
     after it are decoded (the next prompt holds them next); then it is kept. The next turn
     prefills only its own message and gets the reply it gets from an empty cache. A first turn
     keeps no closing: a one-off request's would be decoded for nothing."""
+    from rill.providers.local.flash_tile import FLASH_TILE
+
     provider = LocalProvider(Settings.from_env(engine="llamacpp"))
     provider.load()
     closing = provider.model.closing()
     assert provider.model.tokenizer.decode(closing, skip_special_tokens=False) == "<|im_end|>\n<|im_start|>user\n"
 
-    def turn(batch, messages: list[ChatMessage], max_tokens: int) -> tuple[Row, str, bool]:
-        """The turn's row, its text, and whether it stayed for a step after its reply ended."""
+    def turn(batch, messages: list[ChatMessage], max_tokens: int, idle: bool = True) -> tuple[Row, str, bool]:
+        """The turn's row, its text, and whether it stayed for a step after its reply ended; `idle`:
+        then steps as the scheduler does with nothing else to do."""
         out, options = [], GenerationOptions(temperature=0, max_tokens=max_tokens)
         row = Row(provider.model, provider.encode_prompt(messages, options)[0], options, threading.Event(), out.append,
                   goes_on=len(messages) > 1)
@@ -300,7 +303,7 @@ def test_llama_cpp_decodes_a_chats_closing_when_its_reply_ends():
             batch.step()
         batch.drop_done()
         stayed = row in batch.rows
-        while batch.rows:  # as the scheduler steps while idle
+        while idle and batch.rows:
             batch.step()
             batch.drop_done()
         return row, "".join(i.text for i in out if isinstance(i, Piece)), stayed
@@ -315,9 +318,20 @@ def test_llama_cpp_decodes_a_chats_closing_when_its_reply_ends():
         assert stayed and batch.kept.kept[-1].tokens == row.prompt + row.decoder.ids + closing, row.reason
     assert row.reason == "length"
     chat += [ChatMessage("assistant", reply), ChatMessage("user", "Say thank you.")]
-    last, text, _ = turn(batch, chat, 30)
+    last, text, stayed = turn(batch, chat, 30, idle=False)
     ask = provider.model.tokenizer.encode("Say thank you.")
     assert last.cached_tokens == len(row.kv) and last.prompt[last.cached_tokens:][: len(ask)] == ask
+    # The next turn comes before the closing is decoded: it takes the finished turn, kept whole, and
+    # prefills the closing itself, once (a tile of FLASH_TILE where flash_tile.py says one pays).
+    assert stayed
+    options = GenerationOptions(temperature=0, max_tokens=4)
+    following = [*chat, ChatMessage("assistant", text), ChatMessage("user", "Thanks.")]
+    after = Row(provider.model, provider.encode_prompt(following, options)[0], options, threading.Event(),
+                lambda item: None, goes_on=True)
+    batch.add([after])
+    assert batch.rows == [after] and batch.kept.kept[-1].tokens == last.kv and after.cached_tokens == len(last.kv)
+    batch.step()
+    assert batch.batch.n_tokens in (len(after.prompt) - len(last.kv), FLASH_TILE), batch.batch.n_tokens
     batch.close()
     empty = provider.model.new_batch(4)
     whole, expected, _ = turn(empty, chat, 30)
@@ -336,7 +350,7 @@ def test_a_chats_next_turn_finds_its_closing_decoded_after_a_pause_and_prefills_
     with scheduler(context_tokens=4096) as provider:
         closing = provider.model.closing()
         chat, before, found = [], 0, []  # the last turn's prompt and reply; what each next turn found cached
-        for ask, pause in (("Hi!", 0), ("What is 2+2?", 0), ("Tell me about rivers.", 0), ("Say thank you.", 2)):
+        for ask, pause in (("Hi!", 0), ("What is 2+2?", 0), ("Tell me about rivers.", 0), ("Say thank you.", 4)):
             time.sleep(pause * CLOSING_GRACE)
             chat.append(ChatMessage("user", ask))
             reply, finish = collect(submit(provider, chat, max_tokens=12))
@@ -346,3 +360,20 @@ def test_a_chats_next_turn_finds_its_closing_decoded_after_a_pause_and_prefills_
     # At once: the last turn's reply all cached (but its last token, where it was cut), not the
     # closing (the first turn's, a one-off's, is never decoded). After a pause: the closing as well.
     assert found[1] in (-1, 0) and found[2] in (-1, 0) and found[3] == len(closing), found
+
+
+def test_a_finished_chats_closing_is_no_turn_the_model_is_idle_and_unloads():
+    """While a finished chat's closing waits (CLOSING_GRACE), the engine counts as idle, and an
+    unload (RILL_MAX_LOADED_MODELS) goes ahead without decoding it."""
+    with scheduler() as provider:
+        chat = [ChatMessage("user", "Hi!")]
+        reply, _ = collect(submit(provider, chat, max_tokens=12))
+        chat += [ChatMessage("assistant", reply), ChatMessage("user", "What is 2+2?")]
+        collect(submit(provider, chat, max_tokens=12))
+        deadline = time.monotonic() + 10
+        while not provider.idle() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert provider.unload()
+        while provider.state != "unloaded" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert provider.state == "unloaded"

@@ -389,7 +389,8 @@ class LlamaBatch:
 
     def reserved(self, row: Row) -> int:
         """The cells a row may take: its prompt, its reply and a chat's closing (_closing)."""
-        return min(len(row.prompt) + row.options.max_tokens + len(self.model.closing()), self.model.context_tokens)
+        closing = len(self.model.closing()) if row.goes_on else 0
+        return min(len(row.prompt) + row.options.max_tokens + closing, self.model.context_tokens)
 
     def can_admit(self, row: Row, newcomers: list[Row]) -> bool:
         """Room in the cache for every admitted row's whole reply."""
@@ -471,7 +472,8 @@ class LlamaBatch:
         if alone:
             self._widen_to_tile(alone)
         guesses = self._guesses(decoding) if decoding and not prefilling and not closing else {}
-        budget = self.pacer.budget() if decoding else self.PREFILL_ALONE
+        # The prompt slices' tokens (the batch holds PREFILL_ALONE and one a row): the closings' come from them.
+        budget = min(self.pacer.budget(), self.PREFILL_ALONE) if decoding else self.PREFILL_ALONE
         fed, n = [], 0  # (row, its first entry, its guesses)
         for row in closing:
             for i, token in enumerate(row.closing):
@@ -480,6 +482,7 @@ class LlamaBatch:
             row.kv += row.closing
             row.length += len(row.closing)
             row.closing = []
+        budget -= n
         for row in decoding:
             guess, ngram = guesses.get(row, ([], 0))
             fed.append((row, n, guess, ngram))
@@ -511,9 +514,9 @@ class LlamaBatch:
         if status != 0:
             raise RuntimeError(f"llama_decode failed ({status})")
         seconds = time.perf_counter() - started
-        if decoding and not guesses:  # the pacer compares slices with plain decode steps
+        if decoding and not guesses and not closing:  # the pacer compares slices with plain decode steps
             self.pacer.record(seconds, n - len(decoding))
-        if decoding and not prefilling:
+        if decoding and not prefilling and not closing:
             self.cost.record(n, seconds)
         if alone:  # what flash attention took for it
             self.tile.record(n, alone.fed - n, seconds)

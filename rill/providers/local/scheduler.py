@@ -111,8 +111,8 @@ class Scheduler:
                 batch.close()
                 self.running = self.waiting = 0
                 return False
-            if self.unload_asked and not batch.rows and not waiting and jobs.empty():
-                batch.close()
+            if self.unload_asked and all(row.done for row in batch.rows) and not waiting and jobs.empty():
+                batch.close()  # (a finished chat's closing is not decoded: its kept conversation goes too)
                 return True
             self.unload_asked = False  # busy again: it stays loaded
             newcomers = []
@@ -148,4 +148,4 @@ class Scheduler:
                         row.fail(ProviderError(f"local model failed: {exc}"))
                 batch.close()
                 batch = model.new_batch(self.max_batch)
-            self.running = len(batch.rows)
+            self.running = sum(not row.done for row in batch.rows)  # (not a finished chat's closing)
