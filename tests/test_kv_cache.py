@@ -377,3 +377,31 @@ def test_a_finished_chats_closing_is_no_turn_the_model_is_idle_and_unloads():
         while provider.state != "unloaded" and time.monotonic() < deadline:
             time.sleep(0.01)
         assert provider.state == "unloaded"
+
+
+def test_closings_beside_a_long_prompt_take_from_its_slice():
+    """A batch holds PREFILL_ALONE tokens and one a row: the closings of chats that finished
+    together take their room from a long prompt's slice in the same step."""
+    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
+    provider.load()
+    batch = provider.model.new_batch(3)
+    options = GenerationOptions(temperature=0, max_tokens=4)
+    chat = [ChatMessage("user", "Hi!"), ChatMessage("assistant", "Hello!"), ChatMessage("user", "Tell me about rivers.")]
+    prompt = provider.encode_prompt(chat, options)[0]
+    chats = [Row(provider.model, prompt, options, threading.Event(), lambda item: None, goes_on=True) for _ in range(2)]
+    batch.add(chats)
+    while not all(row.done for row in chats):
+        batch.step()
+    batch.drop_done()
+    closings = sum(len(row.closing) for row in chats)
+    assert closings > 3  # more than the batch's room beyond PREFILL_ALONE
+    story = " ".join(f"On day {i} the river carried a boat of {i * 3} apples to the mill." for i in range(1, 60))
+    long = Row(provider.model, provider.encode_prompt([ChatMessage("user", story)], options)[0], options,
+               threading.Event(), lambda item: None)
+    batch.add([long])
+    batch.step()
+    assert batch.batch.n_tokens == batch.PREFILL_ALONE
+    assert long.fed - long.cached_tokens == batch.PREFILL_ALONE - closings
+    while not long.done:
+        batch.step()
+    batch.close()
