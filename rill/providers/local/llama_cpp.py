@@ -397,9 +397,11 @@ class LlamaBatch:
         return sum(self.reserved(r) for r in (*self.rows, *newcomers, row)) <= self.cells
 
     def add(self, rows: list[Row]) -> None:
-        for done in [r for r in self.rows if r.done and r.closing]:  # the chat's next turn is here: it
-            if any(row.prompt[: len(done.kv)] == done.kv for row in rows):  # prefills the closing itself,
-                done.closing = []  # from the finished turn, kept now
+        # A finished chat whose next turn is here: that turn prefills the closing itself, from the
+        # finished turn, kept now (before the newcomers look among the kept conversations).
+        for done in [r for r in self.rows if r.done and r.closing]:
+            if any(row.prompt[: len(done.kv)] == done.kv for row in rows):
+                done.closing = []
         self.drop_done()
         for row in rows:
             row.lately = self.lately
