@@ -379,29 +379,36 @@ def test_a_finished_chats_closing_is_no_turn_the_model_is_idle_and_unloads():
         assert provider.state == "unloaded"
 
 
-def test_closings_beside_a_long_prompt_take_from_its_slice():
-    """A batch holds PREFILL_ALONE tokens and one a row: the closings of chats that finished
-    together take their room from a long prompt's slice in the same step."""
+def test_a_closing_never_shares_a_step_with_a_turn():
+    """A closing is decoded only in a step of its own: beside another turn's tokens it would change
+    how that turn's sums round (the same question, asked twice, would get two replies). A newcomer,
+    any, takes the place of pending closings: they are kept as they are, and the step holds only
+    its own tokens; a chat that finishes while another turn runs keeps no closing."""
     provider = LocalProvider(Settings.from_env(engine="llamacpp"))
     provider.load()
     batch = provider.model.new_batch(3)
     options = GenerationOptions(temperature=0, max_tokens=4)
     chat = [ChatMessage("user", "Hi!"), ChatMessage("assistant", "Hello!"), ChatMessage("user", "Tell me about rivers.")]
     prompt = provider.encode_prompt(chat, options)[0]
-    chats = [Row(provider.model, prompt, options, threading.Event(), lambda item: None, goes_on=True) for _ in range(2)]
-    batch.add(chats)
-    while not all(row.done for row in chats):
+    finished = Row(provider.model, prompt, options, threading.Event(), lambda item: None, goes_on=True)
+    batch.add([finished])
+    while not finished.done:
         batch.step()
     batch.drop_done()
-    closings = sum(len(row.closing) for row in chats)
-    assert closings > 3  # more than the batch's room beyond PREFILL_ALONE
+    assert finished.closing and batch.rows == [finished]  # nothing else runs: it waits to close
     story = " ".join(f"On day {i} the river carried a boat of {i * 3} apples to the mill." for i in range(1, 60))
-    long = Row(provider.model, provider.encode_prompt([ChatMessage("user", story)], options)[0], options,
+    long_options = GenerationOptions(temperature=0, max_tokens=40)
+    long = Row(provider.model, provider.encode_prompt([ChatMessage("user", story)], long_options)[0], long_options,
                threading.Event(), lambda item: None)
     batch.add([long])
+    assert batch.rows == [long] and batch.kept.kept[-1].tokens == finished.kv
     batch.step()
-    assert batch.batch.n_tokens == batch.PREFILL_ALONE
-    assert long.fed - long.cached_tokens == batch.PREFILL_ALONE - closings
-    while not long.done:
+    assert batch.batch.n_tokens == batch.PREFILL_ALONE and long.fed - long.cached_tokens == batch.PREFILL_ALONE
+    beside = Row(provider.model, prompt, GenerationOptions(temperature=0, max_tokens=2), threading.Event(),
+                 lambda item: None, goes_on=True)
+    batch.add([beside])
+    while not beside.done:
         batch.step()
+    batch.drop_done()
+    assert not long.done and beside not in batch.rows and batch.kept.kept[-1].tokens == beside.kv  # no closing
     batch.close()

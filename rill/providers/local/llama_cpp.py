@@ -366,7 +366,7 @@ class LlamaBatch:
 
     def __init__(self, model: LlamaModel, max_rows: int, cells: int):
         self.model = model
-        self.width = self.PREFILL_ALONE + max_rows
+        self.max_rows, self.width = max_rows, self.PREFILL_ALONE + max_rows
         self.ctx = model.new_context(cells, max_rows, self.width)
         self.cells = C.llama_n_ctx(self.ctx)
         self.memory = C.llama_get_memory(self.ctx)
@@ -397,11 +397,11 @@ class LlamaBatch:
         return sum(self.reserved(r) for r in (*self.rows, *newcomers, row)) <= self.cells
 
     def add(self, rows: list[Row]) -> None:
-        # A finished chat whose next turn is here: that turn prefills the closing itself, from the
-        # finished turn, kept now (before the newcomers look among the kept conversations).
-        for done in [r for r in self.rows if r.done and r.closing]:
-            if any(row.prompt[: len(done.kv)] == done.kv for row in rows):
-                done.closing = []
+        # A closing is decoded in a step of its own, in an idle batch (so no turn's step changes
+        # with it): newcomers take its place, and a chat's next turn prefills the closing itself,
+        # from the finished turn, kept now (before the newcomers look among the kept conversations).
+        for done in [r for r in self.rows if r.done]:
+            done.closing = []
         self.drop_done()
         for row in rows:
             row.lately = self.lately
@@ -464,27 +464,20 @@ class LlamaBatch:
 
     def step(self) -> None:
         """One llama_decode: a token for every decoding row (and its guesses, speculation.py),
-        then prompt slices for newcomers, and the closing of chats that finished (drop_done)."""
-        closing = [r for r in self.rows if r.done and r.closing]
-        prefilling = [r for r in self.rows if not r.done and r.fed < len(r.prompt)]
+        then prompt slices for newcomers; or, in an idle batch, the closing of chats that finished."""
+        if closing := [r for r in self.rows if r.done and r.closing]:
+            return self._decode_closings(closing)
+        prefilling = [r for r in self.rows if r.fed < len(r.prompt)]
         for row in prefilling:  # before this step's tokens go in: only decoded cells are shared
             self._share(row)
-        decoding = [r for r in self.rows if not r.done and r.fed == len(r.prompt)]
-        alone = prefilling[0] if len(prefilling) == 1 and not decoding and not closing else None  # one prompt slice
+        decoding = [r for r in self.rows if r.fed == len(r.prompt)]
+        alone = prefilling[0] if len(prefilling) == 1 and not decoding else None  # one prompt slice, nothing else
         if alone:
             self._widen_to_tile(alone)
-        guesses = self._guesses(decoding) if decoding and not prefilling and not closing else {}
-        # The prompt slices' tokens (the batch holds PREFILL_ALONE and one a row): the closings' come from them.
+        guesses = self._guesses(decoding) if decoding and not prefilling else {}
+        # (the batch holds PREFILL_ALONE tokens and one a row, whatever RILL_PREFILL_CHUNK says)
         budget = min(self.pacer.budget(), self.PREFILL_ALONE) if decoding else self.PREFILL_ALONE
         fed, n = [], 0  # (row, its first entry, its guesses)
-        for row in closing:
-            for i, token in enumerate(row.closing):
-                put_token(self.batch, n, token, row.length + i, row.seq, False)
-                n += 1
-            row.kv += row.closing
-            row.length += len(row.closing)
-            row.closing = []
-        budget -= n
         for row in decoding:
             guess, ngram = guesses.get(row, ([], 0))
             fed.append((row, n, guess, ngram))
@@ -516,9 +509,9 @@ class LlamaBatch:
         if status != 0:
             raise RuntimeError(f"llama_decode failed ({status})")
         seconds = time.perf_counter() - started
-        if decoding and not guesses and not closing:  # the pacer compares slices with plain decode steps
+        if decoding and not guesses:  # the pacer compares slices with plain decode steps
             self.pacer.record(seconds, n - len(decoding))
-        if decoding and not prefilling and not closing:
+        if decoding and not prefilling:
             self.cost.record(n, seconds)
         if alone:  # what flash attention took for it
             self.tile.record(n, alone.fed - n, seconds)
@@ -538,14 +531,31 @@ class LlamaBatch:
         """What a finished row decodes before it is kept: the end of its reply not yet in the cache
         (a reply cut at max_tokens ends on a token not fed yet) and the template's closing after it
         (LlamaModel.closing), which the chat's next prompt holds next: the next turn has less to
-        prefill. Only where the reply is kept as written (not cut at a stop sequence, no tool
-        calls), in a chat that has gone on before (Row.goes_on; a one-off request's would be decoded
-        for nothing), within the row's room in the cache."""
+        prefill. Only in a batch where no turn runs (a closing beside a turn's tokens would change
+        how that turn's sums round), where the reply is kept as written (not cut at a stop
+        sequence, no tool calls), in a chat that has gone on before (Row.goes_on; a one-off
+        request's would be decoded for nothing), within the row's room in the cache and the batch."""
         closing = self.model.closing()
-        if not (closing and row.goes_on and row.reason in ("stop", "length") and row.media is None):
+        if not (closing and row.goes_on and row.reason in ("stop", "length") and row.media is None
+                and all(r.done for r in self.rows)):
             return []
         tokens = row.decoder.ids[len(row.kv) - len(row.prompt):] + closing
-        return tokens if row.length + len(tokens) <= self.reserved(row) and self.kept.fits(row.kv + tokens) else []
+        fits = row.length + len(tokens) <= self.reserved(row) and len(tokens) <= self.width // self.max_rows
+        return tokens if fits and self.kept.fits(row.kv + tokens) else []
+
+    def _decode_closings(self, rows: list[Row]) -> None:
+        """The closings of chats that finished, in a step of their own (nothing else runs)."""
+        n, self.guesses = 0, (0, 0)
+        for row in rows:
+            for i, token in enumerate(row.closing):
+                put_token(self.batch, n, token, row.length + i, row.seq, False)
+                n += 1
+            row.kv += row.closing
+            row.length += len(row.closing)
+            row.closing = []
+        self.batch.n_tokens = n
+        if (status := C.llama_decode(self.ctx, self.batch)) != 0:
+            raise RuntimeError(f"llama_decode failed ({status})")
 
     def _widen_to_tile(self, row: Row) -> None:
         """With an F16 cache (the default), a follow-up's few new tokens after a long kept
