@@ -1,8 +1,8 @@
 """Greedy replies with each KV cache type (RILL_KV_CACHE) to one fixed set of prompts: how many
 loop (the reply ends in a run of text repeated three times or more), how many run to the token
 limit, how many JSON replies (response_format json_object) parse, and how many replies are the
-F16 cache's word for word. Perplexity alone did not tell the cache types apart (README,
-Performance): this is what a user reads.
+F16 cache's word for word. Perplexity alone did not tell the cache types apart (PERFORMANCE.md,
+"Long conversations on llama.cpp"): this is what a user reads.
 
 Usage: python bench/kv_quality.py [--kv-caches f16,bf16,q8_0] [--tokens 200]
 """

@@ -6,7 +6,7 @@ costs to keep, and thread writes per second on SQLite against PostgreSQL.
    the first event of a new turn (POST /api/chat/stream) on the same server.
 2. Replay: a finished turn of 2,000 pieces (the scripted long model) read whole from its start, as
    a reload or a second tab after it ended does, 30 times: the time to the last byte and the
-   server's CPU per replay (its events go out in one write: README, Performance).
+   server's CPU per replay (its events go out in one write: PERFORMANCE.md, "Serving cost per token").
 3. Memory: RSS of the server before and after 1,000 finished turns (retained; 40 tokens each,
    the scripted echo model), per turn and per event.
 4. Thread writes (in process): 8 writers add question + reply pairs to their own threads, SQLite

@@ -4,7 +4,7 @@ workers it started, known by their name), on /v1/chat/completions with the local
 /proc while clients stream. Speculation is off: one token a piece, so a token's cost is a piece's.
 
 On 2 cores llama.cpp decodes on both, so whatever serving spends per token is taken from the
-decode step it runs beside: this is the figure to cut for c=1 (see README, Performance).
+decode step it runs beside: this is the figure to cut for c=1 (see PERFORMANCE.md).
 
 Usage: python bench/serve_cost.py [--levels 1,16] [--tokens 128] [--rounds 3] [--engine llamacpp]
                                   [--modes eventlet,threading]

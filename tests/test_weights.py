@@ -42,7 +42,7 @@ def test_a_named_type_is_converted_once_and_loaded(tmp_path):
 
 def test_the_measures_tell_a_near_lossless_conversion_from_a_lossy_one(tmp_path):
     """Q8_0 of a Q4_1 file keeps its perplexity within 3 % and nearly every top token; Q4_0 loses
-    more on both (4 bits requantized to 4 other bits). (Their speed is the benchmark's: README.)"""
+    more on both (4 bits requantized to 4 other bits). (Their speed is the benchmark's: PERFORMANCE.md.)"""
     source = wheel_gguf_path()
     probe = weights.Probe(source, 2)
     questions = [probe.vocab.encode(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n")
