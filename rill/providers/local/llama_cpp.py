@@ -273,6 +273,13 @@ class LlamaModel:
                           else self.context_tokens)
 
 
+def decode(ctx, batch, what: str = "") -> None:
+    """llama_decode, whose status is a code to check (1: no cell free for the batch, 2: aborted,
+    negative: an error); `what` the batch held, for the message."""
+    if (status := C.llama_decode(ctx, batch)) != 0:
+        raise RuntimeError(f"llama_decode failed{what and ' on ' + what} ({status})")
+
+
 def put_token(batch, n: int, token: int, position: int, seq: int, logits: bool) -> None:
     """Entry `n` of a llama_batch: `token` at `position` of sequence `seq`; `logits`: wanted for it."""
     batch.token[n], batch.pos[n], batch.n_seq_id[n], batch.logits[n] = token, position, 1, logits
@@ -354,8 +361,7 @@ class Pooler:
                 n += 1
         batch.n_tokens = n
         C.llama_memory_clear(C.llama_get_memory(self.ctx), True)
-        if C.llama_decode(self.ctx, batch) != 0:
-            raise RuntimeError("llama_decode failed (embeddings)")
+        decode(self.ctx, batch, "embeddings")
         vectors = [np.ctypeslib.as_array(C.llama_get_embeddings_seq(self.ctx, seq), shape=(self.size,)).astype(np.float32)
                    for seq in range(len(group))]
         return [v / (np.linalg.norm(v) or 1.0) for v in vectors]
@@ -505,9 +511,7 @@ class LlamaBatch:
             C.llama_set_embeddings(self.ctx, hidden)
             self.embeddings = hidden
         started = time.perf_counter()
-        status = C.llama_decode(self.ctx, self.batch)
-        if status != 0:
-            raise RuntimeError(f"llama_decode failed ({status})")
+        decode(self.ctx, self.batch)
         seconds = time.perf_counter() - started
         if decoding and not guesses:  # the pacer compares slices with plain decode steps
             self.pacer.record(seconds, n - len(decoding))
@@ -554,8 +558,7 @@ class LlamaBatch:
             row.length += len(row.closing)
             row.closing = []
         self.batch.n_tokens = n
-        if (status := C.llama_decode(self.ctx, self.batch)) != 0:
-            raise RuntimeError(f"llama_decode failed ({status})")
+        decode(self.ctx, self.batch, "closings")
 
     def _widen_to_tile(self, row: Row) -> None:
         """With an F16 cache (the default), a follow-up's few new tokens after a long kept
@@ -610,8 +613,7 @@ class LlamaBatch:
                         batch.pos[n], batch.n_seq_id[n], batch.logits[n] = start + first + n, 1, False
                         batch.seq_id[n][0] = row.seq
                     batch.n_tokens = count
-                    if (status := C.llama_decode(self.ctx, batch)) != 0:
-                        raise RuntimeError(f"llama_decode failed on an image ({status})")
+                    decode(self.ctx, batch, "an image")
                 finally:
                     C.llama_batch_free(batch)
             row.kv += row.prompt[start: start + size]

@@ -125,13 +125,12 @@ class Probe:
 
     def _decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
         """(token, position, sequence, wants logits) each."""
-        from .llama_cpp import put_token
+        from .llama_cpp import decode, put_token
 
         for n, entry in enumerate(entries):
             put_token(self.batch, n, *entry)
         self.batch.n_tokens = len(entries)
-        if C.llama_decode(self.ctx, self.batch) != 0:
-            raise RuntimeError("llama_decode failed")
+        decode(self.ctx, self.batch)
 
     def _logits(self, index: int) -> np.ndarray:
         return np.ctypeslib.as_array(C.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
