@@ -494,10 +494,11 @@ def main() -> None:
                   f"{long['errors']:8}")
     if "chat" in args.cases:
         print(f"\nA 20-turn chat ({args.think:g} s between a reply and the next message):")
-        print(f"{'target':19}{'turn 1 TTFT':>13}{'turn 20 TTFT':>14}{'errors':>8}")
+        print(f"{'target':19}{'turn 1 TTFT':>13}{'turn 20 TTFT':>14}{'ratio':>7}{'errors':>8}")
         for name in servers:
             chat = table[name]["chat"]
-            print(f"{name:19}{chat['turn1_ttft']:13.0f}{chat['turn20_ttft']:14.0f}{chat['errors']:8}")
+            print(f"{name:19}{chat['turn1_ttft']:13.0f}{chat['turn20_ttft']:14.0f}"
+                  f"{chat['turn20_ttft'] / max(chat['turn1_ttft'], 1e-9):7.2f}{chat['errors']:8}")
 
     if "busy" in args.cases:
         print("\nc=1 tok/s per stream, idle and beside a nice -n 19 busy loop per core:")
