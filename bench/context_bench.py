@@ -24,7 +24,7 @@ import llama_cpp as C  # noqa: E402
 
 from bench.machine import cpu_flags  # noqa: E402
 from rill.providers.local import wheel_gguf_path  # noqa: E402
-from rill.providers.local.llama_cpp import LlamaModel, new_context, put_token  # noqa: E402
+from rill.providers.local.llama_cpp import LlamaModel, decode, new_context, put_token  # noqa: E402
 from rill.providers.local.options import LocalOptions  # noqa: E402
 
 FOLLOW_UP = 25
@@ -51,7 +51,7 @@ def prefill(ctx, batch, seq: int, start: int, end: int) -> None:
         for i in range(n):
             put_token(batch, i, 100 + (start + i + 7 * seq) % 1000, start + i, seq, False)
         batch.n_tokens = n
-        C.llama_decode(ctx, batch)
+        decode(ctx, batch)
         start += n
 
 
@@ -70,7 +70,7 @@ def timings(model: LlamaModel, way: tuple, contexts: list[int], repeats: int) ->
                     put_token(batch, i, 500 + i, position + i, 0, i == tokens - 1)
                 batch.n_tokens = tokens
                 started = time.perf_counter()
-                C.llama_decode(ctx, batch)
+                decode(ctx, batch)
                 seconds = time.perf_counter() - started
                 C.llama_memory_seq_rm(memory, 0, position, -1)  # back to the conversation alone
                 return seconds * 1000
@@ -100,8 +100,7 @@ def batched(model: LlamaModel, way: tuple, shape: tuple[int, int], repeats: int,
                 put_token(batch, i, 500 + i, context + i // rows, i % rows, True)
             batch.n_tokens = tokens
             started = time.perf_counter()
-            if C.llama_decode(ctx, batch) != 0:
-                raise RuntimeError(f"llama_decode failed for {tokens} tokens over {rows} rows")
+            decode(ctx, batch, f"{tokens} tokens over {rows} rows")
             seconds = time.perf_counter() - started
             for seq in range(rows):
                 C.llama_memory_seq_rm(memory, seq, context, -1)

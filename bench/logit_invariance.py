@@ -23,7 +23,7 @@ import llama_cpp as C  # noqa: E402
 
 from bench.context_bench import WAYS  # noqa: E402
 from rill.providers.local import wheel_gguf_path  # noqa: E402
-from rill.providers.local.llama_cpp import LlamaModel, new_context, put_token  # noqa: E402
+from rill.providers.local.llama_cpp import LlamaModel, decode, new_context, put_token  # noqa: E402
 from rill.providers.local.options import LocalOptions  # noqa: E402
 
 PROMPT = [100 + (i * 37) % 3000 for i in range(400)]
@@ -35,13 +35,12 @@ def differences(model: LlamaModel, flash: bool, kv: str) -> dict[str, float]:
     ctx = new_context(model.handle, 4096, len(LENGTHS), 512, model.threads, flash=flash, kv=kv)
     batch, memory = C.llama_batch_init(512, 0, 1), C.llama_get_memory(ctx)
 
-    def decode(entries: list[tuple[int, int, int]], want: int) -> np.ndarray:
+    def logits_of(entries: list[tuple[int, int, int]], want: int) -> np.ndarray:
         """Logits of entry `want` of one step of (token, position, sequence) entries."""
         for n, (token, position, seq) in enumerate(entries):
             put_token(batch, n, token, position, seq, n == want)
         batch.n_tokens = len(entries)
-        if C.llama_decode(ctx, batch) != 0:
-            raise RuntimeError("llama_decode failed")
+        decode(ctx, batch)
         return np.ctypeslib.as_array(C.llama_get_logits_ith(ctx, want), shape=(n_vocab,)).copy()
 
     def conversations() -> None:
@@ -54,23 +53,23 @@ def differences(model: LlamaModel, flash: bool, kv: str) -> dict[str, float]:
         C.llama_memory_seq_rm(memory, 0, 0, -1)
         start = 0
         for end in splits:
-            logits = decode([(PROMPT[i], i, 0) for i in range(start, end)], end - start - 1)
+            logits = logits_of([(PROMPT[i], i, 0) for i in range(start, end)], end - start - 1)
             start = end
         return logits
 
     try:
         for seq, length in enumerate(LENGTHS):
-            decode([(PROMPT[i] + seq, i, seq) for i in range(length)], length - 1)
+            logits_of([(PROMPT[i] + seq, i, seq) for i in range(length)], length - 1)
         token, at = (555, LENGTHS[0], 0), LENGTHS[0]
         guesses = [(600 + j, at + 1 + j, 0) for j in range(8)]
         beside = [(777, LENGTHS[1], 1), (888, LENGTHS[2], 2)]
-        alone = decode([token], 0)
+        alone = logits_of([token], 0)
         conversations()
         found = {}
         for name, entries, want in (("8 guesses after it", [token, *guesses], 0),
                                     ("2 rows beside it", [beside[0], token, beside[1]], 1),
                                     ("both", [beside[0], token, *guesses, beside[1]], 1)):
-            found[name] = float(np.abs(decode(entries, want) - alone).max())
+            found[name] = float(np.abs(logits_of(entries, want) - alone).max())
             conversations()
         whole = prefilled([400])
         for name, splits in (("prompt 375 + 25", [375, 400]), ("prompt 399 + 1", [399, 400])):
