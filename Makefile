@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 LLAMA_PIN    := $(shell grep '^llama-cpp-python==' requirements.txt)
 LLAMA_STAMP  := $(VENV)/.$(subst ==,-,$(LLAMA_PIN))
 WHEELS       := .cache/wheels
+LLAMA_SRC    := .cache/llama-src
+LLAMA_PATCHES := $(sort $(wildcard patches/llama.cpp/*.patch))
 NODE_STAMP   := node_modules/.installed
 VENDOR       := rill/static/vendor
 VENDOR_STAMP := $(VENDOR)/.copied
@@ -24,16 +26,23 @@ LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=ON -DCMAKE_C_FLAGS=-U__AMX_INT8__ -DCMAKE_CXX_
 
 setup: $(STAMP) vendor
 
-# llama.cpp compiled once for this CPU; again only when its pinned version changes (the stamp is named
-# after it). The wheel is kept in .cache/wheels: the installed-wheel test installs rill[llamacpp] without
-# compiling again.
-$(LLAMA_STAMP):
+# llama.cpp compiled once for this CPU, from llama-cpp-python's source with Rill's patches applied
+# (patches/llama.cpp: what each changes and why); again only when its pinned version or a patch
+# changes (the stamp is named after the version). The wheel is kept in .cache/wheels: the
+# installed-wheel test installs rill[llamacpp] without compiling again.
+$(LLAMA_STAMP): $(LLAMA_PATCHES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	command -v g++ >/dev/null || { apt-get update && apt-get install -y --no-install-recommends g++; }
+	command -v patch >/dev/null || { apt-get update && apt-get install -y --no-install-recommends patch; }
 	@echo "Compiling llama.cpp (llama-cpp-python) for this CPU, once: about 5 minutes on 2 cores."
-	rm -rf $(WHEELS)/llama_cpp_python-*
+	rm -rf $(WHEELS)/llama_cpp_python-* $(LLAMA_SRC)
+	$(PY) -m pip download --disable-pip-version-check --no-cache-dir --no-deps --no-binary :all: \
+	  -d $(LLAMA_SRC) $(LLAMA_PIN)
+	tar -xzf $(LLAMA_SRC)/llama_cpp_python-*.tar.gz -C $(LLAMA_SRC)
+	for patch in $(LLAMA_PATCHES); do patch -d $(LLAMA_SRC)/llama_cpp_python-*/ -p1 --forward < $$patch || exit 1; done
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip wheel \
-	  --disable-pip-version-check --no-cache-dir --no-deps -w $(WHEELS) $(LLAMA_PIN)
+	  --disable-pip-version-check --no-cache-dir --no-deps -w $(WHEELS) $(LLAMA_SRC)/llama_cpp_python-*/
+	rm -rf $(LLAMA_SRC)
 	$(PY) -m pip install --disable-pip-version-check --force-reinstall --no-deps $(WHEELS)/llama_cpp_python-*.whl
 	test -n "$$(ls $(VENV)/lib/python*/site-packages/llama_cpp/lib/libmtmd.so)"
 	touch $@

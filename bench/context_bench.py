@@ -2,7 +2,7 @@
 follow-up (a new message and the template's markers) and of a long prompt's 512-token slice,
 after 64 to 2,048 tokens of context, in a cache of the engine's shape, four ways in the same run
 on the wheel's model: flash attention over a BF16 cache, a Q8_0 one, an F16 one (the engine's
-default, tiled from 64 queries in a step: llama_cpp.KV_TYPES), and the matrix products (F16); and a decode
+default, tiled from 16 queries of one conversation after 512 cells in Rill's build: llama_cpp.KV_TYPES), and the matrix products (F16); and a decode
 step of several rows, each after its own conversation: the products read every row's cells for
 every query, flash attention skips other conversations' cells.
 

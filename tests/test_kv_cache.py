@@ -180,16 +180,11 @@ def test_the_kv_cache_setting_is_taken_at_load_and_an_unknown_one_fails_it():
     assert "RILL_KV_CACHE='q4_0' is not one of f16, bf16, q8_0" in wrong.error
 
 
-@pytest.mark.parametrize("tile_pays", [True, False])
-def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile_where_that_pays(tile_pays):
-    """llama.cpp with an F16 cache: a follow-up's new message after a long kept conversation is decoded together
-    with the kept tokens just before it, FLASH_TILE in one step (flash attention's tiled path), where
-    this machine's steps say a tile pays (flash_tile.py; its record here set to say so or not), else
-    alone, one query at a time, and that step is measured. The reply is the one without the cache,
-    and the kept tokens still count as cached."""
-    from rill.providers.local.flash_tile import FLASH_TILE, TileChoice, one_at_a_time_ms, tile_ms
-
-    provider = LocalProvider(Settings.from_env(engine="llamacpp"))  # F16: BF16 and Q8_0 have no tiled path
+def test_a_follow_up_after_a_long_conversation_prefills_only_its_new_tokens_in_one_step():
+    """llama.cpp with an F16 cache: a follow-up's new message after a long kept conversation goes in
+    one step of its own (Rill's build takes flash attention's tiled path for it: patches/llama.cpp);
+    the reply is the one without the cache, and the kept tokens count as cached."""
+    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
     provider.load()
     options = GenerationOptions(temperature=0, max_tokens=16)
 
@@ -207,22 +202,13 @@ def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile_wher
     story = " ".join(f"On day {i} the river carried a boat of {i * 3} apples to the mill." for i in range(1, 40))
     first_turn = [ChatMessage("user", f"{story}\nHow many days are there?")]
     batch = provider.model.new_batch(4)
-    for _ in range(8):  # what this machine's steps took, against the fit: a tile at half or twice
-        batch.tile.record(30, 700, one_at_a_time_ms(30, 700) / 1000)
-        batch.tile.record(FLASH_TILE, 700, (0.5 if tile_pays else 2.0) * tile_ms(700) / 1000)
-    measured = len(batch.tile.ratios["one"])
     first, answer, _ = reply(batch, first_turn)
     follow_up = [*first_turn, ChatMessage("assistant", answer),
                  ChatMessage("user", "Now tell me which day carried the most apples, and why that matters to the mill.")]
     row, text, steps = reply(batch, follow_up)
     new = len(row.prompt) - (len(first.prompt) + first.produced)
-    assert len(first.prompt) > 600 and 16 < new < FLASH_TILE  # a few new tokens after a long conversation
-    if tile_pays:
-        assert steps[0] == FLASH_TILE  # the new tokens and the kept ones before them, in one tile
-    else:
-        # the new tokens alone, from where the kept turn and the prompt part ways
-        assert TileChoice.FEWEST <= steps[0] <= new + 2
-        assert len(batch.tile.ratios["one"]) > measured
+    assert len(first.prompt) > 600 and 8 < new < 64  # a few new tokens after a long conversation
+    assert new <= steps[0] <= new + 2  # from where the kept turn and the prompt part ways, in one step
     assert row.cached_tokens >= len(first.prompt) + first.produced - 2
     batch.close()
     alone = provider.model.new_batch(4)  # no kept conversation: the whole prompt prefilled
@@ -230,6 +216,47 @@ def test_a_follow_up_after_a_long_conversation_fills_a_flash_attention_tile_wher
     alone.close()
     assert whole.cached_tokens == 0
     assert_greedy(provider, follow_up, text, expected)
+
+
+def test_flash_attention_tiles_a_follow_ups_few_queries_as_it_tiles_many():
+    """Rill's build of llama.cpp (patches/llama.cpp): with an F16 cache, a step over 512 cells or
+    more whose queries look at the same cells takes the tiled path from 16 queries, not 64, and a
+    tile computes each of its rows as it would in any other tile. So 19 new tokens after 681 give
+    their last token the logits it gets with the 45 tokens before them in its step, 64 queries
+    (tiled in any build): stock llama.cpp takes the 19 one query at a time, about 0.65 apart. One
+    query at a time, the same token is close (F16 sums), with the same top token."""
+    from rill.providers.local.llama_cpp import LlamaModel, decode, new_context, put_token
+
+    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
+    provider.load()
+    model = provider.model
+    assert isinstance(model, LlamaModel) and model.kv_cache == "f16"
+    ctx = new_context(model.handle, 2048, 1, 512, model.threads)
+    batch, memory = C.llama_batch_init(512, 0, 1), C.llama_get_memory(ctx)
+    prompt = [100 + (i * 37) % 3000 for i in range(700)]
+
+    def last_logits(steps: list[int]) -> np.ndarray:
+        """The prompt prefilled in steps ending at `steps`: its last token's logits."""
+        C.llama_memory_seq_rm(memory, 0, 0, -1)
+        start = 0
+        for end in steps:
+            for n, position in enumerate(range(start, end)):
+                put_token(batch, n, prompt[position], position, 0, position == end - 1)
+            batch.n_tokens = end - start
+            decode(ctx, batch)
+            start = end
+        return np.ctypeslib.as_array(C.llama_get_logits_ith(ctx, batch.n_tokens - 1), shape=(model.n_vocab,)).copy()
+
+    try:
+        nineteen = last_logits([512, 681, 700])
+        sixty_four = last_logits([512, 636, 700])
+        one_at_a_time = last_logits([512, 681, *range(682, 701)])
+    finally:
+        C.llama_batch_free(batch)
+        C.llama_free(ctx)
+    # 0 here; the bound leaves room for the output layer's kernels on other CPUs
+    assert np.abs(nineteen - sixty_four).max() < 0.01
+    assert np.abs(nineteen - one_at_a_time).max() < 1.5 and nineteen.argmax() == one_at_a_time.argmax()
 
 
 def test_follow_ups_arriving_together_are_prefilled_in_one_step(monkeypatch):
@@ -285,8 +312,6 @@ def test_llama_cpp_decodes_a_chats_closing_when_its_reply_ends():
     after it are decoded (the next prompt holds them next); then it is kept. The next turn
     prefills only its own message and gets the reply it gets from an empty cache. A first turn
     keeps no closing: a one-off request's would be decoded for nothing."""
-    from rill.providers.local.flash_tile import FLASH_TILE
-
     provider = LocalProvider(Settings.from_env(engine="llamacpp"))
     provider.load()
     closing = provider.model.closing()
@@ -322,7 +347,7 @@ def test_llama_cpp_decodes_a_chats_closing_when_its_reply_ends():
     ask = provider.model.tokenizer.encode("Say thank you.")
     assert last.cached_tokens == len(row.kv) and last.prompt[last.cached_tokens:][: len(ask)] == ask
     # The next turn comes before the closing is decoded: it takes the finished turn, kept whole, and
-    # prefills the closing itself, once (a tile of FLASH_TILE where flash_tile.py says one pays).
+    # prefills the closing itself, once.
     assert stayed
     options = GenerationOptions(temperature=0, max_tokens=4)
     following = [*chat, ChatMessage("assistant", text), ChatMessage("user", "Thanks.")]
@@ -331,7 +356,7 @@ def test_llama_cpp_decodes_a_chats_closing_when_its_reply_ends():
     batch.add([after])
     assert batch.rows == [after] and batch.kept.kept[-1].tokens == last.kv and after.cached_tokens == len(last.kv)
     batch.step()
-    assert batch.batch.n_tokens in (len(after.prompt) - len(last.kv), FLASH_TILE), batch.batch.n_tokens
+    assert batch.batch.n_tokens == len(after.prompt) - len(last.kv), batch.batch.n_tokens
     batch.close()
     empty = provider.model.new_batch(4)
     whole, expected, _ = turn(empty, chat, 30)

@@ -29,7 +29,6 @@ from ..base import Image
 from .contract import EMBEDDING_TOKENS, Media
 from .pacer import PrefillPacer
 from . import speculation, weights
-from .flash_tile import FLASH_TILE, TileChoice
 from .projector import Projector
 from .prefix_cache import FINISHED, Kept, PrefixCache, longest_prefix
 from .row import Row
@@ -288,16 +287,17 @@ def put_token(batch, n: int, token: int, position: int, seq: int, logits: bool) 
 
 # The KV cache's element types (RILL_KV_CACHE). On a CPU, BF16 and Q8_0 keep llama.cpp's flash
 # attention on one path for every step: a query at a time, each over the cells its mask lets
-# through. F16 takes other paths by the step's shape (a tiled one from FLASH_TILE queries, cells
-# split among threads for a single query), which round differently, so a token's logits change
-# with what its step holds (guesses, other rows, where a cached prefix ended); through BF16 and
-# Q8_0 they do not (bench/logit_invariance.py; a conversation's cells in another order in the
-# cache still round its sums differently). On an Intel CPU their one-query path is also cheaper
-# per cell than F16's (float32 sums): after 1,100 tokens a decode step 15 against 24 ms, a 25-token
-# follow-up 172 against 358 (on an AMD EPYC F16's is the cheaper: 10 against 15, 146 against 185);
-# long prompts prefill about twice as slowly (no tiled path): bench/context_bench.py. F16 stays
-# the default: with BF16 SmolLM2-135M's greedy replies moved enough that one JSON reply looped
-# past its limit, with Q8_0 replies came out short.
+# through. F16 takes other paths by the step's shape (a tiled one where the step's queries look at
+# the same cells: from 64 queries, and in Rill's build of llama.cpp from 16 over 512 cells or more,
+# patches/llama.cpp; cells split among threads for a single query over 512 or more), which round
+# differently, so a token's logits change with what its step holds (guesses, other rows, where a
+# cached prefix ended); through BF16 and Q8_0 they do not (bench/logit_invariance.py; a
+# conversation's cells in another order in the cache still round its sums differently). On an
+# Intel CPU their one-query path is also cheaper per cell than F16's (float32 sums): after 1,100
+# tokens a decode step 15 against 24 ms (on an AMD EPYC F16's is the cheaper: 10 against 15); long
+# prompts prefill about twice as slowly and a follow-up after a long conversation about 1.5x (no
+# tiled path): bench/context_bench.py. F16 stays the default: with BF16 SmolLM2-135M's greedy
+# replies moved enough that one JSON reply looped past its limit, with Q8_0 replies came out short.
 KV_TYPES = {"f16": C.GGML_TYPE_F16, "bf16": 30, "q8_0": C.GGML_TYPE_Q8_0}  # 30: GGML_TYPE_BF16
 
 
@@ -380,7 +380,6 @@ class LlamaBatch:
         self.embeddings = False
         self.pacer = PrefillPacer(model.prefill_chunk)
         self.cost = speculation.StepCost()
-        self.tile = TileChoice()
         self.lately = speculation.Lately()  # what guesses did in its rows: a new row's prior
         self.guesses = (0, 0)
         self.rows: list[Row] = []
@@ -477,9 +476,6 @@ class LlamaBatch:
         for row in prefilling:  # before this step's tokens go in: only decoded cells are shared
             self._share(row)
         decoding = [r for r in self.rows if r.fed == len(r.prompt)]
-        alone = prefilling[0] if len(prefilling) == 1 and not decoding else None  # one prompt slice, nothing else
-        if alone:
-            self._widen_to_tile(alone)
         guesses = self._guesses(decoding) if decoding and not prefilling else {}
         # (the batch holds PREFILL_ALONE tokens and one a row, whatever RILL_PREFILL_CHUNK says)
         budget = min(self.pacer.budget(), self.PREFILL_ALONE) if decoding else self.PREFILL_ALONE
@@ -517,8 +513,6 @@ class LlamaBatch:
             self.pacer.record(seconds, n - len(decoding))
         if decoding and not prefilling:
             self.cost.record(n, seconds)
-        if alone:  # what flash attention took for it
-            self.tile.record(n, alone.fed - n, seconds)
         kept = 0
         for row, first, guess, ngram in fed:
             held = row.take(guess, ngram, lambda i, first=first, row=row: self._output(first + i, row))
@@ -559,19 +553,6 @@ class LlamaBatch:
             row.closing = []
         self.batch.n_tokens = n
         decode(self.ctx, self.batch, "closings")
-
-    def _widen_to_tile(self, row: Row) -> None:
-        """With an F16 cache (the default), a follow-up's few new tokens after a long kept
-        conversation go through llama.cpp's CPU flash attention one query at a time, each over every
-        cell; from FLASH_TILE queries in a step it takes a tiled path. Where that pays on this
-        machine (flash_tile.py), the step decodes the kept tokens just before the new ones again,
-        to fill a tile. (They still count as cached: the cache did hold them.)"""
-        new, context = self._text_end(row) - row.fed, row.fed
-        again = FLASH_TILE - new
-        if self.model.kv_cache == "f16" and row.media is None and 0 < again <= context and self.tile.pays(new, context):
-            row.fed -= again
-            row.kv = row.kv[:row.fed]
-            C.llama_memory_seq_rm(self.memory, row.seq, row.fed, -1)
 
     def _guesses(self, decoding: list[Row]) -> dict:
         if not self.model.speculate:
