@@ -2,9 +2,10 @@
 follow-up (a new message and the template's markers) and of a long prompt's 512-token slice,
 after 64 to 2,048 tokens of context, in a cache of the engine's shape, four ways in the same run
 on the wheel's model: flash attention over a BF16 cache, a Q8_0 one, an F16 one (the engine's
-default, tiled from 16 queries of one conversation after 512 cells in Rill's build: llama_cpp.KV_TYPES), and the matrix products (F16); and a decode
-step of several rows, each after its own conversation: the products read every row's cells for
-every query, flash attention skips other conversations' cells.
+default, tiled from 16 queries of one conversation over 512 cells in Rill's build:
+llama_cpp.KV_TYPES), and the matrix products (F16); and a decode step of several rows, each after
+its own conversation: the products read every row's cells for every query, flash attention skips
+other conversations' cells.
 
 Usage: python bench/context_bench.py [--contexts 64,256,512,1100,2048] [--rows 8x200,8x1100,16x200,16x600]
        [--repeats 10]

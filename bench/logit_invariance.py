@@ -30,50 +30,56 @@ PROMPT = [100 + (i * 37) % 3000 for i in range(400)]
 LENGTHS = (300, 120, 40)  # three conversations in the cache
 
 
+def logits_of(ctx, batch, n_vocab: int, entries: list[tuple[int, int, int]], want: int) -> np.ndarray:
+    """Logits of entry `want` of one step of (token, position, sequence) entries."""
+    for n, (token, position, seq) in enumerate(entries):
+        put_token(batch, n, token, position, seq, n == want)
+    batch.n_tokens = len(entries)
+    decode(ctx, batch)
+    return np.ctypeslib.as_array(C.llama_get_logits_ith(ctx, want), shape=(n_vocab,)).copy()
+
+
+def prefilled(ctx, batch, n_vocab: int, prompt: list[int], splits: list[int]) -> np.ndarray:
+    """Sequence 0 emptied, then `prompt` prefilled into it in steps ending at `splits`: its last
+    token's logits."""
+    C.llama_memory_seq_rm(C.llama_get_memory(ctx), 0, 0, -1)
+    start = 0
+    for end in splits:
+        logits = logits_of(ctx, batch, n_vocab, [(prompt[i], i, 0) for i in range(start, end)], end - start - 1)
+        start = end
+    return logits
+
+
 def differences(model: LlamaModel, flash: bool, kv: str) -> dict[str, float]:
     n_vocab = C.llama_vocab_n_tokens(C.llama_model_get_vocab(model.handle))
     ctx = new_context(model.handle, 4096, len(LENGTHS), 512, model.threads, flash=flash, kv=kv)
     batch, memory = C.llama_batch_init(512, 0, 1), C.llama_get_memory(ctx)
 
-    def logits_of(entries: list[tuple[int, int, int]], want: int) -> np.ndarray:
-        """Logits of entry `want` of one step of (token, position, sequence) entries."""
-        for n, (token, position, seq) in enumerate(entries):
-            put_token(batch, n, token, position, seq, n == want)
-        batch.n_tokens = len(entries)
-        decode(ctx, batch)
-        return np.ctypeslib.as_array(C.llama_get_logits_ith(ctx, want), shape=(n_vocab,)).copy()
+    def step(entries: list[tuple[int, int, int]], want: int) -> np.ndarray:
+        return logits_of(ctx, batch, n_vocab, entries, want)
 
     def conversations() -> None:
         """Each sequence holds its prompt only, the next token's cells dropped."""
         for seq, length in enumerate(LENGTHS):
             C.llama_memory_seq_rm(memory, seq, length, -1)
 
-    def prefilled(splits: list[int]) -> np.ndarray:
-        """Sequence 0's prompt prefilled again in steps ending at `splits`: its last token's logits."""
-        C.llama_memory_seq_rm(memory, 0, 0, -1)
-        start = 0
-        for end in splits:
-            logits = logits_of([(PROMPT[i], i, 0) for i in range(start, end)], end - start - 1)
-            start = end
-        return logits
-
     try:
         for seq, length in enumerate(LENGTHS):
-            logits_of([(PROMPT[i] + seq, i, seq) for i in range(length)], length - 1)
+            step([(PROMPT[i] + seq, i, seq) for i in range(length)], length - 1)
         token, at = (555, LENGTHS[0], 0), LENGTHS[0]
         guesses = [(600 + j, at + 1 + j, 0) for j in range(8)]
         beside = [(777, LENGTHS[1], 1), (888, LENGTHS[2], 2)]
-        alone = logits_of([token], 0)
+        alone = step([token], 0)
         conversations()
         found = {}
         for name, entries, want in (("8 guesses after it", [token, *guesses], 0),
                                     ("2 rows beside it", [beside[0], token, beside[1]], 1),
                                     ("both", [beside[0], token, *guesses, beside[1]], 1)):
-            found[name] = float(np.abs(logits_of(entries, want) - alone).max())
+            found[name] = float(np.abs(step(entries, want) - alone).max())
             conversations()
-        whole = prefilled([400])
+        whole = prefilled(ctx, batch, n_vocab, PROMPT, [400])
         for name, splits in (("prompt 375 + 25", [375, 400]), ("prompt 399 + 1", [399, 400])):
-            found[name] = float(np.abs(prefilled(splits) - whole).max())
+            found[name] = float(np.abs(prefilled(ctx, batch, n_vocab, PROMPT, splits) - whole).max())
         return found
     finally:
         C.llama_batch_free(batch)
