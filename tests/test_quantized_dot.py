@@ -1,7 +1,8 @@
 """llama.cpp's CPU dot products of quantized rows, as Rill's build compiles them
 (patches/llama.cpp/x86-dot-products-four-blocks.patch: four blocks an iteration on x86), against
 the same sums taken exactly from the blocks' stored values: each block's integer products and
-scales, over row lengths that take the four-block loop, the one-block loop after it, or both."""
+scales, over row lengths that take the four-block loop, the one-block loop after it, or both; and
+Q4_1's two-rows-by-two-columns kernel, which must give each sum the one-row kernel's bits."""
 import ctypes
 from pathlib import Path
 
@@ -86,3 +87,27 @@ def test_a_quantized_rows_dot_product_is_its_blocks_exact_sum(ggml, kind, blocks
         assert abs(result.value - exact) <= 1e-6 * magnitude, (result.value, exact, magnitude)
         # and the blocks hold the row: the sum is the float product within quantization error
         assert abs(exact - float(weights @ activations)) <= 0.1 * magnitude
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 4, 5, 18, 48])
+def test_q4_1_two_rows_by_two_columns_give_the_one_row_kernels_bits(ggml, blocks):
+    """A matrix product calls Q4_1's kernel for two rows and two columns at once (nrows = 2, on x86
+    with AVX2 and F16C), and for one where a step's column count is odd: a token's logits must not
+    depend on which, or on what else its step holds."""
+    traits = ggml[1].ggml_get_type_traits_cpu(Q4_1).contents
+    if not {"avx2", "f16c"} <= set(Path("/proc/cpuinfo").read_text().split()):
+        pytest.skip("the two-by-two kernel is built for AVX2 and F16C")
+    assert traits.nrows == 2
+    rng = np.random.default_rng(100 + blocks)
+    for _ in range(10):
+        x = quantize_weights(ggml, Q4_1, rng.normal(0.3, 1.0, 2 * blocks * BLOCK).astype(np.float32))
+        y = quantize_activations(ggml, Q8_1, rng.normal(0.0, 2.0, 2 * blocks * BLOCK).astype(np.float32))
+        row, column = x.itemsize * blocks, y.itemsize * blocks
+        paired = (ctypes.c_float * 32)()  # s[c * 16 + r], as the matrix product lays it out
+        VEC_DOT(traits.vec_dot)(blocks * BLOCK, paired, 16, x.ctypes.data, row, y.ctypes.data, column, 2)
+        for r in range(2):
+            for c in range(2):
+                alone = ctypes.c_float()
+                VEC_DOT(traits.vec_dot)(blocks * BLOCK, ctypes.byref(alone), 0, x.ctypes.data + r * row, 0,
+                                        y.ctypes.data + c * column, 0, 1)
+                assert paired[c * 16 + r] == alone.value, (r, c, paired[c * 16 + r], alone.value)
