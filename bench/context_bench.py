@@ -4,8 +4,9 @@ after 64 to 2,048 tokens of context, in a cache of the engine's shape, four ways
 on the wheel's model: flash attention over a BF16 cache, a Q8_0 one, an F16 one (the engine's
 default, tiled from 16 queries of one conversation over 512 cells in Rill's build:
 llama_cpp.KV_TYPES), and the matrix products (F16); and a decode step of several rows, each after
-its own conversation: the products read every row's cells for every query, flash attention skips
-other conversations' cells.
+its own conversation, laid out as decoding them together leaves it (a row's cells one in every few):
+the products read every row's cells for every query, flash attention skips other conversations'
+cells.
 
 Usage: python bench/context_bench.py [--contexts 64,256,512,1100,2048] [--rows 8x200,8x1100,16x200,16x600]
        [--repeats 10]
@@ -85,6 +86,19 @@ def timings(model: LlamaModel, way: tuple, contexts: list[int], repeats: int) ->
     return out
 
 
+def interleaved(ctx, batch, rows: int, context: int) -> None:
+    """Sequences 0 to rows-1, `context` tokens each, position by position (every row's token at one
+    position, then the next), as rows decoding together fill the cache: a row's cells lie one in
+    every `rows`, not side by side as a prompt's do."""
+    entries = [(position, seq) for position in range(context) for seq in range(rows)]
+    for start in range(0, len(entries), SLICE):
+        part = entries[start:start + SLICE]
+        for i, (position, seq) in enumerate(part):
+            put_token(batch, i, 100 + (position + 7 * seq) % 1000, position, seq, False)
+        batch.n_tokens = len(part)
+        decode(ctx, batch)
+
+
 def batched(model: LlamaModel, way: tuple, shape: tuple[int, int], repeats: int, tokens: int = 0) -> float:
     """Median ms of a decode step of `rows` rows, each after `context` tokens of its own; of `tokens`
     tokens spread over them where given (a row's guesses are its next positions: step_sizes.py)."""
@@ -93,8 +107,7 @@ def batched(model: LlamaModel, way: tuple, shape: tuple[int, int], repeats: int,
     ctx = engine_context(model, way, rows * (context + 1) + tokens)
     batch, memory = C.llama_batch_init(SLICE, 0, 1), C.llama_get_memory(ctx)
     try:
-        for seq in range(rows):
-            prefill(ctx, batch, seq, 0, context)
+        interleaved(ctx, batch, rows, context)
 
         def timed() -> float:
             for i in range(tokens):

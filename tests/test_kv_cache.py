@@ -248,6 +248,41 @@ def test_flash_attention_tiles_a_follow_ups_few_queries_as_it_tiles_many():
     assert np.abs(nineteen - one_at_a_time).max() < 1.5 and nineteen.argmax() == one_at_a_time.argmax()
 
 
+def test_a_row_decoding_beside_others_gets_its_own_logits_as_their_cells_interleave():
+    """Rows decoding together take one cell each a step, so a row's reply lies in one cell of every
+    four here, and flash attention skips the other rows' cells for each query (Rill's build tests 16
+    cells' mask values at a time: patches/llama.cpp). A row beside three others gets, after 24
+    tokens, the logits it gets decoding alone, its reply's cells side by side."""
+    from bench.logit_invariance import logits_of
+    from rill.providers.local.llama_cpp import LlamaModel, new_context
+
+    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
+    provider.load()
+    model = provider.model
+    assert isinstance(model, LlamaModel) and model.kv_cache == "f16"
+    ctx = new_context(model.handle, 1024, 4, 512, model.threads)
+    batch, memory = C.llama_batch_init(512, 0, 1), C.llama_get_memory(ctx)
+    prompts = [[100 + (i * 37 + 11 * seq) % 3000 for i in range(20 + 5 * seq)] for seq in range(4)]
+    replies = [[400 + (j * 53 + 7 * seq) % 3000 for j in range(24)] for seq in range(4)]
+
+    def row_zero_after_its_reply(rows: list[int]) -> np.ndarray:
+        C.llama_memory_seq_rm(memory, -1, -1, -1)
+        for seq in rows:
+            logits_of(ctx, batch, model.n_vocab, [(t, i, seq) for i, t in enumerate(prompts[seq])], 0)
+        for j in range(24):
+            logits = logits_of(ctx, batch, model.n_vocab,
+                               [(replies[seq][j], len(prompts[seq]) + j, seq) for seq in rows], 0)
+        return logits
+
+    try:
+        alone, beside_others = row_zero_after_its_reply([0]), row_zero_after_its_reply([0, 1, 2, 3])
+    finally:
+        C.llama_batch_free(batch)
+        C.llama_free(ctx)
+    # 0 here; the bound leaves room for the output layer's kernels on other CPUs
+    assert np.abs(alone - beside_others).max() < 0.01
+
+
 def test_follow_ups_arriving_together_are_prefilled_in_one_step(monkeypatch):
     """transformers: follow-ups that arrive together, each starting from its own kept conversation,
     take their slices in the same packed forward pass (they joined one a step before), and each
