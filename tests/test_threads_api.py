@@ -2,6 +2,7 @@
 write questions and replies into a tree, edits and regenerates are branches, the model sees the
 chosen path, devices sync by revision, and bad requests change nothing."""
 import json
+import threading
 import time
 
 import jwt
@@ -126,6 +127,22 @@ def test_the_change_stream_says_at_once_when_a_device_is_behind(client):
     first = next(iter(response.response))
     response.close()
     assert first.startswith(b"event: changed\n") and json.loads(first.split(b"data: ")[1])["revision"] > since
+
+
+def test_the_change_stream_opens_at_once_when_a_device_is_up_to_date(make_app):
+    client = make_app(keepalive_seconds=600).test_client()
+    since = client.get("/api/threads").get_json()["revision"]
+    opened = []
+
+    def open_stream():  # the test client returns with the first bytes, as a browser's `open` comes
+        response = client.get(f"/api/threads/changes?since={since}", buffered=False)
+        opened.append(next(iter(response.response)))
+        response.close()
+
+    reader = threading.Thread(target=open_stream, daemon=True)
+    reader.start()
+    reader.join(30)  # held until the first keepalive, it would open after 600 s
+    assert opened == [b": ping\n\n"]
 
 
 @pytest.mark.parametrize("request_body,status,words", [

@@ -202,7 +202,9 @@ def search():
 @bp.get("/changes")
 def changes():
     """An SSE stream of the user's revisions as changes happen (for a page without Socket.IO):
-    `event: changed` with {"revision"}, first at once when the client is behind `since`."""
+    `event: changed` with {"revision"}, first at once when the client is behind `since`, else a
+    ping: the headers go out with the first bytes, and a client should not wait a keepalive to
+    know that its stream is open."""
     since, user, rill = revision_arg("since"), g.user, current()
     now = rill.threads.revision(user)
     if since > now:
@@ -213,6 +215,8 @@ def changes():
         if now > after:
             after = now
             yield [format_event({"revision": now}, "changed")]
+        else:
+            yield [PING]
         for revision in rill.threads.feed.follow(user, after, rill.settings.keepalive_seconds):
             yield [PING if revision is None else format_event({"revision": revision}, "changed")]
 
