@@ -15,6 +15,7 @@ is freed at once.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import time
@@ -61,6 +62,8 @@ def init_llama_cpp() -> None:
 
 
 EMBED_SEQUENCES = 32  # inputs pooled in one llama_decode
+CHAT_PIECES_KEPT = 4096  # a chat's pieces between end-of-turn tokens, kept tokenized (Vocab.encode_chat)
+SPECIAL = C.LLAMA_TOKEN_ATTR_CONTROL | C.LLAMA_TOKEN_ATTR_USER_DEFINED | C.LLAMA_TOKEN_ATTR_UNKNOWN
 
 
 def amx_built() -> bool:
@@ -88,15 +91,25 @@ def load_vocab(source: Path):
     handle = C.llama_model_load_from_file(str(source).encode(), params)
     if not handle:
         raise RuntimeError(f"llama.cpp could not read the vocabulary of {source}")
-    return handle, Vocab(C.llama_model_get_vocab(handle))
+    return handle, Vocab(C.llama_model_get_vocab(handle), tokenizer_kind(handle))
+
+
+def tokenizer_kind(model) -> str:
+    """The GGUF's `tokenizer.ggml.model` (gpt2, llama, ...)."""
+    buf = ctypes.create_string_buffer(64)
+    n = C.llama_model_meta_val_str(model, b"tokenizer.ggml.model", buf, len(buf))
+    return buf.value.decode() if 0 <= n < len(buf) else ""
 
 
 class Vocab:
     """The tokenizer face the decoding code expects (`decode(ids)`), on llama.cpp's vocabulary."""
 
-    def __init__(self, vocab):
+    def __init__(self, vocab, kind: str = ""):
         self.vocab = vocab
         self.pieces: dict[int, bytes] = {}
+        self.kind = kind  # the GGUF's tokenizer.ggml.model
+        self.cuts: dict[int, str] = {}  # end-of-turn token: its text where a chat may be cut after it, or ""
+        self._chat_piece = functools.lru_cache(CHAT_PIECES_KEPT)(self._tokenize_chat_piece)
 
     def piece(self, token: int, special: bool = False) -> bytes:
         if special or token not in self.pieces:
@@ -121,6 +134,58 @@ class Vocab:
             if n >= 0:
                 return buf[:n]
             size = -n
+
+    def encode_chat(self, text: str, end: int) -> list[int]:
+        """A rendered chat's ids, the same as encode's, each piece of it between the template's
+        end-of-turn tokens (`end`) tokenized once: a 20-turn chat took 3.4 ms again at every turn,
+        in the engine's thread."""
+        marker = self._cut_after(end)
+        if not marker or marker not in text:
+            return self.encode(text)
+        pieces = text.split(marker)
+        ids = []
+        for i, piece in enumerate(pieces):
+            piece_ids = self._chat_piece(piece, end, i > 0, i < len(pieces) - 1)
+            if piece_ids is None:
+                return self.encode(text)
+            ids += piece_ids
+        return ids
+
+    def _tokenize_chat_piece(self, piece: str, end: int, after_end: bool, before_end: bool) -> tuple[int, ...] | None:
+        """A piece tokenized between the end tokens around it in the chat (their lstrip and rstrip,
+        SentencePiece's space after a special token): its ids and the end token after it; None
+        where an end token did not come out as itself."""
+        marker = self._cut_after(end)
+        ids = self.encode(marker * after_end + piece + marker * before_end)
+        if after_end:
+            if ids[:1] != [end]:
+                return None
+            ids = ids[1:]
+        if before_end and ids[-1:] != [end]:
+            return None
+        return tuple(ids)
+
+    def _cut_after(self, end: int) -> str:
+        if end not in self.cuts:
+            self.cuts[end] = self._cut_text(end)
+        return self.cuts[end]
+
+    def _cut_text(self, end: int) -> str:
+        """The text of the special token `end` where a chat may be cut after it and its pieces
+        tokenized apart with the same ids; "" where that may not hold. llama.cpp finds the special
+        tokens in a text first, then tokenizes the text between them apart (GPT-2's BPE and
+        SentencePiece do; the other kinds are not checked). It holds unless a special token could
+        be found across the cut (one with the end token's last character other than at its own
+        end) or whitespace at the end token could be stripped with another's."""
+        if self.kind not in ("gpt2", "llama") or end < 0 or not C.llama_vocab_get_attr(self.vocab, end) & SPECIAL:
+            return ""
+        marker = C.llama_vocab_get_text(self.vocab, end).decode(errors="replace")
+        specials = (C.llama_vocab_get_text(self.vocab, t).decode(errors="replace")
+                    for t in range(C.llama_vocab_n_tokens(self.vocab))
+                    if C.llama_vocab_get_attr(self.vocab, t) & SPECIAL)
+        if not marker or marker != marker.strip() or any(marker[-1] in other[:-1] for other in specials):
+            return ""
+        return marker
 
 
 class LlamaModel:
@@ -173,7 +238,7 @@ class LlamaModel:
     def _open(self, source: Path, gpu: bool) -> None:
         self.handle = load_model(source, gpu)
         self.vocab = C.llama_model_get_vocab(self.handle)
-        self.tokenizer = Vocab(self.vocab)
+        self.tokenizer = Vocab(self.vocab, tokenizer_kind(self.handle))
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
         self.layers = C.llama_model_n_layer(self.handle)
         self.n_embd = C.llama_model_n_embd(self.handle)
@@ -238,13 +303,15 @@ class LlamaModel:
         return self._closing
 
     def chat_tokens(self, chat: list[dict], tools: list[dict] | None = None) -> list[int]:
-        return self.tokenizer.encode(self._render(chat, tools))
+        closing = self.closing()
+        return self.tokenizer.encode_chat(self._render(chat, tools), closing[0] if closing else -1)
 
     def chat_media(self, chat: list[dict], tools: list[dict] | None, images: list[Image]) -> tuple[list[int], Media]:
         return self.projector.tokenize(self._render([self.projector.flatten(m) for m in chat], tools), images)
 
     def _render(self, chat: list[dict], tools: list[dict] | None) -> str:
         return self.template.render(messages=chat, tools=tools, add_generation_prompt=True, **self.special)
+
     def unload(self) -> None:
         if self.pooler is not None:
             self.pooler.close()
