@@ -14,17 +14,19 @@ is freed at once.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
-import functools
 import logging
 import os
 import time
+from array import array
 from functools import cached_property
 from pathlib import Path
 
 import llama_cpp as C
 import numpy as np
 
+from ...runtime import real_threading
 from .options import LocalOptions
 from ..base import Image
 from .contract import EMBEDDING_TOKENS, Media
@@ -62,7 +64,7 @@ def init_llama_cpp() -> None:
 
 
 EMBED_SEQUENCES = 32  # inputs pooled in one llama_decode
-CHAT_PIECES_KEPT = 4096  # a chat's pieces between end-of-turn tokens, kept tokenized (Vocab.encode_chat)
+CHAT_PIECE_CHARS = 4_000_000  # characters of chats' pieces kept tokenized (Vocab.encode_chat): ~8 MB of English
 SPECIAL = C.LLAMA_TOKEN_ATTR_CONTROL | C.LLAMA_TOKEN_ATTR_USER_DEFINED | C.LLAMA_TOKEN_ATTR_UNKNOWN
 
 
@@ -109,7 +111,9 @@ class Vocab:
         self.pieces: dict[int, bytes] = {}
         self.kind = kind  # the GGUF's tokenizer.ggml.model
         self.cuts: dict[int, str] = {}  # end-of-turn token: its text where a chat may be cut after it, or ""
-        self._chat_piece = functools.lru_cache(CHAT_PIECES_KEPT)(self._tokenize_chat_piece)
+        self.kept: collections.OrderedDict[tuple, array | None] = collections.OrderedDict()  # a chat's pieces' ids
+        self.kept_chars = 0
+        self.lock = real_threading.Lock()  # the engine's thread and a one-off turn's may both tokenize
 
     def piece(self, token: int, special: bool = False) -> bytes:
         if special or token not in self.pieces:
@@ -151,7 +155,24 @@ class Vocab:
             ids += piece_ids
         return ids
 
-    def _tokenize_chat_piece(self, piece: str, end: int, after_end: bool, before_end: bool) -> tuple[int, ...] | None:
+    def _chat_piece(self, piece: str, end: int, after_end: bool, before_end: bool) -> array | None:
+        """The piece's ids, kept: the least recently used go first past CHAT_PIECE_CHARS."""
+        key = (piece, end, after_end, before_end)
+        with self.lock:
+            if key in self.kept:
+                self.kept.move_to_end(key)
+                return self.kept[key]
+        ids = self._tokenize_chat_piece(piece, end, after_end, before_end)
+        with self.lock:
+            if key not in self.kept:
+                self.kept[key] = ids
+                self.kept_chars += len(piece)
+                while self.kept_chars > CHAT_PIECE_CHARS:
+                    (oldest, *_), _ = self.kept.popitem(last=False)
+                    self.kept_chars -= len(oldest)
+        return ids
+
+    def _tokenize_chat_piece(self, piece: str, end: int, after_end: bool, before_end: bool) -> array | None:
         """A piece tokenized between the end tokens around it in the chat (their lstrip and rstrip,
         SentencePiece's space after a special token): its ids and the end token after it; None
         where an end token did not come out as itself."""
@@ -163,7 +184,7 @@ class Vocab:
             ids = ids[1:]
         if before_end and ids[-1:] != [end]:
             return None
-        return tuple(ids)
+        return array("i", ids)
 
     def _cut_after(self, end: int) -> str:
         if end not in self.cuts:
@@ -171,21 +192,25 @@ class Vocab:
         return self.cuts[end]
 
     def _cut_text(self, end: int) -> str:
-        """The text of the special token `end` where a chat may be cut after it and its pieces
-        tokenized apart with the same ids; "" where that may not hold. llama.cpp finds the special
+        """The text of the special token `end`, where a chat may be cut after it and its pieces
+        tokenized apart with the same ids ("" where that may not hold): llama.cpp finds the special
         tokens in a text first, then tokenizes the text between them apart (GPT-2's BPE and
-        SentencePiece do; the other kinds are not checked). It holds unless a special token could
-        be found across the cut (one with the end token's last character other than at its own
-        end) or whitespace at the end token could be stripped with another's."""
+        SentencePiece do; the other kinds are not checked)."""
         if self.kind not in ("gpt2", "llama") or end < 0 or not C.llama_vocab_get_attr(self.vocab, end) & SPECIAL:
             return ""
         marker = C.llama_vocab_get_text(self.vocab, end).decode(errors="replace")
         specials = (C.llama_vocab_get_text(self.vocab, t).decode(errors="replace")
                     for t in range(C.llama_vocab_n_tokens(self.vocab))
                     if C.llama_vocab_get_attr(self.vocab, t) & SPECIAL)
-        if not marker or marker != marker.strip() or any(marker[-1] in other[:-1] for other in specials):
-            return ""
-        return marker
+        return marker if cuts_exactly(marker, specials) else ""
+
+
+def cuts_exactly(marker: str, specials) -> bool:
+    """Whether a text cut just after each `marker` (a special token's text) tokenizes the same in
+    pieces: no special token could be found across the cut (none holds the marker's last
+    character other than at its own end) and no whitespace at the marker could be stripped with
+    another token's lstrip or rstrip."""
+    return bool(marker) and marker == marker.strip() and not any(marker[-1] in other[:-1] for other in specials)
 
 
 class LlamaModel:
