@@ -124,7 +124,8 @@ def build(settings, auth_enabled: bool) -> dict:
                                                                                     "maxLength": 500}}],
             "responses": responses(ANY_JSON, 400, 401)}},
         "/api/threads/changes": {"get": {
-            "summary": "The user's revisions as threads change, as SSE (`event: changed`, data {revision})",
+            "summary": "The user's revisions as threads change, as SSE (`event: changed`, data {revision}; "
+                       "a `: ping` first where `since` is the newest)",
             "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
             "responses": responses({"text/event-stream": {"schema": {"type": "string"}}}, 400, 401)}},
         "/api/threads/{thread_id}": {
