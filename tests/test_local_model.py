@@ -164,3 +164,12 @@ def test_a_vanishing_temperature_is_greedy_not_a_crash(local):
     assert tiny == greedy
     nucleus, _ = run(local, USER, temperature=1.0, top_p=2.2250738585e-313, max_tokens=6)  # this one too
     assert nucleus == greedy
+
+
+def test_a_loaded_llama_cpp_model_cuts_chats_after_its_end_of_turn_token(local):
+    if local.model.engine != "llama.cpp":
+        pytest.skip("the transformers engine's tokenizer is Hugging Face's")
+    model = local.model
+    assert model.tokenizer.cuts == {model.turn_end(): "<|im_end|>"}  # found while loading, not in a turn
+    chat = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye."}]
+    assert model.chat_tokens(chat) == model.tokenizer.encode(model._render(chat, None))

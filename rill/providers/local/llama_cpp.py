@@ -143,7 +143,7 @@ class Vocab:
         """A rendered chat's ids, the same as encode's, each piece of it between the template's
         end-of-turn tokens (`end`) tokenized once: a 20-turn chat took about 3 ms again at every turn,
         in the engine's thread."""
-        marker = self._cut_after(end)
+        marker = self.cut_after(end)
         if not marker or marker not in text:
             return self.encode(text)
         pieces = text.split(marker)
@@ -176,7 +176,7 @@ class Vocab:
         """A piece tokenized between the end tokens around it in the chat (their lstrip and rstrip,
         SentencePiece's space after a special token): its ids and the end token after it; None
         where an end token did not come out as itself."""
-        marker = self._cut_after(end)
+        marker = self.cut_after(end)
         ids = self.encode(marker * after_end + piece + marker * before_end)
         if after_end:
             if ids[:1] != [end]:
@@ -186,7 +186,8 @@ class Vocab:
             return None
         return array("i", ids)
 
-    def _cut_after(self, end: int) -> str:
+    def cut_after(self, end: int) -> str:
+        """_cut_text's answer, found once (a scan of the vocabulary: 16 ms for 49,152 tokens)."""
         if end not in self.cuts:
             self.cuts[end] = self._cut_text(end)
         return self.cuts[end]
@@ -259,6 +260,7 @@ class LlamaModel:
         if self.mmproj:
             self.projector = Projector(self.mmproj, self.handle, self.threads, gpu)
             self.reads_images = True
+        self.tokenizer.cut_after(self.turn_end())  # here, not in the first turn
 
     def _open(self, source: Path, gpu: bool) -> None:
         self.handle = load_model(source, gpu)
@@ -328,8 +330,12 @@ class LlamaModel:
         return self._closing
 
     def chat_tokens(self, chat: list[dict], tools: list[dict] | None = None) -> list[int]:
+        return self.tokenizer.encode_chat(self._render(chat, tools), self.turn_end())
+
+    def turn_end(self) -> int:
+        """The template's end-of-turn token (the first of its closing); -1 where it has none."""
         closing = self.closing()
-        return self.tokenizer.encode_chat(self._render(chat, tools), closing[0] if closing else -1)
+        return closing[0] if closing else -1
 
     def chat_media(self, chat: list[dict], tools: list[dict] | None, images: list[Image]) -> tuple[list[int], Media]:
         return self.projector.tokenize(self._render([self.projector.flatten(m) for m in chat], tools), images)
