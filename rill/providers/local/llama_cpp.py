@@ -93,20 +93,25 @@ def load_vocab(source: Path):
     handle = C.llama_model_load_from_file(str(source).encode(), params)
     if not handle:
         raise RuntimeError(f"llama.cpp could not read the vocabulary of {source}")
-    return handle, Vocab(C.llama_model_get_vocab(handle), tokenizer_kind(handle))
+    return handle, Vocab(C.llama_model_get_vocab(handle), meta_value(handle, "tokenizer.ggml.model"))
 
 
-def tokenizer_kind(model) -> str:
-    """The GGUF's `tokenizer.ggml.model` (gpt2, llama, ...)."""
-    buf = ctypes.create_string_buffer(64)
-    n = C.llama_model_meta_val_str(model, b"tokenizer.ggml.model", buf, len(buf))
-    return buf.value.decode() if 0 <= n < len(buf) else ""
+def meta_value(model, key: str) -> str | None:
+    """A GGUF metadata value, as text; None where the file has none."""
+    buf = ctypes.create_string_buffer(1 << 16)
+    n = C.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    if n < 0:
+        return None
+    if n >= len(buf):
+        buf = ctypes.create_string_buffer(n + 1)
+        C.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    return buf.value.decode()
 
 
 class Vocab:
     """The tokenizer face the decoding code expects (`decode(ids)`), on llama.cpp's vocabulary."""
 
-    def __init__(self, vocab, kind: str = ""):
+    def __init__(self, vocab, kind: str | None = None):
         self.vocab = vocab
         self.pieces: dict[int, bytes] = {}
         self.kind = kind  # the GGUF's tokenizer.ggml.model
@@ -250,7 +255,7 @@ class LlamaModel:
             def questions() -> list[list[int]]:  # only when a conversion is measured
                 return [self.chat_tokens([{"role": "user", "content": q}]) for q in weights.QUESTIONS]
 
-            chosen, self.weights = weights.choose(self.source, int(self._meta("general.file_type") or -1),
+            chosen, self.weights = weights.choose(self.source, int(meta_value(self.handle, "general.file_type") or -1),
                                                   self.weights_setting, self.cache_dir, self.threads, questions)
             if chosen != self.source:  # the same vocabulary and template, other weights
                 C.llama_model_free(self.handle)
@@ -265,7 +270,7 @@ class LlamaModel:
     def _open(self, source: Path, gpu: bool) -> None:
         self.handle = load_model(source, gpu)
         self.vocab = C.llama_model_get_vocab(self.handle)
-        self.tokenizer = Vocab(self.vocab, tokenizer_kind(self.handle))
+        self.tokenizer = Vocab(self.vocab, meta_value(self.handle, "tokenizer.ggml.model"))
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
         self.layers = C.llama_model_n_layer(self.handle)
         self.n_embd = C.llama_model_n_embd(self.handle)
@@ -284,21 +289,10 @@ class LlamaModel:
         return self.tokenizer.piece(token, special=True).decode(errors="replace") if token >= 0 else ""
 
     def _chat_template(self) -> str:
-        template = self._meta("tokenizer.chat_template")
+        template = meta_value(self.handle, "tokenizer.chat_template")
         if template is None:
             raise RuntimeError(f"{self.source.name} has no chat template (tokenizer.chat_template)")
         return template
-
-    def _meta(self, key: str) -> str | None:
-        """A GGUF metadata value, as text; None where the file has none."""
-        buf = ctypes.create_string_buffer(1 << 16)
-        n = C.llama_model_meta_val_str(self.handle, key.encode(), buf, len(buf))
-        if n < 0:
-            return None
-        if n >= len(buf):
-            buf = ctypes.create_string_buffer(n + 1)
-            C.llama_model_meta_val_str(self.handle, key.encode(), buf, len(buf))
-        return buf.value.decode()
 
     def set_template(self, source: str) -> None:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
