@@ -8,29 +8,19 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import cpu_flags  # noqa: E402
+from bench.timing import median_ms  # noqa: E402
 from rill.providers.local import wheel_gguf_path  # noqa: E402
 from rill.providers.local.llama_cpp import LlamaModel  # noqa: E402
 from rill.providers.local.options import LocalOptions  # noqa: E402
 
 REPLY = "Rivers carry sediment from the mountains to the sea, shaping valleys and deltas along the way. " * 2
-
-
-def median_ms(work, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def main() -> None:

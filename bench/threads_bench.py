@@ -25,6 +25,7 @@ from rill import create_app  # noqa: E402
 from rill.config import Settings  # noqa: E402
 from deploy.cluster import start_postgres  # noqa: E402
 from e2e.browser import launch  # noqa: E402
+from bench.timing import median_ms  # noqa: E402
 from tests.server import free_port, start_server, stop_server  # noqa: E402
 
 WORDS = ("river delta estuary bank current meander source mouth flood basin tributary valley canyon lake "
@@ -41,14 +42,8 @@ def chain(rng: random.Random, count: int) -> list[dict]:
              "parts": [{"type": "text", "text": sentence(rng)}]} for n in range(count)]
 
 
-def median_ms(call, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        response = call()
-        times.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200, response.get_data(as_text=True)[:300]
-    return statistics.median(times)
+def answered(response) -> None:
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
 
 
 def first_paint_ms(browser, url: str, count: int, rounds: int) -> float:
@@ -94,16 +89,17 @@ def measure(name: str, database_url: str, messages: int, rounds: int, paints: in
     store.import_thread("anonymous", big, "ten thousand", chain(rng, 10_000), None)  # the newest
     filled = time.perf_counter() - started
     figures = {
-        "open: newest page (50)": median_ms(lambda: client.get(f"/api/threads/{big}/path?limit=50"), rounds),
-        "open: whole tree (10,000)": median_ms(lambda: client.get(f"/api/threads/{big}"), max(3, rounds // 4)),
-        f"search ({messages:,} messages)": median_ms(lambda: client.get(f"/api/search?q={rng.choice(WORDS)} "
-                                                                        f"{rng.choice(WORDS)}"), rounds),
+        "open: newest page (50)": median_ms(lambda: answered(client.get(f"/api/threads/{big}/path?limit=50")), rounds),
+        "open: whole tree (10,000)": median_ms(lambda: answered(client.get(f"/api/threads/{big}")),
+                                               max(3, rounds // 4)),
+        f"search ({messages:,} messages)": median_ms(lambda: answered(client.get(f"/api/search?q={rng.choice(WORDS)} "
+                                                                                 f"{rng.choice(WORDS)}")), rounds),
     }
     since = store.revision("anonymous")
     threads = [t["id"] for t in store.list("anonymous") if t["id"] != big]  # the big one stays as it is
     for n in range(1000 if threads else 0):
         store.add_message("anonymous", threads[n % len(threads)], None, "user", [{"type": "text", "text": "new"}])
-    figures["sync: 1,000 changes"] = median_ms(lambda: client.get(f"/api/threads?since={since}"), rounds)
+    figures["sync: 1,000 changes"] = median_ms(lambda: answered(client.get(f"/api/threads?since={since}")), rounds)
     store.update_thread("anonymous", big, title="ten thousand")  # the newest again
     if paints:
         figures.update(first_paints(database_url, store, paints))
