@@ -121,6 +121,24 @@ def test_a_bigger_step_is_tried_until_its_cost_is_known_and_again_after_a_while(
     assert plan(rows, lambda r: 8, lambda c: packed(c, 8), cost) == {}  # the median still says dear
 
 
+def test_only_a_guess_after_a_3_token_match_is_tried_on_trust():
+    """Where no guess pays, one is tried now and then to learn whether it would hold: on plain chat
+    a guess after a single token seen before rarely does (two such trials a reply, on the wheel's
+    Q4_1, where a second token costs nearly a step). A copy finds 3-token matches at once."""
+    cost = StepCost()
+    for _ in range(64):
+        cost.record(1, 7.5)  # one size only: a guess has not been tried lately
+    cost.record(2, 14.5)
+    for _ in range(63):
+        cost.record(1, 7.5)
+    weak = Guessing(held=1, missed=9)
+    weak.lookup = Lookup([5, 6, 1, 2, 3, 7, 8, 3])  # only the last token came before
+    assert weak.lookup.guess(8) == ([7, 8, 3], 1)
+    assert plan([weak], lambda r: 8, lambda c: packed(c, 1), cost) == {}
+    sure = Guessing(held=1, missed=9)
+    assert plan([sure], lambda r: 8, lambda c: packed(c, 1), cost)[sure][0][0] == 4  # tried
+
+
 def test_a_likely_long_guess_is_tried_where_a_second_token_costs_a_whole_step():
     """A repacked matmul takes rows in tiles: on a CPU a second token can cost a whole step and a
     ninth little more than the eighth. A likely guess is tried at its length, not only one token."""

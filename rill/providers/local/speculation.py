@@ -186,11 +186,13 @@ def plan(rows: list, room: Callable, tokens: Callable[[dict], int], cost: StepCo
     guesses at least so likely to hold, for every such threshold, the set with the most expected
     tokens per second, where that is MARGIN above none (a set, not guess by guess: where rows are
     padded to the longest, the first guess costs every row a position and the others' then cost
-    nothing). Where none is, a trial, so that what is not known gets measured: the likeliest row's
-    guess at the length that would pay most if a step above the largest size measured cost no more
-    than that size, where the step's size is not measured yet (a copy's long guesses on a CPU whose
-    second token costs a whole step, but whose tenth costs little more); else one guess, if a step
-    of its size has not been measured lately.
+    nothing). Where none is, a trial, so that what is not known gets measured: the likeliest guess
+    after a 3-token match (a copy has them at once; on plain chat a guess after a shorter one rarely
+    holds: two such trials a reply, about 1 % of its time on Q4_1), at the length that would pay
+    most if a step above the largest size measured cost no more than that size, where the step's
+    size is not measured yet (a copy's long guesses on a CPU whose second token costs a whole step,
+    but whose tenth costs little more); else one guess, if a step of its size has not been measured
+    lately.
     `room(row)`: how many a row may take; `tokens(plan)`: the step's tokens with that plan."""
     candidates = []
     for row in rows:
@@ -200,9 +202,10 @@ def plan(rows: list, room: Callable, tokens: Callable[[dict], int], cost: StepCo
         candidates += [(rate ** (i + 1), row, guess, n) for i in range(len(guess))]
     candidates.sort(key=lambda c: -c[0])  # a row's guesses stay in order: each is less likely
     best = fastest(candidates, len(rows), tokens, cost.estimator())
-    if best or not candidates or not cost.steps:
+    sure = [c for c in candidates if c[3] == NGRAMS[0]]
+    if best or not sure or not cost.steps:
         return best
-    _, row, guess, n = candidates[0]
+    _, row, guess, n = sure[0]
     long = fastest([c for c in candidates if c[1] is row], len(rows), tokens, cost.estimator(hopeful=True))
     if long and tokens(long) not in cost.median:
         return long
