@@ -176,6 +176,25 @@ def test_a_new_row_starts_from_what_its_batchs_guesses_did_lately():
     assert row.rate(3) < Lookup([1, 2, 3], copying).rate(3) and copying.outcomes[3][1] > missed_before
 
 
+def test_the_line_is_fitted_to_the_last_64_steps():
+    """The fit's sums are kept as steps come and go: the same line as one fitted afresh."""
+    import random
+
+    rng, cost = random.Random(7), StepCost()
+    for _ in range(1000):
+        cost.record(rng.choice([1, 2, 3, 8, 9, 16, 17, 24]), rng.uniform(0.005, 0.09))
+        steps = list(cost.steps)
+        mean_t = sum(t for t, _ in steps) / len(steps)
+        mean_s = sum(s for _, s in steps) / len(steps)
+        spread = sum((t - mean_t) ** 2 for t, _ in steps)
+        slope = sum((t - mean_t) * (s - mean_s) for t, s in steps) / spread if spread else 0.0
+        if slope > 0:
+            assert cost.fit == pytest.approx((max(0.0, mean_s - slope * mean_t), slope), rel=1e-9, abs=1e-12)
+    for _ in range(64):
+        cost.record(1, 0.007)
+    assert cost.stale
+
+
 def test_one_slow_step_does_not_make_its_size_dear():
     cost = costs(fixed=10.0, per_token=1.0)
     for seconds in (12.0, 24.0, 12.0):  # a noisy moment doubles one of them

@@ -113,6 +113,7 @@ class StepCost:
 
     def __init__(self):
         self.steps: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
+        self.sums = (0, 0, 0.0, 0.0)  # over self.steps: tokens, tokens², seconds, tokens x seconds
         self.count = 0  # steps recorded
         self.recent: dict[int, collections.deque[float]] = {}  # tokens -> its last 16 steps' seconds
         self.median: dict[int, float] = {}  # tokens -> their median, once SEEN
@@ -133,15 +134,22 @@ class StepCost:
         if len(recent) >= self.SEEN:
             self.median[tokens] = statistics.median(recent)
             self.first.setdefault(tokens, self.median[tokens])
+        if len(self.steps) == self.steps.maxlen:
+            self._add(*self.steps[0], -1)
         self.steps.append((tokens, seconds))
-        n = len(self.steps)
-        mean_t = sum(t for t, _ in self.steps) / n
-        mean_s = sum(s for _, s in self.steps) / n
-        var = sum((t - mean_t) ** 2 for t, _ in self.steps)
-        self.stale = var == 0
-        per_token = sum((t - mean_t) * (s - mean_s) for t, s in self.steps) / var if var else 0.0
+        self._add(tokens, seconds, 1)
+        n, (t, tt, s, ts) = len(self.steps), self.sums
+        spread = n * tt - t * t  # n² times the sizes' variance: an exact integer
+        self.stale = spread == 0
+        per_token = (n * ts - t * s) / spread if spread else 0.0
         if per_token > 0:  # otherwise the timings say nothing yet
-            self.fit = (max(0.0, mean_s - per_token * mean_t), per_token)
+            self.fit = (max(0.0, (s - per_token * t) / n), per_token)
+
+    def _add(self, tokens: int, seconds: float, sign: int) -> None:
+        """The line's sums over the last 64 steps, kept as steps come and go (refitted from all 64
+        each step, they were a fifth of the engine's Python between two decode calls at c=1, profiled)."""
+        t, tt, s, ts = self.sums
+        self.sums = (t + sign * tokens, tt + sign * tokens * tokens, s + sign * seconds, ts + sign * tokens * seconds)
 
     def unmeasured(self, tokens: int) -> bool:
         """Worth a step of this size to measure it; or any bigger step, where none was tried lately
