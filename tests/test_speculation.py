@@ -1,6 +1,7 @@
 """Prompt-lookup speculation: guesses from the row's own text, kept only where they equal the
 model's own picks (greedy replies unchanged, seeded samples unchanged), and planned from measured
 costs: none where they do not pay."""
+import random
 import threading
 
 import numpy as np
@@ -178,8 +179,6 @@ def test_a_new_row_starts_from_what_its_batchs_guesses_did_lately():
 
 def test_the_line_is_fitted_to_the_last_64_steps():
     """The fit's sums are kept as steps come and go: the same line as one fitted afresh."""
-    import random
-
     rng, cost = random.Random(7), StepCost()
     for _ in range(1000):
         cost.record(rng.choice([1, 2, 3, 8, 9, 16, 17, 24]), rng.uniform(0.005, 0.09))
