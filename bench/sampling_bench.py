@@ -8,9 +8,7 @@ Usage: python bench/sampling_bench.py [--repeats 3]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import cpu_flags  # noqa: E402
+from bench.timing import median_ms  # noqa: E402
 from rill.providers.base import GenerationOptions  # noqa: E402
 from rill.providers.local import weights, wheel_gguf_path  # noqa: E402
 from rill.providers.local.decoding import Sampler  # noqa: E402
@@ -42,13 +41,12 @@ def model_logits() -> list[np.ndarray]:
 
 def per_token(pick, rows: list[np.ndarray], repeats: int) -> float:
     """Microseconds a token: the median over `repeats` passes over every position."""
-    passes = []
-    for _ in range(repeats):
-        started = time.perf_counter()
+
+    def one_pass() -> None:
         for logits in rows:
             pick(logits)
-        passes.append((time.perf_counter() - started) / len(rows))
-    return statistics.median(passes) * 1e6
+
+    return median_ms(one_pass, repeats) * 1000 / len(rows)
 
 
 def main() -> None:
