@@ -28,6 +28,10 @@ class Scheduler:
     def __init__(self, max_batch: int, label: str):
         self.max_batch = max_batch  # rows decoded together
         self.label = label  # `local/<model>`, the metrics label
+        # its series, looked up once: labels() is Python enough to show between two steps
+        self.batch_size = metrics.BATCH_SIZE.labels(label)
+        self.guessed = metrics.SPEC_DRAFT_TOKENS.labels(label)
+        self.held = metrics.SPEC_ACCEPTED_TOKENS.labels(label)
         self.jobs = real_queue.SimpleQueue()  # Jobs for run(), close()'s None, unload()'s UNLOAD
         self.running = 0  # rows in the batch now
         self.waiting = 0  # turns queued for a place in it
@@ -134,12 +138,12 @@ class Scheduler:
                         row.finish("cancelled")
                 batch.drop_done()
                 if batch.rows:
-                    metrics.BATCH_SIZE.labels(self.label).observe(len(batch.rows))
+                    self.batch_size.observe(len(batch.rows))
                     batch.step()
                     guessed, held = batch.guesses
                     if guessed:
-                        metrics.SPEC_DRAFT_TOKENS.labels(self.label).inc(guessed)
-                        metrics.SPEC_ACCEPTED_TOKENS.labels(self.label).inc(held)
+                        self.guessed.inc(guessed)
+                        self.held.inc(held)
                     batch.drop_done()
             except Exception as exc:  # the model itself failed: every row in this batch ends
                 log.exception("batched step failed")
