@@ -385,8 +385,10 @@ def put_token(batch, n: int, token: int, position: int, seq: int, logits: bool) 
 # differently, so a token's logits change with what its step holds (guesses, other rows, where a
 # cached prefix ended); through BF16 and Q8_0 they do not (bench/logit_invariance.py; a
 # conversation's cells in another order in the cache still round its sums differently). On an
-# Intel CPU their one-query path is also cheaper per cell than F16's (float32 sums): after 1,100
-# tokens a decode step 15 against 24 ms (on an AMD EPYC F16's is the cheaper: 10 against 15); long
+# Intel CPU stock llama.cpp's one-query path was slower per cell with F16 (after 1,100 tokens a
+# decode step 24 against 15 ms): it summed F16's V in fp16. Rill's build sums it in fp32, 8 cells at
+# a time (patches/llama.cpp/flash-attention.patch): on an AMD EPYC after 1,100 tokens a decode step
+# now takes F16 10.4 ms, BF16 13.5, Q8_0 12.3. With BF16 and Q8_0 long
 # prompts prefill about twice as slowly and a follow-up after a long conversation about 1.5x (no
 # tiled path): bench/context_bench.py. F16 stays the default: with BF16 SmolLM2-135M's greedy
 # replies moved enough that one JSON reply looped past its limit, with Q8_0 replies came out short.
