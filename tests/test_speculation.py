@@ -41,12 +41,12 @@ def test_a_rows_guesses_are_trusted_as_they_hold():
 
 
 class Guessing:
-    """A row as plan() sees it: its last tokens "1 2 3" came before, followed by 4 to 11; its
-    guesses after 3-grams held `held` times and missed `missed` times."""
+    """A row as plan() sees it: its last tokens 1 to 6 came before, followed by 7 to 14; its
+    guesses after 6-grams held `held` times and missed `missed` times."""
 
     def __init__(self, held: float, missed: float):
-        self.lookup = Lookup([*range(1, 12), 1, 2, 3])
-        self.lookup.outcomes[3] = [held, missed]
+        self.lookup = Lookup([*range(1, 15), *range(1, 7)])
+        self.lookup.outcomes[6] = [held, missed]
 
     def guessing(self) -> Lookup:
         return self.lookup
@@ -67,7 +67,7 @@ def packed(chosen: dict, rows: int) -> int:
 def test_guesses_go_in_where_an_extra_token_is_cheap_and_they_hold():
     row = Guessing(held=19, missed=1)  # 95 % of its guesses hold
     cheap = plan([row], lambda r: 8, lambda c: packed(c, 1), costs(fixed=10.0, per_token=0.5))
-    assert cheap[row] == ([4, 5, 6, 7, 8, 9, 10, 11], 3)
+    assert cheap[row] == ([7, 8, 9, 10, 11, 12, 13, 14], 6)
     dear = plan([row], lambda r: 8, lambda c: packed(c, 1), costs(fixed=0.1, per_token=10.0))
     assert dear == {}  # a guessed token costs a whole step: never worth it
     doubtful = Guessing(held=1, missed=9)
@@ -122,22 +122,24 @@ def test_a_bigger_step_is_tried_until_its_cost_is_known_and_again_after_a_while(
     assert plan(rows, lambda r: 8, lambda c: packed(c, 8), cost) == {}  # the median still says dear
 
 
-def test_only_a_guess_after_a_3_token_match_is_tried_on_trust():
+def test_only_a_guess_after_a_long_match_is_tried_on_trust():
     """Where no guess pays, one is tried now and then to learn whether it would hold: on plain chat
-    a guess after a single token seen before rarely does (two such trials a reply, on the wheel's
-    Q4_1, where a second token costs nearly a step). A copy finds 3-token matches at once."""
+    a guess after a few tokens seen before often does not (on the wheel's Q4_1 a second token costs
+    nearly a step). A copy runs 6 tokens and more along its source at once."""
     cost = StepCost()
     for _ in range(64):
         cost.record(1, 7.5)  # one size only: a guess has not been tried lately
     cost.record(2, 14.5)
     for _ in range(63):
         cost.record(1, 7.5)
-    weak = Guessing(held=1, missed=9)
-    weak.lookup = Lookup([5, 6, 1, 2, 3, 7, 8, 3])  # only the last token came before
-    assert weak.lookup.guess(8) == ([7, 8, 3], 1)
-    assert plan([weak], lambda r: 8, lambda c: packed(c, 1), cost) == {}
+    for tokens, found in (([5, 6, 1, 2, 3, 7, 8, 3], ([7, 8, 3], 1)),  # only the last token came before
+                          ([9, 1, 2, 3, 4, 5, 7, 1, 2, 3, 4, 5], ([7, 1, 2, 3, 4, 5], 3))):  # five did
+        weak = Guessing(held=1, missed=9)
+        weak.lookup = Lookup(tokens)
+        assert weak.lookup.guess(8) == found
+        assert plan([weak], lambda r: 8, lambda c: packed(c, 1), cost) == {}
     sure = Guessing(held=1, missed=9)
-    assert plan([sure], lambda r: 8, lambda c: packed(c, 1), cost)[sure][0][0] == 4  # tried
+    assert plan([sure], lambda r: 8, lambda c: packed(c, 1), cost)[sure][0][0] == 7  # tried
 
 
 def test_a_likely_long_guess_is_tried_where_a_second_token_costs_a_whole_step():
@@ -151,7 +153,7 @@ def test_a_likely_long_guess_is_tried_where_a_second_token_costs_a_whole_step():
     assert plan([doubtful], lambda r: 8, lambda c: packed(c, 1), cost) == {}  # nothing to learn
     for _ in range(StepCost.SEEN):
         chosen = plan([likely], lambda r: 8, lambda c: packed(c, 1), cost)
-        assert chosen[likely] == ([4, 5, 6, 7, 8, 9, 10, 11], 3)  # 9 tokens: what would they cost?
+        assert chosen[likely] == ([7, 8, 9, 10, 11, 12, 13, 14], 6)  # 9 tokens: what would they cost?
         cost.record(9, 30.0)
     assert len(plan([likely], lambda r: 8, lambda c: packed(c, 1), cost)[likely][0]) == 8  # they pay
     assert plan([doubtful], lambda r: 8, lambda c: packed(c, 1), cost) == {}

@@ -605,7 +605,7 @@ class LlamaBatch:
         seconds = time.perf_counter() - started
         if decoding and not guesses:  # the pacer compares slices with plain decode steps
             self.pacer.record(seconds, n - len(decoding))
-        if decoding and not prefilling:
+        if decoding and not prefilling and self.model.speculate:  # what guesses are planned on
             self.cost.record(n, seconds)
         kept = 0
         for row, first, guess, ngram in fed:

@@ -626,7 +626,8 @@ class HFBatch:
         held = self._forward(self.decoding, len(tokens) * width, guesses=guesses, input_ids=torch.tensor(tokens),
                              attention_mask=self.mask, past_key_values=self.cache, runs=self.runs,
                              position_ids=torch.tensor([[r.length + i for i in range(width)] for r in self.decoding]))
-        self.cost.record(len(tokens) * width, time.perf_counter() - started)
+        if self.model.speculate:  # what guesses are planned on
+            self.cost.record(len(tokens) * width, time.perf_counter() - started)
         self.guesses = (sum(len(g) for g, _ in guesses.values()), sum(held))
         end = self.mask.shape[1]
         for i, (row, kept) in enumerate(zip(self.decoding, held)):
