@@ -200,11 +200,11 @@ def plan(rows: list, room: Callable, tokens: Callable[[dict], int], cost: StepCo
     padded to the longest, the first guess costs every row a position and the others' then cost
     nothing). Where none is, a trial, so that what is not known gets measured: the likeliest guess
     after the longest match (NGRAMS[0]: a copy has them at once; on plain chat a trial after a
-    3-token match failed about half the time, and its 8 guesses cost 4 steps on Q4_1), at the length that would pay
-    most if a step above the largest size measured cost no more than that size, where the step's
-    size is not measured yet (a copy's long guesses on a CPU whose second token costs a whole step,
-    but whose tenth costs little more); else one guess, if a step of its size has not been measured
-    lately.
+    3-token match failed about half the time, and its 8 guesses cost 4 steps on Q4_1), at the
+    length that would pay most if a step above the largest size measured cost no more than that
+    size, where the step's size is not measured yet (a copy's long guesses on a CPU whose second
+    token costs a whole step, but whose tenth costs little more); else one guess, if a step of its
+    size has not been measured lately.
     `room(row)`: how many a row may take; `tokens(plan)`: the step's tokens with that plan."""
     candidates = []
     for row in rows:
