@@ -282,6 +282,7 @@ def reply(local, text: str, speculate: bool, **options) -> tuple[str, Finish, in
             batch.step()
             held += batch.guesses[1]
         batch.close()
+        assert (batch.cost.count > 0) == speculate  # steps are timed only where guesses are planned
         return "".join(p.text for p in out if isinstance(p, Piece)), out[-1], held
     finally:
         local.model.speculate = True
