@@ -118,10 +118,25 @@ class Page:
 
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the test item, for open_page to see whether the test failed."""
+    report = (yield).get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+def keep_failed_page(page, name: str) -> None:
+    """A failed test's page as it was: a screenshot, and its HTML beside it (what a CI run leaves)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"failed-{name}.png", full_page=True)
+    (ARTIFACTS / f"failed-{name}.html").write_text(page.content())
+
+
 @pytest.fixture
-def open_page(browser):
+def open_page(browser, request):
     """Makes app pages on a given server, each in its own context (its own storage); checks each
-    at the end: no uncaught errors, no dialogs, no Content-Security-Policy violations."""
+    at the end: no uncaught errors, no dialogs, no Content-Security-Policy violations. A failed
+    test's pages are kept in test-artifacts/."""
     made = []
 
     def make(server, width=1200, height=800, **context_options):
@@ -133,9 +148,12 @@ def open_page(browser):
         return wrapped
 
     yield make
-    for context, wrapped in made:
+    failed = getattr(request.node, "report_call", None) is not None and request.node.report_call.failed
+    for n, (context, wrapped) in enumerate(made):
         try:
             page = wrapped.page
+            if failed and not page.is_closed():
+                keep_failed_page(page, f"{request.node.name}-{n}")
             assert wrapped.errors == [], f"uncaught errors in the page: {wrapped.errors}"
             assert wrapped.dialogs == [], f"the page opened dialogs: {wrapped.dialogs}"
             if not page.is_closed() and page.url.startswith(wrapped.server.url):
