@@ -9,6 +9,7 @@ under eventlet, an OS thread otherwise. Nothing else in Rill needs to know the a
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import logging
 import math
@@ -87,6 +88,10 @@ class _GreenWaker:
         else:
             _wake(self.write_fd)
 
+    def deliver_all(self, items: list) -> None:  # from an OS thread: one wake-up for them all
+        self.pending.extend(items)
+        _wake(self.write_fd)
+
     def _readable(self, _fd: int) -> None:  # in the hub
         try:
             real_os.read(self.read_fd, 65536)
@@ -149,17 +154,60 @@ def _wake(fd: int) -> None:
 
 class Channel:
     """A one-way queue from any thread to one consumer, green thread or real thread:
-    put(item), and get(timeout=None), which raises queue.Empty after `timeout` seconds."""
+    put(item), and get(timeout=None), which raises queue.Empty after `timeout` seconds. An OS
+    thread that holds its deliveries (held_deliveries) hands its items over when it calls
+    deliver_held()."""
 
     def __init__(self):
         global _waker
         if green():
             if _waker is None:
                 _waker = _GreenWaker()
-            inner = _GreenChannel(_waker)
+            self.inner = _GreenChannel(_waker)
         else:
-            inner = real_queue.SimpleQueue()
-        self.put, self.get = inner.put, inner.get
+            self.inner = real_queue.SimpleQueue()
+        self.get = self.inner.get
+
+    def put(self, item) -> None:
+        held = _held.items
+        if held is None:
+            self.inner.put(item)
+        else:
+            held.append((self.inner, item))
+
+
+class _Held(real_threading.local):
+    items: list | None = None  # (channel, item) put by this thread since it last delivered them
+
+
+_held = _Held()
+
+
+@contextlib.contextmanager
+def held_deliveries():
+    """While this OS thread runs the block, what it puts into channels waits for its next
+    deliver_held() (and the block's end). A model's thread delivers a step's tokens just before
+    its next step, which lets go of the interpreter's lock: the server's thread, woken then, runs
+    at once, where a wake-up as each token came had it wait for the lock (a sleep and a wake-up
+    more a token), and a step's tokens for many streams cost one wake-up, not one each."""
+    _held.items = []
+    try:
+        yield
+    finally:
+        deliver_held()
+        _held.items = None
+
+
+def deliver_held() -> None:
+    """Hand over what this thread held back (held_deliveries); call it before anything long."""
+    items = _held.items
+    if items:
+        _held.items = []
+        if _waker is not None:
+            _waker.deliver_all(items)
+        else:
+            for channel, item in items:
+                channel.put(item)
 
 
 class _GreenCondition:

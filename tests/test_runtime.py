@@ -1,5 +1,5 @@
-"""The concurrency seam in both async modes: channels from OS threads and green threads, and the
-condition the turn log's readers wait on."""
+"""The concurrency seam in both async modes: channels from OS threads and green threads, an OS
+thread's held deliveries, and the condition the turn log's readers wait on."""
 import subprocess
 import sys
 import textwrap
@@ -69,6 +69,31 @@ SCRIPT = textwrap.dedent("""
     runtime.os_thread(lambda: items.put("x"), "rill-test")
     assert seen.get(timeout=10) is True
     assert not getattr(changed, "waiters", None) and not getattr(changed, "_waiters", None)
+
+    # An OS thread that holds its deliveries (a model's, between two steps) hands them over in order
+    # when it says so, and at the end of the block; nothing comes before.
+    held, said, ended = runtime.Channel(), runtime.real_threading.Event(), runtime.real_threading.Event()
+    def producer():
+        with runtime.held_deliveries():
+            for i in range(3):
+                held.put(i)
+            said.wait(10)
+            runtime.deliver_held()
+            held.put(3)
+            ended.wait(10)
+    runtime.os_thread(producer, "rill-test")
+    for gate in (said, ended):
+        try:
+            held.get(timeout=0.2)
+            raise AssertionError("a held item came before it was handed over")
+        except queue.Empty:
+            pass
+        gate.set()
+        if gate is said:
+            assert [held.get(timeout=10) for _ in range(3)] == [0, 1, 2]
+    assert held.get(timeout=10) == 3
+    runtime.spawn(lambda: held.put("green"))  # another thread's puts are not held
+    assert held.get(timeout=10) == "green"
     print("done")
 """)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import llama_cpp as C
 import numpy as np
 
-from ...runtime import real_threading
+from ...runtime import deliver_held, real_threading
 from .options import LocalOptions
 from ..base import Image
 from .contract import EMBEDDING_TOKENS, Media
@@ -366,7 +366,9 @@ class LlamaModel:
 
 def decode(ctx, batch, what: str = "") -> None:
     """llama_decode, whose status is a code to check (1: no cell free for the batch, 2: aborted,
-    negative: an error); `what` the batch held, for the message."""
+    negative: an error); `what` the batch held, for the message. The tokens held back since the
+    last step go out first: the server's thread takes them while llama.cpp computes."""
+    deliver_held()
     if (status := C.llama_decode(ctx, batch)) != 0:
         raise RuntimeError(f"llama_decode failed{what and ' on ' + what} ({status})")
 
@@ -544,6 +546,7 @@ class LlamaBatch:
         """Copy a finished row's cache out for a follow-up turn; a kept turn it extends is dropped."""
         if not self.kept.fits(row.kv):
             return
+        deliver_held()  # a copy of milliseconds (more where its memory is new): the tokens before it go out first
         state = self._state_memory(row.kv, C.llama_state_seq_get_size(self.ctx, row.seq))
         C.llama_state_seq_get_data(self.ctx, state.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), state.size,
                                    row.seq)

@@ -8,7 +8,7 @@ import logging
 from typing import Callable
 
 from ... import metrics
-from ...runtime import real_queue
+from ...runtime import deliver_held, held_deliveries, real_queue
 from ..base import ChatMessage, EmbedJob, Failure, Finish, GenerationOptions, Job, Prompt, ProviderError
 from .contract import Media, Model
 from .embedding import answer
@@ -73,6 +73,7 @@ class Scheduler:
         if job is None or job is UNLOAD:
             self.unload_asked = job is UNLOAD
             return None
+        deliver_held()  # a prompt to render and tokenize, or embeddings to compute: the rows' news first
         if isinstance(job, EmbedJob):  # run now, between steps: only this thread touches the model
             answer(job)
             return None
@@ -92,13 +93,19 @@ class Scheduler:
 
     def run(self, model: Model, prompt_for: PromptFor) -> bool:
         """Admit waiting turns between steps, until close() (False), or until an unload() finds
-        nothing running or waiting (True)."""
+        nothing running or waiting (True). What the rows write reaches their turns just before
+        each step (the model's decode lets go of the interpreter's lock), or before a wait."""
+        with held_deliveries():
+            return self._run(model, prompt_for)
+
+    def _run(self, model: Model, prompt_for: PromptFor) -> bool:
         jobs = self.jobs
         batch = model.new_batch(self.max_batch)
         waiting: collections.deque[Row] = collections.deque()
         self.unload_asked = False
         while True:
             if not waiting and all(row.done for row in batch.rows):  # idle: block until work arrives
+                deliver_held()
                 try:  # (a moment, where finished chats' closing is left to decode)
                     if row := self._row_for(jobs.get(timeout=CLOSING_GRACE if batch.rows else None), model,
                                             prompt_for):
@@ -132,6 +139,7 @@ class Scheduler:
                 for row in newcomers:  # the turn leaves the queue
                     row.emit(Prompt(len(row.prompt)))
                 if newcomers:
+                    deliver_held()  # (a kept conversation may be copied back first)
                     batch.add(newcomers)
                 for row in batch.rows:
                     if not row.done and row.cancel.is_set():

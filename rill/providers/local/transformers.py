@@ -34,6 +34,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
+from ...runtime import deliver_held
 from ..base import Image
 from .choice import pick_device
 from .contract import Media, image_mark
@@ -479,7 +480,9 @@ class HFBatch:
                  **inputs) -> list[int]:
         """Run the model (the weight copy for `tokens` tokens at once) and feed each row its logits:
         from its last position (and from its guesses', which end each row's input: speculation.py),
-        or with a packed sequence from position `keep[i]`. Returns how many guesses each row kept."""
+        or with a packed sequence from position `keep[i]`. Returns how many guesses each row kept.
+        The tokens held back since the last step go out first (runtime.held_deliveries)."""
+        deliver_held()
         model = self.model.model_for(tokens, self.dtype)
         self.dtype = model.dtype
         caches = inputs["past_key_values"]
@@ -561,6 +564,7 @@ class HFBatch:
         """Keep a finished row's cache for a follow-up turn; a kept turn it extends is dropped."""
         if not self.kept.fits(row.kv):
             return
+        deliver_held()
         columns = self.mask[index].nonzero().squeeze(1)
         layers = [(layer.keys[index:index + 1, :, columns], layer.values[index:index + 1, :, columns])
                   for layer in self.cache.layers]
@@ -712,6 +716,7 @@ class HFBatch:
     def _compact(self, rows: torch.Tensor) -> None:
         """Keep these rows of the cache, and only the columns one of them still reads (padding and
         failed guesses go)."""
+        deliver_held()  # copies of the whole cache: the tokens they follow go out first
         self.mask = self.mask[rows]
         columns = self.mask.any(dim=0).nonzero().squeeze(1)
         self.mask = self.mask[:, columns]
