@@ -12,7 +12,7 @@ def create_app(settings=None, providers=()):
     from . import logs, openapi
     from .api import chat, files, mcp, models, sessions, status, threads, ui, usage
     from .auth import ANONYMOUS, cli
-    from .chat.reasoning import ReasoningSplitter
+    from .chat.reasoning import reasoning_splitter
     from .config import Settings
     from .errors import register_error_handlers
     from .extensions import limiter, socketio
@@ -22,7 +22,7 @@ def create_app(settings=None, providers=()):
     from .transports import socketio as socketio_transport
 
     settings = settings or Settings.from_env()
-    ReasoningSplitter(settings.reasoning_tags)  # a bad RILL_REASONING_TAGS stops the start, not a request
+    reasoning_splitter(settings.reasoning_tags)  # a bad RILL_REASONING_TAGS stops the start, not a request
     app = Flask(__name__)  # rill/static and rill/templates: the UI ships inside the package
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["RATELIMIT_STORAGE_URI"] = settings.rate_limit_storage

@@ -46,7 +46,8 @@ class _Parked:
     def wait(self):
         self.greenlet = greenlet.getcurrent()
         hub = get_hub()
-        hub.ensure_greenlet()  # a hub that stopped is made again
+        if hub.greenlet.dead:  # a hub that stopped is made again
+            hub.ensure_greenlet()
         try:
             return hub.greenlet.switch()
         finally:
@@ -75,7 +76,7 @@ class _GreenWaker:
         self.hub = get_hub()
         self.hub_thread = real_threading.get_ident()
         self.pending = collections.deque()
-        self.woken: list | None = None  # while the hub hands items over: waiters to wake before it goes on
+        self.woken: list | None = None  # while the hub hands items over: waiters (and their timeouts) to wake
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
@@ -241,7 +242,7 @@ class _GreenCondition:
 
     def notify_all(self) -> None:
         if self.waiters:
-            waiters, self.waiters = [waiter for waiter, _ in self.waiters], []
+            waiters, self.waiters = self.waiters, []
             if _waker is not None and _waker.woken is not None:  # a channel's consumer, run by the hub
                 _waker.woken.extend(waiters)
             else:
@@ -262,9 +263,53 @@ class _GreenCondition:
             waiter.switch(False)
 
 
-def _wake_all(waiters: list) -> None:  # in the hub
-    for waiter in waiters:
+def _wake_all(waiters: list[tuple[_Parked, float]]) -> None:  # in the hub
+    for waiter, _ in waiters:
         waiter.switch(True)
+
+
+class _GreenLock:
+    """threading.Lock's with-statement for green threads: eventlet's green lock is several Python
+    calls each way, and a turn takes its lock once a token. Whoever lets go hands the lock to the
+    first green thread still waiting for it."""
+
+    __slots__ = ("held", "waiters")
+
+    def __init__(self):
+        self.held, self.waiters = False, collections.deque()
+
+    def __enter__(self):
+        if not self.held:
+            self.held = True
+            return self
+        parked = _Parked()
+        self.waiters.append(parked)
+        try:
+            parked.wait()  # it returns with the lock handed over
+        except BaseException:  # killed while waiting
+            if parked in self.waiters:
+                self.waiters.remove(parked)
+            else:  # the lock was on its way to it: on to the next one
+                self._let_go()
+            raise
+        return self
+
+    def __exit__(self, *_):
+        self._let_go()
+
+    def _let_go(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if waiter.greenlet is not None:
+                get_hub().schedule_call_global(0, waiter.switch, None)
+                return
+        self.held = False
+
+
+def lock():
+    """A lock for code that runs beside the server (spawn), held across waits (a save to the
+    store): green threads share one, real threads get threading.Lock."""
+    return _GreenLock() if green() else real_threading.Lock()
 
 
 def condition():

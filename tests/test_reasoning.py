@@ -5,7 +5,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rill.chat.reasoning import ReasoningSplitter
+from rill.chat.reasoning import reasoning_splitter
 from rill.providers.base import ToolCallPart
 from rill.providers.local.tool_calls import ToolCallReader
 
@@ -13,7 +13,7 @@ TEXT = "<think>Two and two, <b>4</b>; a < in here.</think>The answer is 4 </thin
 
 
 def run(pieces: list[str], tags: str = "<think>,</think>") -> tuple[str, str]:
-    splitter = ReasoningSplitter(tags)
+    splitter = reasoning_splitter(tags)
     out = [part for piece in pieces for part in splitter.feed(piece)] + splitter.flush()
     return ("".join(t for k, t in out if k == "reasoning"), "".join(t for k, t in out if k == "token"))
 

@@ -1,5 +1,5 @@
 """The concurrency seam in both async modes: channels from OS threads and green threads, an OS
-thread's held deliveries, and the condition the turn log's readers wait on."""
+thread's held deliveries, the lock a turn takes, and the condition the turn log's readers wait on."""
 import subprocess
 import sys
 import textwrap
@@ -94,6 +94,29 @@ SCRIPT = textwrap.dedent("""
     assert held.get(timeout=10) == 3
     runtime.spawn(lambda: held.put("green"))  # another thread's puts are not held
     assert held.get(timeout=10) == "green"
+
+    # The lock (a turn's): one holder at a time, held across a wait, handed over in turn; a
+    # waiter killed while it waits leaves it to the next one.
+    guard, seen = runtime.lock(), runtime.Channel()
+    def hold(name):
+        with guard:
+            seen.put(f"{name} in")
+            time.sleep(0.05)
+            seen.put(f"{name} out")
+    for name in "abc":
+        runtime.spawn(hold, name)
+        time.sleep(0.01)
+    assert [seen.get(timeout=10) for _ in range(6)] == ["a in", "a out", "b in", "b out", "c in", "c out"]
+    if runtime.green():
+        import eventlet
+        with guard:
+            doomed = eventlet.spawn(hold, "doomed")
+            runtime.spawn(hold, "next")
+            time.sleep(0.01)
+            doomed.kill()
+        assert [seen.get(timeout=10) for _ in range(2)] == ["next in", "next out"]
+    with guard:
+        pass
     print("done")
 """)
 

@@ -13,7 +13,6 @@ import enum
 import json
 import logging
 import queue
-import threading
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -25,10 +24,10 @@ from ..providers.base import (ChatMessage, Failure, Finish, GenerationOptions, I
 from ..refusals import Refused, not_multimodal
 from ..conversations.attachments import tokens
 from ..conversations.parts import chat_messages, reply_parts, text_of
-from ..runtime import Channel
+from ..runtime import Channel, lock
 from .events import (Done, Error, ErrorBody, Payload, ReasoningText, Start, Token, ToolApproval, ToolApprovalRequest,
                      ToolCallDelta, ToolCallEnd, ToolCallStart, ToolResult, Usage)
-from .reasoning import ReasoningSplitter
+from .reasoning import reasoning_splitter
 
 if TYPE_CHECKING:
     from ..mcp.servers import Call, Tool as McpTool
@@ -263,10 +262,10 @@ class Turn:
         self.reasoning: list[str] = []
         self.tool_calls: list[dict] = []  # {index, id, name, arguments}, in the order they began
         self.open_calls: dict[int, dict] = {}  # the calls not yet ended, by the upstream's index
-        self.splitter = ReasoningSplitter(services.settings.reasoning_tags)
+        self.splitter = reasoning_splitter(services.settings.reasoning_tags)
         self.first_at: float | None = None
         self.last_at: float | None = None
-        self._ending = threading.Lock()
+        self._ending = lock()  # taken once a piece: the server's own kind of lock
         self._interrupting = False  # a cancel from a shutdown: the turn ends interrupted
         self.tools = tools or {}  # the MCP tools Rill runs when the model calls them, by that name
         self.rounds = 0  # tool rounds run

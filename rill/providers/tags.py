@@ -7,23 +7,27 @@ from __future__ import annotations
 
 
 class TagSplitter:
-    def __init__(self, open_tag: str, close_tag: str):
+    def __init__(self, open_tag: str, close_tag: str, inside: str = "inside", outside: str = "outside",
+                 marks: bool = True):
+        """`inside` and `outside` name the kinds of text; `marks`: whether the tags are told too."""
         self.open, self.close = open_tag, close_tag
+        self.names = {True: inside, False: outside}
+        self.marks = marks
         self.inside = False
         self.held = ""
 
     def feed(self, text: str) -> list[tuple[str, str]]:
-        """[(kind, text)] in order: kind "outside" or "inside" with non-empty text, or "open" or
-        "close" (text "") where a tag was."""
+        """[(kind, text)] in order: kind "outside" or "inside" with non-empty text, or (with
+        `marks`) "open" or "close" (text "") where a tag was."""
         tag = self.close if self.inside else self.open
         if not self.held and tag[0] not in text:  # most pieces: no tag here, nor the start of one
-            return [("inside" if self.inside else "outside", text)] if text else []
+            return [(self.names[self.inside], text)] if text else []
         out = []
         text = self.held + text
         self.held = ""
         while text:
             tag = self.close if self.inside else self.open
-            kind = "inside" if self.inside else "outside"
+            kind = self.names[self.inside]
             at = text.find(tag)
             if at >= 0:
                 out += [(kind, text[:at]), ("close" if self.inside else "open", "")]
@@ -34,9 +38,9 @@ class TagSplitter:
             out.append((kind, text[:len(text) - keep]))
             self.held = text[len(text) - keep:]
             break
-        return [(kind, part) for kind, part in out if part or kind in ("open", "close")]
+        return [(kind, part) for kind, part in out if part or (self.marks and kind in ("open", "close"))]
 
     def flush(self) -> list[tuple[str, str]]:
         """The end of the text: what was held back is what it looked like."""
         held, self.held = self.held, ""
-        return [("inside" if self.inside else "outside", held)] if held else []
+        return [(self.names[self.inside], held)] if held else []
