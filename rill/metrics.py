@@ -72,7 +72,7 @@ def declare_model(model: str) -> None:
 def fast_observe(series: Histogram) -> Callable[[float], None]:
     """A labelled histogram's observe for a figure taken once a token: its bucket found by
     bisection, not by prometheus_client's walk over the bounds, and its checks made once here,
-    not on every call (tests/test_metrics.py holds it to the library's own)."""
+    not on every call (tests/test_metric_series.py holds it to the library's own)."""
     series._raise_if_not_observable()
     bounds, buckets, total = series._upper_bounds, series._buckets, series._sum
 
