@@ -114,10 +114,16 @@ class _GreenWaker:
 
 
 class _GreenChannel:
+    """Timeouts share one timer, moved on only when it fires: a reader that takes a turn's output
+    waits here once a token, each time until a little later (its keep-alive), and a timer of its
+    own each time would be made, scheduled and cancelled in Python for every token."""
+
     def __init__(self, waker: _GreenWaker):
         self.waker = waker
         self.items = collections.deque()
         self.waiter = _Parked()
+        self.until = math.inf  # when the waiting consumer gives up
+        self.timer_at = math.inf
 
     def put(self, item) -> None:
         self.waker.deliver(self, item)
@@ -131,13 +137,27 @@ class _GreenChannel:
     def get(self, timeout: float | None = None):
         if self.items:
             return self.items.popleft()
-        timer = None if timeout is None else self.waker.hub.schedule_call_global(
-            timeout, self.waiter.throw, queue.Empty)
+        if timeout is not None:
+            self.until = time.monotonic() + timeout
+            if self.until < self.timer_at:
+                self._arm(self.until)
         try:
             return self.waiter.wait()
         finally:
-            if timer is not None:
-                timer.cancel()
+            self.until = math.inf
+
+    def _arm(self, at: float) -> None:
+        self.timer_at = at
+        self.waker.hub.schedule_call_global(max(0.0, at - time.monotonic()), self._expire, at)
+
+    def _expire(self, at: float) -> None:  # in the hub
+        if at != self.timer_at:  # one armed since for an earlier time
+            return
+        self.timer_at = math.inf
+        if self.until <= time.monotonic():
+            self.waiter.throw(queue.Empty)
+        elif self.until < math.inf:
+            self._arm(self.until)
 
 
 _waker: _GreenWaker | None = None
@@ -269,19 +289,21 @@ def _wake_all(waiters: list[tuple[_Parked, float]]) -> None:  # in the hub
 
 
 class _GreenLock:
-    """threading.Lock's with-statement for green threads: eventlet's green lock is several Python
-    calls each way, and a turn takes its lock once a token. Whoever lets go hands the lock to the
-    first green thread still waiting for it."""
+    """threading.Lock for green threads: eventlet's green lock is several Python calls each way,
+    and a turn takes its lock once a token. Whoever lets go hands the lock to the first green
+    thread still waiting for it."""
 
     __slots__ = ("held", "waiters")
 
     def __init__(self):
         self.held, self.waiters = False, collections.deque()
 
-    def __enter__(self):
+    def acquire(self, blocking: bool = True) -> bool:
         if not self.held:
             self.held = True
-            return self
+            return True
+        if not blocking:
+            return False
         parked = _Parked()
         self.waiters.append(parked)
         try:
@@ -290,20 +312,27 @@ class _GreenLock:
             if parked in self.waiters:
                 self.waiters.remove(parked)
             else:  # the lock was on its way to it: on to the next one
-                self._let_go()
+                self.release()
             raise
-        return self
+        return True
 
-    def __exit__(self, *_):
-        self._let_go()
-
-    def _let_go(self) -> None:
+    def release(self) -> None:
         while self.waiters:
             waiter = self.waiters.popleft()
             if waiter.greenlet is not None:
                 get_hub().schedule_call_global(0, waiter.switch, None)
                 return
         self.held = False
+
+    def locked(self) -> bool:
+        return self.held
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *_):
+        self.release()
 
 
 def lock():

@@ -1,17 +1,29 @@
 """A turn's event log: append-only, numbered from 0, readable by any number of readers from any
 point while the turn runs and for a while after it ends.
 
-The writer is the turn's pump; readers are the connections following it (the request that
-started it, a reloaded page, a second tab, another transport). The pump and the readers are
-green threads under eventlet and real ones otherwise: runtime.condition() suits either.
+The writer is the turn: its pump, or a reader waiting for the next event, which writes it itself
+(Turn.follow). Readers are the connections following it (the request that started it, a reloaded
+page, a second tab, another transport). The pump and the readers are green threads under eventlet
+and real ones otherwise: runtime.condition() suits either.
 """
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import Iterator, Protocol
 
 from ..runtime import condition
 from .events import Payload, StreamEvent
+
+
+class Writer(Protocol):
+    """What writes a turn's events, for readers that write what they wait for (Turn)."""
+
+    def take(self, timeout: float) -> bool:
+        """The next events into the log, waiting `timeout` seconds at most; False: not now."""
+
+    def taken(self) -> bool:
+        """Under the log's lock, after take() said no: True while that stands (the reader waits,
+        and is woken when it changes)."""
 
 
 class TurnLog:
@@ -37,32 +49,40 @@ class TurnLog:
             self.changed.notify_all()
         return event
 
-    def follow(self, after: int = -1, keepalive: float = 15.0) -> Iterator[list[StreamEvent]]:
+    def follow(self, after: int = -1, keepalive: float = 15.0,
+               writer: Writer | None = None) -> Iterator[list[StreamEvent]]:
         """The events whose seq is greater than `after`, then the live ones until the final one,
         in batches: each is what has come since the last (a reader that fell behind, or one that
         starts from the past, gets it all at once and can send it in one write; one that keeps up
         gets each event alone, when it comes); a `ping` (seq of the last event sent) alone after
-        `keepalive` seconds of silence."""
+        `keepalive` seconds of silence. With a `writer` (the turn), a reader waiting for the next
+        event writes it itself where it can."""
         with self.changed:
             self.readers += 1
             self.unread_since = None
         try:
             next_seq = after + 1
+            quiet_until = time.monotonic() + keepalive
             while True:
-                with self.changed:
-                    if next_seq >= len(self.events) and not self.closed:
-                        self.changed.wait(keepalive)
-                    new = self.events[next_seq:]
-                    closed = self.closed
-                if not new:
-                    if closed:
+                closed = self.closed  # read first: once it is set, the final event is in
+                new = self.events[next_seq:]
+                if new:
+                    yield new
+                    if new[-1].final:
                         return
-                    yield [StreamEvent("ping", {}, self.turn_id, next_seq - 1)]
+                    next_seq = new[-1].seq + 1
+                    quiet_until = time.monotonic() + keepalive
                     continue
-                yield new
-                if closed:  # the final event was among them
+                if closed:
                     return
-                next_seq = new[-1].seq + 1
+                left = quiet_until - time.monotonic()
+                if left <= 0:
+                    yield [StreamEvent("ping", {}, self.turn_id, next_seq - 1)]
+                    quiet_until = time.monotonic() + keepalive
+                elif writer is None or not writer.take(left):
+                    with self.changed:
+                        if next_seq >= len(self.events) and not self.closed and (writer is None or writer.taken()):
+                            self.changed.wait(left)
         finally:
             with self.changed:
                 self.readers -= 1

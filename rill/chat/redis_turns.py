@@ -181,6 +181,9 @@ class RemoteTurn:
     def running(self) -> bool:
         return not self.state.ended
 
+    def follow(self, after: int = -1, keepalive: float = 15.0) -> Iterator[list[StreamEvent]]:
+        return self.log.follow(after, keepalive)
+
     def cancel(self) -> None:
         self.turns.client.publish(f"{self.turns.prefix}cancel", self.id)
 

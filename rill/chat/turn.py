@@ -17,16 +17,17 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from itertools import chain
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 from ..providers.base import (ChatMessage, Failure, Finish, GenerationOptions, Image, Job, Piece, Prompt, Provider,
                               ProviderError, Reasoning, Tool, ToolCall, ToolCallPart)
 from ..refusals import Refused, not_multimodal
 from ..conversations.attachments import tokens
 from ..conversations.parts import chat_messages, reply_parts, text_of
-from ..runtime import Channel, lock
-from .events import (Done, Error, ErrorBody, Payload, ReasoningText, Start, Token, ToolApproval, ToolApprovalRequest,
-                     ToolCallDelta, ToolCallEnd, ToolCallStart, ToolResult, Usage)
+from ..runtime import Channel, condition, lock
+from .events import (Done, Error, ErrorBody, Payload, ReasoningText, Start, StreamEvent, Token, ToolApproval,
+                     ToolApprovalRequest, ToolCallDelta, ToolCallEnd, ToolCallStart, ToolResult, Usage)
+from .log import TurnLog
 from .reasoning import reasoning_splitter
 
 if TYPE_CHECKING:
@@ -266,6 +267,10 @@ class Turn:
         self.first_at: float | None = None
         self.last_at: float | None = None
         self._ending = lock()  # taken once a piece: the server's own kind of lock
+        self.driving = lock()  # held by whoever takes the provider's output: the pump, or a reader (follow)
+        self.drivers = 0  # readers that take it while they wait
+        self.deferred: Finish | Failure | None = None  # what a reader took that only the pump handles
+        self.wanted = condition()  # the pump waits on it while readers take the output
         self._interrupting = False  # a cancel from a shutdown: the turn ends interrupted
         self.tools = tools or {}  # the MCP tools Rill runs when the model calls them, by that name
         self.rounds = 0  # tool rounds run
@@ -299,15 +304,34 @@ class Turn:
         self._interrupting = True
         self.cancel()
 
-    def run(self) -> None:
-        """The pump: the provider's output into the log, until the turn ends. A store that fails
-        under it (Redis gone for good) stops the model and frees the user's slot; readers of a
-        log they cannot reach have ended already."""
+    def begin(self) -> None:
+        """The first event, before any reader follows (Turns.add): what a reader waits for after it
+        is the model's output, which it may take itself (follow)."""
+        place = self.place
+        self.log.append(Start(place and place.thread_id, place and place.thread_id, self.id, self.model,
+                              place and place.question_id, place and place.reply_id))
         with self._ending:
             self._move_to(TurnState.WAITING)
+
+    def run(self) -> None:
+        """The pump: the provider's output into the log, until the turn ends, while no reader takes
+        it (follow); what only the pump does (a round's end: the reply saved, tools run) always. A
+        store that fails under it (Redis gone for good) stops the model and frees the user's slot;
+        readers of a log they cannot reach have ended already."""
         self.services.providers.submit(self.job)
         try:
-            self._pump()
+            while True:
+                with self.wanted:
+                    while self.drivers and self.deferred is None and self.running:
+                        self.wanted.wait()
+                if not self.running:
+                    return
+                self.driving.acquire()
+                try:
+                    item, self.deferred = self.deferred, None
+                    self._take(self.job.channel.get() if item is None else item)
+                finally:
+                    self._let_go()
         except Exception:
             log.exception("turn %s: its log or session could not be written; stopping it", self.id)
             self.job.cancel.set()
@@ -315,39 +339,85 @@ class Turn:
                 self.ended_at = time.monotonic()
                 self._move_to(TurnState.ERROR)
 
-    def _pump(self) -> None:
-        place = self.place
-        self.log.append(Start(place and place.thread_id, place and place.thread_id, self.id, self.model,
-                              place and place.question_id, place and place.reply_id))
-        while self.running:
-            item = self.job.channel.get()
-            if self.state is TurnState.WAITING:
-                with self._ending:
-                    self._move_to(TurnState.RUNNING)
-            match item:
-                case Prompt(tokens):
-                    self.prompt_tokens = tokens
-                case Piece(text):
-                    for kind, part in self.splitter.feed(text):
-                        self._text(kind, part)
-                case Reasoning(text):
-                    self._text("reasoning", text)
-                case ToolCallPart() as part:
-                    self.tool_call(part)
-                case Finish() as finish:
-                    for kind, part in self.splitter.flush():
-                        self._text(kind, part)
-                    finish = self._spend(finish)
-                    self.prompt_tokens = finish.prompt_tokens
-                    if self._runs_tools(finish):
-                        self._run_tools(finish)
-                    elif self._interrupting:
-                        self.end(TurnState.INTERRUPTED, interrupted())
-                    else:
-                        self.end(TurnState.CANCELLED if finish.reason == "cancelled" else TurnState.COMPLETE,
-                                 finish=finish)
-                case Failure(error):
-                    self.end(TurnState.ERROR, error)
+    def follow(self, after: int = -1, keepalive: float = 15.0) -> Iterator[list[StreamEvent]]:
+        """The turn's events (TurnLog.follow). Where the log is this process's, a reader waiting for
+        the next one takes the model's output and writes it into the log itself, where the pump
+        would: a token wakes one thread (or green thread), not the pump's and then the reader's."""
+        if not isinstance(self.log, TurnLog):  # Redis: every worker's readers wait on the stream
+            return self.log.follow(after, keepalive)
+        return self._driven(after, keepalive)
+
+    def _driven(self, after: int, keepalive: float) -> Iterator[list[StreamEvent]]:
+        with self.wanted:
+            self.drivers += 1
+        try:
+            yield from self.log.follow(after, keepalive, self)
+        finally:
+            with self.wanted:
+                self.drivers -= 1
+                if not self.drivers:  # the pump takes over
+                    self.wanted.notify_all()
+
+    def take(self, timeout: float) -> bool:
+        """For a reader waiting for the next event (TurnLog.follow): the model's next output into the
+        log, waiting `timeout` seconds at most; False when it is not this reader's to take now."""
+        if self.deferred is not None or not self.running or not self.driving.acquire(False):
+            return False
+        try:
+            try:
+                item = self.job.channel.get(timeout=timeout)
+            except queue.Empty:
+                return True
+            if isinstance(item, (Finish, Failure)):  # the pump's: it saves the reply, runs tools, waits for approvals
+                with self.wanted:
+                    self.deferred = item
+                    self.wanted.notify_all()
+            else:
+                self._take(item)
+            return True
+        finally:
+            self._let_go()
+
+    def taken(self) -> bool:
+        """Asked under the log's lock by a reader that could not take: someone else takes the
+        output, or the pump's turn has come; it is woken when that changes (_let_go)."""
+        return self.driving.locked() or self.deferred is not None or not self.running
+
+    def _let_go(self) -> None:
+        self.driving.release()
+        if self.drivers:  # readers that found it taken may take it now
+            with self.log.changed:
+                self.log.changed.notify_all()
+
+    def _take(self, item: Prompt | Piece | Reasoning | ToolCallPart | Finish | Failure | None) -> None:
+        """One item of the provider's output into the turn (None: a wake-up, see end())."""
+        if self.state is TurnState.WAITING:
+            with self._ending:
+                self._move_to(TurnState.RUNNING)
+        match item:
+            case Prompt(tokens):
+                self.prompt_tokens = tokens
+            case Piece(text):
+                for kind, part in self.splitter.feed(text):
+                    self._text(kind, part)
+            case Reasoning(text):
+                self._text("reasoning", text)
+            case ToolCallPart() as part:
+                self.tool_call(part)
+            case Finish() as finish:
+                for kind, part in self.splitter.flush():
+                    self._text(kind, part)
+                finish = self._spend(finish)
+                self.prompt_tokens = finish.prompt_tokens
+                if self._runs_tools(finish):
+                    self._run_tools(finish)
+                elif self._interrupting:
+                    self.end(TurnState.INTERRUPTED, interrupted())
+                else:
+                    self.end(TurnState.CANCELLED if finish.reason == "cancelled" else TurnState.COMPLETE,
+                             finish=finish)
+            case Failure(error):
+                self.end(TurnState.ERROR, error)
 
     def _text(self, kind: str, text: str) -> None:
         """Answer text (`token`) or `reasoning`."""
@@ -517,6 +587,9 @@ class Turn:
             except Exception:  # the reply is saved; losing its figures must not fail it
                 log.exception("turn %s: recording its usage failed", self.id)
             self.log.append(final)
+        self.job.channel.put(None)  # whoever waits for the model's output (the pump, a reader) sees the end
+        with self.wanted:
+            self.wanted.notify_all()
 
     def _save(self, state: TurnState, finish: Finish | None, final: Payload) -> None:
         usage = timings = None
@@ -559,7 +632,7 @@ class Turn:
     def collect(self) -> Collected:
         """Read the turn to its end (non-streaming), from its events."""
         text, reasoning, calls = [], [], []
-        for event in chain.from_iterable(self.log.follow(keepalive=self.services.settings.keepalive_seconds)):
+        for event in chain.from_iterable(self.follow(keepalive=self.services.settings.keepalive_seconds)):
             data = event.data
             if event.kind == "token":
                 text.append(data["token"])

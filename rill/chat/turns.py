@@ -70,6 +70,7 @@ class Turns:
         self.by_id[turn.id] = turn
         self.live[turn.id] = turn
         self.start_background()
+        turn.begin()
         spawn(turn.run)
 
     def get(self, turn_id: str, user: str) -> Turn | None:

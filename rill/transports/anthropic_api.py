@@ -258,7 +258,7 @@ def messages():
                                 options)
     if req.stream:
         # An SDK client that closes the stream wants the reply stopped.
-        events = turn.log.follow(keepalive=current().settings.keepalive_seconds)
+        events = turn.follow(keepalive=current().settings.keepalive_seconds)
         return sse_response(metrics.following("anthropic", events), EventEncoder(turn), on_close=turn.cancel)
     reply = turn.collect()
     body = message_object(turn, reply.done["usage"]["prompt_tokens"], reply)

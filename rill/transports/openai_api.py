@@ -177,7 +177,7 @@ def chat_completions():
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         # An SDK client that closes the stream wants the reply stopped (what OpenAI's API does).
-        return sse_response(metrics.following("openai", turn.log.follow(keepalive=current().settings.keepalive_seconds)),
+        return sse_response(metrics.following("openai", turn.follow(keepalive=current().settings.keepalive_seconds)),
                             ChunkEncoder(turn, include_usage), on_close=turn.cancel)
     reply = turn.collect()
     return jsonify({

@@ -244,7 +244,7 @@ def replayed(response: dict, batches, encrypted: bool = False) -> dict:
 def keep(services: Services, turn: Turn, response: dict) -> None:
     """Read a stored response's turn to its end, and store its last state (a reader of its own:
     a background turn runs on while nobody else reads it)."""
-    services.responses.update(replayed(response, turn.log.follow(keepalive=services.settings.keepalive_seconds)))
+    services.responses.update(replayed(response, turn.follow(keepalive=services.settings.keepalive_seconds)))
 
 
 @bp.post("/responses")
@@ -270,7 +270,7 @@ def create_response():
         spawn(keep, rill, turn, response)
     if req.background and not req.stream:
         return jsonify(response)
-    events = turn.log.follow(keepalive=rill.settings.keepalive_seconds)
+    events = turn.follow(keepalive=rill.settings.keepalive_seconds)
     if req.stream:
         # A client that closes the stream wants the response stopped, unless it runs in the background.
         return sse_response(metrics.following("responses", events),
@@ -307,7 +307,7 @@ def now(row: dict, to_end: bool = False) -> dict:
         return response
     turn = current().turns.get(row["turn_id"], g.user)
     if turn is not None:
-        return replayed(response, turn.log.follow(keepalive=current().settings.keepalive_seconds) if to_end
+        return replayed(response, turn.follow(keepalive=current().settings.keepalive_seconds) if to_end
                         else [list(turn.log.events)])
     response = {**response, "status": "failed", "error": {
         "code": "server_error", "type": "interrupted",
@@ -330,7 +330,7 @@ def get_response(response_id: str):
         raise Refused("response_not_found", f"the events of response {response_id!r} are no longer kept (they are "
                                             "for RILL_TURN_RETENTION_SECONDS after it ends); GET it without stream")
     encoder = ResponseEncoder(first_state(row["response"]), after=int(after) if after else -1)
-    return sse_response(metrics.following("responses", turn.log.follow(
+    return sse_response(metrics.following("responses", turn.follow(
         keepalive=current().settings.keepalive_seconds)), encoder)
 
 

@@ -158,7 +158,7 @@ def register(socketio, feed) -> None:
             events.close()
 
     def attach(turn: Turn, after: int) -> dict:
-        events = metrics.following("socketio", turn.log.follow(after, current().settings.keepalive_seconds))
+        events = metrics.following("socketio", turn.follow(after, current().settings.keepalive_seconds))
         socketio.start_background_task(follow, turn, request.sid, events)
         return {"turn_id": turn.id, "session_id": turn.thread_id, "thread_id": turn.thread_id}
 
