@@ -341,10 +341,19 @@ def lock():
     return _GreenLock() if green() else real_threading.Lock()
 
 
+class _Condition(real_threading.Condition):
+    """threading.Condition whose notify_all is one check when nobody waits: a turn's log notifies
+    twice a token, and its readers mostly take the model's output themselves instead of waiting."""
+
+    def notify_all(self) -> None:
+        if self._waiters:
+            super().notify_all()
+
+
 def condition():
     """A condition variable for code that runs beside the server (spawn): green threads share one
     without locks; real threads get threading.Condition."""
-    return _GreenCondition() if green() else real_threading.Condition()
+    return _GreenCondition() if green() else _Condition()
 
 
 def spawn(function, *args) -> None:
