@@ -128,6 +128,9 @@ class _GreenChannel:
     def put(self, item) -> None:
         self.waker.deliver(self, item)
 
+    def empty(self) -> bool:
+        return not self.items
+
     def arrive(self, item) -> None:  # in the hub: run the consumer now if it waits
         if self.waiter.greenlet is not None:
             self.waiter.switch(item)
@@ -175,7 +178,7 @@ def _wake(fd: int) -> None:
 
 class Channel:
     """A one-way queue from any thread to one consumer, green thread or real thread:
-    put(item), and get(timeout=None), which raises queue.Empty after `timeout` seconds. An OS
+    put(item), get(timeout=None), which raises queue.Empty after `timeout` seconds, and empty(). An OS
     thread that holds its deliveries (held_deliveries) hands its items over when it calls
     deliver_held()."""
 
@@ -187,7 +190,7 @@ class Channel:
             self.inner = _GreenChannel(_waker)
         else:
             self.inner = real_queue.SimpleQueue()
-        self.get = self.inner.get
+        self.get, self.empty = self.inner.get, self.inner.empty
 
     def put(self, item) -> None:
         held = _held.items

@@ -104,6 +104,25 @@ def check(services) -> None:
     assert "".join(turn.pieces) == "xyz" and turn.log.events[-1].kind == "done"
     assert [who for kind, who in writers if kind == "token"][2] != me
 
+    # A reader that stops reading (its client reads slowly) without leaving: the pump takes what
+    # waits, and the turn ends and is saved on time (here after 0.1 s, not the second it gives).
+    from rill.chat import turn as turn_module
+
+    grace, turn_module.READER_GRACE = turn_module.READER_GRACE, 0.1
+    try:
+        turn, writers, job = start(services, Held())
+        reader = turn.follow(keepalive=30)
+        next(reader)
+        for item in (Prompt(3), Piece("p"), Piece("q"), Finish("stop", 3, 2)):
+            job.channel.put(item)
+        deadline = time.monotonic() + 10
+        while turn.running and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        turn_module.READER_GRACE = grace
+    assert not turn.running and "".join(turn.pieces) == "pq"
+    assert [e.kind for batch in reader for e in batch] == ["token", "token", "done"]
+
     # A turn ended from outside (a shutdown that cannot wait for the model) while its reader waits
     # for the model: the reader gets the final event at once, not after its keep-alive.
     from rill.chat.turn import TurnState, interrupted

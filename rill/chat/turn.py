@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ..services import Services
 
 log = logging.getLogger(__name__)
+READER_GRACE = 1.0  # seconds the pump leaves the model's output to readers before it looks again (Turn.run)
 
 
 class TurnState(enum.Enum):
@@ -322,8 +323,8 @@ class Turn:
         try:
             while True:
                 with self.wanted:
-                    while self.drivers and self.deferred is None and self.running:
-                        self.wanted.wait()
+                    while self.drivers and self.deferred is None and self.running and not self._left():
+                        self.wanted.wait(READER_GRACE)
                 if not self.running:
                     return
                 self.driving.acquire()
@@ -377,6 +378,11 @@ class Turn:
             return True
         finally:
             self._let_go()
+
+    def _left(self) -> bool:
+        """Output waits that no reader is taking: theirs are slow to read (a reader is only back
+        for more once its last batch is written); the pump takes it, and the turn ends on time."""
+        return not self.job.channel.empty() and not self.driving.locked()
 
     def taken(self) -> bool:
         """Asked under the log's lock by a reader that could not take: someone else takes the
