@@ -67,7 +67,7 @@ class TurnDirectory(Protocol):
         """Hold one of the user's running-turn slots (and the id) while the turn is made."""
 
     def add(self, turn: Turn) -> None:
-        """Register the turn and start its pump."""
+        """Register the turn, write its first event (Turn.begin) and start its pump."""
 
     def get(self, turn_id: str, user: str):
         """A running or retained turn of this user's; None for anyone else's."""

@@ -1,8 +1,9 @@
 """A chat turn: history + message -> provider -> the turn's event log.
 
-A turn lives on its own. Its pump reads the provider's output and appends events to the log,
-whoever reads it; the request that started it is only the first reader, and leaving only
-detaches. It ends complete, failed, cancelled (an explicit stop, or nobody read it for
+A turn lives on its own. The provider's output becomes events in its log whoever reads it: a
+reader waiting for the next event takes it and appends it itself (follow), and the turn's pump
+does when no reader does, and always at a round's end; the request that started it is only the
+first reader, and leaving only detaches. It ends complete, failed, cancelled (an explicit stop, or nobody read it for
 `orphan_seconds`), or interrupted (the server shut down), and saves the exchange to the session
 then, marked as such, before the final event goes out: whoever reads the thread after `done`
 finds the reply there. Its figures (metrics, usage, the log line) are the observer's business.
