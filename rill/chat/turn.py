@@ -331,7 +331,7 @@ class Turn:
                 self.driving.acquire()
                 try:
                     item, self.deferred = self.deferred, None
-                    self._take(self.job.channel.get() if item is None else item)
+                    self._handle(self.job.channel.get() if item is None else item)
                 finally:
                     self._let_go()
         except Exception:
@@ -375,7 +375,7 @@ class Turn:
                     self.deferred = item
                     self.wanted.notify_all()
             else:
-                self._take(item)
+                self._handle(item)
             return True
         finally:
             self._let_go()
@@ -396,7 +396,7 @@ class Turn:
             with self.log.changed:
                 self.log.changed.notify_all()
 
-    def _take(self, item: Prompt | Piece | Reasoning | ToolCallPart | Finish | Failure | None) -> None:
+    def _handle(self, item: Prompt | Piece | Reasoning | ToolCallPart | Finish | Failure | None) -> None:
         """One item of the provider's output into the turn (None: a wake-up, see end())."""
         if self.state is TurnState.WAITING:
             with self._ending:
