@@ -330,12 +330,18 @@ class _GreenLock:
     def locked(self) -> bool:
         return self.held
 
-    def __enter__(self):
-        self.acquire()
+    def __enter__(self):  # acquire and release, their usual case inline: a call less each way
+        if self.held:
+            self.acquire()
+        else:
+            self.held = True
         return self
 
     def __exit__(self, *_):
-        self.release()
+        if self.waiters:
+            self.release()
+        else:
+            self.held = False
 
 
 def lock():

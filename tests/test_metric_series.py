@@ -1,5 +1,6 @@
 """Every series of a model exists at 0 from the start (and from when a model is loaded later), so
 dashboards and alerts read 0 after a restart, not "no data"."""
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 APIS = ("sse", "app", "socketio", "openai", "anthropic")  # the api label, as the README lists it
@@ -33,23 +34,52 @@ def test_a_model_loaded_later_gets_its_series_when_it_is_added(client, tmp_path)
     assert_declared(series(client), "local/loaded-later")
 
 
-def test_the_fast_observe_counts_as_the_librarys_own():
+def test_observe_all_counts_as_the_librarys_own():
     """Every value, on a bound or between two, beyond the last or below the first, lands in the
-    same bucket, and the sums agree."""
+    same bucket, and the sums agree, observed in batches (a turn tells its gaps GAPS_HELD at a time)."""
     from prometheus_client import CollectorRegistry, Histogram
 
-    from rill.metrics import TOKEN_GAP, fast_observe
+    from rill.metrics import TOKEN_GAP, observe_all
 
     registry = CollectorRegistry()
     ours, theirs = (Histogram(name, "gaps", ["model"], buckets=TOKEN_GAP, registry=registry).labels("m")
                     for name in ("ours", "theirs"))
-    observe = fast_observe(ours)
     values = [0.0, 0.0005, *TOKEN_GAP, *(b * 1.01 for b in TOKEN_GAP), 0.0099, 25.0, 1e9]
+    for batch in (values[:7], [], values[7:]):
+        observe_all(ours, batch)
     for value in values:
-        observe(value)
         theirs.observe(value)
     samples = {(s.name, s.labels.get("le")): s.value for family in registry.collect() for s in family.samples}
     for (name, le), value in samples.items():
         if name.startswith("ours") and not name.endswith("_created"):
-            assert samples[(name.replace("ours", "theirs", 1), le)] == value, (name, le)
+            assert samples[(name.replace("ours", "theirs", 1), le)] == pytest.approx(value, rel=1e-12), (name, le)
     assert samples[("ours_count", None)] == len(values)
+
+
+def test_a_turn_tells_its_gaps_in_batches_and_the_rest_at_its_end(app):
+    """The inter-token series lags a streaming reply by less than GAPS_HELD gaps, and holds every
+    gap once the turn has ended."""
+    from rill.chat.turn import GAPS_HELD, Turn
+    from rill.metrics import INTER_TOKEN_LATENCY
+    from rill.providers.base import ChatMessage, Finish, GenerationOptions, Job, Piece
+    from tests.test_turn_readers import Held, produce
+
+    def told() -> float:
+        return next(s.value for family in INTER_TOKEN_LATENCY.collect() for s in family.samples
+                    if s.name.endswith("_count") and s.labels == {"model": "held/gaps", "api": "sse"})
+
+    services, provider = app.extensions["rill"], Held()
+    turn = Turn(services, Job(provider, "gaps", [ChatMessage("user", "hi")], GenerationOptions()), "gaps-turn")
+    services.turns.add(turn)
+    job, pieces = provider.jobs.get(timeout=10), 2 * GAPS_HELD + 8
+    reader = turn.follow(keepalive=10)
+    assert [e.kind for e in next(reader)] == ["start"]  # from here the reader writes each piece as it reads
+    produce(job, [*(Piece("x") for _ in range(pieces)), Finish("stop", 1, pieces)], every=0.002)
+    counts = {}
+    for event in (e for batch in reader for e in batch):
+        if event.kind == "token" and event.data["count"] % 8 in (0, 1):  # told() takes milliseconds
+            counts[event.data["count"]] = told()
+    assert all(told % GAPS_HELD == 0 for told in counts.values()), {c: t for c, t in counts.items() if t % GAPS_HELD}
+    assert all(count - 1 - told < GAPS_HELD for count, told in counts.items()), counts  # less than a batch behind
+    assert counts[pieces] == 2 * GAPS_HELD  # the rest waits for the end
+    assert told() == pieces - 1

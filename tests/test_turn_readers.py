@@ -48,19 +48,26 @@ def start(services, provider: Held):
     return turn, writers, provider.jobs.get(timeout=10)
 
 
+def produce(job, items, before: float = 0.0, every: float = 0.01) -> None:
+    """The items into the job's channel from a thread of their own, one at a time, as a model's
+    steps come."""
+    import time
+
+    from rill import runtime
+
+    def run():
+        time.sleep(before)
+        for item in items:
+            time.sleep(every)
+            job.channel.put(item)
+    runtime.os_thread(run, "rill-test")
+
+
 def check(services) -> None:
     import time
 
     from rill import runtime
     from rill.providers.base import Finish, Piece, Prompt
-
-    def produce(job, items, before=0.0):
-        def run():
-            time.sleep(before)
-            for item in items:
-                time.sleep(0.01)  # one at a time, as a model's steps come
-                job.channel.put(item)
-        runtime.os_thread(run, "rill-test")
 
     # One reader: after the first item (the pump may hold it when the reader comes), the reader
     # writes every piece; the pump writes the final event and saves nothing here (no thread).

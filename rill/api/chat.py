@@ -38,7 +38,7 @@ def start(req: ChatRequest, caller: Caller) -> Turn:
 
 
 def follow(turn, after: int = -1):
-    return sse_response(metrics.following("sse", turn.follow(after, current().settings.keepalive_seconds)),
+    return sse_response(turn.follow(after, current().settings.keepalive_seconds), api="sse",
                         headers={"X-Session-Id": turn.thread_id or "", "X-Thread-Id": turn.thread_id or "",
                                  "X-Turn-Id": turn.id})
 

@@ -20,7 +20,7 @@ class Accounting:
     def __init__(self, usage: UsageStore, log_content: bool = False):
         self.usage = usage
         self.log_content = log_content  # RILL_LOG_CONTENT: the message and reply in the log line
-        self.gaps: dict[tuple[str, str], tuple] = {}  # (model, api) -> its first-token and inter-token series
+        self.series: dict[tuple[str, str], tuple] = {}  # (model, api) -> its first-token and inter-token series
 
     def moved(self, turn: Turn, before: TurnState) -> None:
         """The waiting and running gauges; the queue time once the model takes the turn."""
@@ -31,15 +31,21 @@ class Accounting:
         if turn.state is TurnState.RUNNING:
             metrics.QUEUE_TIME.labels(turn.model, turn.caller.api).observe(time.perf_counter() - turn.created)
 
-    def piece(self, turn: Turn, gap: float) -> None:
-        """Per piece: the labelled series are looked up once per model and api (labels() is slow),
-        and observed the fast way."""
+    def first_piece(self, turn: Turn) -> None:
+        self._series(turn)[0].observe(turn.first_at - turn.created)
+
+    def gaps(self, turn: Turn, gaps: list[float]) -> None:
+        metrics.observe_all(self._series(turn)[1], gaps)
+
+    def _series(self, turn: Turn) -> tuple:
+        """The turn's first-token and inter-token series, looked up once per model and api
+        (labels() is slow)."""
         key = (turn.model, turn.caller.api)
-        series = self.gaps.get(key)
+        series = self.series.get(key)
         if series is None:
-            series = self.gaps[key] = (metrics.fast_observe(metrics.TIME_TO_FIRST_TOKEN.labels(*key)),
-                                       metrics.fast_observe(metrics.INTER_TOKEN_LATENCY.labels(*key)))
-        series[turn.first_at is not None](gap)
+            series = self.series[key] = (metrics.TIME_TO_FIRST_TOKEN.labels(*key),
+                                         metrics.INTER_TOKEN_LATENCY.labels(*key))
+        return series
 
     def ended(self, turn: Turn, finish: Finish | None) -> None:
         seconds = time.perf_counter() - turn.created

@@ -16,7 +16,10 @@ Kind = Literal["start", "reasoning", "token", "tool_call_start", "tool_call_delt
                "tool_approval_request", "tool_approval", "tool_result", "done", "error", "ping"]
 
 
-@dataclass(frozen=True)
+FINAL = frozenset({"done", "error"})  # the kinds that end a turn
+
+
+@dataclass  # not frozen, as the token's payload: made once a token, and frozen costs three times as much
 class StreamEvent:
     kind: Kind
     data: dict
@@ -25,7 +28,7 @@ class StreamEvent:
 
     @property
     def final(self) -> bool:
-        return self.kind in ("done", "error")
+        return self.kind in FINAL
 
 
 class Payload:
@@ -53,7 +56,7 @@ class Start(Payload):
     reply_id: str | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Token(Payload):
     """New answer text (only the new text), and how many pieces so far."""
     kind = "token"

@@ -12,11 +12,17 @@ import time
 from typing import Iterator, Protocol
 
 from ..runtime import condition
-from .events import Payload, StreamEvent
+from .events import FINAL, Payload, StreamEvent
 
 
 class Writer(Protocol):
     """What writes a turn's events, for readers that write what they wait for (Turn)."""
+
+    def joined(self) -> None:
+        """A reader that may write follows."""
+
+    def left(self) -> None:
+        """It stopped following."""
 
     def take(self, timeout: float) -> bool:
         """The next events into the log, waiting `timeout` seconds at most; False: not now."""
@@ -45,7 +51,7 @@ class TurnLog:
                 raise RuntimeError(f"turn {self.turn_id} already ended")
             event = StreamEvent(payload.kind, payload.as_data(), self.turn_id, len(self.events))
             self.events.append(event)
-            self.closed = event.final
+            self.closed = payload.kind in FINAL  # not event.final: a call less, once a token
             self.changed.notify_all()
         return event
 
@@ -60,6 +66,8 @@ class TurnLog:
         with self.changed:
             self.readers += 1
             self.unread_since = None
+        if writer is not None:
+            writer.joined()
         try:
             next_seq = after + 1
             quiet_until = time.monotonic() + keepalive
@@ -68,7 +76,7 @@ class TurnLog:
                 new = self.events[next_seq:]
                 if new:
                     yield new
-                    if new[-1].final:
+                    if new[-1].kind in FINAL:
                         return
                     next_seq = new[-1].seq + 1
                     quiet_until = time.monotonic() + keepalive
@@ -84,6 +92,8 @@ class TurnLog:
                         if next_seq >= len(self.events) and not self.closed and (writer is None or writer.taken()):
                             self.changed.wait(left)
         finally:
+            if writer is not None:
+                writer.left()
             with self.changed:
                 self.readers -= 1
                 if not self.readers:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 READER_GRACE = 1.0  # seconds the pump leaves the model's output to readers before it looks again (Turn.run)
+GAPS_HELD = 64  # inter-token gaps a turn holds before it tells its observer (TurnObserver.gaps)
 
 
 class TurnState(enum.Enum):
@@ -63,8 +64,12 @@ class TurnObserver(Protocol):
     def moved(self, turn: Turn, before: TurnState) -> None:
         """The turn went from `before` to turn.state."""
 
-    def piece(self, turn: Turn, gap: float) -> None:
-        """A piece of the reply came `gap` seconds after the one before (or after the turn began)."""
+    def first_piece(self, turn: Turn) -> None:
+        """The reply's first piece came (turn.first_at)."""
+
+    def gaps(self, turn: Turn, gaps: list[float]) -> None:
+        """Seconds between pieces of the reply that came after the first: told GAPS_HELD at a time,
+        and the rest when the turn ends (observed once a token they cost more than its send)."""
 
     def ended(self, turn: Turn, finish: Finish | None) -> None:
         """The turn ended (finish is None when it failed or was interrupted)."""
@@ -268,6 +273,7 @@ class Turn:
         self.splitter = reasoning_splitter(services.settings.reasoning_tags)
         self.first_at: float | None = None
         self.last_at: float | None = None
+        self.gaps: list[float] = []  # between pieces, not yet told to the observer
         self._ending = lock()  # taken once a piece: the server's own kind of lock
         self.driving = lock()  # held by whoever takes the provider's output: the pump, or a reader (follow)
         self.drivers = 0  # readers that take it while they wait
@@ -347,18 +353,18 @@ class Turn:
         would: a token wakes one thread (or green thread), not the pump's and then the reader's."""
         if not isinstance(self.log, TurnLog):  # Redis: every worker's readers wait on the stream
             return self.log.follow(after, keepalive)
-        return self._driven(after, keepalive)
+        return self.log.follow(after, keepalive, self)
 
-    def _driven(self, after: int, keepalive: float) -> Iterator[list[StreamEvent]]:
+    def joined(self) -> None:
+        """A reader follows (TurnLog.follow): the pump steps aside."""
         with self.wanted:
             self.drivers += 1
-        try:
-            yield from self.log.follow(after, keepalive, self)
-        finally:
-            with self.wanted:
-                self.drivers -= 1
-                if not self.drivers:  # the pump takes over
-                    self.wanted.notify_all()
+
+    def left(self) -> None:
+        with self.wanted:
+            self.drivers -= 1
+            if not self.drivers:  # the pump takes over
+                self.wanted.notify_all()
 
     def take(self, timeout: float) -> bool:
         """For a reader waiting for the next event (TurnLog.follow): the model's next output into the
@@ -378,7 +384,7 @@ class Turn:
                 self._handle(item)
             return True
         finally:
-            self._let_go()
+            self._let_go(reader=True)
 
     def _left(self) -> bool:
         """Output waits that no reader is taking: theirs are slow to read (a reader is only back
@@ -390,9 +396,10 @@ class Turn:
         output, or the pump's turn has come; it is woken when that changes (_let_go)."""
         return self.driving.locked() or self.deferred is not None or not self.running
 
-    def _let_go(self) -> None:
+    def _let_go(self, reader: bool = False) -> None:
+        """Let go of the model's output; `reader`: a reader (one of the drivers) lets go."""
         self.driving.release()
-        if self.drivers:  # readers that found it taken may take it now
+        if self.drivers > reader:  # other readers that found it taken may take it now
             with self.log.changed:
                 self.log.changed.notify_all()
 
@@ -444,8 +451,15 @@ class Turn:
         if not self.running:
             return False
         now = time.perf_counter()
-        self.observer.piece(self, now - (self.last_at or self.created))
-        self.first_at, self.last_at = self.first_at or now, now
+        if self.first_at is None:
+            self.first_at = now
+            self.observer.first_piece(self)
+        else:
+            self.gaps.append(now - self.last_at)
+            if len(self.gaps) == GAPS_HELD:
+                self.observer.gaps(self, self.gaps)
+                self.gaps = []
+        self.last_at = now
         return True
 
     def tool_call(self, part: ToolCallPart) -> None:
@@ -590,6 +604,7 @@ class Turn:
             self.ended_at = time.monotonic()  # the user's slot is free from here
             self._move_to(state)
             try:
+                self.observer.gaps(self, self.gaps)
                 self.observer.ended(self, finish)
             except Exception:  # the reply is saved; losing its figures must not fail it
                 log.exception("turn %s: recording its usage failed", self.id)

@@ -15,7 +15,6 @@ from flask import Blueprint, g, jsonify
 
 from werkzeug.exceptions import HTTPException
 
-from .. import metrics
 from ..api.requests import inline_media, json_body, parse
 from ..chat.events import StreamEvent
 from ..chat.turn import Caller, Collected, Turn, start_stateless_turn
@@ -259,7 +258,7 @@ def messages():
     if req.stream:
         # An SDK client that closes the stream wants the reply stopped.
         events = turn.follow(keepalive=current().settings.keepalive_seconds)
-        return sse_response(metrics.following("anthropic", events), EventEncoder(turn), on_close=turn.cancel)
+        return sse_response(events, EventEncoder(turn), on_close=turn.cancel, api="anthropic")
     reply = turn.collect()
     body = message_object(turn, reply.done["usage"]["prompt_tokens"], reply)
     if "hidden_states" in reply.done:

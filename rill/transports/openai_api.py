@@ -12,7 +12,7 @@ import redis
 from flask import Blueprint, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from .. import __version__, metrics
+from .. import __version__
 from ..api.requests import inline_media, json_body, parse
 from ..chat.events import StreamEvent
 from ..chat.turn import Caller, Collected, Turn, start_stateless_turn
@@ -177,8 +177,8 @@ def chat_completions():
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         # An SDK client that closes the stream wants the reply stopped (what OpenAI's API does).
-        return sse_response(metrics.following("openai", turn.follow(keepalive=current().settings.keepalive_seconds)),
-                            ChunkEncoder(turn, include_usage), on_close=turn.cancel)
+        return sse_response(turn.follow(keepalive=current().settings.keepalive_seconds),
+                            ChunkEncoder(turn, include_usage), on_close=turn.cancel, api="openai")
     reply = turn.collect()
     return jsonify({
         "id": f"chatcmpl-{turn.id}", "object": "chat.completion", "created": int(time.time()),

@@ -17,7 +17,6 @@ from itertools import chain
 from flask import Blueprint, g, jsonify, request
 from pydantic import TypeAdapter
 
-from .. import metrics
 from ..api.requests import inline_media, json_body, parse
 from ..chat.events import StreamEvent
 from ..chat.turn import Caller, Turn, start_stateless_turn
@@ -273,9 +272,8 @@ def create_response():
     events = turn.follow(keepalive=rill.settings.keepalive_seconds)
     if req.stream:
         # A client that closes the stream wants the response stopped, unless it runs in the background.
-        return sse_response(metrics.following("responses", events),
-                            ResponseEncoder(first_state(response), encrypted=req.encrypted_reasoning),
-                            on_close=None if req.background else turn.cancel)
+        return sse_response(events, ResponseEncoder(first_state(response), encrypted=req.encrypted_reasoning),
+                            on_close=None if req.background else turn.cancel, api="responses")
     final = replayed(response, events, req.encrypted_reasoning)
     if req.store:  # now, not when `keep` gets to it: the client may continue from it at once
         rill.responses.update(final)
@@ -330,8 +328,7 @@ def get_response(response_id: str):
         raise Refused("response_not_found", f"the events of response {response_id!r} are no longer kept (they are "
                                             "for RILL_TURN_RETENTION_SECONDS after it ends); GET it without stream")
     encoder = ResponseEncoder(first_state(row["response"]), after=int(after) if after else -1)
-    return sse_response(metrics.following("responses", turn.follow(
-        keepalive=current().settings.keepalive_seconds)), encoder)
+    return sse_response(turn.follow(keepalive=current().settings.keepalive_seconds), encoder, api="responses")
 
 
 @bp.get("/responses/<response_id>/input_items")

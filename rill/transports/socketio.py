@@ -143,14 +143,15 @@ def register(socketio, feed) -> None:
         """Emit a turn's events to one connection as they come, until the turn ends or the
         connection goes; runs as a background task (no app context here)."""
         try:
-            for event in chain.from_iterable(events):
-                if sid not in users:
-                    return  # disconnected: detach
-                if event.kind != "ping":
-                    # This worker holds the connection: no trip through the message queue.
-                    socketio.emit(EVENTS[event.kind].socketio, {"turn_id": turn.id, "seq": event.seq, **event.data}, to=sid,
-                                  ignore_queue=True)
-                    socketio.sleep(0)  # let the server send it now, not in a burst at the end
+            with metrics.streaming("socketio"):
+                for event in chain.from_iterable(events):
+                    if sid not in users:
+                        return  # disconnected: detach
+                    if event.kind != "ping":
+                        # This worker holds the connection: no trip through the message queue.
+                        socketio.emit(EVENTS[event.kind].socketio, {"turn_id": turn.id, "seq": event.seq, **event.data},
+                                      to=sid, ignore_queue=True)
+                        socketio.sleep(0)  # let the server send it now, not in a burst at the end
         except redis.RedisError as exc:  # the shared store went away: say so; resume when it is back
             _, type, message = status_of(exc)
             socketio.emit("chat_error", {"turn_id": turn.id, **error_body(type, message)}, to=sid, ignore_queue=True)
@@ -158,7 +159,7 @@ def register(socketio, feed) -> None:
             events.close()
 
     def attach(turn: Turn, after: int) -> dict:
-        events = metrics.following("socketio", turn.follow(after, current().settings.keepalive_seconds))
+        events = turn.follow(after, current().settings.keepalive_seconds)
         socketio.start_background_task(follow, turn, request.sid, events)
         return {"turn_id": turn.id, "session_id": turn.thread_id, "thread_id": turn.thread_id}
 

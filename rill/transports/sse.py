@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 import redis
 from flask import Response
 
+from .. import metrics
 from ..chat.events import StreamEvent
 from ..errors import error_body, status_of
 
@@ -53,13 +54,15 @@ def encode(event: StreamEvent) -> bytes:
 
 
 def sse_response(batches: Iterator[list[StreamEvent]], encoder: Callable[[StreamEvent], bytes] = encode,
-                 headers: dict | None = None, on_close: Callable[[], None] | None = None) -> Response:
+                 headers: dict | None = None, on_close: Callable[[], None] | None = None,
+                 api: str | None = None) -> Response:
     """Stream a turn log's batches of events as they come, each batch in one write. A client that
     leaves closes `batches` (its reader detaches); `on_close` runs then too, and also when the
-    server drops the response before its first byte."""
+    server drops the response before its first byte. `api`: a turn's reader, counted as an open
+    stream of that api."""
 
     def body():
-        with contextlib.closing(batches):
+        with contextlib.closing(batches), metrics.streaming(api) if api else contextlib.nullcontext():
             try:
                 for batch in batches:
                     if chunk := b"".join(map(encoder, batch)):
