@@ -8,8 +8,8 @@ directory they all write to (prometheus_client's multiprocess mode; `make cluste
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from bisect import bisect_left
+from contextlib import contextmanager
 
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
                                generate_latest, multiprocess)
