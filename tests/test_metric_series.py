@@ -56,9 +56,10 @@ def test_observe_all_counts_as_the_librarys_own():
     assert samples[("ours_count", None)] == len(values)
 
 
-def test_a_turn_tells_its_gaps_in_batches_and_the_rest_at_its_end(app):
+def test_a_turn_tells_its_gaps_in_batches_and_the_rest_at_its_end(app, monkeypatch):
     """The inter-token series lags a streaming reply by less than GAPS_HELD gaps, and holds every
     gap once the turn has ended."""
+    from rill.chat import turn as turns
     from rill.chat.turn import GAPS_HELD, Turn
     from rill.metrics import INTER_TOKEN_LATENCY
     from rill.providers.base import ChatMessage, Finish, GenerationOptions, Job, Piece
@@ -68,6 +69,7 @@ def test_a_turn_tells_its_gaps_in_batches_and_the_rest_at_its_end(app):
         return next(s.value for family in INTER_TOKEN_LATENCY.collect() for s in family.samples
                     if s.name.endswith("_count") and s.labels == {"model": "held/gaps", "api": "sse"})
 
+    monkeypatch.setattr(turns, "READER_GRACE", 60)  # the reader writes every piece, however slowly it reads
     services, provider = app.extensions["rill"], Held()
     turn = Turn(services, Job(provider, "gaps", [ChatMessage("user", "hi")], GenerationOptions()), "gaps-turn")
     services.turns.add(turn)
