@@ -330,13 +330,14 @@ def test_follow_ups_arriving_together_are_prefilled_in_one_step(monkeypatch):
     alone.close()
 
 
-def test_llama_cpp_decodes_a_chats_closing_when_its_reply_ends():
+@pytest.mark.parametrize("engine", ["llamacpp", "transformers"])
+def test_a_chats_closing_is_decoded_when_its_reply_ends(engine):
     """In a chat that has gone on before, a finished reply stays one more step, in which the end of
     the reply not in the cache yet (cut at max_tokens: its last token) and the template's closing
     after it are decoded (the next prompt holds them next); then it is kept. The next turn
     prefills only its own message and gets the reply it gets from an empty cache. A first turn
     keeps no closing: a one-off request's would be decoded for nothing."""
-    provider = LocalProvider(Settings.from_env(engine="llamacpp"))
+    provider = LocalProvider(Settings.from_env(engine=engine, dtype="float32"))
     provider.load()
     closing = provider.model.closing()
     assert provider.model.tokenizer.decode(closing, skip_special_tokens=False) == "<|im_end|>\n<|im_start|>user\n"
@@ -380,7 +381,8 @@ def test_llama_cpp_decodes_a_chats_closing_when_its_reply_ends():
     batch.add([after])
     assert batch.rows == [after] and batch.kept.kept[-1].tokens == last.kv and after.cached_tokens == len(last.kv)
     batch.step()
-    assert batch.batch.n_tokens == len(after.prompt) - len(last.kv), batch.batch.n_tokens
+    if engine == "llamacpp":
+        assert batch.batch.n_tokens == len(after.prompt) - len(last.kv), batch.batch.n_tokens
     batch.close()
     empty = provider.model.new_batch(4)
     whole, expected, _ = turn(empty, chat, 30)
@@ -389,14 +391,15 @@ def test_llama_cpp_decodes_a_chats_closing_when_its_reply_ends():
     assert_greedy(provider, chat, text, expected)
 
 
-def test_a_chats_next_turn_finds_its_closing_decoded_after_a_pause_and_prefills_it_itself_at_once():
+@pytest.mark.parametrize("engine", ["llamacpp", "transformers"])
+def test_a_chats_next_turn_finds_its_closing_decoded_after_a_pause_and_prefills_it_itself_at_once(engine):
     """Through the scheduler: with nothing else to do, the engine waits CLOSING_GRACE for new work
     before it decodes a finished chat's closing. A next turn sent at once (as a script sends it)
     prefills the closing itself, from the finished turn kept whole; one sent after a pause (as a
     person types) finds it decoded and prefills only its own message."""
     from rill.providers.local.scheduler import CLOSING_GRACE
 
-    with scheduler(context_tokens=4096) as provider:
+    with scheduler(engine, context_tokens=4096) as provider:
         closing = provider.model.closing()
         chat, before, found = [], 0, []  # the last turn's prompt and reply; what each next turn found cached
         for ask, pause in (("Hi!", 0), ("What is 2+2?", 0), ("Tell me about rivers.", 0), ("Say thank you.", 4)):
@@ -411,10 +414,11 @@ def test_a_chats_next_turn_finds_its_closing_decoded_after_a_pause_and_prefills_
     assert found[1] in (-1, 0) and found[2] in (-1, 0) and found[3] == len(closing), found
 
 
-def test_a_finished_chats_closing_is_no_turn_the_model_is_idle_and_unloads():
+@pytest.mark.parametrize("engine", ["llamacpp", "transformers"])
+def test_a_finished_chats_closing_is_no_turn_the_model_is_idle_and_unloads(engine):
     """While a finished chat's closing waits (CLOSING_GRACE), the engine counts as idle, and an
     unload (RILL_MAX_LOADED_MODELS) goes ahead without decoding it."""
-    with scheduler() as provider:
+    with scheduler(engine) as provider:
         chat = [ChatMessage("user", "Hi!")]
         reply, _ = collect(submit(provider, chat, max_tokens=12))
         chat += [ChatMessage("assistant", reply), ChatMessage("user", "What is 2+2?")]

@@ -69,7 +69,7 @@ class Model(Protocol):
 
 
 class Batch(Protocol):
-    rows: list[Row]  # every row in the batch, decoding or still prefilling (llama.cpp: or a chat's, closing)
+    rows: list[Row]  # every row in the batch, decoding or still prefilling (or a finished chat's, closing)
     guesses: tuple[int, int]  # the last step's guessed tokens, and how many of them held (speculation.py)
 
     def can_admit(self, row: Row, newcomers: list[Row]) -> bool:

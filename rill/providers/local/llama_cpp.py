@@ -33,7 +33,7 @@ from .contract import EMBEDDING_TOKENS, Media
 from .pacer import PrefillPacer
 from . import speculation, weights
 from .projector import Projector
-from .prefix_cache import FINISHED, Kept, PrefixCache, longest_prefix
+from .prefix_cache import FINISHED, Kept, PrefixCache, longest_prefix, template_closing
 from .row import Row
 
 log = logging.getLogger(__name__)
@@ -308,19 +308,9 @@ class LlamaModel:
         self._closing = None
 
     def closing(self) -> list[int]:
-        r"""The template's tokens from a reply's end-of-turn token up to the next user message's
-        text (SmolLM2: `<|im_end|>\n<|im_start|>user\n`), as a follow-up's prompt holds them; []
-        where the template does not render a reply as it was written."""
+        """prefix_cache.template_closing, made once for the template."""
         if self._closing is None:
-            reply, ask = "\x1fthe reply\x1f", "\x1fthe next message\x1f"
-            try:
-                text = self._render([{"role": "user", "content": "Hello."}, {"role": "assistant", "content": reply},
-                                     {"role": "user", "content": ask}], None)
-            except Exception:  # a template that refuses this chat
-                text = ""
-            start, end = text.find(reply), text.find(ask)
-            before, upto = self.tokenizer.encode(text[: start + len(reply)]), self.tokenizer.encode(text[:end])
-            self._closing = upto[len(before):] if 0 <= start < end and upto[: len(before)] == before else []
+            self._closing = template_closing(lambda chat: self._render(chat, None), self.tokenizer.encode)
         return self._closing
 
     def chat_tokens(self, chat: list[dict], tools: list[dict] | None = None) -> list[int]:

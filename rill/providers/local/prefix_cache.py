@@ -63,3 +63,21 @@ class PrefixCache:
 
     def clear(self) -> None:
         self.kept = []
+
+
+def template_closing(render: Callable[[list[dict]], str], encode: Callable[[str], list[int]]) -> list[int]:
+    r"""The chat template's tokens from a reply's end-of-turn token up to the next user message's
+    text (SmolLM2: `<|im_end|>\n<|im_start|>user\n`), as a follow-up's prompt holds them: what a
+    finished chat's cache can take on before its next turn comes. [] where the template does not
+    render a reply as it was written, or its tokens do not split where the reply ends."""
+    reply, ask = "\x1fthe reply\x1f", "\x1fthe next message\x1f"
+    try:
+        text = render([{"role": "user", "content": "Hello."}, {"role": "assistant", "content": reply},
+                       {"role": "user", "content": ask}])
+    except Exception:  # a template that refuses this chat
+        return []
+    start, end = text.find(reply), text.find(ask)
+    if not 0 <= start < end:
+        return []
+    before, upto = encode(text[: start + len(reply)]), encode(text[:end])
+    return upto[len(before):] if upto[: len(before)] == before else []

@@ -50,7 +50,7 @@ class Row:
         self.fed = 0  # prompt tokens in the cache so far (a long prompt is prefilled in slices)
         self.kv: list[int] = []  # the tokens in the row's cache
         self.seq: int | None = None  # llama.cpp: the row's sequence id
-        self.closing: list[int] | None = None  # llama.cpp: what a finished chat decodes still (None: undecided)
+        self.closing: list[int] | None = None  # what a finished chat feeds still (None: undecided)
         self.own_cache = None  # transformers: the cache of a prompt prefilled in slices, until it joins
         self.embeds = None  # transformers: a prompt with images, embedded (its slices are fed from it)
 

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 PromptFor = Callable[[list[ChatMessage], GenerationOptions], tuple[list[int], Media | None]]
 UNLOAD = object()  # in the job queue: run() returns if nothing runs or waits, so the model can be freed
-# With only finished chats' closing left to decode (llama.cpp), how long the engine waits for new
+# With only finished chats' closing left to decode, how long the engine waits for new
 # work first: a client that sends the next turn at once is there by then, and its turn prefills
 # the closing itself (a step for it alone would delay that turn); a person takes longer.
 CLOSING_GRACE = 0.25

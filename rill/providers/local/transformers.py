@@ -41,7 +41,7 @@ from .contract import Media, image_mark
 from .embedding import pool, right_padded
 from .options import LocalOptions
 from .pacer import PrefillPacer
-from .prefix_cache import FINISHED, Kept, PrefixCache
+from .prefix_cache import FINISHED, Kept, PrefixCache, template_closing
 from .row import Row
 from . import speculation
 
@@ -110,6 +110,7 @@ class HFModel:
         self.cache_tokens = options.cache_tokens  # finished conversations' caches kept, in tokens
         self.copies: dict[torch.dtype, object] = {}  # the weights, in each dtype kept
         self.dtype_for: dict[int, torch.dtype] = {}  # batch size -> the faster copy (both kept)
+        self._closing: list[int] | None = None  # closing()'s tokens, made with its first call
 
     def load(self) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
@@ -244,6 +245,15 @@ class HFModel:
         self.tokenizer.chat_template = source
         if self.reads_images:
             self.processor.chat_template = source  # what renders a prompt with images
+        self._closing = None
+
+    def closing(self) -> list[int]:
+        """prefix_cache.template_closing, made once for the template."""
+        if self._closing is None:
+            self._closing = template_closing(
+                lambda chat: self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False),
+                lambda text: self.tokenizer.encode(text, add_special_tokens=False))
+        return self._closing
 
     def chat_tokens(self, chat: list[dict], tools: list[dict] | None = None) -> list[int]:
         return self.tokenizer.apply_chat_template(chat, tools=tools, add_generation_prompt=True, tokenize=True,
@@ -521,7 +531,12 @@ class HFBatch:
 
     @torch.inference_mode()
     def add(self, rows: list[Row]) -> None:
-        """Prefill short newcomers together now; queue long ones for slices while others stream."""
+        """Prefill short newcomers together now; queue long ones for slices while others stream.
+        Newcomers take the place of finished chats' closings: those are kept as they are (a chat's
+        next turn prefills its closing itself)."""
+        for done in [r for r in self.rows if r.done]:
+            done.closing = []
+        self.drop_done()
         chunk = self.model.prefill_chunk
         for row in rows:
             row.lately = self.lately
@@ -597,6 +612,8 @@ class HFBatch:
         started, streaming = time.perf_counter(), len(self.decoding)
         self.guesses = (0, 0)
         size = 0
+        if any(r.done and r.closing for r in self.rows):
+            return self._decode_closings()
         if self.prefilling:
             size = self._step_with_slices(self.pacer.budget() if streaming else self.ADMIT_TOKENS)
         elif self._decode_step():
@@ -697,16 +714,51 @@ class HFBatch:
             row.own_cache = None
         return sum(piece.size for piece in slices)
 
+    def _closing(self, row: Row) -> list[int]:
+        """What a finished row feeds before it is kept: the end of its reply not in the cache yet
+        (its last token) and the template's closing after it (HFModel.closing), which the chat's
+        next prompt holds next, so that the next turn has less to prefill. Only where no other turn
+        runs, the reply is kept as written (not cut at a stop sequence, no tool calls), no image is
+        in the prompt, in a chat that has gone on before (Row.goes_on: a one-off request's would
+        be fed for nothing), and within the context and the kept conversations' budget."""
+        closing = self.model.closing()
+        if not (closing and row.goes_on and row.reason in ("stop", "length") and row.key is row.prompt
+                and row in self.decoding and all(r.done for r in self.rows)):
+            return []
+        tokens = row.decoder.ids[len(row.kv) - len(row.prompt):] + closing
+        fits = row.length + len(tokens) <= self.model.context_tokens
+        return tokens if fits and self.kept.fits(row.kv + tokens) else []
+
+    def _decode_closings(self) -> None:
+        """The closings of chats that finished (every row in the cache), in a forward pass of their
+        own, the shorter ones padded."""
+        width = max(len(r.closing) for r in self.decoding)
+        tokens = [r.closing + [self.model.pad_id] * (width - len(r.closing)) for r in self.decoding]
+        real = [[1] * len(r.closing) + [0] * (width - len(r.closing)) for r in self.decoding]
+        self.mask = torch.cat([self.mask, torch.tensor(real, dtype=self.mask.dtype, device=self.mask.device)], dim=1)
+        self._forward([], len(tokens) * width, input_ids=torch.tensor(tokens), attention_mask=self.mask,
+                      past_key_values=self.cache, runs=self.runs,
+                      position_ids=torch.tensor([[r.length + i for i in range(width)] for r in self.decoding]))
+        for row in self.decoding:
+            row.kv += row.closing
+            row.length += len(row.closing)
+            row.closing = []
+
     def drop_done(self) -> None:
-        """Remove finished rows, and cache columns that only padding still uses."""
-        if not any(r.done for r in self.rows):
+        """Remove finished rows, and cache columns that only padding still uses; a finished
+        conversation is kept first, a chat's once its closing is fed (_closing)."""
+        for row in self.rows:
+            if row.done and row.closing is None:
+                row.closing = self._closing(row)
+        leaving = [r for r in self.rows if r.done and not r.closing]
+        if not leaving:
             return
-        self.rows = [r for r in self.rows if not r.done]
-        self.prefilling = [r for r in self.prefilling if not r.done]
+        self.rows = [r for r in self.rows if r not in leaving]
+        self.prefilling = [r for r in self.prefilling if r not in leaving]
         for i, row in enumerate(self.decoding):
-            if row.done and row.reason in FINISHED:
+            if row in leaving and row.reason in FINISHED:
                 self._keep(i, row)
-        keep = [i for i, r in enumerate(self.decoding) if not r.done]
+        keep = [i for i, r in enumerate(self.decoding) if r not in leaving]
         self.decoding = [self.decoding[i] for i in keep]
         if not keep:
             self.cache = self.mask = self.runs = None
