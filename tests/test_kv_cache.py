@@ -396,22 +396,47 @@ def test_a_chats_next_turn_finds_its_closing_decoded_after_a_pause_and_prefills_
     """Through the scheduler: with nothing else to do, the engine waits CLOSING_GRACE for new work
     before it decodes a finished chat's closing. A next turn sent at once (as a script sends it)
     prefills the closing itself, from the finished turn kept whole; one sent after a pause (as a
-    person types) finds it decoded and prefills only its own message."""
+    person types) finds it decoded and prefills only its own message. The first turn here brings a
+    chat the engine has not seen and ends on its first token (on transformers: as it joins the
+    batch, before any step); it waits too."""
     from rill.providers.local.scheduler import CLOSING_GRACE
 
     with scheduler(engine, context_tokens=4096) as provider:
         closing = provider.model.closing()
-        chat, before, found = [], 0, []  # the last turn's prompt and reply; what each next turn found cached
-        for ask, pause in (("Hi!", 0), ("What is 2+2?", 0), ("Tell me about rivers.", 0), ("Say thank you.", 4)):
+        chat = [ChatMessage("user", "Hi!"), ChatMessage("assistant", "Hello! How can I help you today?")]
+        before, found = 0, []  # the last turn's prompt and reply; what each next turn found cached
+        for ask, pause, tokens in (("What is 2+2?", 0, 1), ("Tell me about rivers.", 0, 12),
+                                   ("Say thank you.", 0, 12), ("Bye.", 4, 12)):
             time.sleep(pause * CLOSING_GRACE)
             chat.append(ChatMessage("user", ask))
-            reply, finish = collect(submit(provider, chat, max_tokens=12))
+            reply, finish = collect(submit(provider, chat, max_tokens=tokens))
             found.append(finish.cached_tokens - before)
             before = finish.prompt_tokens + finish.completion_tokens
             chat.append(ChatMessage("assistant", reply))
     # At once: the last turn's reply all cached (but its last token, where it was cut), not the
-    # closing (the first turn's, a one-off's, is never decoded). After a pause: the closing as well.
-    assert found[1] in (-1, 0) and found[2] in (-1, 0) and found[3] == len(closing), found
+    # closing. After a pause: the closing as well.
+    assert found[0] == 0 and found[1] in (-1, 0) and found[2] in (-1, 0) and found[3] == len(closing), found
+
+
+@pytest.mark.parametrize("engine", ["llamacpp", "transformers"])
+def test_a_turn_waiting_for_room_takes_a_finished_chats_place_before_its_closing(engine):
+    """Finished chats waiting to close take no place in the batch: with room for two turns, two
+    chats that end in the same step leave the turn waiting behind them to go in at once, and are
+    kept without their closing. (A batch of one keeps no conversation on llama.cpp.)"""
+    with scheduler(engine, max_batch=2, speculate=False) as provider:  # (guesses: the two would end apart)
+        collect(submit(provider, [ChatMessage("user", "Count to 5.")], max_tokens=2))  # the system prompt, kept
+        # (nothing shared past it: on llama.cpp the second would wait for the first's prefill, a step later)
+        chats = [[ChatMessage("user", opening), ChatMessage("assistant", "Hello! How can I help you today?"),
+                  ChatMessage("user", f"Tell me a long story about {topic}.")]
+                 for opening, topic in (("Hi! I am Ana.", "rivers"), ("Good morning, Bo here.", "mountains"))]
+        jobs = [submit(provider, chat, max_tokens=6) for chat in chats]
+        waiting = submit(provider, [ChatMessage("user", "Count to 3.")], max_tokens=6)
+        (reply, finish), _ = [collect(job) for job in jobs]
+        collect(waiting)
+        chat = [*chats[0], ChatMessage("assistant", reply), ChatMessage("user", "Thanks.")]
+        _, again = collect(submit(provider, chat, max_tokens=4))
+    assert finish.reason == "length" and finish.completion_tokens == 6
+    assert again.cached_tokens - (finish.prompt_tokens + finish.completion_tokens) in (-1, 0)
 
 
 @pytest.mark.parametrize("engine", ["llamacpp", "transformers"])

@@ -69,8 +69,9 @@ def template_closing(render: Callable[[list[dict]], str], encode: Callable[[str]
     r"""The chat template's tokens from a reply's end-of-turn token up to the next user message's
     text (SmolLM2: `<|im_end|>\n<|im_start|>user\n`), as a follow-up's prompt holds them: what a
     finished chat's cache can take on before its next turn comes. [] where the template does not
-    render a reply as it was written, or its tokens do not split where the reply ends."""
-    reply, ask = "\x1fthe reply\x1f", "\x1fthe next message\x1f"
+    render a reply as it was written, or its tokens do not split where the reply ends. (The markers
+    are no whitespace: some templates trim a message's content.)"""
+    reply, ask = "Reply 7f3a.", "Next message 7f3a."
     try:
         text = render([{"role": "user", "content": "Hello."}, {"role": "assistant", "content": reply},
                        {"role": "user", "content": ask}])

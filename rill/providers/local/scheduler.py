@@ -127,7 +127,8 @@ class Scheduler:
                 return True
             self.unload_asked = False  # busy again: it stays loaded
             newcomers = []
-            while waiting and len(batch.rows) + len(newcomers) < self.max_batch:
+            # (finished chats waiting to close take no place: a newcomer takes theirs)
+            while waiting and sum(not row.done for row in batch.rows) + len(newcomers) < self.max_batch:
                 if waiting[0].cancel.is_set():
                     waiting.popleft().finish("cancelled")
                 elif batch.can_admit(waiting[0], newcomers):
@@ -145,7 +146,8 @@ class Scheduler:
                     if not row.done and row.cancel.is_set():
                         row.finish("cancelled")
                 batch.drop_done()
-                if batch.rows:
+                # (a newcomer that ended on its first token leaves its closing to the wait above)
+                if batch.rows and not (newcomers and all(row.done for row in batch.rows)):
                     self.batch_size.observe(len(batch.rows))
                     batch.step()
                     guessed, held = batch.guesses
