@@ -613,18 +613,12 @@ class LlamaBatch:
             row.accept(*self._output(index, row))
 
     def _closing(self, row: Row) -> list[int]:
-        """What a finished row decodes before it is kept: the end of its reply not yet in the cache
-        (a reply cut at max_tokens ends on a token not fed yet) and the template's closing after it
-        (LlamaModel.closing), which the chat's next prompt holds next: the next turn has less to
-        prefill. Only in a batch where no turn runs (a closing beside a turn's tokens would change
-        how that turn's sums round), where the reply is kept as written (not cut at a stop
-        sequence, no tool calls), in a chat that has gone on before (Row.goes_on; a one-off
-        request's would be decoded for nothing), within the row's room in the cache and the batch."""
-        closing = self.model.closing()
-        if not (closing and row.goes_on and row.reason in ("stop", "length") and row.media is None
-                and all(r.done for r in self.rows)):
+        """Row.closing_tokens (LlamaModel.closing), decoded before the row is kept: the next turn has
+        less to prefill. Only in a batch where no turn runs (a closing beside a turn's tokens would
+        change how that turn's sums round), within the row's room in the cache and the batch."""
+        if not all(r.done for r in self.rows):
             return []
-        tokens = row.decoder.ids[len(row.kv) - len(row.prompt):] + closing
+        tokens = row.closing_tokens(self.model.closing())
         fits = row.length + len(tokens) <= self.reserved(row) and len(tokens) <= self.width // self.max_rows
         return tokens if fits and self.kept.fits(row.kv + tokens) else []
 

@@ -54,6 +54,16 @@ class Row:
         self.own_cache = None  # transformers: the cache of a prompt prefilled in slices, until it joins
         self.embeds = None  # transformers: a prompt with images, embedded (its slices are fed from it)
 
+    def closing_tokens(self, closing: list[int]) -> list[int]:
+        """What this finished row may feed before it is kept: the end of its reply not in the cache
+        yet (a reply cut at max_tokens ends on a token not fed) and the template's `closing` after
+        it, which the chat's next prompt holds next. [] where that does not pay or does not hold:
+        no closing, a one-off request (goes_on: it would be fed for nothing), a reply not kept as
+        written (cut at a stop sequence, tool calls), a prompt with images."""
+        if not (closing and self.goes_on and self.reason in ("stop", "length") and self.key is self.prompt):
+            return []
+        return self.decoder.ids[len(self.kv) - len(self.prompt):] + closing
+
     def accept(self, logits, hidden: list[float] | None) -> None:
         """Pick this row's next token from its logits (those its schema allows); emit text; finish
         on a stop, or when its JSON is whole."""

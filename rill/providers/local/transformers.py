@@ -715,17 +715,12 @@ class HFBatch:
         return sum(piece.size for piece in slices)
 
     def _closing(self, row: Row) -> list[int]:
-        """What a finished row feeds before it is kept: the end of its reply not in the cache yet
-        (its last token) and the template's closing after it (HFModel.closing), which the chat's
-        next prompt holds next, so that the next turn has less to prefill. Only where no other turn
-        runs, the reply is kept as written (not cut at a stop sequence, no tool calls), no image is
-        in the prompt, in a chat that has gone on before (Row.goes_on: a one-off request's would
-        be fed for nothing), and within the context and the kept conversations' budget."""
-        closing = self.model.closing()
-        if not (closing and row.goes_on and row.reason in ("stop", "length") and row.key is row.prompt
-                and row in self.decoding and all(r.done for r in self.rows)):
+        """Row.closing_tokens (HFModel.closing), fed before the row is kept: the next turn has less
+        to prefill. Only where no other turn runs, for a row in the cache, within the context and
+        the kept conversations' budget."""
+        if not (row in self.decoding and all(r.done for r in self.rows)):
             return []
-        tokens = row.decoder.ids[len(row.kv) - len(row.prompt):] + closing
+        tokens = row.closing_tokens(self.model.closing())
         fits = row.length + len(tokens) <= self.model.context_tokens
         return tokens if fits and self.kept.fits(row.kv + tokens) else []
 
