@@ -330,6 +330,68 @@ def test_follow_ups_arriving_together_are_prefilled_in_one_step(monkeypatch):
     alone.close()
 
 
+def test_a_follow_up_writes_into_its_kept_conversations_room_and_leaves_it_whole():
+    """transformers: the follow-up that goes on from all of a kept conversation takes its room as
+    its own cache (no copy before its first token); a second one at the same time, or one that
+    shares less (a reply regenerated), copies. None of them changes the kept conversation: one
+    cancelled mid-reply frees the room for the next, and every greedy reply is the one from an
+    empty cache."""
+    provider = LocalProvider(Settings.from_env(engine="transformers", dtype="float32"))
+    provider.load()
+    batch = provider.model.new_batch(4)
+
+    def start(messages: list[ChatMessage], max_tokens: int = 12) -> tuple[Row, list]:
+        out, options = [], GenerationOptions(temperature=0, max_tokens=max_tokens)
+        row = Row(provider.model, provider.encode_prompt(messages, options)[0], options, threading.Event(), out.append)
+        batch.add([row])
+        return row, out
+
+    def finish(rows: list[Row]) -> None:
+        while not all(row.done for row in rows):
+            batch.step()
+            batch.drop_done()
+        while batch.rows:  # (no closing: none of these chats went on before)
+            batch.step()
+            batch.drop_done()
+
+    def text(out: list) -> str:
+        return "".join(i.text for i in out if isinstance(i, Piece))
+
+    def room(row: Row):
+        return row.own_cache.layers[0].key_room.data_ptr()
+
+    chat = [ChatMessage("user", "Tell me about rivers.")]
+    first, out = start(chat)
+    finish([first])
+    kept = batch.kept.kept[-1].state
+    assert kept.length == len(first.kv) and kept.layers[0][0].shape[2] == kept.length + batch.FOLLOW_UP_ROOM
+    whole = [*chat, ChatMessage("assistant", text(out)), ChatMessage("user", "Say more.")]
+    again, again_out = start(chat)  # shares less than the kept conversation: a copy
+    assert again.cached_tokens == len(again.prompt) - 1 and room(again) != kept.layers[0][0].data_ptr()
+    cancelled, _ = start(whole, max_tokens=40)
+    assert cancelled.cached_tokens == kept.length and room(cancelled) == kept.layers[0][0].data_ptr()
+    second, second_out = start(whole)  # the room is taken: a copy
+    assert second.cached_tokens == kept.length and room(second) != kept.layers[0][0].data_ptr()
+    batch.step()
+    batch.step()
+    cancelled.finish("cancelled")  # as the scheduler does between steps
+    batch.drop_done()
+    assert cancelled.done and cancelled not in batch.rows and kept.taken is False
+    third, third_out = start(whole)  # the room is free again
+    assert third.cached_tokens == kept.length and room(third) == kept.layers[0][0].data_ptr()
+    finish([second, again, third])
+    batch.close()
+    empty = provider.model.new_batch(4)
+    for messages, got in ((whole, text(second_out)), (whole, text(third_out)), (chat, text(again_out))):
+        batch = empty
+        row, out = start(messages)
+        assert row.cached_tokens == 0
+        finish([row])
+        assert got == text(out)
+        empty.kept.clear()
+    empty.close()
+
+
 @pytest.mark.parametrize("engine", ["llamacpp", "transformers"])
 def test_a_chats_closing_is_decoded_when_its_reply_ends(engine):
     """In a chat that has gone on before, a finished reply stays one more step, in which the end of

@@ -11,9 +11,11 @@ FINISHED = ("stop", "length", "stop_sequence")  # reasons whose cache is worth k
 
 class Kept(NamedTuple):
     """A finished conversation: its tokens and the engine's copy of their cache (llama.cpp: the
-    sequence's state; transformers: each layer's keys and values)."""
+    sequence's state; transformers: each layer's keys and values), with room for `spare` tokens
+    more (transformers: where a follow-up writes its own), which the budget counts too."""
     tokens: list[int]
     state: object
+    spare: int = 0
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -54,11 +56,11 @@ class PrefixCache:
     def keep(self, entry: Kept) -> None:
         """`entry` as the most recent; a kept conversation it extends is dropped, then the oldest
         until the budget holds."""
-        if not self.fits(entry.tokens):
+        if len(entry.tokens) + entry.spare > self.budget:
             return
         extended = {id(k) for k in self.extended_by(entry.tokens)}
         self.kept = [k for k in self.kept if id(k) not in extended] + [entry]
-        while sum(len(k.tokens) for k in self.kept) > self.budget:
+        while sum(len(k.tokens) + k.spare for k in self.kept) > self.budget:
             self.kept.pop(0)
 
     def clear(self) -> None:
