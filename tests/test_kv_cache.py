@@ -7,6 +7,7 @@ import time
 import llama_cpp as C
 import numpy as np
 import pytest
+import torch
 
 from rill.config import Settings
 from rill.providers.base import ChatMessage, Finish, GenerationOptions, Piece
@@ -332,10 +333,10 @@ def test_follow_ups_arriving_together_are_prefilled_in_one_step(monkeypatch):
 
 def test_a_follow_up_writes_into_its_kept_conversations_room_and_leaves_it_whole():
     """transformers: the follow-up that goes on from all of a kept conversation takes its room as
-    its own cache (no copy before its first token); a second one at the same time, or one that
-    shares less (a reply regenerated), copies. None of them changes the kept conversation: one
-    cancelled mid-reply frees the room for the next, and every greedy reply is the one from an
-    empty cache."""
+    its own cache (no copy before its first token); alone, the batch decodes its reply there. One
+    that comes while a cache in use writes there, or that shares less (a reply regenerated),
+    copies. None of them changes the kept conversation, one cancelled mid-reply leaves the room
+    for the next, and every greedy reply is the one from an empty cache."""
     provider = LocalProvider(Settings.from_env(engine="transformers", dtype="float32"))
     provider.load()
     batch = provider.model.new_batch(4)
@@ -357,33 +358,34 @@ def test_a_follow_up_writes_into_its_kept_conversations_room_and_leaves_it_whole
     def text(out: list) -> str:
         return "".join(i.text for i in out if isinstance(i, Piece))
 
-    def room(row: Row):
-        return row.own_cache.layers[0].key_room.data_ptr()
-
     chat = [ChatMessage("user", "Tell me about rivers.")]
     first, out = start(chat)
     finish([first])
     kept = batch.kept.kept[-1].state
-    assert kept.length == len(first.kv) and kept.layers[0][0].shape[2] == kept.length + batch.FOLLOW_UP_ROOM
+    room = kept.layers[0][0]
+    assert kept.length == len(first.kv) and room.shape[2] == kept.length + batch.FOLLOW_UP_ROOM
+    before = [states[:, :, :kept.length].clone() for layer in kept.layers for states in layer]
     whole = [*chat, ChatMessage("assistant", text(out)), ChatMessage("user", "Say more.")]
-    again, again_out = start(chat)  # shares less than the kept conversation: a copy
-    assert again.cached_tokens == len(again.prompt) - 1 and room(again) != kept.layers[0][0].data_ptr()
-    cancelled, _ = start(whole, max_tokens=40)
-    assert cancelled.cached_tokens == kept.length and room(cancelled) == kept.layers[0][0].data_ptr()
-    second, second_out = start(whole)  # the room is taken: a copy
-    assert second.cached_tokens == kept.length and room(second) != kept.layers[0][0].data_ptr()
-    batch.step()
-    batch.step()
-    cancelled.finish("cancelled")  # as the scheduler does between steps
+    alone, alone_out = start(whole, max_tokens=40)
+    assert alone.cached_tokens == kept.length and alone.own_cache.layers[0].key_room is room
+    while len(alone_out) < 3:  # joined: the batch's cache is the room, its reply decoded into it
+        batch.step()
+    assert batch.cache.layers[0].key_room is room
+    alone.finish("cancelled")  # as the scheduler does between steps
     batch.drop_done()
-    assert cancelled.done and cancelled not in batch.rows and kept.taken is False
-    third, third_out = start(whole)  # the room is free again
-    assert third.cached_tokens == kept.length and room(third) == kept.layers[0][0].data_ptr()
-    finish([second, again, third])
+    assert batch.rows == [] and batch.kept.kept[-1].state is kept
+    again, again_out = start(chat)  # shares less than the kept conversation: a copy
+    assert again.cached_tokens == len(again.prompt) - 1 and again.own_cache.layers[0].key_room is not room
+    second, second_out = start(whole)  # the room is free again
+    assert second.cached_tokens == kept.length and second.own_cache.layers[0].key_room is room
+    third, third_out = start(whole)  # second's cache writes into it: a copy
+    assert third.cached_tokens == kept.length and third.own_cache.layers[0].key_room is not room
+    finish([again, second, third])
     batch.close()
-    empty = provider.model.new_batch(4)
+    after = [states[:, :, :kept.length] for layer in kept.layers for states in layer]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    batch = empty = provider.model.new_batch(4)
     for messages, got in ((whole, text(second_out)), (whole, text(third_out)), (chat, text(again_out))):
-        batch = empty
         row, out = start(messages)
         assert row.cached_tokens == 0
         finish([row])

@@ -359,12 +359,12 @@ class KeptRoom:
     """A finished conversation's keys and values, each layer's [1, heads, positions, dim] with room
     after its `length` positions: the follow-up that goes on from all of them takes the room as its
     own cache and writes its tokens there, so its first token waits for no copy of the conversation
-    (a 1,000-token chat's took 3-5 ms, 10-35 ms when the server's thread ran beside it). One row at
-    a time (`taken`): another follow-up, or one that ends the kept conversation sooner (a reply
-    regenerated), copies what it shares."""
+    (a 1,000-token chat's took 3-5 ms, 10-35 ms when the server's thread ran beside it). Only while
+    no cache in use writes there: another follow-up, or one that ends the kept conversation sooner
+    (a reply regenerated), copies what it shares."""
 
     def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor]], length: int):
-        self.layers, self.length, self.taken = layers, length, False
+        self.layers, self.length = layers, length
 
 
 class Slice:
@@ -496,7 +496,6 @@ class HFBatch:
         self.mask: torch.Tensor | None = None  # [decoding rows, cached positions], 1 = a real token
         self.runs: list[Run] | None = None  # the rows' groups for attention, from the mask's padding
         self.kept = PrefixCache(model.cache_tokens)  # finished conversations, each a KeptRoom
-        self.rooms: dict[Row, KeptRoom] = {}  # rows writing into a kept conversation's room
 
     def can_admit(self, row: Row, newcomers: list[Row]) -> bool:
         return not newcomers or sum(len(r.prompt) for r in newcomers) + len(row.prompt) <= self.ADMIT_TOKENS
@@ -504,7 +503,6 @@ class HFBatch:
     def close(self) -> None:
         self.rows, self.decoding, self.prefilling, self.cache, self.mask, self.runs = [], [], [], None, None, None
         self.kept.clear()
-        self.rooms = {}
 
     def _forward(self, rows: list[Row], tokens: int, keep: list[int] | None = None, guesses: dict | None = None,
                  **inputs) -> list[int]:
@@ -560,7 +558,7 @@ class HFBatch:
         chunk = self.model.prefill_chunk
         for row in rows:
             row.lately = self.lately
-            self._start_from_prefix(row)
+            self._start_from_prefix(row, rows)
         now = [r for r in rows if r.own_cache is None and (len(r.prompt) <= chunk or not self.decoding)]
         self.prefilling += [r for r in rows if r not in now]
         self.rows += rows
@@ -584,7 +582,7 @@ class HFBatch:
             row.embeds = self.model.embed(row)
         return row.embeds
 
-    def _start_from_prefix(self, row: Row) -> None:
+    def _start_from_prefix(self, row: Row, newcomers: list[Row]) -> None:
         """Give the row the cache of the kept turn sharing the longest prefix with its prompt (at
         least the prompt's last token is prefilled again, for its logits)."""
         shared, prefix = self.kept.find(row.key)
@@ -592,14 +590,20 @@ class HFBatch:
             return
         kept = prefix.state
         row.own_cache, row.fed, row.cached_tokens = new_cache(self.model.config), shared, shared
-        if shared == kept.length and not kept.taken:  # it writes after them only: the room is the row's
-            kept.taken, self.rooms[row] = True, kept
+        if shared == kept.length and not self._writes_into(kept, self.rows + newcomers):  # it writes after them only
             for layer, (keys, values) in zip(row.own_cache.layers, kept.layers):
                 layer.adopt(keys, values, shared)
             return
         for layer, (keys, values) in zip(row.own_cache.layers, kept.layers):
             layer.lazy_initialization(keys, values)
             layer.set(keys[:, :, :shared], values[:, :, :shared])
+
+    def _writes_into(self, kept: KeptRoom, rows: list[Row]) -> bool:
+        """Whether a cache in use (the batch's, or a prompt's own until it joins) writes into this
+        kept conversation's room: a row that took it and is still alone with it."""
+        caches = [self.cache, *(row.own_cache for row in rows)]
+        rooms = (getattr(cache.layers[0], "key_room", None) for cache in caches if cache is not None)
+        return any(room is kept.layers[0][0] for room in rooms)
 
     def _keep(self, index: int, row: Row) -> None:
         """Keep a finished row's cache for a follow-up turn; a kept turn it extends is dropped."""
@@ -785,9 +789,6 @@ class HFBatch:
         for i, row in enumerate(self.decoding):
             if row in leaving and row.reason in FINISHED:
                 self._keep(i, row)
-        for row in leaving:  # a kept conversation whose room a row wrote into is free for another follow-up
-            if kept := self.rooms.pop(row, None):
-                kept.taken = False
         keep = [i for i, r in enumerate(self.decoding) if r not in leaving]
         self.decoding = [self.decoding[i] for i in keep]
         if not keep:
