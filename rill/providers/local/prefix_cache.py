@@ -45,9 +45,10 @@ class PrefixCache:
     def find(self, prompt: list[int]) -> tuple[int, Kept | None]:
         return longest_prefix(self.kept, prompt)
 
-    def fits(self, tokens: list[int]) -> bool:
-        """Whether a conversation this long may be kept at all (checked before copying its cache)."""
-        return len(tokens) <= self.budget
+    def fits(self, tokens: list[int], spare: int = 0) -> bool:
+        """Whether a conversation this long (and its room) may be kept at all (checked before copying
+        its cache)."""
+        return len(tokens) + spare <= self.budget
 
     def extended_by(self, tokens: list[int]) -> list[Kept]:
         """The kept conversations `tokens` goes on from (keep() drops them)."""
@@ -56,7 +57,7 @@ class PrefixCache:
     def keep(self, entry: Kept) -> None:
         """`entry` as the most recent; a kept conversation it extends is dropped, then the oldest
         until the budget holds."""
-        if len(entry.tokens) + entry.spare > self.budget:
+        if not self.fits(entry.tokens, entry.spare):
             return
         extended = {id(k) for k in self.extended_by(entry.tokens)}
         self.kept = [k for k in self.kept if id(k) not in extended] + [entry]
