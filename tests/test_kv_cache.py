@@ -361,28 +361,29 @@ def test_a_follow_up_writes_into_its_kept_conversations_room_and_leaves_it_whole
     chat = [ChatMessage("user", "Tell me about rivers.")]
     first, out = start(chat)
     finish([first])
-    kept = batch.kept.kept[-1].state
-    room = kept.layers[0][0]
-    assert kept.length == len(first.kv) and room.shape[2] == kept.length + batch.FOLLOW_UP_ROOM
-    before = [states[:, :, :kept.length].clone() for layer in kept.layers for states in layer]
+    entry = batch.kept.kept[-1]
+    kept, length = entry.state, len(entry.tokens)
+    room = kept[0][0]
+    assert length == len(first.kv) and room.shape[2] == length + batch.FOLLOW_UP_ROOM
+    before = [states[:, :, :length].clone() for layer in kept for states in layer]
     whole = [*chat, ChatMessage("assistant", text(out)), ChatMessage("user", "Say more.")]
     alone, alone_out = start(whole, max_tokens=40)
-    assert alone.cached_tokens == kept.length and alone.own_cache.layers[0].key_room is room
+    assert alone.cached_tokens == length and alone.own_cache.layers[0].key_room is room
     while len(alone_out) < 3:  # joined: the batch's cache is the room, its reply decoded into it
         batch.step()
     assert batch.cache.layers[0].key_room is room
     alone.finish("cancelled")  # as the scheduler does between steps
     batch.drop_done()
-    assert batch.rows == [] and batch.kept.kept[-1].state is kept
+    assert batch.rows == [] and batch.kept.kept[-1] is entry
     again, again_out = start(chat)  # shares less than the kept conversation: a copy
     assert again.cached_tokens == len(again.prompt) - 1 and again.own_cache.layers[0].key_room is not room
     second, second_out = start(whole)  # the room is free again
-    assert second.cached_tokens == kept.length and second.own_cache.layers[0].key_room is room
+    assert second.cached_tokens == length and second.own_cache.layers[0].key_room is room
     third, third_out = start(whole)  # second's cache writes into it: a copy
-    assert third.cached_tokens == kept.length and third.own_cache.layers[0].key_room is not room
+    assert third.cached_tokens == length and third.own_cache.layers[0].key_room is not room
     finish([again, second, third])
     batch.close()
-    after = [states[:, :, :kept.length] for layer in kept.layers for states in layer]
+    after = [states[:, :, :length] for layer in kept for states in layer]
     assert all(torch.equal(a, b) for a, b in zip(before, after))
     batch = empty = provider.model.new_batch(4)
     for messages, got in ((whole, text(second_out)), (whole, text(third_out)), (chat, text(again_out))):

@@ -355,18 +355,6 @@ def new_cache(config) -> DynamicCache:
     return cache
 
 
-class KeptRoom:
-    """A finished conversation's keys and values, each layer's [1, heads, positions, dim] with room
-    after its `length` positions: the follow-up that goes on from all of them takes the room as its
-    own cache and writes its tokens there, so its first token waits for no copy of the conversation
-    (a 1,000-token chat's took 3-5 ms, 10-35 ms when the server's thread ran beside it). Only while
-    no cache in use writes there: another follow-up, or one that ends the kept conversation sooner
-    (a reply regenerated), copies what it shares."""
-
-    def __init__(self, layers: list[tuple[torch.Tensor, torch.Tensor]], length: int):
-        self.layers, self.length = layers, length
-
-
 class Slice:
     """A piece of a prompt fed in a PackedStep: `size` tokens from position `fed`, into the row's
     own cache."""
@@ -480,7 +468,10 @@ class HFBatch:
     prefills only the rest, the same way (several follow-ups arriving together: in one step)."""
 
     ADMIT_TOKENS = 1024
-    FOLLOW_UP_ROOM = 64  # positions free after a kept conversation: a next message fits (its reply grows the room)
+    # Positions free after a kept conversation (its reply grows the room): the follow-up that goes on
+    # from all of it takes the room as its own cache, so its first token waits for no copy of the
+    # conversation (a 1,000-token chat's took 3-5 ms, 10-35 ms beside the server's thread).
+    FOLLOW_UP_ROOM = 64
 
     def __init__(self, model: HFModel):
         self.model = model
@@ -495,7 +486,7 @@ class HFBatch:
         self.dtype: torch.dtype | None = None  # of the weight copy the last forward pass used
         self.mask: torch.Tensor | None = None  # [decoding rows, cached positions], 1 = a real token
         self.runs: list[Run] | None = None  # the rows' groups for attention, from the mask's padding
-        self.kept = PrefixCache(model.cache_tokens)  # finished conversations, each a KeptRoom
+        self.kept = PrefixCache(model.cache_tokens)  # finished conversations: each layer's keys and values, with room
 
     def can_admit(self, row: Row, newcomers: list[Row]) -> bool:
         return not newcomers or sum(len(r.prompt) for r in newcomers) + len(row.prompt) <= self.ADMIT_TOKENS
@@ -584,33 +575,34 @@ class HFBatch:
 
     def _start_from_prefix(self, row: Row, newcomers: list[Row]) -> None:
         """Give the row the cache of the kept turn sharing the longest prefix with its prompt (at
-        least the prompt's last token is prefilled again, for its logits)."""
+        least the prompt's last token is prefilled again, for its logits). It takes the kept room
+        (FOLLOW_UP_ROOM) only while no cache in use writes there; another follow-up, or one that ends
+        the kept conversation sooner (a reply regenerated), copies what it shares."""
         shared, prefix = self.kept.find(row.key)
         if shared <= 0:
             return
-        kept = prefix.state
         row.own_cache, row.fed, row.cached_tokens = new_cache(self.model.config), shared, shared
-        if shared == kept.length and not self._writes_into(kept, self.rows + newcomers):  # it writes after them only
-            for layer, (keys, values) in zip(row.own_cache.layers, kept.layers):
+        if shared == len(prefix.tokens) and not self._writes_into(prefix.state, self.rows + newcomers):
+            for layer, (keys, values) in zip(row.own_cache.layers, prefix.state):  # it writes after them only
                 layer.adopt(keys, values, shared)
             return
-        for layer, (keys, values) in zip(row.own_cache.layers, kept.layers):
+        for layer, (keys, values) in zip(row.own_cache.layers, prefix.state):
             layer.lazy_initialization(keys, values)
             layer.set(keys[:, :, :shared], values[:, :, :shared])
 
-    def _writes_into(self, kept: KeptRoom, rows: list[Row]) -> bool:
+    def _writes_into(self, kept: list[tuple[torch.Tensor, torch.Tensor]], rows: list[Row]) -> bool:
         """Whether a cache in use (the batch's, or a prompt's own until it joins) writes into this
         kept conversation's room: a row that took it and is still alone with it."""
         caches = [self.cache, *(row.own_cache for row in rows)]
         rooms = (getattr(cache.layers[0], "key_room", None) for cache in caches if cache is not None)
-        return any(room is kept.layers[0][0] for room in rooms)
+        return any(room is kept[0][0] for room in rooms)
 
     def _keep(self, index: int, row: Row) -> None:
         """Keep a finished row's cache for a follow-up turn; a kept turn it extends is dropped."""
         if not self.kept.fits(row.kv):
             return
         deliver_held()
-        columns = self.mask[index].nonzero().squeeze(1)
+        columns = self.mask[index].nonzero().squeeze(1)  # as many as row.kv: the tokens it keeps
         length, spare = len(columns), min(self.FOLLOW_UP_ROOM, self.kept.budget - len(row.kv))
 
         def roomy(states: torch.Tensor) -> torch.Tensor:
@@ -619,7 +611,7 @@ class HFBatch:
             return room
 
         layers = [(roomy(layer.keys), roomy(layer.values)) for layer in self.cache.layers]
-        self.kept.keep(Kept(row.kv, KeptRoom(layers, length), spare))
+        self.kept.keep(Kept(row.kv, layers, spare))
 
     def _join(self, rows: list[Row], parts: list[tuple[DynamicCache, torch.Tensor]]) -> None:
         """The rows' caches (each with its mask; rows in order) join the batch's, in one copy."""
