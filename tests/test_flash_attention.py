@@ -1,7 +1,8 @@
-"""llama.cpp's CPU flash attention over an F16 cache, one query at a time (every decode step's
-attention), as Rill's build compiles it (patches/llama.cpp/flash-attention.patch: 8 cells at a time,
-V added up in fp32), against the same attention in float64: ggml's op built and run through its C
-API. Stock llama.cpp kept V's sum in fp16 and was off by 2e-3 to 7e-3 on these cases."""
+"""llama.cpp's CPU flash attention over an F16 cache as Rill's build compiles it
+(patches/llama.cpp/flash-attention.patch), against the same attention in float64: ggml's op built
+and run through its C API. One query at a time (every decode step's attention: 8 cells at a time, V
+added up in fp32; stock llama.cpp kept V's sum in fp16 and was off by 2e-3 to 7e-3 on these cases),
+and the tiled path of a follow-up or a prompt's slice (its products in bf16 pairs with AVX512-BF16)."""
 import ctypes
 from pathlib import Path
 
@@ -60,14 +61,21 @@ def flash_attention(ggml, q, k, v, mask, threads: int) -> np.ndarray:
         base.ggml_free(ctx)
 
 
-def exact(q, k, v, mask) -> np.ndarray:
-    """The same attention in float64 (the query rounded to fp16 first, as the kernel takes it for an
-    F16 cache)."""
+def bf16(x) -> np.ndarray:
+    """Float32 values rounded to bfloat16 (to nearest even), as float32."""
+    bits = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16).astype(np.uint32).view(np.float32)
+
+
+def exact(q, k, v, mask, round_q=lambda q: q.astype(np.float16), round_kv=lambda x: x) -> np.ndarray:
+    """The same attention in float64, its inputs rounded first as the kernel takes them: by default
+    the query to fp16, as the one-query path does for an F16 cache."""
     heads, queries, dk = q.shape
     group = heads // k.shape[0]
+    k, v = (round_kv(x.astype(np.float32)) for x in (k, v))
     out = np.zeros((queries, heads, v.shape[2]))
     for h in range(heads):
-        scores = q[h].astype(np.float16).astype(np.float64) @ k[h // group].astype(np.float64).T / np.sqrt(dk)
+        scores = round_q(q[h]).astype(np.float64) @ k[h // group].astype(np.float64).T / np.sqrt(dk)
         scores += mask.astype(np.float64)
         weights = np.exp(scores - scores.max(axis=1, keepdims=True))
         out[:, h] = weights / weights.sum(axis=1, keepdims=True) @ v[h // group].astype(np.float64)
@@ -112,3 +120,20 @@ def test_a_query_that_sees_one_cell_gets_its_values(ggml):
     got = flash_attention(ggml, q, k, v, mask, 1)
     for head in range(9):
         assert np.array_equal(got[0, head], v[head // 3, 37].astype(np.float32))
+
+
+@pytest.mark.parametrize("cells, queries", [(700, 19), (1100, 25), (600, 64)],
+                         ids=["follow-up-of-19", "follow-up-of-25", "prompt-slice-of-64"])
+def test_the_tiled_path_matches_float64_and_multiplies_in_bf16_where_the_cpu_can(ggml, cells, queries):
+    """A step of 16 queries or more over 512 cells or more, each query seeing the cells up to its
+    own, is tiled. Without AVX512-BF16 its products are f32: within 1e-4 of float64. With it, Q, K
+    and V are rounded to bf16 (about 1e-2 from float64 here) and the probabilities too: within 3e-3 of
+    float64 over the rounded Q, K and V, which the f32 products are not."""
+    q, k, v, mask = attention_case(cells, queries)
+    got = flash_attention(ggml, q, k, v, mask, 2)
+    in_bf16 = exact(q, k, v, mask, round_q=bf16, round_kv=bf16)
+    if ggml[1].ggml_cpu_has_avx512_bf16():
+        assert np.abs(got - in_bf16).max() < 3e-3
+    else:
+        assert np.abs(got - exact(q, k, v, mask, round_q=lambda q: q)).max() < 1e-4
+        assert np.abs(got - in_bf16).max() > 3e-3
