@@ -75,6 +75,14 @@ def amx_built() -> bool:
     return b"AMX_INT8 = 1" in C.llama_print_system_info()
 
 
+def repacks_q4_1() -> bool:
+    """Rill's build lays Q4_1 matrices out eight rows together, for kernels that batch, where AVX2
+    and F16C are compiled in (patches/llama.cpp/q4_1-eight-rows.patch) and weights may go into
+    repacked buffers (load_model)."""
+    info = C.llama_print_system_info()
+    return all(flag in info for flag in (b"AVX2 = 1", b"F16C = 1", b"REPACK = 1")) and not amx_built()
+
+
 def load_model(source: Path, gpu: bool):
     params = C.llama_model_default_params()
     params.n_gpu_layers = 999 if gpu else 0

@@ -1,11 +1,12 @@
 """Weights that batch (RILL_WEIGHTS): a GGUF whose type has no batched x86 kernel in llama.cpp
-(Q4_1, Q5_0, Q5_1, Q3_K: each row of a batch costs most of what one row alone costs) is converted
-once to a type that llama.cpp's CPU repacking lays out for batched AVX2/AVX512 matmul, cached
-under RILL_CACHE_DIR/weights. `auto` tries AUTO_TYPES in turn and keeps the first that holds the
-original's quality (perplexity on a fixed text, the original's greedy answers to fixed questions)
-and is faster at batch 8 without being much slower alone, timed at load as the transformers engine
-picks its dtype (the measures are kept beside the file: once per machine); `as-is` runs the file
-as it is; a type name converts to it and checks nothing.
+(Q5_0, Q5_1, Q3_K, and Q4_1 where Rill's build does not repack it: each row of a batch costs most
+of what one row alone costs) is converted once to a type that llama.cpp's CPU repacking lays out
+for batched AVX2/AVX512 matmul, cached under RILL_CACHE_DIR/weights. `auto` tries AUTO_TYPES in
+turn and keeps the first that holds the original's quality (perplexity on a fixed text, the
+original's greedy answers to fixed questions) and is faster at batch 8 without being much slower
+alone, timed at load as the transformers engine picks its dtype (the measures are kept beside the
+file: once per machine); `as-is` runs the file as it is; a type name converts to it and checks
+nothing.
 """
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 TYPES = {"q4_0": C.LLAMA_FTYPE_MOSTLY_Q4_0, "q4_k_m": C.LLAMA_FTYPE_MOSTLY_Q4_K_M, "q8_0": C.LLAMA_FTYPE_MOSTLY_Q8_0}
 CHOICES = ("auto", "as-is", *TYPES)
 # GGUF file types (general.file_type) whose weights no batched x86 kernel takes (no repacking, no
-# llamafile tinyBLAS path in llama.cpp's CPU backend; Rill's build takes Q4_1 two rows by two
-# columns, about 0.78x the time an output, far from a repacked matmul): what `auto` converts.
+# llamafile tinyBLAS path in llama.cpp's CPU backend): what `auto` converts. Q4_1 only where Rill's
+# build does not repack it (unbatched()); there it takes Q4_1 two rows by two columns, about 0.78x
+# the time an output, far from a repacked matmul.
 UNBATCHED = {C.LLAMA_FTYPE_MOSTLY_Q4_1: "Q4_1", C.LLAMA_FTYPE_MOSTLY_Q5_0: "Q5_0", C.LLAMA_FTYPE_MOSTLY_Q5_1: "Q5_1",
              C.LLAMA_FTYPE_MOSTLY_Q3_K_S: "Q3_K_S", C.LLAMA_FTYPE_MOSTLY_Q3_K_M: "Q3_K_M",
              C.LLAMA_FTYPE_MOSTLY_Q3_K_L: "Q3_K_L"}
@@ -80,6 +82,15 @@ class Check:
         return (f"perplexity {self.perplexity:.2f} vs {self.original_perplexity:.2f}, top-token agreement "
                 f"{self.agreement:.0%}, a decode step {converted['1']:.1f} vs {original['1']:.1f} ms alone and "
                 f"{converted['8']:.1f} vs {original['8']:.1f} ms for 8 rows")
+
+
+def unbatched(file_type: int) -> str | None:
+    """The name of a GGUF file type (a llama_ftype) whose weights do not batch on this build, else None."""
+    from .llama_cpp import repacks_q4_1
+
+    if file_type == C.LLAMA_FTYPE_MOSTLY_Q4_1 and repacks_q4_1():
+        return None
+    return UNBATCHED.get(file_type)
 
 
 def converted_path(source: Path, kind: str, cache_dir: Path) -> Path:
@@ -229,7 +240,7 @@ def choose(source: Path, file_type: int, setting: str, cache_dir: Path, threads:
         return source, "as is"
     if setting != "auto":
         return convert(source, setting, cache_dir, threads), f"{setting.upper()} (RILL_WEIGHTS)"
-    original = UNBATCHED.get(file_type)
+    original = unbatched(file_type)
     if original is None:
         return source, "as is (its type batches)"
     refused = []
