@@ -28,8 +28,8 @@ TYPES = {"q4_0": C.LLAMA_FTYPE_MOSTLY_Q4_0, "q4_k_m": C.LLAMA_FTYPE_MOSTLY_Q4_K_
 CHOICES = ("auto", "as-is", *TYPES)
 # GGUF file types (general.file_type) whose weights no batched x86 kernel takes (no repacking, no
 # llamafile tinyBLAS path in llama.cpp's CPU backend): what `auto` converts. Q4_1 only where Rill's
-# build does not repack it (unbatched()); there it takes Q4_1 two rows by two columns, about 0.78x
-# the time an output, far from a repacked matmul.
+# build does not repack it (unbatched(): no AVX2 or F16C, or an AMX build, whose weights stay in
+# plain buffers: there Q4_1 goes two rows by two columns at best, about 0.78x the time an output).
 UNBATCHED = {C.LLAMA_FTYPE_MOSTLY_Q4_1: "Q4_1", C.LLAMA_FTYPE_MOSTLY_Q5_0: "Q5_0", C.LLAMA_FTYPE_MOSTLY_Q5_1: "Q5_1",
              C.LLAMA_FTYPE_MOSTLY_Q3_K_S: "Q3_K_S", C.LLAMA_FTYPE_MOSTLY_Q3_K_M: "Q3_K_M",
              C.LLAMA_FTYPE_MOSTLY_Q3_K_L: "Q3_K_L"}
