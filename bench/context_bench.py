@@ -57,30 +57,31 @@ def prefill(ctx, batch, seq: int, start: int, end: int) -> None:
         start += n
 
 
+def step_ms(ctx, batch, context: int, tokens: int) -> float:
+    """A step of `tokens` new tokens after sequence 0's `context` (the last one's logits read), in ms;
+    the sequence is cut back to its context after it."""
+    for i in range(tokens):
+        put_token(batch, i, 500 + i, context + i, 0, i == tokens - 1)
+    batch.n_tokens = tokens
+    started = time.perf_counter()
+    decode(ctx, batch)
+    seconds = time.perf_counter() - started
+    C.llama_memory_seq_rm(C.llama_get_memory(ctx), 0, context, -1)
+    return seconds * 1000
+
+
 def timings(model: LlamaModel, way: tuple, contexts: list[int], repeats: int) -> dict[int, tuple[float, ...]]:
     """{context: (decode step ms, follow-up prefill ms, prompt slice ms)}, medians: of as many follow-ups
     as steps (a third as many put one follow-up after 1,100 tokens at 1.03x and 2.0x one after 40)."""
     ctx = engine_context(model, way, max(contexts) + SLICE)
-    batch, memory = C.llama_batch_init(SLICE, 0, 1), C.llama_get_memory(ctx)
+    batch = C.llama_batch_init(SLICE, 0, 1)
     out, position = {}, 0
     try:
         for context in contexts:
             prefill(ctx, batch, 0, position, context)  # the conversation so far
             position = context
-
-            def timed(tokens: int) -> float:
-                for i in range(tokens):
-                    put_token(batch, i, 500 + i, position + i, 0, i == tokens - 1)
-                batch.n_tokens = tokens
-                started = time.perf_counter()
-                decode(ctx, batch)
-                seconds = time.perf_counter() - started
-                C.llama_memory_seq_rm(memory, 0, position, -1)  # back to the conversation alone
-                return seconds * 1000
-
-            out[context] = (statistics.median(timed(1) for _ in range(repeats)),
-                            statistics.median(timed(FOLLOW_UP) for _ in range(repeats)),
-                            statistics.median(timed(SLICE) for _ in range(max(1, repeats // 5))))
+            out[context] = tuple(statistics.median(step_ms(ctx, batch, context, tokens) for _ in range(n))
+                                 for tokens, n in ((1, repeats), (FOLLOW_UP, repeats), (SLICE, max(1, repeats // 5))))
     finally:
         C.llama_batch_free(batch)
         C.llama_free(ctx)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,10 +18,10 @@ sys.path.insert(0, str(ROOT))
 
 import llama_cpp as C  # noqa: E402
 
-from bench.context_bench import SLICE, engine_context, prefill  # noqa: E402
+from bench.context_bench import SLICE, engine_context, prefill, step_ms  # noqa: E402
 from bench.machine import cpu_flags  # noqa: E402
 from rill.providers.local import wheel_gguf_path  # noqa: E402
-from rill.providers.local.llama_cpp import LlamaModel, decode, put_token  # noqa: E402
+from rill.providers.local.llama_cpp import LlamaModel  # noqa: E402
 from rill.providers.local.options import LocalOptions  # noqa: E402
 
 SHAPES = ((40, 22), (1100, 19), (1100, 25))  # (context, new tokens): turn 1, turn 20, context_bench's follow-up
@@ -40,13 +39,7 @@ def run(model: LlamaModel, steps: int) -> list[float]:
         times: list[list[float]] = [[] for _ in SHAPES]
         for _ in range(steps):
             for (context, new), (ctx, batch), out in zip(SHAPES, contexts, times):
-                for i in range(new):
-                    put_token(batch, i, 500 + i, context + i, 0, i == new - 1)
-                batch.n_tokens = new
-                started = time.perf_counter()
-                decode(ctx, batch)
-                out.append((time.perf_counter() - started) * 1000)
-                C.llama_memory_seq_rm(C.llama_get_memory(ctx), 0, context, -1)
+                out.append(step_ms(ctx, batch, context, new))
         return [statistics.median(out) for out in times]
     finally:
         for ctx, batch in contexts:

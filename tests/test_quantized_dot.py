@@ -118,8 +118,8 @@ def test_a_quantized_rows_dot_product_is_its_blocks_exact_sum(ggml, kind, blocks
 def test_q4_1_two_rows_by_two_columns_give_the_one_row_kernels_bits(ggml, blocks):
     """A matrix product with a Q4_1 matrix that is not repacked (a tied output layer) calls its kernel
     for two rows and two columns at once (nrows = 2, on x86 with AVX2 and F16C), and for one where a
-    step's column count is odd: a token's logits must not
-    depend on which, or on what else its step holds."""
+    step's column count is odd: a token's logits must not depend on which, or on what else its step
+    holds."""
     traits = ggml[1].ggml_get_type_traits_cpu(Q4_1).contents
     if not {"avx2", "f16c"} <= set(Path("/proc/cpuinfo").read_text().split()):
         pytest.skip("the two-by-two kernel is built for AVX2 and F16C")
