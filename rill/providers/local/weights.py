@@ -1,12 +1,12 @@
 """Weights that batch (RILL_WEIGHTS): a GGUF whose type has no batched x86 kernel in llama.cpp
 (Q5_0, Q5_1, Q3_K, and Q4_1 where Rill's build does not repack it: each row of a batch costs most
-of what one row alone costs) is converted once to a type that llama.cpp's CPU repacking lays out
-for batched AVX2/AVX512 matmul, cached under RILL_CACHE_DIR/weights. `auto` tries AUTO_TYPES in
-turn and keeps the first that holds the original's quality (perplexity on a fixed text, the
-original's greedy answers to fixed questions) and is faster at batch 8 without being much slower
-alone, timed at load as the transformers engine picks its dtype (the measures are kept beside the
-file: once per machine); `as-is` runs the file as it is; a type name converts to it and checks
-nothing.
+of what one row alone costs) is converted once to a type that llama.cpp's CPU backend batches on
+x86 (repacked, or through its tinyBLAS kernels), cached under RILL_CACHE_DIR/weights. `auto` tries
+AUTO_TYPES in turn and keeps the first that holds the original's quality (perplexity on a fixed
+text, the original's greedy answers to fixed questions) and is faster at batch 8 without being much
+slower alone, timed at load as the transformers engine picks its dtype (the measures are kept
+beside the file: once per machine); `as-is` runs the file as it is; a type name converts to it and
+checks nothing.
 """
 from __future__ import annotations
 
