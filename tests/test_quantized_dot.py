@@ -15,6 +15,7 @@ import pytest
 F32, Q4_1, Q8_0, Q8_1 = 0, 3, 8, 9  # enum ggml_type
 BLOCK = 32
 LIB = Path(llama_cpp.__file__).parent / "lib"
+AVX2_F16C = {"avx2", "f16c"} <= set(Path("/proc/cpuinfo").read_text().split())  # what Rill's x86 kernels need
 
 
 class CpuTraits(ctypes.Structure):
@@ -121,7 +122,7 @@ def test_q4_1_two_rows_by_two_columns_give_the_one_row_kernels_bits(ggml, blocks
     step's column count is odd: a token's logits must not depend on which, or on what else its step
     holds."""
     traits = ggml[1].ggml_get_type_traits_cpu(Q4_1).contents
-    if not {"avx2", "f16c"} <= set(Path("/proc/cpuinfo").read_text().split()):
+    if not AVX2_F16C:
         pytest.skip("the two-by-two kernel is built for AVX2 and F16C")
     assert traits.nrows == 2
     rng = np.random.default_rng(100 + blocks)
@@ -188,7 +189,7 @@ def test_a_q4_1_matrix_repacked_eight_rows_together_sums_exactly_whatever_its_co
     longer step through the matrix-matrix one and the rest one by one: every sum must be the blocks'
     exact sum, and a column's bits the same whichever kernel took it (a token's logits must not
     depend on its step's size)."""
-    if not {"avx2", "f16c"} <= set(Path("/proc/cpuinfo").read_text().split()):
+    if not AVX2_F16C:
         pytest.skip("Rill's build repacks Q4_1 with AVX2 and F16C")
     rows, width = 64, 18 * BLOCK  # SmolLM2's rows are 576 values long
     rng = np.random.default_rng(7)
